@@ -1,0 +1,55 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The environment, read once at start. Everything else receives the parsed `AppConfig` as an argument.
+ * An invalid value stops the process with every problem listed (not just the first).
+ */
+const envSchema = z.object({
+  MAILINTAKE_DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// connection string')
+    .optional(),
+  /** 32 bytes, base64: the key that seals passwords and tokens. Without it, DATA_DIR/secret.key is used. */
+  MAILINTAKE_SECRET_KEY: z.string().optional(),
+  MAILINTAKE_PORT: z.coerce.number().int().min(1).max(65535).default(8025),
+  MAILINTAKE_HOST: z.string().min(1).default('127.0.0.1'),
+  /** How long a fetch lease lasts without renewal; a crashed worker's mailbox is free again after this. */
+  MAILINTAKE_LEASE_SECONDS: z.coerce.number().int().min(5).max(3600).default(120),
+  MAILINTAKE_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+});
+
+export interface AppConfig {
+  dataDir: string;
+  databaseUrl: string | undefined;
+  secretKey: string | undefined;
+  port: number;
+  host: string;
+  leaseSeconds: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  // An empty variable means "not set": `DATABASE_URL= mailintake serve` must not be an error.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`Invalid environment:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  return {
+    dataDir: path.resolve(e.MAILINTAKE_DATA_DIR),
+    databaseUrl: e.DATABASE_URL,
+    secretKey: e.MAILINTAKE_SECRET_KEY,
+    port: e.MAILINTAKE_PORT,
+    host: e.MAILINTAKE_HOST,
+    leaseSeconds: e.MAILINTAKE_LEASE_SECONDS,
+    logLevel: e.MAILINTAKE_LOG_LEVEL,
+  };
+}

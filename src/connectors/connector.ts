@@ -1,0 +1,52 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * The contract every mailbox protocol implements (IMAP now; POP3, EWS and Graph later). The fetch loop only
+ * talks to this interface, so the exactly-once rules live in one place (src/intake) and not in each protocol.
+ *
+ * Rules every implementation keeps:
+ * - `identity` is stable for the life of the mail on the server and never a sequence number
+ *   (IMAP: folder + UIDVALIDITY + UID; POP3: UIDL; Graph/EWS: immutable id).
+ * - Nothing is removed, flagged or moved on the server except by `acknowledge` / `moveTo`, which the loop calls
+ *   only after the mail's effect is committed.
+ * - Failures are thrown as MailintakeError with a connection code (CONNECT_FAILED, TLS_FAILED, AUTH_FAILED, …).
+ */
+export interface Connector {
+  /** Connects and logs in. */
+  open(): Promise<void>;
+  /** The mails waiting to be taken in, oldest first. */
+  listNew(): Promise<RemoteMail[]>;
+  /** The raw RFC 5322 source, streamed. The stream must be consumed or destroyed before the next call. */
+  stream(mail: RemoteMail): Promise<Readable>;
+  /**
+   * Raw sources of several small mails at once (pipelined), in the order asked. Optional: the loop falls back
+   * to `stream` one by one. Implementations keep the batch's total size bounded by the caller's choice.
+   */
+  fetchMany?(mails: RemoteMail[]): Promise<Map<string, Buffer>>;
+  /** Applies the after-fetch action (mark read, delete, move) to mails whose effect is committed. */
+  acknowledge(mails: RemoteMail[], action: AfterFetch): Promise<void>;
+  /** Moves mails to a named folder, creating it when missing (error folder seam). */
+  moveTo(mails: RemoteMail[], folder: string): Promise<void>;
+  /** Logs out and closes; never throws. */
+  close(): Promise<void>;
+}
+
+export interface RemoteMail {
+  /** Stable server identity, e.g. `INBOX;1700000000;42`. Unique within the mailbox. */
+  identity: string;
+  /** Size in bytes as the server reports it (RFC822.SIZE), when known. */
+  size?: number;
+  /** Protocol-specific handle (IMAP UID, POP3 message number…). Opaque to the loop. */
+  handle: unknown;
+}
+
+export type AfterFetch = { action: 'mark-read' } | { action: 'delete' } | { action: 'move'; folder: string };
+
+/** What `mailbox test` (the reference's "fetch a sample mail") shows of the oldest mail. */
+export interface SampleMail {
+  from: string | null;
+  subject: string | null;
+  date: string | null;
+  size: number;
+  attachments: string[];
+}

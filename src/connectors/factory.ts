@@ -1,0 +1,37 @@
+import fs from 'node:fs';
+import type { MailboxSettings } from '../config/mailbox-settings.js';
+import { MailintakeError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Connector, SampleMail } from './connector.js';
+import { ImapConnector } from './imap/imap-connector.js';
+
+export interface SamplingConnector extends Connector {
+  /** The oldest mail in the folder, described without changing anything on the server. */
+  sample(): Promise<SampleMail | null>;
+}
+
+/** The one place that maps a mailbox's protocol to its connector. */
+export function createConnector(
+  settings: MailboxSettings,
+  opts: { logger?: Logger } = {},
+): SamplingConnector {
+  let ca: Buffer | undefined;
+  if (settings.caFile) {
+    try {
+      ca = fs.readFileSync(settings.caFile);
+    } catch (err) {
+      throw new MailintakeError('INVALID_SETTINGS', `caFile ${settings.caFile} cannot be read`, {
+        cause: err,
+        details: { fields: [{ field: 'caFile', message: 'file cannot be read' }] },
+      });
+    }
+  }
+  switch (settings.protocol) {
+    case 'imap':
+    case 'imaps':
+      return new ImapConnector(settings, {
+        ...(opts.logger ? { logger: opts.logger } : {}),
+        ...(ca ? { ca } : {}),
+      });
+  }
+}

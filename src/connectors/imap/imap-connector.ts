@@ -1,0 +1,755 @@
+import { readFile } from 'node:fs/promises';
+import net from 'node:net';
+import { PassThrough, type Readable } from 'node:stream';
+import { ImapFlow, type ImapFlowOptions, type Logger, type MessageStructureObject } from 'imapflow';
+import type { MailboxSettings } from '../../config/mailbox-settings.js';
+import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
+import type { AfterFetch, Connector, RemoteMail, SampleMail } from '../connector.js';
+
+/**
+ * IMAP (RFC 9051 / RFC 3501) connector on imapflow.
+ *
+ * Protocol choices, and why:
+ * - Mail is addressed by UID only (`uid: true` on every command). Sequence numbers shift whenever another
+ *   client expunges, so a "mark 5 as read" could hit a different mail; a UID never moves within one
+ *   UIDVALIDITY (RFC 9051 §2.3.1.1). The identity is `${folder};${UIDVALIDITY};${UID}`: when the server resets
+ *   UIDVALIDITY (mailbox recreated, Exchange/Dovecot index rebuilt) the old identities no longer match, and the
+ *   loop's Message-ID + hash fallback decides instead.
+ * - Nothing here changes a flag except acknowledge/moveTo: reading uses BODY.PEEK[] (imapflow's `source` and
+ *   `download()` both peek), so a crash between reading and committing leaves the mail unseen.
+ * - Delete is `STORE +FLAGS \Deleted` then `UID EXPUNGE <uids>` (UIDPLUS, RFC 4315). A plain EXPUNGE would
+ *   also remove mails another client (or a person) flagged \Deleted, so without UIDPLUS we refuse instead.
+ */
+
+/** What the connector logs through. Any pino/console-like object works. */
+export interface ConnectorLogger {
+  debug(obj: unknown): void;
+  info(obj: unknown): void;
+  warn(obj: unknown): void;
+  error(obj: unknown): void;
+}
+
+export interface ImapTimeouts {
+  /** TCP + TLS handshake (includes DNS). Default 15 s. */
+  connectMs?: number;
+  /** From TCP connect to the server's greeting. Default 15 s. */
+  greetingMs?: number;
+  /** Silence on an established connection before giving up. Default 5 min (a 50 MB FETCH can be slow). */
+  socketMs?: number;
+}
+
+export interface ImapConnectorOptions {
+  logger?: ConnectorLogger;
+  /** A private CA (PEM) to trust in addition to the system's. Overrides settings.caFile. */
+  ca?: Buffer;
+  timeouts?: ImapTimeouts;
+}
+
+/** What `RemoteMail.handle` holds for IMAP. */
+export interface ImapHandle {
+  uid: number;
+  uidValidity: string;
+}
+
+export const DEFAULT_IMAP_TIMEOUTS: Required<ImapTimeouts> = {
+  connectMs: 15_000,
+  greetingMs: 15_000,
+  socketMs: 5 * 60_000,
+};
+
+/**
+ * Longest UID set per command. Dovecot rejects command lines over 64 KB (imap_max_line_length) and other
+ * servers have lower limits; a scattered set ("1,3,5,…") of 500 ranges stays far below that.
+ */
+const MAX_RANGES_PER_COMMAND = 500;
+
+/** Node/OpenSSL codes that mean the server's certificate was not accepted, with what a person should check. */
+const CERTIFICATE_PROBLEMS: Record<string, string> = {
+  ERR_TLS_CERT_ALTNAME_INVALID: 'the certificate does not name this server',
+  DEPTH_ZERO_SELF_SIGNED_CERT:
+    'the certificate is self-signed and not trusted; set "caFile" to that certificate if it is expected',
+  SELF_SIGNED_CERT_IN_CHAIN:
+    'the certificate chain ends in a self-signed CA that is not trusted; set "caFile" to that CA if it is expected',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    'the certificate was issued by a CA this host does not trust (or the server omits the intermediate certificate); set "caFile" for a private CA',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    'the certificate was issued by a CA this host does not trust; set "caFile" for a private CA',
+  UNABLE_TO_GET_ISSUER_CERT: 'the issuer of the certificate is unknown; set "caFile" for a private CA',
+  CERT_HAS_EXPIRED: 'the certificate has expired; the server admin must renew it',
+  CERT_NOT_YET_VALID: 'the certificate is not valid yet; check the clock of this host and of the server',
+  CERT_REVOKED: 'the certificate has been revoked',
+  CERT_SIGNATURE_FAILURE: 'the certificate signature is invalid',
+  ERR_SSL_WRONG_VERSION_NUMBER:
+    'the server did not answer with TLS; this port probably speaks plain IMAP (use protocol "imap" with starttls, usually port 143)',
+  ERR_SSL_PACKET_LENGTH_TOO_LONG:
+    'the server did not answer with TLS; this port probably speaks plain IMAP (use protocol "imap" with starttls, usually port 143)',
+  ERR_SSL_UNSUPPORTED_PROTOCOL: 'the server only offers TLS versions older than 1.2, which are refused',
+  ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION:
+    'the server only offers TLS versions older than 1.2, which are refused',
+};
+
+const DNS_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL', 'EAI_NODATA']);
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'EADDRNOTAVAIL',
+  'NoConnection',
+  'EConnectionClosed',
+  'ClosedAfterConnectText',
+  'StateLogout',
+]);
+const TIMEOUT_CODES = new Set([
+  'CONNECT_TIMEOUT',
+  'GREETING_TIMEOUT',
+  'ETIMEOUT',
+  'ETIMEDOUT',
+  'LockTimeout',
+]);
+
+/** The error properties imapflow and Node attach; all optional. */
+interface RawError {
+  message?: string;
+  code?: string;
+  reason?: string;
+  responseText?: string;
+  response?: unknown;
+  serverResponseCode?: string;
+  authenticationFailed?: boolean;
+  tlsFailed?: boolean;
+  mailboxMissing?: boolean;
+  /** Node's checkServerIdentity() attaches the peer certificate to ERR_TLS_CERT_ALTNAME_INVALID */
+  cert?: { subject?: { CN?: string }; subjectaltname?: string };
+  _err?: RawError;
+  cause?: unknown;
+}
+
+export class ImapConnector implements Connector {
+  private readonly settings: MailboxSettings;
+  private readonly logger: ConnectorLogger | undefined;
+  private readonly caOption: Buffer | undefined;
+  private readonly timeouts: Required<ImapTimeouts>;
+  private readonly folder: string;
+  private client: ImapFlow | null = null;
+  private uidValidity: string | null = null;
+  /** The last error imapflow emitted on its own (socket timeout, reset): explains a later "no connection". */
+  private lastConnectionError: RawError | null = null;
+
+  constructor(settings: MailboxSettings, opts: ImapConnectorOptions = {}) {
+    this.settings = settings;
+    this.logger = opts.logger;
+    this.caOption = opts.ca;
+    this.timeouts = validateTimeouts(opts.timeouts);
+    this.folder = settings.folder || 'INBOX';
+  }
+
+  private get where(): string {
+    const host = net.isIPv6(this.settings.server) ? `[${this.settings.server}]` : this.settings.server;
+    return `${host}:${this.settings.port}`;
+  }
+
+  async open(): Promise<void> {
+    if (this.client) await this.close();
+    const ca = await this.loadCa();
+    const { settings } = this;
+    const implicitTls = settings.protocol === 'imaps';
+    const options: ImapFlowOptions = {
+      host: settings.server,
+      port: settings.port,
+      secure: implicitTls,
+      // imaps: TLS from the first byte. imap: STARTTLS required (fail if not offered: an attacker on the path
+      // can strip the capability, RFC 8314 §4) or, when the admin turned starttls off, plaintext on purpose.
+      // Leaving it undefined would mean imapflow's "upgrade if offered", which we never want.
+      ...(implicitTls ? {} : { doSTARTTLS: settings.starttls }),
+      auth: { user: settings.username, pass: settings.password },
+      tls: {
+        // verification stays on (rejectUnauthorized defaults to true); a private CA is added, not substituted
+        ...(ca ? { ca: [ca] } : {}),
+        minVersion: 'TLSv1.2',
+      },
+      // SNI must not carry an IP address (RFC 6066 §3); Node then checks the IP against the certificate's
+      // IP SANs, which is what we want for `server: 127.0.0.1`.
+      ...(net.isIP(settings.server) ? {} : { servername: settings.server }),
+      logger: this.logger ? toImapflowLogger(this.logger) : false,
+      connectionTimeout: this.timeouts.connectMs,
+      greetingTimeout: this.timeouts.greetingMs,
+      socketTimeout: this.timeouts.socketMs,
+      // the fetch loop polls or idles on its own terms; an automatic IDLE between our commands only costs
+      // two round trips per command (see imapflow autoIdleDelay)
+      disableAutoIdle: true,
+      clientInfo: { name: 'Mailintake' },
+    };
+    const client = new ImapFlow(options);
+    // imapflow emits 'error' for failures outside a command (socket timeout, reset); without a listener
+    // Node would crash the process. The command in progress rejects on its own; keep the cause for its message.
+    client.on('error', (err: RawError) => {
+      this.lastConnectionError = err;
+      this.logger?.warn({ msg: 'IMAP connection error', server: this.where, code: err.code });
+    });
+    this.lastConnectionError = null;
+    this.client = client;
+    try {
+      await client.connect();
+    } catch (err) {
+      this.client = null;
+      client.close();
+      throw this.toError(err, 'connecting and logging in');
+    }
+    try {
+      await this.select();
+    } catch (err) {
+      // open() either leaves a usable session or none: no half-open connection for the caller to forget
+      await this.close();
+      throw err;
+    }
+  }
+
+  private async loadCa(): Promise<Buffer | undefined> {
+    if (this.caOption) return this.caOption;
+    if (!this.settings.caFile) return undefined;
+    try {
+      return await readFile(this.settings.caFile);
+    } catch (err) {
+      const reason = (err as RawError).code ?? String(err);
+      throw new MailintakeError(
+        'INVALID_SETTINGS',
+        `caFile "${this.settings.caFile}" could not be read (${reason})`,
+        {
+          cause: err,
+          details: { fields: [{ field: 'caFile', message: `could not be read (${reason})` }] },
+        },
+      );
+    }
+  }
+
+  /** SELECT the folder (read-write: acknowledge needs it) and remember its UIDVALIDITY. */
+  private async select(): Promise<ImapFlow> {
+    const client = this.requireClient();
+    const step = `opening folder "${this.folder}"`;
+    let box: Awaited<ReturnType<ImapFlow['mailboxOpen']>> | undefined;
+    try {
+      box = await client.mailboxOpen(this.folder);
+    } catch (err) {
+      throw this.toError(err, step, 'FOLDER_NOT_FOUND');
+    }
+    // imapflow answers undefined instead of throwing when the session is no longer logged in
+    if (!box) throw this.toError(this.lastConnectionError ?? { code: 'NoConnection' }, step);
+    this.uidValidity = box.uidValidity.toString();
+    return client;
+  }
+
+  private requireClient(): ImapFlow {
+    if (!this.client) {
+      throw new MailintakeError(
+        'PROTOCOL_ERROR',
+        `Not connected to ${this.where}: open() was not called or failed`,
+        {
+          retryable: false,
+        },
+      );
+    }
+    return this.client;
+  }
+
+  private identity(uid: number, uidValidity: string): string {
+    return `${this.folder};${uidValidity};${uid}`;
+  }
+
+  async listNew(): Promise<RemoteMail[]> {
+    // SELECT again rather than trusting the selected state: it is a full resync (mails that arrived meanwhile,
+    // RFC 9051 §6.3.2) and the only reliable way to notice a changed UIDVALIDITY between rounds.
+    const client = await this.select();
+    const uidValidity = this.uidValidity!;
+    // mark-read keeps read mail in the folder, so only UNSEEN ones are new; delete/move empty the folder, so
+    // everything still there (and not already marked for deletion by someone) is new, read or not.
+    const query =
+      this.settings.afterFetch === 'mark-read' ? { seen: false, deleted: false } : { deleted: false };
+    let uids: number[];
+    try {
+      const found = await client.search(query, { uid: true });
+      if (found === false || found === undefined) {
+        throw new MailintakeError('PROTOCOL_ERROR', `${this.where} refused UID SEARCH in "${this.folder}"`);
+      }
+      uids = [...found].sort((a, b) => a - b);
+    } catch (err) {
+      throw this.toError(err, `searching for new mail in "${this.folder}"`);
+    }
+    if (uids.length === 0) return [];
+    const sizes = new Map<number, number>();
+    try {
+      for (const set of uidSets(uids)) {
+        for await (const msg of client.fetch(set, { uid: true, size: true }, { uid: true })) {
+          if (msg.size !== undefined) sizes.set(msg.uid, msg.size);
+        }
+      }
+    } catch (err) {
+      throw this.toError(err, `reading mail sizes in "${this.folder}"`);
+    }
+    // a mail expunged by another client between SEARCH and FETCH has no size: it is simply not new any more
+    return uids
+      .filter((uid) => sizes.has(uid))
+      .map((uid) => ({
+        identity: this.identity(uid, uidValidity),
+        size: sizes.get(uid)!,
+        handle: { uid, uidValidity } satisfies ImapHandle,
+      }));
+  }
+
+  /** The UIDs of mails listed under the current UIDVALIDITY; a stale one would address a different mail. */
+  private uidsOf(mails: RemoteMail[], step: string): number[] {
+    return mails.map((mail) => {
+      const handle = mail.handle as Partial<ImapHandle> | undefined;
+      if (!handle || typeof handle.uid !== 'number') {
+        throw new MailintakeError('PROTOCOL_ERROR', `${step}: mail ${mail.identity} has no IMAP UID`, {
+          retryable: false,
+        });
+      }
+      if (handle.uidValidity !== this.uidValidity) {
+        throw new MailintakeError(
+          'PROTOCOL_ERROR',
+          `${step} on ${this.where}: UIDVALIDITY of "${this.folder}" changed from ${handle.uidValidity} to ` +
+            `${this.uidValidity} since mail ${mail.identity} was listed; its UID may now name another mail, so ` +
+            'nothing was done. The next round lists the folder again.',
+        );
+      }
+      return handle.uid;
+    });
+  }
+
+  async stream(mail: RemoteMail): Promise<Readable> {
+    const client = this.requireClient();
+    const [uid] = this.uidsOf([mail], 'Reading a mail');
+    let download: Awaited<ReturnType<ImapFlow['download']>>;
+    try {
+      // download() fetches BODY.PEEK[]<offset.64K> chunk by chunk and waits for the consumer (backpressure),
+      // so a 50 MB mail never sits in memory whole; PEEK leaves \Seen alone.
+      download = await client.download(String(uid), undefined, { uid: true });
+    } catch (err) {
+      throw this.toError(err, `reading mail ${mail.identity}`);
+    }
+    if (!download.content) {
+      throw new MailintakeError(
+        'NOT_FOUND',
+        `Mail ${mail.identity} is no longer in "${this.folder}" on ${this.where} (removed by another client?)`,
+        { retryable: false },
+      );
+    }
+    const source = download.content;
+    // Errors in the middle of the body (connection lost, timeout) reach the reader as coded errors too.
+    const out = new PassThrough();
+    source.on('error', (err) => out.destroy(this.toError(err, `reading mail ${mail.identity}`)));
+    out.on('close', () => {
+      if (!source.destroyed) source.destroy();
+    });
+    source.pipe(out);
+    return out;
+  }
+
+  async fetchMany(mails: RemoteMail[]): Promise<Map<string, Buffer>> {
+    const client = this.requireClient();
+    const uids = this.uidsOf(mails, 'Reading mails');
+    const byUid = new Map<number, Buffer>();
+    try {
+      // one UID FETCH … BODY.PEEK[] per set: the server streams the mails back to back (no round trip each)
+      for (const set of uidSets(uids)) {
+        for await (const msg of client.fetch(set, { uid: true, source: true }, { uid: true })) {
+          if (msg.source) byUid.set(msg.uid, msg.source);
+        }
+      }
+    } catch (err) {
+      throw this.toError(err, `reading ${mails.length} mails from "${this.folder}"`);
+    }
+    // in the order asked; a mail removed meanwhile is left out and the caller sees it missing
+    const result = new Map<string, Buffer>();
+    mails.forEach((mail, i) => {
+      const source = byUid.get(uids[i]!);
+      if (source) result.set(mail.identity, source);
+    });
+    return result;
+  }
+
+  async acknowledge(mails: RemoteMail[], action: AfterFetch): Promise<void> {
+    if (mails.length === 0) return;
+    const client = this.requireClient();
+    const uids = this.uidsOf(mails, 'Acknowledging mails');
+    switch (action.action) {
+      case 'mark-read':
+        for (const set of uidSets(uids)) {
+          await this.command(`marking ${mails.length} mails as read`, () =>
+            client.messageFlagsAdd(set, ['\\Seen'], { uid: true }),
+          );
+        }
+        return;
+      case 'delete':
+        this.requireUidExpunge('deleting mails');
+        for (const set of uidSets(uids)) {
+          // imapflow: STORE +FLAGS \Deleted, then UID EXPUNGE <set> because UIDPLUS was checked above
+          await this.command(`deleting ${mails.length} mails`, () =>
+            client.messageDelete(set, { uid: true }),
+          );
+        }
+        return;
+      case 'move':
+        await this.moveTo(mails, action.folder);
+        return;
+    }
+  }
+
+  async moveTo(mails: RemoteMail[], folder: string): Promise<void> {
+    if (mails.length === 0) return;
+    const client = this.requireClient();
+    const uids = this.uidsOf(mails, `Moving mails to "${folder}"`);
+    await this.ensureFolder(folder);
+    // Without MOVE (RFC 6851) imapflow does COPY + delete, and that delete is only safe with UID EXPUNGE.
+    if (!client.capabilities.has('MOVE')) this.requireUidExpunge(`moving mails to "${folder}"`);
+    for (const set of uidSets(uids)) {
+      await this.command(`moving ${mails.length} mails to "${folder}"`, () =>
+        client.messageMove(set, folder, { uid: true }),
+      );
+    }
+  }
+
+  private async ensureFolder(folder: string): Promise<void> {
+    const client = this.requireClient();
+    try {
+      // CREATE answers NO [ALREADYEXISTS] for an existing folder; imapflow turns that into created: false
+      await client.mailboxCreate(folder);
+    } catch (err) {
+      throw this.toError(err, `creating folder "${folder}"`, 'ACK_FAILED');
+    }
+  }
+
+  private requireUidExpunge(step: string): void {
+    if (!this.requireClient().capabilities.has('UIDPLUS')) {
+      throw new MailintakeError(
+        'ACK_FAILED',
+        `${step} on ${this.where}: the server lacks UIDPLUS (RFC 4315), so only a plain EXPUNGE is possible, which ` +
+          'would also remove mails other clients marked \\Deleted. Nothing was deleted; use afterFetch "mark-read" ' +
+          'for this server.',
+        { retryable: false },
+      );
+    }
+  }
+
+  /** Runs a STORE/EXPUNGE/MOVE that imapflow reports as `false` on a NO/BAD answer rather than throwing. */
+  private async command(step: string, run: () => Promise<unknown>): Promise<void> {
+    let ok: unknown;
+    try {
+      ok = await run();
+    } catch (err) {
+      throw this.toError(err, step, 'ACK_FAILED');
+    }
+    if (ok === false || ok === undefined) {
+      // the connection may be gone (imapflow reports that as false too): say so rather than blame the server
+      if (!this.client?.usable)
+        throw this.toError(this.lastConnectionError ?? { code: 'NoConnection' }, step);
+      throw new MailintakeError('ACK_FAILED', `${this.where} refused ${step} in "${this.folder}"`);
+    }
+  }
+
+  async sample(): Promise<SampleMail | null> {
+    const client = this.requireClient();
+    await this.select();
+    let oldest: number | undefined;
+    try {
+      // ESEARCH MIN (RFC 4731) answers with one number instead of every UID of a large folder
+      const found = await client.search({ deleted: false }, { uid: true, returnOptions: ['MIN'] });
+      if (Array.isArray(found)) oldest = found.length ? Math.min(...found) : undefined;
+      else if (found) oldest = found.min;
+      else
+        throw new MailintakeError('PROTOCOL_ERROR', `${this.where} refused UID SEARCH in "${this.folder}"`);
+    } catch (err) {
+      throw this.toError(err, `finding the oldest mail in "${this.folder}"`);
+    }
+    if (oldest === undefined) return null;
+    try {
+      // ENVELOPE, BODYSTRUCTURE and RFC822.SIZE never set \Seen (only BODY[...] without PEEK does)
+      const msg = await client.fetchOne(
+        String(oldest),
+        { uid: true, envelope: true, bodyStructure: true, size: true },
+        { uid: true },
+      );
+      if (!msg) return null;
+      const from = msg.envelope?.from?.[0];
+      return {
+        from: from ? (from.name ? `${from.name} <${from.address ?? ''}>` : (from.address ?? null)) : null,
+        subject: msg.envelope?.subject ?? null,
+        date: msg.envelope?.date ? new Date(msg.envelope.date).toISOString() : null,
+        size: msg.size ?? 0,
+        attachments: msg.bodyStructure ? attachmentNames(msg.bodyStructure) : [],
+      };
+    } catch (err) {
+      throw this.toError(err, `reading the oldest mail in "${this.folder}"`);
+    }
+  }
+
+  async close(): Promise<void> {
+    const client = this.client;
+    this.client = null;
+    this.uidValidity = null;
+    if (!client) return;
+    try {
+      if (client.usable) await client.logout();
+      else client.close();
+    } catch {
+      // logout on a broken connection: nothing left to clean up but the socket
+      try {
+        client.close();
+      } catch {
+        // already closed
+      }
+    }
+  }
+
+  /** Turns anything imapflow, Node or OpenSSL throws into a coded error a person can act on. */
+  private toError(err: unknown, step: string, fallback: ErrorCode = 'PROTOCOL_ERROR'): MailintakeError {
+    if (err instanceof MailintakeError) return err;
+    const raw = (err ?? {}) as RawError;
+    // "no connection" after the socket died: the cause imapflow emitted earlier says more
+    const effective =
+      (raw.code === 'NoConnection' || raw.code === 'EConnectionClosed') && this.lastConnectionError
+        ? this.lastConnectionError
+        : raw;
+    const mapped = describe(effective, {
+      where: this.where,
+      step,
+      username: this.settings.username,
+      folder: this.folder,
+      protocol: this.settings.protocol,
+      starttls: this.settings.starttls,
+      timeouts: this.timeouts,
+      fallback,
+      established: this.client !== null,
+    });
+    const scrubbed = scrub(mapped.message, this.settings.password);
+    const details: ErrorDetails = { server: this.where, step };
+    if (mapped.code) details.errorCode = mapped.code;
+    if (mapped.serverResponse) details.serverResponse = scrub(mapped.serverResponse, this.settings.password);
+    this.logger?.debug({ msg: 'IMAP failure', code: mapped.errorCode, server: this.where, step });
+    return new MailintakeError(mapped.errorCode, scrubbed, { cause: err, details });
+  }
+}
+
+interface DescribeContext {
+  where: string;
+  step: string;
+  username: string;
+  folder: string;
+  protocol: MailboxSettings['protocol'];
+  starttls: boolean;
+  timeouts: Required<ImapTimeouts>;
+  fallback: ErrorCode;
+  /** Logged in before the failure: then "check the port" is the wrong advice. */
+  established: boolean;
+}
+
+/** Where the text of a failure lives depends on which layer raised it; try them all. */
+function serverResponseOf(err: RawError): string | undefined {
+  if (typeof err.responseText === 'string' && err.responseText) return err.responseText;
+  if (typeof err.response === 'string' && err.response) return err.response;
+  return undefined;
+}
+
+function lowLevelCode(err: RawError): string | undefined {
+  const cause = err.cause as RawError | undefined;
+  return err._err?.code ?? cause?.code ?? err.code;
+}
+
+function describe(
+  err: RawError,
+  c: DescribeContext,
+): { errorCode: ErrorCode; message: string; code?: string; serverResponse?: string } {
+  const code = err.code;
+  const low = lowLevelCode(err);
+  const text = err.message ?? String(err);
+  const serverResponse = serverResponseOf(err);
+  const said = serverResponse ? ` The server said: "${serverResponse}".` : '';
+  const base = { code: low ?? code, ...(serverResponse ? { serverResponse } : {}) };
+
+  if (err.authenticationFailed || err.serverResponseCode === 'AUTHENTICATIONFAILED') {
+    return {
+      ...base,
+      errorCode: 'AUTH_FAILED',
+      message:
+        `${c.where} refused the login of user "${c.username}" while ${c.step}.${said} ` +
+        'Check "username" and "password" (for Microsoft 365/Gmail basic passwords may be disabled: use OAuth).',
+    };
+  }
+  if (err.mailboxMissing || err.serverResponseCode === 'NONEXISTENT') {
+    return {
+      ...base,
+      errorCode: 'FOLDER_NOT_FOUND',
+      message: `Folder "${c.folder}" does not exist on ${c.where} (while ${c.step}).${said} Check the "folder" setting; names are case-sensitive except INBOX and use the server's separator (often "/" or ".").`,
+    };
+  }
+  for (const candidate of [low, code]) {
+    if (candidate && DNS_CODES.has(candidate)) {
+      const host = c.where.replace(/:\d+$/, '');
+      return {
+        ...base,
+        errorCode: 'DNS_FAILED',
+        message: `The server name ${host} could not be resolved (${candidate}) while ${c.step} to ${c.where}. Check the "server" field for typos and that this host's DNS works.`,
+      };
+    }
+  }
+  for (const candidate of [low, code]) {
+    const problem = candidate ? CERTIFICATE_PROBLEMS[candidate] : undefined;
+    if (candidate && problem) {
+      const extra = candidate === 'ERR_TLS_CERT_ALTNAME_INVALID' ? nameMismatch(err, c.where) : '';
+      return {
+        ...base,
+        errorCode: 'TLS_FAILED',
+        message: `TLS with ${c.where} failed while ${c.step}: ${problem}${extra}. [${candidate}]`,
+      };
+    }
+  }
+  if (
+    err.tlsFailed ||
+    code === 'STARTTLS_INJECTION' ||
+    code === 'ClosedAfterConnectTLS' ||
+    low?.startsWith('ERR_SSL_')
+  ) {
+    const starttls = /STARTTLS/i.test(text);
+    const hint = starttls
+      ? 'The server did not offer STARTTLS although the mailbox requires it: use protocol "imaps" (port 993) if the server has it, or ask the server admin to enable STARTTLS.'
+      : 'Check that the protocol matches the port (imaps: 993, imap with starttls: 143).';
+    return {
+      ...base,
+      errorCode: 'TLS_FAILED',
+      message: `TLS with ${c.where} failed while ${c.step}: ${text}. ${hint}`,
+    };
+  }
+  for (const candidate of [low, code]) {
+    if (candidate && TIMEOUT_CODES.has(candidate)) {
+      const hint =
+        candidate === 'GREETING_TIMEOUT' && c.protocol === 'imap'
+          ? ` No IMAP greeting within ${c.timeouts.greetingMs / 1000} s: if this port expects TLS from the start (usually 993), use protocol "imaps".`
+          : candidate === 'CONNECT_TIMEOUT'
+            ? ` No connection within ${c.timeouts.connectMs / 1000} s: a firewall may drop the packets, or the port is wrong.`
+            : ' The server stopped answering; the next round tries again.';
+      return {
+        ...base,
+        errorCode: 'TIMEOUT',
+        message: `${c.where} timed out (${candidate}) while ${c.step}.${hint}`,
+      };
+    }
+  }
+  for (const candidate of [low, code]) {
+    if (candidate && CONNECT_CODES.has(candidate)) {
+      const what =
+        candidate === 'ECONNREFUSED'
+          ? 'the connection was refused (nothing listens on that port, or a firewall rejects it)'
+          : candidate === 'NoConnection' || candidate === 'EConnectionClosed' || candidate === 'StateLogout'
+            ? 'the connection was closed'
+            : candidate === 'ClosedAfterConnectText'
+              ? 'the server closed the connection before its greeting'
+              : `the connection failed (${candidate})`;
+      const hint = c.established
+        ? ' The connection had worked before: the server may have restarted or dropped idle connections; the next round reconnects.'
+        : ' Check "server", "port" and "protocol", and that a firewall allows the connection.';
+      return {
+        ...base,
+        errorCode: 'CONNECT_FAILED',
+        message: `Could not talk to ${c.where} while ${c.step}: ${what}.${said}${hint}`,
+      };
+    }
+  }
+  return {
+    ...base,
+    errorCode: c.fallback,
+    message: `${c.where} failed while ${c.step}: ${text}${code ? ` [${code}]` : ''}.${said}`,
+  };
+}
+
+/** "(it is for DNS:mail.example.com, not 127.0.0.1)": the one fact that tells the admin which name to use. */
+function nameMismatch(err: RawError, where: string): string {
+  const cert = err.cert ?? err._err?.cert;
+  const names = cert?.subjectaltname || (cert?.subject?.CN ? `CN=${cert.subject.CN}` : undefined);
+  const host = where.replace(/:\d+$/, '');
+  if (names) return ` (it is issued for ${names}, not ${host}; use one of those names as "server")`;
+  const reason = err.reason ?? err._err?.reason;
+  return reason ? ` (${reason})` : '';
+}
+
+/** The password must not reach a log or an API answer, even if a server echoes it back. */
+function scrub(text: string, password: string): string {
+  return password.length >= 3 ? text.split(password).join('[password hidden]') : text;
+}
+
+function validateTimeouts(t: ImapTimeouts | undefined): Required<ImapTimeouts> {
+  const out = { ...DEFAULT_IMAP_TIMEOUTS };
+  for (const key of Object.keys(DEFAULT_IMAP_TIMEOUTS) as (keyof ImapTimeouts)[]) {
+    const value = t?.[key];
+    if (value === undefined) continue;
+    // 0 or NaN must not silently turn a watchdog off: a hung server would then hang the mailbox forever
+    if (!Number.isInteger(value) || value <= 0) {
+      throw new MailintakeError(
+        'INVALID_SETTINGS',
+        `timeouts.${key} must be a positive number of milliseconds`,
+        {
+          details: {
+            fields: [{ field: `timeouts.${key}`, message: 'must be a positive integer (milliseconds)' }],
+          },
+        },
+      );
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+/** Ascending UIDs as compact sets ("1:5,9,12:14"), at most MAX_RANGES_PER_COMMAND ranges each. */
+export function uidSets(uids: number[]): string[] {
+  const sorted = [...new Set(uids)].sort((a, b) => a - b);
+  const sets: string[] = [];
+  let ranges: string[] = [];
+  let i = 0;
+  while (i < sorted.length) {
+    const start = sorted[i]!;
+    let end = start;
+    while (i + 1 < sorted.length && sorted[i + 1] === end + 1) end = sorted[++i]!;
+    i++;
+    ranges.push(start === end ? String(start) : `${start}:${end}`);
+    if (ranges.length === MAX_RANGES_PER_COMMAND) {
+      sets.push(ranges.join(','));
+      ranges = [];
+    }
+  }
+  if (ranges.length) sets.push(ranges.join(','));
+  return sets;
+}
+
+/** File names of the parts a person would call attachments, from BODYSTRUCTURE (no body is downloaded). */
+export function attachmentNames(node: MessageStructureObject): string[] {
+  const names: string[] = [];
+  const walk = (n: MessageStructureObject, top: boolean) => {
+    const name = n.dispositionParameters?.filename ?? n.parameters?.name;
+    if (n.type === 'message/rfc822' && !top) {
+      // an attached mail: name it, but do not list the attachments inside it as this mail's own
+      names.push(name ?? `${n.envelope?.subject || 'attached message'}.eml`);
+      return;
+    }
+    if (n.childNodes?.length) {
+      for (const child of n.childNodes) walk(child, false);
+      return;
+    }
+    if (name || n.disposition === 'attachment') names.push(name ?? `part-${n.part ?? '1'}`);
+  };
+  walk(node, true);
+  return names;
+}
+
+function toImapflowLogger(logger: ConnectorLogger): Logger {
+  // imapflow already hides credentials in its log entries; trace (raw bytes) is never forwarded
+  return {
+    debug: (obj) => logger.debug(obj),
+    info: (obj) => logger.info(obj),
+    warn: (obj) => logger.warn(obj),
+    error: (obj) => logger.error(obj),
+  };
+}

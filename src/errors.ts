@@ -1,0 +1,87 @@
+/**
+ * Every failure Mailintake reports carries a stable code from this closed set. Admins see the code and the
+ * message; the API answers `{ error: code, message, details }`; the intake log stores the code.
+ * The documentation for each code (what a person should check) lives in ERROR_HELP, next to the code itself,
+ * so a new code cannot be added without saying what it means.
+ */
+export const ERROR_HELP = {
+  // Reaching the mailbox (a whole fetch round fails; nothing is lost, the round is retried on schedule)
+  DNS_FAILED:
+    'The server name could not be resolved. Check the "server" field for typos and the DNS of this host.',
+  CONNECT_FAILED:
+    'No connection could be made to the server and port. Check "server", "port" and "protocol", and that a firewall allows the connection.',
+  TLS_FAILED:
+    'The TLS handshake failed or the certificate was not trusted. Check that the protocol matches the port (imaps: 993, imap+starttls: 143), that the certificate names the server, or set "caFile" for a private CA.',
+  AUTH_FAILED: 'The server refused the user name or password. Check "username" and "password".',
+  FOLDER_NOT_FOUND: 'A folder named in the mailbox settings does not exist on the server.',
+  TIMEOUT: 'The server stopped answering. It may be overloaded; the next round tries again.',
+  PROTOCOL_ERROR: 'The server answered something Mailintake did not understand.',
+  MAILBOX_BUSY:
+    'Another fetch of this mailbox is running (in this or another process). The round was skipped.',
+  // One mail (the loop goes on with the next mail)
+  PARSE_FAILED: 'The mail could not be parsed as MIME.',
+  STORE_FAILED: 'The mail was parsed but could not be stored (database or disk).',
+  ACK_FAILED:
+    'The mail was stored, but the server refused the after-fetch action (mark read, delete, move). It is not stored again.',
+  MAIL_TOO_LARGE: 'The mail is larger than the configured maximum size.',
+  // Settings and requests
+  INVALID_SETTINGS: 'One or more settings are invalid; each bad field is named.',
+  NOT_FOUND: 'No such item.',
+  CONFLICT: 'The item already exists or was changed meanwhile.',
+  UNAUTHORIZED: 'A valid API key is required (Authorization: Bearer …).',
+  INTERNAL: 'An unexpected error. The log has the details.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_HELP;
+
+/** Codes of failures that concern the connection to the mailbox as a whole, not one mail. */
+export const CONNECTION_CODES: ReadonlySet<ErrorCode> = new Set([
+  'DNS_FAILED',
+  'CONNECT_FAILED',
+  'TLS_FAILED',
+  'AUTH_FAILED',
+  'FOLDER_NOT_FOUND',
+  'TIMEOUT',
+  'PROTOCOL_ERROR',
+]);
+
+export interface ErrorDetails {
+  /** For INVALID_SETTINGS: every bad field with the reason. */
+  fields?: { field: string; message: string }[];
+  /** The server's own words, when it said something (never credentials). */
+  serverResponse?: string;
+  [key: string]: unknown;
+}
+
+export class MailintakeError extends Error {
+  override readonly name = 'MailintakeError';
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly details: ErrorDetails;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { cause?: unknown; retryable?: boolean; details?: ErrorDetails } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.retryable = opts.retryable ?? CONNECTION_CODES.has(code);
+    this.details = opts.details ?? {};
+  }
+
+  toJSON(): { error: ErrorCode; message: string; details: ErrorDetails } {
+    return { error: this.code, message: this.message, details: this.details };
+  }
+}
+
+export function isMailintakeError(err: unknown): err is MailintakeError {
+  return err instanceof MailintakeError;
+}
+
+/** Wraps anything thrown into a coded error, keeping a coded one as it is. */
+export function toMailintakeError(err: unknown, fallback: ErrorCode, message?: string): MailintakeError {
+  if (isMailintakeError(err)) return err;
+  const text = err instanceof Error ? err.message : String(err);
+  return new MailintakeError(fallback, message ? `${message}: ${text}` : text, { cause: err });
+}

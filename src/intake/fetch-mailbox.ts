@@ -1,0 +1,316 @@
+import { PassThrough, type Readable } from 'node:stream';
+import type { BlobStore } from '../blobs/blob-store.js';
+import type { MailboxSettings } from '../config/mailbox-settings.js';
+import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.js';
+import { CONNECTION_CODES, MailintakeError, toMailintakeError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { parseMail } from '../pipeline/parse.js';
+import type { FetchSummary } from '../services/views.js';
+import type { Store } from '../store/db.js';
+import { nowIso } from '../store/db.js';
+import { commitMail, type IntakeMailbox, recordMailError } from './commit-mail.js';
+import type { MailboxLease } from './lease.js';
+
+/** Per-mail error codes worth another attempt on the next round (the cause may be gone by then). */
+const RETRYABLE_MAIL_CODES = new Set(['STORE_FAILED', 'INTERNAL']);
+
+/** Small mails are fetched several at a time (one round trip); larger ones stream one by one. */
+const BATCH_MAIL_MAX_BYTES = 1024 * 1024;
+const BATCH_MAX_BYTES = 16 * 1024 * 1024;
+const BATCH_MAX_COUNT = 100;
+
+/**
+ * What happens to a mail that failed processing. The foundation leaves it where it is (unacknowledged, so
+ * nothing is lost); the error-folder feature plugs in here to move it aside and notify.
+ */
+export interface ErrorRoute {
+  onMailError(connector: Connector, mail: RemoteMail, error: MailintakeError): Promise<void>;
+}
+export const leaveOnServer: ErrorRoute = { onMailError: async () => undefined };
+
+export interface FetchContext {
+  store: Store;
+  blobs: BlobStore;
+  lease: MailboxLease;
+  logger: Logger;
+  connect(settings: MailboxSettings): Connector;
+  errorRoute?: ErrorRoute;
+  /** Aborted on shutdown: the round stops between mails (every committed mail is acknowledged first). */
+  signal?: AbortSignal;
+}
+
+/**
+ * One fetch round of one mailbox: the way of one mail from DESIGN.md, for every waiting mail.
+ * Guarantees: the server is acknowledged only after a mail's effect is committed (never lost); a mail whose
+ * identity is in the intake log already is only acknowledged again (never duplicated); a failing mail is
+ * logged with its code and the loop goes on (one bad mail never blocks the mailbox).
+ */
+export async function fetchMailbox(
+  ctx: FetchContext,
+  mailbox: IntakeMailbox,
+  settings: MailboxSettings,
+): Promise<FetchSummary> {
+  const started = Date.now();
+  const summary: FetchSummary = {
+    mailbox: mailbox.name,
+    reached: false,
+    fetched: 0,
+    created: 0,
+    appended: 0,
+    ignored: 0,
+    errored: 0,
+    reacknowledged: 0,
+    skippedErrors: 0,
+    error: null,
+    durationMs: 0,
+  };
+  if (!(await ctx.lease.acquire(mailbox.id))) {
+    summary.error = { code: 'MAILBOX_BUSY', message: 'another fetch of this mailbox is running' };
+    summary.durationMs = Date.now() - started;
+    return summary;
+  }
+  const connector = ctx.connect(settings);
+  let roundError: MailintakeError | null = null;
+  try {
+    await connector.open();
+    summary.reached = true;
+    await takeIn(ctx, connector, mailbox, settings, summary);
+  } catch (err) {
+    roundError = toMailintakeError(err, 'INTERNAL');
+    summary.error = { code: roundError.code, message: roundError.message };
+    ctx.logger.warn('fetch round failed', {
+      mailbox: mailbox.name,
+      code: roundError.code,
+      error: roundError.message,
+    });
+  } finally {
+    await connector.close();
+    await recordRound(ctx.store, mailbox.id, roundError).catch((err) =>
+      ctx.logger.error('could not record the fetch round', { mailbox: mailbox.name, error: String(err) }),
+    );
+    await ctx.lease.release(mailbox.id).catch(() => undefined);
+  }
+  summary.durationMs = Date.now() - started;
+  return summary;
+}
+
+function afterFetchOf(settings: MailboxSettings): AfterFetch {
+  if (settings.afterFetch === 'move') return { action: 'move', folder: settings.moveToFolder ?? 'Processed' };
+  return { action: settings.afterFetch };
+}
+
+async function takeIn(
+  ctx: FetchContext,
+  connector: Connector,
+  mailbox: IntakeMailbox,
+  settings: MailboxSettings,
+  summary: FetchSummary,
+): Promise<void> {
+  const waiting = await connector.listNew();
+  const known = await knownIdentities(ctx.store, mailbox.id, waiting);
+  const action = afterFetchOf(settings);
+
+  // Mails whose effect committed earlier but whose acknowledgement did not happen (crash between commit and
+  // acknowledge, or a failed acknowledge): acknowledge now, create nothing.
+  const again = waiting.filter((m) => {
+    const k = known.get(m.identity);
+    return k !== undefined && k.outcome !== 'error';
+  });
+  if (again.length > 0) {
+    await acknowledge(ctx, connector, mailbox.id, again, action);
+    summary.reacknowledged += again.length;
+    ctx.logger.info('acknowledged again, no new effect', { mailbox: mailbox.name, count: again.length });
+  }
+
+  const todo: RemoteMail[] = [];
+  for (const m of waiting) {
+    const k = known.get(m.identity);
+    if (k === undefined) todo.push(m);
+    else if (k.outcome === 'error') {
+      if (k.errorCode && RETRYABLE_MAIL_CODES.has(k.errorCode)) todo.push(m);
+      else summary.skippedErrors++;
+    }
+  }
+
+  let i = 0;
+  while (i < todo.length && !ctx.signal?.aborted) {
+    if (!(await ctx.lease.renew(mailbox.id))) {
+      throw new MailintakeError(
+        'MAILBOX_BUSY',
+        'the fetch lease was lost to another worker; stopping this round',
+      );
+    }
+    const batch = nextBatch(todo, i, Boolean(connector.fetchMany));
+    i += batch.length;
+    const batched =
+      connector.fetchMany &&
+      (batch.length > 1 || (batch[0]?.size ?? Number.POSITIVE_INFINITY) <= BATCH_MAIL_MAX_BYTES);
+    const sources = batched ? await connector.fetchMany!(batch) : null;
+    const done: RemoteMail[] = [];
+    for (const mail of batch) {
+      summary.fetched++;
+      const buffered = sources?.get(mail.identity);
+      const outcome = await takeInOne(ctx, connector, mailbox, mail, buffered);
+      summary[outcome]++;
+      if (outcome !== 'errored') done.push(mail);
+    }
+    if (done.length > 0) await acknowledge(ctx, connector, mailbox.id, done, action);
+  }
+}
+
+/** Consecutive small mails up to the batch limits, or a single large one. */
+function nextBatch(todo: RemoteMail[], from: number, canBatch: boolean): RemoteMail[] {
+  const first = todo[from]!;
+  if (!canBatch || (first.size ?? Number.POSITIVE_INFINITY) > BATCH_MAIL_MAX_BYTES) return [first];
+  const batch: RemoteMail[] = [];
+  let bytes = 0;
+  for (let j = from; j < todo.length && batch.length < BATCH_MAX_COUNT; j++) {
+    const m = todo[j]!;
+    const size = m.size ?? Number.POSITIVE_INFINITY;
+    if (size > BATCH_MAIL_MAX_BYTES || bytes + size > BATCH_MAX_BYTES) break;
+    batch.push(m);
+    bytes += size;
+  }
+  return batch;
+}
+
+type Counter = 'created' | 'appended' | 'ignored' | 'errored';
+
+async function takeInOne(
+  ctx: FetchContext,
+  connector: Connector,
+  mailbox: IntakeMailbox,
+  mail: RemoteMail,
+  buffered: Buffer | undefined,
+): Promise<Counter> {
+  let connectionFailure: unknown = null;
+  let raw: Readable;
+  if (buffered) {
+    raw = new PassThrough().end(buffered);
+  } else {
+    // A failure of the server connection mid-stream is not the mail's fault: it must end the round (the
+    // mail stays unacknowledged, and is taken in next time), not be logged as a broken mail.
+    const source = await connector.stream(mail);
+    raw = source;
+    source.once('error', (err) => {
+      connectionFailure = err;
+    });
+  }
+  let parsed: Awaited<ReturnType<typeof parseMail>>;
+  try {
+    parsed = await parseMail(raw, { blobs: ctx.blobs });
+  } catch (err) {
+    if (connectionFailure)
+      throw toMailintakeError(connectionFailure, 'TIMEOUT', 'the connection failed while downloading');
+    const coded = toMailintakeError(err, 'PARSE_FAILED');
+    if (CONNECTION_CODES.has(coded.code)) throw coded;
+    return failed(ctx, connector, mailbox, mail, coded, undefined);
+  }
+  try {
+    const result = await commitMail(ctx.store, mailbox, mail.identity, parsed);
+    ctx.logger.info('mail taken in', {
+      mailbox: mailbox.name,
+      identity: mail.identity,
+      outcome: result.outcome,
+      request: result.requestId,
+    });
+    return result.outcome;
+  } catch (err) {
+    // If a racing worker committed this very mail meanwhile, the unique constraint rolled us back: that is
+    // the guarantee working, not an error.
+    const now = await knownIdentities(ctx.store, mailbox.id, [mail]).catch(() => null);
+    const k = now?.get(mail.identity);
+    if (k && k.outcome !== 'error') return 'ignored';
+    return failed(ctx, connector, mailbox, mail, toMailintakeError(err, 'STORE_FAILED'), parsed);
+  }
+}
+
+async function failed(
+  ctx: FetchContext,
+  connector: Connector,
+  mailbox: IntakeMailbox,
+  mail: RemoteMail,
+  error: MailintakeError,
+  parsed: Awaited<ReturnType<typeof parseMail>> | undefined,
+): Promise<Counter> {
+  ctx.logger.warn('mail not taken in', {
+    mailbox: mailbox.name,
+    identity: mail.identity,
+    code: error.code,
+    error: error.message,
+  });
+  await recordMailError(ctx.store, mailbox.id, mail.identity, {
+    code: error.code,
+    message: error.message,
+    size: mail.size,
+    mail: parsed,
+  });
+  await (ctx.errorRoute ?? leaveOnServer).onMailError(connector, mail, error);
+  return 'errored';
+}
+
+async function acknowledge(
+  ctx: FetchContext,
+  connector: Connector,
+  mailboxId: number,
+  mails: RemoteMail[],
+  action: AfterFetch,
+): Promise<void> {
+  try {
+    await connector.acknowledge(mails, action);
+  } catch (err) {
+    const coded = toMailintakeError(err, 'ACK_FAILED');
+    // Effects are committed; the mails are seen again next round and acknowledged then, never stored twice.
+    throw coded.code === 'ACK_FAILED' || CONNECTION_CODES.has(coded.code)
+      ? coded
+      : new MailintakeError('ACK_FAILED', coded.message, { cause: err });
+  }
+  for (let i = 0; i < mails.length; i += 500) {
+    await ctx.store.db
+      .updateTable('intake_log')
+      .set({ acknowledged: 1, updated_at: nowIso() })
+      .where('mailbox_id', '=', mailboxId)
+      .where(
+        'server_identity',
+        'in',
+        mails.slice(i, i + 500).map((m) => m.identity),
+      )
+      .execute();
+  }
+}
+
+async function knownIdentities(
+  store: Store,
+  mailboxId: number,
+  mails: RemoteMail[],
+): Promise<Map<string, { outcome: string; errorCode: string | null }>> {
+  const out = new Map<string, { outcome: string; errorCode: string | null }>();
+  for (let i = 0; i < mails.length; i += 500) {
+    const rows = await store.db
+      .selectFrom('intake_log')
+      .select(['server_identity', 'outcome', 'error_code'])
+      .where('mailbox_id', '=', mailboxId)
+      .where(
+        'server_identity',
+        'in',
+        mails.slice(i, i + 500).map((m) => m.identity),
+      )
+      .execute();
+    for (const r of rows) out.set(r.server_identity, { outcome: r.outcome, errorCode: r.error_code });
+  }
+  return out;
+}
+
+async function recordRound(store: Store, mailboxId: number, error: MailintakeError | null): Promise<void> {
+  await store.db
+    .updateTable('mailboxes')
+    .set((eb) => ({
+      last_fetch_at: nowIso(),
+      last_error_code: error?.code ?? null,
+      last_error_message: error?.message ?? null,
+      consecutive_failures:
+        error && CONNECTION_CODES.has(error.code) ? eb('consecutive_failures', '+', 1) : 0,
+    }))
+    .where('id', '=', mailboxId)
+    .execute();
+}

@@ -1,0 +1,17 @@
+import type { AppConfig } from './config/env.js';
+import type { Services } from './services/index.js';
+
+/**
+ * Everything one process needs, built from the config in one place: store (SQLite or PostgreSQL), secret box,
+ * blob store, services. `serve` also starts the scheduler; CLI commands only use the services.
+ */
+export interface Runtime {
+  config: AppConfig;
+  services: Services;
+  /** Starts fetching each enabled mailbox on its interval; resolves when the first round was scheduled. */
+  startScheduler(): void;
+  /** Stops the scheduler (waiting for running fetches to finish their current mail), closes the store. */
+  close(): Promise<void>;
+}
+
+export { openRuntime } from './runtime-impl.js';

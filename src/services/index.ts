@@ -1,0 +1,64 @@
+import type { Readable } from 'node:stream';
+import type { SampleMail } from '../connectors/connector.js';
+import type {
+  ApiKeyView,
+  AttachmentView,
+  FetchSummary,
+  IntakeLogEntry,
+  MailboxView,
+  Page,
+  PortalView,
+  RequestDetail,
+  RequestSummary,
+} from './views.js';
+
+/**
+ * The operations the CLI and the REST API both offer (and the web page later). Routes and commands are thin:
+ * they parse input, call one of these, and present the result. Errors are MailintakeError with a code.
+ */
+export interface Services {
+  portals: {
+    list(): Promise<PortalView[]>;
+    /** Creates a portal (name: letters, digits, dot, hyphen, underscore). */
+    add(name: string): Promise<PortalView>;
+    /** The reference's switch: headerThreading false → only `##id##` in the subject threads mails. */
+    update(name: string, patch: { headerThreading?: boolean }): Promise<PortalView>;
+  };
+  mailboxes: {
+    list(): Promise<MailboxView[]>;
+    get(name: string): Promise<MailboxView>;
+    /** Validates (INVALID_SETTINGS naming every bad field), seals the password, stores. CONFLICT on a taken name. */
+    add(input: unknown): Promise<MailboxView>;
+    /** Replaces settings; a missing `password` keeps the stored one. */
+    update(name: string, input: unknown): Promise<MailboxView>;
+    setEnabled(name: string, enabled: boolean): Promise<MailboxView>;
+    remove(name: string): Promise<void>;
+    /** The reference's "fetch a sample mail": connect, log in, describe the oldest mail, change nothing. */
+    test(name: string): Promise<{ ok: true; sample: SampleMail | null; durationMs: number }>;
+  };
+  requests: {
+    list(q: { portal?: string; limit?: number; offset?: number }): Promise<Page<RequestSummary>>;
+    show(id: number): Promise<RequestDetail>;
+    attachment(id: number): Promise<{ meta: AttachmentView; open(): Readable }>;
+  };
+  log: {
+    list(q: {
+      mailbox?: string;
+      outcome?: string;
+      limit?: number;
+      offset?: number;
+    }): Promise<Page<IntakeLogEntry>>;
+  };
+  fetch: {
+    /** One round over the enabled mailboxes (or the one named, enabled or not). */
+    once(q: { mailbox?: string }): Promise<FetchSummary[]>;
+  };
+  apiKeys: {
+    /** Returns the key once; only its hash is stored. */
+    create(name: string): Promise<{ key: string; view: ApiKeyView }>;
+    list(): Promise<ApiKeyView[]>;
+    revoke(id: number): Promise<void>;
+    /** True when the presented key is valid (constant-time compare of hashes); records last use. */
+    verify(presented: string): Promise<boolean>;
+  };
+}

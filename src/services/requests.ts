@@ -1,0 +1,200 @@
+import type { Selectable } from 'kysely';
+import type { BlobStore } from '../blobs/blob-store.js';
+import { MailintakeError } from '../errors.js';
+import type { Address } from '../pipeline/types.js';
+import type { Store } from '../store/db.js';
+import type { AttachmentTable, IntakeLogTable } from '../store/schema.js';
+import type { AttachmentView, IntakeLogEntry, Page, RequestDetail, RequestSummary } from './views.js';
+
+const MAX_LIMIT = 500;
+
+function page(limit: number | undefined, offset: number | undefined): { limit: number; offset: number } {
+  const l = limit ?? 50;
+  const o = offset ?? 0;
+  if (!Number.isInteger(l) || l < 1 || l > MAX_LIMIT) {
+    throw new MailintakeError('INVALID_SETTINGS', `limit must be 1 to ${MAX_LIMIT}`, {
+      details: { fields: [{ field: 'limit', message: `must be a whole number from 1 to ${MAX_LIMIT}` }] },
+    });
+  }
+  if (!Number.isInteger(o) || o < 0) {
+    throw new MailintakeError('INVALID_SETTINGS', 'offset must be 0 or more', {
+      details: { fields: [{ field: 'offset', message: 'must be a whole number, 0 or more' }] },
+    });
+  }
+  return { limit: l, offset: o };
+}
+
+const addresses = (json: string): Address[] => JSON.parse(json) as Address[];
+const person = (address: string | null, name: string | null): Address | null =>
+  address ? { address, name: name ?? '' } : null;
+
+function attachmentView(a: Selectable<AttachmentTable>): AttachmentView {
+  return {
+    id: a.id,
+    filename: a.filename,
+    contentType: a.content_type,
+    size: a.size,
+    sha256: a.sha256,
+    contentId: a.content_id,
+    disposition: a.disposition === 'inline' ? 'inline' : 'attachment',
+    conversationId: a.conversation_id,
+  };
+}
+
+export class RequestQueries {
+  constructor(
+    private readonly store: Store,
+    private readonly blobs: BlobStore,
+  ) {}
+
+  async list(q: { portal?: string; limit?: number; offset?: number }): Promise<Page<RequestSummary>> {
+    const { limit, offset } = page(q.limit, q.offset);
+    let base = this.store.db.selectFrom('requests').innerJoin('portals', 'portals.id', 'requests.portal_id');
+    if (q.portal) base = base.where('portals.name', '=', q.portal);
+    const total = await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const rows = await base
+      .selectAll('requests')
+      .select('portals.name as portal_name')
+      .select((eb) =>
+        eb
+          .selectFrom('conversations')
+          .select((e) => e.fn.countAll<number>().as('c'))
+          .whereRef('conversations.request_id', '=', 'requests.id')
+          .as('conversation_count'),
+      )
+      .orderBy('requests.id', 'desc')
+      .limit(limit)
+      .offset(offset)
+      .execute();
+    return {
+      items: rows.map((r) => ({
+        id: r.id,
+        portal: r.portal_name,
+        subject: r.subject,
+        requester: person(r.requester_address, r.requester_name),
+        status: r.status,
+        conversationCount: Number(r.conversation_count ?? 0),
+        createdAt: r.created_at,
+        updatedAt: r.updated_at,
+      })),
+      total: Number(total.n),
+      limit,
+      offset,
+    };
+  }
+
+  async show(id: number): Promise<RequestDetail> {
+    const r = await this.store.db
+      .selectFrom('requests')
+      .innerJoin('portals', 'portals.id', 'requests.portal_id')
+      .leftJoin('mailboxes', 'mailboxes.id', 'requests.mailbox_id')
+      .selectAll('requests')
+      .select(['portals.name as portal_name', 'mailboxes.name as mailbox_name'])
+      .where('requests.id', '=', id)
+      .executeTakeFirst();
+    if (!r) throw new MailintakeError('NOT_FOUND', `no request #${id}`);
+    const convs = await this.store.db
+      .selectFrom('conversations')
+      .leftJoin('mailboxes', 'mailboxes.id', 'conversations.mailbox_id')
+      .selectAll('conversations')
+      .select('mailboxes.name as mailbox_name')
+      .where('request_id', '=', id)
+      .orderBy('conversations.id')
+      .execute();
+    const atts = (
+      await this.store.db
+        .selectFrom('attachments')
+        .selectAll()
+        .where('request_id', '=', id)
+        .orderBy('id')
+        .execute()
+    ).map(attachmentView);
+    return {
+      id: r.id,
+      portal: r.portal_name,
+      subject: r.subject,
+      requester: person(r.requester_address, r.requester_name),
+      status: r.status,
+      conversationCount: convs.length,
+      createdAt: r.created_at,
+      updatedAt: r.updated_at,
+      to: addresses(r.to_addresses),
+      cc: addresses(r.cc_addresses),
+      messageId: r.message_id,
+      text: r.text_body,
+      html: r.html_body,
+      date: r.mail_date,
+      mailbox: r.mailbox_name,
+      attachments: atts.filter((a) => a.conversationId === null),
+      conversations: convs.map((c) => ({
+        id: c.id,
+        from: person(c.from_address, c.from_name),
+        to: addresses(c.to_addresses),
+        cc: addresses(c.cc_addresses),
+        subject: c.subject,
+        messageId: c.message_id,
+        text: c.text_body,
+        html: c.html_body,
+        date: c.mail_date,
+        mailbox: c.mailbox_name,
+        createdAt: c.created_at,
+        attachments: atts.filter((a) => a.conversationId === c.id),
+      })),
+    };
+  }
+
+  async attachment(id: number) {
+    const a = await this.store.db
+      .selectFrom('attachments')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!a) throw new MailintakeError('NOT_FOUND', `no attachment #${id}`);
+    return { meta: attachmentView(a), open: () => this.blobs.get(a.sha256) };
+  }
+
+  async log(q: {
+    mailbox?: string;
+    outcome?: string;
+    limit?: number;
+    offset?: number;
+  }): Promise<Page<IntakeLogEntry>> {
+    const { limit, offset } = page(q.limit, q.offset);
+    let base = this.store.db
+      .selectFrom('intake_log')
+      .innerJoin('mailboxes', 'mailboxes.id', 'intake_log.mailbox_id');
+    if (q.mailbox) base = base.where('mailboxes.name', '=', q.mailbox);
+    if (q.outcome) base = base.where('intake_log.outcome', '=', q.outcome);
+    const total = await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const rows = await base
+      .selectAll('intake_log')
+      .select('mailboxes.name as mailbox_name')
+      .orderBy('intake_log.id', 'desc')
+      .limit(limit)
+      .offset(offset)
+      .execute();
+    return { items: rows.map(logEntry), total: Number(total.n), limit, offset };
+  }
+}
+
+function logEntry(r: Selectable<IntakeLogTable> & { mailbox_name: string }): IntakeLogEntry {
+  return {
+    id: r.id,
+    mailbox: r.mailbox_name,
+    serverIdentity: r.server_identity,
+    messageId: r.message_id,
+    contentHash: r.content_hash,
+    outcome: r.outcome as IntakeLogEntry['outcome'],
+    requestId: r.request_id,
+    conversationId: r.conversation_id,
+    errorCode: r.error_code,
+    reasons: JSON.parse(r.reasons) as string[],
+    subject: r.subject,
+    from: r.from_address,
+    size: r.size,
+    attempts: r.attempts,
+    acknowledged: r.acknowledged === 1,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}

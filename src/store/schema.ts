@@ -1,0 +1,138 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/**
+ * The tables, typed once for both engines (SQLite and PostgreSQL). Portable choices, on purpose:
+ * timestamps are ISO-8601 text (UTC), booleans are 0/1 integers, JSON is text. Each engine then runs the very
+ * same queries, and every storage test runs on both.
+ */
+export interface Database {
+  portals: PortalTable;
+  mailboxes: MailboxTable;
+  requests: RequestTable;
+  conversations: ConversationTable;
+  attachments: AttachmentTable;
+  message_ids: MessageIdTable;
+  intake_log: IntakeLogTable;
+  api_keys: ApiKeyTable;
+}
+
+type Id = Generated<number>;
+type Flag = ColumnType<number, number | undefined, number>;
+
+export interface PortalTable {
+  id: Id;
+  name: string;
+  /** 1: In-Reply-To/References thread mails; 0: only `##id##` in the subject does (the reference's switch). */
+  header_threading: Flag;
+  created_at: string;
+}
+
+export interface MailboxTable {
+  id: Id;
+  name: string;
+  portal_id: number;
+  protocol: string;
+  enabled: Flag;
+  /** Validated settings without secrets (JSON). */
+  settings: string;
+  /** Secrets (password…) as one AES-256-GCM sealed JSON object; never returned by the API. */
+  secrets: string;
+  created_at: string;
+  updated_at: string;
+  /** Fetch lease: one fetch per mailbox at a time, across processes. */
+  lease_owner: string | null;
+  lease_until: string | null;
+  last_fetch_at: string | null;
+  last_error_code: string | null;
+  last_error_message: string | null;
+  consecutive_failures: Flag;
+}
+
+export interface RequestTable {
+  id: Id;
+  portal_id: number;
+  mailbox_id: number | null;
+  subject: string;
+  requester_address: string | null;
+  requester_name: string | null;
+  to_addresses: string; // JSON Address[]
+  cc_addresses: string; // JSON Address[]
+  message_id: string | null;
+  text_body: string | null;
+  html_body: string | null;
+  mail_date: string | null;
+  status: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ConversationTable {
+  id: Id;
+  request_id: number;
+  mailbox_id: number | null;
+  from_address: string | null;
+  from_name: string | null;
+  to_addresses: string;
+  cc_addresses: string;
+  subject: string;
+  message_id: string | null;
+  text_body: string | null;
+  html_body: string | null;
+  mail_date: string | null;
+  created_at: string;
+}
+
+export interface AttachmentTable {
+  id: Id;
+  request_id: number;
+  conversation_id: number | null;
+  filename: string;
+  content_type: string;
+  size: number;
+  sha256: string;
+  content_id: string | null;
+  disposition: string;
+  created_at: string;
+}
+
+/** Every Message-ID that belongs to a request (its first mail and its conversations), per portal. */
+export interface MessageIdTable {
+  portal_id: number;
+  message_id: string;
+  request_id: number;
+}
+
+export interface IntakeLogTable {
+  id: Id;
+  mailbox_id: number;
+  /** The connector's stable identity (IMAP: folder;UIDVALIDITY;UID). Unique per mailbox. */
+  server_identity: string;
+  message_id: string | null;
+  content_hash: string | null;
+  /** created | appended | ignored | error */
+  outcome: string;
+  request_id: number | null;
+  conversation_id: number | null;
+  error_code: string | null;
+  /** Human-readable reasons for the outcome, JSON string[]. */
+  reasons: string;
+  subject: string | null;
+  from_address: string | null;
+  size: number | null;
+  attempts: Flag;
+  /** 1 once the server was told (flag/delete/move) after the effect was committed. */
+  acknowledged: Flag;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ApiKeyTable {
+  id: Id;
+  name: string;
+  /** First characters of the key, shown in listings so a person can tell keys apart. */
+  prefix: string;
+  /** sha256 of the whole key; the key itself is shown once, at creation, and never stored. */
+  key_hash: string;
+  created_at: string;
+  last_used_at: string | null;
+}

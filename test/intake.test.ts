@@ -1,0 +1,254 @@
+import { text } from 'node:stream/consumers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Runtime } from '../src/runtime.js';
+import { openRuntime } from '../src/runtime.js';
+import { deliverMaildir, folderMessages, listInbox } from './support/deliver.js';
+import { type DovecotServer, startDovecot } from './support/dovecot.js';
+import { ENGINES, freshConfig } from './support/engines.js';
+import { buildMail } from './support/mails.js';
+
+/**
+ * The foundation end to end: real Dovecot, real store (both engines), the services the CLI and API use.
+ * Each engine gets its own Dovecot users so the two runs never see each other's mail.
+ */
+describe.each(ENGINES)('intake from a real IMAP mailbox on %s', (engine) => {
+  let dovecot: DovecotServer;
+  let rt: Runtime;
+  let cleanup: () => Promise<void>;
+  const box = (name: string, user: string, extra: Record<string, unknown> = {}) => ({
+    name,
+    protocol: 'imaps',
+    server: 'localhost',
+    port: dovecot.ports.imaps,
+    username: user,
+    password: `${user}-pw`,
+    emailAddress: `${user}@example.test`,
+    caFile: dovecot.caFile,
+    ...extra,
+  });
+
+  beforeAll(async () => {
+    dovecot = await startDovecot({
+      users: ['support', 'helpdesk', 'deleter', 'mover', 'threads'].map((n) => ({
+        name: n,
+        password: `${n}-pw`,
+      })),
+    });
+    const fresh = await freshConfig(engine);
+    cleanup = fresh.cleanup;
+    rt = await openRuntime(fresh.config);
+  });
+  afterAll(async () => {
+    await rt?.close();
+    await dovecot?.stop();
+    await cleanup?.();
+  });
+
+  it('turns a new mail into a request, field by field, and marks it read on the server', async () => {
+    await rt.services.mailboxes.add(box('support', 'support'));
+    const png = Buffer.from(
+      'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==',
+      'base64',
+    );
+    await deliverMaildir(dovecot, 'support', [
+      buildMail({
+        from: 'Ünal Çelik <Unal@Example.TEST>',
+        to: 'Support <support@example.test>',
+        cc: 'boss@example.test',
+        subject: '=?ISO-8859-1?Q?Drucker_br=E4nnt?=',
+        messageId: 'first@example.test',
+        body: 'Bitte helfen.',
+        html: '<p>Bitte <img src="cid:logo@x"></p>',
+        attachments: [
+          { filename: 'report.pdf', contentType: 'application/pdf', content: Buffer.from('%PDF-1.4 test') },
+          { filename: 'logo.png', contentType: 'image/png', content: png, inlineCid: 'logo@x' },
+        ],
+      }),
+    ]);
+    const [summary] = await rt.services.fetch.once({ mailbox: 'support' });
+    expect(summary).toMatchObject({ mailbox: 'support', reached: true, fetched: 1, created: 1, errored: 0 });
+
+    const list = await rt.services.requests.list({});
+    expect(list.total).toBe(1);
+    const req = await rt.services.requests.show(list.items[0]!.id);
+    expect(req.subject).toBe('Drucker brännt');
+    expect(req.requester).toEqual({ address: 'unal@example.test', name: 'Ünal Çelik' });
+    expect(req.to).toEqual([{ address: 'support@example.test', name: 'Support' }]);
+    expect(req.cc).toEqual([{ address: 'boss@example.test', name: '' }]);
+    expect(req.messageId).toBe('first@example.test');
+    expect(req.text?.trim()).toBe('Bitte helfen.');
+    expect(req.html).toContain('cid:logo@x');
+    expect(req.mailbox).toBe('support');
+    const pdf = req.attachments.find((a) => a.filename === 'report.pdf');
+    expect(pdf).toMatchObject({ contentType: 'application/pdf', size: 13, disposition: 'attachment' });
+    const logo = req.attachments.find((a) => a.filename === 'logo.png');
+    expect(logo).toMatchObject({
+      contentType: 'image/png',
+      size: png.length,
+      contentId: 'logo@x',
+      disposition: 'inline',
+    });
+    const download = await rt.services.requests.attachment(pdf!.id);
+    expect(await text(download.open())).toBe('%PDF-1.4 test');
+
+    const server = await listInbox(dovecot, 'support');
+    expect(server).toHaveLength(1);
+    expect(server[0]!.flags).toContain('\\Seen');
+
+    const log = await rt.services.log.list({ mailbox: 'support' });
+    expect(log.items).toHaveLength(1);
+    expect(log.items[0]).toMatchObject({
+      outcome: 'created',
+      requestId: req.id,
+      acknowledged: true,
+      messageId: 'first@example.test',
+    });
+    expect(log.items[0]!.serverIdentity).toMatch(/^INBOX;\d+;1$/);
+    expect(log.items[0]!.contentHash).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('decodes non-UTF-8 bodies and encoded-word subjects', async () => {
+    const koi8 = Buffer.from([0xf0, 0xd2, 0xc9, 0xd7, 0xc5, 0xd4]); // "Привет" in KOI8-R
+    const raw = Buffer.concat([
+      Buffer.from(
+        [
+          'From: =?KOI8-R?B?8NLJ18XU?= <ivan@example.test>',
+          'To: support@example.test',
+          'Subject: =?UTF-8?B?0J/RgNC40LLQtdGC?= =?ISO-8859-1?Q?_caf=E9?=',
+          'Message-ID: <koi8@example.test>',
+          'MIME-Version: 1.0',
+          'Content-Type: text/plain; charset=koi8-r',
+          'Content-Transfer-Encoding: 8bit',
+          '',
+          '',
+        ].join('\r\n'),
+      ),
+      koi8,
+      Buffer.from('\r\n'),
+    ]);
+    await deliverMaildir(dovecot, 'support', [raw]);
+    const [summary] = await rt.services.fetch.once({ mailbox: 'support' });
+    expect(summary).toMatchObject({ fetched: 1, created: 1 });
+    const list = await rt.services.requests.list({});
+    const req = await rt.services.requests.show(list.items[0]!.id);
+    expect(req.subject).toBe('Привет café');
+    expect(req.requester?.name).toBe('Привет');
+    expect(req.text?.trim()).toBe('Привет');
+  });
+
+  it('threads replies by In-Reply-To and References, and by ##id## in the subject', async () => {
+    await rt.services.mailboxes.add(box('threads', 'threads'));
+    await deliverMaildir(dovecot, 'threads', [buildMail({ messageId: 'root@t', subject: 'VPN down' })]);
+    await rt.services.fetch.once({ mailbox: 'threads' });
+    const root = (await rt.services.requests.list({})).items[0]!;
+    expect(root.subject).toBe('VPN down');
+
+    await deliverMaildir(dovecot, 'threads', [
+      buildMail({ messageId: 'r1@t', inReplyTo: 'root@t', subject: 'Re: VPN down' }),
+      buildMail({ messageId: 'r2@t', references: '<unknown@x> <r1@t>', subject: 'Re: Re: VPN down' }),
+      buildMail({ messageId: 'r3@t', subject: `Still broken [##${root.id}##]` }),
+      buildMail({ messageId: 'r4@t', subject: 'Unrelated ##999999##' }),
+    ]);
+    const [s] = await rt.services.fetch.once({ mailbox: 'threads' });
+    expect(s).toMatchObject({ fetched: 4, appended: 3, created: 1 });
+    const detail = await rt.services.requests.show(root.id);
+    expect(detail.conversations.map((c) => c.messageId)).toEqual(['r1@t', 'r2@t', 'r3@t']);
+    const log = (await rt.services.log.list({ mailbox: 'threads' })).items;
+    const reasons = (mid: string) => log.find((e) => e.messageId === mid)!.reasons.join(' | ');
+    expect(reasons('r1@t')).toMatch(/In-Reply-To/);
+    expect(reasons('r2@t')).toMatch(/References/);
+    expect(reasons('r3@t')).toMatch(new RegExp(`##${root.id}##`));
+    expect(log.find((e) => e.messageId === 'r4@t')!.outcome).toBe('created');
+  });
+
+  it('with header threading off, only the ##id## subject token threads (the reference’s switch)', async () => {
+    await rt.services.portals.add('hr');
+    await rt.services.portals.update('hr', { headerThreading: false });
+    await rt.services.mailboxes.update('threads', box('threads', 'threads', { portal: 'hr' }));
+    await deliverMaildir(dovecot, 'threads', [buildMail({ messageId: 'hr-root@t', subject: 'Payslip' })]);
+    await rt.services.fetch.once({ mailbox: 'threads' });
+    const root = (await rt.services.requests.list({ portal: 'hr' })).items[0]!;
+    await deliverMaildir(dovecot, 'threads', [
+      buildMail({ messageId: 'hr-r1@t', inReplyTo: 'hr-root@t', subject: 'Re: Payslip' }),
+      buildMail({ messageId: 'hr-r2@t', inReplyTo: 'hr-root@t', subject: `Re: Payslip ##${root.id}##` }),
+    ]);
+    const [s] = await rt.services.fetch.once({ mailbox: 'threads' });
+    expect(s).toMatchObject({ created: 1, appended: 1 });
+    const log = (await rt.services.log.list({ mailbox: 'threads', limit: 2 })).items;
+    expect(log.find((e) => e.messageId === 'hr-r1@t')!.reasons.join(' ')).toMatch(/header threading is off/i);
+    // A request of another portal is not reachable by its id from this portal.
+    const other = (await rt.services.requests.list({ portal: 'default' })).items[0]!;
+    await deliverMaildir(dovecot, 'threads', [
+      buildMail({ messageId: 'hr-r3@t', subject: `x ##${other.id}##` }),
+    ]);
+    const [s2] = await rt.services.fetch.once({ mailbox: 'threads' });
+    expect(s2).toMatchObject({ created: 1, appended: 0 });
+  });
+
+  it('a mail sent to two of our mailboxes becomes one request', async () => {
+    await rt.services.mailboxes.add(box('helpdesk', 'helpdesk'));
+    const mail = (to: string) =>
+      buildMail({
+        messageId: 'both@example.test',
+        to: 'support@example.test',
+        cc: 'helpdesk@example.test',
+        subject: `Both ${to}`,
+      });
+    // Delivered copies differ in the headers the delivering server adds; the Message-ID, sender and subject match.
+    await deliverMaildir(dovecot, 'support', [
+      Buffer.concat([Buffer.from('Delivered-To: support@example.test\r\n'), mail('x')]),
+    ]);
+    await deliverMaildir(dovecot, 'helpdesk', [
+      Buffer.concat([Buffer.from('Delivered-To: helpdesk@example.test\r\n'), mail('x')]),
+    ]);
+    const before = (await rt.services.requests.list({})).total;
+    const summaries = await rt.services.fetch.once({});
+    const bySupport = summaries.find((s) => s.mailbox === 'support')!;
+    const byHelpdesk = summaries.find((s) => s.mailbox === 'helpdesk')!;
+    expect(bySupport.created + byHelpdesk.created).toBe(1);
+    expect(bySupport.ignored + byHelpdesk.ignored).toBe(1);
+    expect((await rt.services.requests.list({})).total).toBe(before + 1);
+    const ignored = (await rt.services.log.list({ outcome: 'ignored' })).items.find(
+      (e) => e.messageId === 'both@example.test',
+    );
+    expect(ignored?.reasons.join(' ')).toMatch(/duplicate|copy|already/i);
+    // Both copies are acknowledged on their servers: nothing is left behind to be fetched again.
+    expect((await listInbox(dovecot, 'helpdesk')).every((m) => m.flags.includes('\\Seen'))).toBe(true);
+  });
+
+  it('a fetch round with nothing new creates nothing; the log keeps one entry per mail', async () => {
+    const before = (await rt.services.log.list({ limit: 500 })).total;
+    const summaries = await rt.services.fetch.once({});
+    for (const s of summaries)
+      expect(s).toMatchObject({ reached: true, fetched: 0, created: 0, reacknowledged: 0 });
+    expect((await rt.services.log.list({ limit: 500 })).total).toBe(before);
+  });
+
+  it('after fetch: delete removes exactly the taken mails; move puts them in the named folder', async () => {
+    await rt.services.mailboxes.add(box('deleter', 'deleter', { afterFetch: 'delete' }));
+    await rt.services.mailboxes.add(
+      box('mover', 'mover', { afterFetch: 'move', moveToFolder: 'Done/Tickets' }),
+    );
+    await deliverMaildir(dovecot, 'deleter', [buildMail({}), buildMail({})]);
+    await deliverMaildir(dovecot, 'mover', [buildMail({ messageId: 'moved@t' })]);
+    const [d] = await rt.services.fetch.once({ mailbox: 'deleter' });
+    const [m] = await rt.services.fetch.once({ mailbox: 'mover' });
+    expect(d).toMatchObject({ created: 2 });
+    expect(m).toMatchObject({ created: 1 });
+    expect(await listInbox(dovecot, 'deleter')).toEqual([]);
+    expect(await listInbox(dovecot, 'mover')).toEqual([]);
+    const moved = await folderMessages(dovecot, 'mover', 'Done/Tickets');
+    expect(moved.map((x) => x.messageId)).toEqual(['<moved@t>']);
+  });
+
+  it('a wrong password is a coded round failure, not a crash, and the mailbox records it', async () => {
+    await rt.services.mailboxes.add(box('badpw', 'support', { password: 'wrong' }));
+    const [s] = await rt.services.fetch.once({ mailbox: 'badpw' });
+    expect(s).toMatchObject({ reached: false, error: { code: 'AUTH_FAILED' } });
+    expect(s!.error!.message).not.toContain('wrong');
+    const view = await rt.services.mailboxes.get('badpw');
+    expect(view.state).toMatchObject({ lastErrorCode: 'AUTH_FAILED', consecutiveFailures: 1 });
+    expect(JSON.stringify(view)).not.toContain('"wrong"');
+    await rt.services.mailboxes.setEnabled('badpw', false);
+  });
+});
