@@ -37,8 +37,10 @@ export async function deliverMaildir(
   const seconds = Math.floor(Date.now() / 1000);
   for (const raw of raws) {
     const lf = toLf(raw);
+    // Dovecot's virtual size adds a CR only for a LF not already preceded by one (a file may keep stray
+    // CR LF pairs, e.g. from CR CR LF in the source); a wrong W= makes Dovecot drop the connection mid-FETCH.
     let newlines = 0;
-    for (const byte of lf) if (byte === 0x0a) newlines++;
+    for (let i = 0; i < lf.length; i++) if (lf[i] === 0x0a && lf[i - 1] !== 0x0d) newlines++;
     // S= physical (LF) size, W= virtual (CRLF) size: Dovecot takes RFC822.SIZE from W= without reading the file
     const name = `${seconds}.M${sequence}P${process.pid}Q${sequence}.${hostPart},S=${lf.length},W=${lf.length + newlines}`;
     sequence++;

@@ -1,0 +1,177 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { MailintakeError } from '../errors.js';
+
+/**
+ * Content-addressed storage for attachment bodies and encrypted error reports. The key is the sha256 of the
+ * content, so storing the same bytes twice is one file and a key names exactly one content forever.
+ * The file store below is the embedded default; an S3-compatible store can implement the same interface.
+ */
+export interface BlobStore {
+  /** Stores the stream's bytes; resolves with their key and length once they are durable. */
+  put(stream: Readable): Promise<{ sha256: string; size: number }>;
+  /**
+   * The content of a blob. A missing blob is reported as a NOT_FOUND MailintakeError on the stream (a remote
+   * store only learns it on the first read); call `has` first to answer "not found" before streaming.
+   * A string that is not a key throws NOT_FOUND at once.
+   */
+  get(sha256: string): Readable;
+  has(sha256: string): Promise<boolean>;
+  /** Size in bytes; NOT_FOUND when missing. */
+  size(sha256: string): Promise<number>;
+}
+
+const KEY = /^[0-9a-f]{64}$/;
+
+/** Whether a string is a blob key: exactly 64 lower-case hex digits (a sha256). */
+export function isBlobKey(value: string): boolean {
+  return KEY.test(value);
+}
+
+/**
+ * Refuses anything but a sha256 before it is joined into a path. Keys reach us from the API and the database;
+ * without this, a key like `../../../etc/passwd` or `/abs/path` (or one with a NUL byte) would make `get`
+ * read, and `size`/`has` probe, any file the process can see.
+ */
+function assertKey(sha256: string): void {
+  if (!isBlobKey(sha256)) {
+    throw new MailintakeError('NOT_FOUND', 'Not a blob key (expected 64 lower-case hex digits).');
+  }
+}
+
+function isEnoent(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+}
+
+/**
+ * Blobs as files under `rootDir`: `ab/cd/<sha256>` (two fan-out levels keep directories small).
+ * A put streams into `tmp/<random>` while hashing, fsyncs, then renames into place, so a reader never sees a
+ * half-written blob and a crash leaves at most a stray temp file. The path is built from the hash only:
+ * attachment file names never become paths.
+ */
+export class FileBlobStore implements BlobStore {
+  readonly rootDir: string;
+  readonly #tmpDir: string;
+
+  constructor(rootDir: string) {
+    this.rootDir = rootDir;
+    this.#tmpDir = join(rootDir, 'tmp');
+  }
+
+  pathOf(sha256: string): string {
+    assertKey(sha256);
+    return join(this.rootDir, sha256.slice(0, 2), sha256.slice(2, 4), sha256);
+  }
+
+  async put(stream: Readable): Promise<{ sha256: string; size: number }> {
+    await mkdir(this.#tmpDir, { recursive: true });
+    const tmp = join(this.#tmpDir, `${randomBytes(16).toString('hex')}.part`);
+    const hash = createHash('sha256');
+    let size = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        hash.update(chunk);
+        size += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    try {
+      // 'wx': the random name must be new; never write through an existing file or link.
+      await pipeline(stream, meter, createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
+      const fh = await open(tmp, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const sha256 = hash.digest('hex');
+      const target = this.pathOf(sha256);
+      if (await exists(target)) {
+        // Same content stored before: keep the existing file, the key already names these bytes.
+        await rm(tmp, { force: true });
+        return { sha256, size };
+      }
+      const dir = join(this.rootDir, sha256.slice(0, 2), sha256.slice(2, 4));
+      await mkdir(dir, { recursive: true });
+      // rename is atomic within one file system; two concurrent puts of the same bytes both succeed.
+      await rename(tmp, target);
+      await syncDir(dir);
+      return { sha256, size };
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => {});
+      stream.destroy();
+      throw err;
+    }
+  }
+
+  get(sha256: string): Readable {
+    const path = this.pathOf(sha256);
+    return Readable.from(readFile(path, sha256), { objectMode: false });
+  }
+
+  async has(sha256: string): Promise<boolean> {
+    if (!isBlobKey(sha256)) return false;
+    return exists(this.pathOf(sha256));
+  }
+
+  async size(sha256: string): Promise<number> {
+    const path = this.pathOf(sha256);
+    try {
+      return (await stat(path)).size;
+    } catch (err) {
+      if (isEnoent(err)) throw notFound(sha256);
+      throw err;
+    }
+  }
+}
+
+function notFound(sha256: string): MailintakeError {
+  return new MailintakeError('NOT_FOUND', `No blob ${sha256}.`, { details: { sha256 } });
+}
+
+async function* readFile(path: string, sha256: string): AsyncGenerator<Buffer> {
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    if (isEnoent(err)) throw notFound(sha256);
+    throw err;
+  }
+  try {
+    const chunk = Buffer.allocUnsafe(64 * 1024);
+    for (;;) {
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) return;
+      yield Buffer.from(chunk.subarray(0, bytesRead));
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if (isEnoent(err)) return false;
+    throw err;
+  }
+}
+
+/** Makes the rename durable: the directory entry is data too (POSIX). Not every platform can fsync a directory. */
+async function syncDir(dir: string): Promise<void> {
+  let fh: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    fh = await open(dir, 'r');
+    await fh.sync();
+  } catch {
+    // Windows and some file systems refuse fsync on a directory; the file itself is synced already.
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}

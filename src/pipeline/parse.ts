@@ -1,0 +1,445 @@
+import { createHash } from 'node:crypto';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { AddressObject, AttachmentStream, EmailAddress, HeaderLines, MessageText } from 'mailparser';
+import { MailParser } from 'mailparser';
+import type { BlobStore } from '../blobs/blob-store.js';
+import { isMailintakeError, MailintakeError } from '../errors.js';
+import type { Address, ParsedMail, StoredPart } from './types.js';
+
+// ---------------------------------------------------------------------------------------------------------
+// Limits: one type, its defaults and its validation, here and nowhere else.
+// ---------------------------------------------------------------------------------------------------------
+
+export interface ParseLimits {
+  /** Largest raw mail in bytes; a larger one fails with MAIL_TOO_LARGE while streaming. -1: unlimited. */
+  maxMailBytes: number;
+  /**
+   * Largest decoded text body and HTML body, each, in UTF-8 bytes. Beyond it the body is cut (at a character
+   * boundary) and `ParsedMail.truncated` is set, so the request still opens and the admin sees why the text
+   * ends early. Also the largest HTML that is converted to text when a mail has no text part. -1: unlimited.
+   */
+  maxTextBytes: number;
+}
+
+export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({
+  maxMailBytes: 100 * 1024 * 1024,
+  maxTextBytes: 20 * 1024 * 1024,
+});
+
+/**
+ * Fills in defaults and validates. Only the documented `-1` means unlimited: `0`, `NaN`, `Infinity`, fractions
+ * and other negatives are rejected instead of being read as "no limit" or "default" — a typo or an empty
+ * environment variable (`Number('')` is 0) must not silently switch off the protection against a mail bomb.
+ */
+export function resolveParseLimits(input: Partial<ParseLimits> = {}): ParseLimits {
+  const out = { ...DEFAULT_PARSE_LIMITS };
+  const fields: { field: string; message: string }[] = [];
+  for (const key of Object.keys(DEFAULT_PARSE_LIMITS) as (keyof ParseLimits)[]) {
+    const value = input[key];
+    if (value === undefined) continue;
+    if (value === -1 || (Number.isSafeInteger(value) && value > 0)) {
+      out[key] = value;
+    } else {
+      fields.push({
+        field: key,
+        message: `must be a positive whole number of bytes, or -1 for unlimited (got ${value})`,
+      });
+    }
+  }
+  if (fields.length > 0) {
+    throw new MailintakeError(
+      'INVALID_SETTINGS',
+      `Invalid parse limits: ${fields.map((f) => f.field).join(', ')}`,
+      {
+        details: { fields },
+      },
+    );
+  }
+  return out;
+}
+
+/** Headers the classifier reads (see classify.ts); kept as strings, first occurrence, unfolded. */
+const CLASSIFIER_HEADERS = new Set([
+  'auto-submitted',
+  'precedence',
+  'x-auto-response-suppress',
+  'x-autoreply',
+  'x-autorespond',
+  'list-id',
+  'return-path',
+  'content-type',
+  'x-failed-recipients',
+  'x-loop',
+]);
+
+// ---------------------------------------------------------------------------------------------------------
+// parseMail
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * Parses one raw mail while it streams in. Attachment bodies go to `blobs` as they arrive (a 50 MB attachment
+ * never sits in memory); the raw bytes are hashed and counted on the way through.
+ *
+ * Memory: mailparser keeps decoded text/HTML bodies in memory until the end of the mail; they are bounded by
+ * `maxMailBytes` (a body cannot be larger than the mail that carries it, give or take charset expansion).
+ *
+ * Errors, always a MailintakeError: MAIL_TOO_LARGE (over `maxMailBytes`), PARSE_FAILED (mailparser refused the
+ * mail, or the raw stream failed; the cause is kept), STORE_FAILED (the blob store failed), or the raw
+ * stream's own coded error. On any error every stream involved is destroyed; nothing is left pending.
+ */
+export async function parseMail(
+  raw: Readable,
+  opts: { blobs: BlobStore; limits?: Partial<ParseLimits> },
+): Promise<ParsedMail> {
+  const limits = resolveParseLimits(opts.limits);
+  const rawHash = createHash('sha256');
+  let size = 0;
+  // The first failure, and where it happened. Once one stage fails, pipeline destroys the others, and they
+  // report knock-on errors (the source is destroyed with the parser's error, a blob put sees a premature close);
+  // only the first one explains what went wrong.
+  let first: Failure | null = null;
+  const fail = (stage: Failure['stage'], err: unknown) => {
+    first ??= { stage, err };
+  };
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      size += chunk.length;
+      if (limits.maxMailBytes !== -1 && size > limits.maxMailBytes) {
+        const err = new MailintakeError(
+          'MAIL_TOO_LARGE',
+          `The mail is larger than the maximum of ${limits.maxMailBytes} bytes.`,
+          { details: { maxMailBytes: limits.maxMailBytes } },
+        );
+        fail('size', err);
+        callback(err);
+        return;
+      }
+      rawHash.update(chunk);
+      callback(null, chunk);
+    },
+  });
+
+  const lineEndings = new BareCrLineEndings();
+
+  const parser = new MailParser({
+    // We hash attachments ourselves (sha256, in the blob store); mailparser's md5 would be wasted work.
+    checksumAlgo: false,
+    // textAsHtml and linkified text are not used: HTML is kept as received and sanitised for display later.
+    skipTextToHtml: true,
+    skipTextLinks: true,
+    // html-to-text on a huge HTML body costs seconds of CPU; beyond the text limit we keep the HTML only.
+    ...(limits.maxTextBytes === -1 ? {} : { maxHtmlLengthToParse: limits.maxTextBytes }),
+  });
+
+  raw.on('error', (err) => fail('source', err));
+  parser.on('error', (err) => fail('parse', err));
+
+  const pending: { part: AttachmentStream; stored: { sha256: string; size: number } }[] = [];
+  let message: MessageText | null = null;
+  let current: AttachmentStream | null = null;
+
+  // When another stage fails, pipeline destroys the parser but not the attachment stream it handed out; a blob
+  // put still reading that stream would wait forever (and so would pipeline, which waits for `consume`).
+  // Destroying it makes the put reject. After a normal end `current` is null and this does nothing.
+  parser.once('close', () => current?.content.destroy());
+
+  const consume = async (source: AsyncIterable<AttachmentStream | MessageText>) => {
+    for await (const item of source) {
+      if (item.type === 'text') {
+        message = item;
+        continue;
+      }
+      current = item;
+      try {
+        const stored = await opts.blobs.put(item.content).catch((err: unknown) => {
+          fail('store', err);
+          throw err;
+        });
+        pending.push({ part: item, stored });
+      } finally {
+        current = null;
+        // mailparser waits for release() before it goes on past this part; after release it drains whatever
+        // is left of the content itself, so the parser never stalls on an attachment we gave up on.
+        item.release?.();
+      }
+    }
+  };
+
+  try {
+    // MailParser narrows read() to its object types, which the pipeline typings cannot see through.
+    await pipeline(raw, meter, lineEndings, parser as Transform, consume);
+  } catch (err) {
+    throw codedError(first ?? { stage: 'parse', err });
+  }
+
+  const root = parser.headerLines || [];
+  const text = withoutNul((message as MessageText | null)?.text ?? null);
+  const html = withoutNul((message as MessageText | null)?.html ?? null);
+  const cutText = truncateUtf8(text, limits.maxTextBytes);
+  const cutHtml = truncateUtf8(html, limits.maxTextBytes);
+
+  const mail: ParsedMail = {
+    messageId: extractMessageIds(firstHeader(root, 'message-id') ?? '')[0] ?? null,
+    inReplyTo: extractMessageIds(allHeaders(root, 'in-reply-to').join(' ')),
+    references: extractMessageIds(allHeaders(root, 'references').join(' ')),
+    subject: withoutNul(typeof parser.subject === 'string' ? parser.subject : ''),
+    from: addresses(parser.from)[0] ?? null,
+    to: addresses(parser.to),
+    cc: addresses(parser.cc),
+    replyTo: addresses(parser.replyTo),
+    date: parseDate(firstHeader(root, 'date')),
+    text: cutText.value,
+    html: cutHtml.value,
+    attachments: storedParts(pending, html),
+    headers: classifierHeaders(root),
+    contentHash: rawHash.digest('hex'),
+    size,
+  };
+  if (cutText.cut || cutHtml.cut) mail.truncated = true;
+  return mail;
+}
+
+interface Failure {
+  stage: 'size' | 'source' | 'parse' | 'store';
+  err: unknown;
+}
+
+function codedError({ stage, err }: Failure): MailintakeError {
+  // A coded error stays as it is: MAIL_TOO_LARGE from the meter, or a connector's own code from the source.
+  if (isMailintakeError(err)) return err;
+  switch (stage) {
+    case 'source':
+      // The connection broke while the mail streamed in: fetching it again may well work.
+      return new MailintakeError('PARSE_FAILED', `Reading the raw mail failed: ${messageOf(err)}`, {
+        cause: err,
+        retryable: true,
+      });
+    case 'store':
+      return new MailintakeError('STORE_FAILED', `Storing an attachment failed: ${messageOf(err)}`, {
+        cause: err,
+      });
+    default:
+      return new MailintakeError('PARSE_FAILED', `The mail could not be parsed: ${messageOf(err)}`, {
+        cause: err,
+      });
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Mails stored with old Mac line endings (CR only; sisimai's maildir/mac set) reach mailparser as one endless
+ * header line: no subject, no sender, no body. mailsplit knows LF and CRLF, so when the first line of the mail
+ * ends in a bare CR, every bare CR becomes LF. Mails whose first line ends in LF or CRLF pass untouched (a bare
+ * CR inside them may be binary data). The raw hash and size are taken before this step.
+ */
+export class BareCrLineEndings extends Transform {
+  #mode: 'undecided' | 'convert' | 'pass' = 'undecided';
+  #head: Buffer[] = [];
+  #headBytes = 0;
+  #heldCr = false;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.#mode === 'pass') {
+      callback(null, chunk);
+      return;
+    }
+    if (this.#mode === 'undecided') {
+      this.#head.push(chunk);
+      this.#headBytes += chunk.length;
+      const head = Buffer.concat(this.#head, this.#headBytes);
+      const at = head.findIndex((b) => b === 0x0d || b === 0x0a);
+      // Decide on the first line end; a header line longer than 64 KB without one: nothing to fix, pass.
+      if ((at === -1 || (head[at] === 0x0d && at === head.length - 1)) && head.length < 65536) {
+        callback(null);
+        return;
+      }
+      this.#head = [];
+      this.#mode = at !== -1 && head[at] === 0x0d && head[at + 1] !== 0x0a ? 'convert' : 'pass';
+      if (this.#mode === 'pass') {
+        this.push(head);
+        callback(null);
+        return;
+      }
+      chunk = head;
+    }
+    this.push(this.#convert(chunk, false));
+    callback(null);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.#mode === 'undecided') {
+      if (this.#headBytes > 0) this.push(Buffer.concat(this.#head, this.#headBytes));
+    } else if (this.#mode === 'convert') {
+      this.push(this.#convert(Buffer.alloc(0), true));
+    }
+    callback(null);
+  }
+
+  #convert(chunk: Buffer, last: boolean): Buffer {
+    // A CR at the end of a chunk may be the first half of a CRLF split across chunks: hold it back.
+    const input = this.#heldCr ? Buffer.concat([Buffer.from([0x0d]), chunk]) : Buffer.from(chunk);
+    this.#heldCr = false;
+    let end = input.length;
+    if (!last && end > 0 && input[end - 1] === 0x0d) {
+      this.#heldCr = true;
+      end -= 1;
+    }
+    for (let i = 0; i < end; i++) {
+      if (input[i] === 0x0d && input[i + 1] !== 0x0a) input[i] = 0x0a;
+    }
+    return input.subarray(0, end);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Field extraction
+// ---------------------------------------------------------------------------------------------------------
+
+/** Value of a raw header line: after the first colon, unfolded (RFC 5322 §2.2.3), trimmed. */
+function headerValue(line: string): string {
+  const colon = line.indexOf(':');
+  return (colon < 0 ? '' : line.slice(colon + 1))
+    .replace(/\r?\n[ \t]+/g, ' ')
+    .replace(/\r/g, '')
+    .trim();
+}
+
+function allHeaders(lines: HeaderLines, key: string): string[] {
+  return lines.filter((l) => l.key === key).map((l) => headerValue(l.line));
+}
+
+function firstHeader(lines: HeaderLines, key: string): string | null {
+  const line = lines.find((l) => l.key === key);
+  return line ? headerValue(line.line) : null;
+}
+
+/**
+ * Message ids from a Message-ID / In-Reply-To / References value, without angle brackets, de-duplicated, in
+ * order. Real headers carry comments and phrases (`<a@b> (Your message of …)`, `"Joe" <a@b>`), ids separated by
+ * commas, or ids without brackets: when any `<…>` is present only those count, else each whitespace/comma
+ * separated token that looks like an id (has an `@`) does.
+ */
+export function extractMessageIds(value: string): string[] {
+  const bracketed = [...value.matchAll(/<([^<>]*)>/g)].map((m) => (m[1] ?? '').replace(/\s+/g, ''));
+  const ids = bracketed.length > 0 ? bracketed : value.split(/[\s,]+/).filter((t) => t.includes('@'));
+  const out: string[] = [];
+  for (const id of ids) {
+    if (id.length > 0 && !out.includes(id)) out.push(id);
+  }
+  return out;
+}
+
+/**
+ * ISO 8601, or null. mailparser replaces an unreadable Date header with the time of parsing, which would make
+ * a mail look new; we parse the raw header ourselves and say "unknown" instead.
+ */
+function parseDate(value: string | null): string | null {
+  if (!value) return null;
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? null : date.toISOString();
+}
+
+function addresses(header: AddressObject | AddressObject[] | undefined): Address[] {
+  const out: Address[] = [];
+  const visit = (entries: EmailAddress[]) => {
+    for (const entry of entries) {
+      // RFC 5322 groups (`Undisclosed recipients: a@b, c@d;`) are flattened to their members.
+      if (entry.group) visit(entry.group);
+      else if (entry.address) {
+        out.push({ address: withoutNul(entry.address.toLowerCase()), name: withoutNul(entry.name ?? '') });
+      }
+    }
+  };
+  for (const obj of header === undefined ? [] : Array.isArray(header) ? header : [header]) visit(obj.value);
+  return out;
+}
+
+function classifierHeaders(lines: HeaderLines): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of lines) {
+    if (CLASSIFIER_HEADERS.has(line.key) && !(line.key in out)) out[line.key] = headerValue(line.line);
+  }
+  return out;
+}
+
+/**
+ * Removes NUL characters. Senders do put them in (an encoded-word subject ending in a 0 byte, in sisimai's
+ * make-test-31), and PostgreSQL refuses NUL in text columns: one such mail would fail to store, again and again.
+ */
+function withoutNul<T extends string | null>(value: T): T {
+  return (value === null || !value.includes('\u0000') ? value : value.replaceAll('\u0000', '')) as T;
+}
+
+/** Cuts a string to at most `maxBytes` UTF-8 bytes without splitting a character. */
+function truncateUtf8(value: string | null, maxBytes: number): { value: string | null; cut: boolean } {
+  // A UTF-16 unit is at most 3 UTF-8 bytes: short strings need no encoding to know they fit.
+  if (value === null || maxBytes === -1 || value.length * 3 <= maxBytes) return { value, cut: false };
+  if (Buffer.byteLength(value, 'utf8') <= maxBytes) return { value, cut: false };
+  const { read } = new TextEncoder().encodeInto(value, new Uint8Array(maxBytes));
+  return { value: value.slice(0, read), cut: true };
+}
+
+const EXTENSIONS: Record<string, string> = {
+  'application/pdf': 'pdf',
+  'application/zip': 'zip',
+  'application/json': 'json',
+  'application/xml': 'xml',
+  'image/png': 'png',
+  'image/jpeg': 'jpg',
+  'image/gif': 'gif',
+  'image/webp': 'webp',
+  'image/bmp': 'bmp',
+  'image/tiff': 'tif',
+  'image/svg+xml': 'svg',
+  'text/plain': 'txt',
+  'text/html': 'html',
+  'text/csv': 'csv',
+  'text/calendar': 'ics',
+  'text/rfc822-headers': 'txt',
+  'message/rfc822': 'eml',
+  'message/delivery-status': 'txt',
+  'message/feedback-report': 'txt',
+};
+
+/**
+ * A name for a part that was sent without one (common for inline images pasted into a mail, forwarded
+ * messages and DSN parts): `image-1.png`, `attachment-2.eml`, numbered per prefix in order of appearance,
+ * with the extension taken from the content type (`.bin` when unknown). Shown to people, never a path.
+ */
+function fallbackName(contentType: string, counters: Map<string, number>): string {
+  const prefix = contentType.startsWith('image/') ? 'image' : 'attachment';
+  const n = (counters.get(prefix) ?? 0) + 1;
+  counters.set(prefix, n);
+  return `${prefix}-${n}.${EXTENSIONS[contentType] ?? 'bin'}`;
+}
+
+function storedParts(
+  pending: { part: AttachmentStream; stored: { sha256: string; size: number } }[],
+  html: string | null,
+): StoredPart[] {
+  const counters = new Map<string, number>();
+  return pending.map(({ part, stored }) => {
+    const contentType = (part.contentType || 'application/octet-stream').toLowerCase();
+    const contentId = part.cid ? part.cid : null;
+    // Inline only when something shows it in place: a Content-ID inside multipart/related, or a Content-ID
+    // with an inline disposition, or one the HTML refers to (`cid:`). Anything else is an attachment the
+    // person should see listed, even if the sender marked it inline.
+    const inline =
+      contentId !== null &&
+      (part.related === true ||
+        part.contentDisposition === 'inline' ||
+        (html?.includes(`cid:${contentId}`) ?? false));
+    return {
+      filename: part.filename ? withoutNul(part.filename) : fallbackName(contentType, counters),
+      contentType,
+      size: stored.size,
+      sha256: stored.sha256,
+      contentId,
+      disposition: inline ? 'inline' : 'attachment',
+    };
+  });
+}
