@@ -115,7 +115,7 @@ export async function openRuntime(config: AppConfig, opts: { logger?: Logger } =
       show: (id) => queries.show(id),
       attachment: (id) => queries.attachment(id),
     },
-    log: { list: (q) => queries.log(q) },
+    log: { list: (q) => queries.log(q), raw: (id) => queries.raw(id) },
     fetch: {
       once: async (q) => {
         const names = q.mailbox

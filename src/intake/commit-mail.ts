@@ -29,6 +29,7 @@ export async function commitMail(
   mailbox: IntakeMailbox,
   serverIdentity: string,
   mail: ParsedMail,
+  rawSha256: string | null,
 ): Promise<CommitResult> {
   const candidates = threadCandidates(mail);
   return withTransaction(store, async (tx) => {
@@ -38,7 +39,7 @@ export async function commitMail(
     const auto = autoSubmitted(mail);
     if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
     const result = await applyDecision(tx, mailbox, mail, decision, reasons);
-    await writeLog(tx, mailbox.id, serverIdentity, mail, result);
+    await writeLog(tx, mailbox.id, serverIdentity, mail, rawSha256, result);
     return result;
   });
 }
@@ -216,12 +217,14 @@ async function writeLog(
   mailboxId: number,
   serverIdentity: string,
   mail: ParsedMail,
+  rawSha256: string | null,
   result: CommitResult,
 ): Promise<void> {
   const now = nowIso();
   const values = {
     message_id: mail.messageId,
     content_hash: mail.contentHash,
+    raw_sha256: rawSha256,
     outcome: result.outcome as Outcome,
     request_id: result.requestId,
     conversation_id: result.outcome === 'appended' ? result.conversationId : null,
@@ -256,7 +259,13 @@ export async function recordMailError(
   store: Store,
   mailboxId: number,
   serverIdentity: string,
-  info: { code: string; message: string; size?: number | undefined; mail?: Partial<ParsedMail> | undefined },
+  info: {
+    code: string;
+    message: string;
+    size?: number | undefined;
+    mail?: Partial<ParsedMail> | undefined;
+    rawSha256: string | null;
+  },
 ): Promise<void> {
   const now = nowIso();
   const values = {
@@ -265,6 +274,7 @@ export async function recordMailError(
     reasons: JSON.stringify([info.message]),
     message_id: info.mail?.messageId ?? null,
     content_hash: info.mail?.contentHash ?? null,
+    raw_sha256: info.rawSha256,
     subject: info.mail?.subject ?? null,
     from_address: info.mail?.from?.address ?? null,
     size: info.size ?? null,

@@ -1,10 +1,11 @@
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import type { BlobStore } from '../blobs/blob-store.js';
 import type { MailboxSettings } from '../config/mailbox-settings.js';
 import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.js';
 import { CONNECTION_CODES, MailintakeError, toMailintakeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { parseMail } from '../pipeline/parse.js';
+import type { ParsedMail } from '../pipeline/types.js';
 import type { FetchSummary } from '../services/views.js';
 import type { Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
@@ -185,29 +186,47 @@ async function takeInOne(
 ): Promise<Counter> {
   let connectionFailure: unknown = null;
   let raw: Readable;
+  let rawKept: Promise<{ sha256: string }>;
   if (buffered) {
     raw = new PassThrough().end(buffered);
+    rawKept = ctx.blobs.put(Readable.from([buffered]));
   } else {
     // A failure of the server connection mid-stream is not the mail's fault: it must end the round (the
     // mail stays unacknowledged, and is taken in next time), not be logged as a broken mail.
     const source = await connector.stream(mail);
-    raw = source;
+    const forParser = new PassThrough();
+    const forBlob = new PassThrough();
     source.once('error', (err) => {
       connectionFailure = err;
+      forParser.destroy(err);
+      forBlob.destroy(err);
     });
+    // pipe() waits for the slower of the two, so memory stays bounded; if the parser gives up early
+    // (MAIL_TOO_LARGE), its side unpipes on close and the raw copy still completes.
+    source.pipe(forParser);
+    source.pipe(forBlob);
+    raw = forParser;
+    rawKept = ctx.blobs.put(forBlob);
   }
-  let parsed: Awaited<ReturnType<typeof parseMail>>;
-  try {
-    parsed = await parseMail(raw, { blobs: ctx.blobs });
-  } catch (err) {
-    if (connectionFailure)
-      throw toMailintakeError(connectionFailure, 'TIMEOUT', 'the connection failed while downloading');
-    const coded = toMailintakeError(err, 'PARSE_FAILED');
+  // The raw source is kept as fetched, beside the parsed mail: what a parser could not make sense of (a
+  // broken MIME boundary drops the body in any parser) is never lost, whatever the after-fetch action does.
+  const [parsedResult, rawResult] = await Promise.allSettled([parseMail(raw, { blobs: ctx.blobs }), rawKept]);
+  if (connectionFailure) {
+    throw toMailintakeError(connectionFailure, 'TIMEOUT', 'the connection failed while downloading');
+  }
+  const rawSha256 = rawResult.status === 'fulfilled' ? rawResult.value.sha256 : null;
+  if (parsedResult.status === 'rejected') {
+    const coded = toMailintakeError(parsedResult.reason, 'PARSE_FAILED');
     if (CONNECTION_CODES.has(coded.code)) throw coded;
-    return failed(ctx, connector, mailbox, mail, coded, undefined);
+    return failed(ctx, connector, mailbox, mail, coded, undefined, rawSha256);
+  }
+  const parsed = parsedResult.value;
+  if (rawResult.status === 'rejected') {
+    const coded = toMailintakeError(rawResult.reason, 'STORE_FAILED', 'the raw mail could not be kept');
+    return failed(ctx, connector, mailbox, mail, coded, parsed, null);
   }
   try {
-    const result = await commitMail(ctx.store, mailbox, mail.identity, parsed);
+    const result = await commitMail(ctx.store, mailbox, mail.identity, parsed, rawSha256);
     ctx.logger.info('mail taken in', {
       mailbox: mailbox.name,
       identity: mail.identity,
@@ -221,7 +240,7 @@ async function takeInOne(
     const now = await knownIdentities(ctx.store, mailbox.id, [mail]).catch(() => null);
     const k = now?.get(mail.identity);
     if (k && k.outcome !== 'error') return 'ignored';
-    return failed(ctx, connector, mailbox, mail, toMailintakeError(err, 'STORE_FAILED'), parsed);
+    return failed(ctx, connector, mailbox, mail, toMailintakeError(err, 'STORE_FAILED'), parsed, rawSha256);
   }
 }
 
@@ -231,7 +250,8 @@ async function failed(
   mailbox: IntakeMailbox,
   mail: RemoteMail,
   error: MailintakeError,
-  parsed: Awaited<ReturnType<typeof parseMail>> | undefined,
+  parsed: ParsedMail | undefined,
+  rawSha256: string | null,
 ): Promise<Counter> {
   ctx.logger.warn('mail not taken in', {
     mailbox: mailbox.name,
@@ -244,6 +264,7 @@ async function failed(
     message: error.message,
     size: mail.size,
     mail: parsed,
+    rawSha256,
   });
   await (ctx.errorRoute ?? leaveOnServer).onMailError(connector, mail, error);
   return 'errored';

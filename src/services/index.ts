@@ -48,6 +48,8 @@ export interface Services {
       limit?: number;
       offset?: number;
     }): Promise<Page<IntakeLogEntry>>;
+    /** The raw mail of a log entry, as it was fetched (message/rfc822). */
+    raw(id: number): Promise<{ meta: AttachmentView; open(): Readable }>;
   };
   fetch: {
     /** One round over the enabled mailboxes (or the one named, enabled or not). */

@@ -153,6 +153,29 @@ export class RequestQueries {
     return { meta: attachmentView(a), open: () => this.blobs.get(a.sha256) };
   }
 
+  async raw(id: number) {
+    const r = await this.store.db
+      .selectFrom('intake_log')
+      .select(['id', 'raw_sha256'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!r) throw new MailintakeError('NOT_FOUND', `no intake log entry #${id}`);
+    if (!r.raw_sha256)
+      throw new MailintakeError('NOT_FOUND', `the raw mail of log entry #${id} was not kept`);
+    const sha256 = r.raw_sha256;
+    const meta: AttachmentView = {
+      id: r.id,
+      filename: `mail-${r.id}.eml`,
+      contentType: 'message/rfc822',
+      size: await this.blobs.size(sha256),
+      sha256,
+      contentId: null,
+      disposition: 'attachment',
+      conversationId: null,
+    };
+    return { meta, open: () => this.blobs.get(sha256) };
+  }
+
   async log(q: {
     mailbox?: string;
     outcome?: string;
@@ -184,6 +207,7 @@ function logEntry(r: Selectable<IntakeLogTable> & { mailbox_name: string }): Int
     serverIdentity: r.server_identity,
     messageId: r.message_id,
     contentHash: r.content_hash,
+    rawAvailable: r.raw_sha256 !== null,
     outcome: r.outcome as IntakeLogEntry['outcome'],
     requestId: r.request_id,
     conversationId: r.conversation_id,

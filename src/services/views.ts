@@ -95,6 +95,8 @@ export interface IntakeLogEntry {
   serverIdentity: string;
   messageId: string | null;
   contentHash: string | null;
+  /** The raw source as fetched is kept and can be downloaded (`log raw ID`, GET /api/v1/log/{id}/raw). */
+  rawAvailable: boolean;
   outcome: Outcome;
   requestId: number | null;
   conversationId: number | null;

@@ -106,6 +106,7 @@ function migrations(engine: Engine): Record<string, Migration> {
           .addColumn('server_identity', 'text', (c) => c.notNull())
           .addColumn('message_id', 'text')
           .addColumn('content_hash', 'text')
+          .addColumn('raw_sha256', 'text')
           .addColumn('outcome', 'text', (c) => c.notNull())
           .addColumn('request_id', 'integer', (c) => c.references('requests.id'))
           .addColumn('conversation_id', 'integer', (c) => c.references('conversations.id'))

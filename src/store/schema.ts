@@ -109,6 +109,9 @@ export interface IntakeLogTable {
   server_identity: string;
   message_id: string | null;
   content_hash: string | null;
+  /** Blob key of the raw source as fetched: the original is kept even where parsing could not make sense of
+   * it (a broken MIME boundary loses the body in any parser), and whatever the after-fetch action did. */
+  raw_sha256: string | null;
   /** created | appended | ignored | error */
   outcome: string;
   request_id: number | null;

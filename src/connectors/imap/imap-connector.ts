@@ -4,6 +4,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { ImapFlow, type ImapFlowOptions, type Logger, type MessageStructureObject } from 'imapflow';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
+import type { Logger as AppLogger } from '../../logger.js';
 import type { AfterFetch, Connector, RemoteMail, SampleMail } from '../connector.js';
 
 /**
@@ -21,13 +22,8 @@ import type { AfterFetch, Connector, RemoteMail, SampleMail } from '../connector
  *   also remove mails another client (or a person) flagged \Deleted, so without UIDPLUS we refuse instead.
  */
 
-/** What the connector logs through. Any pino/console-like object works. */
-export interface ConnectorLogger {
-  debug(obj: unknown): void;
-  info(obj: unknown): void;
-  warn(obj: unknown): void;
-  error(obj: unknown): void;
-}
+/** What the connector logs through: the project's structured logger. */
+export type ConnectorLogger = AppLogger;
 
 export interface ImapTimeouts {
   /** TCP + TLS handshake (includes DNS). Default 15 s. */
@@ -189,7 +185,7 @@ export class ImapConnector implements Connector {
     // Node would crash the process. The command in progress rejects on its own; keep the cause for its message.
     client.on('error', (err: RawError) => {
       this.lastConnectionError = err;
-      this.logger?.warn({ msg: 'IMAP connection error', server: this.where, code: err.code });
+      this.logger?.warn('IMAP connection error', { server: this.where, code: err.code });
     });
     this.lastConnectionError = null;
     this.client = client;
@@ -530,7 +526,7 @@ export class ImapConnector implements Connector {
     const details: ErrorDetails = { server: this.where, step };
     if (mapped.code) details.errorCode = mapped.code;
     if (mapped.serverResponse) details.serverResponse = scrub(mapped.serverResponse, this.settings.password);
-    this.logger?.debug({ msg: 'IMAP failure', code: mapped.errorCode, server: this.where, step });
+    this.logger?.debug('IMAP failure', { code: mapped.errorCode, server: this.where, step });
     return new MailintakeError(mapped.errorCode, scrubbed, { cause: err, details });
   }
 }
@@ -745,11 +741,13 @@ export function attachmentNames(node: MessageStructureObject): string[] {
 }
 
 function toImapflowLogger(logger: ConnectorLogger): Logger {
-  // imapflow already hides credentials in its log entries; trace (raw bytes) is never forwarded
-  return {
-    debug: (obj) => logger.debug(obj),
-    info: (obj) => logger.info(obj),
-    warn: (obj) => logger.warn(obj),
-    error: (obj) => logger.error(obj),
+  // imapflow already hides credentials in its log entries; trace (raw bytes) is never forwarded. Its info
+  // entries (every connection, every command) are debug detail for an operator; warnings and errors stay.
+  const forward = (level: 'debug' | 'warn' | 'error') => (obj: unknown) => {
+    const { msg, ...fields } = (typeof obj === 'object' && obj !== null ? obj : { msg: String(obj) }) as {
+      msg?: unknown;
+    } & Record<string, unknown>;
+    logger[level](typeof msg === 'string' ? `imap: ${msg}` : 'imap', fields);
   };
+  return { debug: forward('debug'), info: forward('debug'), warn: forward('warn'), error: forward('error') };
 }

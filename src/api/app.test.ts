@@ -1,0 +1,503 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Hono } from 'hono';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendImap } from '../../test/support/deliver.js';
+import { type DovecotServer, startDovecot } from '../../test/support/dovecot.js';
+import { freshConfig } from '../../test/support/engines.js';
+import { buildMail } from '../../test/support/mails.js';
+import { loadConfig } from '../config/env.js';
+import { ERROR_HELP } from '../errors.js';
+import type { Runtime } from '../runtime.js';
+import { openRuntime } from '../runtime.js';
+import type { Services } from '../services/index.js';
+import { contentDisposition, createApi, downloadContentType } from './app.js';
+import { openApiDocument } from './openapi.js';
+
+const PASSWORD = 'Correct-Horse-Battery-9';
+
+const validMailbox = {
+  name: 'support',
+  protocol: 'imap',
+  server: '127.0.0.1',
+  // Nothing listens on port 1: `test` and `fetch` must answer CONNECT_FAILED.
+  port: 1,
+  starttls: false,
+  username: 'helpdesk',
+  password: PASSWORD,
+  emailAddress: 'help@example.com, support@example.com',
+};
+
+let dataDir: string;
+let rt: Runtime;
+let app: Hono;
+let key: string;
+const logged: string[] = [];
+/** Every response body seen, to check at the end that the password never left the server. */
+const bodies: string[] = [];
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(os.tmpdir(), 'mailintake-api-'));
+  rt = await openRuntime(loadConfig({ MAILINTAKE_DATA_DIR: dataDir, MAILINTAKE_LOG_LEVEL: 'silent' }));
+  key = (await rt.services.apiKeys.create('api-test')).key;
+  app = createApi(rt.services, {
+    logger: { error: (msg, fields) => logged.push(JSON.stringify({ msg, fields })) },
+  });
+});
+
+afterAll(async () => {
+  await rt?.close();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+// biome-ignore lint/suspicious/noExplicitAny: response bodies are checked by the matchers, not by types
+type AnyJson = any;
+
+async function call(
+  method: string,
+  url: string,
+  opts: { body?: unknown; rawBody?: string; auth?: string | null; target?: Hono } = {},
+): Promise<{ status: number; headers: Headers; text: string; json: () => AnyJson }> {
+  const headers: Record<string, string> = {};
+  const auth = opts.auth === undefined ? `Bearer ${key}` : opts.auth;
+  if (auth !== null) headers.Authorization = auth;
+  let body: string | undefined;
+  if (opts.rawBody !== undefined) body = opts.rawBody;
+  else if (opts.body !== undefined) body = JSON.stringify(opts.body);
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await (opts.target ?? app).request(url, { method, headers, body });
+  const text = await res.text();
+  bodies.push(text);
+  return { status: res.status, headers: res.headers, text, json: () => JSON.parse(text) };
+}
+
+function expectSecurityHeaders(headers: Headers): void {
+  expect(headers.get('x-content-type-options')).toBe('nosniff');
+  expect(headers.get('cache-control')).toBe('no-store');
+}
+
+describe('authentication', () => {
+  it('answers 401 UNAUTHORIZED without a key, with a wrong key and with a malformed header', async () => {
+    for (const auth of [null, 'Bearer wrong-key', `Basic ${key}`, 'Bearer', `Bearer ${key}x`]) {
+      const res = await call('GET', '/api/v1/mailboxes', { auth });
+      expect(res.status).toBe(401);
+      expect(res.json()).toMatchObject({ error: 'UNAUTHORIZED', details: {} });
+      expect(typeof res.json().message).toBe('string');
+      expectSecurityHeaders(res.headers);
+    }
+  });
+
+  it('does not reveal which routes exist: unknown routes under /api/v1 are 401 without a key, 404 with one', async () => {
+    expect((await call('GET', '/api/v1/no-such-route', { auth: null })).status).toBe(401);
+    expect((await call('GET', '/api/v1', { auth: null })).status).toBe(401);
+    const known = await call('GET', '/api/v1/no-such-route');
+    expect(known.status).toBe(404);
+    expect(known.json()).toMatchObject({ error: 'NOT_FOUND' });
+  });
+
+  it('accepts the key created by the service', async () => {
+    const res = await call('GET', '/api/v1/mailboxes');
+    expect(res.status).toBe(200);
+    expectSecurityHeaders(res.headers);
+  });
+});
+
+describe('OpenAPI document', () => {
+  it('is public at /api/openapi.json', async () => {
+    const res = await call('GET', '/api/openapi.json', { auth: null });
+    expect(res.status).toBe(200);
+    expect(res.json().openapi).toBe('3.1.0');
+    expect(res.json().components.securitySchemes.bearerAuth).toMatchObject({
+      type: 'http',
+      scheme: 'bearer',
+    });
+  });
+
+  it('describes every route the app registers, and nothing else', () => {
+    const registered = new Set(
+      app.routes
+        .filter((r) => r.method !== 'ALL') // middleware (security headers, authentication)
+        .map((r) => `${r.method} ${r.path.replace(/:([A-Za-z]+)/g, '{$1}')}`),
+    );
+    const documented = new Set(
+      Object.entries(openApiDocument.paths).flatMap(([p, item]) =>
+        Object.keys(item)
+          .filter((k) => ['get', 'put', 'post', 'patch', 'delete'].includes(k))
+          .map((m) => `${m.toUpperCase()} ${p}`),
+      ),
+    );
+    expect([...documented].sort()).toEqual([...registered].sort());
+    expect(registered.size).toBe(18);
+  });
+
+  it('lists every error code with the error shape', () => {
+    const error = openApiDocument.components.schemas.Error;
+    expect([...error.properties.error.enum].sort()).toEqual(Object.keys(ERROR_HELP).sort());
+    expect(error.required).toEqual(['error', 'message', 'details']);
+    for (const code of Object.keys(ERROR_HELP)) expect(openApiDocument.info.description).toContain(code);
+  });
+});
+
+describe('mailboxes', () => {
+  it('rejects a mailbox missing several fields with 400 INVALID_SETTINGS naming each field', async () => {
+    const res = await call('POST', '/api/v1/mailboxes', {
+      body: { name: 'incomplete', protocol: 'pop9', password: PASSWORD },
+    });
+    expect(res.status).toBe(400);
+    const body = res.json();
+    expect(body.error).toBe('INVALID_SETTINGS');
+    const fields = body.details.fields.map((f: { field: string }) => f.field);
+    for (const f of ['protocol', 'server', 'username', 'emailAddress']) expect(fields).toContain(f);
+    expect(res.text).not.toContain(PASSWORD);
+  });
+
+  it('answers 400 INVALID_SETTINGS with field (body) for a body that is not JSON, without quoting it', async () => {
+    const res = await call('POST', '/api/v1/mailboxes', { rawBody: `{"password": "${PASSWORD}", oops` });
+    expect(res.status).toBe(400);
+    expect(res.json()).toMatchObject({
+      error: 'INVALID_SETTINGS',
+      details: { fields: [{ field: '(body)' }] },
+    });
+    expect(res.text).not.toContain(PASSWORD);
+    const notObject = await call('POST', '/api/v1/mailboxes', { body: [1, 2] });
+    expect(notObject.status).toBe(400);
+    expect(notObject.json().error).toBe('INVALID_SETTINGS');
+  });
+
+  it('refuses a body over 1 MiB with 400 INVALID_SETTINGS (body)', async () => {
+    const res = await call('POST', '/api/v1/mailboxes', {
+      body: { ...validMailbox, name: 'x'.repeat(1024 * 1024) },
+    });
+    expect(res.status).toBe(400);
+    expect(res.json()).toMatchObject({
+      error: 'INVALID_SETTINGS',
+      details: { fields: [{ field: '(body)' }] },
+    });
+  });
+
+  it('adds a mailbox (201), never returning the password', async () => {
+    const res = await call('POST', '/api/v1/mailboxes', { body: validMailbox });
+    expect(res.status).toBe(201);
+    expect(res.json()).toMatchObject({
+      name: 'support',
+      portal: 'default',
+      passwordSet: true,
+      emailAddress: ['help@example.com', 'support@example.com'],
+      enabled: true,
+    });
+    expect(res.text).not.toContain(PASSWORD);
+    expect(res.json()).not.toHaveProperty('password');
+  });
+
+  it('answers 409 CONFLICT for a taken name', async () => {
+    const res = await call('POST', '/api/v1/mailboxes', { body: validMailbox });
+    expect(res.status).toBe(409);
+    expect(res.json().error).toBe('CONFLICT');
+  });
+
+  it('lists and shows mailboxes', async () => {
+    const list = await call('GET', '/api/v1/mailboxes');
+    expect(list.json().map((m: { name: string }) => m.name)).toEqual(['support']);
+    const one = await call('GET', '/api/v1/mailboxes/support');
+    expect(one.status).toBe(200);
+    expect(one.json()).toMatchObject({ name: 'support', server: '127.0.0.1', port: 1 });
+    const missing = await call('GET', '/api/v1/mailboxes/nope');
+    expect(missing.status).toBe(404);
+    expect(missing.json()).toMatchObject({ error: 'NOT_FOUND', details: {} });
+  });
+
+  it('updates a mailbox, keeping the stored password when none is sent', async () => {
+    const { password: _omitted, ...withoutPassword } = validMailbox;
+    const res = await call('PUT', '/api/v1/mailboxes/support', {
+      body: { ...withoutPassword, intervalSeconds: 120 },
+    });
+    expect(res.status).toBe(200);
+    expect(res.json()).toMatchObject({ intervalSeconds: 120, passwordSet: true });
+  });
+
+  it('disables and enables a mailbox', async () => {
+    expect((await call('POST', '/api/v1/mailboxes/support/disable')).json().enabled).toBe(false);
+    expect((await call('POST', '/api/v1/mailboxes/support/enable')).json().enabled).toBe(true);
+  });
+
+  it('answers 502 CONNECT_FAILED when testing a mailbox nobody listens for', async () => {
+    const res = await call('POST', '/api/v1/mailboxes/support/test');
+    expect(res.status).toBe(502);
+    expect(res.json()).toMatchObject({ error: 'CONNECT_FAILED' });
+  });
+
+  it('fetch reports an unreachable mailbox in its summary', async () => {
+    const res = await call('POST', '/api/v1/fetch', { body: { mailbox: 'support' } });
+    expect(res.status).toBe(200);
+    expect(res.json()).toEqual([
+      expect.objectContaining({
+        mailbox: 'support',
+        reached: false,
+        error: expect.objectContaining({ code: 'CONNECT_FAILED' }),
+      }),
+    ]);
+    const bad = await call('POST', '/api/v1/fetch', { body: { mailbox: 'support', extra: 1 } });
+    expect(bad.status).toBe(400);
+    const unknown = await call('POST', '/api/v1/fetch', { body: { mailbox: 'nope' } });
+    expect(unknown.status).toBe(404);
+  });
+
+  it('removes a mailbox (204), after which it is 404', async () => {
+    await call('POST', '/api/v1/mailboxes', { body: { ...validMailbox, name: 'temp' } });
+    const res = await call('DELETE', '/api/v1/mailboxes/temp');
+    expect(res.status).toBe(204);
+    expectSecurityHeaders(res.headers);
+    expect((await call('GET', '/api/v1/mailboxes/temp')).status).toBe(404);
+  });
+});
+
+describe('portals', () => {
+  it('lists, adds and changes portals', async () => {
+    const list = await call('GET', '/api/v1/portals');
+    expect(list.json().map((p: { name: string }) => p.name)).toContain('default');
+    const added = await call('POST', '/api/v1/portals', { body: { name: 'it-desk' } });
+    expect(added.status).toBe(201);
+    expect(added.json()).toMatchObject({ name: 'it-desk', headerThreading: true });
+    expect((await call('POST', '/api/v1/portals', { body: { name: 'it-desk' } })).status).toBe(409);
+    const patched = await call('PATCH', '/api/v1/portals/it-desk', { body: { headerThreading: false } });
+    expect(patched.json()).toMatchObject({ name: 'it-desk', headerThreading: false });
+  });
+
+  it('names the bad field of a patch, and 404s an unknown portal', async () => {
+    const bad = await call('PATCH', '/api/v1/portals/it-desk', { body: { headerThreading: 'no' } });
+    expect(bad.status).toBe(400);
+    expect(bad.json().details.fields).toEqual([expect.objectContaining({ field: 'headerThreading' })]);
+    const missing = await call('PATCH', '/api/v1/portals/nope', { body: { headerThreading: true } });
+    expect(missing.status).toBe(404);
+  });
+});
+
+describe('requests, attachments and the intake log', () => {
+  it('lists requests (an empty page) and validates the query', async () => {
+    const res = await call('GET', '/api/v1/requests?limit=10&offset=0&portal=default');
+    expect(res.status).toBe(200);
+    expect(res.json()).toMatchObject({ items: [], total: 0, limit: 10, offset: 0 });
+    const bad = await call('GET', '/api/v1/requests?limit=0&offset=-1');
+    expect(bad.status).toBe(400);
+    expect(
+      bad
+        .json()
+        .details.fields.map((f: { field: string }) => f.field)
+        .sort(),
+    ).toEqual(['limit', 'offset']);
+  });
+
+  it('answers 404 NOT_FOUND for an unknown request and 400 for an id that is not a number', async () => {
+    const res = await call('GET', '/api/v1/requests/999999');
+    expect(res.status).toBe(404);
+    expect(res.json()).toMatchObject({ error: 'NOT_FOUND', details: {} });
+    const bad = await call('GET', '/api/v1/requests/1%20OR%201=1');
+    expect(bad.status).toBe(400);
+    expect(bad.json().details.fields[0].field).toBe('id');
+  });
+
+  it('answers 404 NOT_FOUND for an unknown attachment', async () => {
+    const res = await call('GET', '/api/v1/attachments/424242/content');
+    expect(res.status).toBe(404);
+    expect(res.json().error).toBe('NOT_FOUND');
+    expectSecurityHeaders(res.headers);
+  });
+
+  it('lists the intake log, filtered, and validates the outcome', async () => {
+    const res = await call('GET', '/api/v1/log?mailbox=support&outcome=created&limit=5');
+    expect(res.status).toBe(200);
+    expect(res.json()).toMatchObject({ items: [], limit: 5 });
+    const bad = await call('GET', '/api/v1/log?outcome=exploded');
+    expect(bad.status).toBe(400);
+    expect(bad.json().details.fields[0].field).toBe('outcome');
+  });
+});
+
+describe('unexpected errors', () => {
+  it('answer 500 INTERNAL with a generic message; the real error is only logged, without the API key', async () => {
+    const failing: Services = {
+      ...rt.services,
+      log: {
+        ...rt.services.log,
+        list: async () => {
+          throw new Error('SQLITE_CORRUPT: database disk image is malformed at /var/lib/secret/path');
+        },
+      },
+    };
+    const local = createApi(failing, {
+      logger: { error: (msg, fields) => logged.push(JSON.stringify({ msg, fields })) },
+    });
+    const res = await call('GET', '/api/v1/log', { target: local });
+    expect(res.status).toBe(500);
+    expect(res.json()).toEqual({ error: 'INTERNAL', message: expect.any(String), details: {} });
+    expect(res.text).not.toContain('SQLITE_CORRUPT');
+    const line = logged.find((l) => l.includes('SQLITE_CORRUPT'));
+    expect(line).toBeDefined();
+    expect(line).not.toContain(key);
+  });
+});
+
+describe('attachment download headers', () => {
+  it('encodes the file name per RFC 5987 so a sender cannot inject parameters or headers', () => {
+    const header = contentDisposition('report"; filename="evil.html\r\nSet-Cookie: a=b.pdf');
+    expect(header).not.toMatch(/[\r\n]/);
+    // Exactly the two quotes of the fallback's quoted string.
+    expect(header.match(/"/g)).toHaveLength(2);
+    expect(header.startsWith('attachment; filename="')).toBe(true);
+    const encoded = /filename\*=UTF-8''(.*)$/.exec(header)?.[1] ?? '';
+    expect(encoded).toMatch(/^[A-Za-z0-9!#$&+.^_`|~%-]+$/);
+    expect(decodeURIComponent(encoded)).toBe('report"; filename="evil.html__Set-Cookie: a=b.pdf');
+  });
+
+  it('keeps non-ASCII names in filename* and gives an ASCII fallback', () => {
+    const header = contentDisposition('Übersicht (März) 100%.pdf');
+    expect(header).toBe(
+      `attachment; filename="_bersicht (M_rz) 100_.pdf"; filename*=UTF-8''${'%C3%9Cbersicht%20%28M%C3%A4rz%29%20100%25.pdf'}`,
+    );
+    expect(contentDisposition('../../etc/passwd')).toContain('filename=".._.._etc_passwd"');
+    expect(contentDisposition('')).toContain('filename="attachment"');
+  });
+
+  it('never serves active content types', () => {
+    for (const t of [
+      'text/html',
+      'TEXT/HTML; charset=utf-8',
+      'image/svg+xml',
+      'application/xhtml+xml',
+      'text/xml',
+      'application/xml',
+      'application/rss+xml',
+    ]) {
+      expect(downloadContentType(t)).toBe('application/octet-stream');
+    }
+    expect(downloadContentType('text/plain\r\nX-Evil: 1')).toBe('application/octet-stream');
+    expect(downloadContentType('not a type')).toBe('application/octet-stream');
+    expect(downloadContentType('application/pdf')).toBe('application/pdf');
+    expect(downloadContentType('image/png; name="a.png"')).toBe('image/png');
+  });
+});
+
+describe('with a real mailbox (Dovecot)', () => {
+  let dovecot: DovecotServer;
+  beforeAll(async () => {
+    dovecot = await startDovecot({ users: [{ name: 'apiuser', password: 'api-user-pw' }] });
+  });
+  afterAll(async () => {
+    await dovecot?.stop();
+  });
+
+  it('fetches a mail and serves its attachment as a download that cannot run in the browser', async () => {
+    const html = Buffer.from('<script>alert(document.cookie)</script>');
+    // The sender picks the file name: a quote and CR/LF must not reach our headers raw.
+    const evilName = 'invoice".html';
+    // buildMail quotes the name as is; a quoted-pair (RFC 5322 3.2.4) carries the quote into the MIME header.
+    const quotedName = 'invoice\\".html';
+    await appendImap(
+      dovecot,
+      'apiuser',
+      buildMail({
+        subject: 'Download test',
+        attachments: [{ filename: quotedName, contentType: 'text/html', content: html }],
+      }),
+    );
+    const added = await call('POST', '/api/v1/mailboxes', {
+      body: {
+        name: 'real',
+        protocol: 'imap',
+        server: dovecot.host,
+        port: dovecot.ports.imap,
+        starttls: true,
+        caFile: dovecot.caFile,
+        username: 'apiuser',
+        password: 'api-user-pw',
+        emailAddress: 'support@example.test',
+      },
+    });
+    expect(added.status).toBe(201);
+    const test = await call('POST', '/api/v1/mailboxes/real/test');
+    expect(test.status).toBe(200);
+    expect(test.json().sample).toMatchObject({ subject: 'Download test' });
+
+    const fetched = await call('POST', '/api/v1/fetch', { body: { mailbox: 'real' } });
+    expect(fetched.json()).toEqual([expect.objectContaining({ reached: true, fetched: 1, created: 1 })]);
+
+    const list = await call('GET', '/api/v1/requests');
+    const summary = list.json().items.find((r: { subject: string }) => r.subject === 'Download test');
+    expect(summary).toBeDefined();
+    const detail = (await call('GET', `/api/v1/requests/${summary.id}`)).json();
+    const attachment = detail.attachments.find((a: { filename: string }) => a.filename === evilName);
+    expect(attachment, JSON.stringify(detail.attachments)).toBeDefined();
+
+    const res = await app.request(`/api/v1/attachments/${attachment.id}/content`, {
+      headers: { Authorization: `Bearer ${key}` },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/octet-stream');
+    expect(res.headers.get('content-disposition')).toBe(
+      `attachment; filename="invoice_.html"; filename*=UTF-8''invoice%22.html`,
+    );
+    expect(res.headers.get('content-length')).toBe(String(html.length));
+    expectSecurityHeaders(res.headers);
+    expect(Buffer.from(await res.arrayBuffer())).toEqual(html);
+
+    const log = (await call('GET', '/api/v1/log?mailbox=real')).json();
+    expect(log.items).toEqual([
+      expect.objectContaining({ outcome: 'created', requestId: summary.id, rawAvailable: true }),
+    ]);
+    // The original mail is kept as fetched and can be downloaded byte for byte.
+    const raw = await app.request(`/api/v1/log/${log.items[0].id}/raw`, {
+      headers: { Authorization: `Bearer ${key}` },
+    });
+    expect(raw.status).toBe(200);
+    expect(raw.headers.get('content-disposition')).toMatch(/^attachment; filename="mail-\d+\.eml"/);
+    const rawText = Buffer.from(await raw.arrayBuffer()).toString('utf8');
+    expect(rawText).toContain('Subject: Download test');
+    expect(rawText).toContain(html.toString('base64').slice(0, 40));
+  });
+});
+
+describe('on PostgreSQL', () => {
+  let pg: Awaited<ReturnType<typeof freshConfig>>;
+  let pgRt: Runtime;
+  let pgApp: Hono;
+  let pgKey: string;
+  beforeAll(async () => {
+    pg = await freshConfig('postgres');
+    pgRt = await openRuntime(pg.config);
+    pgKey = (await pgRt.services.apiKeys.create('pg')).key;
+    pgApp = createApi(pgRt.services, {
+      logger: { error: (msg, fields) => logged.push(JSON.stringify({ msg, fields })) },
+    });
+  });
+  afterAll(async () => {
+    await pgRt?.close();
+    await pg?.cleanup();
+  });
+
+  it('gives the same codes and statuses', async () => {
+    const opts = { target: pgApp, auth: `Bearer ${pgKey}` };
+    expect((await call('GET', '/api/v1/mailboxes', { ...opts, auth: `Bearer ${key}` })).status).toBe(401);
+    expect((await call('POST', '/api/v1/mailboxes', { ...opts, body: validMailbox })).status).toBe(201);
+    const dup = await call('POST', '/api/v1/mailboxes', { ...opts, body: validMailbox });
+    expect(dup.status).toBe(409);
+    expect(dup.json().error).toBe('CONFLICT');
+    const invalid = await call('POST', '/api/v1/mailboxes', { ...opts, body: { name: 'x' } });
+    expect(invalid.status).toBe(400);
+    expect((await call('GET', '/api/v1/mailboxes/support', opts)).json()).toMatchObject({
+      passwordSet: true,
+    });
+    expect((await call('GET', '/api/v1/requests', opts)).json()).toMatchObject({ items: [], total: 0 });
+    expect((await call('GET', '/api/v1/requests/77', opts)).status).toBe(404);
+    expect((await call('GET', '/api/v1/attachments/77/content', opts)).status).toBe(404);
+    expect((await call('GET', '/api/v1/log', opts)).status).toBe(200);
+  });
+});
+
+describe('secrets', () => {
+  it('never put the mailbox password in any response', () => {
+    expect(bodies.length).toBeGreaterThan(20);
+    for (const b of bodies) expect(b).not.toContain(PASSWORD);
+    for (const l of logged) expect(l).not.toContain(PASSWORD);
+  });
+});

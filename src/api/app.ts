@@ -1,0 +1,359 @@
+import { Readable } from 'node:stream';
+import type { Context } from 'hono';
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { z } from 'zod';
+import {
+  CONNECTION_CODES,
+  type ErrorCode,
+  type ErrorDetails,
+  isMailintakeError,
+  MailintakeError,
+} from '../errors.js';
+import type { Services } from '../services/index.js';
+import type { AttachmentView } from '../services/views.js';
+import { openApiDocument } from './openapi.js';
+
+/**
+ * The REST API: thin routes. Each parses its input with the zod schema written beside it, calls one service and
+ * presents the result (the services already return presenter shapes, see services/views.ts). Every failure goes
+ * through the one `onError` below, which turns codes into HTTP statuses and bodies `{ error, message, details }`.
+ */
+
+export interface ApiLogger {
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+export interface ApiOptions {
+  logger?: ApiLogger;
+}
+
+const defaultLogger: ApiLogger = {
+  error(message, fields) {
+    console.error(
+      JSON.stringify({ level: 'error', time: new Date().toISOString(), msg: message, ...fields }),
+    );
+  },
+};
+
+/** HTTP status per code. Codes not listed (and anything not coded) answer 500 INTERNAL with a generic message. */
+const STATUS: Partial<Record<ErrorCode, 400 | 401 | 404 | 409 | 502>> = {
+  INVALID_SETTINGS: 400,
+  UNAUTHORIZED: 401,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  MAILBOX_BUSY: 409,
+};
+for (const code of CONNECTION_CODES) STATUS[code] = 502;
+
+/**
+ * Secrets sent in a request body (a mailbox password), to be cut out of any error answer for that request.
+ * The services never put a password in a message, but a driver or a future validator might quote its input;
+ * keyed by the request object so that nothing outlives the request.
+ */
+const requestSecrets = new WeakMap<Request, string[]>();
+
+const MAX_BODY_BYTES = 1024 * 1024;
+
+/** Shorter secrets are not redacted: replacing "ab" everywhere would mangle the answer, not protect anything. */
+const MIN_REDACTED_LENGTH = 4;
+
+function redact<T>(value: T, secrets: readonly string[]): T {
+  if (secrets.length === 0) return value;
+  let text = JSON.stringify(value);
+  for (const s of secrets) text = text.split(JSON.stringify(s).slice(1, -1)).join('[redacted]');
+  return JSON.parse(text) as T;
+}
+
+function invalid(fields: { field: string; message: string }[]): MailintakeError {
+  return new MailintakeError(
+    'INVALID_SETTINGS',
+    `Invalid request: ${fields.map((f) => `${f.field}: ${f.message}`).join('; ')}`,
+    { details: { fields } },
+  );
+}
+
+/** Validates one part of a request (path, query or body); a failure names every bad field. */
+function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw invalid(
+    result.error.issues.map((i) => ({
+      field: i.path.join('.') || '(body)',
+      message: i.code === 'unrecognized_keys' ? `unknown field(s): ${i.keys.join(', ')}` : i.message,
+    })),
+  );
+}
+
+/**
+ * Reads a JSON body. The parser's own message is not echoed: V8's JSON.parse errors quote a piece of the input,
+ * which in a mailbox body is likely to be the password.
+ */
+async function readJson(c: Context, opts: { optional?: boolean } = {}): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === '') {
+    if (opts.optional) return {};
+    throw invalid([{ field: '(body)', message: 'a JSON body is required' }]);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw invalid([{ field: '(body)', message: 'not valid JSON' }]);
+  }
+}
+
+/** Remembers a mailbox body's password so that onError can cut it out of whatever it answers. */
+function rememberSecrets(c: Context, body: unknown): void {
+  if (body && typeof body === 'object' && 'password' in body) {
+    const pw = (body as { password: unknown }).password;
+    if (typeof pw === 'string' && pw.length >= MIN_REDACTED_LENGTH) requestSecrets.set(c.req.raw, [pw]);
+  }
+}
+
+// ---- schemas, one per route input ---------------------------------------------------------------------------
+
+const nameParams = z.object({ name: z.string().min(1).max(200) });
+/** Ids are positive integers; anything else is a bad field, not a lookup (no "id=1 OR 1=1" ever reaches SQL). */
+const idParams = z.object({
+  id: z
+    .string()
+    .regex(/^[1-9][0-9]{0,14}$/, 'must be a positive integer')
+    .transform(Number),
+});
+const intQuery = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]{1,9}$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max))
+    .optional();
+const pageQuery = { limit: intQuery(1, 1000), offset: intQuery(0, 1_000_000_000) };
+
+const mailboxBody = z.record(z.string(), z.unknown(), 'must be a JSON object'); // fields: services validate
+const fetchBody = z.strictObject({ mailbox: z.string().min(1).optional() });
+const portalBody = z.strictObject({ name: z.string().min(1).max(100) });
+const portalPatchBody = z.strictObject({ headerThreading: z.boolean('must be true or false') });
+const requestsQuery = z.object({ portal: z.string().min(1).optional(), ...pageQuery });
+const logQuery = z.object({
+  mailbox: z.string().min(1).optional(),
+  outcome: z.enum(['created', 'appended', 'ignored', 'error']).optional(),
+  ...pageQuery,
+});
+
+// ---- attachment download --------------------------------------------------------------------------------------
+
+/**
+ * Types a browser renders as active content (script runs in our origin). An attachment is mail from anyone on
+ * the internet: served as text/html it would be stored XSS against whoever downloads it. `attachment` already
+ * keeps browsers from rendering, but the type is the second lock.
+ */
+const ACTIVE_TYPES = new Set([
+  'text/html',
+  'application/xhtml+xml',
+  'image/svg+xml',
+  'text/xml',
+  'application/xml',
+  'text/xsl',
+  'multipart/x-mixed-replace',
+]);
+
+/** The stored type's essence when it is a plain, safe `type/subtype`; application/octet-stream otherwise. */
+export function downloadContentType(stored: string): string {
+  const essence = (stored.split(';')[0] ?? '').trim().toLowerCase();
+  // A type from the mail that is not a bare token pair (CR/LF, quotes, spaces) never reaches a header.
+  if (!/^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/.test(essence))
+    return 'application/octet-stream';
+  if (ACTIVE_TYPES.has(essence) || essence.endsWith('+xml')) return 'application/octet-stream';
+  return essence;
+}
+
+/**
+ * `Content-Disposition: attachment` with the mail's file name encoded per RFC 6266 / RFC 5987.
+ * The file name comes from the sender. Copied raw, a `"` ends the quoted string and lets the sender add
+ * parameters (`x.pdf"; filename="evil.html`), and CR/LF would split the response into headers of their
+ * choosing. So the quoted fallback keeps only printable ASCII minus `"`, `\`, `/` and `%` (some browsers
+ * percent-decode it), and the real name travels percent-encoded in `filename*`, where no raw byte can appear.
+ */
+export function contentDisposition(filename: string): string {
+  // Control characters are never part of a legitimate name; path separators make no sense in a download.
+  const cleaned =
+    Array.from(filename, (ch) => {
+      const cp = ch.codePointAt(0) ?? 0;
+      return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || ch === '/' || ch === '\\' ? '_' : ch;
+    })
+      .join('')
+      .trim() || 'attachment';
+  const fallback = cleaned.replace(/[^\x20-\x7e]|["%]/g, '_');
+  // encodeURIComponent leaves ! ' ( ) * unencoded; RFC 5987 attr-char does not allow ' ( ) *.
+  const encoded = encodeURIComponent(cleaned).replace(
+    /['()*]/g,
+    (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
+}
+
+function attachmentResponse(meta: AttachmentView, body: Readable): Response {
+  return new Response(Readable.toWeb(body) as unknown as ReadableStream<Uint8Array>, {
+    status: 200,
+    headers: {
+      'Content-Type': downloadContentType(meta.contentType),
+      'Content-Disposition': contentDisposition(meta.filename),
+      'Content-Length': String(meta.size),
+    },
+  });
+}
+
+// ---- the app ---------------------------------------------------------------------------------------------------
+
+export function createApi(services: Services, opts: ApiOptions = {}): Hono {
+  const logger = opts.logger ?? defaultLogger;
+  const app = new Hono();
+
+  // On every answer, errors and downloads included: API answers hold tickets and personal data (no caches),
+  // and a browser must never second-guess a declared type.
+  app.use('*', async (c, next) => {
+    await next();
+    c.res.headers.set('X-Content-Type-Options', 'nosniff');
+    c.res.headers.set('Cache-Control', 'no-store');
+  });
+
+  // Authentication comes before routing: an unknown path under /api/v1 answers 401 too, so that the API does not
+  // tell an anonymous caller which routes exist.
+  const requireKey = async (c: Context, next: () => Promise<void>) => {
+    const header = c.req.header('authorization') ?? '';
+    const match = /^Bearer[ ]+([^\s]+)\s*$/i.exec(header);
+    if (!match?.[1] || !(await services.apiKeys.verify(match[1]))) {
+      throw new MailintakeError('UNAUTHORIZED', 'A valid API key is required (Authorization: Bearer <key>).');
+    }
+    await next();
+  };
+  // Hono's `/api/v1/*` also matches `/api/v1` itself.
+  app.use('/api/v1/*', requireKey);
+  // Bodies here are small JSON documents; reading an unbounded one into memory would let one caller exhaust it.
+  app.use(
+    '/api/v1/*',
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw invalid([{ field: '(body)', message: `larger than ${MAX_BODY_BYTES} bytes` }]);
+      },
+    }),
+  );
+
+  app.get('/api/openapi.json', (c) => c.json(openApiDocument));
+
+  // Mailboxes
+  app.get('/api/v1/mailboxes', async (c) => c.json(await services.mailboxes.list()));
+  app.post('/api/v1/mailboxes', async (c) => {
+    const body = await readJson(c);
+    rememberSecrets(c, body);
+    return c.json(await services.mailboxes.add(parse(mailboxBody, body)), 201);
+  });
+  app.get('/api/v1/mailboxes/:name', async (c) => {
+    const { name } = parse(nameParams, c.req.param());
+    return c.json(await services.mailboxes.get(name));
+  });
+  app.put('/api/v1/mailboxes/:name', async (c) => {
+    const { name } = parse(nameParams, c.req.param());
+    const body = await readJson(c);
+    rememberSecrets(c, body);
+    return c.json(await services.mailboxes.update(name, parse(mailboxBody, body)));
+  });
+  app.delete('/api/v1/mailboxes/:name', async (c) => {
+    const { name } = parse(nameParams, c.req.param());
+    await services.mailboxes.remove(name);
+    return c.body(null, 204);
+  });
+  app.post('/api/v1/mailboxes/:name/test', async (c) => {
+    const { name } = parse(nameParams, c.req.param());
+    return c.json(await services.mailboxes.test(name));
+  });
+  app.post('/api/v1/mailboxes/:name/enable', async (c) => {
+    const { name } = parse(nameParams, c.req.param());
+    return c.json(await services.mailboxes.setEnabled(name, true));
+  });
+  app.post('/api/v1/mailboxes/:name/disable', async (c) => {
+    const { name } = parse(nameParams, c.req.param());
+    return c.json(await services.mailboxes.setEnabled(name, false));
+  });
+
+  // Fetching
+  app.post('/api/v1/fetch', async (c) => {
+    const body = parse(fetchBody, await readJson(c, { optional: true }));
+    return c.json(await services.fetch.once(body.mailbox ? { mailbox: body.mailbox } : {}));
+  });
+
+  // Portals
+  app.get('/api/v1/portals', async (c) => c.json(await services.portals.list()));
+  app.post('/api/v1/portals', async (c) => {
+    const { name } = parse(portalBody, await readJson(c));
+    return c.json(await services.portals.add(name), 201);
+  });
+  app.patch('/api/v1/portals/:name', async (c) => {
+    const { name } = parse(nameParams, c.req.param());
+    const patch = parse(portalPatchBody, await readJson(c));
+    return c.json(await services.portals.update(name, patch));
+  });
+
+  // Requests and attachments
+  app.get('/api/v1/requests', async (c) => {
+    const q = parse(requestsQuery, c.req.query());
+    return c.json(await services.requests.list(q));
+  });
+  app.get('/api/v1/requests/:id', async (c) => {
+    const { id } = parse(idParams, c.req.param());
+    return c.json(await services.requests.show(id));
+  });
+  app.get('/api/v1/attachments/:id/content', async (c) => {
+    const { id } = parse(idParams, c.req.param());
+    const { meta, open } = await services.requests.attachment(id);
+    return attachmentResponse(meta, open());
+  });
+
+  // Intake log
+  app.get('/api/v1/log', async (c) => {
+    const q = parse(logQuery, c.req.query());
+    return c.json(await services.log.list(q));
+  });
+  app.get('/api/v1/log/:id/raw', async (c) => {
+    const { id } = parse(idParams, c.req.param());
+    const { meta, open } = await services.log.raw(id);
+    return attachmentResponse(meta, open());
+  });
+
+  app.notFound((c) =>
+    c.json({ error: 'NOT_FOUND', message: 'No such route.', details: {} } satisfies ErrorBody, 404),
+  );
+
+  app.onError((err, c) => {
+    const secrets = requestSecrets.get(c.req.raw) ?? [];
+    const status = isMailintakeError(err) ? STATUS[err.code] : undefined;
+    if (isMailintakeError(err) && status !== undefined) {
+      return c.json(redact(err.toJSON(), secrets) satisfies ErrorBody, status);
+    }
+    // The real error goes to the log only: its message may name tables, paths or driver internals. The log line
+    // carries method and path, never headers (Authorization) nor the body (passwords).
+    logger.error('API request failed', {
+      method: c.req.method,
+      path: c.req.path,
+      code: isMailintakeError(err) ? err.code : 'INTERNAL',
+      error: redact(err instanceof Error ? (err.stack ?? err.message) : String(err), secrets),
+    });
+    return c.json(
+      {
+        error: 'INTERNAL',
+        message: 'An unexpected error occurred; the server log has the details.',
+        details: {},
+      },
+      500,
+    );
+  });
+
+  return app;
+}
+
+interface ErrorBody {
+  error: ErrorCode;
+  message: string;
+  details: ErrorDetails;
+}

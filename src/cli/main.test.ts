@@ -1,0 +1,389 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendImap } from '../../test/support/deliver.js';
+import { type DovecotServer, startDovecot } from '../../test/support/dovecot.js';
+import { buildMail } from '../../test/support/mails.js';
+import { createApi } from '../api/app.js';
+import { loadConfig } from '../config/env.js';
+import { openRuntime } from '../runtime.js';
+import { type CliIo, main } from './main.js';
+
+const PASSWORD = 'Tr0ub4dor&3-not-for-print';
+
+let dir: string;
+let env: NodeJS.ProcessEnv;
+/** Every byte any run printed, to check at the end that the password never appeared. */
+const transcript: string[] = [];
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(args: string[], io: CliIo = {}): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(args, {
+    env,
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+    ...io,
+  });
+  transcript.push(stdout, stderr);
+  return { code, stdout, stderr };
+}
+
+const validMailbox = {
+  name: 'support',
+  protocol: 'imap',
+  server: '127.0.0.1',
+  // Nothing listens on port 1: fetching must report CONNECT_FAILED, never hang.
+  port: 1,
+  starttls: false,
+  username: 'helpdesk',
+  password: PASSWORD,
+  emailAddress: 'help@example.com',
+};
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'mailintake-cli-'));
+  env = { MAILINTAKE_DATA_DIR: path.join(dir, 'data'), MAILINTAKE_LOG_LEVEL: 'silent' };
+  await writeFile(path.join(dir, 'valid.json'), JSON.stringify(validMailbox));
+  await writeFile(
+    path.join(dir, 'invalid.json'),
+    JSON.stringify({ name: 'bad name!', protocol: 'pop9', port: 0, password: PASSWORD, surprise: true }),
+  );
+  await writeFile(path.join(dir, 'broken.json'), `{ "name": "x", "password": "${PASSWORD}", }`);
+});
+
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('mailbox add', () => {
+  it('rejects an invalid file with exit 1, naming every bad field', async () => {
+    const r = await run(['mailbox', 'add', '--file', path.join(dir, 'invalid.json')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error INVALID_SETTINGS: /);
+    for (const field of ['name', 'protocol', 'port', 'server', 'username', 'emailAddress', '(root)']) {
+      expect(r.stderr).toMatch(new RegExp(`^ {2}${field.replace(/[()]/g, '\\$&')}: `, 'm'));
+    }
+    expect(r.stderr).toContain('surprise');
+    expect(r.stdout).toBe('');
+  });
+
+  it('gives the same error as JSON on stdout with --json', async () => {
+    const r = await run(['mailbox', 'add', '--file', path.join(dir, 'invalid.json'), '--json']);
+    expect(r.code).toBe(1);
+    const body = JSON.parse(r.stdout);
+    expect(body).toMatchObject({ error: 'INVALID_SETTINGS', message: expect.any(String) });
+    expect(body.details.fields.length).toBeGreaterThanOrEqual(6);
+  });
+
+  it('rejects a file that is not JSON without quoting it (it may hold the password)', async () => {
+    const r = await run(['mailbox', 'add', '--file', path.join(dir, 'broken.json')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('INVALID_SETTINGS');
+    expect(r.stderr).toContain('not valid JSON');
+    expect(r.stderr).not.toContain(PASSWORD);
+    const missing = await run(['mailbox', 'add', '--file', path.join(dir, 'nope.json')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('ENOENT');
+  });
+
+  it('adds a valid mailbox, which is then listed', async () => {
+    const r = await run(['mailbox', 'add', '--file', path.join(dir, 'valid.json')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('Mailbox support added.');
+    expect(r.stdout).toMatch(/password:\s+\(set; never shown\)/);
+    const list = await run(['mailbox', 'list']);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^NAME\s+PORTAL\s+SERVER/);
+    expect(list.stdout).toMatch(/^support\s+default\s+imap:\/\/127\.0\.0\.1:1\s+helpdesk\s+yes/m);
+  });
+
+  it('reads the file from stdin with --file -, and reports a taken name as CONFLICT', async () => {
+    const stdin = Readable.from([JSON.stringify({ ...validMailbox, name: 'from-stdin' })]);
+    const r = await run(['mailbox', 'add', '--file', '-', '--json'], { stdin });
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'from-stdin', passwordSet: true });
+    const again = await run(['mailbox', 'add', '--file', path.join(dir, 'valid.json')]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^error CONFLICT: /);
+  });
+});
+
+describe('mailbox commands', () => {
+  it('--json output parses as JSON, with nothing else on stdout', async () => {
+    for (const args of [
+      ['mailbox', 'list'],
+      ['mailbox', 'show', 'support'],
+      ['mailbox', 'disable', 'from-stdin'],
+      ['requests', 'list'],
+      ['log'],
+      ['portal', 'list'],
+      ['apikey', 'list'],
+    ]) {
+      const r = await run([...args, '--json']);
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(() => JSON.parse(r.stdout), args.join(' ')).not.toThrow();
+    }
+    const shown = JSON.parse((await run(['mailbox', 'show', 'support', '--json'])).stdout);
+    expect(shown).toMatchObject({ name: 'support', port: 1, passwordSet: true });
+    expect(shown).not.toHaveProperty('password');
+  });
+
+  it('shows, updates, enables, disables and removes', async () => {
+    const { password: _kept, ...noPassword } = validMailbox;
+    await writeFile(path.join(dir, 'update.json'), JSON.stringify({ ...noPassword, intervalSeconds: 300 }));
+    const up = await run(['mailbox', 'update', 'support', '--file', path.join(dir, 'update.json')]);
+    expect(up.code).toBe(0);
+    expect(up.stdout).toMatch(/interval:\s+300 s/);
+    expect((await run(['mailbox', 'disable', 'support'])).stdout).toContain('Mailbox support disabled.');
+    expect((await run(['mailbox', 'enable', 'support'])).stdout).toContain('Mailbox support enabled.');
+    expect((await run(['mailbox', 'remove', 'from-stdin'])).code).toBe(0);
+    const gone = await run(['mailbox', 'show', 'from-stdin']);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toMatch(/^error NOT_FOUND: /);
+  });
+
+  it('mailbox test on a closed port prints CONNECT_FAILED with the hint', async () => {
+    const r = await run(['mailbox', 'test', 'support']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error CONNECT_FAILED: /);
+    expect(r.stderr).toMatch(/^ {2}hint: No connection could be made/m);
+  });
+});
+
+describe('fetch --once', () => {
+  it('exits 3 and prints CONNECT_FAILED when a mailbox cannot be reached', async () => {
+    const r = await run(['fetch', '--once']);
+    expect(r.code).toBe(3);
+    expect(r.stdout).toMatch(/^MAILBOX\s+FETCHED\s+CREATED\s+APPENDED\s+IGNORED\s+ERRORED\s+REACKNOWLEDGED/);
+    expect(r.stdout).toMatch(/^support\s+0\s+0\s+0\s+0\s+0\s+0/m);
+    expect(r.stdout).toContain('support: not reached: error CONNECT_FAILED');
+  });
+
+  it('gives the summaries as JSON with --json, still exiting 3', async () => {
+    const r = await run(['fetch', '--once', '--mailbox', 'support', '--json']);
+    expect(r.code).toBe(3);
+    expect(JSON.parse(r.stdout)).toEqual([
+      expect.objectContaining({
+        mailbox: 'support',
+        reached: false,
+        error: expect.objectContaining({ code: 'CONNECT_FAILED' }),
+      }),
+    ]);
+  });
+
+  it('needs --once (usage error, exit 2) and documents its exit codes', async () => {
+    const r = await run(['fetch']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("'--once'");
+    const help = await run(['fetch', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Exit status: 0 when every mailbox was reached, 3 when one could not be');
+  });
+});
+
+describe('requests, log and portals', () => {
+  it('lists requests and reports an unknown one as NOT_FOUND', async () => {
+    expect((await run(['requests', 'list', '--limit', '5'])).stdout).toContain('No requests.');
+    const r = await run(['requests', 'show', '4242']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error NOT_FOUND: /);
+    const j = await run(['requests', 'show', '4242', '--json']);
+    expect(JSON.parse(j.stdout)).toMatchObject({ error: 'NOT_FOUND', details: {} });
+  });
+
+  it('treats a bad number as a usage error (exit 2)', async () => {
+    expect((await run(['requests', 'show', 'abc'])).code).toBe(2);
+    expect((await run(['requests', 'list', '--limit', '0'])).code).toBe(2);
+    expect((await run(['log', '--outcome', 'exploded'])).code).toBe(2);
+    expect((await run(['no-such-command'])).code).toBe(2);
+  });
+
+  it('shows the intake log', async () => {
+    const r = await run(['log', '--mailbox', 'support', '--limit', '10']);
+    expect(r.code).toBe(0);
+  });
+
+  it('adds portals and switches header threading', async () => {
+    expect((await run(['portal', 'add', 'it-desk'])).stdout).toMatch(/^Portal it-desk added/);
+    const set = await run(['portal', 'set', 'it-desk', '--header-threading', 'off']);
+    expect(set.stdout).toContain('Portal it-desk: header threading off.');
+    const list = JSON.parse((await run(['portal', 'list', '--json'])).stdout);
+    expect(list).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ name: 'default', headerThreading: true }),
+        expect.objectContaining({ name: 'it-desk', headerThreading: false }),
+      ]),
+    );
+    expect((await run(['portal', 'set', 'it-desk', '--header-threading', 'maybe'])).code).toBe(2);
+  });
+});
+
+describe('apikey', () => {
+  it('creates a key the API accepts, says it is shown once, and revokes it', async () => {
+    const r = await run(['apikey', 'create', 'ci']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('will not be shown again');
+    const key = r.stdout.split('\n')[1] ?? '';
+    expect(key.length).toBeGreaterThan(20);
+
+    const id = JSON.parse((await run(['apikey', 'list', '--json'])).stdout)[0].id as number;
+    const ask = async () => {
+      const rt = await openRuntime(loadConfig(env));
+      try {
+        const res = await createApi(rt.services).request('/api/v1/mailboxes', {
+          headers: { Authorization: `Bearer ${key}` },
+        });
+        return res.status;
+      } finally {
+        await rt.close();
+      }
+    };
+    expect(await ask()).toBe(200);
+    expect((await run(['apikey', 'revoke', String(id)])).stdout).toContain(`API key ${id} revoked.`);
+    expect(await ask()).toBe(401);
+  });
+
+  it('gives the key in JSON with --json', async () => {
+    const r = await run(['apikey', 'create', 'robot', '--json']);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'robot', key: expect.any(String) });
+  });
+});
+
+describe('configuration and usage', () => {
+  it('prints an invalid environment to stderr and exits 2', async () => {
+    const r = await run(['mailbox', 'list'], { env: { ...env, MAILINTAKE_PORT: 'eighty' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('MAILINTAKE_PORT');
+    expect(r.stdout).toBe('');
+  });
+
+  it('documents the exit codes in --help', async () => {
+    const r = await run(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('Exit status:');
+    expect(r.stdout).toMatch(/3 {2}fetch --once/);
+  });
+});
+
+describe('serve', () => {
+  it('listens, answers the API with a key, and stops on the stop signal', async () => {
+    const key = JSON.parse((await run(['apikey', 'create', 'serve-test', '--json'])).stdout).key as string;
+    const stop = new AbortController();
+    let stdout = '';
+    let announce: (url: string) => void = () => {};
+    const listening = new Promise<string>((resolve) => {
+      announce = resolve;
+    });
+    const done = main(['serve', '--port', '0', '--host', '127.0.0.1'], {
+      env,
+      stopSignal: stop.signal,
+      stderr: () => {},
+      stdout: (t) => {
+        stdout += t;
+        const url = /listening on (http:\/\/[^ ]+)/.exec(stdout)?.[1];
+        if (url) announce(url);
+      },
+    });
+    const url = await listening;
+    expect(stdout).toMatch(
+      /^Mailintake listening on http:\/\/127\.0\.0\.1:\d+ \(data: .+, database: sqlite\)\n$/,
+    );
+    expect((await fetch(`${url}/api/openapi.json`)).status).toBe(200);
+    expect((await fetch(`${url}/api/v1/mailboxes`)).status).toBe(401);
+    const res = await fetch(`${url}/api/v1/mailboxes`, { headers: { Authorization: `Bearer ${key}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    stop.abort();
+    expect(await done).toBe(0);
+  });
+});
+
+describe('secrets', () => {
+  it('never printed the mailbox password', () => {
+    expect(transcript.join('').length).toBeGreaterThan(1000);
+    for (const t of transcript) expect(t).not.toContain(PASSWORD);
+  });
+});
+
+describe('with a real mailbox (Dovecot)', () => {
+  let dovecot: DovecotServer;
+  beforeAll(async () => {
+    dovecot = await startDovecot({ users: [{ name: 'cliuser', password: 'cli-user-pw' }] });
+  });
+  afterAll(async () => {
+    await dovecot?.stop();
+  });
+
+  it('tests the mailbox, fetches once (exit 0) and shows the request without terminal escapes', async () => {
+    // An encoded-word lets a sender put ESC into the subject: OSC 0 would retitle the admin's terminal.
+    const evil = '\u001b]0;pwned\u0007Printer \u202eon fire';
+    await appendImap(
+      dovecot,
+      'cliuser',
+      buildMail({
+        subject: `=?utf-8?B?${Buffer.from(evil).toString('base64')}?=`,
+        body: 'Line one\r\n\u001b[2JLine two\r\n',
+        attachments: [{ filename: 'log.txt', contentType: 'text/plain', content: Buffer.from('boom') }],
+      }),
+    );
+    await writeFile(
+      path.join(dir, 'real.json'),
+      JSON.stringify({
+        name: 'real',
+        protocol: 'imap',
+        server: dovecot.host,
+        port: dovecot.ports.imap,
+        caFile: dovecot.caFile,
+        username: 'cliuser',
+        password: 'cli-user-pw',
+        emailAddress: 'support@example.test',
+      }),
+    );
+    expect((await run(['mailbox', 'add', '--file', path.join(dir, 'real.json')])).code).toBe(0);
+
+    const test = await run(['mailbox', 'test', 'real']);
+    expect(test.code).toBe(0);
+    expect(test.stdout).toMatch(/^Mailbox real reached in \d+ ms\.$/m);
+    expect(test.stdout).toMatch(/^ {2}attachments: log\.txt$/m);
+    expect(test.stdout).not.toContain('\u001b');
+
+    const fetched = await run(['fetch', '--once', '--mailbox', 'real']);
+    expect(fetched.code).toBe(0);
+    expect(fetched.stdout).toMatch(/^real\s+1\s+1\s+0\s+0\s+0\s+0\s/m);
+
+    const page = JSON.parse((await run(['requests', 'list', '--json'])).stdout);
+    const id = page.items[0].id as number;
+    const shown = await run(['requests', 'show', String(id)]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain(`Request #${id}: ?]0;pwned?Printer ?on fire`);
+    expect(shown.stdout).toMatch(/^ {4}Line one\n {4}\?\[2JLine two$/m);
+    expect(shown.stdout).toMatch(/^ {2}\[\d+\] log\.txt \(text\/plain, 4 bytes\)$/m);
+    for (const ch of ['\u001b', '\u0007', '\u202e']) expect(shown.stdout).not.toContain(ch);
+    // --json gives the data as stored: escaping is the presenter's job.
+    expect(JSON.parse((await run(['requests', 'show', String(id), '--json'])).stdout).subject).toBe(evil);
+
+    const log = await run(['log', '--mailbox', 'real']);
+    expect(log.stdout).toMatch(new RegExp(`real\\s+created\\s+#${id}`));
+
+    // The raw mail is kept as fetched; `raw` saves it, and never overwrites a file.
+    const entry = JSON.parse((await run(['log', '--mailbox', 'real', '--json'])).stdout).items[0];
+    const out = path.join(dir, 'saved.eml');
+    const saved = await run(['raw', String(entry.id), '--out', out]);
+    expect(saved.code).toBe(0);
+    expect(await readFile(out, 'utf8')).toContain('Line one');
+    expect((await run(['raw', String(entry.id), '--out', out])).code).toBe(1);
+  });
+});

@@ -1,0 +1,758 @@
+import { createWriteStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import { serve as serveHttp } from '@hono/node-server';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { createApi } from '../api/app.js';
+import { ConfigError, loadConfig } from '../config/env.js';
+import {
+  CONNECTION_CODES,
+  ERROR_HELP,
+  type ErrorCode,
+  isMailintakeError,
+  MailintakeError,
+} from '../errors.js';
+import type { Runtime } from '../runtime.js';
+import { openRuntime } from '../runtime.js';
+import type {
+  AttachmentView,
+  ConversationView,
+  FetchSummary,
+  IntakeLogEntry,
+  MailboxView,
+  RequestDetail,
+} from '../services/views.js';
+
+/**
+ * The `mailintake` command line. Commands are thin: parse arguments, open the runtime, call one service, print.
+ * Every command has `--json` (JSON on stdout and nothing else there). Exit codes are documented in EXIT_HELP.
+ */
+
+export interface CliIo {
+  stdout?: (text: string) => void;
+  stderr?: (text: string) => void;
+  /** Read by `--file -`. */
+  stdin?: NodeJS.ReadableStream;
+  /** The environment loadConfig reads (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Whether stdout is a terminal (colours). Default: process.stdout.isTTY when writing to process.stdout. */
+  isTTY?: boolean;
+  /** Stops `serve` like SIGINT/SIGTERM do (for tests and embedding). */
+  stopSignal?: AbortSignal;
+}
+
+const EXIT = { ok: 0, error: 1, usage: 2, unreachable: 3 } as const;
+
+const EXIT_HELP = `
+Exit status:
+  0  success
+  1  the operation failed with a coded error (printed as "error CODE: message")
+  2  usage or configuration error (bad arguments, invalid environment)
+  3  fetch --once: at least one mailbox could not be reached (or was busy)
+
+Environment: MAILINTAKE_DATA_DIR (default ./data), DATABASE_URL (PostgreSQL instead of the embedded SQLite),
+MAILINTAKE_SECRET_KEY, MAILINTAKE_PORT, MAILINTAKE_HOST, MAILINTAKE_LOG_LEVEL.`;
+
+/** Shorter secrets are not redacted: replacing "ab" everywhere would mangle the output, not protect anything. */
+const MIN_REDACTED_LENGTH = 4;
+
+/**
+ * Runs the CLI and resolves with the exit code. `argv` is either `process.argv` (node, script, args…) as
+ * bin/mailintake.js passes it, or just the arguments (`['mailbox', 'list']`) as tests pass them.
+ */
+export async function main(argv: string[], io: CliIo = {}): Promise<number> {
+  const args = argv === process.argv || argv[0] === process.execPath ? argv.slice(2) : argv;
+  const env = io.env ?? process.env;
+  const isTTY = io.isTTY ?? (io.stdout ? false : process.stdout.isTTY === true);
+  const color = isTTY && !env.NO_COLOR;
+
+  // Secrets read in this run (a mailbox file's password): cut out of everything printed, whatever the path.
+  const secrets: string[] = [];
+  const scrub = (text: string): string => {
+    let out = text;
+    for (const s of secrets) {
+      out = out.split(s).join('[redacted]');
+      const escaped = JSON.stringify(s).slice(1, -1);
+      if (escaped !== s) out = out.split(escaped).join('[redacted]');
+    }
+    return out;
+  };
+  const rawOut = io.stdout ?? ((t: string) => void process.stdout.write(t));
+  const rawErr = io.stderr ?? ((t: string) => void process.stderr.write(t));
+  const out = (text: string) => rawOut(scrub(text));
+  const err = (text: string) => rawErr(scrub(text));
+  const line = (text = '') => out(`${text}\n`);
+  const printJson = (value: unknown) => out(`${JSON.stringify(value, null, 2)}\n`);
+
+  let exitCode: number = EXIT.ok;
+
+  const reportError = (e: unknown, json: boolean): number => {
+    if (e instanceof ConfigError) {
+      err(`${e.message}\n`);
+      return EXIT.usage;
+    }
+    const coded = isMailintakeError(e)
+      ? e
+      : new MailintakeError('INTERNAL', e instanceof Error ? e.message : String(e), { cause: e });
+    if (json) {
+      printJson(coded.toJSON());
+      return EXIT.error;
+    }
+    err(`${paint(color, 'red', `error ${coded.code}`)}: ${clean(coded.message)}\n`);
+    for (const f of coded.details.fields ?? []) err(`  ${clean(f.field)}: ${clean(f.message)}\n`);
+    if (typeof coded.details.serverResponse === 'string') {
+      err(`  server said: ${clean(coded.details.serverResponse)}\n`);
+    }
+    if (CONNECTION_CODES.has(coded.code)) err(`  hint: ${ERROR_HELP[coded.code]}\n`);
+    return EXIT.error;
+  };
+
+  /** Opens the runtime for one command and always closes it. The action returns the exit code. */
+  const withRuntime = async (json: boolean, action: (rt: Runtime) => Promise<unknown>) => {
+    let rt: Runtime | undefined;
+    try {
+      rt = await openRuntime(loadConfig(env));
+      const code = await action(rt);
+      exitCode = typeof code === 'number' ? code : EXIT.ok;
+    } catch (e) {
+      exitCode = reportError(e, json);
+    } finally {
+      if (rt) {
+        try {
+          await rt.close();
+        } catch (e) {
+          err(`warning: closing the store failed: ${e instanceof Error ? e.message : String(e)}\n`);
+        }
+      }
+    }
+  };
+
+  const readMailboxFile = async (file: string): Promise<unknown> => {
+    let text: string;
+    try {
+      text = file === '-' ? await readStream(io.stdin ?? process.stdin) : await readFile(file, 'utf8');
+    } catch (e) {
+      const reason = (e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e));
+      throw new MailintakeError('INVALID_SETTINGS', `Cannot read the mailbox file ${file}: ${reason}`, {
+        details: { fields: [{ field: '--file', message: `cannot read ${file} (${reason})` }] },
+      });
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (e) {
+      // V8's message quotes a piece of the input, which may be the password: only the position is kept.
+      const pos = /position (\d+)/.exec(e instanceof Error ? e.message : '')?.[1];
+      const where = pos === undefined ? '' : ` (${lineColumn(text, Number(pos))})`;
+      throw new MailintakeError('INVALID_SETTINGS', `The mailbox file ${file} is not valid JSON${where}`, {
+        details: { fields: [{ field: '(file)', message: `not valid JSON${where}` }] },
+      });
+    }
+    if (value && typeof value === 'object' && 'password' in value) {
+      const pw = (value as { password: unknown }).password;
+      if (typeof pw === 'string' && pw.length >= MIN_REDACTED_LENGTH) secrets.push(pw);
+    }
+    return value;
+  };
+
+  // ---- the commands --------------------------------------------------------------------------------------------
+
+  const program = new Command('mailintake')
+    .description('Email-to-ticket engine for help desks: every mail becomes one request or conversation.')
+    .exitOverride()
+    .configureOutput({ writeOut: out, writeErr: err, outputError: (text, write) => write(text) })
+    .addHelpText('after', EXIT_HELP);
+
+  /** Leaf commands all take --json. */
+  const leaf = (parent: Command, spec: string, description: string) =>
+    parent
+      .command(spec)
+      .description(description)
+      .option('--json', 'machine-readable output (JSON on stdout)');
+
+  leaf(program, 'serve', 'run the REST API and the fetch scheduler')
+    .option('--port <n>', 'port to listen on (default: MAILINTAKE_PORT or 8025)', intArg(0, 65535))
+    .option('--host <host>', 'address to listen on (default: MAILINTAKE_HOST or 127.0.0.1)')
+    .action(async (opts: { port?: number; host?: string; json?: boolean }) => {
+      await withRuntime(!!opts.json, (rt) =>
+        serveUntilStopped(rt, {
+          ...opts,
+          json: !!opts.json,
+          line,
+          printJson,
+          err,
+          stopSignal: io.stopSignal,
+        }),
+      );
+    });
+
+  // mailbox …
+  const mailbox = program.command('mailbox').description('manage mailboxes (incoming mail servers)');
+  leaf(mailbox, 'add', 'add a mailbox from a JSON file (see the README for the fields)')
+    .requiredOption('--file <file>', 'mailbox settings file, or - for stdin')
+    .action(async (opts: { file: string; json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const view = await rt.services.mailboxes.add(await readMailboxFile(opts.file));
+        if (opts.json) return printJson(view);
+        line(`Mailbox ${clean(view.name)} added.`);
+        printMailbox(line, view);
+      });
+    });
+  leaf(mailbox, 'list', 'list mailboxes').action(async (opts: { json?: boolean }) => {
+    await withRuntime(!!opts.json, async (rt) => {
+      const list = await rt.services.mailboxes.list();
+      if (opts.json) return printJson(list);
+      if (list.length === 0)
+        return line('No mailboxes. Add one with: mailintake mailbox add --file mailbox.json');
+      line(
+        table(
+          ['NAME', 'PORTAL', 'SERVER', 'USER', 'ENABLED', 'LAST FETCH', 'LAST ERROR'],
+          list.map((m) => [
+            m.name,
+            m.portal,
+            serverUrl(m),
+            m.username,
+            m.enabled ? 'yes' : 'no',
+            m.state.lastFetchAt ?? '-',
+            m.state.lastErrorCode ?? '-',
+          ]),
+        ),
+      );
+    });
+  });
+  leaf(mailbox, 'show', 'show one mailbox')
+    .argument('<name>')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const view = await rt.services.mailboxes.get(name);
+        if (opts.json) return printJson(view);
+        printMailbox(line, view);
+      });
+    });
+  leaf(mailbox, 'update', 'replace a mailbox’s settings from a JSON file (no password: keep the stored one)')
+    .argument('<name>')
+    .requiredOption('--file <file>', 'mailbox settings file, or - for stdin')
+    .action(async (name: string, opts: { file: string; json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const view = await rt.services.mailboxes.update(name, await readMailboxFile(opts.file));
+        if (opts.json) return printJson(view);
+        line(`Mailbox ${clean(view.name)} updated.`);
+        printMailbox(line, view);
+      });
+    });
+  leaf(mailbox, 'remove', 'remove a mailbox')
+    .argument('<name>')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        await rt.services.mailboxes.remove(name);
+        if (opts.json) return printJson({ removed: name });
+        line(`Mailbox ${clean(name)} removed.`);
+      });
+    });
+  for (const [verb, enabled] of [
+    ['enable', true],
+    ['disable', false],
+  ] as const) {
+    leaf(mailbox, verb, `${verb} scheduled fetching of a mailbox`)
+      .argument('<name>')
+      .action(async (name: string, opts: { json?: boolean }) => {
+        await withRuntime(!!opts.json, async (rt) => {
+          const view = await rt.services.mailboxes.setEnabled(name, enabled);
+          if (opts.json) return printJson(view);
+          line(`Mailbox ${clean(view.name)} ${enabled ? 'enabled' : 'disabled'}.`);
+        });
+      });
+  }
+  leaf(mailbox, 'test', 'connect, log in and describe the oldest mail without processing it')
+    .argument('<name>')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const result = await rt.services.mailboxes.test(name);
+        if (opts.json) return printJson(result);
+        line(`Mailbox ${clean(name)} reached in ${result.durationMs} ms.`);
+        const s = result.sample;
+        if (!s) return line('The folder is empty: no sample mail.');
+        line('Oldest mail:');
+        line(
+          fields([
+            ['from', s.from ?? '-'],
+            ['subject', s.subject ?? '-'],
+            ['date', s.date ?? '-'],
+            ['size', `${s.size} bytes`],
+            ['attachments', s.attachments.length ? s.attachments.join(', ') : '(none)'],
+          ]),
+        );
+      });
+    });
+
+  // fetch
+  leaf(program, 'fetch', 'fetch the enabled mailboxes (or one) once and print what happened')
+    .requiredOption('--once', 'one round, then exit (serve fetches on schedule)')
+    .option('--mailbox <name>', 'only this mailbox (enabled or not)')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 when every mailbox was reached, 3 when one could not be; 1, 2 as usual.',
+    )
+    .action(async (opts: { mailbox?: string; json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const summaries = await rt.services.fetch.once(opts.mailbox ? { mailbox: opts.mailbox } : {});
+        const code = summaries.every((s) => s.reached) ? EXIT.ok : EXIT.unreachable;
+        if (opts.json) {
+          printJson(summaries);
+          return code;
+        }
+        printFetch(line, color, summaries);
+        return code;
+      });
+    });
+
+  // requests
+  const requests = program.command('requests').description('requests (tickets) created from mail');
+  leaf(requests, 'list', 'list requests, newest first')
+    .option('--portal <portal>', 'only this portal')
+    .option('--limit <n>', 'at most n requests', intArg(1, 1000))
+    .option('--offset <n>', 'skip the first n', intArg(0, 1_000_000_000))
+    .action(async (opts: { portal?: string; limit?: number; offset?: number; json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const page = await rt.services.requests.list({
+          portal: opts.portal,
+          limit: opts.limit,
+          offset: opts.offset,
+        });
+        if (opts.json) return printJson(page);
+        if (page.items.length === 0)
+          return line(page.total === 0 ? 'No requests.' : 'No requests on this page.');
+        line(
+          table(
+            ['ID', 'PORTAL', 'STATUS', 'CONV', 'FROM', 'SUBJECT', 'CREATED'],
+            page.items.map((r) => [
+              `#${r.id}`,
+              r.portal,
+              r.status,
+              String(r.conversationCount),
+              r.requester?.address ?? '-',
+              truncate(r.subject, 60),
+              r.createdAt,
+            ]),
+          ),
+        );
+        line(pageFooter(page));
+      });
+    });
+  leaf(requests, 'show', 'show a request with its conversations and attachment metadata')
+    .argument('<id>', 'request id', intArg(1, Number.MAX_SAFE_INTEGER))
+    .action(async (id: number, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const detail = await rt.services.requests.show(id);
+        if (opts.json) return printJson(detail);
+        printRequest(line, detail);
+      });
+    });
+
+  leaf(program, 'raw', 'save the raw mail of an intake-log entry, exactly as it was fetched')
+    .argument('<id>', 'intake log entry id', intArg(1, Number.MAX_SAFE_INTEGER))
+    .requiredOption('--out <file>', 'file to write (not overwritten if it exists)')
+    .action(async (id: number, opts: { out: string; json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const { meta, open } = await rt.services.log.raw(id);
+        // 'wx': a mistyped --out must not clobber an existing file.
+        await pipeline(open(), createWriteStream(opts.out, { flags: 'wx', mode: 0o600 }));
+        if (opts.json) return printJson({ id, file: opts.out, size: meta.size, sha256: meta.sha256 });
+        line(`Wrote ${meta.size} bytes of log entry #${id} to ${opts.out}`);
+      });
+    });
+
+  // log
+  leaf(program, 'log', 'the intake log: every mail fetched, its outcome and why')
+    .option('--mailbox <name>', 'only this mailbox')
+    .addOption(
+      new Option('--outcome <outcome>', 'only this outcome').choices([
+        'created',
+        'appended',
+        'ignored',
+        'error',
+      ]),
+    )
+    .option('--limit <n>', 'at most n entries', intArg(1, 1000))
+    .option('--offset <n>', 'skip the first n', intArg(0, 1_000_000_000))
+    .action(
+      async (opts: {
+        mailbox?: string;
+        outcome?: string;
+        limit?: number;
+        offset?: number;
+        json?: boolean;
+      }) => {
+        await withRuntime(!!opts.json, async (rt) => {
+          const page = await rt.services.log.list({
+            mailbox: opts.mailbox,
+            outcome: opts.outcome,
+            limit: opts.limit,
+            offset: opts.offset,
+          });
+          if (opts.json) return printJson(page);
+          if (page.items.length === 0) return line('The intake log is empty.');
+          line(
+            table(
+              ['ID', 'TIME', 'MAILBOX', 'OUTCOME', 'RESULT', 'FROM', 'SUBJECT', 'REASONS'],
+              page.items.map((e) => [
+                String(e.id),
+                e.createdAt,
+                e.mailbox,
+                e.outcome,
+                logResult(e),
+                e.from ?? '-',
+                truncate(e.subject ?? '-', 40),
+                truncate(e.reasons.join('; ') || '-', 60),
+              ]),
+            ),
+          );
+          line(pageFooter(page));
+        });
+      },
+    );
+
+  // portal …
+  const portal = program.command('portal').description('portals (help desks)');
+  leaf(portal, 'list', 'list portals').action(async (opts: { json?: boolean }) => {
+    await withRuntime(!!opts.json, async (rt) => {
+      const list = await rt.services.portals.list();
+      if (opts.json) return printJson(list);
+      line(
+        table(
+          ['ID', 'NAME', 'HEADER THREADING'],
+          list.map((p) => [String(p.id), p.name, p.headerThreading ? 'on' : 'off']),
+        ),
+      );
+    });
+  });
+  leaf(portal, 'add', 'add a portal')
+    .argument('<name>')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const p = await rt.services.portals.add(name);
+        if (opts.json) return printJson(p);
+        line(`Portal ${clean(p.name)} added (id ${p.id}).`);
+      });
+    });
+  leaf(portal, 'set', 'change a portal’s settings')
+    .argument('<name>')
+    .addOption(
+      new Option(
+        '--header-threading <mode>',
+        'off: only ##<request id>## in the subject threads a reply; on: In-Reply-To/References too',
+      )
+        .choices(['on', 'off'])
+        .makeOptionMandatory(),
+    )
+    .action(async (name: string, opts: { headerThreading: 'on' | 'off'; json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const p = await rt.services.portals.update(name, { headerThreading: opts.headerThreading === 'on' });
+        if (opts.json) return printJson(p);
+        line(`Portal ${clean(p.name)}: header threading ${p.headerThreading ? 'on' : 'off'}.`);
+      });
+    });
+
+  // apikey …
+  const apikey = program.command('apikey').description('API keys for the REST API');
+  leaf(apikey, 'create', 'create an API key (shown once)')
+    .argument('<name>')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const { key, view } = await rt.services.apiKeys.create(name);
+        if (opts.json) return printJson({ ...view, key });
+        line(`API key ${view.id} (${clean(view.name)}):`);
+        line(key);
+        line('Store it now: it will not be shown again. Send it as "Authorization: Bearer <key>".');
+      });
+    });
+  leaf(apikey, 'list', 'list API keys (never the keys themselves)').action(
+    async (opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const list = await rt.services.apiKeys.list();
+        if (opts.json) return printJson(list);
+        if (list.length === 0) return line('No API keys. Create one with: mailintake apikey create NAME');
+        line(
+          table(
+            ['ID', 'NAME', 'PREFIX', 'CREATED', 'LAST USED'],
+            list.map((k) => [String(k.id), k.name, k.prefix, k.createdAt, k.lastUsedAt ?? 'never']),
+          ),
+        );
+      });
+    },
+  );
+  leaf(apikey, 'revoke', 'revoke an API key')
+    .argument('<id>', 'key id', intArg(1, Number.MAX_SAFE_INTEGER))
+    .action(async (id: number, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        await rt.services.apiKeys.revoke(id);
+        if (opts.json) return printJson({ revoked: id });
+        line(`API key ${id} revoked.`);
+      });
+    });
+
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    return reportError(e, false);
+  }
+  return exitCode;
+}
+
+// ---- serve ------------------------------------------------------------------------------------------------------
+
+async function serveUntilStopped(
+  rt: Runtime,
+  o: {
+    port?: number;
+    host?: string;
+    json: boolean;
+    line: (t: string) => void;
+    printJson: (v: unknown) => void;
+    err: (t: string) => void;
+    stopSignal: AbortSignal | undefined;
+  },
+): Promise<number> {
+  const host = o.host ?? rt.config.host;
+  const port = o.port ?? rt.config.port;
+  const app = createApi(rt.services, {
+    logger: {
+      error: (msg, fields) =>
+        o.err(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg, ...fields })}\n`),
+    },
+  });
+  const server = serveHttp({ fetch: app.fetch, port, hostname: host });
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new MailintakeError('INTERNAL', `Cannot listen on ${host}:${port}: ${e.code ?? e.message}`)),
+    );
+  });
+  const actualPort = (server.address() as AddressInfo).port;
+  rt.startScheduler();
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
+  const database = rt.config.databaseUrl ? 'postgres' : 'sqlite';
+  if (o.json) o.printJson({ listening: url, host, port: actualPort, dataDir: rt.config.dataDir, database });
+  else o.line(`Mailintake listening on ${url} (data: ${rt.config.dataDir}, database: ${database})`);
+
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      o.stopSignal?.removeEventListener('abort', stop);
+      resolve();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    if (o.stopSignal?.aborted) stop();
+    else o.stopSignal?.addEventListener('abort', stop);
+  });
+  if (!o.json) o.err('Stopping: finishing running fetches…\n');
+  // Stop taking requests, then let withRuntime's runtime.close() finish the running fetches and close the store.
+  await new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    if ('closeIdleConnections' in server) server.closeIdleConnections();
+  });
+  return EXIT.ok;
+}
+
+// ---- presenting -------------------------------------------------------------------------------------------------
+
+/**
+ * Subjects, names and bodies come from the sender. Printed raw, an ESC sequence could rewrite the admin's
+ * terminal (move the cursor, hide lines, set the window title, on some terminals even inject input), and bidi
+ * overrides could make text read differently from what it is. Those characters are shown as `?`.
+ */
+function clean(text: string, keepNewlines = false): string {
+  return Array.from(text, (ch) => {
+    const cp = ch.codePointAt(0) ?? 0;
+    if (keepNewlines && (ch === '\n' || ch === '\t')) return ch;
+    if (ch === '\r' || ch === '\n' || ch === '\t') return ' ';
+    const control = cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+    const bidi =
+      (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp === 0x2028 || cp === 0x2029;
+    return control || bidi ? '?' : ch;
+  }).join('');
+}
+
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+function table(headers: string[], rows: string[][]): string {
+  const cells = rows.map((r) => r.map((c) => clean(c)));
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
+  const fmt = (r: string[]) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [fmt(headers), ...cells.map(fmt)].join('\n');
+}
+
+/** `key: value` lines with the values aligned. */
+function fields(pairs: [string, string][], indent = '  '): string {
+  const width = Math.max(...pairs.map(([k]) => k.length)) + 1;
+  return pairs.map(([k, v]) => `${indent}${`${k}:`.padEnd(width)} ${clean(v)}`).join('\n');
+}
+
+function paint(on: boolean, tone: 'red' | 'green' | 'bold', text: string): string {
+  if (!on) return text;
+  const codes = { red: 31, green: 32, bold: 1 } as const;
+  return `\u001b[${codes[tone]}m${text}\u001b[0m`;
+}
+
+function serverUrl(m: MailboxView): string {
+  return `${m.protocol}://${m.server}:${m.port}`;
+}
+
+function printMailbox(line: (t: string) => void, m: MailboxView): void {
+  const s = m.state;
+  line(
+    fields(
+      [
+        ['name', m.name],
+        ['portal', m.portal],
+        [
+          'server',
+          `${serverUrl(m)}${m.protocol === 'imap' ? (m.starttls ? ' (STARTTLS)' : ' (no TLS)') : ''}`,
+        ],
+        ['username', m.username],
+        ['password', m.passwordSet ? '(set; never shown)' : '(not set)'],
+        ['addresses', m.emailAddress.join(', ')],
+        ['folder', m.folder],
+        ['after fetch', m.afterFetch === 'move' ? `move to ${m.moveToFolder ?? '?'}` : m.afterFetch],
+        ['interval', `${m.intervalSeconds} s`],
+        ['CA file', m.caFile ?? '-'],
+        ['enabled', m.enabled ? 'yes' : 'no'],
+        ['last fetch', s.lastFetchAt ?? 'never'],
+        [
+          'last error',
+          s.lastErrorCode
+            ? `${s.lastErrorCode}: ${s.lastErrorMessage ?? ''} (${s.consecutiveFailures} failure(s) in a row)`
+            : '-',
+        ],
+      ],
+      '',
+    ),
+  );
+}
+
+function printFetch(line: (t: string) => void, color: boolean, summaries: FetchSummary[]): void {
+  if (summaries.length === 0) {
+    line('No enabled mailboxes to fetch.');
+    return;
+  }
+  line(
+    table(
+      ['MAILBOX', 'FETCHED', 'CREATED', 'APPENDED', 'IGNORED', 'ERRORED', 'REACKNOWLEDGED', 'TIME'],
+      summaries.map((s) => [
+        s.mailbox,
+        ...[s.fetched, s.created, s.appended, s.ignored, s.errored, s.reacknowledged].map(String),
+        `${s.durationMs} ms`,
+      ]),
+    ),
+  );
+  for (const s of summaries.filter((x) => !x.reached)) {
+    const code = s.error?.code ?? 'INTERNAL';
+    line(
+      `${clean(s.mailbox)}: not reached: ${paint(color, 'red', `error ${code}`)}: ${clean(s.error?.message ?? '')}`,
+    );
+    const help = ERROR_HELP[code as ErrorCode] as string | undefined;
+    if (help) line(`  hint: ${help}`);
+  }
+}
+
+function pageFooter(page: { items: unknown[]; total: number; offset: number }): string {
+  const from = page.offset + 1;
+  return `${from}–${page.offset + page.items.length} of ${page.total}`;
+}
+
+function logResult(e: IntakeLogEntry): string {
+  if (e.outcome === 'error') return e.errorCode ?? 'error';
+  if (e.conversationId !== null && e.requestId !== null) return `#${e.requestId} conv ${e.conversationId}`;
+  return e.requestId !== null ? `#${e.requestId}` : '-';
+}
+
+function addr(a: { address: string; name: string } | null): string {
+  if (!a) return '-';
+  return a.name ? `${a.name} <${a.address}>` : a.address;
+}
+
+function attachmentLines(list: AttachmentView[]): string[] {
+  return list.map(
+    (a) =>
+      `  [${a.id}] ${clean(a.filename)} (${clean(a.contentType)}, ${a.size} bytes${a.disposition === 'inline' ? ', inline' : ''})`,
+  );
+}
+
+function printRequest(line: (t: string) => void, r: RequestDetail): void {
+  line(`Request #${r.id}: ${clean(r.subject)}`);
+  line(
+    fields([
+      ['portal', r.portal],
+      ['status', r.status],
+      ['from', addr(r.requester)],
+      ['to', r.to.map(addr).join(', ') || '-'],
+      ['cc', r.cc.map(addr).join(', ') || '-'],
+      ['date', r.date ?? '-'],
+      ['mailbox', r.mailbox ?? '-'],
+      ['message-id', r.messageId ?? '-'],
+      ['created', r.createdAt],
+    ]),
+  );
+  printBody(line, r.text, r.html);
+  if (r.attachments.length) {
+    line('Attachments:');
+    for (const l of attachmentLines(r.attachments)) line(l);
+  }
+  r.conversations.forEach((c: ConversationView, i) => {
+    line('');
+    line(`Conversation ${i + 1} (id ${c.id}): ${clean(c.subject)}`);
+    line(
+      fields([
+        ['from', addr(c.from)],
+        ['date', c.date ?? '-'],
+        ['mailbox', c.mailbox ?? '-'],
+      ]),
+    );
+    printBody(line, c.text, c.html);
+    if (c.attachments.length) {
+      line('Attachments:');
+      for (const l of attachmentLines(c.attachments)) line(l);
+    }
+  });
+}
+
+function printBody(line: (t: string) => void, text: string | null, html: string | null): void {
+  line('');
+  if (text) line(clean(text.trimEnd(), true).replace(/^/gm, '    '));
+  else if (html) line(`    (HTML only, ${html.length} characters; see the API or --json)`);
+  else line('    (no body)');
+}
+
+// ---- small helpers ----------------------------------------------------------------------------------------------
+
+function intArg(min: number, max: number) {
+  return (value: string): number => {
+    if (!/^[0-9]+$/.test(value)) throw new InvalidArgumentError('must be a whole number.');
+    const n = Number(value);
+    if (n < min || n > max) throw new InvalidArgumentError(`must be between ${min} and ${max}.`);
+    return n;
+  };
+}
+
+function lineColumn(text: string, pos: number): string {
+  const before = text.slice(0, pos);
+  const lineNo = before.split('\n').length;
+  const col = pos - before.lastIndexOf('\n');
+  return `line ${lineNo}, column ${col}`;
+}
+
+async function readStream(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}
