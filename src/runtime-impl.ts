@@ -18,7 +18,13 @@ import { nowIso, openStore, type Store } from './store/db.js';
 
 const PORTAL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
-export async function openRuntime(config: AppConfig, opts: { logger?: Logger } = {}): Promise<Runtime> {
+export interface RuntimeOptions {
+  logger?: Logger;
+  /** Called after every scheduled fetch round (tests wait on this instead of sleeping; a UI could stream it). */
+  onFetchRound?: (summary: FetchSummary) => void;
+}
+
+export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}): Promise<Runtime> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   const box = loadSecretBox({ secretKey: config.secretKey, dataDir: config.dataDir });
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
@@ -145,6 +151,7 @@ export async function openRuntime(config: AppConfig, opts: { logger?: Logger } =
     fetch: async (name) => {
       const s = await fetchOne(name);
       logger.info('fetch round', { ...s });
+      opts.onFetchRound?.(s);
     },
     logger,
   });

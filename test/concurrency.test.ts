@@ -1,0 +1,130 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRuntime } from '../src/runtime.js';
+import type { FetchSummary } from '../src/services/views.js';
+import { openStore } from '../src/store/db.js';
+import { deliverMaildir, listInbox } from './support/deliver.js';
+import { type DovecotServer, startDovecot } from './support/dovecot.js';
+import { ENGINES, freshConfig } from './support/engines.js';
+import { buildMail } from './support/mails.js';
+
+const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'mailintake.js');
+
+function fetchOnceProcess(env: Record<string, string>): Promise<FetchSummary[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, 'fetch', '--once', '--json'], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.on('error', reject);
+    child.on('exit', () => resolve(JSON.parse(out) as FetchSummary[]));
+  });
+}
+
+describe.each(ENGINES)('one fetch per mailbox at a time, across processes, on %s', (engine) => {
+  let dovecot: DovecotServer;
+  let fresh: Awaited<ReturnType<typeof freshConfig>>;
+  const N = 200;
+
+  beforeAll(async () => {
+    dovecot = await startDovecot({
+      users: [
+        { name: 'shared', password: 'shared-pw' },
+        { name: 'sched', password: 'sched-pw' },
+      ],
+    });
+    fresh = await freshConfig(engine);
+    const rt = await openRuntime(fresh.config);
+    await rt.services.mailboxes.add({
+      name: 'shared',
+      protocol: 'imaps',
+      server: 'localhost',
+      port: dovecot.ports.imaps,
+      username: 'shared',
+      password: 'shared-pw',
+      emailAddress: 'shared@example.test',
+      caFile: dovecot.caFile,
+    });
+    await rt.close();
+    await deliverMaildir(
+      dovecot,
+      'shared',
+      Array.from({ length: N }, (_, i) => buildMail({ messageId: `shared-${i}@t` })),
+    );
+  });
+  afterAll(async () => {
+    await dovecot?.stop();
+    await fresh?.cleanup();
+  });
+
+  it('two workers started together take in every mail exactly once', async () => {
+    const [a, b] = await Promise.all([fetchOnceProcess(fresh.env), fetchOnceProcess(fresh.env)]);
+    const both = [...a!, ...b!];
+    expect(both.reduce((n, s) => n + s.created, 0)).toBe(N);
+    // The loser either found the lease taken (MAILBOX_BUSY) or came after the winner and found nothing new.
+    for (const s of both) if (s.error) expect(s.error.code).toBe('MAILBOX_BUSY');
+    const store = await openStore({
+      databaseUrl: fresh.env.DATABASE_URL,
+      dataDir: fresh.env.MAILINTAKE_DATA_DIR!,
+    });
+    try {
+      const log = await store.db.selectFrom('intake_log').select(['message_id', 'acknowledged']).execute();
+      expect(log).toHaveLength(N);
+      expect(new Set(log.map((r) => r.message_id)).size).toBe(N);
+      expect((await store.db.selectFrom('requests').select('id').execute()).length).toBe(N);
+      // Passwords are sealed at rest: the stored row does not contain it.
+      const row = await store.db.selectFrom('mailboxes').selectAll().executeTakeFirstOrThrow();
+      expect(JSON.stringify(row)).not.toContain('shared-pw');
+      expect(row.secrets).toMatch(/^v1\./);
+      // The lease was released by the winner.
+      expect(row.lease_owner).toBeNull();
+    } finally {
+      await store.close();
+    }
+    expect((await listInbox(dovecot, 'shared')).every((m) => m.flags.includes('\\Seen'))).toBe(true);
+  });
+
+  it('serve’s scheduler takes in mail on its own and reports each round', async () => {
+    const rounds: FetchSummary[] = [];
+    let notify: () => void = () => {};
+    const rt = await openRuntime(fresh.config, {
+      onFetchRound: (s) => {
+        rounds.push(s);
+        notify();
+      },
+    });
+    try {
+      await rt.services.mailboxes.setEnabled('shared', false);
+      await rt.services.mailboxes.add({
+        name: 'sched',
+        protocol: 'imaps',
+        server: 'localhost',
+        port: dovecot.ports.imaps,
+        username: 'sched',
+        password: 'sched-pw',
+        emailAddress: 'sched@example.test',
+        caFile: dovecot.caFile,
+      });
+      await deliverMaildir(dovecot, 'sched', [buildMail({ subject: 'by the scheduler' })]);
+      const firstRound = new Promise<void>((resolve) => {
+        notify = () => {
+          if (rounds.some((r) => r.mailbox === 'sched')) resolve();
+        };
+      });
+      rt.startScheduler();
+      await firstRound;
+      expect(rounds.map((r) => r.mailbox)).toEqual(['sched']);
+      expect(rounds[0]).toMatchObject({ reached: true, created: 1 });
+      const list = await rt.services.requests.list({});
+      expect(list.items[0]!.subject).toBe('by the scheduler');
+    } finally {
+      await rt.close();
+    }
+  });
+});
