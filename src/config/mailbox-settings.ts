@@ -76,15 +76,50 @@ export function parseMailboxInput(input: unknown): MailboxSettings {
   const result = mailboxInputSchema.safeParse(input);
   if (!result.success) {
     const fields = result.error.issues.map((i) => ({
-      field: i.path.join('.') || '(root)',
-      message: i.code === 'unrecognized_keys' ? `unknown field(s): ${i.keys.join(', ')}` : i.message,
+      field: fieldName(i.path),
+      message: humanMessage(i, input),
     }));
     throw new MailintakeError(
       'INVALID_SETTINGS',
-      `Invalid mailbox settings: ${fields.map((f) => `${f.field}: ${f.message}`).join('; ')}`,
+      `Invalid mailbox settings (${fields.length} problem${fields.length === 1 ? '' : 's'}): ${fields.map((f) => f.field).join(', ')}`,
       { details: { fields } },
     );
   }
   const m = result.data;
   return { ...m, port: m.port ?? DEFAULT_PORTS[m.protocol] };
+}
+
+/** `emailAddress.1` → `emailAddress`: the admin typed one comma-separated field, not an array. */
+function fieldName(path: PropertyKey[]): string {
+  if (path.length === 0) return '(file)';
+  return typeof path[0] === 'string' ? path[0] : String(path[0]);
+}
+
+/** Zod's generic wording, said the way a help desk admin reads it. */
+function humanMessage(issue: z.core.$ZodIssue, input: unknown): string {
+  if (issue.code === 'unrecognized_keys') return `unknown field(s): ${issue.keys.join(', ')}`;
+  if (issue.code === 'invalid_type') {
+    const given = (input as Record<string, unknown> | null)?.[String(issue.path[0])];
+    if (given === undefined) return 'required';
+    return `must be a ${issue.expected}, not ${Array.isArray(given) ? 'a list' : typeof given}`;
+  }
+  if (issue.code === 'invalid_value' && issue.path[0] === 'protocol') {
+    return `must be one of ${issue.values.map((v) => `"${String(v)}"`).join(', ')} (POP3, EWS and Graph come with later releases)`;
+  }
+  if (issue.path[0] === 'emailAddress' && typeof issue.path[1] === 'number') {
+    const raw = (input as { emailAddress?: unknown } | null)?.emailAddress;
+    const bad =
+      typeof raw === 'string'
+        ? raw
+            .split(',')
+            .map((a) => a.trim())
+            .filter(Boolean)[issue.path[1]]
+        : undefined;
+    return bad ? `"${bad}" is not a valid email address` : issue.message;
+  }
+  if (issue.code === 'too_big' || issue.code === 'too_small') {
+    const limit = issue.code === 'too_big' ? `at most ${issue.maximum}` : `at least ${issue.minimum}`;
+    return issue.message.startsWith('Too') ? `must be ${limit}` : issue.message;
+  }
+  return issue.message;
 }

@@ -1,0 +1,81 @@
+/**
+ * Measurement (d), in its own Node process so that the benchmark's own memory does not count: open the
+ * runtime, add the mailbox holding the one big mail, report maxRSS (baseline), ingest it end to end with
+ * `fetch.once`, report maxRSS again (the peak of the whole process). One JSON line on stdout.
+ * Started by run.ts with BENCH_CHILD = {"engine","port","caFile","user","password"}.
+ */
+import { readFileSync } from 'node:fs';
+import { openRuntime } from '../src/runtime.js';
+import { type EngineName, freshConfig } from '../test/support/engines.js';
+
+interface ChildInput {
+  engine: EngineName;
+  port: number;
+  caFile: string;
+  user: string;
+  password: string;
+}
+
+const mb = (kb: number) => Math.round((kb / 1024) * 10) / 10;
+
+/** The kernel's high-water mark of this process image (VmHWM), as a cross-check of maxRSS; kB. */
+function vmHwmKb(): number | null {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function main(): Promise<void> {
+  const input = JSON.parse(process.env.BENCH_CHILD ?? '') as ChildInput;
+  const fresh = await freshConfig(input.engine);
+  try {
+    const rt = await openRuntime(fresh.config);
+    try {
+      await rt.services.mailboxes.add({
+        name: 'big',
+        protocol: 'imaps',
+        server: '127.0.0.1',
+        port: input.port,
+        username: input.user,
+        password: input.password,
+        emailAddress: 'support@example.test',
+        caFile: input.caFile,
+        afterFetch: 'mark-read',
+      });
+      const baselineKb = process.resourceUsage().maxRSS;
+      const baselineHwm = vmHwmKb();
+      const started = performance.now();
+      const [summary] = await rt.services.fetch.once({ mailbox: 'big' });
+      const seconds = (performance.now() - started) / 1000;
+      const peakKb = process.resourceUsage().maxRSS;
+      const peakHwm = vmHwmKb();
+      const page = await rt.services.requests.list({});
+      const first = page.items[0];
+      const attachments = first ? (await rt.services.requests.show(first.id)).attachments.map((a) => a.size) : [];
+      process.stdout.write(
+        `${JSON.stringify({
+          engine: input.engine,
+          baselineMaxRssMb: mb(baselineKb),
+          peakMaxRssMb: mb(peakKb),
+          baselineVmHwmMb: baselineHwm === null ? null : mb(baselineHwm),
+          peakVmHwmMb: peakHwm === null ? null : mb(peakHwm),
+          seconds: Math.round(seconds * 100) / 100,
+          summary,
+          attachmentSizes: attachments,
+        })}\n`,
+      );
+    } finally {
+      await rt.close();
+    }
+  } finally {
+    await fresh.cleanup();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,457 @@
+/**
+ * `npm run bench`: the Measure section of issue 2, in one run, against a throwaway Dovecot and the local
+ * PostgreSQL. See README "Benchmarks" for what each number includes.
+ *
+ *   (a) raw full-source fetch of the mailbox with imapflow alone (IMAPS, UID FETCH 1:* BODY.PEEK[])
+ *   (b) parse-only: the sources from (a), held in memory, each through parseMail with a FileBlobStore in a temp
+ *       dir (attachment blobs are written and fsynced, as in the product)
+ *   (c) end-to-end ingest (services.fetch.once, IMAPS, mark-read) on SQLite, then on PostgreSQL; the same
+ *       mailbox is used for both: \Seen is removed from every mail between the two runs
+ *   (d) one mail with a 50 MB attachment, ingested end to end in a child Node process (bench/big-child.ts)
+ *
+ * Environment: BENCH_MAILS (default 5000) for a quick smoke run; BENCH_BIG_MB (default 50).
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { ImapFlow } from 'imapflow';
+import pg from 'pg';
+import { FileBlobStore } from '../src/blobs/blob-store.js';
+import { parseMail } from '../src/pipeline/parse.js';
+import { openRuntime } from '../src/runtime.js';
+import type { FetchSummary } from '../src/services/views.js';
+import { deliverMaildir } from '../test/support/deliver.js';
+import { type DovecotServer, ensureDovecotInstalled, startDovecot } from '../test/support/dovecot.js';
+import { type EngineName, freshConfig } from '../test/support/engines.js';
+import { ADMIN_URL, ensurePostgres } from '../test/support/postgres.js';
+import { bigMail, type MixStats, mailMix } from './mix.js';
+
+const run = promisify(execFile);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const MAILS = Number(process.env.BENCH_MAILS ?? 5000);
+const BIG_MB = Number(process.env.BENCH_BIG_MB ?? 50);
+const MiB = 1024 * 1024;
+const USER = { name: 'bench', password: 'bench-pw' };
+const BIG_USER = { name: 'big', password: 'big-pw' };
+
+// ---------------------------------------------------------------------------------------------------------
+// Clean-up, also on failure and on Ctrl-C
+// ---------------------------------------------------------------------------------------------------------
+const cleanups: { what: string; fn: () => Promise<void> | void }[] = [];
+async function cleanUp(): Promise<void> {
+  // Dovecot's master is an unref'd child: without a live handle Node would exit before its 'exit' event, and
+  // stop() would never get to remove the instance directory (~0.6 GB of mail).
+  const keepAlive = setInterval(() => undefined, 1000);
+  try {
+    await cleanUpSteps();
+  } finally {
+    clearInterval(keepAlive);
+  }
+}
+async function cleanUpSteps(): Promise<void> {
+  while (cleanups.length > 0) {
+    const c = cleanups.pop()!;
+    try {
+      await c.fn();
+    } catch (err) {
+      console.error(`[bench] clean-up of ${c.what} failed: ${String(err)}`);
+    }
+  }
+}
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    console.error(`[bench] ${sig}: cleaning up`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
+
+const log = (line: string) => console.log(`[bench] ${line}`);
+const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
+const gc = () => (globalThis as { gc?: () => void }).gc?.();
+const now = () => performance.now();
+
+// ---------------------------------------------------------------------------------------------------------
+// Machine
+// ---------------------------------------------------------------------------------------------------------
+async function machine() {
+  const dovecot = (await run('dovecot', ['--version']).catch(() => ({ stdout: 'unknown' }))).stdout.trim();
+  const c = new pg.Client({ connectionString: ADMIN_URL });
+  await c.connect();
+  let postgres: string;
+  try {
+    postgres = (await c.query<{ version: string }>('select version()')).rows[0]!.version;
+  } finally {
+    await c.end();
+  }
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    memoryGiB: round(os.totalmem() / 1024 ** 3),
+    node: process.version,
+    dovecot,
+    postgres,
+    platform: `${os.type()} ${os.release()} ${os.arch()}`,
+    /** Other work on the machine disturbs the figures: the 1/5/15-minute load averages at the start. */
+    loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// IMAP helpers (imapflow alone, no product code)
+// ---------------------------------------------------------------------------------------------------------
+async function imapClient(dovecot: DovecotServer, user: { name: string; password: string }) {
+  const client = new ImapFlow({
+    host: '127.0.0.1',
+    port: dovecot.ports.imaps,
+    secure: true,
+    auth: { user: user.name, pass: user.password },
+    tls: { ca: [readFileSync(dovecot.caFile)] },
+    logger: false,
+    disableAutoIdle: true,
+  });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+
+/** (a) UID FETCH 1:* BODY.PEEK[] over IMAPS; returns the sources (kept for (b)). */
+async function rawFetch(dovecot: DovecotServer) {
+  const client = await imapClient(dovecot, USER);
+  try {
+    const t0 = now();
+    const box = await client.mailboxOpen('INBOX', { readOnly: true });
+    const selectMs = now() - t0;
+    const sources: Buffer[] = [];
+    let bytes = 0;
+    const t1 = now();
+    for await (const msg of client.fetch('1:*', { uid: true, source: true })) {
+      if (!msg.source) throw new Error(`no source for UID ${msg.uid}`);
+      sources.push(msg.source);
+      bytes += msg.source.length;
+    }
+    const seconds = (now() - t1) / 1000;
+    if (sources.length !== box.exists || sources.length !== MAILS) {
+      throw new Error(`fetched ${sources.length} mails, the mailbox has ${box.exists}, expected ${MAILS}`);
+    }
+    return {
+      sources,
+      result: {
+        mails: sources.length,
+        MiB: round(bytes / MiB),
+        seconds: round(seconds, 2),
+        mailsPerSecond: round(sources.length / seconds),
+        MiBPerSecond: round(bytes / MiB / seconds),
+        firstSelectMs: Math.round(selectMs),
+      },
+    };
+  } finally {
+    await client.logout().catch(() => client.close());
+  }
+}
+
+/** Removes \Seen from every mail of the user's INBOX (between the SQLite and the PostgreSQL ingest). */
+async function resetSeen(dovecot: DovecotServer): Promise<void> {
+  const client = await imapClient(dovecot, USER);
+  try {
+    await client.mailboxOpen('INBOX');
+    await client.messageFlagsRemove('1:*', ['\\Seen']);
+    const unseen = await client.search({ seen: false });
+    if (!unseen || unseen.length !== MAILS) {
+      throw new Error(`after resetting \\Seen, ${unseen ? unseen.length : '?'} of ${MAILS} mails are unseen`);
+    }
+  } finally {
+    await client.logout().catch(() => client.close());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// (b) parse only
+// ---------------------------------------------------------------------------------------------------------
+async function parseOnly(sources: Buffer[]) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mailintake-bench-blobs-'));
+  cleanups.push({ what: dir, fn: () => rmSync(dir, { recursive: true, force: true }) });
+  const blobs = new FileBlobStore(dir);
+  let bytes = 0;
+  let attachments = 0;
+  const t0 = now();
+  for (const source of sources) {
+    const parsed = await parseMail(new PassThrough().end(source), { blobs });
+    bytes += parsed.size;
+    attachments += parsed.attachments.length;
+  }
+  const seconds = (now() - t0) / 1000;
+  rmSync(dir, { recursive: true, force: true });
+  return {
+    mails: sources.length,
+    attachmentsStored: attachments,
+    seconds: round(seconds, 2),
+    mailsPerSecond: round(sources.length / seconds),
+    MiBPerSecond: round(bytes / MiB / seconds),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// (c) end-to-end ingest
+// ---------------------------------------------------------------------------------------------------------
+async function ingest(engine: EngineName, dovecot: DovecotServer, totalBytes: number) {
+  const fresh = await freshConfig(engine);
+  cleanups.push({ what: `${engine} data dir / database`, fn: () => fresh.cleanup() });
+  const rt = await openRuntime(fresh.config);
+  let summary: FetchSummary;
+  let seconds: number;
+  try {
+    await rt.services.mailboxes.add({
+      name: 'bench',
+      protocol: 'imaps',
+      server: '127.0.0.1',
+      port: dovecot.ports.imaps,
+      username: USER.name,
+      password: USER.password,
+      emailAddress: 'support@example.test',
+      caFile: dovecot.caFile,
+      afterFetch: 'mark-read',
+    });
+    const t0 = now();
+    [summary] = (await rt.services.fetch.once({ mailbox: 'bench' })) as [FetchSummary];
+    seconds = (now() - t0) / 1000;
+  } finally {
+    await rt.close();
+  }
+  await fresh.cleanup();
+  cleanups.pop();
+  const taken = summary.created + summary.appended;
+  if (summary.error || summary.fetched !== MAILS || taken !== MAILS) {
+    throw new Error(`ingest on ${engine} did not take in every mail: ${JSON.stringify(summary)}`);
+  }
+  return {
+    mails: summary.fetched,
+    created: summary.created,
+    appended: summary.appended,
+    seconds: round(seconds, 2),
+    mailsPerSecond: round(MAILS / seconds),
+    MiBPerSecond: round(totalBytes / MiB / seconds),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// (d) one big mail, in a child process
+// ---------------------------------------------------------------------------------------------------------
+async function bigMailChild(engine: EngineName, dovecot: DovecotServer) {
+  // Linux keeps a process's maxRSS across execve and a forked child starts from its parent's RSS, so a child
+  // forked straight from this process would report this process's peak (the 0.5 GB of sources held for (b)).
+  // A small shell in between (which forks, then execs node; not its last command, so it cannot exec in place)
+  // gives the child a clean count.
+  const child = spawn('/bin/sh', ['-c', '"$0" "$1"; exit $?', process.execPath, path.join(here, 'big-child.js')], {
+    env: {
+      ...process.env,
+      BENCH_CHILD: JSON.stringify({
+        engine,
+        port: dovecot.ports.imaps,
+        caFile: dovecot.caFile,
+        user: BIG_USER.name,
+        password: BIG_USER.password,
+      }),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`big-mail child (${engine}) exited with ${code}: ${out}`);
+  const r = JSON.parse(out.trim().split('\n').pop()!) as {
+    baselineMaxRssMb: number;
+    peakMaxRssMb: number;
+    baselineVmHwmMb: number | null;
+    peakVmHwmMb: number | null;
+    seconds: number;
+    summary: FetchSummary;
+    attachmentSizes: number[];
+  };
+  if (r.summary.created !== 1 || r.attachmentSizes[0] !== BIG_MB * MiB) {
+    throw new Error(`the big mail was not taken in as expected: ${out}`);
+  }
+  return {
+    baselineMaxRssMiB: r.baselineMaxRssMb,
+    peakMaxRssMiB: r.peakMaxRssMb,
+    vmHwmMiB: { baseline: r.baselineVmHwmMb, peak: r.peakVmHwmMb },
+    seconds: r.seconds,
+  };
+}
+
+/** Puts \Seen off the big mail again, so the next child ingests it too. */
+async function resetBigSeen(dovecot: DovecotServer): Promise<void> {
+  const client = await imapClient(dovecot, BIG_USER);
+  try {
+    await client.mailboxOpen('INBOX');
+    await client.messageFlagsRemove('1:*', ['\\Seen']);
+  } finally {
+    await client.logout().catch(() => client.close());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// main
+// ---------------------------------------------------------------------------------------------------------
+async function main(): Promise<void> {
+  const startedAt = new Date().toISOString();
+  await ensureDovecotInstalled(log);
+  await ensurePostgres();
+  const host = await machine();
+  log(`machine: ${host.cpu}, ${host.cores} cores, ${host.memoryGiB} GiB, Node ${host.node}`);
+  log(`Dovecot ${host.dovecot}; ${host.postgres}`);
+  if (host.loadAverageAtStart[0]! > 0.5) {
+    log(`note: load average ${host.loadAverageAtStart.join(' ')}: other work on this machine skews the figures`);
+  }
+
+  const dovecot = await startDovecot({ users: [USER, BIG_USER] });
+  cleanups.push({ what: 'Dovecot', fn: () => dovecot.stop() });
+
+  const mix: MixStats = { mails: 0, bytes: 0, withAttachment: 0, replies: 0, html: 0 };
+  let t0 = now();
+  await deliverMaildir(
+    dovecot,
+    USER.name,
+    (function* () {
+      for (const m of mailMix(MAILS, undefined, mix)) yield m.raw;
+    })(),
+  );
+  const deliverSeconds = (now() - t0) / 1000;
+  log(
+    `delivered ${mix.mails} mails (${round(mix.bytes / MiB)} MiB; ${mix.withAttachment} with an attachment, ` +
+      `${mix.replies} replies, ${mix.html} with HTML) by Maildir in ${round(deliverSeconds)} s`,
+  );
+  await deliverMaildir(dovecot, BIG_USER.name, [bigMail(BIG_MB * MiB)]);
+
+  log('(a) raw fetch with imapflow …');
+  const { sources, result: rawFetchResult } = await rawFetch(dovecot);
+  log(`(a) ${rawFetchResult.mailsPerSecond} mails/s, ${rawFetchResult.MiBPerSecond} MiB/s`);
+  const totalBytes = sources.reduce((n, s) => n + s.length, 0);
+
+  gc();
+  log('(b) parse only …');
+  const parse = await parseOnly(sources);
+  log(`(b) ${parse.mailsPerSecond} mails/s, ${parse.MiBPerSecond} MiB/s`);
+  sources.length = 0;
+  gc();
+
+  log('(c) ingest on SQLite …');
+  const sqlite = await ingest('sqlite', dovecot, totalBytes);
+  log(`(c) SQLite: ${sqlite.mailsPerSecond} mails/s`);
+  gc();
+  t0 = now();
+  await resetSeen(dovecot);
+  const resetSeconds = (now() - t0) / 1000;
+  log('(c) ingest on PostgreSQL …');
+  const postgres = await ingest('postgres', dovecot, totalBytes);
+  log(`(c) PostgreSQL: ${postgres.mailsPerSecond} mails/s`);
+  gc();
+
+  log(`(d) one mail with a ${BIG_MB} MB attachment, in a child process …`);
+  const bigSqlite = await bigMailChild('sqlite', dovecot);
+  await resetBigSeen(dovecot);
+  const bigPostgres = await bigMailChild('postgres', dovecot);
+
+  const ratio = (r: number) => round((100 * r) / parse.mailsPerSecond);
+  const results = {
+    startedAt,
+    machine: host,
+    mix: {
+      ...mix,
+      MiB: round(mix.bytes / MiB),
+      deliverSeconds: round(deliverSeconds, 1),
+      seed: 20240601,
+    },
+    rawFetch: rawFetchResult,
+    parseOnly: parse,
+    ingest: {
+      sqlite: { ...sqlite, percentOfParseOnly: ratio(sqlite.mailsPerSecond) },
+      postgres: { ...postgres, percentOfParseOnly: ratio(postgres.mailsPerSecond) },
+      seenResetSeconds: round(resetSeconds, 2),
+    },
+    bigMail: { attachmentMiB: BIG_MB, sqlite: bigSqlite, postgres: bigPostgres },
+    loadAverageAtEnd: os.loadavg().map((l) => round(l, 2)),
+    targets: {
+      ingestAtLeast60PercentOfParse: {
+        sqlite: ratio(sqlite.mailsPerSecond) >= 60,
+        postgres: ratio(postgres.mailsPerSecond) >= 60,
+      },
+      bigMailUnder150MiB: {
+        sqlite: bigSqlite.peakMaxRssMiB < 150,
+        postgres: bigPostgres.peakMaxRssMiB < 150,
+      },
+    },
+  };
+
+  const rows: [string, string, string, string][] = [
+    ['measure', 'mails/s', 'MiB/s', 'notes'],
+    [
+      '(a) raw fetch, imapflow',
+      String(rawFetchResult.mailsPerSecond),
+      String(rawFetchResult.MiBPerSecond),
+      `${rawFetchResult.mails} mails, ${rawFetchResult.MiB} MiB in ${rawFetchResult.seconds} s`,
+    ],
+    [
+      '(b) parse only (+ blob writes)',
+      String(parse.mailsPerSecond),
+      String(parse.MiBPerSecond),
+      `${parse.seconds} s, ${parse.attachmentsStored} attachments stored`,
+    ],
+    [
+      '(c) ingest, SQLite',
+      String(sqlite.mailsPerSecond),
+      String(sqlite.MiBPerSecond),
+      `${sqlite.seconds} s; ${ratio(sqlite.mailsPerSecond)} % of (b) (target >= 60 %)`,
+    ],
+    [
+      '(c) ingest, PostgreSQL',
+      String(postgres.mailsPerSecond),
+      String(postgres.MiBPerSecond),
+      `${postgres.seconds} s; ${ratio(postgres.mailsPerSecond)} % of (b) (target >= 60 %)`,
+    ],
+    [
+      `(d) ${BIG_MB} MB attachment, SQLite`,
+      '',
+      '',
+      `peak RSS ${bigSqlite.peakMaxRssMiB} MiB (baseline ${bigSqlite.baselineMaxRssMiB}; target < 150), ${bigSqlite.seconds} s`,
+    ],
+    [
+      `(d) ${BIG_MB} MB attachment, PostgreSQL`,
+      '',
+      '',
+      `peak RSS ${bigPostgres.peakMaxRssMiB} MiB (baseline ${bigPostgres.baselineMaxRssMiB}; target < 150), ${bigPostgres.seconds} s`,
+    ],
+  ];
+  const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length)));
+  console.log('');
+  console.log(
+    `Machine: ${host.cpu} (${host.cores} cores), ${host.memoryGiB} GiB, Node ${host.node}, Dovecot ${host.dovecot}`,
+  );
+  console.log(`PostgreSQL: ${host.postgres}`);
+  console.log(
+    `Mix: ${mix.mails} mails, ${round(mix.bytes / MiB)} MiB (${mix.withAttachment} with attachment, ${mix.replies} replies)`,
+  );
+  for (const r of rows) {
+    console.log(
+      `${r[0].padEnd(widths[0]!)}  ${r[1].padStart(widths[1]!)}  ${r[2].padStart(widths[2]!)}  ${r[3]}`,
+    );
+  }
+  const outDir = path.resolve(here, '..');
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`\nresults: ${path.join(outDir, 'results.json')}`);
+}
+
+try {
+  await main();
+} catch (err) {
+  process.exitCode = 1;
+  console.error('[bench] failed:', err);
+} finally {
+  await cleanUp();
+}
