@@ -2,6 +2,7 @@ import path from 'node:path';
 import { FileBlobStore } from './blobs/blob-store.js';
 import type { AppConfig } from './config/env.js';
 import { createConnector } from './connectors/factory.js';
+import { type WatchState, watchImapFolder } from './connectors/imap/imap-watch.js';
 import { MailintakeError } from './errors.js';
 import { type FetchContext, fetchMailbox } from './intake/fetch-mailbox.js';
 import { MailboxLease } from './intake/lease.js';
@@ -22,6 +23,16 @@ export interface RuntimeOptions {
   logger?: Logger;
   /** Called after every scheduled fetch round (tests wait on this instead of sleeping; a UI could stream it). */
   onFetchRound?: (summary: FetchSummary) => void;
+  /** Called when a mailbox's IMAP IDLE watcher changes state (tests wait on 'watching'; a UI could show it). */
+  onWatchState?: (event: { mailbox: string; state: WatchState }) => void;
+}
+
+/** One IDLE watcher of the runtime; `key` tells whether the mailbox's settings changed since it started. */
+interface Watcher {
+  key: string;
+  controller: AbortController;
+  state: WatchState | 'connecting' | 'failed';
+  done: Promise<unknown>;
 }
 
 export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}): Promise<Runtime> {
@@ -140,14 +151,73 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     },
   };
 
+  // IMAP IDLE push: one watcher per enabled IMAP mailbox with `idle` on, reconciled at every scheduler tick
+  // (added, disabled, removed, changed mailboxes); a new mail pokes the scheduler for a round of that mailbox.
+  const watchers = new Map<string, Watcher>();
+  /** Watchers told to stop that may still be closing their connection (close() waits for them). */
+  const retiring = new Set<Promise<unknown>>();
+  let closed = false;
+
+  const stopWatcher = (name: string) => {
+    const w = watchers.get(name);
+    if (!w) return;
+    watchers.delete(name);
+    w.controller.abort();
+    retiring.add(w.done);
+    void w.done.finally(() => retiring.delete(w.done));
+  };
+
+  const reconcileWatchers = (rows: Awaited<ReturnType<MailboxRepo['rows']>>) => {
+    if (closed) return;
+    const wanted = new Map<string, (typeof rows)[number]>();
+    for (const r of rows) {
+      if (r.enabled !== 1 || (r.protocol !== 'imap' && r.protocol !== 'imaps')) continue;
+      if ((JSON.parse(r.settings) as { idle?: boolean }).idle === false) continue;
+      wanted.set(r.name, r);
+    }
+    // the sealed secret is re-sealed (new nonce) on every update, so a changed password changes the key too
+    const keyOf = (r: (typeof rows)[number]) => `${r.settings}\n${r.secrets}`;
+    for (const [name, w] of [...watchers]) {
+      const r = wanted.get(name);
+      if (!r || keyOf(r) !== w.key) stopWatcher(name);
+    }
+    for (const [name, r] of wanted) {
+      if (watchers.has(name)) continue;
+      const controller = new AbortController();
+      const watcher: Watcher = { key: keyOf(r), controller, state: 'connecting', done: Promise.resolve() };
+      watchers.set(name, watcher);
+      let settings: ReturnType<MailboxRepo['settingsOf']>;
+      try {
+        settings = mailboxes.settingsOf(r);
+      } catch (err) {
+        // kept (as failed) so it is not retried every tick; a settings change retries it
+        watcher.state = 'failed';
+        logger.error('IMAP IDLE watcher not started', { mailbox: name, error: String(err) });
+        continue;
+      }
+      watcher.done = watchImapFolder(settings, {
+        logger,
+        signal: controller.signal,
+        onNewMail: () => scheduler.poke(name),
+        onState: (state) => {
+          watcher.state = state;
+          opts.onWatchState?.({ mailbox: name, state });
+        },
+      });
+    }
+  };
+
   const scheduler = new Scheduler({
-    listEnabled: async () =>
-      (await mailboxes.rows())
+    listEnabled: async () => {
+      const rows = await mailboxes.rows();
+      reconcileWatchers(rows);
+      return rows
         .filter((r) => r.enabled === 1)
         .map((r) => ({
           name: r.name,
           intervalSeconds: (JSON.parse(r.settings) as { intervalSeconds: number }).intervalSeconds,
-        })),
+        }));
+    },
     fetch: async (name) => {
       const s = await fetchOne(name);
       logger.info('fetch round', { ...s });
@@ -156,16 +226,22 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     logger,
   });
 
-  let closed = false;
   return {
     config,
     services,
     startScheduler: () => scheduler.start(),
+    watching: () =>
+      [...watchers]
+        .filter(([, w]) => w.state === 'watching')
+        .map(([name]) => name)
+        .sort(),
     close: async () => {
       if (closed) return;
       closed = true;
       shutdown.abort();
+      for (const name of [...watchers.keys()]) stopWatcher(name);
       await scheduler.stop();
+      await Promise.all(retiring);
       await store.close();
     },
   };

@@ -10,7 +10,12 @@ export interface Runtime {
   services: Services;
   /** Starts fetching each enabled mailbox on its interval; resolves when the first round was scheduled. */
   startScheduler(): void;
-  /** Stops the scheduler (waiting for running fetches to finish their current mail), closes the store. */
+  /**
+   * Mailboxes whose IMAP IDLE watcher is connected and idling right now (sorted). The scheduler keeps one per
+   * enabled IMAP mailbox with `idle` on; a new mail there starts a round at once.
+   */
+  watching(): string[];
+  /** Stops the scheduler and the IDLE watchers (waiting for running fetches to finish their current mail), closes the store. */
   close(): Promise<void>;
 }
 

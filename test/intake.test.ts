@@ -2,7 +2,7 @@ import { text } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../src/runtime.js';
 import { openRuntime } from '../src/runtime.js';
-import { deliverMaildir, folderMessages, listInbox } from './support/deliver.js';
+import { addFlags, appendImap, deliverMaildir, folderMessages, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
 import { buildMail } from './support/mails.js';
@@ -29,7 +29,7 @@ describe.each(ENGINES)('intake from a real IMAP mailbox on %s', (engine) => {
 
   beforeAll(async () => {
     dovecot = await startDovecot({
-      users: ['support', 'helpdesk', 'deleter', 'mover', 'threads'].map((n) => ({
+      users: ['support', 'helpdesk', 'deleter', 'mover', 'threads', 'halfdone'].map((n) => ({
         name: n,
         password: `${n}-pw`,
       })),
@@ -239,6 +239,21 @@ describe.each(ENGINES)('intake from a real IMAP mailbox on %s', (engine) => {
     expect(await listInbox(dovecot, 'mover')).toEqual([]);
     const moved = await folderMessages(dovecot, 'mover', 'Done/Tickets');
     expect(moved.map((x) => x.messageId)).toEqual(['<moved@t>']);
+  });
+
+  it('finishes a delete that a crash cut between STORE \\Deleted and EXPUNGE; leaves a stranger’s \\Deleted mail alone', async () => {
+    await rt.services.mailboxes.add(box('halfdone', 'halfdone'));
+    await deliverMaildir(dovecot, 'halfdone', [buildMail({ messageId: 'ours@t' })]);
+    await rt.services.fetch.once({ mailbox: 'halfdone' });
+    // The state a crash leaves: our mail flagged \Deleted but not expunged; and a mail someone else flagged.
+    const [ours] = await listInbox(dovecot, 'halfdone');
+    await addFlags(dovecot, 'halfdone', ours!.uid, ['\\Deleted']);
+    await appendImap(dovecot, 'halfdone', buildMail({ messageId: 'stranger@t' }), ['\\Deleted']);
+    await rt.services.mailboxes.update('halfdone', box('halfdone', 'halfdone', { afterFetch: 'delete' }));
+    const [s] = await rt.services.fetch.once({ mailbox: 'halfdone' });
+    expect(s).toMatchObject({ reached: true, fetched: 0, created: 0, reacknowledged: 1 });
+    const left = await listInbox(dovecot, 'halfdone');
+    expect(left.map((m) => m.messageId)).toEqual(['<stranger@t>']);
   });
 
   it('a wrong password is a coded round failure, not a crash, and the mailbox records it', async () => {

@@ -73,7 +73,7 @@ describe('mailbox add', () => {
     const r = await run(['mailbox', 'add', '--file', path.join(dir, 'invalid.json')]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error INVALID_SETTINGS: /);
-    for (const field of ['name', 'protocol', 'port', 'server', 'username', 'emailAddress', '(root)']) {
+    for (const field of ['name', 'protocol', 'port', 'server', 'username', 'emailAddress', '(file)']) {
       expect(r.stderr).toMatch(new RegExp(`^ {2}${field.replace(/[()]/g, '\\$&')}: `, 'm'));
     }
     expect(r.stderr).toContain('surprise');

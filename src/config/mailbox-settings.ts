@@ -50,6 +50,8 @@ export const mailboxInputSchema = z
     afterFetch: afterFetchSchema.default('mark-read'),
     moveToFolder: z.string().min(1).optional(),
     intervalSeconds: z.number().int().min(10, 'at least 10 seconds').max(86_400).default(60),
+    /** IMAP IDLE push (a new mail is fetched within a second); false: only the schedule. */
+    idle: z.boolean().default(true),
     enabled: z.boolean().default(true),
   })
   .strict()

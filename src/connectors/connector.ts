@@ -36,6 +36,12 @@ export interface RemoteMail {
   identity: string;
   /** Size in bytes as the server reports it (RFC822.SIZE), when known. */
   size?: number;
+  /**
+   * Marked for deletion on the server but not yet removed (IMAP \Deleted without EXPUNGE). Such a mail is
+   * only ours to finish when we committed it (a crash between flagging and expunging); one a person flagged in
+   * another client is left alone.
+   */
+  flaggedDeleted?: boolean;
   /** Protocol-specific handle (IMAP UID, POP3 message number…). Opaque to the loop. */
   handle: unknown;
 }

@@ -1,8 +1,11 @@
+import { type Insertable, sql } from 'kysely';
+import { MailintakeError, toMailintakeError } from '../errors.js';
 import { autoSubmitted, decideThread, threadCandidates } from '../pipeline/classify.js';
 import type { ParsedMail, ThreadDecision, ThreadFacts } from '../pipeline/types.js';
 import type { Outcome } from '../services/views.js';
 import type { Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
+import type { IntakeLogTable } from '../store/schema.js';
 import { type Tx, withTransaction } from '../store/tx.js';
 
 /** The mailbox a mail came in through, as the store knows it. */
@@ -18,30 +21,69 @@ export type CommitResult =
   | { outcome: 'appended'; requestId: number; conversationId: number; reasons: string[] }
   | { outcome: 'ignored'; requestId: number | null; reasons: string[] };
 
+/** One fetched mail, ready to be committed: parsed, or failed with a coded error. */
+export interface BatchItem {
+  serverIdentity: string;
+  /** An earlier attempt left an `error` row for this identity; this attempt replaces it. */
+  retry: boolean;
+  rawSha256: string | null;
+  size: number | undefined;
+  parsed: ParsedMail | null;
+  error: MailintakeError | null;
+}
+
+export type ItemResult = CommitResult | { outcome: 'error'; error: MailintakeError };
+
 /**
- * Commits one parsed mail: the request or conversation, its attachments, its Message-ID, and its intake-log
- * row, all in ONE transaction. This is the heart of "never duplicated": the log row is unique per
- * (mailbox, server identity), so a mail seen again after a crash cannot commit a second effect; and the server
- * is only acknowledged after this returns.
+ * Commits a batch of fetched mails in ONE transaction, each mail inside its own savepoint: a mail's request
+ * or conversation, attachments, Message-ID and intake-log row commit together or not at all, and a mail that
+ * fails to store is rolled back alone and recorded as an error row in the same transaction.
+ *
+ * This is the heart of "never duplicated": the log row is unique per (mailbox, server identity), so a mail
+ * seen again after a crash cannot commit a second effect; and the server is only acknowledged after this
+ * returns. One transaction per batch rather than per mail saves a durable commit (an fsync on SQLite, a round
+ * trip on PostgreSQL) per mail; the guarantee is the same, since nothing is acknowledged before the commit.
  */
-export async function commitMail(
+export async function commitBatch(
   store: Store,
   mailbox: IntakeMailbox,
-  serverIdentity: string,
-  mail: ParsedMail,
-  rawSha256: string | null,
-): Promise<CommitResult> {
-  const candidates = threadCandidates(mail);
+  items: BatchItem[],
+): Promise<ItemResult[]> {
   return withTransaction(store, async (tx) => {
-    const facts = await lookupFacts(tx, mailbox, mail, candidates.headerIds, candidates.subjectRequestId);
-    const decision = decideThread(mail, { headerThreading: mailbox.headerThreading }, facts.thread);
-    const reasons = [...facts.notes, ...decision.reasons];
-    const auto = autoSubmitted(mail);
-    if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
-    const result = await applyDecision(tx, mailbox, mail, decision, reasons);
-    await writeLog(tx, mailbox.id, serverIdentity, mail, rawSha256, result);
-    return result;
+    const results: ItemResult[] = [];
+    for (const item of items) {
+      if (!item.parsed) {
+        const error = item.error ?? new MailintakeError('INTERNAL', 'a mail without a parse result');
+        await writeErrorRow(tx, mailbox.id, item, error);
+        results.push({ outcome: 'error', error });
+        continue;
+      }
+      await sql`savepoint mail`.execute(tx);
+      try {
+        const result = await commitOne(tx, mailbox, item.parsed);
+        await writeLog(tx, mailbox.id, item, item.parsed, result);
+        await sql`release savepoint mail`.execute(tx);
+        results.push(result);
+      } catch (err) {
+        await sql`rollback to savepoint mail`.execute(tx);
+        await sql`release savepoint mail`.execute(tx);
+        const error = toMailintakeError(err, 'STORE_FAILED');
+        await writeErrorRow(tx, mailbox.id, item, error, item.parsed);
+        results.push({ outcome: 'error', error });
+      }
+    }
+    return results;
   });
+}
+
+async function commitOne(tx: Tx, mailbox: IntakeMailbox, mail: ParsedMail): Promise<CommitResult> {
+  const candidates = threadCandidates(mail);
+  const facts = await lookupFacts(tx, mailbox, mail, candidates.headerIds, candidates.subjectRequestId);
+  const decision = decideThread(mail, { headerThreading: mailbox.headerThreading }, facts.thread);
+  const reasons = [...facts.notes, ...decision.reasons];
+  const auto = autoSubmitted(mail);
+  if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
+  return applyDecision(tx, mailbox, mail, decision, reasons);
 }
 
 async function lookupFacts(
@@ -53,33 +95,36 @@ async function lookupFacts(
 ): Promise<{ thread: ThreadFacts; notes: string[] }> {
   const notes: string[] = [];
   let ownMessageIdRequest: number | null = null;
-  if (mail.messageId) {
-    const known = await tx
+  // One round trip for the mail's own Message-ID and the ids it answers.
+  const ids = [...new Set([...(mail.messageId ? [mail.messageId] : []), ...headerIds.slice(0, 200)])];
+  const knownIds = new Map<string, number>();
+  if (ids.length > 0) {
+    const rows = await tx
       .selectFrom('message_ids')
-      .select('request_id')
+      .select(['message_id', 'request_id'])
       .where('portal_id', '=', mailbox.portalId)
-      .where('message_id', '=', mail.messageId)
-      .executeTakeFirst();
-    if (known) {
-      // The same Message-ID twice is usually the same mail sent to several of our mailboxes (To: support,
-      // Cc: helpdesk). But some mailers reuse Message-IDs for different mails; treating those as duplicates
-      // would silently drop a customer's mail, so the sender and subject must match an earlier copy too.
-      const earlier = await tx
-        .selectFrom('intake_log')
-        .innerJoin('mailboxes', 'mailboxes.id', 'intake_log.mailbox_id')
-        .select(['intake_log.from_address', 'intake_log.subject'])
-        .where('mailboxes.portal_id', '=', mailbox.portalId)
-        .where('intake_log.message_id', '=', mail.messageId)
-        .where('intake_log.outcome', 'in', ['created', 'appended'])
-        .execute();
-      const from = mail.from?.address ?? null;
-      if (earlier.some((e) => e.from_address === from && e.subject === mail.subject)) {
-        ownMessageIdRequest = known.request_id;
-      } else {
-        notes.push(
-          `Message-ID <${mail.messageId}> was used before by a different mail; not treated as a copy`,
-        );
-      }
+      .where('message_id', 'in', ids)
+      .execute();
+    for (const r of rows) knownIds.set(r.message_id, r.request_id);
+  }
+  const known = mail.messageId ? knownIds.get(mail.messageId) : undefined;
+  if (mail.messageId && known !== undefined) {
+    // The same Message-ID twice is usually the same mail sent to several of our mailboxes (To: support,
+    // Cc: helpdesk). But some mailers reuse Message-IDs for different mails; treating those as duplicates
+    // would silently drop a customer's mail, so the sender and subject must match an earlier copy too.
+    const earlier = await tx
+      .selectFrom('intake_log')
+      .innerJoin('mailboxes', 'mailboxes.id', 'intake_log.mailbox_id')
+      .select(['intake_log.from_address', 'intake_log.subject'])
+      .where('mailboxes.portal_id', '=', mailbox.portalId)
+      .where('intake_log.message_id', '=', mail.messageId)
+      .where('intake_log.outcome', 'in', ['created', 'appended'])
+      .execute();
+    const from = mail.from?.address ?? null;
+    if (earlier.some((e) => e.from_address === from && e.subject === mail.subject)) {
+      ownMessageIdRequest = known;
+    } else {
+      notes.push(`Message-ID <${mail.messageId}> was used before by a different mail; not treated as a copy`);
     }
   }
   if (ownMessageIdRequest === null && !mail.messageId) {
@@ -99,14 +144,9 @@ async function lookupFacts(
     }
   }
   const byMessageId = new Map<string, number>();
-  if (headerIds.length > 0) {
-    const rows = await tx
-      .selectFrom('message_ids')
-      .select(['message_id', 'request_id'])
-      .where('portal_id', '=', mailbox.portalId)
-      .where('message_id', 'in', headerIds.slice(0, 200))
-      .execute();
-    for (const r of rows) byMessageId.set(r.message_id, r.request_id);
+  for (const id of headerIds) {
+    const requestId = knownIds.get(id);
+    if (requestId !== undefined) byMessageId.set(id, requestId);
   }
   let subjectRequestExists = false;
   if (subjectRequestId !== null) {
@@ -215,16 +255,14 @@ async function applyDecision(
 async function writeLog(
   tx: Tx,
   mailboxId: number,
-  serverIdentity: string,
+  item: BatchItem,
   mail: ParsedMail,
-  rawSha256: string | null,
   result: CommitResult,
 ): Promise<void> {
-  const now = nowIso();
-  const values = {
+  await upsertLog(tx, mailboxId, item, {
     message_id: mail.messageId,
     content_hash: mail.contentHash,
-    raw_sha256: rawSha256,
+    raw_sha256: item.rawSha256,
     outcome: result.outcome as Outcome,
     request_id: result.requestId,
     conversation_id: result.outcome === 'appended' ? result.conversationId : null,
@@ -233,67 +271,65 @@ async function writeLog(
     subject: mail.subject,
     from_address: mail.from?.address ?? null,
     size: mail.size,
-    acknowledged: 0,
-    updated_at: now,
-  };
-  // A row exists only when an earlier attempt failed with a retryable error: that row becomes the outcome.
-  // A row with a committed outcome cannot exist here (the fetch loop checked), and if a racing process wrote
-  // one meanwhile, the unique constraint makes this insert fail and the whole transaction roll back.
-  const updated = await tx
-    .updateTable('intake_log')
-    .set((eb) => ({ ...values, attempts: eb('attempts', '+', 1) }))
-    .where('mailbox_id', '=', mailboxId)
-    .where('server_identity', '=', serverIdentity)
-    .where('outcome', '=', 'error')
-    .executeTakeFirst();
-  if (Number(updated.numUpdatedRows) === 0) {
-    await tx
-      .insertInto('intake_log')
-      .values({ ...values, mailbox_id: mailboxId, server_identity: serverIdentity, created_at: now })
-      .execute();
-  }
+  });
 }
 
-/** Records a mail that could not be taken in (its own transaction; the effect, if any, was rolled back). */
-export async function recordMailError(
-  store: Store,
+async function writeErrorRow(
+  tx: Tx,
   mailboxId: number,
-  serverIdentity: string,
-  info: {
-    code: string;
-    message: string;
-    size?: number | undefined;
-    mail?: Partial<ParsedMail> | undefined;
-    rawSha256: string | null;
-  },
+  item: BatchItem,
+  error: MailintakeError,
+  mail?: ParsedMail,
 ): Promise<void> {
-  const now = nowIso();
-  const values = {
+  await upsertLog(tx, mailboxId, item, {
+    message_id: mail?.messageId ?? null,
+    content_hash: mail?.contentHash ?? null,
+    raw_sha256: item.rawSha256,
     outcome: 'error',
-    error_code: info.code,
-    reasons: JSON.stringify([info.message]),
-    message_id: info.mail?.messageId ?? null,
-    content_hash: info.mail?.contentHash ?? null,
-    raw_sha256: info.rawSha256,
-    subject: info.mail?.subject ?? null,
-    from_address: info.mail?.from?.address ?? null,
-    size: info.size ?? null,
-    updated_at: now,
-  };
-  await withTransaction(store, async (tx) => {
+    request_id: null,
+    conversation_id: null,
+    error_code: error.code,
+    reasons: JSON.stringify([error.message]),
+    subject: mail?.subject ?? null,
+    from_address: mail?.from?.address ?? null,
+    size: mail?.size ?? item.size ?? null,
+  });
+}
+
+type LogValues = Omit<
+  Insertable<IntakeLogTable>,
+  'mailbox_id' | 'server_identity' | 'created_at' | 'updated_at' | 'attempts' | 'acknowledged'
+>;
+
+/**
+ * One statement per mail: the fetch round knows whether an earlier attempt left an `error` row (then this
+ * attempt's outcome replaces it) or not (then a new row). A committed outcome is never overwritten: the
+ * UPDATE only matches error rows, and a racing second INSERT breaks the unique constraint and rolls back.
+ */
+async function upsertLog(tx: Tx, mailboxId: number, item: BatchItem, values: LogValues): Promise<void> {
+  const now = nowIso();
+  if (item.retry) {
     const updated = await tx
       .updateTable('intake_log')
-      .set((eb) => ({ ...values, attempts: eb('attempts', '+', 1) }))
+      .set((eb) => ({ ...values, acknowledged: 0, updated_at: now, attempts: eb('attempts', '+', 1) }))
       .where('mailbox_id', '=', mailboxId)
-      .where('server_identity', '=', serverIdentity)
+      .where('server_identity', '=', item.serverIdentity)
       .where('outcome', '=', 'error')
       .executeTakeFirst();
-    if (Number(updated.numUpdatedRows) === 0) {
-      await tx
-        .insertInto('intake_log')
-        .values({ ...values, mailbox_id: mailboxId, server_identity: serverIdentity, created_at: now })
-        .onConflict((oc) => oc.columns(['mailbox_id', 'server_identity']).doNothing())
-        .execute();
-    }
+    if (Number(updated.numUpdatedRows) === 1) return;
+  }
+  const insert = tx.insertInto('intake_log').values({
+    ...values,
+    mailbox_id: mailboxId,
+    server_identity: item.serverIdentity,
+    acknowledged: 0,
+    created_at: now,
+    updated_at: now,
   });
+  // An error row never displaces an existing row (it would hide a committed outcome); an outcome row must
+  // conflict loudly instead, so that its savepoint rolls the effect back.
+  await (values.outcome === 'error'
+    ? insert.onConflict((oc) => oc.columns(['mailbox_id', 'server_identity']).doNothing())
+    : insert
+  ).execute();
 }

@@ -1,15 +1,14 @@
 import { PassThrough, Readable } from 'node:stream';
-import type { BlobStore } from '../blobs/blob-store.js';
+import { type BlobStore, DeferredSyncBlobs } from '../blobs/blob-store.js';
 import type { MailboxSettings } from '../config/mailbox-settings.js';
 import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.js';
 import { CONNECTION_CODES, MailintakeError, toMailintakeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { parseMail } from '../pipeline/parse.js';
-import type { ParsedMail } from '../pipeline/types.js';
 import type { FetchSummary } from '../services/views.js';
 import type { Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
-import { commitMail, type IntakeMailbox, recordMailError } from './commit-mail.js';
+import { type BatchItem, commitBatch, type IntakeMailbox } from './commit-mail.js';
 import type { MailboxLease } from './lease.js';
 
 /** Per-mail error codes worth another attempt on the next round (the cause may be gone by then). */
@@ -110,6 +109,7 @@ async function takeIn(
   const waiting = await connector.listNew();
   const known = await knownIdentities(ctx.store, mailbox.id, waiting);
   const action = afterFetchOf(settings);
+  await settleAcknowledged(ctx.store, mailbox.id, waiting);
 
   // Mails whose effect committed earlier but whose acknowledgement did not happen (crash between commit and
   // acknowledge, or a failed acknowledge): acknowledge now, create nothing.
@@ -126,6 +126,7 @@ async function takeIn(
   const todo: RemoteMail[] = [];
   for (const m of waiting) {
     const k = known.get(m.identity);
+    if (k === undefined && m.flaggedDeleted) continue; // flagged by someone else, not ours to take in
     if (k === undefined) todo.push(m);
     else if (k.outcome === 'error') {
       if (k.errorCode && RETRYABLE_MAIL_CODES.has(k.errorCode)) todo.push(m);
@@ -133,30 +134,77 @@ async function takeIn(
     }
   }
 
-  let i = 0;
-  while (i < todo.length && !ctx.signal?.aborted) {
+  const batches: RemoteMail[][] = [];
+  for (let i = 0; i < todo.length; i += batches[batches.length - 1]!.length) {
+    batches.push(nextBatch(todo, i, Boolean(connector.fetchMany)));
+  }
+  // While one batch is parsed and committed, the next one's sources are already on their way (I/O overlapped
+  // with CPU); memory stays bounded by two batches.
+  const fetchSources = (batch: RemoteMail[] | undefined) =>
+    batch && isBuffered(connector, batch) ? connector.fetchMany!(batch) : Promise.resolve(null);
+  let prefetched = fetchSources(batches[0]);
+  for (let b = 0; b < batches.length && !ctx.signal?.aborted; b++) {
+    const batch = batches[b]!;
     if (!(await ctx.lease.renew(mailbox.id))) {
       throw new MailintakeError(
         'MAILBOX_BUSY',
         'the fetch lease was lost to another worker; stopping this round',
       );
     }
-    const batch = nextBatch(todo, i, Boolean(connector.fetchMany));
-    i += batch.length;
-    const batched =
-      connector.fetchMany &&
-      (batch.length > 1 || (batch[0]?.size ?? Number.POSITIVE_INFINITY) <= BATCH_MAIL_MAX_BYTES);
-    const sources = batched ? await connector.fetchMany!(batch) : null;
-    const done: RemoteMail[] = [];
+    const sources = await prefetched;
+    // A streamed (large) batch is not overlapped: its download and a prefetch would share the connection.
+    prefetched = sources ? fetchSources(batches[b + 1]) : Promise.resolve(null);
+    prefetched.catch(() => undefined); // awaited (and thrown) on the next turn; the round may end first
+    const blobs = new DeferredSyncBlobs(ctx.blobs);
+    const items: BatchItem[] = [];
     for (const mail of batch) {
       summary.fetched++;
-      const buffered = sources?.get(mail.identity);
-      const outcome = await takeInOne(ctx, connector, mailbox, mail, buffered);
-      summary[outcome]++;
-      if (outcome !== 'errored') done.push(mail);
+      const k = known.get(mail.identity);
+      items.push(await prepare(connector, mail, sources?.get(mail.identity), blobs, k?.outcome === 'error'));
+      ctx.logger.debug('mail prepared', { mailbox: mailbox.name, identity: mail.identity });
+    }
+    try {
+      await blobs.flush();
+    } catch (err) {
+      const error = toMailintakeError(err, 'STORE_FAILED', 'attachments could not be made durable');
+      for (const item of items) {
+        item.parsed = null;
+        item.error = error;
+      }
+    }
+    const results = await commitBatch(ctx.store, mailbox, items);
+    const done: RemoteMail[] = [];
+    for (const [n, result] of results.entries()) {
+      const mail = batch[n]!;
+      if (result.outcome === 'error') {
+        summary.errored++;
+        ctx.logger.warn('mail not taken in', {
+          mailbox: mailbox.name,
+          identity: mail.identity,
+          code: result.error.code,
+          error: result.error.message,
+        });
+        await (ctx.errorRoute ?? leaveOnServer).onMailError(connector, mail, result.error);
+        continue;
+      }
+      summary[result.outcome]++;
+      done.push(mail);
+      ctx.logger.info('mail taken in', {
+        mailbox: mailbox.name,
+        identity: mail.identity,
+        outcome: result.outcome,
+        request: result.requestId,
+      });
     }
     if (done.length > 0) await acknowledge(ctx, connector, mailbox.id, done, action);
   }
+}
+
+function isBuffered(connector: Connector, batch: RemoteMail[]): boolean {
+  return (
+    Boolean(connector.fetchMany) &&
+    (batch.length > 1 || (batch[0]?.size ?? Number.POSITIVE_INFINITY) <= BATCH_MAIL_MAX_BYTES)
+  );
 }
 
 /** Consecutive small mails up to the batch limits, or a single large one. */
@@ -175,21 +223,24 @@ function nextBatch(todo: RemoteMail[], from: number, canBatch: boolean): RemoteM
   return batch;
 }
 
-type Counter = 'created' | 'appended' | 'ignored' | 'errored';
-
-async function takeInOne(
-  ctx: FetchContext,
+/**
+ * Downloads (or takes from the batch), parses and keeps the raw copy of one mail, without committing anything.
+ * A failure of the server connection ends the round (thrown); a failure of the mail itself is returned as a
+ * coded error for the batch to record.
+ */
+async function prepare(
   connector: Connector,
-  mailbox: IntakeMailbox,
   mail: RemoteMail,
   buffered: Buffer | undefined,
-): Promise<Counter> {
+  blobs: DeferredSyncBlobs,
+  retry: boolean,
+): Promise<BatchItem> {
   let connectionFailure: unknown = null;
   let raw: Readable;
   let rawKept: Promise<{ sha256: string }>;
   if (buffered) {
     raw = new PassThrough().end(buffered);
-    rawKept = ctx.blobs.put(Readable.from([buffered]));
+    rawKept = blobs.put(Readable.from([buffered]));
   } else {
     // A failure of the server connection mid-stream is not the mail's fault: it must end the round (the
     // mail stays unacknowledged, and is taken in next time), not be logged as a broken mail.
@@ -206,68 +257,32 @@ async function takeInOne(
     source.pipe(forParser);
     source.pipe(forBlob);
     raw = forParser;
-    rawKept = ctx.blobs.put(forBlob);
+    rawKept = blobs.put(forBlob);
   }
   // The raw source is kept as fetched, beside the parsed mail: what a parser could not make sense of (a
   // broken MIME boundary drops the body in any parser) is never lost, whatever the after-fetch action does.
-  const [parsedResult, rawResult] = await Promise.allSettled([parseMail(raw, { blobs: ctx.blobs }), rawKept]);
+  const [parsedResult, rawResult] = await Promise.allSettled([parseMail(raw, { blobs }), rawKept]);
   if (connectionFailure) {
     throw toMailintakeError(connectionFailure, 'TIMEOUT', 'the connection failed while downloading');
   }
-  const rawSha256 = rawResult.status === 'fulfilled' ? rawResult.value.sha256 : null;
+  const item: BatchItem = {
+    serverIdentity: mail.identity,
+    retry,
+    rawSha256: rawResult.status === 'fulfilled' ? rawResult.value.sha256 : null,
+    size: mail.size,
+    parsed: null,
+    error: null,
+  };
   if (parsedResult.status === 'rejected') {
     const coded = toMailintakeError(parsedResult.reason, 'PARSE_FAILED');
     if (CONNECTION_CODES.has(coded.code)) throw coded;
-    return failed(ctx, connector, mailbox, mail, coded, undefined, rawSha256);
+    item.error = coded;
+  } else if (rawResult.status === 'rejected') {
+    item.error = toMailintakeError(rawResult.reason, 'STORE_FAILED', 'the raw mail could not be kept');
+  } else {
+    item.parsed = parsedResult.value;
   }
-  const parsed = parsedResult.value;
-  if (rawResult.status === 'rejected') {
-    const coded = toMailintakeError(rawResult.reason, 'STORE_FAILED', 'the raw mail could not be kept');
-    return failed(ctx, connector, mailbox, mail, coded, parsed, null);
-  }
-  try {
-    const result = await commitMail(ctx.store, mailbox, mail.identity, parsed, rawSha256);
-    ctx.logger.info('mail taken in', {
-      mailbox: mailbox.name,
-      identity: mail.identity,
-      outcome: result.outcome,
-      request: result.requestId,
-    });
-    return result.outcome;
-  } catch (err) {
-    // If a racing worker committed this very mail meanwhile, the unique constraint rolled us back: that is
-    // the guarantee working, not an error.
-    const now = await knownIdentities(ctx.store, mailbox.id, [mail]).catch(() => null);
-    const k = now?.get(mail.identity);
-    if (k && k.outcome !== 'error') return 'ignored';
-    return failed(ctx, connector, mailbox, mail, toMailintakeError(err, 'STORE_FAILED'), parsed, rawSha256);
-  }
-}
-
-async function failed(
-  ctx: FetchContext,
-  connector: Connector,
-  mailbox: IntakeMailbox,
-  mail: RemoteMail,
-  error: MailintakeError,
-  parsed: ParsedMail | undefined,
-  rawSha256: string | null,
-): Promise<Counter> {
-  ctx.logger.warn('mail not taken in', {
-    mailbox: mailbox.name,
-    identity: mail.identity,
-    code: error.code,
-    error: error.message,
-  });
-  await recordMailError(ctx.store, mailbox.id, mail.identity, {
-    code: error.code,
-    message: error.message,
-    size: mail.size,
-    mail: parsed,
-    rawSha256,
-  });
-  await (ctx.errorRoute ?? leaveOnServer).onMailError(connector, mail, error);
-  return 'errored';
+  return item;
 }
 
 async function acknowledge(
@@ -296,6 +311,31 @@ async function acknowledge(
         'in',
         mails.slice(i, i + 500).map((m) => m.identity),
       )
+      .execute();
+  }
+}
+
+/**
+ * A crash between the server's acknowledgement and our note of it leaves committed rows marked unacknowledged
+ * although the server already took the action (the mail is read, deleted or moved, so it is not offered as new
+ * any more). Such rows are settled here: whatever the server no longer offers needs no acknowledgement.
+ */
+async function settleAcknowledged(store: Store, mailboxId: number, waiting: RemoteMail[]): Promise<void> {
+  const offered = new Set(waiting.map((m) => m.identity));
+  const open = await store.db
+    .selectFrom('intake_log')
+    .select('server_identity')
+    .where('mailbox_id', '=', mailboxId)
+    .where('acknowledged', '=', 0)
+    .where('outcome', '!=', 'error')
+    .execute();
+  const settled = open.map((r) => r.server_identity).filter((id) => !offered.has(id));
+  for (let i = 0; i < settled.length; i += 500) {
+    await store.db
+      .updateTable('intake_log')
+      .set({ acknowledged: 1, updated_at: nowIso() })
+      .where('mailbox_id', '=', mailboxId)
+      .where('server_identity', 'in', settled.slice(i, i + 500))
       .execute();
   }
 }

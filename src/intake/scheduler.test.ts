@@ -101,4 +101,81 @@ describe('Scheduler', () => {
     await vi.advanceTimersByTimeAsync(60_000);
     expect(calls).toEqual(['a']);
   });
+
+  describe('poke (IMAP IDLE saw new mail)', () => {
+    it('runs a round at once when none is running, and the interval then counts from its end', async () => {
+      const { scheduler, calls, finish } = harness([{ name: 'a', intervalSeconds: 60 }]);
+      scheduler.start();
+      await vi.advanceTimersByTimeAsync(0);
+      await finish('a');
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(calls).toEqual(['a']);
+      scheduler.poke('a');
+      expect(calls).toEqual(['a', 'a']);
+      await finish('a');
+      // the poked round reset the schedule: next due 60 s after it ended, not 60 s after the first round
+      await vi.advanceTimersByTimeAsync(55_000);
+      expect(calls).toEqual(['a', 'a']);
+      await vi.advanceTimersByTimeAsync(6_000);
+      expect(calls).toEqual(['a', 'a', 'a']);
+      await finish('a');
+      await scheduler.stop();
+    });
+
+    it('a poke during a running round makes exactly one more round, right after it', async () => {
+      const { scheduler, calls, finish } = harness([{ name: 'a', intervalSeconds: 3600 }]);
+      scheduler.start();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(calls).toEqual(['a']);
+      scheduler.poke('a');
+      await vi.advanceTimersByTimeAsync(5_000);
+      // never two at once
+      expect(calls).toEqual(['a']);
+      await finish('a');
+      expect(calls).toEqual(['a', 'a']);
+      await finish('a');
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(calls).toEqual(['a', 'a']);
+      await scheduler.stop();
+    });
+
+    it('several pokes during a round still make one more round, not a pile-up', async () => {
+      const { scheduler, calls, finish } = harness([
+        { name: 'a', intervalSeconds: 3600 },
+        { name: 'b', intervalSeconds: 3600 },
+      ]);
+      scheduler.start();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(calls).toEqual(['a', 'b']);
+      for (let i = 0; i < 5; i++) scheduler.poke('a');
+      await finish('a');
+      expect(calls).toEqual(['a', 'b', 'a']);
+      // a poke while the follow-up runs queues one more again, and only one
+      scheduler.poke('a');
+      scheduler.poke('a');
+      await finish('a');
+      expect(calls).toEqual(['a', 'b', 'a', 'a']);
+      await finish('a');
+      await finish('b');
+      await vi.advanceTimersByTimeAsync(60_000);
+      // b was never poked: only its first round
+      expect(calls).toEqual(['a', 'b', 'a', 'a']);
+      await scheduler.stop();
+    });
+
+    it('is ignored before start() and after stop(); stop() drops a waiting follow-up round', async () => {
+      const { scheduler, calls, finish } = harness([{ name: 'a', intervalSeconds: 3600 }]);
+      scheduler.poke('a');
+      expect(calls).toEqual([]);
+      scheduler.start();
+      await vi.advanceTimersByTimeAsync(0);
+      scheduler.poke('a');
+      const stopping = scheduler.stop();
+      await finish('a');
+      await stopping;
+      scheduler.poke('a');
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(calls).toEqual(['a']);
+    });
+  });
 });

@@ -300,6 +300,7 @@ describe('parseMail (synthetic)', () => {
         s.destroy();
         throw new Error('ENOSPC: no space left on device');
       },
+      syncAll: async () => {},
       get: () => Readable.from([]),
       has: async () => false,
       size: async () => 0,

@@ -57,6 +57,8 @@ export class MailboxRepo {
       afterFetch: s.afterFetch,
       moveToFolder: s.moveToFolder ?? null,
       intervalSeconds: s.intervalSeconds,
+      // mailboxes stored before the setting existed have none: push is the default
+      idle: s.idle ?? true,
       enabled: row.enabled === 1,
       state: {
         lastFetchAt: row.last_fetch_at,

@@ -20,6 +20,8 @@ export interface MailboxView {
   afterFetch: AfterFetch['action'];
   moveToFolder: string | null;
   intervalSeconds: number;
+  /** IMAP IDLE push on (new mail fetched at once); the schedule is the fallback either way. */
+  idle: boolean;
   enabled: boolean;
   state: {
     lastFetchAt: string | null;

@@ -124,6 +124,11 @@ function migrations(engine: Engine): Record<string, Migration> {
           .addUniqueConstraint('intake_log_identity', ['mailbox_id', 'server_identity'])
           .execute();
         await db.schema
+          .createIndex('intake_log_unacknowledged')
+          .on('intake_log')
+          .columns(['mailbox_id', 'acknowledged'])
+          .execute();
+        await db.schema
           .createIndex('intake_log_fallback')
           .on('intake_log')
           .columns(['mailbox_id', 'message_id', 'content_hash'])

@@ -146,3 +146,20 @@ export async function listInbox(server: DovecotServer, user: string): Promise<Li
 export async function folderExists(server: DovecotServer, user: string, folder: string): Promise<boolean> {
   return withClient(server, user, async (client) => (await client.list()).some((m) => m.path === folder));
 }
+
+/** Adds flags to one mail by UID, as another mail client would (e.g. \Deleted without EXPUNGE). */
+export async function addFlags(
+  server: DovecotServer,
+  user: string,
+  uid: number,
+  flags: string[],
+): Promise<void> {
+  await withClient(server, user, async (client) => {
+    const lock = await client.getMailboxLock('INBOX');
+    try {
+      await client.messageFlagsAdd(String(uid), flags, { uid: true });
+    } finally {
+      lock.release();
+    }
+  });
+}

@@ -250,8 +250,11 @@ describe('acknowledge', () => {
 
     const c = connector('deleter', { afterFetch: 'delete' });
     await c.open();
-    const mails = await c.listNew();
-    expect(mails).toHaveLength(3);
+    const listed = await c.listNew();
+    // The mail flagged \Deleted is listed, marked as such: the loop finishes it only if it committed it
+    // (a crash between STORE \Deleted and UID EXPUNGE), and leaves a stranger's alone.
+    expect(listed.map((m) => Boolean(m.flaggedDeleted))).toEqual([false, false, false, true]);
+    const mails = listed.filter((m) => !m.flaggedDeleted);
     await c.acknowledge([mails[0]!, mails[2]!], { action: 'delete' });
 
     const left = await listInbox(dovecot, 'deleter');

@@ -140,46 +140,22 @@ export class ImapConnector implements Connector {
     this.settings = settings;
     this.logger = opts.logger;
     this.caOption = opts.ca;
-    this.timeouts = validateTimeouts(opts.timeouts);
+    this.timeouts = validateImapTimeouts(opts.timeouts);
     this.folder = settings.folder || 'INBOX';
   }
 
   private get where(): string {
-    const host = net.isIPv6(this.settings.server) ? `[${this.settings.server}]` : this.settings.server;
-    return `${host}:${this.settings.port}`;
+    return imapServerLabel(this.settings);
   }
 
   async open(): Promise<void> {
     if (this.client) await this.close();
-    const ca = await this.loadCa();
-    const { settings } = this;
-    const implicitTls = settings.protocol === 'imaps';
-    const options: ImapFlowOptions = {
-      host: settings.server,
-      port: settings.port,
-      secure: implicitTls,
-      // imaps: TLS from the first byte. imap: STARTTLS required (fail if not offered: an attacker on the path
-      // can strip the capability, RFC 8314 §4) or, when the admin turned starttls off, plaintext on purpose.
-      // Leaving it undefined would mean imapflow's "upgrade if offered", which we never want.
-      ...(implicitTls ? {} : { doSTARTTLS: settings.starttls }),
-      auth: { user: settings.username, pass: settings.password },
-      tls: {
-        // verification stays on (rejectUnauthorized defaults to true); a private CA is added, not substituted
-        ...(ca ? { ca: [ca] } : {}),
-        minVersion: 'TLSv1.2',
-      },
-      // SNI must not carry an IP address (RFC 6066 §3); Node then checks the IP against the certificate's
-      // IP SANs, which is what we want for `server: 127.0.0.1`.
-      ...(net.isIP(settings.server) ? {} : { servername: settings.server }),
-      logger: this.logger ? toImapflowLogger(this.logger) : false,
-      connectionTimeout: this.timeouts.connectMs,
-      greetingTimeout: this.timeouts.greetingMs,
-      socketTimeout: this.timeouts.socketMs,
-      // the fetch loop polls or idles on its own terms; an automatic IDLE between our commands only costs
-      // two round trips per command (see imapflow autoIdleDelay)
-      disableAutoIdle: true,
-      clientInfo: { name: 'Mailintake' },
-    };
+    const ca = await loadImapCa(this.settings, this.caOption);
+    const options = buildImapFlowOptions(this.settings, {
+      ...(ca ? { ca } : {}),
+      ...(this.logger ? { logger: this.logger } : {}),
+      timeouts: this.timeouts,
+    });
     const client = new ImapFlow(options);
     // imapflow emits 'error' for failures outside a command (socket timeout, reset); without a listener
     // Node would crash the process. The command in progress rejects on its own; keep the cause for its message.
@@ -202,24 +178,6 @@ export class ImapConnector implements Connector {
       // open() either leaves a usable session or none: no half-open connection for the caller to forget
       await this.close();
       throw err;
-    }
-  }
-
-  private async loadCa(): Promise<Buffer | undefined> {
-    if (this.caOption) return this.caOption;
-    if (!this.settings.caFile) return undefined;
-    try {
-      return await readFile(this.settings.caFile);
-    } catch (err) {
-      const reason = (err as RawError).code ?? String(err);
-      throw new MailintakeError(
-        'INVALID_SETTINGS',
-        `caFile "${this.settings.caFile}" could not be read (${reason})`,
-        {
-          cause: err,
-          details: { fields: [{ field: 'caFile', message: `could not be read (${reason})` }] },
-        },
-      );
     }
   }
 
@@ -263,8 +221,14 @@ export class ImapConnector implements Connector {
     const uidValidity = this.uidValidity!;
     // mark-read keeps read mail in the folder, so only UNSEEN ones are new; delete/move empty the folder, so
     // everything still there (and not already marked for deletion by someone) is new, read or not.
+    // With delete, mails already flagged \Deleted are listed too (marked as such): our own acknowledgement is
+    // STORE \Deleted then UID EXPUNGE, and a crash between the two must be finished by the next round.
     const query =
-      this.settings.afterFetch === 'mark-read' ? { seen: false, deleted: false } : { deleted: false };
+      this.settings.afterFetch === 'mark-read'
+        ? { seen: false, deleted: false }
+        : this.settings.afterFetch === 'move'
+          ? { deleted: false }
+          : { all: true };
     let uids: number[];
     try {
       const found = await client.search(query, { uid: true });
@@ -277,10 +241,12 @@ export class ImapConnector implements Connector {
     }
     if (uids.length === 0) return [];
     const sizes = new Map<number, number>();
+    const deleted = new Set<number>();
     try {
       for (const set of uidSets(uids)) {
-        for await (const msg of client.fetch(set, { uid: true, size: true }, { uid: true })) {
+        for await (const msg of client.fetch(set, { uid: true, size: true, flags: true }, { uid: true })) {
           if (msg.size !== undefined) sizes.set(msg.uid, msg.size);
+          if (msg.flags?.has('\\Deleted')) deleted.add(msg.uid);
         }
       }
     } catch (err) {
@@ -292,6 +258,7 @@ export class ImapConnector implements Connector {
       .map((uid) => ({
         identity: this.identity(uid, uidValidity),
         size: sizes.get(uid)!,
+        ...(deleted.has(uid) ? { flaggedDeleted: true } : {}),
         handle: { uid, uidValidity } satisfies ImapHandle,
       }));
   }
@@ -504,31 +471,120 @@ export class ImapConnector implements Connector {
 
   /** Turns anything imapflow, Node or OpenSSL throws into a coded error a person can act on. */
   private toError(err: unknown, step: string, fallback: ErrorCode = 'PROTOCOL_ERROR'): MailintakeError {
-    if (err instanceof MailintakeError) return err;
-    const raw = (err ?? {}) as RawError;
-    // "no connection" after the socket died: the cause imapflow emitted earlier says more
-    const effective =
-      (raw.code === 'NoConnection' || raw.code === 'EConnectionClosed') && this.lastConnectionError
-        ? this.lastConnectionError
-        : raw;
-    const mapped = describe(effective, {
-      where: this.where,
+    return imapError(err, {
+      settings: this.settings,
       step,
-      username: this.settings.username,
-      folder: this.folder,
-      protocol: this.settings.protocol,
-      starttls: this.settings.starttls,
-      timeouts: this.timeouts,
       fallback,
+      timeouts: this.timeouts,
       established: this.client !== null,
+      lastConnectionError: this.lastConnectionError,
+      ...(this.logger ? { logger: this.logger } : {}),
     });
-    const scrubbed = scrub(mapped.message, this.settings.password);
-    const details: ErrorDetails = { server: this.where, step };
-    if (mapped.code) details.errorCode = mapped.code;
-    if (mapped.serverResponse) details.serverResponse = scrub(mapped.serverResponse, this.settings.password);
-    this.logger?.debug('IMAP failure', { code: mapped.errorCode, server: this.where, step });
-    return new MailintakeError(mapped.errorCode, scrubbed, { cause: err, details });
   }
+}
+
+/** `host:port` as messages name the server (IPv6 in brackets). */
+export function imapServerLabel(settings: Pick<MailboxSettings, 'server' | 'port'>): string {
+  const host = net.isIPv6(settings.server) ? `[${settings.server}]` : settings.server;
+  return `${host}:${settings.port}`;
+}
+
+/** The private CA to trust: the one given (already read) or the mailbox's caFile; INVALID_SETTINGS if unreadable. */
+export async function loadImapCa(settings: MailboxSettings, given?: Buffer): Promise<Buffer | undefined> {
+  if (given) return given;
+  if (!settings.caFile) return undefined;
+  try {
+    return await readFile(settings.caFile);
+  } catch (err) {
+    const reason = (err as RawError).code ?? String(err);
+    throw new MailintakeError(
+      'INVALID_SETTINGS',
+      `caFile "${settings.caFile}" could not be read (${reason})`,
+      {
+        cause: err,
+        details: { fields: [{ field: 'caFile', message: `could not be read (${reason})` }] },
+      },
+    );
+  }
+}
+
+/**
+ * The imapflow options for a mailbox: TLS policy (verification always on, private CA added, TLS 1.2+, no
+ * opportunistic STARTTLS), SNI, timeouts, logging, auto-IDLE off. Shared by the connector and the IDLE watcher
+ * so both connect the same way. `timeouts` must already be validated (see `validateImapTimeouts`).
+ */
+export function buildImapFlowOptions(
+  settings: MailboxSettings,
+  opts: { ca?: Buffer; logger?: ConnectorLogger; timeouts: Required<ImapTimeouts> },
+): ImapFlowOptions {
+  const implicitTls = settings.protocol === 'imaps';
+  return {
+    host: settings.server,
+    port: settings.port,
+    secure: implicitTls,
+    // imaps: TLS from the first byte. imap: STARTTLS required (fail if not offered: an attacker on the path
+    // can strip the capability, RFC 8314 §4) or, when the admin turned starttls off, plaintext on purpose.
+    // Leaving it undefined would mean imapflow's "upgrade if offered", which we never want.
+    ...(implicitTls ? {} : { doSTARTTLS: settings.starttls }),
+    auth: { user: settings.username, pass: settings.password },
+    tls: {
+      // verification stays on (rejectUnauthorized defaults to true); a private CA is added, not substituted
+      ...(opts.ca ? { ca: [opts.ca] } : {}),
+      minVersion: 'TLSv1.2',
+    },
+    // SNI must not carry an IP address (RFC 6066 §3); Node then checks the IP against the certificate's
+    // IP SANs, which is what we want for `server: 127.0.0.1`.
+    ...(net.isIP(settings.server) ? {} : { servername: settings.server }),
+    logger: opts.logger ? toImapflowLogger(opts.logger) : false,
+    connectionTimeout: opts.timeouts.connectMs,
+    greetingTimeout: opts.timeouts.greetingMs,
+    socketTimeout: opts.timeouts.socketMs,
+    // the fetch loop polls or idles on its own terms; an automatic IDLE between our commands only costs
+    // two round trips per command (see imapflow autoIdleDelay)
+    disableAutoIdle: true,
+    clientInfo: { name: 'Mailintake' },
+  };
+}
+
+export interface ImapErrorContext {
+  settings: MailboxSettings;
+  /** What was being done, e.g. `opening folder "INBOX"` (goes into the message and details). */
+  step: string;
+  fallback?: ErrorCode;
+  timeouts: Required<ImapTimeouts>;
+  /** Logged in before the failure: then "check the port" is the wrong advice. */
+  established: boolean;
+  /** The last error imapflow emitted on its own: explains a later "no connection". */
+  lastConnectionError?: unknown;
+  logger?: ConnectorLogger;
+}
+
+/** Turns anything imapflow, Node or OpenSSL throws into a coded error a person can act on (password scrubbed). */
+export function imapError(err: unknown, c: ImapErrorContext): MailintakeError {
+  if (err instanceof MailintakeError) return err;
+  const raw = (err ?? {}) as RawError;
+  const where = imapServerLabel(c.settings);
+  const folder = c.settings.folder || 'INBOX';
+  const last = (c.lastConnectionError ?? null) as RawError | null;
+  // "no connection" after the socket died: the cause imapflow emitted earlier says more
+  const effective = (raw.code === 'NoConnection' || raw.code === 'EConnectionClosed') && last ? last : raw;
+  const mapped = describe(effective, {
+    where,
+    step: c.step,
+    username: c.settings.username,
+    folder,
+    protocol: c.settings.protocol,
+    starttls: c.settings.starttls,
+    timeouts: c.timeouts,
+    fallback: c.fallback ?? 'PROTOCOL_ERROR',
+    established: c.established,
+  });
+  const scrubbed = scrub(mapped.message, c.settings.password);
+  const details: ErrorDetails = { server: where, step: c.step };
+  if (mapped.code) details.errorCode = mapped.code;
+  if (mapped.serverResponse) details.serverResponse = scrub(mapped.serverResponse, c.settings.password);
+  c.logger?.debug('IMAP failure', { code: mapped.errorCode, server: where, step: c.step });
+  return new MailintakeError(mapped.errorCode, scrubbed, { cause: err, details });
 }
 
 interface DescribeContext {
@@ -677,7 +733,8 @@ function scrub(text: string, password: string): string {
   return password.length >= 3 ? text.split(password).join('[password hidden]') : text;
 }
 
-function validateTimeouts(t: ImapTimeouts | undefined): Required<ImapTimeouts> {
+/** Defaults filled in; INVALID_SETTINGS for a zero, negative or fractional value. */
+export function validateImapTimeouts(t: ImapTimeouts | undefined): Required<ImapTimeouts> {
   const out = { ...DEFAULT_IMAP_TIMEOUTS };
   for (const key of Object.keys(DEFAULT_IMAP_TIMEOUTS) as (keyof ImapTimeouts)[]) {
     const value = t?.[key];
