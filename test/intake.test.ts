@@ -1,7 +1,10 @@
 import { text } from 'node:stream/consumers';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AppConfig } from '../src/config/env.js';
 import type { Runtime } from '../src/runtime.js';
 import { openRuntime } from '../src/runtime.js';
+import { openStore } from '../src/store/db.js';
 import { addFlags, appendImap, deliverMaildir, folderMessages, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
@@ -15,6 +18,7 @@ describe.each(ENGINES)('intake from a real IMAP mailbox on %s', (engine) => {
   let dovecot: DovecotServer;
   let rt: Runtime;
   let cleanup: () => Promise<void>;
+  let config: AppConfig;
   const box = (name: string, user: string, extra: Record<string, unknown> = {}) => ({
     name,
     protocol: 'imaps',
@@ -29,13 +33,14 @@ describe.each(ENGINES)('intake from a real IMAP mailbox on %s', (engine) => {
 
   beforeAll(async () => {
     dovecot = await startDovecot({
-      users: ['support', 'helpdesk', 'deleter', 'mover', 'threads', 'halfdone'].map((n) => ({
+      users: ['support', 'helpdesk', 'deleter', 'mover', 'threads', 'halfdone', 'poison'].map((n) => ({
         name: n,
         password: `${n}-pw`,
       })),
     });
     const fresh = await freshConfig(engine);
     cleanup = fresh.cleanup;
+    config = fresh.config;
     rt = await openRuntime(fresh.config);
   });
   afterAll(async () => {
@@ -254,6 +259,53 @@ describe.each(ENGINES)('intake from a real IMAP mailbox on %s', (engine) => {
     expect(s).toMatchObject({ reached: true, fetched: 0, created: 0, reacknowledged: 1 });
     const left = await listInbox(dovecot, 'halfdone');
     expect(left.map((m) => m.messageId)).toEqual(['<stranger@t>']);
+  });
+
+  it('a mail the database refuses fails alone (STORE_FAILED), its batch goes in, and it is retried next round', async () => {
+    await rt.services.mailboxes.add(box('poison', 'poison'));
+    // A real refusal by the real database: a trigger the test installs, rejecting one subject.
+    const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    const install =
+      engine === 'sqlite'
+        ? [
+            sql`create trigger poison before insert on requests when new.subject = 'poison' begin select raise(abort, 'poisoned row'); end`,
+          ]
+        : [
+            sql`create function poison() returns trigger language plpgsql as $$ begin if new.subject = 'poison' then raise exception 'poisoned row'; end if; return new; end $$`,
+            sql`create trigger poison before insert on requests for each row execute function poison()`,
+          ];
+    for (const statement of install) await statement.execute(store.db);
+    await deliverMaildir(dovecot, 'poison', [
+      buildMail({ subject: 'fine 1' }),
+      buildMail({ subject: 'poison' }),
+      buildMail({ subject: 'fine 2' }),
+    ]);
+    const [s] = await rt.services.fetch.once({ mailbox: 'poison' });
+    expect(s).toMatchObject({ reached: true, fetched: 3, created: 2, errored: 1 });
+    const failed = (await rt.services.log.list({ mailbox: 'poison', outcome: 'error' })).items;
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({
+      errorCode: 'STORE_FAILED',
+      subject: 'poison',
+      rawAvailable: true,
+      acknowledged: false,
+    });
+    expect(failed[0]!.reasons.join(' ')).toMatch(/poisoned row/);
+    // Left on the server (unread), and nothing of it stored.
+    const unread = (await listInbox(dovecot, 'poison')).filter((m) => !m.flags.includes('\\Seen'));
+    expect(unread.map((m) => m.subject)).toEqual(['poison']);
+    // The cause fixed, the next round takes it in: the same log row becomes its outcome.
+    await sql`drop trigger poison${engine === 'postgres' ? sql` on requests` : sql``}`.execute(store.db);
+    await store.close();
+    const [again] = await rt.services.fetch.once({ mailbox: 'poison' });
+    expect(again).toMatchObject({ fetched: 1, created: 1, errored: 0 });
+    const log = (await rt.services.log.list({ mailbox: 'poison' })).items;
+    expect(log).toHaveLength(3);
+    expect(log.find((e) => e.subject === 'poison')).toMatchObject({
+      outcome: 'created',
+      attempts: 2,
+      acknowledged: true,
+    });
   });
 
   it('a wrong password is a coded round failure, not a crash, and the mailbox records it', async () => {

@@ -1,11 +1,11 @@
-import { type Insertable, sql } from 'kysely';
+import type { Insertable } from 'kysely';
 import { MailintakeError, toMailintakeError } from '../errors.js';
 import { autoSubmitted, decideThread, threadCandidates } from '../pipeline/classify.js';
-import type { ParsedMail, ThreadDecision, ThreadFacts } from '../pipeline/types.js';
+import type { ParsedMail, ThreadDecision } from '../pipeline/types.js';
 import type { Outcome } from '../services/views.js';
 import type { Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
-import type { IntakeLogTable } from '../store/schema.js';
+import type { AttachmentTable, IntakeLogTable, MessageIdTable } from '../store/schema.js';
 import { type Tx, withTransaction } from '../store/tx.js';
 
 /** The mailbox a mail came in through, as the store knows it. */
@@ -35,301 +35,389 @@ export interface BatchItem {
 export type ItemResult = CommitResult | { outcome: 'error'; error: MailintakeError };
 
 /**
- * Commits a batch of fetched mails in ONE transaction, each mail inside its own savepoint: a mail's request
- * or conversation, attachments, Message-ID and intake-log row commit together or not at all, and a mail that
- * fails to store is rolled back alone and recorded as an error row in the same transaction.
+ * Commits a batch of fetched mails in ONE transaction: every mail's request or conversation, attachments,
+ * Message-ID and intake-log row, and the error rows of mails that failed before this point.
  *
  * This is the heart of "never duplicated": the log row is unique per (mailbox, server identity), so a mail
  * seen again after a crash cannot commit a second effect; and the server is only acknowledged after this
- * returns. One transaction per batch rather than per mail saves a durable commit (an fsync on SQLite, a round
- * trip on PostgreSQL) per mail; the guarantee is the same, since nothing is acknowledged before the commit.
+ * returns. One transaction per batch, with the lookups and the row inserts of the batch gathered into a few
+ * statements, instead of a transaction and six statements per mail: each statement is a round trip on
+ * PostgreSQL and each commit an fsync on SQLite. The guarantee is the same, since nothing is acknowledged
+ * before the commit.
+ *
+ * If the batch fails (one mail the database refuses), it is rolled back whole and committed again mail by
+ * mail, so that only the bad mail ends as an error: one bad mail never blocks the mailbox.
  */
 export async function commitBatch(
   store: Store,
   mailbox: IntakeMailbox,
   items: BatchItem[],
 ): Promise<ItemResult[]> {
-  return withTransaction(store, async (tx) => {
-    const results: ItemResult[] = [];
-    for (const item of items) {
-      if (!item.parsed) {
-        const error = item.error ?? new MailintakeError('INTERNAL', 'a mail without a parse result');
-        await writeErrorRow(tx, mailbox.id, item, error);
-        results.push({ outcome: 'error', error });
-        continue;
-      }
-      await sql`savepoint mail`.execute(tx);
-      try {
-        const result = await commitOne(tx, mailbox, item.parsed);
-        await writeLog(tx, mailbox.id, item, item.parsed, result);
-        await sql`release savepoint mail`.execute(tx);
-        results.push(result);
-      } catch (err) {
-        await sql`rollback to savepoint mail`.execute(tx);
-        await sql`release savepoint mail`.execute(tx);
-        const error = toMailintakeError(err, 'STORE_FAILED');
-        await writeErrorRow(tx, mailbox.id, item, error, item.parsed);
-        results.push({ outcome: 'error', error });
-      }
+  try {
+    return await withTransaction(store, (tx) => new BatchCommit(tx, mailbox).run(items));
+  } catch (err) {
+    if (items.length > 1) {
+      const results: ItemResult[] = [];
+      for (const item of items) results.push(...(await commitBatch(store, mailbox, [item])));
+      return results;
     }
-    return results;
-  });
+    return [await recordFailure(store, mailbox, items[0]!, toMailintakeError(err, 'STORE_FAILED'))];
+  }
 }
 
-async function commitOne(tx: Tx, mailbox: IntakeMailbox, mail: ParsedMail): Promise<CommitResult> {
-  const candidates = threadCandidates(mail);
-  const facts = await lookupFacts(tx, mailbox, mail, candidates.headerIds, candidates.subjectRequestId);
-  const decision = decideThread(mail, { headerThreading: mailbox.headerThreading }, facts.thread);
-  const reasons = [...facts.notes, ...decision.reasons];
-  const auto = autoSubmitted(mail);
-  if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
-  return applyDecision(tx, mailbox, mail, decision, reasons);
-}
-
-async function lookupFacts(
-  tx: Tx,
+/** A lone mail the database refused: recorded as an error row in a transaction of its own. */
+async function recordFailure(
+  store: Store,
   mailbox: IntakeMailbox,
-  mail: ParsedMail,
-  headerIds: string[],
-  subjectRequestId: number | null,
-): Promise<{ thread: ThreadFacts; notes: string[] }> {
-  const notes: string[] = [];
-  let ownMessageIdRequest: number | null = null;
-  // One round trip for the mail's own Message-ID and the ids it answers.
-  const ids = [...new Set([...(mail.messageId ? [mail.messageId] : []), ...headerIds.slice(0, 200)])];
-  const knownIds = new Map<string, number>();
-  if (ids.length > 0) {
-    const rows = await tx
-      .selectFrom('message_ids')
-      .select(['message_id', 'request_id'])
-      .where('portal_id', '=', mailbox.portalId)
-      .where('message_id', 'in', ids)
-      .execute();
-    for (const r of rows) knownIds.set(r.message_id, r.request_id);
-  }
-  const known = mail.messageId ? knownIds.get(mail.messageId) : undefined;
-  if (mail.messageId && known !== undefined) {
-    // The same Message-ID twice is usually the same mail sent to several of our mailboxes (To: support,
-    // Cc: helpdesk). But some mailers reuse Message-IDs for different mails; treating those as duplicates
-    // would silently drop a customer's mail, so the sender and subject must match an earlier copy too.
-    const earlier = await tx
-      .selectFrom('intake_log')
-      .innerJoin('mailboxes', 'mailboxes.id', 'intake_log.mailbox_id')
-      .select(['intake_log.from_address', 'intake_log.subject'])
-      .where('mailboxes.portal_id', '=', mailbox.portalId)
-      .where('intake_log.message_id', '=', mail.messageId)
-      .where('intake_log.outcome', 'in', ['created', 'appended'])
-      .execute();
-    const from = mail.from?.address ?? null;
-    if (earlier.some((e) => e.from_address === from && e.subject === mail.subject)) {
-      ownMessageIdRequest = known;
-    } else {
-      notes.push(`Message-ID <${mail.messageId}> was used before by a different mail; not treated as a copy`);
-    }
-  }
-  if (ownMessageIdRequest === null && !mail.messageId) {
-    // Without a Message-ID, the content hash is the only way to recognise a mail that came back under a new
-    // server identity (UIDVALIDITY reset, a move and back). Only within the same mailbox: copies delivered
-    // to two mailboxes differ in their Received headers anyway.
-    const same = await tx
-      .selectFrom('intake_log')
-      .select(['request_id', 'server_identity'])
-      .where('mailbox_id', '=', mailbox.id)
-      .where('content_hash', '=', mail.contentHash)
-      .where('outcome', 'in', ['created', 'appended'])
-      .executeTakeFirst();
-    if (same?.request_id != null) {
-      ownMessageIdRequest = same.request_id;
-      notes.push(`same content as ${same.server_identity}, taken in before`);
-    }
-  }
-  const byMessageId = new Map<string, number>();
-  for (const id of headerIds) {
-    const requestId = knownIds.get(id);
-    if (requestId !== undefined) byMessageId.set(id, requestId);
-  }
-  let subjectRequestExists = false;
-  if (subjectRequestId !== null) {
-    const r = await tx
-      .selectFrom('requests')
-      .select('id')
-      .where('id', '=', subjectRequestId)
-      .where('portal_id', '=', mailbox.portalId)
-      .executeTakeFirst();
-    subjectRequestExists = r !== undefined;
-    if (!r) notes.push(`subject names ##${subjectRequestId}## but this portal has no such request`);
-  }
-  return { thread: { ownMessageIdRequest, byMessageId, subjectRequestExists }, notes };
-}
-
-async function applyDecision(
-  tx: Tx,
-  mailbox: IntakeMailbox,
-  mail: ParsedMail,
-  decision: ThreadDecision,
-  reasons: string[],
-): Promise<CommitResult> {
-  const now = nowIso();
-  const to = JSON.stringify(mail.to);
-  const cc = JSON.stringify(mail.cc);
-  if (decision.kind === 'duplicate') {
-    return { outcome: 'ignored', requestId: decision.requestId, reasons };
-  }
-  let requestId: number;
-  let conversationId: number | null = null;
-  if (decision.kind === 'new-request') {
-    const row = await tx
-      .insertInto('requests')
-      .values({
-        portal_id: mailbox.portalId,
-        mailbox_id: mailbox.id,
-        subject: mail.subject,
-        requester_address: mail.from?.address ?? null,
-        requester_name: mail.from?.name || null,
-        to_addresses: to,
-        cc_addresses: cc,
-        message_id: mail.messageId,
-        text_body: mail.text,
-        html_body: mail.html,
-        mail_date: mail.date,
-        status: 'open',
-        created_at: now,
-        updated_at: now,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    requestId = row.id;
-  } else {
-    requestId = decision.requestId;
-    const row = await tx
-      .insertInto('conversations')
-      .values({
-        request_id: requestId,
-        mailbox_id: mailbox.id,
-        from_address: mail.from?.address ?? null,
-        from_name: mail.from?.name || null,
-        to_addresses: to,
-        cc_addresses: cc,
-        subject: mail.subject,
-        message_id: mail.messageId,
-        text_body: mail.text,
-        html_body: mail.html,
-        mail_date: mail.date,
-        created_at: now,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    conversationId = row.id;
-    await tx.updateTable('requests').set({ updated_at: now }).where('id', '=', requestId).execute();
-  }
-  if (mail.attachments.length > 0) {
-    await tx
-      .insertInto('attachments')
-      .values(
-        mail.attachments.map((a) => ({
-          request_id: requestId,
-          conversation_id: conversationId,
-          filename: a.filename,
-          content_type: a.contentType,
-          size: a.size,
-          sha256: a.sha256,
-          content_id: a.contentId,
-          disposition: a.disposition,
-          created_at: now,
-        })),
-      )
-      .execute();
-  }
-  if (mail.messageId) {
-    await tx
-      .insertInto('message_ids')
-      .values({ portal_id: mailbox.portalId, message_id: mail.messageId, request_id: requestId })
-      .onConflict((oc) => oc.columns(['portal_id', 'message_id']).doNothing())
-      .execute();
-  }
-  return conversationId === null
-    ? { outcome: 'created', requestId, reasons }
-    : { outcome: 'appended', requestId, conversationId, reasons };
-}
-
-async function writeLog(
-  tx: Tx,
-  mailboxId: number,
-  item: BatchItem,
-  mail: ParsedMail,
-  result: CommitResult,
-): Promise<void> {
-  await upsertLog(tx, mailboxId, item, {
-    message_id: mail.messageId,
-    content_hash: mail.contentHash,
-    raw_sha256: item.rawSha256,
-    outcome: result.outcome as Outcome,
-    request_id: result.requestId,
-    conversation_id: result.outcome === 'appended' ? result.conversationId : null,
-    error_code: null,
-    reasons: JSON.stringify(result.reasons),
-    subject: mail.subject,
-    from_address: mail.from?.address ?? null,
-    size: mail.size,
-  });
-}
-
-async function writeErrorRow(
-  tx: Tx,
-  mailboxId: number,
   item: BatchItem,
   error: MailintakeError,
-  mail?: ParsedMail,
-): Promise<void> {
-  await upsertLog(tx, mailboxId, item, {
-    message_id: mail?.messageId ?? null,
-    content_hash: mail?.contentHash ?? null,
-    raw_sha256: item.rawSha256,
-    outcome: 'error',
-    request_id: null,
-    conversation_id: null,
-    error_code: error.code,
-    reasons: JSON.stringify([error.message]),
-    subject: mail?.subject ?? null,
-    from_address: mail?.from?.address ?? null,
-    size: mail?.size ?? item.size ?? null,
+): Promise<ItemResult> {
+  return withTransaction(store, async (tx) => {
+    // A racing worker that committed this very mail meanwhile makes our insert break the unique constraint:
+    // that is the guarantee working, not an error of the mail.
+    const committed = await tx
+      .selectFrom('intake_log')
+      .select(['outcome', 'request_id'])
+      .where('mailbox_id', '=', mailbox.id)
+      .where('server_identity', '=', item.serverIdentity)
+      .where('outcome', '!=', 'error')
+      .executeTakeFirst();
+    if (committed) {
+      return {
+        outcome: 'ignored',
+        requestId: committed.request_id,
+        reasons: ['taken in meanwhile by another worker'],
+      };
+    }
+    const batch = new BatchCommit(tx, mailbox);
+    batch.logError(item, error, item.parsed ?? undefined);
+    await batch.flushLog();
+    return { outcome: 'error', error };
   });
 }
 
 type LogValues = Omit<
   Insertable<IntakeLogTable>,
-  'mailbox_id' | 'server_identity' | 'created_at' | 'updated_at' | 'attempts' | 'acknowledged'
+  'mailbox_id' | 'created_at' | 'updated_at' | 'acknowledged'
 >;
 
-/**
- * One statement per mail: the fetch round knows whether an earlier attempt left an `error` row (then this
- * attempt's outcome replaces it) or not (then a new row). A committed outcome is never overwritten: the
- * UPDATE only matches error rows, and a racing second INSERT breaks the unique constraint and rolls back.
- */
-async function upsertLog(tx: Tx, mailboxId: number, item: BatchItem, values: LogValues): Promise<void> {
-  const now = nowIso();
-  if (item.retry) {
-    const updated = await tx
-      .updateTable('intake_log')
-      .set((eb) => ({ ...values, acknowledged: 0, updated_at: now, attempts: eb('attempts', '+', 1) }))
-      .where('mailbox_id', '=', mailboxId)
-      .where('server_identity', '=', item.serverIdentity)
-      .where('outcome', '=', 'error')
-      .executeTakeFirst();
-    if (Number(updated.numUpdatedRows) === 1) return;
+/** What the batch has taken in so far, for the checks of the mails after it in the same batch. */
+interface Earlier {
+  messageId: string | null;
+  contentHash: string;
+  from: string | null;
+  subject: string;
+  requestId: number;
+}
+
+/** One batch inside one transaction: lookups up front, row inserts gathered, per-mail inserts only where ids are needed. */
+class BatchCommit {
+  private readonly now = nowIso();
+  /** Message-ID → request, in this portal: looked up once for the batch, then grown as mails are taken in. */
+  private readonly knownIds = new Map<string, number>();
+  private readonly earlier: Earlier[] = [];
+  private readonly logRows: (LogValues & { retry: boolean })[] = [];
+  private readonly attachmentRows: Insertable<AttachmentTable>[] = [];
+  private readonly messageIdRows: Insertable<MessageIdTable>[] = [];
+  private readonly touchedRequests = new Set<number>();
+
+  constructor(
+    private readonly tx: Tx,
+    private readonly mailbox: IntakeMailbox,
+  ) {}
+
+  async run(items: BatchItem[]): Promise<ItemResult[]> {
+    await this.loadKnownIds(items);
+    const results: ItemResult[] = [];
+    for (const item of items) {
+      if (!item.parsed) {
+        const error = item.error ?? new MailintakeError('INTERNAL', 'a mail without a parse result');
+        this.logError(item, error);
+        results.push({ outcome: 'error', error });
+        continue;
+      }
+      const result = await this.takeIn(item.parsed);
+      this.logOutcome(item, item.parsed, result);
+      results.push(result);
+    }
+    await this.flushRows();
+    return results;
   }
-  const insert = tx.insertInto('intake_log').values({
-    ...values,
-    mailbox_id: mailboxId,
-    server_identity: item.serverIdentity,
-    acknowledged: 0,
-    created_at: now,
-    updated_at: now,
-  });
-  // An error row never displaces an existing row (it would hide a committed outcome); an outcome row must
-  // conflict loudly instead, so that its savepoint rolls the effect back.
-  await (values.outcome === 'error'
-    ? insert.onConflict((oc) => oc.columns(['mailbox_id', 'server_identity']).doNothing())
-    : insert
-  ).execute();
+
+  private async loadKnownIds(items: BatchItem[]): Promise<void> {
+    const ids = new Set<string>();
+    for (const { parsed } of items) {
+      if (!parsed) continue;
+      if (parsed.messageId) ids.add(parsed.messageId);
+      for (const id of threadCandidates(parsed).headerIds.slice(0, 200)) ids.add(id);
+    }
+    const all = [...ids];
+    for (let i = 0; i < all.length; i += 500) {
+      const rows = await this.tx
+        .selectFrom('message_ids')
+        .select(['message_id', 'request_id'])
+        .where('portal_id', '=', this.mailbox.portalId)
+        .where('message_id', 'in', all.slice(i, i + 500))
+        .execute();
+      for (const r of rows) this.knownIds.set(r.message_id, r.request_id);
+    }
+  }
+
+  private async takeIn(mail: ParsedMail): Promise<CommitResult> {
+    const candidates = threadCandidates(mail);
+    const notes: string[] = [];
+    const ownMessageIdRequest = await this.sameMailBefore(mail, notes);
+    const byMessageId = new Map<string, number>();
+    for (const id of candidates.headerIds) {
+      const requestId = this.knownIds.get(id);
+      if (requestId !== undefined) byMessageId.set(id, requestId);
+    }
+    let subjectRequestExists = false;
+    if (candidates.subjectRequestId !== null) {
+      const r = await this.tx
+        .selectFrom('requests')
+        .select('id')
+        .where('id', '=', candidates.subjectRequestId)
+        .where('portal_id', '=', this.mailbox.portalId)
+        .executeTakeFirst();
+      subjectRequestExists = r !== undefined;
+      if (!r)
+        notes.push(`subject names ##${candidates.subjectRequestId}## but this portal has no such request`);
+    }
+    const decision = decideThread(
+      mail,
+      { headerThreading: this.mailbox.headerThreading },
+      { ownMessageIdRequest, byMessageId, subjectRequestExists },
+    );
+    const reasons = [...notes, ...decision.reasons];
+    const auto = autoSubmitted(mail);
+    if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
+    const result = await this.apply(mail, decision, reasons);
+    if (result.outcome !== 'ignored') {
+      this.earlier.push({
+        messageId: mail.messageId,
+        contentHash: mail.contentHash,
+        from: mail.from?.address ?? null,
+        subject: mail.subject,
+        requestId: result.requestId,
+      });
+    }
+    return result;
+  }
+
+  /**
+   * The request this very mail was taken in for already, if it was: the same mail sent to several of our
+   * mailboxes (To: support, Cc: helpdesk), or seen again under a new server identity.
+   */
+  private async sameMailBefore(mail: ParsedMail, notes: string[]): Promise<number | null> {
+    const from = mail.from?.address ?? null;
+    if (mail.messageId) {
+      const known = this.knownIds.get(mail.messageId);
+      if (known === undefined) return null;
+      // Some mailers reuse Message-IDs for different mails; treating those as copies would silently drop a
+      // customer's mail, so the sender and subject must match an earlier copy too.
+      const inBatch = this.earlier.filter((e) => e.messageId === mail.messageId);
+      const before = await this.tx
+        .selectFrom('intake_log')
+        .innerJoin('mailboxes', 'mailboxes.id', 'intake_log.mailbox_id')
+        .select(['intake_log.from_address as from', 'intake_log.subject'])
+        .where('mailboxes.portal_id', '=', this.mailbox.portalId)
+        .where('intake_log.message_id', '=', mail.messageId)
+        .where('intake_log.outcome', 'in', ['created', 'appended'])
+        .execute();
+      if ([...inBatch, ...before].some((e) => e.from === from && e.subject === mail.subject)) return known;
+      notes.push(`Message-ID <${mail.messageId}> was used before by a different mail; not treated as a copy`);
+      return null;
+    }
+    // Without a Message-ID, the content hash is the only way to recognise a mail that came back under a new
+    // server identity (UIDVALIDITY reset, a move and back). Only within the same mailbox: copies delivered
+    // to two mailboxes differ in their Received headers anyway.
+    const inBatch = this.earlier.find((e) => e.messageId === null && e.contentHash === mail.contentHash);
+    if (inBatch) {
+      notes.push('same content as an earlier mail of this round');
+      return inBatch.requestId;
+    }
+    const same = await this.tx
+      .selectFrom('intake_log')
+      .select(['request_id', 'server_identity'])
+      .where('mailbox_id', '=', this.mailbox.id)
+      .where('content_hash', '=', mail.contentHash)
+      .where('outcome', 'in', ['created', 'appended'])
+      .executeTakeFirst();
+    if (same?.request_id == null) return null;
+    notes.push(`same content as ${same.server_identity}, taken in before`);
+    return same.request_id;
+  }
+
+  private async apply(mail: ParsedMail, decision: ThreadDecision, reasons: string[]): Promise<CommitResult> {
+    if (decision.kind === 'duplicate') return { outcome: 'ignored', requestId: decision.requestId, reasons };
+    const common = {
+      mailbox_id: this.mailbox.id,
+      to_addresses: JSON.stringify(mail.to),
+      cc_addresses: JSON.stringify(mail.cc),
+      subject: mail.subject,
+      message_id: mail.messageId,
+      text_body: mail.text,
+      html_body: mail.html,
+      mail_date: mail.date,
+      created_at: this.now,
+    };
+    let requestId: number;
+    let conversationId: number | null = null;
+    if (decision.kind === 'new-request') {
+      const row = await this.tx
+        .insertInto('requests')
+        .values({
+          ...common,
+          portal_id: this.mailbox.portalId,
+          requester_address: mail.from?.address ?? null,
+          requester_name: mail.from?.name || null,
+          status: 'open',
+          updated_at: this.now,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      requestId = row.id;
+    } else {
+      requestId = decision.requestId;
+      const row = await this.tx
+        .insertInto('conversations')
+        .values({
+          ...common,
+          request_id: requestId,
+          from_address: mail.from?.address ?? null,
+          from_name: mail.from?.name || null,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      conversationId = row.id;
+      this.touchedRequests.add(requestId);
+    }
+    for (const a of mail.attachments) {
+      this.attachmentRows.push({
+        request_id: requestId,
+        conversation_id: conversationId,
+        filename: a.filename,
+        content_type: a.contentType,
+        size: a.size,
+        sha256: a.sha256,
+        content_id: a.contentId,
+        disposition: a.disposition,
+        created_at: this.now,
+      });
+    }
+    if (mail.messageId && !this.knownIds.has(mail.messageId)) {
+      this.knownIds.set(mail.messageId, requestId);
+      this.messageIdRows.push({
+        portal_id: this.mailbox.portalId,
+        message_id: mail.messageId,
+        request_id: requestId,
+      });
+    }
+    return conversationId === null
+      ? { outcome: 'created', requestId, reasons }
+      : { outcome: 'appended', requestId, conversationId, reasons };
+  }
+
+  private logOutcome(item: BatchItem, mail: ParsedMail, result: CommitResult): void {
+    this.logRows.push({
+      retry: item.retry,
+      server_identity: item.serverIdentity,
+      message_id: mail.messageId,
+      content_hash: mail.contentHash,
+      raw_sha256: item.rawSha256,
+      outcome: result.outcome as Outcome,
+      request_id: result.requestId,
+      conversation_id: result.outcome === 'appended' ? result.conversationId : null,
+      error_code: null,
+      reasons: JSON.stringify(result.reasons),
+      subject: mail.subject,
+      from_address: mail.from?.address ?? null,
+      size: mail.size,
+      attempts: 1,
+    });
+  }
+
+  logError(item: BatchItem, error: MailintakeError, mail?: ParsedMail): void {
+    this.logRows.push({
+      retry: item.retry,
+      server_identity: item.serverIdentity,
+      message_id: mail?.messageId ?? null,
+      content_hash: mail?.contentHash ?? null,
+      raw_sha256: item.rawSha256,
+      outcome: 'error',
+      request_id: null,
+      conversation_id: null,
+      error_code: error.code,
+      reasons: JSON.stringify([error.message]),
+      subject: mail?.subject ?? null,
+      from_address: mail?.from?.address ?? null,
+      size: mail?.size ?? item.size ?? null,
+      attempts: 1,
+    });
+  }
+
+  private async flushRows(): Promise<void> {
+    for (let i = 0; i < this.attachmentRows.length; i += 200) {
+      await this.tx
+        .insertInto('attachments')
+        .values(this.attachmentRows.slice(i, i + 200))
+        .execute();
+    }
+    for (let i = 0; i < this.messageIdRows.length; i += 500) {
+      await this.tx
+        .insertInto('message_ids')
+        .values(this.messageIdRows.slice(i, i + 500))
+        .onConflict((oc) => oc.columns(['portal_id', 'message_id']).doNothing())
+        .execute();
+    }
+    if (this.touchedRequests.size > 0) {
+      await this.tx
+        .updateTable('requests')
+        .set({ updated_at: this.now })
+        .where('id', 'in', [...this.touchedRequests])
+        .execute();
+    }
+    await this.flushLog();
+  }
+
+  /**
+   * The intake-log rows, in one INSERT for the batch. A mail that failed before leaves an `error` row; its
+   * next attempt replaces that row (UPDATE, only ever of an error row). A committed outcome is never
+   * overwritten: a second INSERT for the same identity breaks the unique constraint and rolls the batch back.
+   */
+  async flushLog(): Promise<void> {
+    const fresh: Insertable<IntakeLogTable>[] = [];
+    for (const { retry, ...row } of this.logRows) {
+      if (retry) {
+        const { server_identity, attempts: _attempts, ...values } = row;
+        const updated = await this.tx
+          .updateTable('intake_log')
+          .set((eb) => ({
+            ...values,
+            acknowledged: 0,
+            updated_at: this.now,
+            attempts: eb('attempts', '+', 1),
+          }))
+          .where('mailbox_id', '=', this.mailbox.id)
+          .where('server_identity', '=', server_identity)
+          .where('outcome', '=', 'error')
+          .executeTakeFirst();
+        if (Number(updated.numUpdatedRows) === 1) continue;
+      }
+      fresh.push({
+        ...row,
+        mailbox_id: this.mailbox.id,
+        acknowledged: 0,
+        created_at: this.now,
+        updated_at: this.now,
+      });
+    }
+    for (let i = 0; i < fresh.length; i += 100) {
+      await this.tx
+        .insertInto('intake_log')
+        .values(fresh.slice(i, i + 100))
+        .execute();
+    }
+  }
 }
