@@ -9,6 +9,7 @@ import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import { FileBlobStore } from '../src/blobs/blob-store.js';
+import { RawPacks } from '../src/blobs/raw-packs.js';
 import { createConnector } from '../src/connectors/factory.js';
 import { fetchMailbox } from '../src/intake/fetch-mailbox.js';
 import { MailboxLease } from '../src/intake/lease.js';
@@ -141,6 +142,7 @@ try {
         {
           store,
           blobs,
+          rawPacks: new RawPacks(path.join(fresh.config.dataDir, 'raw')),
           lease: new MailboxLease(store, 120),
           logger: silentLogger,
           connect: (s) =>

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { FileBlobStore } from './blobs/blob-store.js';
+import { RawPacks } from './blobs/raw-packs.js';
 import type { AppConfig } from './config/env.js';
 import { createConnector } from './connectors/factory.js';
 import { type WatchState, watchImapFolder } from './connectors/imap/imap-watch.js';
@@ -41,14 +42,16 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   await ensureDefaultPortal(store);
   const blobs = new FileBlobStore(path.join(config.dataDir, 'blobs'));
+  const rawPacks = new RawPacks(path.join(config.dataDir, 'raw'));
   const mailboxes = new MailboxRepo(store, box);
-  const queries = new RequestQueries(store, blobs);
+  const queries = new RequestQueries(store, blobs, rawPacks);
   const apiKeys = new ApiKeys(store);
   const lease = new MailboxLease(store, config.leaseSeconds);
   const shutdown = new AbortController();
   const fetchCtx: FetchContext = {
     store,
     blobs,
+    rawPacks,
     lease,
     logger,
     connect: (settings) => createConnector(settings, { logger }),

@@ -1,4 +1,4 @@
-import { text } from 'node:stream/consumers';
+import { buffer, text } from 'node:stream/consumers';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppConfig } from '../src/config/env.js';
@@ -33,7 +33,7 @@ describe.each(ENGINES)('intake from a real IMAP mailbox on %s', (engine) => {
 
   beforeAll(async () => {
     dovecot = await startDovecot({
-      users: ['support', 'helpdesk', 'deleter', 'mover', 'threads', 'halfdone', 'poison'].map((n) => ({
+      users: ['support', 'helpdesk', 'deleter', 'mover', 'threads', 'halfdone', 'poison', 'raw'].map((n) => ({
         name: n,
         password: `${n}-pw`,
       })),
@@ -306,6 +306,32 @@ describe.each(ENGINES)('intake from a real IMAP mailbox on %s', (engine) => {
       attempts: 2,
       acknowledged: true,
     });
+  });
+
+  it('keeps the raw source of every mail byte for byte: small ones in the batch pack, large ones streamed', async () => {
+    await rt.services.mailboxes.add(box('raw', 'raw'));
+    const small = buildMail({ messageId: 'raw-small@t', subject: 'small' });
+    const large = buildMail({
+      messageId: 'raw-large@t',
+      subject: 'large',
+      attachments: [
+        {
+          filename: 'big.bin',
+          contentType: 'application/octet-stream',
+          content: Buffer.alloc(1_500_000, 0x5a),
+        },
+      ],
+    });
+    await deliverMaildir(dovecot, 'raw', [small, large]);
+    const [s] = await rt.services.fetch.once({ mailbox: 'raw' });
+    expect(s).toMatchObject({ fetched: 2, created: 2 });
+    for (const entry of (await rt.services.log.list({ mailbox: 'raw' })).items) {
+      const { meta, open } = await rt.services.log.raw(entry.id);
+      const bytes = await buffer(open());
+      const sent = entry.subject === 'small' ? small : large;
+      expect(bytes.equals(sent)).toBe(true);
+      expect(meta.size).toBe(sent.length);
+    }
   });
 
   it('a wrong password is a coded round failure, not a crash, and the mailbox records it', async () => {

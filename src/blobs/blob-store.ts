@@ -61,10 +61,18 @@ function isEnoent(err: unknown): boolean {
 export class FileBlobStore implements BlobStore {
   readonly rootDir: string;
   readonly #tmpDir: string;
+  /** Directories known to exist: a put costs several file-system calls, each a trip to libuv's pool. */
+  readonly #dirs = new Set<string>();
 
   constructor(rootDir: string) {
     this.rootDir = rootDir;
     this.#tmpDir = join(rootDir, 'tmp');
+  }
+
+  async #ensureDir(dir: string): Promise<void> {
+    if (this.#dirs.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    this.#dirs.add(dir);
   }
 
   pathOf(sha256: string): string {
@@ -74,7 +82,7 @@ export class FileBlobStore implements BlobStore {
 
   async put(stream: Readable, opts: { sync?: boolean } = {}): Promise<{ sha256: string; size: number }> {
     const sync = opts.sync ?? true;
-    await mkdir(this.#tmpDir, { recursive: true });
+    await this.#ensureDir(this.#tmpDir);
     const tmp = join(this.#tmpDir, `${randomBytes(16).toString('hex')}.part`);
     const hash = createHash('sha256');
     let size = 0;
@@ -97,7 +105,7 @@ export class FileBlobStore implements BlobStore {
         return { sha256, size };
       }
       const dir = join(this.rootDir, sha256.slice(0, 2), sha256.slice(2, 4));
-      await mkdir(dir, { recursive: true });
+      await this.#ensureDir(dir);
       // rename is atomic within one file system; two concurrent puts of the same bytes both succeed.
       await rename(tmp, target);
       if (sync) await syncDir(dir);

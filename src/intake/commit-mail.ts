@@ -1,4 +1,5 @@
 import type { Insertable } from 'kysely';
+import type { RawLocation } from '../blobs/raw-packs.js';
 import { MailintakeError, toMailintakeError } from '../errors.js';
 import { autoSubmitted, decideThread, threadCandidates } from '../pipeline/classify.js';
 import type { ParsedMail, ThreadDecision } from '../pipeline/types.js';
@@ -26,7 +27,10 @@ export interface BatchItem {
   serverIdentity: string;
   /** An earlier attempt left an `error` row for this identity; this attempt replaces it. */
   retry: boolean;
+  /** sha256 of the raw source; for a large mail also its blob-store key. */
   rawSha256: string | null;
+  /** Where the raw source of a batched mail is, in the batch's raw pack. */
+  rawPacked: RawLocation | null;
   size: number | undefined;
   parsed: ParsedMail | null;
   error: MailintakeError | null;
@@ -94,6 +98,15 @@ async function recordFailure(
     await batch.flushLog();
     return { outcome: 'error', error };
   });
+}
+
+function rawColumns(item: BatchItem) {
+  return {
+    raw_sha256: item.rawSha256,
+    raw_pack: item.rawPacked?.pack ?? null,
+    raw_offset: item.rawPacked?.offset ?? null,
+    raw_length: item.rawPacked?.length ?? null,
+  };
 }
 
 type LogValues = Omit<
@@ -325,7 +338,7 @@ class BatchCommit {
       server_identity: item.serverIdentity,
       message_id: mail.messageId,
       content_hash: mail.contentHash,
-      raw_sha256: item.rawSha256,
+      ...rawColumns(item),
       outcome: result.outcome as Outcome,
       request_id: result.requestId,
       conversation_id: result.outcome === 'appended' ? result.conversationId : null,
@@ -344,7 +357,7 @@ class BatchCommit {
       server_identity: item.serverIdentity,
       message_id: mail?.messageId ?? null,
       content_hash: mail?.contentHash ?? null,
-      raw_sha256: item.rawSha256,
+      ...rawColumns(item),
       outcome: 'error',
       request_id: null,
       conversation_id: null,

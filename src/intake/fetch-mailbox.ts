@@ -1,5 +1,7 @@
-import { PassThrough, Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { PassThrough, type Readable } from 'node:stream';
 import { type BlobStore, DeferredSyncBlobs } from '../blobs/blob-store.js';
+import type { RawLocation, RawPacks, RawPackWriter } from '../blobs/raw-packs.js';
 import type { MailboxSettings } from '../config/mailbox-settings.js';
 import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.js';
 import { CONNECTION_CODES, MailintakeError, toMailintakeError } from '../errors.js';
@@ -18,6 +20,8 @@ const RETRYABLE_MAIL_CODES = new Set(['STORE_FAILED', 'INTERNAL']);
 const BATCH_MAIL_MAX_BYTES = 1024 * 1024;
 const BATCH_MAX_BYTES = 16 * 1024 * 1024;
 const BATCH_MAX_COUNT = 100;
+/** Mails of one batch parsed at the same time (their sources are in memory already). */
+const PREPARE_CONCURRENCY = 4;
 
 /**
  * What happens to a mail that failed processing. The foundation leaves it where it is (unacknowledged, so
@@ -31,6 +35,7 @@ export const leaveOnServer: ErrorRoute = { onMailError: async () => undefined };
 export interface FetchContext {
   store: Store;
   blobs: BlobStore;
+  rawPacks: RawPacks;
   lease: MailboxLease;
   logger: Logger;
   connect(settings: MailboxSettings): Connector;
@@ -156,15 +161,26 @@ async function takeIn(
     prefetched = sources ? fetchSources(batches[b + 1]) : Promise.resolve(null);
     prefetched.catch(() => undefined); // awaited (and thrown) on the next turn; the round may end first
     const blobs = new DeferredSyncBlobs(ctx.blobs);
-    const items: BatchItem[] = [];
-    for (const mail of batch) {
+    const pack = ctx.rawPacks.writer();
+    // Several mails of the batch are prepared at once: parsing is CPU on this thread, while blob writes wait
+    // on the file system; overlapping them keeps both busy. Results keep the batch's (UID) order, so a reply
+    // is still committed after the mail it answers.
+    const items = await mapInOrder(batch, PREPARE_CONCURRENCY, async (mail) => {
       summary.fetched++;
       const k = known.get(mail.identity);
-      items.push(await prepare(connector, mail, sources?.get(mail.identity), blobs, k?.outcome === 'error'));
+      const item = await prepare(
+        connector,
+        mail,
+        sources?.get(mail.identity),
+        blobs,
+        pack,
+        k?.outcome === 'error',
+      );
       ctx.logger.debug('mail prepared', { mailbox: mailbox.name, identity: mail.identity });
-    }
+      return item;
+    });
     try {
-      await blobs.flush();
+      await Promise.all([blobs.flush(), pack.flush()]);
     } catch (err) {
       const error = toMailintakeError(err, 'STORE_FAILED', 'attachments could not be made durable');
       for (const item of items) {
@@ -200,6 +216,20 @@ async function takeIn(
   }
 }
 
+/** Like Promise.all over `items.map(fn)`, with at most `width` calls running at once. */
+async function mapInOrder<T, R>(items: T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+  return out;
+}
+
 function isBuffered(connector: Connector, batch: RemoteMail[]): boolean {
   return (
     Boolean(connector.fetchMany) &&
@@ -233,14 +263,21 @@ async function prepare(
   mail: RemoteMail,
   buffered: Buffer | undefined,
   blobs: DeferredSyncBlobs,
+  pack: RawPackWriter,
   retry: boolean,
 ): Promise<BatchItem> {
   let connectionFailure: unknown = null;
   let raw: Readable;
   let rawKept: Promise<{ sha256: string }>;
+  let rawPacked: RawLocation | null = null;
+  // The raw source is kept as fetched, beside the parsed mail: what a parser could not make sense of (a
+  // broken MIME boundary drops the body in any parser) is never lost, whatever the after-fetch action does.
+  // A batched (small) mail is in memory already: it goes into the batch's raw pack. A large one streams into
+  // the blob store while it is parsed.
   if (buffered) {
     raw = new PassThrough().end(buffered);
-    rawKept = blobs.put(Readable.from([buffered]));
+    rawPacked = pack.add(buffered);
+    rawKept = Promise.resolve({ sha256: createHash('sha256').update(buffered).digest('hex') });
   } else {
     // A failure of the server connection mid-stream is not the mail's fault: it must end the round (the
     // mail stays unacknowledged, and is taken in next time), not be logged as a broken mail.
@@ -259,8 +296,6 @@ async function prepare(
     raw = forParser;
     rawKept = blobs.put(forBlob);
   }
-  // The raw source is kept as fetched, beside the parsed mail: what a parser could not make sense of (a
-  // broken MIME boundary drops the body in any parser) is never lost, whatever the after-fetch action does.
   const [parsedResult, rawResult] = await Promise.allSettled([parseMail(raw, { blobs }), rawKept]);
   if (connectionFailure) {
     throw toMailintakeError(connectionFailure, 'TIMEOUT', 'the connection failed while downloading');
@@ -269,6 +304,7 @@ async function prepare(
     serverIdentity: mail.identity,
     retry,
     rawSha256: rawResult.status === 'fulfilled' ? rawResult.value.sha256 : null,
+    rawPacked,
     size: mail.size,
     parsed: null,
     error: null,

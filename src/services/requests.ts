@@ -1,5 +1,6 @@
 import type { Selectable } from 'kysely';
 import type { BlobStore } from '../blobs/blob-store.js';
+import type { RawPacks } from '../blobs/raw-packs.js';
 import { MailintakeError } from '../errors.js';
 import type { Address } from '../pipeline/types.js';
 import type { Store } from '../store/db.js';
@@ -45,6 +46,7 @@ export class RequestQueries {
   constructor(
     private readonly store: Store,
     private readonly blobs: BlobStore,
+    private readonly rawPacks: RawPacks,
   ) {}
 
   async list(q: { portal?: string; limit?: number; offset?: number }): Promise<Page<RequestSummary>> {
@@ -156,24 +158,28 @@ export class RequestQueries {
   async raw(id: number) {
     const r = await this.store.db
       .selectFrom('intake_log')
-      .select(['id', 'raw_sha256'])
+      .select(['id', 'raw_sha256', 'raw_pack', 'raw_offset', 'raw_length'])
       .where('id', '=', id)
       .executeTakeFirst();
     if (!r) throw new MailintakeError('NOT_FOUND', `no intake log entry #${id}`);
     if (!r.raw_sha256)
       throw new MailintakeError('NOT_FOUND', `the raw mail of log entry #${id} was not kept`);
     const sha256 = r.raw_sha256;
+    const packed =
+      r.raw_pack !== null && r.raw_offset !== null && r.raw_length !== null
+        ? { pack: r.raw_pack, offset: r.raw_offset, length: r.raw_length }
+        : null;
     const meta: AttachmentView = {
       id: r.id,
       filename: `mail-${r.id}.eml`,
       contentType: 'message/rfc822',
-      size: await this.blobs.size(sha256),
+      size: packed ? packed.length : await this.blobs.size(sha256),
       sha256,
       contentId: null,
       disposition: 'attachment',
       conversationId: null,
     };
-    return { meta, open: () => this.blobs.get(sha256) };
+    return { meta, open: () => (packed ? this.rawPacks.open(packed) : this.blobs.get(sha256)) };
   }
 
   async log(q: {

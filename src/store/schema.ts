@@ -109,9 +109,15 @@ export interface IntakeLogTable {
   server_identity: string;
   message_id: string | null;
   content_hash: string | null;
-  /** Blob key of the raw source as fetched: the original is kept even where parsing could not make sense of
-   * it (a broken MIME boundary loses the body in any parser), and whatever the after-fetch action did. */
+  /**
+   * The raw source as fetched is kept: what a parser could not make sense of (a broken MIME boundary loses
+   * the body in any parser) is never lost, whatever the after-fetch action did. Batched (small) mails are in a
+   * raw pack (raw_pack, raw_offset, raw_length); large ones in the blob store under raw_sha256.
+   */
   raw_sha256: string | null;
+  raw_pack: string | null;
+  raw_offset: number | null;
+  raw_length: number | null;
   /** created | appended | ignored | error */
   outcome: string;
   request_id: number | null;
