@@ -1,12 +1,18 @@
-import type { Insertable } from 'kysely';
+import { type Insertable, sql } from 'kysely';
 import type { RawLocation } from '../blobs/raw-packs.js';
 import { MailintakeError, toMailintakeError } from '../errors.js';
 import { autoSubmitted, decideThread, threadCandidates } from '../pipeline/classify.js';
 import type { ParsedMail, ThreadDecision } from '../pipeline/types.js';
 import type { Outcome } from '../services/views.js';
-import type { Store } from '../store/db.js';
+import type { Engine, Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
-import type { AttachmentTable, IntakeLogTable, MessageIdTable } from '../store/schema.js';
+import type {
+  AttachmentTable,
+  ConversationTable,
+  IntakeLogTable,
+  MessageIdTable,
+  RequestTable,
+} from '../store/schema.js';
 import { type Tx, withTransaction } from '../store/tx.js';
 
 /** The mailbox a mail came in through, as the store knows it. */
@@ -58,7 +64,7 @@ export async function commitBatch(
   items: BatchItem[],
 ): Promise<ItemResult[]> {
   try {
-    return await withTransaction(store, (tx) => new BatchCommit(tx, mailbox).run(items));
+    return await withTransaction(store, (tx) => new BatchCommit(tx, mailbox, store.engine).run(items));
   } catch (err) {
     if (items.length > 1) {
       const results: ItemResult[] = [];
@@ -93,7 +99,7 @@ async function recordFailure(
         reasons: ['taken in meanwhile by another worker'],
       };
     }
-    const batch = new BatchCommit(tx, mailbox);
+    const batch = new BatchCommit(tx, mailbox, store.engine);
     batch.logError(item, error, item.parsed ?? undefined);
     await batch.flushLog();
     return { outcome: 'error', error };
@@ -133,14 +139,39 @@ class BatchCommit {
   private readonly attachmentRows: Insertable<AttachmentTable>[] = [];
   private readonly messageIdRows: Insertable<MessageIdTable>[] = [];
   private readonly touchedRequests = new Set<number>();
+  /** Requests created in this batch (a later mail of the batch may name one by its ##id##). */
+  private readonly newRequests = new Set<number>();
+  /**
+   * PostgreSQL: ids drawn from the tables' sequences up front, so that the batch's requests and conversations
+   * go in as two multi-row INSERTs instead of a round trip each. SQLite runs in-process (no round trips):
+   * there each row is inserted as it is decided.
+   */
+  private ids: { requests: number[]; conversations: number[] } | null = null;
+  private readonly requestRows: Insertable<RequestTable>[] = [];
+  private readonly conversationRows: Insertable<ConversationTable>[] = [];
 
   constructor(
     private readonly tx: Tx,
     private readonly mailbox: IntakeMailbox,
+    private readonly engine: Engine = 'sqlite',
   ) {}
 
   async run(items: BatchItem[]): Promise<ItemResult[]> {
     await this.loadKnownIds(items);
+    const parsed = items.filter((i) => i.parsed).length;
+    if (this.engine === 'postgres' && parsed > 1) {
+      const draw = async (table: 'requests' | 'conversations') =>
+        (
+          await sql<{
+            id: number;
+          }>`select nextval(pg_get_serial_sequence(${table}, 'id'))::int as id from generate_series(1, ${parsed})`.execute(
+            this.tx,
+          )
+        ).rows
+          .map((r) => r.id)
+          .reverse();
+      this.ids = { requests: await draw('requests'), conversations: await draw('conversations') };
+    }
     const results: ItemResult[] = [];
     for (const item of items) {
       if (!item.parsed) {
@@ -186,7 +217,9 @@ class BatchCommit {
       if (requestId !== undefined) byMessageId.set(id, requestId);
     }
     let subjectRequestExists = false;
-    if (candidates.subjectRequestId !== null) {
+    if (candidates.subjectRequestId !== null && this.newRequests.has(candidates.subjectRequestId)) {
+      subjectRequestExists = true;
+    } else if (candidates.subjectRequestId !== null) {
       const r = await this.tx
         .selectFrom('requests')
         .select('id')
@@ -278,32 +311,41 @@ class BatchCommit {
     let requestId: number;
     let conversationId: number | null = null;
     if (decision.kind === 'new-request') {
-      const row = await this.tx
-        .insertInto('requests')
-        .values({
-          ...common,
-          portal_id: this.mailbox.portalId,
-          requester_address: mail.from?.address ?? null,
-          requester_name: mail.from?.name || null,
-          status: 'open',
-          updated_at: this.now,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      requestId = row.id;
+      const row = {
+        ...common,
+        portal_id: this.mailbox.portalId,
+        requester_address: mail.from?.address ?? null,
+        requester_name: mail.from?.name || null,
+        status: 'open',
+        updated_at: this.now,
+      };
+      const id = this.ids?.requests.pop();
+      if (id === undefined) {
+        requestId = (
+          await this.tx.insertInto('requests').values(row).returning('id').executeTakeFirstOrThrow()
+        ).id;
+      } else {
+        requestId = id;
+        this.requestRows.push({ ...row, id });
+      }
+      this.newRequests.add(requestId);
     } else {
       requestId = decision.requestId;
-      const row = await this.tx
-        .insertInto('conversations')
-        .values({
-          ...common,
-          request_id: requestId,
-          from_address: mail.from?.address ?? null,
-          from_name: mail.from?.name || null,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      conversationId = row.id;
+      const row = {
+        ...common,
+        request_id: requestId,
+        from_address: mail.from?.address ?? null,
+        from_name: mail.from?.name || null,
+      };
+      const id = this.ids?.conversations.pop();
+      if (id === undefined) {
+        conversationId = (
+          await this.tx.insertInto('conversations').values(row).returning('id').executeTakeFirstOrThrow()
+        ).id;
+      } else {
+        conversationId = id;
+        this.conversationRows.push({ ...row, id });
+      }
       this.touchedRequests.add(requestId);
     }
     for (const a of mail.attachments) {
@@ -371,6 +413,19 @@ class BatchCommit {
   }
 
   private async flushRows(): Promise<void> {
+    // Parents before children: requests, then conversations and attachments that refer to them.
+    for (let i = 0; i < this.requestRows.length; i += 100) {
+      await this.tx
+        .insertInto('requests')
+        .values(this.requestRows.slice(i, i + 100))
+        .execute();
+    }
+    for (let i = 0; i < this.conversationRows.length; i += 100) {
+      await this.tx
+        .insertInto('conversations')
+        .values(this.conversationRows.slice(i, i + 100))
+        .execute();
+    }
     for (let i = 0; i < this.attachmentRows.length; i += 200) {
       await this.tx
         .insertInto('attachments')
