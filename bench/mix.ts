@@ -8,18 +8,9 @@
  */
 import { createCipheriv } from 'node:crypto';
 import { buildMail } from '../test/support/mails.js';
+import { prng } from '../test/support/prng.js';
 
-/** mulberry32: tiny, fast, good enough for a benchmark mix. Returns [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+
 
 /** `n` deterministic, incompressible bytes for mail `index`. */
 export function attachmentBytes(index: number, n: number): Buffer {

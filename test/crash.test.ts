@@ -8,23 +8,12 @@ import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
 import { buildMail } from './support/mails.js';
+import { prng } from './support/prng.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(repo, 'bin', 'mailintake.js');
 const MAILS = 500;
 const KILLS = 20;
-
-/** A small seeded PRNG (mulberry32): the kill points vary, and a failing run can be replayed by its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function fetchOnce(env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, [bin, 'fetch', '--once', '--mailbox', 'crash', '--json'], {

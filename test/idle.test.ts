@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WatchState } from '../src/connectors/imap/imap-watch.js';
 import { openRuntime } from '../src/runtime.js';
 import type { FetchSummary } from '../src/services/views.js';
+import { conditions } from './support/conditions.js';
 import { deliverMaildir } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { freshConfig } from './support/engines.js';
@@ -15,14 +16,7 @@ import { buildMail } from './support/mails.js';
 function recorder() {
   const rounds: FetchSummary[] = [];
   const states: { mailbox: string; state: WatchState }[] = [];
-  let waiters: { check: () => boolean; resolve: () => void }[] = [];
-  const recheck = () => {
-    waiters = waiters.filter((w) => {
-      if (!w.check()) return true;
-      w.resolve();
-      return false;
-    });
-  };
+  const { until, recheck } = conditions();
   return {
     rounds,
     states,
@@ -35,11 +29,7 @@ function recorder() {
       recheck();
     },
     /** Resolves once `check` holds, re-checked at every event. */
-    until: (check: () => boolean) =>
-      new Promise<void>((resolve) => {
-        if (check()) resolve();
-        else waiters.push({ check, resolve });
-      }),
+    until,
   };
 }
 

@@ -382,6 +382,7 @@ export const openApiDocument = {
           afterFetch: { type: 'string', enum: ['mark-read', 'delete', 'move'] },
           moveToFolder: nullable('string'),
           intervalSeconds: { type: 'integer' },
+          idle: { type: 'boolean', description: 'IMAP IDLE push: new mail is taken in at once' },
           enabled: { type: 'boolean' },
           state: {
             type: 'object',

@@ -625,6 +625,7 @@ function printMailbox(line: (t: string) => void, m: MailboxView): void {
         ['folder', m.folder],
         ['after fetch', m.afterFetch === 'move' ? `move to ${m.moveToFolder ?? '?'}` : m.afterFetch],
         ['interval', `${m.intervalSeconds} s`],
+        ['push (IDLE)', m.idle ? 'on: new mail is taken in at once' : 'off: on the interval only'],
         ['CA file', m.caFile ?? '-'],
         ['enabled', m.enabled ? 'yes' : 'no'],
         ['last fetch', s.lastFetchAt ?? 'never'],

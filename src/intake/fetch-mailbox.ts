@@ -337,16 +337,20 @@ async function acknowledge(
       ? coded
       : new MailintakeError('ACK_FAILED', coded.message, { cause: err });
   }
-  for (let i = 0; i < mails.length; i += 500) {
-    await ctx.store.db
+  await markAcknowledged(
+    ctx.store,
+    mailboxId,
+    mails.map((m) => m.identity),
+  );
+}
+
+async function markAcknowledged(store: Store, mailboxId: number, identities: string[]): Promise<void> {
+  for (let i = 0; i < identities.length; i += 500) {
+    await store.db
       .updateTable('intake_log')
       .set({ acknowledged: 1, updated_at: nowIso() })
       .where('mailbox_id', '=', mailboxId)
-      .where(
-        'server_identity',
-        'in',
-        mails.slice(i, i + 500).map((m) => m.identity),
-      )
+      .where('server_identity', 'in', identities.slice(i, i + 500))
       .execute();
   }
 }
@@ -365,15 +369,11 @@ async function settleAcknowledged(store: Store, mailboxId: number, waiting: Remo
     .where('acknowledged', '=', 0)
     .where('outcome', '!=', 'error')
     .execute();
-  const settled = open.map((r) => r.server_identity).filter((id) => !offered.has(id));
-  for (let i = 0; i < settled.length; i += 500) {
-    await store.db
-      .updateTable('intake_log')
-      .set({ acknowledged: 1, updated_at: nowIso() })
-      .where('mailbox_id', '=', mailboxId)
-      .where('server_identity', 'in', settled.slice(i, i + 500))
-      .execute();
-  }
+  await markAcknowledged(
+    store,
+    mailboxId,
+    open.map((r) => r.server_identity).filter((id) => !offered.has(id)),
+  );
 }
 
 async function knownIdentities(

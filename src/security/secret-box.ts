@@ -44,7 +44,7 @@ export function loadSecretBox(opts: { secretKey: string | undefined; dataDir: st
     return new SecretBox(key);
   }
   const file = path.join(opts.dataDir, 'secret.key');
-  fs.mkdirSync(opts.dataDir, { recursive: true });
+  fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   try {
     // 'wx': never overwrite a key another process just created (two first starts at once).
     fs.writeFileSync(file, crypto.randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' });

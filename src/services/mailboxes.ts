@@ -101,23 +101,12 @@ export class MailboxRepo {
 
   async insert(input: unknown): Promise<MailboxRow> {
     const { settings, portalId } = await this.validate(input);
-    const taken = await this.store.db
-      .selectFrom('mailboxes')
-      .select('id')
-      .where('name', '=', settings.name)
-      .executeTakeFirst();
-    if (taken) throw new MailintakeError('CONFLICT', `a mailbox named "${settings.name}" exists already`);
+    await this.assertNameFree(settings.name);
     const now = nowIso();
-    const { password, enabled, ...rest } = settings;
     await this.store.db
       .insertInto('mailboxes')
       .values({
-        name: settings.name,
-        portal_id: portalId,
-        protocol: settings.protocol,
-        enabled: enabled ? 1 : 0,
-        settings: JSON.stringify(rest),
-        secrets: this.box.seal(JSON.stringify({ password })),
+        ...this.columns(settings, portalId),
         created_at: now,
         updated_at: now,
         consecutive_failures: 0,
@@ -138,29 +127,35 @@ export class MailboxRepo {
       if (body.name === undefined) body.name = name;
     }
     const { settings, portalId } = await this.validate(body);
-    if (settings.name !== name) {
-      const taken = await this.store.db
-        .selectFrom('mailboxes')
-        .select('id')
-        .where('name', '=', settings.name)
-        .executeTakeFirst();
-      if (taken) throw new MailintakeError('CONFLICT', `a mailbox named "${settings.name}" exists already`);
-    }
-    const { password, enabled, ...rest } = settings;
+    if (settings.name !== name) await this.assertNameFree(settings.name);
     await this.store.db
       .updateTable('mailboxes')
-      .set({
-        name: settings.name,
-        portal_id: portalId,
-        protocol: settings.protocol,
-        enabled: enabled ? 1 : 0,
-        settings: JSON.stringify(rest),
-        secrets: this.box.seal(JSON.stringify({ password })),
-        updated_at: nowIso(),
-      })
+      .set({ ...this.columns(settings, portalId), updated_at: nowIso() })
       .where('id', '=', current.id)
       .execute();
     return this.row(settings.name);
+  }
+
+  private async assertNameFree(name: string): Promise<void> {
+    const taken = await this.store.db
+      .selectFrom('mailboxes')
+      .select('id')
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (taken) throw new MailintakeError('CONFLICT', `a mailbox named "${name}" exists already`);
+  }
+
+  /** The stored form of validated settings: the password sealed apart from the rest. */
+  private columns(settings: MailboxSettings, portalId: number) {
+    const { password, enabled, ...rest } = settings;
+    return {
+      name: settings.name,
+      portal_id: portalId,
+      protocol: settings.protocol,
+      enabled: enabled ? 1 : 0,
+      settings: JSON.stringify(rest),
+      secrets: this.box.seal(JSON.stringify({ password })),
+    };
   }
 
   async setEnabled(name: string, enabled: boolean): Promise<MailboxRow> {

@@ -34,7 +34,8 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {
     engine = 'sqlite';
-    fs.mkdirSync(config.dataDir, { recursive: true });
+    // The data directory holds mail (personal data) and the secret key: only this account may enter it.
+    fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     const file = path.join(config.dataDir, 'mailintake.sqlite');
     const sqlite = new SQLite(file);
     // WAL lets the API read while a fetch writes; synchronous=FULL makes a commit survive power loss, which

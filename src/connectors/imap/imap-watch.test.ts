@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { conditions } from '../../../test/support/conditions.js';
 import { parseMailboxInput } from '../../config/mailbox-settings.js';
 import type { MailintakeError } from '../../errors.js';
 import { createLogger } from '../../logger.js';
@@ -28,14 +29,7 @@ interface FakeServer {
 
 async function fakeImap(opts: { idle: boolean; dropAfterGreeting?: boolean }): Promise<FakeServer> {
   const sockets = new Set<net.Socket>();
-  let waiters: { check: () => boolean; resolve: () => void }[] = [];
-  const recheck = () => {
-    waiters = waiters.filter((w) => {
-      if (!w.check()) return true;
-      w.resolve();
-      return false;
-    });
-  };
+  const { until, recheck } = conditions();
   const caps = `IMAP4rev1 AUTH=PLAIN${opts.idle ? ' IDLE' : ''}`;
   const fake: FakeServer = {
     port: 0,
@@ -45,11 +39,7 @@ async function fakeImap(opts: { idle: boolean; dropAfterGreeting?: boolean }): P
     push: (line) => {
       for (const s of sockets) s.write(`${line}\r\n`);
     },
-    until: (check) =>
-      new Promise((resolve) => {
-        if (check()) resolve();
-        else waiters.push({ check, resolve });
-      }),
+    until,
     close: async () => {
       for (const s of sockets) s.destroy();
       server.close();
