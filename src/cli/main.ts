@@ -109,10 +109,17 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   };
 
   /** Opens the runtime for one command and always closes it. The action returns the exit code. */
-  const withRuntime = async (json: boolean, action: (rt: Runtime) => Promise<unknown>) => {
+  const withRuntime = async (
+    json: boolean,
+    action: (rt: Runtime) => Promise<unknown>,
+    opts: { service?: boolean } = {},
+  ) => {
     let rt: Runtime | undefined;
     try {
-      rt = await openRuntime(loadConfig(env));
+      const config = loadConfig(env);
+      // A one-off command prints its own result; per-mail log lines would bury it. The service logs at info.
+      if (!opts.service && !env.MAILINTAKE_LOG_LEVEL) config.logLevel = 'warn';
+      rt = await openRuntime(config);
       const code = await action(rt);
       exitCode = typeof code === 'number' ? code : EXIT.ok;
     } catch (e) {
@@ -175,15 +182,18 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     .option('--port <n>', 'port to listen on (default: MAILINTAKE_PORT or 8025)', intArg(0, 65535))
     .option('--host <host>', 'address to listen on (default: MAILINTAKE_HOST or 127.0.0.1)')
     .action(async (opts: { port?: number; host?: string; json?: boolean }) => {
-      await withRuntime(!!opts.json, (rt) =>
-        serveUntilStopped(rt, {
-          ...opts,
-          json: !!opts.json,
-          line,
-          printJson,
-          err,
-          stopSignal: io.stopSignal,
-        }),
+      await withRuntime(
+        !!opts.json,
+        (rt) =>
+          serveUntilStopped(rt, {
+            ...opts,
+            json: !!opts.json,
+            line,
+            printJson,
+            err,
+            stopSignal: io.stopSignal,
+          }),
+        { service: true },
       );
     });
 
