@@ -5,7 +5,7 @@ import { openRuntime } from '../src/runtime.js';
 import { type CorpusMail, corpusMails, corpusRoot, hasCorpus } from './support/corpus.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
-import { freshConfig } from './support/engines.js';
+import { ENGINES, freshConfig } from './support/engines.js';
 
 if (!hasCorpus) console.log(`[corpus-intake] SKIPPED: no corpus at ${corpusRoot} (set MAILINTAKE_CORPUS)`);
 
@@ -14,7 +14,7 @@ if (!hasCorpus) console.log(`[corpus-intake] SKIPPED: no corpus at ${corpusRoot}
  * request, a conversation or a coded error, and the loop never stops. One Dovecot user (and one mailbox) per
  * corpus folder, so the counts come out per folder.
  */
-describe.skipIf(!hasCorpus)('the whole corpus through a real IMAP mailbox', () => {
+describe.skipIf(!hasCorpus).each(ENGINES)('the whole corpus through a real IMAP mailbox on %s', (engine) => {
   let dovecot: DovecotServer;
   let rt: Runtime;
   let cleanup: () => Promise<void>;
@@ -30,7 +30,7 @@ describe.skipIf(!hasCorpus)('the whole corpus through a real IMAP mailbox', () =
     dovecot = await startDovecot({
       users: [...byFolder.keys()].map((f) => ({ name: user(f), password: 'pw' })),
     });
-    const fresh = await freshConfig('sqlite');
+    const fresh = await freshConfig(engine);
     cleanup = fresh.cleanup;
     rt = await openRuntime(fresh.config);
     for (const [folder, mails] of byFolder) {
@@ -83,7 +83,7 @@ describe.skipIf(!hasCorpus)('the whole corpus through a real IMAP mailbox', () =
       total = (await listInbox(dovecot, s.mailbox)).filter((m) => !m.flags.includes('\\Seen')).length;
       expect(total).toBe(s.errored);
     }
-    console.log(`[corpus-intake] per corpus folder:\n${rows.join('\n')}`);
+    console.log(`[corpus-intake] ${engine}, per corpus folder:\n${rows.join('\n')}`);
     // A second round takes in nothing new and creates nothing twice.
     const again = await rt.services.fetch.once({});
     for (const s of again) expect(s).toMatchObject({ created: 0, appended: 0, ignored: 0, errored: 0 });

@@ -192,19 +192,21 @@ describe.each(ENGINES)('intake from a real IMAP mailbox on %s', (engine) => {
 
   it('a mail sent to two of our mailboxes becomes one request', async () => {
     await rt.services.mailboxes.add(box('helpdesk', 'helpdesk'));
-    const mail = (to: string) =>
-      buildMail({
-        messageId: 'both@example.test',
-        to: 'support@example.test',
-        cc: 'helpdesk@example.test',
-        subject: `Both ${to}`,
-      });
-    // Delivered copies differ in the headers the delivering server adds; the Message-ID, sender and subject match.
+    const mail = buildMail({
+      messageId: 'both@example.test',
+      to: 'support@example.test',
+      cc: 'helpdesk@example.test',
+      subject: 'Both x',
+    });
+    // The one mail, delivered twice: the copies differ only in the headers each delivering server adds.
     await deliverMaildir(dovecot, 'support', [
-      Buffer.concat([Buffer.from('Delivered-To: support@example.test\r\n'), mail('x')]),
+      Buffer.concat([
+        Buffer.from('Delivered-To: support@example.test\r\nReceived: from a by b; Mon, 1 Jan 2024\r\n'),
+        mail,
+      ]),
     ]);
     await deliverMaildir(dovecot, 'helpdesk', [
-      Buffer.concat([Buffer.from('Delivered-To: helpdesk@example.test\r\n'), mail('x')]),
+      Buffer.concat([Buffer.from('Delivered-To: helpdesk@example.test\r\n'), mail]),
     ]);
     const before = (await rt.services.requests.list({})).total;
     const summaries = await rt.services.fetch.once({});
@@ -217,6 +219,21 @@ describe.each(ENGINES)('intake from a real IMAP mailbox on %s', (engine) => {
       (e) => e.messageId === 'both@example.test',
     );
     expect(ignored?.reasons.join(' ')).toMatch(/duplicate|copy|already/i);
+    // A mailer that reuses a Message-ID for a different mail (same sender and subject, new body) is not a copy:
+    // it becomes a request of its own, with the reason in the log.
+    await deliverMaildir(dovecot, 'support', [
+      buildMail({
+        messageId: 'both@example.test',
+        to: 'support@example.test',
+        cc: 'helpdesk@example.test',
+        subject: 'Both x',
+        body: 'Disk full again, a different alert.',
+      }),
+    ]);
+    const [reused] = await rt.services.fetch.once({ mailbox: 'support' });
+    expect(reused).toMatchObject({ created: 1, ignored: 0 });
+    const note = (await rt.services.log.list({ mailbox: 'support', limit: 1 })).items[0]!;
+    expect(note.reasons.join(' ')).toMatch(/used before by a different mail/);
     // Both copies are acknowledged on their servers: nothing is left behind to be fetched again.
     expect((await listInbox(dovecot, 'helpdesk')).every((m) => m.flags.includes('\\Seen'))).toBe(true);
   });

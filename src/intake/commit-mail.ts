@@ -1,7 +1,7 @@
 import { type Insertable, sql } from 'kysely';
 import type { RawLocation } from '../blobs/raw-packs.js';
 import { MailintakeError, toMailintakeError } from '../errors.js';
-import { autoSubmitted, decideThread, threadCandidates } from '../pipeline/classify.js';
+import { autoSubmitted, decideThread, mailFingerprint, threadCandidates } from '../pipeline/classify.js';
 import type { ParsedMail, ThreadDecision } from '../pipeline/types.js';
 import type { Outcome } from '../services/views.js';
 import type { Engine, Store } from '../store/db.js';
@@ -124,8 +124,7 @@ type LogValues = Omit<
 interface Earlier {
   messageId: string | null;
   contentHash: string;
-  from: string | null;
-  subject: string;
+  fingerprint: string;
   requestId: number;
 }
 
@@ -243,8 +242,7 @@ class BatchCommit {
       this.earlier.push({
         messageId: mail.messageId,
         contentHash: mail.contentHash,
-        from: mail.from?.address ?? null,
-        subject: mail.subject,
+        fingerprint: mailFingerprint(mail),
         requestId: result.requestId,
       });
     }
@@ -256,22 +254,26 @@ class BatchCommit {
    * mailboxes (To: support, Cc: helpdesk), or seen again under a new server identity.
    */
   private async sameMailBefore(mail: ParsedMail, notes: string[]): Promise<number | null> {
-    const from = mail.from?.address ?? null;
+    const fingerprint = mailFingerprint(mail);
     if (mail.messageId) {
       const known = this.knownIds.get(mail.messageId);
       if (known === undefined) return null;
-      // Some mailers reuse Message-IDs for different mails; treating those as copies would silently drop a
-      // customer's mail, so the sender and subject must match an earlier copy too.
-      const inBatch = this.earlier.filter((e) => e.messageId === mail.messageId);
+      // Some mailers reuse Message-IDs for different mails (a monitoring script sending "disk full" again and
+      // again); treating those as copies would silently drop a customer's mail. A copy delivered to two of our
+      // mailboxes differs only in the headers servers add on the way, so its fingerprint (sender, subject,
+      // date, bodies, attachments) matches an earlier copy's.
+      if (this.earlier.some((e) => e.messageId === mail.messageId && e.fingerprint === fingerprint))
+        return known;
       const before = await this.tx
         .selectFrom('intake_log')
         .innerJoin('mailboxes', 'mailboxes.id', 'intake_log.mailbox_id')
-        .select(['intake_log.from_address as from', 'intake_log.subject'])
+        .select('intake_log.id')
         .where('mailboxes.portal_id', '=', this.mailbox.portalId)
         .where('intake_log.message_id', '=', mail.messageId)
+        .where('intake_log.fingerprint', '=', fingerprint)
         .where('intake_log.outcome', 'in', ['created', 'appended'])
-        .execute();
-      if ([...inBatch, ...before].some((e) => e.from === from && e.subject === mail.subject)) return known;
+        .executeTakeFirst();
+      if (before) return known;
       notes.push(`Message-ID <${mail.messageId}> was used before by a different mail; not treated as a copy`);
       return null;
     }
@@ -380,6 +382,7 @@ class BatchCommit {
       server_identity: item.serverIdentity,
       message_id: mail.messageId,
       content_hash: mail.contentHash,
+      fingerprint: mailFingerprint(mail),
       ...rawColumns(item),
       outcome: result.outcome as Outcome,
       request_id: result.requestId,
@@ -399,6 +402,7 @@ class BatchCommit {
       server_identity: item.serverIdentity,
       message_id: mail?.messageId ?? null,
       content_hash: mail?.contentHash ?? null,
+      fingerprint: mail ? mailFingerprint(mail) : null,
       ...rawColumns(item),
       outcome: 'error',
       request_id: null,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type {
   ParsedMail,
   ThreadCandidates,
@@ -194,3 +195,20 @@ export function autoSubmitted(mail: ParsedMail): null | { kind: AutoSubmittedKin
 
 const BOUNCE_SUBJECT =
   /^\s*(undeliver|returned mail|mail delivery (failed|failure)|delivery (status notification|failure|notification)|failure notice|non-?delivery|mail system error)/i;
+
+/**
+ * What makes two deliveries the same mail: sender, subject, date, bodies and attachment contents — not the
+ * headers that servers add on the way (Received, Delivered-To, Return-Path), which differ between the copies
+ * delivered to two of our mailboxes. Paired with the Message-ID, it tells a copy from a reused Message-ID.
+ */
+export function mailFingerprint(mail: ParsedMail): string {
+  const parts = [
+    mail.from?.address ?? '',
+    mail.subject,
+    mail.date ?? '',
+    mail.text ?? '',
+    mail.html ?? '',
+    ...mail.attachments.map((a) => `${a.sha256}:${a.filename}`),
+  ];
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
+}

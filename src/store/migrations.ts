@@ -106,6 +106,7 @@ function migrations(engine: Engine): Record<string, Migration> {
           .addColumn('server_identity', 'text', (c) => c.notNull())
           .addColumn('message_id', 'text')
           .addColumn('content_hash', 'text')
+          .addColumn('fingerprint', 'text')
           .addColumn('raw_sha256', 'text')
           .addColumn('raw_pack', 'text')
           .addColumn('raw_offset', 'bigint')
@@ -135,6 +136,11 @@ function migrations(engine: Engine): Record<string, Migration> {
           .createIndex('intake_log_fallback')
           .on('intake_log')
           .columns(['mailbox_id', 'message_id', 'content_hash'])
+          .execute();
+        await db.schema
+          .createIndex('intake_log_message_id')
+          .on('intake_log')
+          .columns(['message_id', 'fingerprint'])
           .execute();
         await db.schema
           .createTable('api_keys')

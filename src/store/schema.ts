@@ -109,6 +109,8 @@ export interface IntakeLogTable {
   server_identity: string;
   message_id: string | null;
   content_hash: string | null;
+  /** sha256 of what makes two deliveries the same mail (see mailFingerprint): tells copies from reused ids. */
+  fingerprint: string | null;
   /**
    * The raw source as fetched is kept: what a parser could not make sense of (a broken MIME boundary loses
    * the body in any parser) is never lost, whatever the after-fetch action did. Batched (small) mails are in a
