@@ -182,10 +182,18 @@ async function takeIn(
     try {
       await Promise.all([blobs.flush(), pack.flush()]);
     } catch (err) {
-      const error = toMailintakeError(err, 'STORE_FAILED', 'attachments could not be made durable');
+      // Nothing of this batch is known to be durable: no row may point at it. Every mail of the batch is
+      // recorded as STORE_FAILED (retried next round) and stays on the server.
+      const error = toMailintakeError(
+        err,
+        'STORE_FAILED',
+        'attachments or raw copies could not be made durable',
+      );
       for (const item of items) {
         item.parsed = null;
         item.error = error;
+        item.rawPacked = null;
+        item.rawSha256 = null;
       }
     }
     const results = await commitBatch(ctx.store, mailbox, items);
