@@ -11,7 +11,7 @@ export const ERROR_HELP = {
   CONNECT_FAILED:
     'No connection could be made to the server and port. Check "server", "port" and "protocol", and that a firewall allows the connection.',
   TLS_FAILED:
-    'The TLS handshake failed or the certificate was not trusted. Check that the protocol matches the port (imaps: 993, imap+starttls: 143), that the certificate names the server, or set "caFile" for a private CA.',
+    'The TLS handshake failed or the certificate was not trusted. Check that the protocol matches the port (imaps: 993, imap+starttls: 143, pops: 995, pop+starttls: 110), that the certificate names the server, or set "caFile" for a private CA.',
   AUTH_FAILED: 'The server refused the user name or password. Check "username" and "password".',
   FOLDER_NOT_FOUND: 'A folder named in the mailbox settings does not exist on the server.',
   TIMEOUT: 'The server stopped answering. It may be overloaded; the next round tries again.',

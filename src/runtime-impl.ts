@@ -5,16 +5,17 @@ import type { AppConfig } from './config/env.js';
 import { createConnector } from './connectors/factory.js';
 import { type WatchState, watchImapFolder } from './connectors/imap/imap-watch.js';
 import { MailintakeError } from './errors.js';
-import { type FetchContext, fetchMailbox } from './intake/fetch-mailbox.js';
+import { type DropNotifier, type FetchContext, fetchMailbox } from './intake/fetch-mailbox.js';
 import { MailboxLease } from './intake/lease.js';
 import { Scheduler } from './intake/scheduler.js';
 import { createLogger, type Logger } from './logger.js';
+import { resolveAttachmentPolicy } from './pipeline/attachment-checks.js';
 import type { Runtime } from './runtime.js';
 import { loadSecretBox } from './security/secret-box.js';
 import { ApiKeys } from './services/api-keys.js';
 import type { Services } from './services/index.js';
 import { MailboxRepo } from './services/mailboxes.js';
-import { RequestQueries } from './services/requests.js';
+import { listSystemLog, RequestQueries } from './services/requests.js';
 import type { FetchSummary, PortalView } from './services/views.js';
 import { nowIso, openStore, type Store } from './store/db.js';
 
@@ -26,6 +27,11 @@ export interface RuntimeOptions {
   onFetchRound?: (summary: FetchSummary) => void;
   /** Called when a mailbox's IMAP IDLE watcher changes state (tests wait on 'watching'; a UI could show it). */
   onWatchState?: (event: { mailbox: string; state: WatchState }) => void;
+  /**
+   * Told after a mail with dropped attachments committed: the seam for the drop notification email (the SMTP
+   * notification part plugs in here; until then no email is sent).
+   */
+  notifyDrops?: DropNotifier;
 }
 
 /** One IDLE watcher of the runtime; `key` tells whether the mailbox's settings changed since it started. */
@@ -56,13 +62,22 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     logger,
     connect: (settings) => createConnector(settings, { logger }),
     signal: shutdown.signal,
+    ...(opts.notifyDrops ? { notify: opts.notifyDrops } : {}),
   };
 
   const fetchOne = async (name: string): Promise<FetchSummary> => {
+    // The portal's attachment policy is read with the mailbox, once per round: a change applies from the
+    // next round on, never halfway through a batch.
     const row = await mailboxes.row(name);
     return fetchMailbox(
       fetchCtx,
-      { id: row.id, name: row.name, portalId: row.portal_id, headerThreading: row.header_threading === 1 },
+      {
+        id: row.id,
+        name: row.name,
+        portalId: row.portal_id,
+        headerThreading: row.header_threading === 1,
+        attachmentPolicy: resolveAttachmentPolicy(JSON.parse(row.attachment_policy)),
+      },
       mailboxes.settingsOf(row),
     );
   };
@@ -94,13 +109,27 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
         );
       },
       update: async (name, patch) => {
-        const res = await store.db
-          .updateTable('portals')
-          .set(patch.headerThreading === undefined ? {} : { header_threading: patch.headerThreading ? 1 : 0 })
+        const current = await store.db
+          .selectFrom('portals')
+          .select('attachment_policy')
           .where('name', '=', name)
           .executeTakeFirst();
-        if (Number(res.numUpdatedRows) === 0 && patch.headerThreading !== undefined) {
-          throw new MailintakeError('NOT_FOUND', `no portal named "${name}"`);
+        if (!current) throw new MailintakeError('NOT_FOUND', `no portal named "${name}"`);
+        const set: { header_threading?: number; attachment_policy?: string } = {};
+        if (patch.headerThreading !== undefined) set.header_threading = patch.headerThreading ? 1 : 0;
+        if (patch.attachmentPolicy !== undefined) {
+          // Field by field over what the admin set before; null restores a field's default. Only the fields
+          // set are stored, so a later change of a default reaches every portal that did not override it.
+          const merged: Record<string, unknown> = {
+            ...(JSON.parse(current.attachment_policy) as Record<string, unknown>),
+            ...patch.attachmentPolicy,
+          };
+          for (const [k, v] of Object.entries(merged)) if (v === null) delete merged[k];
+          resolveAttachmentPolicy(merged); // INVALID_SETTINGS naming every bad field; nothing saved
+          set.attachment_policy = JSON.stringify(merged);
+        }
+        if (Object.keys(set).length > 0) {
+          await store.db.updateTable('portals').set(set).where('name', '=', name).execute();
         }
         const row = await store.db
           .selectFrom('portals')
@@ -136,6 +165,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
       attachment: (id) => queries.attachment(id),
     },
     log: { list: (q) => queries.log(q), raw: (id) => queries.raw(id) },
+    systemLog: { list: (q) => listSystemLog(store, q) },
     fetch: {
       once: async (q) => {
         const names = q.mailbox
@@ -250,8 +280,18 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   };
 }
 
-function portalView(r: { id: number; name: string; header_threading: number }): PortalView {
-  return { id: r.id, name: r.name, headerThreading: r.header_threading === 1 };
+function portalView(r: {
+  id: number;
+  name: string;
+  header_threading: number;
+  attachment_policy: string;
+}): PortalView {
+  return {
+    id: r.id,
+    name: r.name,
+    headerThreading: r.header_threading === 1,
+    attachmentPolicy: resolveAttachmentPolicy(JSON.parse(r.attachment_policy)),
+  };
 }
 
 async function ensureDefaultPortal(store: Store): Promise<void> {

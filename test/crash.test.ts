@@ -6,7 +6,7 @@ import { openRuntime } from '../src/runtime.js';
 import { openStore } from '../src/store/db.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
-import { ENGINES, freshConfig } from './support/engines.js';
+import { ENGINES, type EngineName, freshConfig } from './support/engines.js';
 import { buildMail } from './support/mails.js';
 import { prng } from './support/prng.js';
 
@@ -65,9 +65,37 @@ function runAndKill(
   });
 }
 
-describe.each(ENGINES)(
-  'crash safety on %s: SIGKILL at random moments while taking in 500 mails',
-  (engine) => {
+/**
+ * The same crash loop for each connection that matters: IMAP (STARTTLS) on both engines (mark read on
+ * SQLite, delete on PostgreSQL, so both acknowledgement paths go through the crashes), and POP3S with delete on
+ * SQLite, where a kill between DELE and QUIT must leave the mails on the server to be acknowledged again.
+ */
+interface CrashCase {
+  engine: EngineName;
+  protocol: 'imap' | 'pops';
+  afterFetch: 'mark-read' | 'delete';
+  seed: number;
+}
+const CASES: (CrashCase & { title: string })[] = [
+  ...ENGINES.map((engine) => ({
+    title: engine,
+    engine,
+    protocol: 'imap' as const,
+    afterFetch: engine === 'sqlite' ? ('mark-read' as const) : ('delete' as const),
+    seed: engine === 'sqlite' ? 20_261_126 : 4_242,
+  })),
+  {
+    title: 'sqlite over POP3S (delete)',
+    engine: 'sqlite',
+    protocol: 'pops',
+    afterFetch: 'delete',
+    seed: 1_939,
+  },
+];
+
+describe.each(CASES)(
+  'crash safety on $title: SIGKILL at random moments while taking in 500 mails',
+  ({ engine, protocol, afterFetch, seed }) => {
     let dovecot: DovecotServer;
     let env: Record<string, string>;
     let cleanup: () => Promise<void>;
@@ -80,16 +108,15 @@ describe.each(ENGINES)(
       const rt = await openRuntime(fresh.config);
       await rt.services.mailboxes.add({
         name: 'crash',
-        protocol: 'imap',
+        protocol,
         starttls: true,
         server: 'localhost',
-        port: dovecot.ports.imap,
+        port: protocol === 'pops' ? dovecot.ports.pop3s : dovecot.ports.imap,
         username: 'crash',
         password: 'crash-pw',
         emailAddress: 'crash@example.test',
         caFile: dovecot.caFile,
-        // delete on one engine, mark read on the other: both acknowledgement paths go through the crashes
-        afterFetch: engine === 'sqlite' ? 'mark-read' : 'delete',
+        afterFetch,
       });
       await rt.close();
       // 450 new requests and 50 replies to earlier ones; every 10th mail carries an attachment.
@@ -123,7 +150,8 @@ describe.each(ENGINES)(
     });
 
     it('every mail ends with exactly one intake-log entry and one effect, and is acknowledged on the server', async () => {
-      const random = prng(engine === 'sqlite' ? 20_261_126 : 4_242);
+      const random = prng(seed);
+      reacknowledgedEvents = 0;
       let kills = 0;
       for (let round = 0; round < KILLS; round++) {
         // Every fifth kill lands after a batch committed and before it was acknowledged (progress: the next run
@@ -178,7 +206,7 @@ describe.each(ENGINES)(
         await store.close();
       }
       const server = await listInbox(dovecot, 'crash');
-      if (engine === 'sqlite') {
+      if (afterFetch === 'mark-read') {
         expect(server).toHaveLength(MAILS);
         expect(server.filter((m) => !m.flags.includes('\\Seen'))).toEqual([]);
       } else {

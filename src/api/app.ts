@@ -132,7 +132,22 @@ const pageQuery = { limit: intQuery(1, 1000), offset: intQuery(0, 1_000_000_000)
 const mailboxBody = z.record(z.string(), z.unknown(), 'must be a JSON object'); // fields: services validate
 const fetchBody = z.strictObject({ mailbox: z.string().min(1).optional() });
 const portalBody = z.strictObject({ name: z.string().min(1).max(100) });
-const portalPatchBody = z.strictObject({ headerThreading: z.boolean('must be true or false') });
+const portalPatchBody = z
+  .strictObject({
+    headerThreading: z.boolean('must be true or false').optional(),
+    // fields: the service validates (resolveAttachmentPolicy names every bad one)
+    attachmentPolicy: z.record(z.string(), z.unknown(), 'must be a JSON object').optional(),
+  })
+  .refine((b) => b.headerThreading !== undefined || b.attachmentPolicy !== undefined, {
+    message: 'give headerThreading or attachmentPolicy',
+  });
+const systemLogQuery = z.object({
+  category: z
+    .string()
+    .regex(/^[a-z0-9-]{1,64}$/, 'must be a category such as attachment-dropped')
+    .optional(),
+  ...pageQuery,
+});
 const requestsQuery = z.object({ portal: z.string().min(1).optional(), ...pageQuery });
 const logQuery = z.object({
   mailbox: z.string().min(1).optional(),
@@ -314,6 +329,10 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
   app.get('/api/v1/log', async (c) => {
     const q = parse(logQuery, c.req.query());
     return c.json(await services.log.list(q));
+  });
+  app.get('/api/v1/system-log', async (c) => {
+    const q = parse(systemLogQuery, c.req.query());
+    return c.json(await services.systemLog.list(q));
   });
   app.get('/api/v1/log/:id/raw', async (c) => {
     const { id } = parse(idParams, c.req.param());

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { mailboxInputSchema } from '../config/mailbox-settings.js';
 import { ERROR_HELP } from '../errors.js';
+import { DEFAULT_ATTACHMENT_POLICY, DROP_MESSAGES } from '../pipeline/attachment-checks.js';
 
 /**
  * The OpenAPI 3.1 document served at /api/openapi.json, written by hand next to the routes in app.ts.
@@ -97,6 +98,54 @@ const mailBodyProps: Json = {
   date: nullable('string'),
   mailbox: nullable('string'),
   attachments: { type: 'array', items: ref('Attachment') },
+  droppedAttachments: { type: 'array', items: ref('DroppedAttachment') },
+};
+
+const droppedAttachment: Json = {
+  type: 'object',
+  description:
+    'An attachment or inline image the checks dropped. The mail itself was taken in; the body is kept in the ' +
+    'blob store under `sha256`, so an admin can recover it.',
+  properties: {
+    ...(attachment.properties as Json),
+    code: { type: 'string', enum: Object.keys(DROP_MESSAGES) },
+    message: { type: 'string', description: 'The reference’s text for the code' },
+    detail: { type: 'string', description: 'What exactly was wrong with this item' },
+    createdAt: { type: 'string', format: 'date-time' },
+  },
+};
+
+const mbLimit = (what: string, minusOne: string): Json => ({
+  oneOf: [
+    { type: 'number', exclusiveMinimum: 0, maximum: 1024 * 1024 },
+    { const: -1, description: minusOne },
+    { type: 'null', description: 'restore the default (PATCH)' },
+  ],
+  description: what,
+});
+const extensionList = (what: string): Json => ({
+  type: ['array', 'null'],
+  items: { type: 'string', pattern: '^\\.?[\\p{L}\\p{N}][\\p{L}\\p{N}_-]{0,31}$' },
+  description: what,
+});
+const switchField = (what: string): Json => ({ type: ['boolean', 'null'], description: what });
+
+const attachmentPolicy: Json = {
+  type: 'object',
+  description:
+    'Attachment and inline-image checks of a portal. A missing (or, in PATCH, `null`) field means its default: ' +
+    JSON.stringify(DEFAULT_ATTACHMENT_POLICY),
+  properties: {
+    maxSizeMb: mbLimit('Largest attachment in MB (default 25)', 'unlimited'),
+    inlineImageMaxSizeMb: mbLimit('Largest inline image in MB (default 3)', 'the size is not checked'),
+    allowedExtensions: extensionList('Allowed extensions; empty: all that are not denied'),
+    deniedExtensions: extensionList('Denied extensions; deny wins over allow'),
+    skipAttachmentValidation: switchField('Keep attachments without any check'),
+    skipInlineImageValidation: switchField('Keep inline images without any check'),
+    notifyOnDrop: switchField('Email when an attachment is dropped (sent by the notification part)'),
+    notifyOnInlineImageDrop: switchField('Email when an inline image is dropped'),
+  },
+  additionalProperties: false,
 };
 
 const page = (item: string): Json => ({
@@ -237,8 +286,14 @@ export const openApiDocument = {
                 type: 'boolean',
                 description: 'false: only `##<request id>##` in the subject threads a reply',
               },
+              attachmentPolicy: {
+                ...attachmentPolicy,
+                description:
+                  'Fields to change; the others keep their value. `null` restores a field’s default. ' +
+                  'INVALID_SETTINGS names every bad field and nothing is saved.',
+              },
             },
-            required: ['headerThreading'],
+            minProperties: 1,
             additionalProperties: false,
           }),
         },
@@ -292,6 +347,24 @@ export const openApiDocument = {
           ...pageParams,
         ],
         responses: { ...ok('A page of log entries', page('IntakeLogEntry')), ...errorResponses(400, 401) },
+      },
+    },
+    '/api/v1/system-log': {
+      get: {
+        summary: 'The system log, newest first: what Mailintake did and why (e.g. dropped attachments)',
+        parameters: [
+          {
+            name: 'category',
+            in: 'query',
+            schema: { type: 'string', pattern: '^[a-z0-9-]{1,64}$' },
+            description: 'Only this category, e.g. `attachment-dropped`',
+          },
+          ...pageParams,
+        ],
+        responses: {
+          ...ok('A page of system-log entries', page('SystemLogEntry')),
+          ...errorResponses(400, 401),
+        },
       },
     },
     '/api/v1/log/{id}/raw': {
@@ -370,7 +443,7 @@ export const openApiDocument = {
           id: { type: 'integer' },
           name: { type: 'string' },
           portal: { type: 'string' },
-          protocol: { type: 'string' },
+          protocol: { type: 'string', enum: ['imap', 'imaps', 'pop', 'pops'] },
           server: { type: 'string' },
           port: { type: 'integer' },
           username: { type: 'string' },
@@ -379,7 +452,11 @@ export const openApiDocument = {
           starttls: { type: 'boolean' },
           caFile: nullable('string'),
           folder: { type: 'string' },
-          afterFetch: { type: 'string', enum: ['mark-read', 'delete', 'move'] },
+          afterFetch: {
+            type: 'string',
+            enum: ['mark-read', 'delete', 'move', 'leave'],
+            description: 'IMAP: mark-read (default), delete, move. POP3: delete (default) or leave.',
+          },
           moveToFolder: nullable('string'),
           intervalSeconds: { type: 'integer' },
           idle: { type: 'boolean', description: 'IMAP IDLE push: new mail is taken in at once' },
@@ -450,6 +527,20 @@ export const openApiDocument = {
           id: { type: 'integer' },
           name: { type: 'string' },
           headerThreading: { type: 'boolean' },
+          attachmentPolicy: ref('AttachmentPolicy'),
+        },
+      },
+      AttachmentPolicy: attachmentPolicy,
+      DroppedAttachment: droppedAttachment,
+      SystemLogEntry: {
+        type: 'object',
+        properties: {
+          id: { type: 'integer' },
+          createdAt: { type: 'string', format: 'date-time' },
+          level: { type: 'string', enum: ['info', 'warn', 'error'] },
+          category: { type: 'string' },
+          message: { type: 'string' },
+          details: { type: 'object' },
         },
       },
       Address: address,

@@ -229,6 +229,36 @@ describe('requests, log and portals', () => {
     );
     expect((await run(['portal', 'set', 'it-desk', '--header-threading', 'maybe'])).code).toBe(2);
   });
+
+  it('sets an attachment policy from a file, shows the effective policy, and names every bad field', async () => {
+    const file = path.join(dir, 'policy.json');
+    await writeFile(file, JSON.stringify({ allowedExtensions: ['pdf'], maxSizeMb: 5 }));
+    const set = await run(['portal', 'set', 'it-desk', '--attachment-policy', file]);
+    expect(set.code).toBe(0);
+    expect(set.stdout).toMatch(/max attachment size: +5 MB/);
+    const show = await run(['portal', 'show', 'it-desk']);
+    expect(show.stdout).toMatch(/allowed extensions: +pdf/);
+    expect(show.stdout).toMatch(/max inline image size: +3 MB/);
+    expect(show.stdout).toMatch(/denied extensions: +exe, bat/);
+    const json = JSON.parse((await run(['portal', 'show', 'it-desk', '--json'])).stdout);
+    expect(json.attachmentPolicy).toMatchObject({ maxSizeMb: 5, allowedExtensions: ['pdf'] });
+
+    await writeFile(file, JSON.stringify({ maxSizeMb: -3, inlineImageMaxSizeMb: 0 }));
+    const bad = await run(['portal', 'set', 'it-desk', '--attachment-policy', file]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^error INVALID_SETTINGS/);
+    expect(bad.stderr).toContain('  maxSizeMb: ');
+    expect(bad.stderr).toContain('  inlineImageMaxSizeMb: ');
+    expect((await run(['portal', 'set', 'it-desk'])).code).toBe(1);
+    expect((await run(['portal', 'show', 'nope'])).stderr).toMatch(/^error NOT_FOUND/);
+  });
+
+  it('lists the system log', async () => {
+    const r = await run(['system-log', '--category', 'attachment-dropped']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse((await run(['system-log', '--json'])).stdout);
+    expect(j).toMatchObject({ items: expect.any(Array), offset: 0 });
+  });
 });
 
 describe('apikey', () => {

@@ -18,9 +18,11 @@ import { openRuntime } from '../runtime.js';
 import type {
   AttachmentView,
   ConversationView,
+  DroppedAttachmentView,
   FetchSummary,
   IntakeLogEntry,
   MailboxView,
+  PortalView,
   RequestDetail,
 } from '../services/views.js';
 
@@ -136,12 +138,21 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   };
 
   const readMailboxFile = async (file: string): Promise<unknown> => {
+    const value = await readJsonFile(file, 'mailbox');
+    if (value && typeof value === 'object' && 'password' in value) {
+      const pw = (value as { password: unknown }).password;
+      if (typeof pw === 'string' && pw.length >= MIN_REDACTED_LENGTH) secrets.push(pw);
+    }
+    return value;
+  };
+
+  const readJsonFile = async (file: string, what: string): Promise<unknown> => {
     let text: string;
     try {
       text = file === '-' ? await readStream(io.stdin ?? process.stdin) : await readFile(file, 'utf8');
     } catch (e) {
       const reason = (e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e));
-      throw new MailintakeError('INVALID_SETTINGS', `Cannot read the mailbox file ${file}: ${reason}`, {
+      throw new MailintakeError('INVALID_SETTINGS', `Cannot read the ${what} file ${file}: ${reason}`, {
         details: { fields: [{ field: '--file', message: `cannot read ${file} (${reason})` }] },
       });
     }
@@ -152,13 +163,9 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       // V8's message quotes a piece of the input, which may be the password: only the position is kept.
       const pos = /position (\d+)/.exec(e instanceof Error ? e.message : '')?.[1];
       const where = pos === undefined ? '' : ` (${lineColumn(text, Number(pos))})`;
-      throw new MailintakeError('INVALID_SETTINGS', `The mailbox file ${file} is not valid JSON${where}`, {
+      throw new MailintakeError('INVALID_SETTINGS', `The ${what} file ${file} is not valid JSON${where}`, {
         details: { fields: [{ field: '(file)', message: `not valid JSON${where}` }] },
       });
-    }
-    if (value && typeof value === 'object' && 'password' in value) {
-      const pw = (value as { password: unknown }).password;
-      if (typeof pw === 'string' && pw.length >= MIN_REDACTED_LENGTH) secrets.push(pw);
     }
     return value;
   };
@@ -446,21 +453,85 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
         line(`Portal ${clean(p.name)} added (id ${p.id}).`);
       });
     });
+  leaf(portal, 'show', 'show a portal’s settings, with the effective attachment policy')
+    .argument('<name>')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const p = (await rt.services.portals.list()).find((x) => x.name === name);
+        if (!p) throw new MailintakeError('NOT_FOUND', `no portal named "${name}"`);
+        if (opts.json) return printJson(p);
+        printPortal(line, p);
+      });
+    });
   leaf(portal, 'set', 'change a portal’s settings')
     .argument('<name>')
     .addOption(
       new Option(
         '--header-threading <mode>',
         'off: only ##<request id>## in the subject threads a reply; on: In-Reply-To/References too',
-      )
-        .choices(['on', 'off'])
-        .makeOptionMandatory(),
+      ).choices(['on', 'off']),
     )
-    .action(async (name: string, opts: { headerThreading: 'on' | 'off'; json?: boolean }) => {
+    .option(
+      '--attachment-policy <file>',
+      'JSON file with attachment-policy fields to change (null restores a default); "-" reads stdin',
+    )
+    .action(
+      async (
+        name: string,
+        opts: { headerThreading?: 'on' | 'off'; attachmentPolicy?: string; json?: boolean },
+      ) => {
+        await withRuntime(!!opts.json, async (rt) => {
+          if (opts.headerThreading === undefined && opts.attachmentPolicy === undefined) {
+            throw new MailintakeError('INVALID_SETTINGS', 'nothing to change', {
+              details: {
+                fields: [
+                  { field: '(options)', message: 'give --header-threading and/or --attachment-policy' },
+                ],
+              },
+            });
+          }
+          const patch: { headerThreading?: boolean; attachmentPolicy?: Record<string, unknown> } = {};
+          if (opts.headerThreading !== undefined) patch.headerThreading = opts.headerThreading === 'on';
+          if (opts.attachmentPolicy !== undefined) {
+            const value = await readJsonFile(opts.attachmentPolicy, 'attachment policy');
+            if (!value || typeof value !== 'object' || Array.isArray(value)) {
+              throw new MailintakeError('INVALID_SETTINGS', 'the attachment policy must be a JSON object', {
+                details: { fields: [{ field: '(file)', message: 'must be a JSON object' }] },
+              });
+            }
+            patch.attachmentPolicy = value as Record<string, unknown>;
+          }
+          const p = await rt.services.portals.update(name, patch);
+          if (opts.json) return printJson(p);
+          if (opts.attachmentPolicy === undefined) {
+            return line(`Portal ${clean(p.name)}: header threading ${p.headerThreading ? 'on' : 'off'}.`);
+          }
+          printPortal(line, p);
+        });
+      },
+    );
+
+  // system-log
+  leaf(program, 'system-log', 'the system log: what Mailintake did and why (e.g. dropped attachments)')
+    .option('--category <category>', 'only this category, e.g. attachment-dropped')
+    .option('--limit <n>', 'at most n entries', intArg(1, 1000))
+    .option('--offset <n>', 'skip the first n', intArg(0, 1_000_000_000))
+    .action(async (opts: { category?: string; limit?: number; offset?: number; json?: boolean }) => {
       await withRuntime(!!opts.json, async (rt) => {
-        const p = await rt.services.portals.update(name, { headerThreading: opts.headerThreading === 'on' });
-        if (opts.json) return printJson(p);
-        line(`Portal ${clean(p.name)}: header threading ${p.headerThreading ? 'on' : 'off'}.`);
+        const page = await rt.services.systemLog.list({
+          category: opts.category,
+          limit: opts.limit,
+          offset: opts.offset,
+        });
+        if (opts.json) return printJson(page);
+        if (page.items.length === 0) return line('The system log is empty.');
+        line(
+          table(
+            ['ID', 'TIME', 'LEVEL', 'CATEGORY', 'MESSAGE'],
+            page.items.map((e) => [String(e.id), e.createdAt, e.level, e.category, truncate(e.message, 120)]),
+          ),
+        );
+        line(pageFooter(page));
       });
     });
 
@@ -614,8 +685,16 @@ function paint(on: boolean, tone: 'red' | 'green' | 'bold', text: string): strin
   return `\u001b[${codes[tone]}m${text}\u001b[0m`;
 }
 
+/** The URL scheme people know: pop3:// and pop3s:// (RFC 2384), imap:// and imaps:// (RFC 5092). */
 function serverUrl(m: MailboxView): string {
-  return `${m.protocol}://${m.server}:${m.port}`;
+  const scheme = m.protocol === 'pop' ? 'pop3' : m.protocol === 'pops' ? 'pop3s' : m.protocol;
+  return `${scheme}://${m.server}:${m.port}`;
+}
+
+function tlsNote(m: MailboxView): string {
+  if (m.protocol === 'imap') return m.starttls ? ' (STARTTLS)' : ' (no TLS)';
+  if (m.protocol === 'pop') return m.starttls ? ' (STLS)' : ' (no TLS)';
+  return '';
 }
 
 function printMailbox(line: (t: string) => void, m: MailboxView): void {
@@ -625,10 +704,7 @@ function printMailbox(line: (t: string) => void, m: MailboxView): void {
       [
         ['name', m.name],
         ['portal', m.portal],
-        [
-          'server',
-          `${serverUrl(m)}${m.protocol === 'imap' ? (m.starttls ? ' (STARTTLS)' : ' (no TLS)') : ''}`,
-        ],
+        ['server', `${serverUrl(m)}${tlsNote(m)}`],
         ['username', m.username],
         ['password', m.passwordSet ? '(set; never shown)' : '(not set)'],
         ['addresses', m.emailAddress.join(', ')],
@@ -699,6 +775,32 @@ function attachmentLines(list: AttachmentView[]): string[] {
   );
 }
 
+function droppedLines(list: DroppedAttachmentView[]): string[] {
+  return list.map(
+    (d) =>
+      `  ${clean(d.filename)} (${d.size} bytes${d.disposition === 'inline' ? ', inline' : ''}): ${d.code} ${d.message} — ${clean(d.detail)}`,
+  );
+}
+
+function printPortal(line: (t: string) => void, p: PortalView): void {
+  const a = p.attachmentPolicy;
+  const mb = (n: number, off: string) => (n === -1 ? off : `${n} MB`);
+  line(`Portal ${clean(p.name)} (id ${p.id})`);
+  line(
+    fields([
+      ['header threading', p.headerThreading ? 'on' : 'off'],
+      ['max attachment size', mb(a.maxSizeMb, 'unlimited')],
+      ['max inline image size', mb(a.inlineImageMaxSizeMb, 'not checked')],
+      ['allowed extensions', a.allowedExtensions.join(', ') || 'all not denied'],
+      ['denied extensions', a.deniedExtensions.join(', ') || 'none'],
+      ['attachment checks', a.skipAttachmentValidation ? 'skipped' : 'on'],
+      ['inline image checks', a.skipInlineImageValidation ? 'skipped' : 'on'],
+      ['notify on drop', a.notifyOnDrop ? 'on' : 'off'],
+      ['notify on inline image drop', a.notifyOnInlineImageDrop ? 'on' : 'off'],
+    ]),
+  );
+}
+
 function printRequest(line: (t: string) => void, r: RequestDetail): void {
   line(`Request #${r.id}: ${clean(r.subject)}`);
   line(
@@ -719,6 +821,10 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
     line('Attachments:');
     for (const l of attachmentLines(r.attachments)) line(l);
   }
+  if (r.droppedAttachments.length) {
+    line('Dropped attachments:');
+    for (const l of droppedLines(r.droppedAttachments)) line(l);
+  }
   r.conversations.forEach((c: ConversationView, i) => {
     line('');
     line(`Conversation ${i + 1} (id ${c.id}): ${clean(c.subject)}`);
@@ -733,6 +839,10 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
     if (c.attachments.length) {
       line('Attachments:');
       for (const l of attachmentLines(c.attachments)) line(l);
+    }
+    if (c.droppedAttachments.length) {
+      line('Dropped attachments:');
+      for (const l of droppedLines(c.droppedAttachments)) line(l);
     }
   });
 }

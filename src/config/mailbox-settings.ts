@@ -24,7 +24,15 @@ const emailList = z
   )
   .pipe(z.array(z.email('each address must be a valid email address')).min(1));
 
-export const afterFetchSchema = z.enum(['mark-read', 'delete', 'move']);
+/**
+ * What happens on the server once a mail's effect is committed. IMAP: mark-read (default), delete, move.
+ * POP3: delete (default) or leave (the intake log remembers the UIDL); POP3 has no flags and no folders.
+ */
+export const afterFetchSchema = z.enum(['mark-read', 'delete', 'move', 'leave']);
+export type AfterFetchName = z.infer<typeof afterFetchSchema>;
+
+const POP_PROTOCOLS: ReadonlySet<string> = new Set(['pop', 'pops']);
+export const isPop = (protocol: string): boolean => POP_PROTOCOLS.has(protocol);
 
 export const mailboxInputSchema = z
   .object({
@@ -38,7 +46,7 @@ export const mailboxInputSchema = z
         'letters, digits, dot, hyphen and underscore; starts with a letter or digit',
       ),
     portal: z.string().trim().min(1).default('default'),
-    protocol: z.enum(['imap', 'imaps']),
+    protocol: z.enum(['imap', 'imaps', 'pop', 'pops']),
     server: hostname,
     port: z.number().int().min(1).max(65535).optional(),
     username: z.string().min(1, 'the user name is required'),
@@ -47,7 +55,8 @@ export const mailboxInputSchema = z
     starttls: z.boolean().default(true),
     caFile: z.string().min(1).optional(),
     folder: z.string().min(1).default('INBOX'),
-    afterFetch: afterFetchSchema.default('mark-read'),
+    /** Default by protocol: mark-read for IMAP, delete for POP3 (see parseMailboxInput). */
+    afterFetch: afterFetchSchema.optional(),
     moveToFolder: z.string().min(1).optional(),
     intervalSeconds: z.number().int().min(10, 'at least 10 seconds').max(86_400).default(60),
     /** IMAP IDLE push (a new mail is fetched within a second); false: only the schedule. */
@@ -59,6 +68,38 @@ export const mailboxInputSchema = z
     if (m.afterFetch === 'move' && !m.moveToFolder) {
       ctx.addIssue({ code: 'custom', path: ['moveToFolder'], message: 'required when afterFetch is "move"' });
     }
+    if (isPop(m.protocol)) {
+      if (m.afterFetch === 'mark-read' || m.afterFetch === 'move') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['afterFetch'],
+          message: `"${m.afterFetch}" is not possible with POP3, which has no flags and no folders; use "delete" (the default) or "leave"`,
+        });
+      }
+      if (m.folder !== 'INBOX') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['folder'],
+          message: 'POP3 has only the inbox; leave "folder" out',
+        });
+      }
+      if (m.moveToFolder !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['moveToFolder'], message: 'POP3 has no folders' });
+      }
+    } else if (m.afterFetch === 'leave') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['afterFetch'],
+        message: '"leave" is for POP3; with IMAP use "mark-read" (the default), "delete" or "move"',
+      });
+    }
+    if (m.protocol === 'pops' && m.starttls === true && m.port === 110) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['port'],
+        message: 'port 110 is plain POP3; use protocol "pop" (with starttls) or port 995',
+      });
+    }
     if (m.protocol === 'imaps' && m.starttls === true && m.port === 143) {
       ctx.addIssue({
         code: 'custom',
@@ -69,9 +110,17 @@ export const mailboxInputSchema = z
   });
 
 export type MailboxInput = z.input<typeof mailboxInputSchema>;
-export type MailboxSettings = z.output<typeof mailboxInputSchema> & { port: number };
+export type MailboxSettings = Omit<z.output<typeof mailboxInputSchema>, 'afterFetch'> & {
+  port: number;
+  afterFetch: AfterFetchName;
+};
 
-export const DEFAULT_PORTS: Record<MailboxSettings['protocol'], number> = { imap: 143, imaps: 993 };
+export const DEFAULT_PORTS: Record<MailboxSettings['protocol'], number> = {
+  imap: 143,
+  imaps: 993,
+  pop: 110,
+  pops: 995,
+};
 
 /** Validates a mailbox; throws INVALID_SETTINGS naming every bad field. */
 export function parseMailboxInput(input: unknown): MailboxSettings {
@@ -88,7 +137,12 @@ export function parseMailboxInput(input: unknown): MailboxSettings {
     );
   }
   const m = result.data;
-  return { ...m, port: m.port ?? DEFAULT_PORTS[m.protocol] };
+  return {
+    ...m,
+    port: m.port ?? DEFAULT_PORTS[m.protocol],
+    // POP3 has no "read" flag to set: taking a mail in means deleting it unless the admin chose to leave it
+    afterFetch: m.afterFetch ?? (isPop(m.protocol) ? 'delete' : 'mark-read'),
+  };
 }
 
 /** `emailAddress.1` → `emailAddress`: the admin typed one comma-separated field, not an array. */
@@ -106,7 +160,7 @@ function humanMessage(issue: z.core.$ZodIssue, input: unknown): string {
     return `must be a ${issue.expected}, not ${Array.isArray(given) ? 'a list' : typeof given}`;
   }
   if (issue.code === 'invalid_value' && issue.path[0] === 'protocol') {
-    return `must be one of ${issue.values.map((v) => `"${String(v)}"`).join(', ')} (POP3, EWS and Graph come with later releases)`;
+    return `must be one of ${issue.values.map((v) => `"${String(v)}"`).join(', ')} (EWS and Graph come with later releases)`;
   }
   if (issue.path[0] === 'emailAddress' && typeof issue.path[1] === 'number') {
     const raw = (input as { emailAddress?: unknown } | null)?.emailAddress;

@@ -12,6 +12,8 @@ import type { Readable } from 'node:stream';
  * - Failures are thrown as MailintakeError with a connection code (CONNECT_FAILED, TLS_FAILED, AUTH_FAILED, …).
  */
 export interface Connector {
+  /** What this protocol can and cannot do; the contract suite and the settings follow it. */
+  readonly traits: ConnectorTraits;
   /** Connects and logs in. */
   open(): Promise<void>;
   /** The mails waiting to be taken in, oldest first. */
@@ -31,6 +33,19 @@ export interface Connector {
   close(): Promise<void>;
 }
 
+/** Differences between protocols that callers (and the shared contract suite) must know. */
+export interface ConnectorTraits {
+  /** The after-fetch action that keeps a mail on the server: IMAP mark-read, POP3 leave. */
+  keepAction: 'mark-read' | 'leave';
+  /**
+   * Whether a mail acknowledged with `keepAction` is still listed by listNew. IMAP: no (only unseen mail is new).
+   * POP3: yes (no flags); the intake log recognises it and nothing is created twice.
+   */
+  listsKeptMail: boolean;
+  /** Named folders exist, so moveTo can work (POP3 has none). */
+  folders: boolean;
+}
+
 export interface RemoteMail {
   /** Stable server identity, e.g. `INBOX;1700000000;42`. Unique within the mailbox. */
   identity: string;
@@ -46,7 +61,15 @@ export interface RemoteMail {
   handle: unknown;
 }
 
-export type AfterFetch = { action: 'mark-read' } | { action: 'delete' } | { action: 'move'; folder: string };
+/**
+ * After-fetch actions. `leave` changes nothing on the server (POP3: the intake log remembers the UIDL, and a
+ * mail listed again is recognised and only acknowledged again, as a no-op).
+ */
+export type AfterFetch =
+  | { action: 'mark-read' }
+  | { action: 'delete' }
+  | { action: 'move'; folder: string }
+  | { action: 'leave' };
 
 /** What `mailbox test` (the reference's "fetch a sample mail") shows of the oldest mail. */
 export interface SampleMail {

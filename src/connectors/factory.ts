@@ -4,6 +4,7 @@ import { MailintakeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Connector, SampleMail } from './connector.js';
 import { ImapConnector } from './imap/imap-connector.js';
+import { Pop3Connector } from './pop3/pop3-connector.js';
 
 export interface SamplingConnector extends Connector {
   /** The oldest mail in the folder, described without changing anything on the server. */
@@ -30,6 +31,12 @@ export function createConnector(
     case 'imap':
     case 'imaps':
       return new ImapConnector(settings, {
+        ...(opts.logger ? { logger: opts.logger } : {}),
+        ...(ca ? { ca } : {}),
+      });
+    case 'pop':
+    case 'pops':
+      return new Pop3Connector(settings, {
         ...(opts.logger ? { logger: opts.logger } : {}),
         ...(ca ? { ca } : {}),
       });

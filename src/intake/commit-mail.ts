@@ -1,18 +1,26 @@
 import { type Insertable, sql } from 'kysely';
 import type { RawLocation } from '../blobs/raw-packs.js';
 import { MailintakeError, toMailintakeError } from '../errors.js';
+import {
+  type AttachmentPolicy,
+  type DroppedPart,
+  dropReason,
+  isInlineImage,
+} from '../pipeline/attachment-checks.js';
 import { autoSubmitted, decideThread, mailFingerprint, threadCandidates } from '../pipeline/classify.js';
-import type { ParsedMail, ThreadDecision } from '../pipeline/types.js';
+import type { ParsedMail, StoredPart, ThreadDecision } from '../pipeline/types.js';
 import type { Outcome } from '../services/views.js';
 import type { Engine, Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
 import type {
   AttachmentTable,
   ConversationTable,
+  DroppedAttachmentTable,
   IntakeLogTable,
   MessageIdTable,
   RequestTable,
 } from '../store/schema.js';
+import { type SystemLogInput, systemLog } from '../store/system-log.js';
 import { type Tx, withTransaction } from '../store/tx.js';
 
 /** The mailbox a mail came in through, as the store knows it. */
@@ -21,11 +29,19 @@ export interface IntakeMailbox {
   name: string;
   portalId: number;
   headerThreading: boolean;
+  /** The portal's attachment policy, loaded once per round. Absent: the defaults (DEFAULT_ATTACHMENT_POLICY). */
+  attachmentPolicy?: AttachmentPolicy;
 }
 
 export type CommitResult =
-  | { outcome: 'created'; requestId: number; reasons: string[] }
-  | { outcome: 'appended'; requestId: number; conversationId: number; reasons: string[] }
+  | { outcome: 'created'; requestId: number; reasons: string[]; dropped?: DroppedPart[] }
+  | {
+      outcome: 'appended';
+      requestId: number;
+      conversationId: number;
+      reasons: string[];
+      dropped?: DroppedPart[];
+    }
   | { outcome: 'ignored'; requestId: number | null; reasons: string[] };
 
 /** One fetched mail, ready to be committed: parsed, or failed with a coded error. */
@@ -40,6 +56,11 @@ export interface BatchItem {
   size: number | undefined;
   parsed: ParsedMail | null;
   error: MailintakeError | null;
+  /**
+   * The attachment checks' verdict for `parsed.attachments` (run before the commit, see fetch-mailbox.ts):
+   * only `kept` become attachment rows; `dropped` are recorded with their code. Absent: all are kept.
+   */
+  checked?: { kept: StoredPart[]; dropped: DroppedPart[] };
 }
 
 export type ItemResult = CommitResult | { outcome: 'error'; error: MailintakeError };
@@ -137,6 +158,8 @@ class BatchCommit {
   private readonly logRows: (LogValues & { retry: boolean })[] = [];
   private readonly attachmentRows: Insertable<AttachmentTable>[] = [];
   private readonly messageIdRows: Insertable<MessageIdTable>[] = [];
+  private readonly droppedRows: Insertable<DroppedAttachmentTable>[] = [];
+  private readonly systemLogEntries: SystemLogInput[] = [];
   private readonly touchedRequests = new Set<number>();
   /** Requests created in this batch (a later mail of the batch may name one by its ##id##). */
   private readonly newRequests = new Set<number>();
@@ -179,7 +202,7 @@ class BatchCommit {
         results.push({ outcome: 'error', error });
         continue;
       }
-      const result = await this.takeIn(item.parsed);
+      const result = await this.takeIn(item.parsed, item);
       this.logOutcome(item, item.parsed, result);
       results.push(result);
     }
@@ -206,7 +229,7 @@ class BatchCommit {
     }
   }
 
-  private async takeIn(mail: ParsedMail): Promise<CommitResult> {
+  private async takeIn(mail: ParsedMail, item: BatchItem): Promise<CommitResult> {
     const candidates = threadCandidates(mail);
     const notes: string[] = [];
     const ownMessageIdRequest = await this.sameMailBefore(mail, notes);
@@ -237,7 +260,7 @@ class BatchCommit {
     const reasons = [...notes, ...decision.reasons];
     const auto = autoSubmitted(mail);
     if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
-    const result = await this.apply(mail, decision, reasons);
+    const result = await this.apply(mail, decision, reasons, item);
     if (result.outcome !== 'ignored') {
       this.earlier.push({
         messageId: mail.messageId,
@@ -297,7 +320,12 @@ class BatchCommit {
     return same.request_id;
   }
 
-  private async apply(mail: ParsedMail, decision: ThreadDecision, reasons: string[]): Promise<CommitResult> {
+  private async apply(
+    mail: ParsedMail,
+    decision: ThreadDecision,
+    reasons: string[],
+    item: BatchItem,
+  ): Promise<CommitResult> {
     if (decision.kind === 'duplicate') return { outcome: 'ignored', requestId: decision.requestId, reasons };
     const common = {
       mailbox_id: this.mailbox.id,
@@ -350,7 +378,7 @@ class BatchCommit {
       }
       this.touchedRequests.add(requestId);
     }
-    for (const a of mail.attachments) {
+    for (const a of item.checked?.kept ?? mail.attachments) {
       this.attachmentRows.push({
         request_id: requestId,
         conversation_id: conversationId,
@@ -371,9 +399,64 @@ class BatchCommit {
         request_id: requestId,
       });
     }
+    const dropped = item.checked?.dropped ?? [];
+    this.recordDrops(dropped, item.serverIdentity, requestId, conversationId, reasons);
     return conversationId === null
-      ? { outcome: 'created', requestId, reasons }
-      : { outcome: 'appended', requestId, conversationId, reasons };
+      ? { outcome: 'created', requestId, reasons, dropped }
+      : { outcome: 'appended', requestId, conversationId, reasons, dropped };
+  }
+
+  /**
+   * A dropped item never drops the mail: it is listed with the request (or conversation), gets a reason line in
+   * the intake log and an entry in the system log, all in this transaction. Its body stays in the blob store
+   * (content-addressed, never deleted here), so an admin can still recover it by its sha256.
+   */
+  private recordDrops(
+    dropped: DroppedPart[],
+    serverIdentity: string,
+    requestId: number,
+    conversationId: number | null,
+    reasons: string[],
+  ): void {
+    for (const d of dropped) {
+      reasons.push(dropReason(d));
+      this.droppedRows.push({
+        request_id: requestId,
+        conversation_id: conversationId,
+        mailbox_id: this.mailbox.id,
+        server_identity: serverIdentity,
+        filename: d.part.filename,
+        content_type: d.part.contentType,
+        size: d.part.size,
+        sha256: d.part.sha256,
+        content_id: d.part.contentId,
+        disposition: d.part.disposition,
+        code: d.code,
+        message: d.message,
+        detail: d.detail,
+        created_at: this.now,
+      });
+      this.systemLogEntries.push({
+        level: 'warn',
+        category: 'attachment-dropped',
+        message: `${dropReason(d)} (request #${requestId}${conversationId === null ? '' : `, conversation ${conversationId}`})`,
+        details: {
+          code: d.code,
+          reason: d.message,
+          detail: d.detail,
+          inlineImage: isInlineImage(d.part),
+          filename: d.part.filename,
+          contentType: d.part.contentType,
+          size: d.part.size,
+          sha256: d.part.sha256,
+          requestId,
+          conversationId,
+          portalId: this.mailbox.portalId,
+          mailbox: this.mailbox.name,
+          serverIdentity,
+        },
+      });
+    }
   }
 
   private logOutcome(item: BatchItem, mail: ParsedMail, result: CommitResult): void {
@@ -436,6 +519,13 @@ class BatchCommit {
         .values(this.attachmentRows.slice(i, i + 200))
         .execute();
     }
+    for (let i = 0; i < this.droppedRows.length; i += 200) {
+      await this.tx
+        .insertInto('dropped_attachments')
+        .values(this.droppedRows.slice(i, i + 200))
+        .execute();
+    }
+    if (this.systemLogEntries.length > 0) await systemLog(this.tx, this.systemLogEntries);
     for (let i = 0; i < this.messageIdRows.length; i += 500) {
       await this.tx
         .insertInto('message_ids')

@@ -2,10 +2,18 @@ import { createHash } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { type BlobStore, DeferredSyncBlobs } from '../blobs/blob-store.js';
 import type { RawLocation, RawPacks, RawPackWriter } from '../blobs/raw-packs.js';
+import { blobSniffer } from '../blobs/sniff.js';
 import type { MailboxSettings } from '../config/mailbox-settings.js';
 import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.js';
 import { CONNECTION_CODES, MailintakeError, toMailintakeError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import {
+  type AttachmentPolicy,
+  checkAttachments,
+  DEFAULT_ATTACHMENT_POLICY,
+  type DroppedPart,
+  type Sniff,
+} from '../pipeline/attachment-checks.js';
 import { parseMail } from '../pipeline/parse.js';
 import type { FetchSummary } from '../services/views.js';
 import type { Store } from '../store/db.js';
@@ -32,6 +40,26 @@ export interface ErrorRoute {
 }
 export const leaveOnServer: ErrorRoute = { onMailError: async () => undefined };
 
+/** What `notify` is told after a mail with dropped items committed. */
+export interface DropEvent {
+  mailbox: string;
+  portalId: number;
+  requestId: number;
+  conversationId: number | null;
+  dropped: DroppedPart[];
+  /** The portal's policy: its `notifyOnDrop` / `notifyOnInlineImageDrop` switches say who wants an email. */
+  policy: AttachmentPolicy;
+}
+
+/**
+ * The seam for the reference's "email notification for dropped attachment/inline image". Called after the
+ * commit (never inside the transaction: a slow SMTP server must not hold the database), once per mail with
+ * drops. The SMTP notification part implements it; until then nothing is sent. A crash between commit and
+ * this call loses the notification (not the drop record, nor the system-log entry): the SMTP part should
+ * read its work from the committed `dropped_attachments` rows (an outbox) if it needs exactly-once mail.
+ */
+export type DropNotifier = (event: DropEvent) => Promise<void>;
+
 export interface FetchContext {
   store: Store;
   blobs: BlobStore;
@@ -40,6 +68,8 @@ export interface FetchContext {
   logger: Logger;
   connect(settings: MailboxSettings): Connector;
   errorRoute?: ErrorRoute;
+  /** Told about dropped attachments after each commit (see DropNotifier). Failures are logged, never thrown. */
+  notify?: DropNotifier;
   /** Aborted on shutdown: the round stops between mails (every committed mail is acknowledged first). */
   signal?: AbortSignal;
 }
@@ -114,13 +144,16 @@ async function takeIn(
   const waiting = await connector.listNew();
   const known = await knownIdentities(ctx.store, mailbox.id, waiting);
   const action = afterFetchOf(settings);
+  const policy = mailbox.attachmentPolicy ?? DEFAULT_ATTACHMENT_POLICY;
+  const sniff = blobSniffer(ctx.blobs);
   await settleAcknowledged(ctx.store, mailbox.id, waiting);
 
   // Mails whose effect committed earlier but whose acknowledgement did not happen (crash between commit and
   // acknowledge, or a failed acknowledge): acknowledge now, create nothing.
+  // With "leave" (POP3) the server keeps listing every mail taken in: one already acknowledged needs nothing.
   const again = waiting.filter((m) => {
     const k = known.get(m.identity);
-    return k !== undefined && k.outcome !== 'error';
+    return k !== undefined && k.outcome !== 'error' && !(action.action === 'leave' && k.acknowledged);
   });
   if (again.length > 0) {
     await acknowledge(ctx, connector, mailbox.id, again, action);
@@ -175,6 +208,7 @@ async function takeIn(
         blobs,
         pack,
         k?.outcome === 'error',
+        { policy, sniff },
       );
       ctx.logger.debug('mail prepared', { mailbox: mailbox.name, identity: mail.identity });
       return item;
@@ -213,6 +247,21 @@ async function takeIn(
       }
       summary[result.outcome]++;
       done.push(mail);
+      if (result.outcome !== 'ignored' && result.dropped?.length && ctx.notify) {
+        const event: DropEvent = {
+          mailbox: mailbox.name,
+          portalId: mailbox.portalId,
+          requestId: result.requestId,
+          conversationId: result.outcome === 'appended' ? result.conversationId : null,
+          dropped: result.dropped,
+          policy,
+        };
+        await ctx
+          .notify(event)
+          .catch((err: unknown) =>
+            ctx.logger.error('drop notification failed', { mailbox: mailbox.name, error: String(err) }),
+          );
+      }
       ctx.logger.info('mail taken in', {
         mailbox: mailbox.name,
         identity: mail.identity,
@@ -273,6 +322,7 @@ async function prepare(
   blobs: DeferredSyncBlobs,
   pack: RawPackWriter,
   retry: boolean,
+  checks: { policy: AttachmentPolicy; sniff: Sniff },
 ): Promise<BatchItem> {
   let connectionFailure: unknown = null;
   let raw: Readable;
@@ -325,6 +375,15 @@ async function prepare(
     item.error = toMailintakeError(rawResult.reason, 'STORE_FAILED', 'the raw mail could not be kept');
   } else {
     item.parsed = parsedResult.value;
+    // The attachment checks run here, before the commit: the sniffing reads blobs (I/O), which must not
+    // happen inside the batch's transaction. A failing read is the store's fault, not the mail's: the mail is
+    // recorded as STORE_FAILED and retried next round, never taken in with unchecked attachments.
+    try {
+      item.checked = await checkAttachments(item.parsed.attachments, checks.policy, checks.sniff);
+    } catch (err) {
+      item.parsed = null;
+      item.error = toMailintakeError(err, 'STORE_FAILED', 'the attachments could not be checked');
+    }
   }
   return item;
 }
@@ -388,12 +447,12 @@ async function knownIdentities(
   store: Store,
   mailboxId: number,
   mails: RemoteMail[],
-): Promise<Map<string, { outcome: string; errorCode: string | null }>> {
-  const out = new Map<string, { outcome: string; errorCode: string | null }>();
+): Promise<Map<string, { outcome: string; errorCode: string | null; acknowledged: boolean }>> {
+  const out = new Map<string, { outcome: string; errorCode: string | null; acknowledged: boolean }>();
   for (let i = 0; i < mails.length; i += 500) {
     const rows = await store.db
       .selectFrom('intake_log')
-      .select(['server_identity', 'outcome', 'error_code'])
+      .select(['server_identity', 'outcome', 'error_code', 'acknowledged'])
       .where('mailbox_id', '=', mailboxId)
       .where(
         'server_identity',
@@ -401,7 +460,13 @@ async function knownIdentities(
         mails.slice(i, i + 500).map((m) => m.identity),
       )
       .execute();
-    for (const r of rows) out.set(r.server_identity, { outcome: r.outcome, errorCode: r.error_code });
+    for (const r of rows) {
+      out.set(r.server_identity, {
+        outcome: r.outcome,
+        errorCode: r.error_code,
+        acknowledged: r.acknowledged === 1,
+      });
+    }
   }
   return out;
 }

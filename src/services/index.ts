@@ -10,6 +10,7 @@ import type {
   PortalView,
   RequestDetail,
   RequestSummary,
+  SystemLogEntry,
 } from './views.js';
 
 /**
@@ -22,7 +23,14 @@ export interface Services {
     /** Creates a portal (name: letters, digits, dot, hyphen, underscore). */
     add(name: string): Promise<PortalView>;
     /** The reference's switch: headerThreading false → only `##id##` in the subject threads mails. */
-    update(name: string, patch: { headerThreading?: boolean }): Promise<PortalView>;
+    /**
+     * `attachmentPolicy`: fields to change (pipeline/attachment-checks.ts); `null` for a field restores its
+     * default. INVALID_SETTINGS names every bad field; nothing is saved then.
+     */
+    update(
+      name: string,
+      patch: { headerThreading?: boolean; attachmentPolicy?: Record<string, unknown> },
+    ): Promise<PortalView>;
   };
   mailboxes: {
     list(): Promise<MailboxView[]>;
@@ -50,6 +58,10 @@ export interface Services {
     }): Promise<Page<IntakeLogEntry>>;
     /** The raw mail of a log entry, as it was fetched (message/rfc822). */
     raw(id: number): Promise<{ meta: AttachmentView; open(): Readable }>;
+  };
+  systemLog: {
+    /** Newest first. */
+    list(q: { category?: string; limit?: number; offset?: number }): Promise<Page<SystemLogEntry>>;
   };
   fetch: {
     /** One round over the enabled mailboxes (or the one named, enabled or not). */

@@ -7,7 +7,11 @@ import { nowIso, type Store } from '../store/db.js';
 import type { MailboxTable } from '../store/schema.js';
 import type { MailboxView } from './views.js';
 
-type MailboxRow = Selectable<MailboxTable> & { portal_name: string; header_threading: number };
+type MailboxRow = Selectable<MailboxTable> & {
+  portal_name: string;
+  header_threading: number;
+  attachment_policy: string;
+};
 
 /** Mailbox rows ⇄ settings: the password lives sealed in `secrets`, everything else in `settings`. */
 export class MailboxRepo {
@@ -21,7 +25,7 @@ export class MailboxRepo {
       .selectFrom('mailboxes')
       .innerJoin('portals', 'portals.id', 'mailboxes.portal_id')
       .selectAll('mailboxes')
-      .select(['portals.name as portal_name', 'portals.header_threading']);
+      .select(['portals.name as portal_name', 'portals.header_threading', 'portals.attachment_policy']);
   }
 
   async rows(): Promise<MailboxRow[]> {

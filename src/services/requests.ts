@@ -2,10 +2,19 @@ import type { Selectable } from 'kysely';
 import type { BlobStore } from '../blobs/blob-store.js';
 import type { RawPacks } from '../blobs/raw-packs.js';
 import { MailintakeError } from '../errors.js';
+import type { DropCode } from '../pipeline/attachment-checks.js';
 import type { Address } from '../pipeline/types.js';
 import type { Store } from '../store/db.js';
-import type { AttachmentTable, IntakeLogTable } from '../store/schema.js';
-import type { AttachmentView, IntakeLogEntry, Page, RequestDetail, RequestSummary } from './views.js';
+import type { AttachmentTable, DroppedAttachmentTable, IntakeLogTable } from '../store/schema.js';
+import type {
+  AttachmentView,
+  DroppedAttachmentView,
+  IntakeLogEntry,
+  Page,
+  RequestDetail,
+  RequestSummary,
+  SystemLogEntry,
+} from './views.js';
 
 const MAX_LIMIT = 500;
 
@@ -39,6 +48,23 @@ function attachmentView(a: Selectable<AttachmentTable>): AttachmentView {
     contentId: a.content_id,
     disposition: a.disposition === 'inline' ? 'inline' : 'attachment',
     conversationId: a.conversation_id,
+  };
+}
+
+function droppedView(d: Selectable<DroppedAttachmentTable>): DroppedAttachmentView {
+  return {
+    id: d.id,
+    filename: d.filename,
+    contentType: d.content_type,
+    size: Number(d.size),
+    sha256: d.sha256,
+    contentId: d.content_id,
+    disposition: d.disposition === 'inline' ? 'inline' : 'attachment',
+    conversationId: d.conversation_id,
+    code: d.code as DropCode,
+    message: d.message,
+    detail: d.detail,
+    createdAt: d.created_at,
   };
 }
 
@@ -111,6 +137,14 @@ export class RequestQueries {
         .orderBy('id')
         .execute()
     ).map(attachmentView);
+    const dropped = (
+      await this.store.db
+        .selectFrom('dropped_attachments')
+        .selectAll()
+        .where('request_id', '=', id)
+        .orderBy('id')
+        .execute()
+    ).map(droppedView);
     return {
       id: r.id,
       portal: r.portal_name,
@@ -128,6 +162,7 @@ export class RequestQueries {
       date: r.mail_date,
       mailbox: r.mailbox_name,
       attachments: atts.filter((a) => a.conversationId === null),
+      droppedAttachments: dropped.filter((d) => d.conversationId === null),
       conversations: convs.map((c) => ({
         id: c.id,
         from: person(c.from_address, c.from_name),
@@ -141,6 +176,7 @@ export class RequestQueries {
         mailbox: c.mailbox_name,
         createdAt: c.created_at,
         attachments: atts.filter((a) => a.conversationId === c.id),
+        droppedAttachments: dropped.filter((d) => d.conversationId === c.id),
       })),
     };
   }
@@ -204,6 +240,31 @@ export class RequestQueries {
       .execute();
     return { items: rows.map(logEntry), total: Number(total.n), limit, offset };
   }
+}
+
+/** The system log, newest first (store/system-log.ts writes it). */
+export async function listSystemLog(
+  store: Store,
+  q: { category?: string; limit?: number; offset?: number },
+): Promise<Page<SystemLogEntry>> {
+  const { limit, offset } = page(q.limit, q.offset);
+  let base = store.db.selectFrom('system_log');
+  if (q.category) base = base.where('category', '=', q.category);
+  const total = await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+  const rows = await base.selectAll().orderBy('id', 'desc').limit(limit).offset(offset).execute();
+  return {
+    items: rows.map((r) => ({
+      id: r.id,
+      createdAt: r.created_at,
+      level: r.level,
+      category: r.category,
+      message: r.message,
+      details: JSON.parse(r.details) as Record<string, unknown>,
+    })),
+    total: Number(total.n),
+    limit,
+    offset,
+  };
 }
 
 function logEntry(r: Selectable<IntakeLogTable> & { mailbox_name: string }): IntakeLogEntry {

@@ -1,4 +1,5 @@
 import type { AfterFetch } from '../connectors/connector.js';
+import type { AttachmentPolicy, DropCode } from '../pipeline/attachment-checks.js';
 import type { Address } from '../pipeline/types.js';
 
 /** What the API and the CLI show of things (presenters): plain JSON, never a secret. */
@@ -38,6 +39,34 @@ export interface PortalView {
   id: number;
   name: string;
   headerThreading: boolean;
+  /** The effective attachment policy: the admin's fields over the defaults. */
+  attachmentPolicy: AttachmentPolicy;
+}
+
+/** An attachment or inline image the checks dropped; its body is still in the blob store (`sha256`). */
+export interface DroppedAttachmentView {
+  id: number;
+  filename: string;
+  contentType: string;
+  size: number;
+  sha256: string;
+  contentId: string | null;
+  disposition: 'attachment' | 'inline';
+  conversationId: number | null;
+  code: DropCode;
+  /** The reference's text for the code. */
+  message: string;
+  detail: string;
+  createdAt: string;
+}
+
+export interface SystemLogEntry {
+  id: number;
+  createdAt: string;
+  level: string;
+  category: string;
+  message: string;
+  details: Record<string, unknown>;
 }
 
 export interface AttachmentView {
@@ -75,6 +104,7 @@ export interface ConversationView {
   mailbox: string | null;
   createdAt: string;
   attachments: AttachmentView[];
+  droppedAttachments: DroppedAttachmentView[];
 }
 
 export interface RequestDetail extends RequestSummary {
@@ -86,6 +116,8 @@ export interface RequestDetail extends RequestSummary {
   date: string | null;
   mailbox: string | null;
   attachments: AttachmentView[];
+  /** Items of the request's first mail that the attachment checks dropped, with code and reason. */
+  droppedAttachments: DroppedAttachmentView[];
   conversations: ConversationView[];
 }
 

@@ -153,6 +153,55 @@ function migrations(engine: Engine): Record<string, Migration> {
           .execute();
       },
     },
+    '0002_attachment_checks': {
+      async up(db: Kysely<unknown>) {
+        // '{}' is "all defaults" (pipeline/attachment-checks.ts DEFAULT_ATTACHMENT_POLICY): existing portals
+        // get the checks with the reference's defaults, and later default changes reach them.
+        await db.schema
+          .alterTable('portals')
+          .addColumn('attachment_policy', 'text', (c) => c.notNull().defaultTo('{}'))
+          .execute();
+        await db.schema
+          .createTable('dropped_attachments')
+          .addColumn('id', id)
+          .addColumn('request_id', 'integer', (c) => c.notNull().references('requests.id'))
+          .addColumn('conversation_id', 'integer', (c) => c.references('conversations.id'))
+          // The mail it came with, by the intake log's identity (the log row may be an UPDATE of an
+          // earlier error row, so its id is not known when the batch gathers these rows).
+          .addColumn('mailbox_id', 'integer', (c) => c.notNull().references('mailboxes.id'))
+          .addColumn('server_identity', 'text', (c) => c.notNull())
+          .addColumn('filename', 'text', (c) => c.notNull())
+          .addColumn('content_type', 'text', (c) => c.notNull())
+          .addColumn('size', 'bigint', (c) => c.notNull())
+          .addColumn('sha256', 'text', (c) => c.notNull())
+          .addColumn('content_id', 'text')
+          .addColumn('disposition', 'text', (c) => c.notNull())
+          .addColumn('code', 'text', (c) => c.notNull())
+          .addColumn('message', 'text', (c) => c.notNull())
+          .addColumn('detail', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('dropped_attachments_request')
+          .on('dropped_attachments')
+          .column('request_id')
+          .execute();
+        await db.schema
+          .createTable('system_log')
+          .addColumn('id', id)
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('level', 'text', (c) => c.notNull())
+          .addColumn('category', 'text', (c) => c.notNull())
+          .addColumn('message', 'text', (c) => c.notNull())
+          .addColumn('details', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('system_log_category')
+          .on('system_log')
+          .columns(['category', 'id'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -14,6 +14,8 @@ export interface Database {
   message_ids: MessageIdTable;
   intake_log: IntakeLogTable;
   api_keys: ApiKeyTable;
+  dropped_attachments: DroppedAttachmentTable;
+  system_log: SystemLogTable;
 }
 
 type Id = Generated<number>;
@@ -25,6 +27,8 @@ export interface PortalTable {
   /** 1: In-Reply-To/References thread mails; 0: only `##id##` in the subject does (the reference's switch). */
   header_threading: Flag;
   created_at: string;
+  /** The admin's attachment policy (JSON, only the fields set; '{}' = defaults). See resolveAttachmentPolicy. */
+  attachment_policy: ColumnType<string, string | undefined, string>;
 }
 
 export interface MailboxTable {
@@ -146,4 +150,42 @@ export interface ApiKeyTable {
   key_hash: string;
   created_at: string;
   last_used_at: string | null;
+}
+
+/**
+ * Attachments and inline images the checks dropped (pipeline/attachment-checks.ts). The body stays in the
+ * blob store under `sha256`: an admin can still recover it. Written in the mail's own transaction.
+ */
+export interface DroppedAttachmentTable {
+  id: Id;
+  request_id: number;
+  conversation_id: number | null;
+  mailbox_id: number;
+  server_identity: string;
+  filename: string;
+  content_type: string;
+  size: number;
+  sha256: string;
+  content_id: string | null;
+  disposition: string;
+  /** A DropCode: FILE_NAME_INVALID, CONTENT_TYPE_MISMATCH, EXTENSION_RESTRICTED, EMPTY_FILE, TOO_LARGE, INLINE_TOO_LARGE. */
+  code: string;
+  /** The reference's text for the code. */
+  message: string;
+  /** What exactly was wrong with this item. */
+  detail: string;
+  created_at: string;
+}
+
+/** Append-only record of what Mailintake did and why (store/system-log.ts is its only writer). */
+export interface SystemLogTable {
+  id: Id;
+  created_at: string;
+  /** info | warn | error */
+  level: string;
+  /** What area the entry belongs to, e.g. 'attachment-dropped'. */
+  category: string;
+  message: string;
+  /** JSON object with the entry's facts. */
+  details: string;
 }

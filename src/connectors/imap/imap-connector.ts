@@ -1,11 +1,22 @@
-import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
 import { ImapFlow, type ImapFlowOptions, type Logger, type MessageStructureObject } from 'imapflow';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
 import type { Logger as AppLogger } from '../../logger.js';
-import type { AfterFetch, Connector, RemoteMail, SampleMail } from '../connector.js';
+import type { AfterFetch, Connector, ConnectorTraits, RemoteMail, SampleMail } from '../connector.js';
+import {
+  certificateProblem,
+  DNS_ERROR_CODES,
+  IMAP_NAMES,
+  loadCa,
+  nameMismatch,
+  SOCKET_ERROR_CODES,
+  SOCKET_TIMEOUT_CODES,
+  scrubPassword,
+  serverLabel,
+  validateTimeouts,
+} from '../net-errors.js';
 
 /**
  * IMAP (RFC 9051 / RFC 3501) connector on imapflow.
@@ -59,42 +70,9 @@ export const DEFAULT_IMAP_TIMEOUTS: Required<ImapTimeouts> = {
  */
 const MAX_RANGES_PER_COMMAND = 500;
 
-/** Node/OpenSSL codes that mean the server's certificate was not accepted, with what a person should check. */
-const CERTIFICATE_PROBLEMS: Record<string, string> = {
-  ERR_TLS_CERT_ALTNAME_INVALID: 'the certificate does not name this server',
-  DEPTH_ZERO_SELF_SIGNED_CERT:
-    'the certificate is self-signed and not trusted; set "caFile" to that certificate if it is expected',
-  SELF_SIGNED_CERT_IN_CHAIN:
-    'the certificate chain ends in a self-signed CA that is not trusted; set "caFile" to that CA if it is expected',
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    'the certificate was issued by a CA this host does not trust (or the server omits the intermediate certificate); set "caFile" for a private CA',
-  UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    'the certificate was issued by a CA this host does not trust; set "caFile" for a private CA',
-  UNABLE_TO_GET_ISSUER_CERT: 'the issuer of the certificate is unknown; set "caFile" for a private CA',
-  CERT_HAS_EXPIRED: 'the certificate has expired; the server admin must renew it',
-  CERT_NOT_YET_VALID: 'the certificate is not valid yet; check the clock of this host and of the server',
-  CERT_REVOKED: 'the certificate has been revoked',
-  CERT_SIGNATURE_FAILURE: 'the certificate signature is invalid',
-  ERR_SSL_WRONG_VERSION_NUMBER:
-    'the server did not answer with TLS; this port probably speaks plain IMAP (use protocol "imap" with starttls, usually port 143)',
-  ERR_SSL_PACKET_LENGTH_TOO_LONG:
-    'the server did not answer with TLS; this port probably speaks plain IMAP (use protocol "imap" with starttls, usually port 143)',
-  ERR_SSL_UNSUPPORTED_PROTOCOL: 'the server only offers TLS versions older than 1.2, which are refused',
-  ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION:
-    'the server only offers TLS versions older than 1.2, which are refused',
-};
-
-const DNS_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL', 'EAI_NODATA']);
+/** Socket codes plus imapflow's own names for a connection that is gone. */
 const CONNECT_CODES = new Set([
-  'ECONNREFUSED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ENETDOWN',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'EADDRNOTAVAIL',
+  ...SOCKET_ERROR_CODES,
   'NoConnection',
   'EConnectionClosed',
   'ClosedAfterConnectText',
@@ -103,8 +81,7 @@ const CONNECT_CODES = new Set([
 const TIMEOUT_CODES = new Set([
   'CONNECT_TIMEOUT',
   'GREETING_TIMEOUT',
-  'ETIMEOUT',
-  'ETIMEDOUT',
+  ...SOCKET_TIMEOUT_CODES,
   'LockTimeout',
 ]);
 
@@ -126,6 +103,7 @@ interface RawError {
 }
 
 export class ImapConnector implements Connector {
+  readonly traits: ConnectorTraits = { keepAction: 'mark-read', listsKeptMail: false, folders: true };
   private readonly settings: MailboxSettings;
   private readonly logger: ConnectorLogger | undefined;
   private readonly caOption: Buffer | undefined;
@@ -360,6 +338,9 @@ export class ImapConnector implements Connector {
       case 'move':
         await this.moveTo(mails, action.folder);
         return;
+      case 'leave':
+        // settings refuse "leave" for IMAP (mark-read is its non-destructive action); nothing to do
+        return;
     }
   }
 
@@ -485,27 +466,12 @@ export class ImapConnector implements Connector {
 
 /** `host:port` as messages name the server (IPv6 in brackets). */
 export function imapServerLabel(settings: Pick<MailboxSettings, 'server' | 'port'>): string {
-  const host = net.isIPv6(settings.server) ? `[${settings.server}]` : settings.server;
-  return `${host}:${settings.port}`;
+  return serverLabel(settings);
 }
 
 /** The private CA to trust: the one given (already read) or the mailbox's caFile; INVALID_SETTINGS if unreadable. */
 export async function loadImapCa(settings: MailboxSettings, given?: Buffer): Promise<Buffer | undefined> {
-  if (given) return given;
-  if (!settings.caFile) return undefined;
-  try {
-    return await readFile(settings.caFile);
-  } catch (err) {
-    const reason = (err as RawError).code ?? String(err);
-    throw new MailintakeError(
-      'INVALID_SETTINGS',
-      `caFile "${settings.caFile}" could not be read (${reason})`,
-      {
-        cause: err,
-        details: { fields: [{ field: 'caFile', message: `could not be read (${reason})` }] },
-      },
-    );
-  }
+  return loadCa(settings, given);
 }
 
 /**
@@ -579,10 +545,11 @@ export function imapError(err: unknown, c: ImapErrorContext): MailintakeError {
     fallback: c.fallback ?? 'PROTOCOL_ERROR',
     established: c.established,
   });
-  const scrubbed = scrub(mapped.message, c.settings.password);
+  const scrubbed = scrubPassword(mapped.message, c.settings.password);
   const details: ErrorDetails = { server: where, step: c.step };
   if (mapped.code) details.errorCode = mapped.code;
-  if (mapped.serverResponse) details.serverResponse = scrub(mapped.serverResponse, c.settings.password);
+  if (mapped.serverResponse)
+    details.serverResponse = scrubPassword(mapped.serverResponse, c.settings.password);
   c.logger?.debug('IMAP failure', { code: mapped.errorCode, server: where, step: c.step });
   return new MailintakeError(mapped.errorCode, scrubbed, { cause: err, details });
 }
@@ -640,7 +607,7 @@ function describe(
     };
   }
   for (const candidate of [low, code]) {
-    if (candidate && DNS_CODES.has(candidate)) {
+    if (candidate && DNS_ERROR_CODES.has(candidate)) {
       const host = c.where.replace(/:\d+$/, '');
       return {
         ...base,
@@ -650,9 +617,15 @@ function describe(
     }
   }
   for (const candidate of [low, code]) {
-    const problem = candidate ? CERTIFICATE_PROBLEMS[candidate] : undefined;
+    const problem = candidate ? certificateProblem(candidate, IMAP_NAMES) : undefined;
     if (candidate && problem) {
-      const extra = candidate === 'ERR_TLS_CERT_ALTNAME_INVALID' ? nameMismatch(err, c.where) : '';
+      const extra =
+        candidate === 'ERR_TLS_CERT_ALTNAME_INVALID'
+          ? nameMismatch(
+              { cert: err.cert ?? err._err?.cert, reason: err.reason ?? err._err?.reason },
+              c.where,
+            )
+          : '';
       return {
         ...base,
         errorCode: 'TLS_FAILED',
@@ -718,42 +691,9 @@ function describe(
   };
 }
 
-/** "(it is for DNS:mail.example.com, not 127.0.0.1)": the one fact that tells the admin which name to use. */
-function nameMismatch(err: RawError, where: string): string {
-  const cert = err.cert ?? err._err?.cert;
-  const names = cert?.subjectaltname || (cert?.subject?.CN ? `CN=${cert.subject.CN}` : undefined);
-  const host = where.replace(/:\d+$/, '');
-  if (names) return ` (it is issued for ${names}, not ${host}; use one of those names as "server")`;
-  const reason = err.reason ?? err._err?.reason;
-  return reason ? ` (${reason})` : '';
-}
-
-/** The password must not reach a log or an API answer, even if a server echoes it back. */
-function scrub(text: string, password: string): string {
-  return password.length >= 3 ? text.split(password).join('[password hidden]') : text;
-}
-
 /** Defaults filled in; INVALID_SETTINGS for a zero, negative or fractional value. */
 export function validateImapTimeouts(t: ImapTimeouts | undefined): Required<ImapTimeouts> {
-  const out = { ...DEFAULT_IMAP_TIMEOUTS };
-  for (const key of Object.keys(DEFAULT_IMAP_TIMEOUTS) as (keyof ImapTimeouts)[]) {
-    const value = t?.[key];
-    if (value === undefined) continue;
-    // 0 or NaN must not silently turn a watchdog off: a hung server would then hang the mailbox forever
-    if (!Number.isInteger(value) || value <= 0) {
-      throw new MailintakeError(
-        'INVALID_SETTINGS',
-        `timeouts.${key} must be a positive number of milliseconds`,
-        {
-          details: {
-            fields: [{ field: `timeouts.${key}`, message: 'must be a positive integer (milliseconds)' }],
-          },
-        },
-      );
-    }
-    out[key] = value;
-  }
-  return out;
+  return validateTimeouts(DEFAULT_IMAP_TIMEOUTS, t);
 }
 
 /** Ascending UIDs as compact sets ("1:5,9,12:14"), at most MAX_RANGES_PER_COMMAND ranges each. */

@@ -1,0 +1,20 @@
+import { fileTypeFromStream } from 'file-type';
+import type { SniffedType } from '../pipeline/attachment-checks.js';
+import type { BlobStore } from './blob-store.js';
+
+/**
+ * The I/O edge of the attachment checks: what a blob's magic bytes say it is (file-type), or undefined when
+ * file-type knows no signature for it. file-type reads only as much of the stream as it needs (a few KB for
+ * most formats); the rest is never read, and the stream is destroyed so the file handle is released.
+ */
+export function blobSniffer(blobs: BlobStore): (sha256: string) => Promise<SniffedType | undefined> {
+  return async (sha256) => {
+    const stream = blobs.get(sha256);
+    try {
+      const found = await fileTypeFromStream(stream);
+      return found ? { ext: found.ext, mime: found.mime } : undefined;
+    } finally {
+      stream.destroy();
+    }
+  };
+}

@@ -1,0 +1,332 @@
+import { PassThrough, type Readable } from 'node:stream';
+import { type AddressObject, simpleParser } from 'mailparser';
+import type { MailboxSettings } from '../../config/mailbox-settings.js';
+import { MailintakeError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { AfterFetch, Connector, ConnectorTraits, RemoteMail, SampleMail } from '../connector.js';
+import { loadCa, serverLabel } from '../net-errors.js';
+import { Pop3Client, type Pop3Security, type Pop3Timeouts } from './pop3-client.js';
+
+/**
+ * POP3 (RFC 1939) connector on our own client (see pop3-client.ts for why not an npm one).
+ *
+ * Protocol facts, and what we do about them:
+ * - Message numbers are per session; the only identity that survives is UIDL. The identity is
+ *   `pop3;<UIDL>`, and every command resolves the UIDL to this session's number just before it is sent.
+ * - DELE only marks a mail; the server removes it when the session ends with QUIT (the UPDATE state, RFC 1939
+ *   §6). A connection that drops forgets every DELE. So `acknowledge` with delete sends the DELEs and then
+ *   QUIT, and reports success only when QUIT answered +OK: the intake log's "acknowledged" then matches the
+ *   server. The next command opens a new session lazily (login + UIDL, mapping UIDLs to the new numbers).
+ *   A crash between DELE and QUIT leaves the mails on the server; the next round lists them again, finds
+ *   their UIDLs in the intake log and only acknowledges them again (no second effect).
+ * - POP3 has no flags and no folders: `mark-read` and `move` are refused (settings refuse them first), and
+ *   `leave` changes nothing (the intake log remembers the UIDL; a mail listed again is known and skipped).
+ *   A mail that fails processing stays on the server until the error-folder feature keeps it on our side.
+ * - A session sees the maildrop as it was at login; mail delivered later appears in the next session.
+ */
+
+export interface Pop3ConnectorOptions {
+  logger?: Logger;
+  /** A private CA (PEM) to trust in addition to the system's. Overrides settings.caFile. */
+  ca?: Buffer;
+  timeouts?: Partial<Pop3Timeouts>;
+  /** RETR commands in flight when the server announces PIPELINING. Default 32. */
+  pipelineWindow?: number;
+}
+
+/** What `RemoteMail.handle` holds for POP3: the UIDL, and the message number in the session that listed it. */
+export interface Pop3Handle {
+  uidl: string;
+  number: number;
+}
+
+const IDENTITY_PREFIX = 'pop3;';
+
+/** Mails up to this size are read whole by sample() to name their attachments; larger ones by headers only. */
+const SAMPLE_FULL_MAX_BYTES = 10 * 1024 * 1024;
+
+export class Pop3Connector implements Connector {
+  readonly traits: ConnectorTraits = { keepAction: 'leave', listsKeptMail: true, folders: false };
+  private readonly settings: MailboxSettings;
+  private readonly opts: Pop3ConnectorOptions;
+  private client: Pop3Client | null = null;
+  /** UIDL → message number in the current session. */
+  private numbers = new Map<string, number>();
+  private opened = false;
+  /** One command sequence at a time: a QUIT + reconnect must not cut into a prefetch in flight. */
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(settings: MailboxSettings, opts: Pop3ConnectorOptions = {}) {
+    this.settings = settings;
+    this.opts = opts;
+  }
+
+  private get where(): string {
+    return serverLabel(this.settings);
+  }
+
+  private get security(): Pop3Security {
+    if (this.settings.protocol === 'pops') return 'tls';
+    return this.settings.starttls ? 'starttls' : 'none';
+  }
+
+  async open(): Promise<void> {
+    await this.close();
+    this.opened = true;
+    await this.exclusive(() => this.session());
+  }
+
+  /** The current session, or a new one (login + UIDL) when there is none or it ended (QUIT, failure). */
+  private async session(): Promise<Pop3Client> {
+    if (!this.opened) {
+      throw new MailintakeError('PROTOCOL_ERROR', `Not connected to ${this.where}: open() was not called`, {
+        retryable: false,
+      });
+    }
+    if (this.client?.usable) return this.client;
+    this.client?.destroy();
+    this.client = null;
+    const ca = await loadCa(this.settings, this.opts.ca);
+    const client = await Pop3Client.connect({
+      host: this.settings.server,
+      port: this.settings.port,
+      security: this.security,
+      ...(ca ? { ca } : {}),
+      ...(this.opts.timeouts ? { timeouts: this.opts.timeouts } : {}),
+      ...(this.opts.pipelineWindow ? { pipelineWindow: this.opts.pipelineWindow } : {}),
+    });
+    try {
+      await client.login({ user: this.settings.username, password: this.settings.password });
+      await this.refresh(client);
+    } catch (err) {
+      client.destroy();
+      throw err;
+    }
+    this.client = client;
+    this.opts.logger?.debug('POP3 session opened', { server: this.where });
+    return client;
+  }
+
+  private async refresh(client: Pop3Client): Promise<Map<number, string>> {
+    const byNumber = await client.uidl();
+    this.numbers = new Map([...byNumber].map(([n, uidl]) => [uidl, n]));
+    return byNumber;
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.acquire();
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  private acquire(): Promise<() => void> {
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const before = this.tail;
+    this.tail = before.then(() => mine);
+    return before.then(() => release);
+  }
+
+  async listNew(): Promise<RemoteMail[]> {
+    return this.exclusive(async () => {
+      const client = await this.session();
+      const byNumber = await this.refresh(client);
+      const sizes = await client.list();
+      // message numbers run oldest first in the maildrop (RFC 1939 §5 keeps arrival order in practice)
+      return [...byNumber.keys()]
+        .sort((a, b) => a - b)
+        .map((number) => {
+          const uidl = byNumber.get(number)!;
+          const size = sizes.get(number);
+          return {
+            identity: `${IDENTITY_PREFIX}${uidl}`,
+            ...(size !== undefined ? { size } : {}),
+            handle: { uidl, number } satisfies Pop3Handle,
+          };
+        });
+    });
+  }
+
+  private uidlOf(mail: RemoteMail): string {
+    const handle = mail.handle as Partial<Pop3Handle> | undefined;
+    if (handle && typeof handle.uidl === 'string') return handle.uidl;
+    if (mail.identity.startsWith(IDENTITY_PREFIX)) return mail.identity.slice(IDENTITY_PREFIX.length);
+    throw new MailintakeError('PROTOCOL_ERROR', `Mail ${mail.identity} is not a POP3 mail`, {
+      retryable: false,
+    });
+  }
+
+  /** This session's number for a mail, or undefined when it is no longer on the server. */
+  private numberOf(mail: RemoteMail): number | undefined {
+    return this.numbers.get(this.uidlOf(mail));
+  }
+
+  async stream(mail: RemoteMail): Promise<Readable> {
+    const release = await this.acquire();
+    let source: Readable;
+    try {
+      const client = await this.session();
+      const n = this.numberOf(mail);
+      if (n === undefined) {
+        throw new MailintakeError(
+          'NOT_FOUND',
+          `Mail ${mail.identity} is no longer on ${this.where} (removed by another client?)`,
+          { retryable: false },
+        );
+      }
+      source = await client.retrStream(n);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    // the session stays ours until the mail is read (or given up): nothing else may talk in between
+    const out = new PassThrough();
+    let released = false;
+    const done = () => {
+      if (!released) {
+        released = true;
+        release();
+      }
+    };
+    source.on('error', (err) => {
+      out.destroy(err);
+      done();
+    });
+    source.on('end', done);
+    out.on('close', () => {
+      if (!source.readableEnded && !source.destroyed) source.destroy();
+      done();
+    });
+    source.pipe(out);
+    return out;
+  }
+
+  async fetchMany(mails: RemoteMail[]): Promise<Map<string, Buffer>> {
+    return this.exclusive(async () => {
+      const client = await this.session();
+      const present = mails
+        .map((mail) => ({ mail, n: this.numberOf(mail) }))
+        .filter((x): x is { mail: RemoteMail; n: number } => x.n !== undefined);
+      // all RETRs are queued at once; the client keeps a bounded window in flight when PIPELINING is offered
+      const sources = await client.retrMany(present.map((x) => x.n));
+      const result = new Map<string, Buffer>();
+      present.forEach((x, i) => {
+        result.set(x.mail.identity, sources[i]!);
+      });
+      return result;
+    });
+  }
+
+  async acknowledge(mails: RemoteMail[], action: AfterFetch): Promise<void> {
+    if (mails.length === 0) return;
+    switch (action.action) {
+      case 'leave':
+        // nothing on the server: the intake log remembers these UIDLs
+        return;
+      case 'delete':
+        await this.exclusive(() => this.deleteAndQuit(mails));
+        return;
+      case 'mark-read':
+      case 'move':
+        throw new MailintakeError(
+          'ACK_FAILED',
+          `"${action.action}" is not possible with POP3 (${this.where}): POP3 has no flags and no folders. Use afterFetch "delete" or "leave".`,
+          { retryable: false },
+        );
+    }
+  }
+
+  private async deleteAndQuit(mails: RemoteMail[]): Promise<void> {
+    const client = await this.session();
+    const numbers = mails.map((m) => this.numberOf(m)).filter((n): n is number => n !== undefined);
+    if (numbers.length === 0) return; // all gone already (another client, or a QUIT we did not hear back from)
+    const step = `deleting ${numbers.length} mails`;
+    try {
+      // DELE is only a mark; pipelined like RETR when the server allows it
+      await Promise.all(numbers.map((n) => client.dele(n)));
+      // the marks take effect only now, in the UPDATE state (RFC 1939 §6)
+      await client.quit();
+    } catch (err) {
+      client.destroy(); // no QUIT after a failure: the server forgets this session's DELEs
+      this.client = null;
+      if (err instanceof MailintakeError && err.details.serverResponse !== undefined) {
+        throw new MailintakeError('ACK_FAILED', `${this.where} refused ${step}: ${err.message}`, {
+          cause: err,
+          details: err.details,
+        });
+      }
+      throw err;
+    }
+    // the next command opens a new session; its message numbers differ
+    this.client = null;
+    this.numbers = new Map();
+  }
+
+  async moveTo(mails: RemoteMail[], folder: string): Promise<void> {
+    if (mails.length === 0) return;
+    throw new MailintakeError(
+      'ACK_FAILED',
+      `Cannot move mails to "${folder}" on ${this.where}: POP3 has no folders. A mail that failed is kept by Mailintake instead.`,
+      { retryable: false },
+    );
+  }
+
+  /** The oldest mail, described without changing anything: TOP (which never marks a mail) where offered. */
+  async sample(): Promise<SampleMail | null> {
+    return this.exclusive(async () => {
+      const client = await this.session();
+      const byNumber = await this.refresh(client);
+      const oldest = Math.min(...byNumber.keys());
+      if (!Number.isFinite(oldest)) return null;
+      const sizes = await client.list();
+      const size = sizes.get(oldest) ?? 0;
+      const hasTop = client.capabilities?.has('TOP') ?? false;
+      const whole = size <= SAMPLE_FULL_MAX_BYTES;
+      // TOP n 0 = headers only; TOP with a line count beyond any mail = the whole mail, still without a
+      // RETR (Dovecot marks RETRieved mail \Seen for IMAP clients of the same mailbox)
+      const raw = hasTop
+        ? await client.top(oldest, whole ? 2_147_483_647 : 0)
+        : whole
+          ? await client.retr(oldest)
+          : null;
+      if (!raw) return { from: null, subject: null, date: null, size, attachments: [] };
+      const parsed = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true });
+      const from = firstAddress(parsed.from);
+      return {
+        from,
+        subject: parsed.subject ?? null,
+        date: parsed.date ? parsed.date.toISOString() : null,
+        size,
+        attachments: parsed.attachments
+          .filter((a) => a.contentDisposition === 'attachment' || a.filename)
+          .map((a, i) => a.filename ?? `part-${i + 1}`),
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    const client = this.client;
+    this.client = null;
+    this.opened = false;
+    this.numbers = new Map();
+    if (!client) return;
+    try {
+      // a DELE of a committed mail may be pending when acknowledge failed halfway: committing it is right
+      if (client.usable) await client.quit();
+      else client.destroy();
+    } catch {
+      client.destroy();
+    }
+  }
+}
+
+function firstAddress(from: AddressObject | undefined): string | null {
+  const a = from?.value[0];
+  if (!a) return null;
+  return a.name ? `${a.name} <${a.address ?? ''}>` : (a.address ?? null);
+}

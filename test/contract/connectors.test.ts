@@ -1,0 +1,80 @@
+import { afterAll, beforeAll } from 'vitest';
+import type { MailboxInput } from '../../src/config/mailbox-settings.js';
+import { parseMailboxInput } from '../../src/config/mailbox-settings.js';
+import { createConnector } from '../../src/connectors/factory.js';
+import { deliverMaildir, folderMessages, listInbox } from '../support/deliver.js';
+import { type DovecotServer, startDovecot } from '../support/dovecot.js';
+import { CONTRACT_CASES, type ContractTarget, connectorContract } from './connector-contract.js';
+
+/**
+ * The connector contract for every Dovecot-backed connection type, against one real Dovecot (one user per
+ * target and case). The certificate names only "localhost", so connecting to 127.0.0.1 (the same server) is
+ * a certificate name mismatch.
+ */
+let dovecot: DovecotServer;
+
+interface Mode {
+  id: string;
+  name: string;
+  protocol: 'imap' | 'imaps' | 'pop' | 'pops';
+  port: () => number;
+}
+
+const MODES: Mode[] = [
+  { id: 'imap', name: 'IMAP (STARTTLS)', protocol: 'imap', port: () => dovecot.ports.imap },
+  { id: 'imaps', name: 'IMAPS', protocol: 'imaps', port: () => dovecot.ports.imaps },
+  { id: 'pop', name: 'POP3 (STLS)', protocol: 'pop', port: () => dovecot.ports.pop3 },
+  { id: 'pops', name: 'POP3S', protocol: 'pops', port: () => dovecot.ports.pop3s },
+];
+
+const password = (user: string) => `${user}-pw`;
+
+beforeAll(async () => {
+  dovecot = await startDovecot({
+    certName: 'localhost',
+    users: MODES.flatMap((m) =>
+      CONTRACT_CASES.map((c) => ({ name: `${m.id}-${c}`, password: password(`${m.id}-${c}`) })),
+    ),
+  });
+});
+afterAll(async () => {
+  await dovecot?.stop();
+});
+
+const ids = (mails: { messageId: string | null }[]) =>
+  mails.map((m) => (m.messageId ?? '(none)').replace(/^<|>$/g, ''));
+
+for (const mode of MODES) {
+  const pop = mode.protocol === 'pop' || mode.protocol === 'pops';
+  const target: ContractTarget = {
+    id: mode.id,
+    name: mode.name,
+    traits: pop
+      ? { keepAction: 'leave', listsKeptMail: true, folders: false }
+      : { keepAction: 'mark-read', listsKeptMail: false, folders: true },
+    ...(pop ? { noFoldersReason: 'POP3 has no folders' } : {}),
+    mismatchedName: '127.0.0.1',
+    connector: (user, over: Partial<MailboxInput> = {}) =>
+      createConnector(
+        parseMailboxInput({
+          name: `contract-${user}`,
+          protocol: mode.protocol,
+          server: 'localhost',
+          port: mode.port(),
+          starttls: true,
+          username: user,
+          password: password(user),
+          emailAddress: 'help@example.test',
+          caFile: dovecot.caFile,
+          ...(pop ? { afterFetch: 'leave' } : {}),
+          ...over,
+        }),
+      ),
+    deliver: async (user, raws) => {
+      await deliverMaildir(dovecot, user, raws);
+    },
+    onServer: async (user) => ids(await listInbox(dovecot, user)),
+    folderMessageIds: async (user, folder) => ids(await folderMessages(dovecot, user, folder)),
+  };
+  connectorContract(target);
+}
