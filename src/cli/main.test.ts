@@ -190,7 +190,9 @@ describe('fetch --once', () => {
     expect(r.stderr).toContain("'--once'");
     const help = await run(['fetch', '--help']);
     expect(help.code).toBe(0);
-    expect(help.stdout).toContain('Exit status: 0 when every mailbox was reached, 3 when one could not be');
+    expect(help.stdout).toContain(
+      'Exit status: 0 when every mailbox was reached and its round completed, 3 when one could not be reached or its round stopped on an error',
+    );
   });
 });
 
@@ -407,6 +409,30 @@ describe('with a real mailbox (Dovecot)', () => {
 
     const log = await run(['log', '--mailbox', 'real']);
     expect(log.stdout).toMatch(new RegExp(`real\\s+created\\s+#${id}`));
+
+    // A round that reaches the server but stops part-way (here: the server refuses to create the move
+    // folder, after the mail was committed) is reported, with exit 3; the next round acknowledges again.
+    await appendImap(dovecot, 'cliuser', buildMail({ subject: 'to be moved' }));
+    await writeFile(
+      path.join(dir, 'badmove.json'),
+      JSON.stringify({
+        name: 'badmove',
+        protocol: 'imap',
+        server: dovecot.host,
+        port: dovecot.ports.imap,
+        caFile: dovecot.caFile,
+        username: 'cliuser',
+        password: 'cli-user-pw',
+        emailAddress: 'support@example.test',
+        afterFetch: 'move',
+        moveToFolder: 'Done//Tickets', // refused by Dovecot: adjacent hierarchy separators
+      }),
+    );
+    expect((await run(['mailbox', 'add', '--file', path.join(dir, 'badmove.json')])).code).toBe(0);
+    const stopped = await run(['fetch', '--once', '--mailbox', 'badmove']);
+    expect(stopped.code).toBe(3);
+    expect(stopped.stdout).toMatch(/^badmove: round stopped early: error ACK_FAILED: /m);
+    expect((await run(['mailbox', 'disable', 'badmove'])).code).toBe(0);
 
     // The raw mail is kept as fetched; `raw` saves it, and never overwrites a file.
     const entry = JSON.parse((await run(['log', '--mailbox', 'real', '--json'])).stdout).items[0];

@@ -51,7 +51,7 @@ Exit status:
   0  success
   1  the operation failed with a coded error (printed as "error CODE: message")
   2  usage or configuration error (bad arguments, invalid environment)
-  3  fetch --once: at least one mailbox could not be reached (or was busy)
+  3  fetch --once: at least one mailbox could not be reached (or was busy), or its round stopped on an error
 
 Environment: MAILINTAKE_DATA_DIR (default ./data), DATABASE_URL (PostgreSQL instead of the embedded SQLite),
 MAILINTAKE_SECRET_KEY, MAILINTAKE_PORT, MAILINTAKE_HOST, MAILINTAKE_LOG_LEVEL.`;
@@ -309,12 +309,12 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     .option('--mailbox <name>', 'only this mailbox (enabled or not)')
     .addHelpText(
       'after',
-      '\nExit status: 0 when every mailbox was reached, 3 when one could not be; 1, 2 as usual.',
+      '\nExit status: 0 when every mailbox was reached and its round completed, 3 when one could not be reached or its round stopped on an error; 1, 2 as usual.',
     )
     .action(async (opts: { mailbox?: string; json?: boolean }) => {
       await withRuntime(!!opts.json, async (rt) => {
         const summaries = await rt.services.fetch.once(opts.mailbox ? { mailbox: opts.mailbox } : {});
-        const code = summaries.every((s) => s.reached) ? EXIT.ok : EXIT.unreachable;
+        const code = summaries.every((s) => s.reached && !s.error) ? EXIT.ok : EXIT.unreachable;
         if (opts.json) {
           printJson(summaries);
           return code;
@@ -742,10 +742,13 @@ function printFetch(line: (t: string) => void, color: boolean, summaries: FetchS
       ]),
     ),
   );
-  for (const s of summaries.filter((x) => !x.reached)) {
+  // A round can fail before the mailbox is reached, or stop part-way (what was committed stays committed; the
+  // rest is taken in next round): either way the operator must see it.
+  for (const s of summaries.filter((x) => !x.reached || x.error)) {
     const code = s.error?.code ?? 'INTERNAL';
+    const what = s.reached ? 'round stopped early' : 'not reached';
     line(
-      `${clean(s.mailbox)}: not reached: ${paint(color, 'red', `error ${code}`)}: ${clean(s.error?.message ?? '')}`,
+      `${clean(s.mailbox)}: ${what}: ${paint(color, 'red', `error ${code}`)}: ${clean(s.error?.message ?? '')}`,
     );
     const help = ERROR_HELP[code as ErrorCode] as string | undefined;
     if (help) line(`  hint: ${help}`);

@@ -44,15 +44,7 @@ export interface PortalView {
 }
 
 /** An attachment or inline image the checks dropped; its body is still in the blob store (`sha256`). */
-export interface DroppedAttachmentView {
-  id: number;
-  filename: string;
-  contentType: string;
-  size: number;
-  sha256: string;
-  contentId: string | null;
-  disposition: 'attachment' | 'inline';
-  conversationId: number | null;
+export interface DroppedAttachmentView extends AttachmentView {
   code: DropCode;
   /** The reference's text for the code. */
   message: string;
