@@ -34,6 +34,8 @@ async function main(): Promise<void> {
   try {
     const rt = await openRuntime(fresh.config);
     try {
+      // (d) measures memory, not the attachment checks: without this the default 25 MB limit drops the attachment
+      await rt.services.portals.update('default', { attachmentPolicy: { maxSizeMb: -1 } });
       await rt.services.mailboxes.add({
         name: 'big',
         protocol: 'imaps',
@@ -54,7 +56,9 @@ async function main(): Promise<void> {
       const peakHwm = vmHwmKb();
       const page = await rt.services.requests.list({});
       const first = page.items[0];
-      const attachments = first ? (await rt.services.requests.show(first.id)).attachments.map((a) => a.size) : [];
+      const attachments = first
+        ? (await rt.services.requests.show(first.id)).attachments.map((a) => a.size)
+        : [];
       process.stdout.write(
         `${JSON.stringify({
           engine: input.engine,

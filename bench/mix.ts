@@ -10,8 +10,6 @@ import { createCipheriv } from 'node:crypto';
 import { buildMail } from '../test/support/mails.js';
 import { prng } from '../test/support/prng.js';
 
-
-
 /** `n` deterministic, incompressible bytes for mail `index`. */
 export function attachmentBytes(index: number, n: number): Buffer {
   const key = Buffer.alloc(32, 7);
@@ -124,7 +122,11 @@ export function bigMail(bytes: number): Buffer {
     date: new Date(Date.UTC(2024, 0, 1)).toUTCString(),
     body: 'See the attached file.\r\n',
     attachments: [
-      { filename: 'big.bin', contentType: 'application/octet-stream', content: attachmentBytes(999_999, bytes) },
+      {
+        filename: 'big.bin',
+        contentType: 'application/octet-stream',
+        content: attachmentBytes(999_999, bytes),
+      },
     ],
   });
 }

@@ -146,7 +146,14 @@ try {
           lease: new MailboxLease(store, 120),
           logger: silentLogger,
           connect: (s) =>
-            timed(createConnector(s), 'imap', ['open', 'listNew', 'fetchMany', 'stream', 'acknowledge', 'close']),
+            timed(createConnector(s), 'imap', [
+              'open',
+              'listNew',
+              'fetchMany',
+              'stream',
+              'acknowledge',
+              'close',
+            ]),
         },
         { id: row.id, name: row.name, portalId: row.portal_id, headerThreading: row.header_threading === 1 },
         repo.settingsOf(row),
@@ -164,10 +171,19 @@ try {
           `${k.padEnd(34)} ${String(v.n).padStart(6)} calls ${(v.ms / 1000).toFixed(2).padStart(7)} s ${((100 * v.ms) / total).toFixed(1).padStart(5)} %  ${(v.ms / v.n).toFixed(3)} ms/call`,
         );
       }
-      console.log(`${'all SQL'.padEnd(34)} ${''.padStart(12)} ${(sqlTotal / 1000).toFixed(2).padStart(7)} s ${((100 * sqlTotal) / total).toFixed(1).padStart(5)} %  ${(sqlTotal / MAILS).toFixed(3)} ms/mail`);
+      console.log(
+        `${'all SQL'.padEnd(34)} ${''.padStart(12)} ${(sqlTotal / 1000).toFixed(2).padStart(7)} s ${((100 * sqlTotal) / total).toFixed(1).padStart(5)} %  ${(sqlTotal / MAILS).toFixed(3)} ms/mail`,
+      );
       // reset \Seen for the next engine
       const { ImapFlow } = await import('imapflow');
-      const c = new ImapFlow({ host: '127.0.0.1', port: dovecot.ports.imap, secure: false, doSTARTTLS: false, auth: { user: 'bench', pass: 'bench-pw' }, logger: false });
+      const c = new ImapFlow({
+        host: '127.0.0.1',
+        port: dovecot.ports.imap,
+        secure: false,
+        doSTARTTLS: false,
+        auth: { user: 'bench', pass: 'bench-pw' },
+        logger: false,
+      });
       await c.connect();
       await c.mailboxOpen('INBOX');
       await c.messageFlagsRemove('1:*', ['\\Seen']);

@@ -3,10 +3,15 @@
  * PostgreSQL. See README "Benchmarks" for what each number includes.
  *
  *   (a) raw full-source fetch of the mailbox with imapflow alone (IMAPS, UID FETCH 1:* BODY.PEEK[])
+ *  (a2) the same mails with our POP3 client alone (POP3S, UIDL + pipelined RETR of every mail); Dovecot sets
+ *       \Seen on RETRieved mail at QUIT, so \Seen is removed again afterwards (not timed) for (c)
  *   (b) parse-only: the sources from (a), held in memory, each through parseMail with a FileBlobStore in a temp
  *       dir (attachment blobs are written and fsynced, as in the product)
  *   (c) end-to-end ingest (services.fetch.once, IMAPS, mark-read) on SQLite, then on PostgreSQL; the same
  *       mailbox is used for both: \Seen is removed from every mail between the two runs
+ *  (c2) end-to-end ingest on SQLite of the same mailbox as a POP3S mailbox with afterFetch "leave" (fresh data
+ *       dir), right after (c) SQLite: POP3 lists every mail whatever its \Seen flag, and "leave" removes
+ *       nothing, so the server mailbox is the same for the PostgreSQL run that follows
  *   (d) one mail with a 50 MB attachment, ingested end to end in a child Node process (bench/big-child.ts)
  *
  * Environment: BENCH_MAILS (default 5000) for a quick smoke run; BENCH_BIG_MB (default 50).
@@ -21,6 +26,7 @@ import { promisify } from 'node:util';
 import { ImapFlow } from 'imapflow';
 import pg from 'pg';
 import { FileBlobStore } from '../src/blobs/blob-store.js';
+import { Pop3Client } from '../src/connectors/pop3/pop3-client.js';
 import { parseMail } from '../src/pipeline/parse.js';
 import { openRuntime } from '../src/runtime.js';
 import type { FetchSummary } from '../src/services/views.js';
@@ -168,6 +174,78 @@ async function resetSeen(dovecot: DovecotServer): Promise<void> {
   }
 }
 
+/** Unseen mails in the user's INBOX (to see what a POP3 session did to \Seen). */
+async function countUnseen(dovecot: DovecotServer): Promise<number> {
+  const client = await imapClient(dovecot, USER);
+  try {
+    await client.mailboxOpen('INBOX', { readOnly: true });
+    const unseen = await client.search({ seen: false });
+    return unseen ? unseen.length : 0;
+  } finally {
+    await client.logout().catch(() => client.close());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// (a2) raw fetch with our POP3 client alone (no connector, no intake)
+// ---------------------------------------------------------------------------------------------------------
+/**
+ * POP3S: connect + TLS + CAPA + AUTH (timed apart, like (a)'s first SELECT), then UIDL and a RETR of every
+ * mail, all queued at once (the client keeps its default window of 32 commands in flight, as Dovecot announces
+ * PIPELINING), then QUIT (timed apart: Dovecot writes \Seen for the RETRieved mails there). Each source is
+ * compared with the one from (a) after the clock stops: the same mails, byte for byte.
+ */
+async function rawFetchPop3s(dovecot: DovecotServer, imapSources: Buffer[]) {
+  const t0 = now();
+  const client = await Pop3Client.connect({
+    host: '127.0.0.1',
+    port: dovecot.ports.pop3s,
+    security: 'tls',
+    ca: readFileSync(dovecot.caFile),
+  });
+  let quitMs: number;
+  let seconds: number;
+  let sources: Buffer[];
+  let pipelining: boolean;
+  let loginMs: number;
+  try {
+    await client.login({ user: USER.name, password: USER.password });
+    loginMs = now() - t0;
+    pipelining = client.capabilities?.has('PIPELINING') ?? false;
+    const t1 = now();
+    const byNumber = await client.uidl();
+    const numbers = [...byNumber.keys()].sort((a, b) => a - b);
+    sources = await client.retrMany(numbers);
+    seconds = (now() - t1) / 1000;
+    const t2 = now();
+    await client.quit();
+    quitMs = now() - t2;
+  } catch (err) {
+    client.destroy();
+    throw err;
+  }
+  if (sources.length !== MAILS || sources.length !== imapSources.length) {
+    throw new Error(`POP3S fetched ${sources.length} mails, IMAPS ${imapSources.length}, expected ${MAILS}`);
+  }
+  let bytes = 0;
+  sources.forEach((s, i) => {
+    bytes += s.length;
+    if (!s.equals(imapSources[i]!))
+      throw new Error(`POP3S mail ${i + 1} differs from IMAPS UID order ${i + 1}`);
+  });
+  return {
+    mails: sources.length,
+    MiB: round(bytes / MiB),
+    seconds: round(seconds, 2),
+    mailsPerSecond: round(sources.length / seconds),
+    MiBPerSecond: round(bytes / MiB / seconds),
+    connectAndLoginMs: Math.round(loginMs),
+    quitMs: Math.round(quitMs),
+    pipelining,
+    identicalToImaps: true,
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // (b) parse only
 // ---------------------------------------------------------------------------------------------------------
@@ -197,7 +275,13 @@ async function parseOnly(sources: Buffer[]) {
 // ---------------------------------------------------------------------------------------------------------
 // (c) end-to-end ingest
 // ---------------------------------------------------------------------------------------------------------
-async function ingest(engine: EngineName, dovecot: DovecotServer, totalBytes: number) {
+/** imaps: afterFetch mark-read (the IMAP default); pops: afterFetch leave (nothing changes on the server). */
+async function ingest(
+  engine: EngineName,
+  dovecot: DovecotServer,
+  totalBytes: number,
+  protocol: 'imaps' | 'pops' = 'imaps',
+) {
   const fresh = await freshConfig(engine);
   cleanups.push({ what: `${engine} data dir / database`, fn: () => fresh.cleanup() });
   const rt = await openRuntime(fresh.config);
@@ -206,14 +290,14 @@ async function ingest(engine: EngineName, dovecot: DovecotServer, totalBytes: nu
   try {
     await rt.services.mailboxes.add({
       name: 'bench',
-      protocol: 'imaps',
+      protocol,
       server: '127.0.0.1',
-      port: dovecot.ports.imaps,
+      port: protocol === 'pops' ? dovecot.ports.pop3s : dovecot.ports.imaps,
       username: USER.name,
       password: USER.password,
       emailAddress: 'support@example.test',
       caFile: dovecot.caFile,
-      afterFetch: 'mark-read',
+      afterFetch: protocol === 'pops' ? 'leave' : 'mark-read',
     });
     const t0 = now();
     [summary] = (await rt.services.fetch.once({ mailbox: 'bench' })) as [FetchSummary];
@@ -225,9 +309,13 @@ async function ingest(engine: EngineName, dovecot: DovecotServer, totalBytes: nu
   cleanups.pop();
   const taken = summary.created + summary.appended;
   if (summary.error || summary.fetched !== MAILS || taken !== MAILS) {
-    throw new Error(`ingest on ${engine} did not take in every mail: ${JSON.stringify(summary)}`);
+    throw new Error(
+      `ingest on ${engine} (${protocol}) did not take in every mail: ${JSON.stringify(summary)}`,
+    );
   }
   return {
+    protocol,
+    afterFetch: protocol === 'pops' ? 'leave' : 'mark-read',
     mails: summary.fetched,
     created: summary.created,
     appended: summary.appended,
@@ -245,19 +333,23 @@ async function bigMailChild(engine: EngineName, dovecot: DovecotServer) {
   // forked straight from this process would report this process's peak (the 0.5 GB of sources held for (b)).
   // A small shell in between (which forks, then execs node; not its last command, so it cannot exec in place)
   // gives the child a clean count.
-  const child = spawn('/bin/sh', ['-c', '"$0" "$1"; exit $?', process.execPath, path.join(here, 'big-child.js')], {
-    env: {
-      ...process.env,
-      BENCH_CHILD: JSON.stringify({
-        engine,
-        port: dovecot.ports.imaps,
-        caFile: dovecot.caFile,
-        user: BIG_USER.name,
-        password: BIG_USER.password,
-      }),
+  const child = spawn(
+    '/bin/sh',
+    ['-c', '"$0" "$1"; exit $?', process.execPath, path.join(here, 'big-child.js')],
+    {
+      env: {
+        ...process.env,
+        BENCH_CHILD: JSON.stringify({
+          engine,
+          port: dovecot.ports.imaps,
+          caFile: dovecot.caFile,
+          user: BIG_USER.name,
+          password: BIG_USER.password,
+        }),
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  );
   let out = '';
   child.stdout.on('data', (d: Buffer) => {
     out += d.toString();
@@ -306,7 +398,9 @@ async function main(): Promise<void> {
   log(`machine: ${host.cpu}, ${host.cores} cores, ${host.memoryGiB} GiB, Node ${host.node}`);
   log(`Dovecot ${host.dovecot}; ${host.postgres}`);
   if (host.loadAverageAtStart[0]! > 0.5) {
-    log(`note: load average ${host.loadAverageAtStart.join(' ')}: other work on this machine skews the figures`);
+    log(
+      `note: load average ${host.loadAverageAtStart.join(' ')}: other work on this machine skews the figures`,
+    );
   }
 
   const dovecot = await startDovecot({ users: [USER, BIG_USER] });
@@ -334,6 +428,19 @@ async function main(): Promise<void> {
   const totalBytes = sources.reduce((n, s) => n + s.length, 0);
 
   gc();
+  log('(a2) raw fetch with the POP3 client (POP3S, pipelined RETR) …');
+  const rawPop3s = await rawFetchPop3s(dovecot, sources);
+  log(`(a2) ${rawPop3s.mailsPerSecond} mails/s, ${rawPop3s.MiBPerSecond} MiB/s`);
+  // Dovecot marks RETRieved mail \Seen at QUIT; IMAPS ingest (c) takes only unseen mail
+  const unseenAfterPop3s = await countUnseen(dovecot);
+  t0 = now();
+  await resetSeen(dovecot);
+  const pop3sSeenResetSeconds = (now() - t0) / 1000;
+  log(
+    `(a2) ${MAILS - unseenAfterPop3s} of ${MAILS} mails were \\Seen after the POP3 session; all unseen again`,
+  );
+
+  gc();
   log('(b) parse only …');
   const parse = await parseOnly(sources);
   log(`(b) ${parse.mailsPerSecond} mails/s, ${parse.MiBPerSecond} MiB/s`);
@@ -343,6 +450,12 @@ async function main(): Promise<void> {
   log('(c) ingest on SQLite …');
   const sqlite = await ingest('sqlite', dovecot, totalBytes);
   log(`(c) SQLite: ${sqlite.mailsPerSecond} mails/s`);
+  gc();
+  // POP3 lists every mail whatever its \Seen flag (set by (c)); "leave" changes nothing on the server
+  log('(c2) ingest on SQLite, POP3S (afterFetch leave) …');
+  const sqlitePop3s = await ingest('sqlite', dovecot, totalBytes, 'pops');
+  log(`(c2) SQLite, POP3S: ${sqlitePop3s.mailsPerSecond} mails/s`);
+  if ((await countUnseen(dovecot)) !== 0) throw new Error('(c) SQLite left unseen mails on the server');
   gc();
   t0 = now();
   await resetSeen(dovecot);
@@ -368,9 +481,20 @@ async function main(): Promise<void> {
       seed: 20240601,
     },
     rawFetch: rawFetchResult,
+    rawFetchPop3s: {
+      ...rawPop3s,
+      percentOfImaps: round((100 * rawPop3s.mailsPerSecond) / rawFetchResult.mailsPerSecond),
+      seenAfterSession: MAILS - unseenAfterPop3s,
+      seenResetSeconds: round(pop3sSeenResetSeconds, 2),
+    },
     parseOnly: parse,
     ingest: {
       sqlite: { ...sqlite, percentOfParseOnly: ratio(sqlite.mailsPerSecond) },
+      sqlitePop3s: {
+        ...sqlitePop3s,
+        percentOfParseOnly: ratio(sqlitePop3s.mailsPerSecond),
+        percentOfSqliteImaps: round((100 * sqlitePop3s.mailsPerSecond) / sqlite.mailsPerSecond),
+      },
       postgres: { ...postgres, percentOfParseOnly: ratio(postgres.mailsPerSecond) },
       seenResetSeconds: round(resetSeconds, 2),
     },
@@ -379,6 +503,7 @@ async function main(): Promise<void> {
     targets: {
       ingestAtLeast60PercentOfParse: {
         sqlite: ratio(sqlite.mailsPerSecond) >= 60,
+        sqlitePop3s: ratio(sqlitePop3s.mailsPerSecond) >= 60,
         postgres: ratio(postgres.mailsPerSecond) >= 60,
       },
       bigMailUnder150MiB: {
@@ -397,6 +522,13 @@ async function main(): Promise<void> {
       `${rawFetchResult.mails} mails, ${rawFetchResult.MiB} MiB in ${rawFetchResult.seconds} s`,
     ],
     [
+      '(a2) raw fetch, POP3 client, POP3S',
+      String(rawPop3s.mailsPerSecond),
+      String(rawPop3s.MiBPerSecond),
+      `UIDL + ${rawPop3s.mails} RETR${rawPop3s.pipelining ? ' pipelined' : ''}, ${rawPop3s.MiB} MiB in ${rawPop3s.seconds} s; ` +
+        `${round((100 * rawPop3s.mailsPerSecond) / rawFetchResult.mailsPerSecond)} % of (a)`,
+    ],
+    [
       '(b) parse only (+ blob writes)',
       String(parse.mailsPerSecond),
       String(parse.MiBPerSecond),
@@ -407,6 +539,13 @@ async function main(): Promise<void> {
       String(sqlite.mailsPerSecond),
       String(sqlite.MiBPerSecond),
       `${sqlite.seconds} s; ${ratio(sqlite.mailsPerSecond)} % of (b) (target >= 60 %)`,
+    ],
+    [
+      '(c2) ingest, SQLite, POP3S (leave)',
+      String(sqlitePop3s.mailsPerSecond),
+      String(sqlitePop3s.MiBPerSecond),
+      `${sqlitePop3s.seconds} s; ${ratio(sqlitePop3s.mailsPerSecond)} % of (b); ` +
+        `${round((100 * sqlitePop3s.mailsPerSecond) / sqlite.mailsPerSecond)} % of (c) SQLite IMAPS`,
     ],
     [
       '(c) ingest, PostgreSQL',
