@@ -54,6 +54,15 @@ if (mailboxInputProps.password) {
   mailboxInputProps.password.writeOnly = true;
   mailboxInputProps.password.description = 'Sealed at rest; never returned.';
 }
+if (mailboxInputProps.accessToken) {
+  mailboxInputProps.accessToken.writeOnly = true;
+  mailboxInputProps.accessToken.description =
+    'Graph only: bearer token for the mailbox until OAuth is supported. Sealed at rest; never returned.';
+}
+if (mailboxInputProps.graphEndpoint) {
+  mailboxInputProps.graphEndpoint.description =
+    'Graph only ("Graph Endpoint"): https://graph.microsoft.com (default), a national cloud (https://graph.microsoft.us, https://dod-graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn) or another https URL.';
+}
 if (mailboxInputProps.emailAddress) {
   mailboxInputProps.emailAddress.description = 'One address, or several separated by commas (aliases).';
 }
@@ -443,11 +452,14 @@ export const openApiDocument = {
           id: { type: 'integer' },
           name: { type: 'string' },
           portal: { type: 'string' },
-          protocol: { type: 'string', enum: ['imap', 'imaps', 'pop', 'pops'] },
-          server: { type: 'string' },
+          protocol: { type: 'string', enum: ['imap', 'imaps', 'pop', 'pops', 'graph'] },
+          server: { type: 'string', description: 'Host name; for Graph the endpoint URL' },
           port: { type: 'integer' },
           username: { type: 'string' },
-          passwordSet: { type: 'boolean', description: 'The password itself is never returned.' },
+          passwordSet: {
+            type: 'boolean',
+            description: 'The password (Graph: the access token) is set; it is never returned.',
+          },
           emailAddress: { type: 'array', items: { type: 'string' } },
           starttls: { type: 'boolean' },
           caFile: nullable('string'),
@@ -455,7 +467,8 @@ export const openApiDocument = {
           afterFetch: {
             type: 'string',
             enum: ['mark-read', 'delete', 'move', 'leave'],
-            description: 'IMAP: mark-read (default), delete, move. POP3: delete (default) or leave.',
+            description:
+              'IMAP and Graph: mark-read (default), delete, move. POP3: delete (default) or leave.',
           },
           moveToFolder: nullable('string'),
           intervalSeconds: { type: 'integer' },

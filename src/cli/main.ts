@@ -139,9 +139,12 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
 
   const readMailboxFile = async (file: string): Promise<unknown> => {
     const value = await readJsonFile(file, 'mailbox');
-    if (value && typeof value === 'object' && 'password' in value) {
-      const pw = (value as { password: unknown }).password;
-      if (typeof pw === 'string' && pw.length >= MIN_REDACTED_LENGTH) secrets.push(pw);
+    if (value && typeof value === 'object') {
+      // a Graph mailbox's accessToken is a secret like a password
+      for (const key of ['password', 'accessToken']) {
+        const pw = (value as Record<string, unknown>)[key];
+        if (typeof pw === 'string' && pw.length >= MIN_REDACTED_LENGTH) secrets.push(pw);
+      }
     }
     return value;
   };
@@ -687,6 +690,8 @@ function paint(on: boolean, tone: 'red' | 'green' | 'bold', text: string): strin
 
 /** The URL scheme people know: pop3:// and pop3s:// (RFC 2384), imap:// and imaps:// (RFC 5092). */
 function serverUrl(m: MailboxView): string {
+  // Graph: `server` is the endpoint URL itself (https://graph.microsoft.com or a national cloud)
+  if (m.protocol === 'graph') return m.server;
   const scheme = m.protocol === 'pop' ? 'pop3' : m.protocol === 'pops' ? 'pop3s' : m.protocol;
   return `${scheme}://${m.server}:${m.port}`;
 }
@@ -706,12 +711,21 @@ function printMailbox(line: (t: string) => void, m: MailboxView): void {
         ['portal', m.portal],
         ['server', `${serverUrl(m)}${tlsNote(m)}`],
         ['username', m.username],
-        ['password', m.passwordSet ? '(set; never shown)' : '(not set)'],
+        m.protocol === 'graph'
+          ? ['access token', m.passwordSet ? '(set; never shown)' : '(not set)']
+          : ['password', m.passwordSet ? '(set; never shown)' : '(not set)'],
         ['addresses', m.emailAddress.join(', ')],
         ['folder', m.folder],
         ['after fetch', m.afterFetch === 'move' ? `move to ${m.moveToFolder ?? '?'}` : m.afterFetch],
         ['interval', `${m.intervalSeconds} s`],
-        ['push (IDLE)', m.idle ? 'on: new mail is taken in at once' : 'off: on the interval only'],
+        [
+          'push (IDLE)',
+          m.protocol === 'graph' || m.protocol === 'pop' || m.protocol === 'pops'
+            ? `none for ${m.protocol === 'graph' ? 'Graph' : 'POP3'}: on the interval only`
+            : m.idle
+              ? 'on: new mail is taken in at once'
+              : 'off: on the interval only',
+        ],
         ['CA file', m.caFile ?? '-'],
         ['enabled', m.enabled ? 'yes' : 'no'],
         ['last fetch', s.lastFetchAt ?? 'never'],

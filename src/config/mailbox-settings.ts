@@ -33,6 +33,36 @@ export type AfterFetchName = z.infer<typeof afterFetchSchema>;
 
 const POP_PROTOCOLS: ReadonlySet<string> = new Set(['pop', 'pops']);
 export const isPop = (protocol: string): boolean => POP_PROTOCOLS.has(protocol);
+export const isGraph = (protocol: string): boolean => protocol === 'graph';
+
+/**
+ * Microsoft Graph endpoints (the reference's "Graph Endpoint"): the global service and the national clouds
+ * Microsoft publishes (https://learn.microsoft.com/graph/deployments). Any other value must be an https URL:
+ * the access token travels in every request, so a plain-http endpoint would hand it to anyone on the path.
+ */
+export const GRAPH_ENDPOINTS = [
+  'https://graph.microsoft.com',
+  'https://graph.microsoft.us',
+  'https://dod-graph.microsoft.us',
+  'https://microsoftgraph.chinacloudapi.cn',
+] as const;
+export const DEFAULT_GRAPH_ENDPOINT = GRAPH_ENDPOINTS[0];
+
+const graphEndpoint = z
+  .string()
+  .trim()
+  .refine(
+    (v) => {
+      try {
+        const u = new URL(v);
+        return u.protocol === 'https:' && !u.username && !u.password && !u.search && !u.hash;
+      } catch {
+        return false;
+      }
+    },
+    `must be one of ${GRAPH_ENDPOINTS.join(', ')} or another https:// URL (no credentials, query or fragment)`,
+  )
+  .transform((v) => v.replace(/\/+$/, ''));
 
 export const mailboxInputSchema = z
   .object({
@@ -46,11 +76,19 @@ export const mailboxInputSchema = z
         'letters, digits, dot, hyphen and underscore; starts with a letter or digit',
       ),
     portal: z.string().trim().min(1).default('default'),
-    protocol: z.enum(['imap', 'imaps', 'pop', 'pops']),
-    server: hostname,
+    protocol: z.enum(['imap', 'imaps', 'pop', 'pops', 'graph']),
+    /** IMAP/POP3 only; Graph derives it from graphEndpoint. */
+    server: hostname.optional(),
     port: z.number().int().min(1).max(65535).optional(),
-    username: z.string().min(1, 'the user name is required'),
-    password: z.string().min(1, 'the password is required'),
+    username: z.string().min(1, 'the user name is required').optional(),
+    password: z.string().min(1, 'the password is required').optional(),
+    /** Graph only (the reference's "Graph Endpoint"); default https://graph.microsoft.com. */
+    graphEndpoint: graphEndpoint.optional(),
+    /**
+     * Graph only: a bearer token for the mailbox, sealed at rest like a password. A stop-gap until the OAuth
+     * issue lands (then the token is obtained and refreshed from a client id/secret and refresh token).
+     */
+    accessToken: z.string().min(1, 'the access token is required').optional(),
     emailAddress: emailList,
     starttls: z.boolean().default(true),
     caFile: z.string().min(1).optional(),
@@ -65,6 +103,13 @@ export const mailboxInputSchema = z
   })
   .strict()
   .superRefine((m, ctx) => {
+    if (isGraph(m.protocol) && m.afterFetch === 'leave') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['afterFetch'],
+        message: '"leave" is for POP3; with Graph use "mark-read" (the default), "delete" or "move"',
+      });
+    }
     if (m.afterFetch === 'move' && !m.moveToFolder) {
       ctx.addIssue({ code: 'custom', path: ['moveToFolder'], message: 'required when afterFetch is "move"' });
     }
@@ -86,7 +131,7 @@ export const mailboxInputSchema = z
       if (m.moveToFolder !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['moveToFolder'], message: 'POP3 has no folders' });
       }
-    } else if (m.afterFetch === 'leave') {
+    } else if (m.afterFetch === 'leave' && !isGraph(m.protocol)) {
       ctx.addIssue({
         code: 'custom',
         path: ['afterFetch'],
@@ -107,11 +152,57 @@ export const mailboxInputSchema = z
         message: 'port 143 is plain IMAP; use protocol "imap" (with starttls) or port 993',
       });
     }
-  });
+  })
+  // Which fields a protocol requires: checked even when other fields are bad (`when`), so a missing server
+  // is named together with a mistyped port, as it was when the fields were plainly required.
+  .superRefine(
+    (m, ctx) => {
+      const given = (field: string) => (m as Record<string, unknown>)[field] !== undefined;
+      if (isGraph(m.protocol)) {
+        if (!given('accessToken')) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['accessToken'],
+            message: 'required for Graph (a bearer token for the mailbox, until OAuth is supported)',
+          });
+        }
+        for (const field of ['server', 'port', 'username', 'password']) {
+          if (given(field)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [field],
+              message: `not used with Graph; set ${field === 'server' || field === 'port' ? '"graphEndpoint"' : '"accessToken"'} instead`,
+            });
+          }
+        }
+      } else {
+        for (const field of ['server', 'username', 'password']) {
+          if (!given(field)) ctx.addIssue({ code: 'custom', path: [field], message: 'required' });
+        }
+        for (const field of ['graphEndpoint', 'accessToken']) {
+          if (given(field)) {
+            ctx.addIssue({ code: 'custom', path: [field], message: 'only used with protocol "graph"' });
+          }
+        }
+      }
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  );
 
 export type MailboxInput = z.input<typeof mailboxInputSchema>;
-export type MailboxSettings = Omit<z.output<typeof mailboxInputSchema>, 'afterFetch'> & {
+/**
+ * Validated settings. `server`, `port`, `username` and `password` are always filled so every connector and
+ * display can rely on them: for Graph `server`/`port` are the endpoint's host and port, `username` the mailbox
+ * address and `password` empty (the secret is `accessToken`).
+ */
+export type MailboxSettings = Omit<
+  z.output<typeof mailboxInputSchema>,
+  'afterFetch' | 'server' | 'username' | 'password'
+> & {
+  server: string;
   port: number;
+  username: string;
+  password: string;
   afterFetch: AfterFetchName;
 };
 
@@ -120,6 +211,7 @@ export const DEFAULT_PORTS: Record<MailboxSettings['protocol'], number> = {
   imaps: 993,
   pop: 110,
   pops: 995,
+  graph: 443,
 };
 
 /** Validates a mailbox; throws INVALID_SETTINGS naming every bad field. */
@@ -137,8 +229,26 @@ export function parseMailboxInput(input: unknown): MailboxSettings {
     );
   }
   const m = result.data;
+  if (isGraph(m.protocol)) {
+    const endpoint = m.graphEndpoint ?? DEFAULT_GRAPH_ENDPOINT;
+    const url = new URL(endpoint);
+    return {
+      ...m,
+      graphEndpoint: endpoint,
+      server: url.hostname.replace(/^\[|\]$/g, ''),
+      port: url.port ? Number(url.port) : DEFAULT_PORTS.graph,
+      username: m.emailAddress[0]!,
+      password: '',
+      // Graph names folders by well-known name ("inbox", case-insensitive) or id; "INBOX" is the IMAP default
+      folder: m.folder === 'INBOX' ? 'inbox' : m.folder,
+      afterFetch: m.afterFetch ?? 'mark-read',
+    };
+  }
   return {
     ...m,
+    server: m.server!,
+    username: m.username!,
+    password: m.password!,
     port: m.port ?? DEFAULT_PORTS[m.protocol],
     // POP3 has no "read" flag to set: taking a mail in means deleting it unless the admin chose to leave it
     afterFetch: m.afterFetch ?? (isPop(m.protocol) ? 'delete' : 'mark-read'),
@@ -160,7 +270,7 @@ function humanMessage(issue: z.core.$ZodIssue, input: unknown): string {
     return `must be a ${issue.expected}, not ${Array.isArray(given) ? 'a list' : typeof given}`;
   }
   if (issue.code === 'invalid_value' && issue.path[0] === 'protocol') {
-    return `must be one of ${issue.values.map((v) => `"${String(v)}"`).join(', ')} (EWS and Graph come with later releases)`;
+    return `must be one of ${issue.values.map((v) => `"${String(v)}"`).join(', ')} (EWS comes with a later release)`;
   }
   if (issue.path[0] === 'emailAddress' && typeof issue.path[1] === 'number') {
     const raw = (input as { emailAddress?: unknown } | null)?.emailAddress;

@@ -3,6 +3,7 @@ import type { MailboxSettings } from '../config/mailbox-settings.js';
 import { MailintakeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Connector, SampleMail } from './connector.js';
+import { GraphConnector, type GraphFetch } from './graph/graph-connector.js';
 import { ImapConnector } from './imap/imap-connector.js';
 import { Pop3Connector } from './pop3/pop3-connector.js';
 
@@ -14,7 +15,12 @@ export interface SamplingConnector extends Connector {
 /** The one place that maps a mailbox's protocol to its connector. */
 export function createConnector(
   settings: MailboxSettings,
-  opts: { logger?: Logger } = {},
+  opts: {
+    logger?: Logger;
+    /** Graph only: the HTTP client and the wait before a retry (tests drive time and failures with them). */
+    fetch?: GraphFetch;
+    sleep?: (ms: number) => Promise<void>;
+  } = {},
 ): SamplingConnector {
   let ca: Buffer | undefined;
   if (settings.caFile) {
@@ -39,6 +45,13 @@ export function createConnector(
       return new Pop3Connector(settings, {
         ...(opts.logger ? { logger: opts.logger } : {}),
         ...(ca ? { ca } : {}),
+      });
+    case 'graph':
+      return new GraphConnector(settings, {
+        ...(opts.logger ? { logger: opts.logger } : {}),
+        ...(ca ? { ca } : {}),
+        ...(opts.fetch ? { fetch: opts.fetch } : {}),
+        ...(opts.sleep ? { sleep: opts.sleep } : {}),
       });
   }
 }

@@ -39,8 +39,12 @@ export class MailboxRepo {
   }
 
   settingsOf(row: MailboxRow): MailboxSettings {
-    const secrets = JSON.parse(this.box.open(row.secrets)) as { password: string };
-    return { ...(JSON.parse(row.settings) as Omit<MailboxSettings, 'password'>), password: secrets.password };
+    const secrets = JSON.parse(this.box.open(row.secrets)) as { password: string; accessToken?: string };
+    return {
+      ...(JSON.parse(row.settings) as Omit<MailboxSettings, 'password'>),
+      password: secrets.password,
+      ...(secrets.accessToken !== undefined ? { accessToken: secrets.accessToken } : {}),
+    };
   }
 
   view(row: MailboxRow, fetching = false): MailboxView {
@@ -50,7 +54,8 @@ export class MailboxRepo {
       name: row.name,
       portal: row.portal_name,
       protocol: row.protocol,
-      server: s.server,
+      // Graph has no host to show: the endpoint URL is its "server"
+      server: s.protocol === 'graph' && s.graphEndpoint ? s.graphEndpoint : s.server,
       port: s.port,
       username: s.username,
       passwordSet: true,
@@ -127,7 +132,13 @@ export class MailboxRepo {
     >;
     if (typeof body === 'object' && body !== null) {
       // The password is never shown, so an edit form cannot send it back: a missing password keeps the stored one.
-      if (body.password === undefined) body.password = this.settingsOf(current).password;
+      // Likewise a Graph mailbox's access token.
+      const stored = this.settingsOf(current);
+      const graph = (body.protocol ?? current.protocol) === 'graph';
+      if (graph && body.accessToken === undefined && stored.accessToken !== undefined) {
+        body.accessToken = stored.accessToken;
+      }
+      if (!graph && body.password === undefined && stored.password) body.password = stored.password;
       if (body.name === undefined) body.name = name;
     }
     const { settings, portalId } = await this.validate(body);
@@ -151,14 +162,16 @@ export class MailboxRepo {
 
   /** The stored form of validated settings: the password sealed apart from the rest. */
   private columns(settings: MailboxSettings, portalId: number) {
-    const { password, enabled, ...rest } = settings;
+    const { password, accessToken, enabled, ...rest } = settings;
     return {
       name: settings.name,
       portal_id: portalId,
       protocol: settings.protocol,
       enabled: enabled ? 1 : 0,
       settings: JSON.stringify(rest),
-      secrets: this.box.seal(JSON.stringify({ password })),
+      secrets: this.box.seal(
+        JSON.stringify(accessToken !== undefined ? { password, accessToken } : { password }),
+      ),
     };
   }
 

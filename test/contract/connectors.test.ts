@@ -2,6 +2,7 @@ import { afterAll, beforeAll } from 'vitest';
 import type { MailboxInput } from '../../src/config/mailbox-settings.js';
 import { parseMailboxInput } from '../../src/config/mailbox-settings.js';
 import { createConnector } from '../../src/connectors/factory.js';
+import { GraphDouble } from '../doubles/graph-double.js';
 import { deliverMaildir, folderMessages, listInbox } from '../support/deliver.js';
 import { type DovecotServer, startDovecot } from '../support/dovecot.js';
 import { CONTRACT_CASES, type ContractTarget, connectorContract } from './connector-contract.js';
@@ -78,3 +79,47 @@ for (const mode of MODES) {
   };
   connectorContract(target);
 }
+
+/**
+ * Microsoft Graph against its protocol double (no real Graph can run here). The contract's `over` speaks
+ * IMAP/POP3 settings; they are translated: a wrong password is a wrong access token, a port or server name
+ * is a different graphEndpoint.
+ */
+let graph: GraphDouble;
+const GRAPH_TOKEN = 'contract-graph-token-0123456789';
+const graphAddress = (user: string) => `${user}@graph.test`;
+
+beforeAll(async () => {
+  graph = await GraphDouble.start({ token: GRAPH_TOKEN });
+  for (const c of CONTRACT_CASES) graph.addMailbox(graphAddress(`graph-${c}`));
+});
+afterAll(async () => {
+  await graph?.stop();
+});
+
+connectorContract({
+  id: 'graph',
+  name: 'Microsoft Graph (double)',
+  traits: { keepAction: 'mark-read', listsKeptMail: false, folders: true },
+  mismatchedName: '127.0.0.1',
+  connector: (user, over: Partial<MailboxInput> = {}) => {
+    const { password, port, server, ...rest } = over;
+    return createConnector(
+      parseMailboxInput({
+        name: `contract-${user}`,
+        protocol: 'graph',
+        graphEndpoint: `https://${server ?? 'localhost'}:${port ?? graph.port}`,
+        accessToken: password ?? GRAPH_TOKEN,
+        emailAddress: graphAddress(user),
+        caFile: graph.caFile,
+        ...rest,
+      }),
+    );
+  },
+  deliver: async (user, raws) => {
+    await graph.deliver(graphAddress(user), raws);
+  },
+  onServer: async (user) => ids(graph.messages(graphAddress(user)).map((m) => ({ messageId: m.messageId }))),
+  folderMessageIds: async (user, folder) =>
+    ids(graph.messages(graphAddress(user), folder).map((m) => ({ messageId: m.messageId }))),
+});

@@ -1,0 +1,720 @@
+import https from 'node:https';
+import { PassThrough, Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { MailboxSettings } from '../../config/mailbox-settings.js';
+import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { AfterFetch, Connector, ConnectorTraits, RemoteMail, SampleMail } from '../connector.js';
+import {
+  certificateProblem,
+  DNS_ERROR_CODES,
+  loadCa,
+  nameMismatch,
+  SOCKET_ERROR_CODES,
+  SOCKET_TIMEOUT_CODES,
+  socketFailureText,
+  validateTimeouts,
+} from '../net-errors.js';
+
+/**
+ * Microsoft Graph mail connector (v1.0 REST API over HTTPS).
+ *
+ * Protocol facts, and what we do about them:
+ * - Every request carries `Prefer: IdType="ImmutableId"`: a default Graph id changes when a mail moves between
+ *   folders, an immutable id does not (learn.microsoft.com/graph/outlook-immutable-id). The identity is
+ *   `graph;<immutable id>`, so a mail moved by a person and back is still recognised by the intake log.
+ * - Listing is `GET /users/{mailbox}/mailFolders/{folder}/messages` ordered by receivedDateTime, paged with
+ *   `@odata.nextLink`. The whole listing is read before anything is acknowledged, so a mark-read between pages
+ *   cannot shift an offset-based skip token. A nextLink pointing anywhere but the configured endpoint is
+ *   refused: following it would send the mailbox's bearer token to that host.
+ * - Graph refuses `$filter` + `$orderby` unless every `$orderby` property comes first in the `$filter`
+ *   ("The restriction or sort order is too complex for this operation"), hence the always-true
+ *   `receivedDateTime ge 1900-01-01…` clause in front of `isRead eq false`.
+ * - The raw mail is `GET /messages/{id}/$value` (MIME), streamed; nothing is marked read by reading it.
+ * - Size: Graph v1.0 has no size property; it is the MAPI property PR_MESSAGE_SIZE (`Integer 0x0E08`), read as
+ *   a single-value extended property.
+ * - Delete is `DELETE /messages/{id}`: the mail leaves the folder and Exchange keeps it in Recoverable Items
+ *   for the tenant's retention period (a soft delete, so an admin can still recover a mail). We do not move to
+ *   Deleted Items, where it would still count against the quota and be visible to the mailbox's users.
+ * - Move is `POST /messages/{id}/move` to a top-level folder of the mailbox found by displayName, created when
+ *   missing (a 409 ErrorFolderExists from a concurrent create is answered by looking it up again).
+ * - Throttling: 429 and 503 (and 504) are retried after `Retry-After` seconds (or a back-off when absent), a
+ *   bounded number of times and within a bounded total wait; then the round ends with TIMEOUT and the next
+ *   round tries again. Nothing was changed by a refused request, so retrying a PATCH/DELETE/POST is safe.
+ * - Authentication: a bearer token (`accessToken`) until OAuth lands; 401 and 403 are AUTH_FAILED.
+ */
+
+/** The parts of `fetch` the connector uses; the global `fetch` fits, so does a test double. */
+export type GraphFetch = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: string; signal?: AbortSignal },
+) => Promise<Response>;
+
+export interface GraphTimeouts {
+  /** Silence on a request (connect, headers or body) before giving up. Default 60 s. */
+  requestMs: number;
+}
+
+export interface GraphRetryLimits {
+  /** Attempts per request, the first included. Default 5. */
+  maxAttempts: number;
+  /** Longest total wait for one request across its retries. Default 120 s. */
+  maxTotalWaitMs: number;
+}
+
+export interface GraphConnectorOptions {
+  logger?: Logger;
+  /** A private CA (PEM) to trust in addition to the system's. Overrides settings.caFile. */
+  ca?: Buffer;
+  /**
+   * The HTTP client. Default: Node's https with the private CA (the global fetch cannot be given a CA without
+   * undici's Agent, which is not a dependency).
+   */
+  fetch?: GraphFetch;
+  /** How the connector waits before a retry; tests pass one that records and returns at once. */
+  sleep?: (ms: number) => Promise<void>;
+  timeouts?: Partial<GraphTimeouts>;
+  retry?: Partial<GraphRetryLimits>;
+}
+
+/** What `RemoteMail.handle` holds for Graph: the immutable message id. */
+export interface GraphHandle {
+  id: string;
+}
+
+export const DEFAULT_GRAPH_TIMEOUTS: GraphTimeouts = { requestMs: 60_000 };
+export const DEFAULT_GRAPH_RETRY: GraphRetryLimits = { maxAttempts: 5, maxTotalWaitMs: 120_000 };
+
+const IDENTITY_PREFIX = 'graph;';
+const PAGE_SIZE = 50;
+/** `$value` requests in flight in fetchMany: Exchange's MailboxConcurrency limit is 4 per app and mailbox. */
+const FETCH_CONCURRENCY = 4;
+/** Pages per listing: 2,000 × 50 = 100,000 mails; a server that never stops paging must not loop forever. */
+const MAX_PAGES = 2_000;
+/** Back-off when a 429/503 carries no Retry-After: 1, 2, 4, 8 s… */
+const BACKOFF_BASE_MS = 1_000;
+const RETRY_STATUSES: ReadonlySet<number> = new Set([429, 503, 504]);
+/** PR_MESSAGE_SIZE as Graph names it in a single-value extended property. */
+const SIZE_PROPERTY = 'Integer 0x0E08';
+const EXPAND_SIZE = `singleValueExtendedProperties($filter=id eq '${SIZE_PROPERTY}')`;
+
+interface GraphMessage {
+  id: string;
+  internetMessageId?: string;
+  isRead?: boolean;
+  receivedDateTime?: string;
+  sentDateTime?: string;
+  subject?: string | null;
+  from?: { emailAddress?: { name?: string; address?: string } } | null;
+  singleValueExtendedProperties?: { id: string; value: string }[];
+}
+
+interface GraphFolder {
+  id: string;
+  displayName?: string;
+}
+
+interface GraphPage<T> {
+  value?: T[];
+  '@odata.nextLink'?: string;
+}
+
+/** Graph's error body: `{ "error": { "code": "…", "message": "…" } }`. */
+interface GraphErrorBody {
+  error?: { code?: string; message?: string };
+}
+
+const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export class GraphConnector implements Connector {
+  readonly traits: ConnectorTraits = { keepAction: 'mark-read', listsKeptMail: false, folders: true };
+  private readonly settings: MailboxSettings;
+  private readonly opts: GraphConnectorOptions;
+  private readonly timeouts: GraphTimeouts;
+  private readonly retry: GraphRetryLimits;
+  private readonly endpoint: URL;
+  private readonly mailbox: string;
+  private readonly folder: string;
+  private http: GraphFetch | null = null;
+  /** displayName → folder id, for move targets found or created in this session. */
+  private folderIds = new Map<string, string>();
+
+  constructor(settings: MailboxSettings, opts: GraphConnectorOptions = {}) {
+    this.settings = settings;
+    this.opts = opts;
+    this.timeouts = validateTimeouts(DEFAULT_GRAPH_TIMEOUTS, opts.timeouts);
+    this.retry = validateTimeouts(DEFAULT_GRAPH_RETRY, opts.retry);
+    this.endpoint = new URL(settings.graphEndpoint ?? 'https://graph.microsoft.com');
+    this.mailbox = settings.emailAddress[0] ?? settings.username;
+    this.folder = settings.folder || 'inbox';
+  }
+
+  /** How messages name the server: the endpoint's origin (host and port). */
+  private get where(): string {
+    return this.endpoint.host;
+  }
+
+  private get userPath(): string {
+    return `/v1.0/users/${encodeURIComponent(this.mailbox)}`;
+  }
+
+  async open(): Promise<void> {
+    await this.close();
+    const ca = await loadCa(this.settings, this.opts.ca);
+    this.http = this.opts.fetch ?? httpsFetch({ ca, timeoutMs: this.timeouts.requestMs });
+    try {
+      // one request proves endpoint, TLS, token, mailbox and folder at once
+      await this.json<GraphFolder>(
+        'GET',
+        `${this.userPath}/mailFolders/${encodeURIComponent(this.folder)}?$select=id,displayName`,
+        `opening folder "${this.folder}" of ${this.mailbox}`,
+        { notFound: 'FOLDER_NOT_FOUND' },
+      );
+    } catch (err) {
+      this.http = null;
+      throw err;
+    }
+  }
+
+  async listNew(): Promise<RemoteMail[]> {
+    // mark-read keeps read mail in the folder, so only unread mail is new; delete and move empty the folder
+    const filter =
+      this.settings.afterFetch === 'mark-read'
+        ? `&$filter=${encodeURIComponent('receivedDateTime ge 1900-01-01T00:00:00Z and isRead eq false')}`
+        : '';
+    let next: string | undefined =
+      `${this.userPath}/mailFolders/${encodeURIComponent(this.folder)}/messages` +
+      `?$select=id,internetMessageId,isRead,receivedDateTime&$expand=${encodeURIComponent(EXPAND_SIZE)}` +
+      `${filter}&$orderby=${encodeURIComponent('receivedDateTime asc')}&$top=${PAGE_SIZE}`;
+    const mails: RemoteMail[] = [];
+    const seen = new Set<string>();
+    for (let page = 0; next !== undefined; page++) {
+      if (page === MAX_PAGES) {
+        throw new MailintakeError(
+          'PROTOCOL_ERROR',
+          `${this.where} kept paging past ${MAX_PAGES} pages while listing "${this.folder}" of ${this.mailbox}`,
+          { details: { server: this.where } },
+        );
+      }
+      const body: GraphPage<GraphMessage> = await this.json<GraphPage<GraphMessage>>(
+        'GET',
+        next,
+        `listing "${this.folder}" of ${this.mailbox}`,
+        { notFound: 'FOLDER_NOT_FOUND' },
+      );
+      for (const m of body.value ?? []) {
+        if (typeof m.id !== 'string' || seen.has(m.id)) continue; // a mail arriving mid-paging can repeat
+        seen.add(m.id);
+        const size = sizeOf(m);
+        mails.push({
+          identity: `${IDENTITY_PREFIX}${m.id}`,
+          ...(size !== undefined ? { size } : {}),
+          handle: { id: m.id } satisfies GraphHandle,
+        });
+      }
+      next = body['@odata.nextLink'];
+    }
+    return mails;
+  }
+
+  private idOf(mail: RemoteMail): string {
+    const handle = mail.handle as Partial<GraphHandle> | undefined;
+    if (handle && typeof handle.id === 'string') return handle.id;
+    if (mail.identity.startsWith(IDENTITY_PREFIX)) return mail.identity.slice(IDENTITY_PREFIX.length);
+    throw new MailintakeError('PROTOCOL_ERROR', `Mail ${mail.identity} is not a Graph mail`, {
+      retryable: false,
+    });
+  }
+
+  private messagePath(id: string): string {
+    return `${this.userPath}/messages/${encodeURIComponent(id)}`;
+  }
+
+  async stream(mail: RemoteMail): Promise<Readable> {
+    const id = this.idOf(mail);
+    const step = `reading mail ${mail.identity}`;
+    const res = await this.request('GET', `${this.messagePath(id)}/$value`, step, {
+      notFound: 'NOT_FOUND',
+    });
+    if (!res.body) {
+      throw new MailintakeError('PROTOCOL_ERROR', `${this.where} sent no body while ${step}`, {
+        details: { server: this.where, step },
+      });
+    }
+    const source = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+    // a connection lost mid-body reaches the reader as a coded error, ending the round (not the mail's fault)
+    const out = new PassThrough();
+    source.on('error', (err) => out.destroy(this.transportError(err, step)));
+    out.on('close', () => {
+      if (!source.destroyed) source.destroy();
+    });
+    source.pipe(out);
+    return out;
+  }
+
+  /**
+   * Small mails several at a time: HTTP has no pipelining to lean on, so up to FETCH_CONCURRENCY `$value`
+   * requests run at once — Exchange allows 4 concurrent requests per app and mailbox (MailboxConcurrency)
+   * and throttles beyond that. A mail gone meanwhile is left out; the caller sees it missing.
+   */
+  async fetchMany(mails: RemoteMail[]): Promise<Map<string, Buffer>> {
+    const sources: (Buffer | undefined)[] = new Array(mails.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < mails.length) {
+        const i = next++;
+        const mail = mails[i]!;
+        const step = `reading mail ${mail.identity}`;
+        const res = await this.request('GET', `${this.messagePath(this.idOf(mail))}/$value`, step, {
+          allowNotFound: true,
+        });
+        if (res.status === 404) {
+          await res.body?.cancel();
+          continue;
+        }
+        try {
+          sources[i] = Buffer.from(await res.arrayBuffer());
+        } catch (err) {
+          throw this.transportError(err, step);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, mails.length) }, worker));
+    const result = new Map<string, Buffer>();
+    mails.forEach((mail, i) => {
+      const source = sources[i];
+      if (source) result.set(mail.identity, source);
+    });
+    return result;
+  }
+
+  async acknowledge(mails: RemoteMail[], action: AfterFetch): Promise<void> {
+    if (mails.length === 0) return;
+    switch (action.action) {
+      case 'mark-read':
+        for (const mail of mails) {
+          await this.change(
+            'PATCH',
+            this.messagePath(this.idOf(mail)),
+            `marking mail ${mail.identity} as read`,
+            JSON.stringify({ isRead: true }),
+          );
+        }
+        return;
+      case 'delete':
+        for (const mail of mails) {
+          await this.change('DELETE', this.messagePath(this.idOf(mail)), `deleting mail ${mail.identity}`);
+        }
+        return;
+      case 'move':
+        await this.moveTo(mails, action.folder);
+        return;
+      case 'leave':
+        // settings refuse "leave" for Graph (mark-read is its non-destructive action); nothing to do
+        return;
+    }
+  }
+
+  /**
+   * A change after commit. A 404 means the mail is gone already (a person deleted or moved it, or our own
+   * earlier attempt went through but its answer was lost): the goal, "not listed again", is met.
+   */
+  private async change(method: string, path: string, step: string, body?: string): Promise<void> {
+    const res = await this.request(method, path, step, {
+      ...(body !== undefined ? { body } : {}),
+      failCode: 'ACK_FAILED',
+      allowNotFound: true,
+    });
+    await res.body?.cancel();
+  }
+
+  async moveTo(mails: RemoteMail[], folder: string): Promise<void> {
+    if (mails.length === 0) return;
+    const destinationId = await this.ensureFolder(folder);
+    for (const mail of mails) {
+      await this.change(
+        'POST',
+        `${this.messagePath(this.idOf(mail))}/move`,
+        `moving mail ${mail.identity} to "${folder}"`,
+        JSON.stringify({ destinationId }),
+      );
+    }
+  }
+
+  /** The id of the top-level folder with this displayName, created when missing. */
+  private async ensureFolder(name: string): Promise<string> {
+    const known = this.folderIds.get(name);
+    if (known) return known;
+    const step = `creating folder "${name}"`;
+    const find = async () => {
+      // OData string literals escape a quote by doubling it
+      const filter = encodeURIComponent(`displayName eq '${name.replace(/'/g, "''")}'`);
+      const found = await this.json<GraphPage<GraphFolder>>(
+        'GET',
+        `${this.userPath}/mailFolders?$filter=${filter}&$select=id,displayName`,
+        `finding folder "${name}"`,
+        { failCode: 'ACK_FAILED' },
+      );
+      return found.value?.find((f) => f.displayName === name)?.id;
+    };
+    let id = await find();
+    if (!id) {
+      const res = await this.request('POST', `${this.userPath}/mailFolders`, step, {
+        body: JSON.stringify({ displayName: name }),
+        failCode: 'ACK_FAILED',
+        allowConflict: true,
+      });
+      if (res.status === 409) {
+        await res.body?.cancel();
+        id = await find(); // created meanwhile by another worker or a person
+      } else {
+        id = ((await res.json()) as GraphFolder).id;
+      }
+    }
+    if (!id) {
+      throw new MailintakeError('ACK_FAILED', `${this.where} did not give an id for folder "${name}"`, {
+        details: { server: this.where, step },
+      });
+    }
+    this.folderIds.set(name, id);
+    return id;
+  }
+
+  /** The oldest mail of the folder, described by properties only: nothing is read, flagged or moved. */
+  async sample(): Promise<SampleMail | null> {
+    const step = `reading the oldest mail in "${this.folder}" of ${this.mailbox}`;
+    const page = await this.json<GraphPage<GraphMessage>>(
+      'GET',
+      `${this.userPath}/mailFolders/${encodeURIComponent(this.folder)}/messages` +
+        `?$select=id,from,subject,sentDateTime,receivedDateTime,hasAttachments&$expand=${encodeURIComponent(EXPAND_SIZE)}` +
+        `&$orderby=${encodeURIComponent('receivedDateTime asc')}&$top=1`,
+      step,
+      { notFound: 'FOLDER_NOT_FOUND' },
+    );
+    const m = page.value?.[0];
+    if (!m) return null;
+    const attachments = await this.json<GraphPage<{ name?: string }>>(
+      'GET',
+      `${this.messagePath(m.id)}/attachments?$select=name`,
+      step,
+    );
+    const from = m.from?.emailAddress;
+    // SampleMail.date is the mail's own Date header, as IMAP's ENVELOPE gives it: Graph calls that sentDateTime
+    const date = m.sentDateTime ?? m.receivedDateTime;
+    return {
+      from: from?.address ? (from.name ? `${from.name} <${from.address}>` : from.address) : null,
+      subject: m.subject ?? null,
+      date: date ? new Date(date).toISOString() : null,
+      size: sizeOf(m) ?? 0,
+      attachments: (attachments.value ?? []).map((a, i) => a.name || `attachment-${i + 1}`),
+    };
+  }
+
+  async close(): Promise<void> {
+    // HTTP has no session to end; requests in flight belong to their callers
+    this.http = null;
+    this.folderIds = new Map();
+  }
+
+  private async json<T>(method: string, path: string, step: string, o: RequestOptions = {}): Promise<T> {
+    const res = await this.request(method, path, step, o);
+    try {
+      return (await res.json()) as T;
+    } catch (err) {
+      throw new MailintakeError(
+        'PROTOCOL_ERROR',
+        `${this.where} answered ${res.status} with a body that is not JSON while ${step}`,
+        { cause: err, details: { server: this.where, step } },
+      );
+    }
+  }
+
+  /** One request with the throttling retries; any answer that is not a success becomes a coded error. */
+  private async request(method: string, pathOrUrl: string, step: string, o: RequestOptions = {}) {
+    const http = this.http;
+    if (!http) {
+      throw new MailintakeError('PROTOCOL_ERROR', `Not connected to ${this.where}: open() was not called`, {
+        retryable: false,
+      });
+    }
+    const url = this.resolve(pathOrUrl, step);
+    const headers: Record<string, string> = {
+      Authorization: `Bearer ${this.settings.accessToken ?? ''}`,
+      Prefer: 'IdType="ImmutableId"',
+      Accept: 'application/json',
+      'User-Agent': 'Mailintake',
+      ...(o.body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+    };
+    const sleep = this.opts.sleep ?? sleepFor;
+    let waited = 0;
+    for (let attempt = 1; ; attempt++) {
+      let res: Response;
+      try {
+        res = await http(url, { method, headers, ...(o.body !== undefined ? { body: o.body } : {}) });
+      } catch (err) {
+        throw this.transportError(err, step);
+      }
+      if (res.ok) return res;
+      if (res.status === 404 && o.allowNotFound) return res;
+      if (res.status === 409 && o.allowConflict) return res;
+      if (RETRY_STATUSES.has(res.status)) {
+        const wait = retryAfterMs(res.headers.get('retry-after')) ?? BACKOFF_BASE_MS * 2 ** (attempt - 1);
+        if (attempt < this.retry.maxAttempts && waited + wait <= this.retry.maxTotalWaitMs) {
+          await res.body?.cancel();
+          this.opts.logger?.info('Graph throttled the request; waiting as told', {
+            server: this.where,
+            status: res.status,
+            waitMs: wait,
+            attempt,
+          });
+          waited += wait;
+          await sleep(wait);
+          continue;
+        }
+        throw await this.httpError(res, step, o, { attempts: attempt, waitedMs: waited });
+      }
+      throw await this.httpError(res, step, o);
+    }
+  }
+
+  /** An absolute URL on the endpoint; a nextLink elsewhere would carry the token to another host. */
+  private resolve(pathOrUrl: string, step: string): string {
+    const url = new URL(pathOrUrl, this.endpoint);
+    if (url.origin !== this.endpoint.origin) {
+      throw new MailintakeError(
+        'PROTOCOL_ERROR',
+        `${this.where} sent a link to ${url.origin} while ${step}; it is not followed (the access token must not leave ${this.endpoint.origin})`,
+        { retryable: false, details: { server: this.where, step } },
+      );
+    }
+    // a path-prefixed custom endpoint (a proxy at https://host/graph) keeps its prefix
+    if (!pathOrUrl.startsWith('http') && this.endpoint.pathname !== '/') {
+      return new URL(this.endpoint.pathname.replace(/\/$/, '') + pathOrUrl, this.endpoint).toString();
+    }
+    return url.toString();
+  }
+
+  private async httpError(
+    res: Response,
+    step: string,
+    o: RequestOptions,
+    throttled?: { attempts: number; waitedMs: number },
+  ): Promise<MailintakeError> {
+    let text = '';
+    try {
+      text = await res.text();
+    } catch {
+      // the body is only for the message
+    }
+    let graphCode: string | undefined;
+    let graphMessage: string | undefined;
+    try {
+      const body = JSON.parse(text) as GraphErrorBody;
+      graphCode = body.error?.code;
+      graphMessage = body.error?.message;
+    } catch {
+      // not Graph's JSON (a proxy's HTML page): the raw text, cut short, is still the server's words
+    }
+    const serverResponse = scrubToken(
+      graphCode || graphMessage ? `${graphCode ?? ''}: ${graphMessage ?? ''}` : text.slice(0, 500),
+      this.settings.accessToken,
+    );
+    const said = serverResponse ? ` The server said: "${serverResponse}".` : '';
+    const details: ErrorDetails = { server: this.where, step, status: res.status };
+    if (graphCode) details.errorCode = graphCode;
+    if (serverResponse) details.serverResponse = serverResponse;
+    const make = (code: ErrorCode, message: string, retryable?: boolean) =>
+      new MailintakeError(code, message, { details, ...(retryable !== undefined ? { retryable } : {}) });
+
+    if (res.status === 401) {
+      return make(
+        'AUTH_FAILED',
+        `${this.where} refused the access token for mailbox ${this.mailbox} while ${step} (401${graphCode ? ` ${graphCode}` : ''}).${said} The token may be expired or issued for another resource; set a new "accessToken".`,
+      );
+    }
+    if (res.status === 403) {
+      return make(
+        'AUTH_FAILED',
+        `${this.where} denied access to mailbox ${this.mailbox} while ${step} (403${graphCode ? ` ${graphCode}` : ''}).${said} The token is valid but lacks the Mail.ReadWrite permission for this mailbox (or an application access policy excludes it).`,
+      );
+    }
+    if (throttled) {
+      return make(
+        'TIMEOUT',
+        `${this.where} kept answering ${res.status}${graphCode ? ` ${graphCode}` : ''} (throttled) while ${step}: gave up after ${throttled.attempts} attempts and ${Math.round(throttled.waitedMs / 1000)} s of waiting.${said} Nothing was lost; the next round tries again.`,
+        true,
+      );
+    }
+    if (res.status === 404 || (res.status === 400 && graphCode === 'ErrorInvalidIdMalformed')) {
+      const code = o.notFound ?? o.failCode ?? 'NOT_FOUND';
+      const what =
+        code === 'FOLDER_NOT_FOUND'
+          ? `Mailbox ${this.mailbox} or its folder "${this.folder}" does not exist on ${this.where}`
+          : `${this.where} does not know what was asked`;
+      const hint =
+        code === 'FOLDER_NOT_FOUND'
+          ? ' Check "emailAddress" (the mailbox) and "folder" (a well-known name such as "inbox", or a folder id).'
+          : '';
+      return make(code, `${what} (while ${step}).${said}${hint}`, code === 'NOT_FOUND' ? false : undefined);
+    }
+    const code: ErrorCode = o.failCode ?? 'PROTOCOL_ERROR';
+    return make(
+      code,
+      `${this.where} answered ${res.status}${graphCode ? ` ${graphCode}` : ''} while ${step}.${said}`,
+      res.status >= 500 ? true : undefined,
+    );
+  }
+
+  /** What Node, OpenSSL or fetch threw, as the same coded errors the IMAP and POP3 connectors use. */
+  private transportError(err: unknown, step: string): MailintakeError {
+    if (err instanceof MailintakeError) return err;
+    const raw = (err ?? {}) as TransportError;
+    const inner = (raw.cause ?? {}) as TransportError;
+    const code = raw.code ?? inner.code;
+    const details: ErrorDetails = { server: this.where, step };
+    if (code) details.errorCode = code;
+    const host = this.endpoint.hostname;
+    const make = (c: ErrorCode, message: string) => new MailintakeError(c, message, { cause: err, details });
+    if (code && DNS_ERROR_CODES.has(code)) {
+      return make(
+        'DNS_FAILED',
+        `The server name ${host} could not be resolved (${code}) while ${step}. Check "graphEndpoint" and that this host's DNS works.`,
+      );
+    }
+    const problem = code ? certificateProblem(code, GRAPH_TLS_NAMES) : undefined;
+    if (code && problem) {
+      const extra =
+        code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+          ? nameMismatch(
+              { cert: raw.cert ?? inner.cert, reason: raw.reason ?? inner.reason },
+              this.where,
+            ).replace('"server"', '"graphEndpoint"')
+          : '';
+      return make('TLS_FAILED', `TLS with ${this.where} failed while ${step}: ${problem}${extra}. [${code}]`);
+    }
+    if (code?.startsWith('ERR_SSL_') || code?.startsWith('ERR_TLS_')) {
+      return make('TLS_FAILED', `TLS with ${this.where} failed while ${step} [${code}].`);
+    }
+    if (code && (SOCKET_TIMEOUT_CODES.has(code) || code === 'UND_ERR_HEADERS_TIMEOUT')) {
+      return make(
+        'TIMEOUT',
+        `${this.where} did not answer within ${this.timeouts.requestMs / 1000} s while ${step}. The next round tries again.`,
+      );
+    }
+    if (code && (SOCKET_ERROR_CODES.has(code) || code === 'UND_ERR_SOCKET')) {
+      return make(
+        'CONNECT_FAILED',
+        `Could not talk to ${this.where} while ${step}: ${socketFailureText(code)}. Check "graphEndpoint" and that a firewall allows HTTPS to it.`,
+      );
+    }
+    const text = raw.message ?? String(err);
+    return make(
+      'CONNECT_FAILED',
+      `Could not talk to ${this.where} while ${step}: ${text}${code ? ` [${code}]` : ''}.`,
+    );
+  }
+}
+
+interface RequestOptions {
+  body?: string;
+  /** The code for a 404 (mailbox or folder: FOLDER_NOT_FOUND; a mail: NOT_FOUND). */
+  notFound?: ErrorCode;
+  /** The code for other refusals (after commit: ACK_FAILED). */
+  failCode?: ErrorCode;
+  allowNotFound?: boolean;
+  allowConflict?: boolean;
+}
+
+interface TransportError {
+  message?: string;
+  code?: string;
+  reason?: string;
+  cert?: { subject?: { CN?: string }; subjectaltname?: string };
+  cause?: unknown;
+}
+
+/** certificateProblem() words its "not TLS" advice by protocol; for Graph only the certificate texts apply. */
+const GRAPH_TLS_NAMES = {
+  plainName: 'HTTP',
+  plainProtocol: 'graph',
+  plainPort: 80,
+  tlsProtocol: 'graph',
+  tlsPort: 443,
+  upgradeCommand: 'STARTTLS',
+};
+
+function sizeOf(m: GraphMessage): number | undefined {
+  const prop = m.singleValueExtendedProperties?.find(
+    (p) => p.id.toLowerCase() === 'integer 0xe08' || p.id.toLowerCase() === SIZE_PROPERTY.toLowerCase(),
+  );
+  const n = prop ? Number(prop.value) : Number.NaN;
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+/**
+ * Retry-After in milliseconds: delta-seconds (what Graph sends) or an HTTP date. Unparseable → undefined
+ * (the caller backs off on its own). A negative or absurd value must not become "retry at once, forever".
+ */
+export function retryAfterMs(header: string | null, now: () => number = Date.now): number | undefined {
+  if (!header) return undefined;
+  const trimmed = header.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  // only an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"): Date.parse('-5') would read a year
+  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return undefined;
+  const at = Date.parse(trimmed);
+  if (Number.isNaN(at)) return undefined;
+  return Math.max(0, at - now());
+}
+
+function scrubToken(text: string, token: string | undefined): string {
+  return token && token.length >= 8 ? text.split(token).join('[token hidden]') : text;
+}
+
+/**
+ * A `fetch` on node:https, for a private CA and an idle timeout: the body is a web stream read as it
+ * arrives, so a 50 MB mail is never held whole.
+ */
+export function httpsFetch(o: { ca?: Buffer | undefined; timeoutMs: number }): GraphFetch {
+  return (url, init) =>
+    new Promise<Response>((resolve, reject) => {
+      const req = https.request(url, {
+        method: init.method,
+        headers: {
+          ...init.headers,
+          ...(init.body !== undefined ? { 'Content-Length': String(Buffer.byteLength(init.body)) } : {}),
+        },
+        ...(o.ca ? { ca: [o.ca] } : {}),
+        minVersion: 'TLSv1.2',
+        // a fresh connection per request: nothing shared between mailboxes, and no stale keep-alive socket
+        // (one Graph's front end closed) to fail the next request; a keep-alive agent is a later optimisation
+        agent: false,
+      });
+      req.setTimeout(o.timeoutMs, () => {
+        req.destroy(Object.assign(new Error(`no answer within ${o.timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+      });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) {
+          if (Array.isArray(v)) for (const item of v) headers.append(k, item);
+          else if (v !== undefined) headers.set(k, v);
+        }
+        const status = res.statusCode ?? 502;
+        const empty = status === 204 || status === 205 || status === 304;
+        // after the headers, a dropped connection or silence surfaces as an error of the body stream
+        res.on('aborted', () =>
+          res.destroy(Object.assign(new Error('connection reset'), { code: 'ECONNRESET' })),
+        );
+        req.on('error', (err) => res.destroy(err));
+        if (empty) res.resume();
+        resolve(
+          new Response(empty ? null : (Readable.toWeb(res) as unknown as ReadableStream<Uint8Array>), {
+            status,
+            headers,
+          }),
+        );
+      });
+      if (init.body !== undefined) req.write(init.body);
+      req.end();
+    });
+}
