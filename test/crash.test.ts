@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRuntime } from '../src/runtime.js';
 import { openStore } from '../src/store/db.js';
+import { GraphDouble } from './doubles/graph-double.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, type EngineName, freshConfig } from './support/engines.js';
@@ -68,11 +69,12 @@ function runAndKill(
 /**
  * The same crash loop for each connection that matters: IMAP (STARTTLS) on both engines (mark read on
  * SQLite, delete on PostgreSQL, so both acknowledgement paths go through the crashes), and POP3S with delete on
- * SQLite, where a kill between DELE and QUIT must leave the mails on the server to be acknowledged again.
+ * SQLite, where a kill between DELE and QUIT must leave the mails on the server to be acknowledged again, and
+ * Microsoft Graph (the protocol double) with delete on SQLite.
  */
 interface CrashCase {
   engine: EngineName;
-  protocol: 'imap' | 'pops';
+  protocol: 'imap' | 'pops' | 'graph';
   afterFetch: 'mark-read' | 'delete';
   seed: number;
 }
@@ -91,33 +93,56 @@ const CASES: (CrashCase & { title: string })[] = [
     afterFetch: 'delete',
     seed: 1_939,
   },
+  {
+    title: 'sqlite over Microsoft Graph, the protocol double (delete)',
+    engine: 'sqlite',
+    protocol: 'graph',
+    afterFetch: 'delete',
+    seed: 365,
+  },
 ];
+const GRAPH_TOKEN = 'crash-test-token-0123456789';
 
 describe.each(CASES)(
   'crash safety on $title: SIGKILL at random moments while taking in 500 mails',
   ({ engine, protocol, afterFetch, seed }) => {
-    let dovecot: DovecotServer;
+    let dovecot: DovecotServer | undefined;
+    let graph: GraphDouble | undefined;
     let env: Record<string, string>;
     let cleanup: () => Promise<void>;
 
     beforeAll(async () => {
-      dovecot = await startDovecot({ users: [{ name: 'crash', password: 'crash-pw' }] });
       const fresh = await freshConfig(engine);
       env = fresh.env;
       cleanup = fresh.cleanup;
       const rt = await openRuntime(fresh.config);
-      await rt.services.mailboxes.add({
-        name: 'crash',
-        protocol,
-        starttls: true,
-        server: 'localhost',
-        port: protocol === 'pops' ? dovecot.ports.pop3s : dovecot.ports.imap,
-        username: 'crash',
-        password: 'crash-pw',
-        emailAddress: 'crash@example.test',
-        caFile: dovecot.caFile,
-        afterFetch,
-      });
+      if (protocol === 'graph') {
+        graph = await GraphDouble.start({ token: GRAPH_TOKEN });
+        graph.addMailbox('crash@example.test');
+        await rt.services.mailboxes.add({
+          name: 'crash',
+          protocol,
+          graphEndpoint: graph.url,
+          accessToken: GRAPH_TOKEN,
+          emailAddress: 'crash@example.test',
+          caFile: graph.caFile,
+          afterFetch,
+        });
+      } else {
+        dovecot = await startDovecot({ users: [{ name: 'crash', password: 'crash-pw' }] });
+        await rt.services.mailboxes.add({
+          name: 'crash',
+          protocol,
+          starttls: true,
+          server: 'localhost',
+          port: protocol === 'pops' ? dovecot.ports.pop3s : dovecot.ports.imap,
+          username: 'crash',
+          password: 'crash-pw',
+          emailAddress: 'crash@example.test',
+          caFile: dovecot.caFile,
+          afterFetch,
+        });
+      }
       await rt.close();
       // 450 new requests and 50 replies to earlier ones; every 10th mail carries an attachment.
       const mails: Buffer[] = [];
@@ -142,9 +167,11 @@ describe.each(CASES)(
           }),
         );
       }
-      await deliverMaildir(dovecot, 'crash', mails);
+      if (graph) await graph.deliver('crash@example.test', mails);
+      else await deliverMaildir(dovecot!, 'crash', mails);
     });
     afterAll(async () => {
+      await graph?.stop();
       await dovecot?.stop();
       await cleanup?.();
     });
@@ -205,7 +232,11 @@ describe.each(CASES)(
       } finally {
         await store.close();
       }
-      const server = await listInbox(dovecot, 'crash');
+      if (graph) {
+        expect(graph.messages('crash@example.test')).toEqual([]);
+        return;
+      }
+      const server = await listInbox(dovecot!, 'crash');
       if (afterFetch === 'mark-read') {
         expect(server).toHaveLength(MAILS);
         expect(server.filter((m) => !m.flags.includes('\\Seen'))).toEqual([]);
