@@ -31,6 +31,7 @@ export interface BlobStore {
 }
 
 const KEY = /^[0-9a-f]{64}$/;
+const HEAD_BYTES = 16 * 1024;
 
 /** Whether a string is a blob key: exactly 64 lower-case hex digits (a sha256). */
 export function isBlobKey(value: string): boolean {
@@ -209,15 +210,37 @@ async function inParallel<T>(items: T[], width: number, fn: (item: T) => Promise
 export class DeferredSyncBlobs implements BlobStore {
   readonly #inner: BlobStore;
   readonly #written = new Set<string>();
+  readonly #heads = new Map<string, Buffer>();
 
   constructor(inner: BlobStore) {
     this.#inner = inner;
   }
 
   async put(stream: Readable): Promise<{ sha256: string; size: number }> {
-    const stored = await this.#inner.put(stream, { sync: false });
+    // The first bytes are kept as they pass: the attachment checks sniff them (magic bytes) without opening
+    // the file again. 16 KB is more than file-type's 4,100-byte sample.
+    const head: Buffer[] = [];
+    let kept = 0;
+    const tap = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        if (kept < HEAD_BYTES) {
+          const part = chunk.subarray(0, HEAD_BYTES - kept);
+          head.push(Buffer.from(part));
+          kept += part.length;
+        }
+        callback(null, chunk);
+      },
+    });
+    stream.once('error', (err) => tap.destroy(err));
+    const stored = await this.#inner.put(stream.pipe(tap), { sync: false });
     this.#written.add(stored.sha256);
+    this.#heads.set(stored.sha256, Buffer.concat(head));
     return stored;
+  }
+
+  /** The first bytes of a blob put through this writer (up to 16 KB), if it was. */
+  head(sha256: string): Buffer | undefined {
+    return this.#heads.get(sha256);
   }
 
   async flush(): Promise<void> {

@@ -1,4 +1,4 @@
-import { fileTypeFromStream } from 'file-type';
+import { fileTypeFromBuffer, fileTypeFromStream } from 'file-type';
 import type { SniffedType } from '../pipeline/attachment-checks.js';
 import type { BlobStore } from './blob-store.js';
 
@@ -16,5 +16,21 @@ export function blobSniffer(blobs: BlobStore): (sha256: string) => Promise<Sniff
     } finally {
       stream.destroy();
     }
+  };
+}
+
+/**
+ * Sniffs from the first bytes a batch writer kept while the blob was written, and reads the blob only for one
+ * it did not see (e.g. stored by an earlier round).
+ */
+export function headSniffer(
+  heads: { head(sha256: string): Buffer | undefined },
+  fallback: (sha256: string) => Promise<SniffedType | undefined>,
+): (sha256: string) => Promise<SniffedType | undefined> {
+  return async (sha256) => {
+    const head = heads.head(sha256);
+    if (!head) return fallback(sha256);
+    const found = await fileTypeFromBuffer(head);
+    return found ? { ext: found.ext, mime: found.mime } : undefined;
   };
 }

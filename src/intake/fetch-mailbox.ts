@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { type BlobStore, DeferredSyncBlobs } from '../blobs/blob-store.js';
 import type { RawLocation, RawPacks, RawPackWriter } from '../blobs/raw-packs.js';
-import { blobSniffer } from '../blobs/sniff.js';
+import { blobSniffer, headSniffer } from '../blobs/sniff.js';
 import type { MailboxSettings } from '../config/mailbox-settings.js';
 import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.js';
 import { CONNECTION_CODES, MailintakeError, toMailintakeError } from '../errors.js';
@@ -208,7 +208,7 @@ async function takeIn(
         blobs,
         pack,
         k?.outcome === 'error',
-        { policy, sniff },
+        { policy, sniff: headSniffer(blobs, sniff) },
       );
       ctx.logger.debug('mail prepared', { mailbox: mailbox.name, identity: mail.identity });
       return item;
