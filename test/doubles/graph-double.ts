@@ -17,7 +17,6 @@
  * the configured token is accepted. Faults (throttling, 5xx, slow answers, dropped connections) are injected
  * per request. Test-only: nothing under src/ imports this.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -25,10 +24,8 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { simpleParser } from 'mailparser';
-
-const run = promisify(execFile);
+import { makeCertificate } from '../support/certificate.js';
 
 export interface GraphDoubleOptions {
   /** The one bearer token accepted. */
@@ -122,24 +119,8 @@ export class GraphDouble {
 
   static async start(opts: GraphDoubleOptions): Promise<GraphDouble> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graph-double-'));
-    const name = opts.certName ?? 'localhost';
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '3650',
-      '-subj',
-      `/CN=${name}`,
-      '-addext',
-      `subjectAltName=DNS:${name}`,
-      '-keyout',
-      path.join(dir, 'key.pem'),
-      '-out',
-      path.join(dir, 'cert.pem'),
-    ]);
+    // One DNS name only (default localhost), so that connecting by 127.0.0.1 is a name mismatch.
+    await makeCertificate(dir, [opts.certName ?? 'localhost']);
     const server = https.createServer({
       key: fs.readFileSync(path.join(dir, 'key.pem')),
       cert: fs.readFileSync(path.join(dir, 'cert.pem')),

@@ -13,6 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { makeCertificate } from './certificate.js';
 
 const run = promisify(execFile);
 
@@ -134,32 +135,6 @@ async function freePorts(count: number): Promise<number[]> {
   } finally {
     await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
-}
-
-async function makeCertificate(dir: string, certName: string | undefined): Promise<void> {
-  const cn = certName ?? 'localhost';
-  const san = certName
-    ? net.isIP(certName)
-      ? `IP:${certName}`
-      : `DNS:${certName}`
-    : 'DNS:localhost,IP:127.0.0.1,IP:::1';
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '3650',
-    '-subj',
-    `/CN=${cn}`,
-    '-addext',
-    `subjectAltName=${san}`,
-    '-keyout',
-    path.join(dir, 'key.pem'),
-    '-out',
-    path.join(dir, 'cert.pem'),
-  ]);
 }
 
 /** Everything the config depends on; a later XOAUTH2 step adds its passdb and mechanisms here. */
@@ -352,7 +327,7 @@ export async function startDovecot(opts: StartDovecotOptions = {}): Promise<Dove
   const [imap, imaps, pop3, pop3s, lmtp] = (await freePorts(5)) as [number, number, number, number, number];
   const ports: DovecotPorts = { imap, imaps, pop3, pop3s, lmtp };
 
-  await makeCertificate(dir, opts.certName);
+  await makeCertificate(dir, opts.certName ? [opts.certName] : ['localhost', '127.0.0.1', '::1']);
   await writeFile(
     path.join(dir, 'passwd'),
     users
