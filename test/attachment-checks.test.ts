@@ -7,6 +7,7 @@ import { openRuntime } from '../src/runtime.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
+import { imapsMailbox } from './support/mailboxes.js';
 import { buildMail } from './support/mails.js';
 
 /**
@@ -35,17 +36,8 @@ describe.each(ENGINES)('attachment checks on real mail, %s', (engine) => {
   let cleanup: () => Promise<void>;
   let env: Record<string, string>;
   const notified: DropEvent[] = [];
-  const box = (name: string, user: string, extra: Record<string, unknown> = {}) => ({
-    name,
-    protocol: 'imaps',
-    server: 'localhost',
-    port: dovecot.ports.imaps,
-    username: user,
-    password: `${user}-pw`,
-    emailAddress: `${user}@example.test`,
-    caFile: dovecot.caFile,
-    ...extra,
-  });
+  const box = (name: string, user: string, extra: Record<string, unknown> = {}) =>
+    imapsMailbox(dovecot, name, user, extra);
 
   beforeAll(async () => {
     dovecot = await startDovecot({

@@ -8,6 +8,7 @@ import { openStore } from '../src/store/db.js';
 import { addFlags, appendImap, deliverMaildir, folderMessages, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
+import { imapsMailbox } from './support/mailboxes.js';
 import { buildMail } from './support/mails.js';
 
 /**
@@ -19,17 +20,8 @@ describe.each(ENGINES)('intake from a real IMAP mailbox on %s', (engine) => {
   let rt: Runtime;
   let cleanup: () => Promise<void>;
   let config: AppConfig;
-  const box = (name: string, user: string, extra: Record<string, unknown> = {}) => ({
-    name,
-    protocol: 'imaps',
-    server: 'localhost',
-    port: dovecot.ports.imaps,
-    username: user,
-    password: `${user}-pw`,
-    emailAddress: `${user}@example.test`,
-    caFile: dovecot.caFile,
-    ...extra,
-  });
+  const box = (name: string, user: string, extra: Record<string, unknown> = {}) =>
+    imapsMailbox(dovecot, name, user, extra);
 
   beforeAll(async () => {
     dovecot = await startDovecot({
