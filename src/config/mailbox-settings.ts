@@ -64,6 +64,9 @@ const graphEndpoint = z
   )
   .transform((v) => v.replace(/\/+$/, ''));
 
+/** The error folder's name when the admin gives none. */
+export const DEFAULT_ERROR_FOLDER = 'Mailintake Errors';
+
 export const mailboxInputSchema = z
   .object({
     name: z
@@ -96,6 +99,23 @@ export const mailboxInputSchema = z
     /** Default by protocol: mark-read for IMAP, delete for POP3 (see parseMailboxInput). */
     afterFetch: afterFetchSchema.optional(),
     moveToFolder: z.string().min(1).optional(),
+    /**
+     * The reference's "Move messages to error folder": a mail that fails processing is moved to `errorFolder`
+     * (created when missing) with an encrypted report kept by us. POP3 has no folders: the mail is kept by us
+     * (raw, encrypted) and then deleted from the server. Off: the failing mail stays in the inbox.
+     */
+    moveToErrorFolder: z.boolean().default(false),
+    /** The reference's "Name of the error folder" (IMAP, EWS, Graph). */
+    errorFolder: z.string().trim().min(1, 'the error folder name is required').max(200).optional(),
+    /** The reference's "Stop mail fetching after [N] mails" in the error folder; left out: never stop. */
+    stopAfterErrors: z
+      .number()
+      .int()
+      .min(1, 'at least 1 (leave it out to never stop)')
+      .max(100_000)
+      .optional(),
+    /** The reference's "Notify by email when a mail is moved from inbox to error folder". */
+    notifyOnErrorFolder: z.boolean().default(true),
     intervalSeconds: z.number().int().min(10, 'at least 10 seconds').max(86_400).default(60),
     /** IMAP IDLE push (a new mail is fetched within a second); false: only the schedule. */
     idle: z.boolean().default(true),
@@ -112,6 +132,26 @@ export const mailboxInputSchema = z
     }
     if (m.afterFetch === 'move' && !m.moveToFolder) {
       ctx.addIssue({ code: 'custom', path: ['moveToFolder'], message: 'required when afterFetch is "move"' });
+    }
+    if (m.errorFolder !== undefined && isPop(m.protocol)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['errorFolder'],
+        message:
+          'POP3 has no folders: its error mails are kept (encrypted) by Mailintake; leave "errorFolder" out',
+      });
+    }
+    if (
+      m.afterFetch === 'move' &&
+      m.moveToFolder !== undefined &&
+      m.moveToErrorFolder &&
+      m.moveToFolder.toLowerCase() === (m.errorFolder ?? DEFAULT_ERROR_FOLDER).toLowerCase()
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['moveToFolder'],
+        message: 'must differ from the error folder, or processed mails and error mails would mix',
+      });
     }
     if (isPop(m.protocol)) {
       if (m.afterFetch === 'mark-read' || m.afterFetch === 'move') {

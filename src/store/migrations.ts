@@ -202,6 +202,100 @@ function migrations(engine: Engine): Record<string, Migration> {
           .execute();
       },
     },
+    '0003_operations': {
+      async up(db: Kysely<unknown>) {
+        // Why a disabled mailbox is disabled: 'admin' (disabled by hand), 'settings-changed' (paused to save
+        // settings during a fetch; the reference keeps it off until an admin enables it), 'error-folder-limit'
+        // (stopped at "stop mail fetching after N mails"). Null while enabled.
+        await db.schema.alterTable('mailboxes').addColumn('disabled_reason', 'text').execute();
+        // 1 once a connection-failure alert went out and the mailbox has not connected since: the next
+        // successful connection sends the "recovered" notice and clears it.
+        await db.schema
+          .alterTable('mailboxes')
+          .addColumn('failure_alerted', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        // Instance-wide settings (the reference's "instance based" rows): connection-failure threshold and its
+        // switch, the outgoing SMTP server (its password sealed). JSON values.
+        await db.schema
+          .createTable('instance_settings')
+          .addColumn('key', 'text', (c) => c.primaryKey())
+          .addColumn('value', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        // Notification rules: who gets an email for which event (the reference's Admin > Notification Rules).
+        // portal_id null: every portal.
+        await db.schema
+          .createTable('notification_rules')
+          .addColumn('id', id)
+          .addColumn('portal_id', 'integer', (c) => c.references('portals.id'))
+          .addColumn('event', 'text', (c) => c.notNull())
+          .addColumn('recipients', 'text', (c) => c.notNull())
+          .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        // Bell notifications for admins.
+        await db.schema
+          .createTable('notifications')
+          .addColumn('id', id)
+          .addColumn('portal_id', 'integer', (c) => c.references('portals.id'))
+          .addColumn('mailbox_id', 'integer', (c) => c.references('mailboxes.id'))
+          .addColumn('event', 'text', (c) => c.notNull())
+          .addColumn('title', 'text', (c) => c.notNull())
+          .addColumn('body', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('read_at', 'text')
+          .execute();
+        await db.schema
+          .createIndex('notifications_unread')
+          .on('notifications')
+          .columns(['read_at', 'id'])
+          .execute();
+        // Outgoing notification mail, written in the transaction of what it tells about and sent afterwards
+        // (a crash between the two delays the mail, never loses it).
+        await db.schema
+          .createTable('mail_outbox')
+          .addColumn('id', id)
+          .addColumn('event', 'text', (c) => c.notNull())
+          .addColumn('recipients', 'text', (c) => c.notNull())
+          .addColumn('subject', 'text', (c) => c.notNull())
+          .addColumn('body', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('next_attempt_at', 'text', (c) => c.notNull())
+          .addColumn('sent_at', 'text')
+          .addColumn('last_error', 'text')
+          .execute();
+        await db.schema
+          .createIndex('mail_outbox_due')
+          .on('mail_outbox')
+          .columns(['sent_at', 'next_attempt_at'])
+          .execute();
+        // Error mails (the reference's error folder): one row per mail moved aside, with its report (mail details
+        // and the exception) sealed with the secret box and kept as a blob; POP3 also keeps the raw mail sealed.
+        await db.schema
+          .createTable('error_mails')
+          .addColumn('id', id)
+          .addColumn('mailbox_id', 'integer', (c) => c.notNull().references('mailboxes.id'))
+          .addColumn('server_identity', 'text', (c) => c.notNull())
+          .addColumn('error_code', 'text', (c) => c.notNull())
+          // 'server-folder' (moved to the error folder on the server) or 'kept-locally' (POP3)
+          .addColumn('location', 'text', (c) => c.notNull())
+          .addColumn('folder', 'text')
+          .addColumn('report_blob', 'text', (c) => c.notNull())
+          .addColumn('raw_blob', 'text')
+          // 'in-error-folder' until "move mails to inbox" sets 'moved-to-inbox'
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('moved_back_at', 'text')
+          .execute();
+        await db.schema
+          .createIndex('error_mails_open')
+          .on('error_mails')
+          .columns(['mailbox_id', 'status'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -16,6 +16,11 @@ export interface Database {
   api_keys: ApiKeyTable;
   dropped_attachments: DroppedAttachmentTable;
   system_log: SystemLogTable;
+  instance_settings: InstanceSettingTable;
+  notification_rules: NotificationRuleTable;
+  notifications: NotificationTable;
+  mail_outbox: MailOutboxTable;
+  error_mails: ErrorMailTable;
 }
 
 type Id = Generated<number>;
@@ -50,6 +55,10 @@ export interface MailboxTable {
   last_error_code: string | null;
   last_error_message: string | null;
   consecutive_failures: Flag;
+  /** Why `enabled` is 0: 'admin' | 'settings-changed' | 'error-folder-limit'; null while enabled. */
+  disabled_reason: ColumnType<string | null, string | null | undefined, string | null>;
+  /** 1 after a connection-failure alert until the mailbox connects again (then the "recovered" notice). */
+  failure_alerted: Flag;
 }
 
 export interface RequestTable {
@@ -188,4 +197,70 @@ export interface SystemLogTable {
   message: string;
   /** JSON object with the entry's facts. */
   details: string;
+}
+
+/** Instance-wide settings, one JSON value per key (e.g. 'connection-alerts', 'smtp'). */
+export interface InstanceSettingTable {
+  key: string;
+  value: string;
+  updated_at: string;
+}
+
+/** Who gets an email for which event (the reference's Notification Rules). `portal_id` null: every portal. */
+export interface NotificationRuleTable {
+  id: Id;
+  portal_id: number | null;
+  /** 'mail-error' | 'connection-failure' | 'connection-recovered' | 'attachment-dropped' | 'inline-image-dropped' */
+  event: string;
+  /** JSON array of email addresses (the technicians). */
+  recipients: string;
+  enabled: Flag;
+  created_at: string;
+  updated_at: string;
+}
+
+/** Bell notifications for admins. */
+export interface NotificationTable {
+  id: Id;
+  portal_id: number | null;
+  mailbox_id: number | null;
+  event: string;
+  title: string;
+  body: string;
+  created_at: string;
+  read_at: string | null;
+}
+
+/** Notification mail to send: written with the event it tells about, sent after (never lost, maybe late). */
+export interface MailOutboxTable {
+  id: Id;
+  event: string;
+  /** JSON array of addresses. */
+  recipients: string;
+  subject: string;
+  body: string;
+  created_at: string;
+  attempts: Flag;
+  next_attempt_at: string;
+  sent_at: string | null;
+  last_error: string | null;
+}
+
+/** A mail moved to the error folder (or, POP3, kept by us), with its sealed report. */
+export interface ErrorMailTable {
+  id: Id;
+  mailbox_id: number;
+  server_identity: string;
+  error_code: string;
+  /** 'server-folder' | 'kept-locally' (POP3 has no folders). */
+  location: string;
+  folder: string | null;
+  /** Blob key of the sealed report (mail details + the exception). */
+  report_blob: string;
+  /** POP3: blob key of the sealed raw mail. */
+  raw_blob: string | null;
+  /** 'in-error-folder' | 'moved-to-inbox' */
+  status: string;
+  created_at: string;
+  moved_back_at: string | null;
 }
