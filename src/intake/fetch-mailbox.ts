@@ -7,6 +7,7 @@ import type { MailboxSettings } from '../config/mailbox-settings.js';
 import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.js';
 import { CONNECTION_CODES, MailintakeError, toMailintakeError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { Notifier } from '../notify/notifier.js';
 import {
   type AttachmentPolicy,
   checkAttachments,
@@ -70,6 +71,8 @@ export interface FetchContext {
   errorRoute?: ErrorRoute;
   /** Told about dropped attachments after each commit (see DropNotifier). Failures are logged, never thrown. */
   notify?: DropNotifier;
+  /** Records bell notices and notification mail in the transaction of what they tell about (src/notify). */
+  notifier?: Notifier;
   /** Aborted on shutdown: the round stops between mails (every committed mail is acknowledged first). */
   signal?: AbortSignal;
 }
