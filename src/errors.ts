@@ -18,12 +18,17 @@ export const ERROR_HELP = {
   PROTOCOL_ERROR: 'The server answered something Mailintake did not understand.',
   MAILBOX_BUSY:
     'Another fetch of this mailbox is running (in this or another process). The round was skipped.',
+  FETCH_RUNNING:
+    'The mailbox is being fetched right now. Pause fetching to save its settings (API: ?pauseFetching=true, CLI: --pause); fetching then stays off until you enable the mailbox again.',
   // One mail (the loop goes on with the next mail)
   PARSE_FAILED: 'The mail could not be parsed as MIME.',
   STORE_FAILED: 'The mail was parsed but could not be stored (database or disk).',
   ACK_FAILED:
     'The mail was stored, but the server refused the after-fetch action (mark read, delete, move). It is not stored again.',
   MAIL_TOO_LARGE: 'The mail is larger than the configured maximum size.',
+  // Sending notification mail (the connection failures above apply to the SMTP server as well)
+  SEND_FAILED:
+    'The outgoing SMTP server refused the notification mail (sender or every recipient); its answer is in serverResponse. Check "from" and the notification rules.',
   // Settings and requests
   INVALID_SETTINGS: 'One or more settings are invalid; each bad field is named.',
   NOT_FOUND: 'No such item.',

@@ -2,22 +2,33 @@ import path from 'node:path';
 import { FileBlobStore } from './blobs/blob-store.js';
 import { RawPacks } from './blobs/raw-packs.js';
 import type { AppConfig } from './config/env.js';
+import type { MailboxSettings } from './config/mailbox-settings.js';
+import type { Connector } from './connectors/connector.js';
+import { diagnose } from './connectors/diagnose.js';
 import { createConnector } from './connectors/factory.js';
 import { type WatchState, watchImapFolder } from './connectors/imap/imap-watch.js';
-import { MailintakeError } from './errors.js';
+import { MailintakeError, toMailintakeError } from './errors.js';
+import { ErrorFolder } from './intake/error-folder.js';
 import { type DropNotifier, type FetchContext, fetchMailbox } from './intake/fetch-mailbox.js';
 import { MailboxLease } from './intake/lease.js';
 import { Scheduler } from './intake/scheduler.js';
 import { createLogger, type Logger } from './logger.js';
+import { type OutboxAttempt, OutboxSender } from './notify/outbox.js';
+import { SmtpSettings } from './notify/smtp-settings.js';
+import { StoreNotifier } from './notify/store-notifier.js';
 import { resolveAttachmentPolicy } from './pipeline/attachment-checks.js';
 import type { Runtime } from './runtime.js';
 import { loadSecretBox } from './security/secret-box.js';
 import { ApiKeys } from './services/api-keys.js';
+import { errorFolderServices } from './services/error-mails.js';
 import type { Services } from './services/index.js';
 import { MailboxRepo } from './services/mailboxes.js';
+import { notificationServices } from './services/notifications.js';
 import { listSystemLog, RequestQueries } from './services/requests.js';
 import type { FetchSummary, PortalView } from './services/views.js';
 import { nowIso, openStore, type Store } from './store/db.js';
+import { systemLog } from './store/system-log.js';
+import { withTransaction } from './store/tx.js';
 
 const PORTAL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
@@ -28,10 +39,17 @@ export interface RuntimeOptions {
   /** Called when a mailbox's IMAP IDLE watcher changes state (tests wait on 'watching'; a UI could show it). */
   onWatchState?: (event: { mailbox: string; state: WatchState }) => void;
   /**
-   * Told after a mail with dropped attachments committed: the seam for the drop notification email (the SMTP
-   * notification part plugs in here; until then no email is sent).
+   * Told after a mail with dropped attachments committed (tests, a UI). The drop notification email does not
+   * depend on it: it is recorded in the mail's own transaction (notify/drop-notice.ts).
    */
   notifyDrops?: DropNotifier;
+  /** Told after every attempt to send a notification mail from the outbox (tests wait on this; a UI could show it). */
+  onOutboxAttempt?: (attempt: OutboxAttempt) => void;
+  /**
+   * Wraps each fetch round's connector (tests hold a round at a chosen step, e.g. to edit a mailbox while it is
+   * fetched; an operator tool could trace calls). Default: the connector as created.
+   */
+  wrapConnector?: (connector: Connector, mailbox: MailboxSettings) => Connector;
 }
 
 /** One IDLE watcher of the runtime; `key` tells whether the mailbox's settings changed since it started. */
@@ -44,7 +62,11 @@ interface Watcher {
 
 export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}): Promise<Runtime> {
   const logger = opts.logger ?? createLogger(config.logLevel);
-  const box = loadSecretBox({ secretKey: config.secretKey, dataDir: config.dataDir });
+  const box = loadSecretBox({
+    secretKey: config.secretKey,
+    previousKeys: config.previousSecretKeys,
+    dataDir: config.dataDir,
+  });
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   await ensureDefaultPortal(store);
   const blobs = new FileBlobStore(path.join(config.dataDir, 'blobs'));
@@ -54,14 +76,34 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   const apiKeys = new ApiKeys(store);
   const lease = new MailboxLease(store, config.leaseSeconds);
   const shutdown = new AbortController();
+  // Notices (bell + outbox mail) are recorded in the transactions of what they tell about; the sender mails
+  // them afterwards, woken by the notifier after each such commit and by its timer.
+  const smtp = new SmtpSettings(store, box);
+  const sender = new OutboxSender({
+    store,
+    smtp: () => smtp.config(),
+    logger,
+    ...(opts.onOutboxAttempt ? { onAttempt: opts.onOutboxAttempt } : {}),
+  });
+  const notifier = new StoreNotifier(() => sender.kick());
+  sender.start();
   const fetchCtx: FetchContext = {
     store,
     blobs,
     rawPacks,
     lease,
     logger,
-    connect: (settings) => createConnector(settings, { logger }),
+    connect: (settings) => {
+      const connector = createConnector(settings, { logger });
+      return opts.wrapConnector ? opts.wrapConnector(connector, settings) : connector;
+    },
     signal: shutdown.signal,
+    notifier,
+    // a failing mail goes to the mailbox's error folder (when it has one), with its report sealed
+    errorRoute: new ErrorFolder({ store, blobs, rawPacks, box, logger }),
+    ...(config.maxMailMb !== undefined
+      ? { parseLimits: { maxMailBytes: config.maxMailMb === -1 ? -1 : config.maxMailMb * 1024 * 1024 } }
+      : {}),
     ...(opts.notifyDrops ? { notify: opts.notifyDrops } : {}),
   };
 
@@ -76,6 +118,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
         name: row.name,
         portalId: row.portal_id,
         headerThreading: row.header_threading === 1,
+        enabled: row.enabled === 1,
         attachmentPolicy: resolveAttachmentPolicy(JSON.parse(row.attachment_policy)),
       },
       mailboxes.settingsOf(row),
@@ -83,6 +126,19 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   };
 
   const services: Services = {
+    ...notificationServices({ store, smtp, sender }),
+    ...errorFolderServices({
+      store,
+      blobs,
+      box,
+      lease,
+      logger,
+      mailbox: async (name) => {
+        const row = await mailboxes.row(name);
+        return { id: row.id, name: row.name, settings: mailboxes.settingsOf(row) };
+      },
+      connect: (settings) => createConnector(settings, { logger }),
+    }),
     portals: {
       list: async () =>
         (await store.db.selectFrom('portals').selectAll().orderBy('id').execute()).map(portalView),
@@ -100,10 +156,18 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
           .where('name', '=', name)
           .executeTakeFirst();
         if (exists) throw new MailintakeError('CONFLICT', `a portal named "${name}" exists already`);
-        await store.db
-          .insertInto('portals')
-          .values({ name, header_threading: 1, created_at: nowIso() })
-          .execute();
+        await withTransaction(store, async (tx) => {
+          await tx
+            .insertInto('portals')
+            .values({ name, header_threading: 1, created_at: nowIso() })
+            .execute();
+          await systemLog(tx, {
+            level: 'info',
+            category: 'settings-changed',
+            message: `portal ${name} added`,
+            details: { portal: name, change: 'added' },
+          });
+        });
         return portalView(
           await store.db.selectFrom('portals').selectAll().where('name', '=', name).executeTakeFirstOrThrow(),
         );
@@ -129,7 +193,20 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
           set.attachment_policy = JSON.stringify(merged);
         }
         if (Object.keys(set).length > 0) {
-          await store.db.updateTable('portals').set(set).where('name', '=', name).execute();
+          await withTransaction(store, async (tx) => {
+            await tx.updateTable('portals').set(set).where('name', '=', name).execute();
+            await systemLog(tx, {
+              level: 'info',
+              category: 'settings-changed',
+              message: `portal ${name} updated`,
+              details: {
+                portal: name,
+                change: 'updated',
+                ...(patch.headerThreading !== undefined ? { headerThreading: patch.headerThreading } : {}),
+                ...(patch.attachmentPolicy !== undefined ? { attachmentPolicy: patch.attachmentPolicy } : {}),
+              },
+            });
+          });
         }
         const row = await store.db
           .selectFrom('portals')
@@ -144,16 +221,32 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
       list: async () => (await mailboxes.rows()).map((r) => mailboxes.view(r)),
       get: async (name) => mailboxes.view(await mailboxes.row(name)),
       add: async (input) => mailboxes.view(await mailboxes.insert(input)),
-      update: async (name, input) => mailboxes.view(await mailboxes.replace(name, input)),
+      update: async (name, input, o) => mailboxes.view(await mailboxes.replace(name, input, o)),
       setEnabled: async (name, enabled) => mailboxes.view(await mailboxes.setEnabled(name, enabled)),
       remove: (name) => mailboxes.remove(name),
       test: async (name) => {
         const started = Date.now();
-        const connector = createConnector(mailboxes.settingsOf(await mailboxes.row(name)), { logger });
+        const settings = mailboxes.settingsOf(await mailboxes.row(name));
+        // A failure says which step failed (DNS, TCP, TLS, login, folder) and what to check, in the error's
+        // details: the API answers it with the code, the CLI prints it under the message.
+        const explained = (err: unknown) => {
+          const coded = toMailintakeError(err, 'INTERNAL');
+          const d = diagnose(settings, coded.code);
+          if (d) Object.assign(coded.details, d);
+          return coded;
+        };
+        let connector: ReturnType<typeof createConnector>;
+        try {
+          connector = createConnector(settings, { logger });
+        } catch (err) {
+          throw explained(err);
+        }
         try {
           await connector.open();
           const sample = await connector.sample();
           return { ok: true as const, sample, durationMs: Date.now() - started };
+        } catch (err) {
+          throw explained(err);
         } finally {
           await connector.close();
         }
@@ -274,6 +367,8 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
       shutdown.abort();
       for (const name of [...watchers.keys()]) stopWatcher(name);
       await scheduler.stop();
+      // after the rounds: a notice their last commits recorded is still sent (or left for the next start)
+      await sender.stop();
       await Promise.all(retiring);
       await store.close();
     },

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendImap } from '../../test/support/deliver.js';
+import { appendImap, deliverMaildir, listInbox } from '../../test/support/deliver.js';
 import { type DovecotServer, startDovecot } from '../../test/support/dovecot.js';
 import { freshConfig } from '../../test/support/engines.js';
 import { buildMail } from '../../test/support/mails.js';
@@ -128,7 +128,7 @@ describe('OpenAPI document', () => {
       ),
     );
     expect([...documented].sort()).toEqual([...registered].sort());
-    expect(registered.size).toBe(19);
+    expect(registered.size).toBe(38);
   });
 
   it('lists every error code with the error shape', () => {
@@ -224,7 +224,13 @@ describe('mailboxes', () => {
   it('answers 502 CONNECT_FAILED when testing a mailbox nobody listens for', async () => {
     const res = await call('POST', '/api/v1/mailboxes/support/test');
     expect(res.status).toBe(502);
-    expect(res.json()).toMatchObject({ error: 'CONNECT_FAILED' });
+    expect(res.json()).toMatchObject({
+      error: 'CONNECT_FAILED',
+      details: { step: 'connect', stepLabel: 'connecting to the server (TCP)' },
+    });
+    expect(res.json().details.checks).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^Does a firewall or proxy between this machine and /)]),
+    );
   });
 
   it('fetch reports an unreachable mailbox in its summary', async () => {
@@ -501,6 +507,133 @@ describe('with a real mailbox (Dovecot)', () => {
     const rawText = Buffer.from(await raw.arrayBuffer()).toString('utf8');
     expect(rawText).toContain('Subject: Download test');
     expect(rawText).toContain(html.toString('base64').slice(0, 40));
+  });
+});
+
+describe('the error folder (real Dovecot, POP3S and IMAP)', () => {
+  let dovecot: DovecotServer;
+  let efDir: string;
+  let efRt: Runtime;
+  let efApp: Hono;
+  let efKey: string;
+  const line = `${'0123456789'.repeat(7)}\r\n`;
+  // over the 1 MB limit this runtime is started with (MAILINTAKE_MAX_MAIL_MB=1): MAIL_TOO_LARGE
+  const big = buildMail({
+    subject: 'Scanned contract',
+    from: 'Erika <erika@example.test>',
+    messageId: 'api-big@example.test',
+    body: line.repeat(21_000),
+  });
+  beforeAll(async () => {
+    dovecot = await startDovecot({
+      users: ['apipop', 'apiimap'].map((n) => ({ name: n, password: `${n}-pw` })),
+    });
+    efDir = await mkdtemp(path.join(os.tmpdir(), 'mailintake-api-ef-'));
+    efRt = await openRuntime(
+      loadConfig({ MAILINTAKE_DATA_DIR: efDir, MAILINTAKE_LOG_LEVEL: 'silent', MAILINTAKE_MAX_MAIL_MB: '1' }),
+    );
+    efKey = (await efRt.services.apiKeys.create('error-folder')).key;
+    efApp = createApi(efRt.services);
+  });
+  afterAll(async () => {
+    await efRt?.close();
+    await dovecot?.stop();
+    if (efDir) await rm(efDir, { recursive: true, force: true });
+  });
+
+  it("lists error mails, opens a report, serves POP3's kept mail and moves mails to the inbox", async () => {
+    const opts = { target: efApp, auth: `Bearer ${efKey}` };
+    const mailbox = (name: string, extra: Record<string, unknown>) => ({
+      name,
+      server: 'localhost',
+      username: name,
+      password: `${name}-pw`,
+      emailAddress: `${name}@example.test`,
+      caFile: dovecot.caFile,
+      moveToErrorFolder: true,
+      ...extra,
+    });
+    expect(
+      (
+        await call('POST', '/api/v1/mailboxes', {
+          ...opts,
+          body: mailbox('apipop', { protocol: 'pops', port: dovecot.ports.pop3s }),
+        })
+      ).status,
+    ).toBe(201);
+    const imap = mailbox('apiimap', { protocol: 'imap', port: dovecot.ports.imap, idle: false });
+    expect((await call('POST', '/api/v1/mailboxes', { ...opts, body: imap })).json()).toMatchObject({
+      moveToErrorFolder: true,
+      errorFolder: 'Mailintake Errors',
+      errorMails: 0,
+      status: 'enabled',
+    });
+    await deliverMaildir(dovecot, 'apipop', [big]);
+    await deliverMaildir(dovecot, 'apiimap', [big]);
+    const fetched = await call('POST', '/api/v1/fetch', { ...opts, body: {} });
+    expect(fetched.json()).toEqual([
+      expect.objectContaining({ mailbox: 'apiimap', errored: 1, movedToErrorFolder: 1 }),
+      expect.objectContaining({ mailbox: 'apipop', errored: 1, movedToErrorFolder: 1 }),
+    ]);
+
+    const all = await call('GET', '/api/v1/error-mails', opts);
+    expect(all.status).toBe(200);
+    expect(all.json()).toMatchObject({ total: 2, limit: 50, offset: 0 });
+    const pop = (await call('GET', '/api/v1/error-mails?mailbox=apipop', opts)).json().items;
+    expect(pop).toEqual([
+      expect.objectContaining({
+        mailbox: 'apipop',
+        errorCode: 'MAIL_TOO_LARGE',
+        location: 'kept-locally',
+        folder: null,
+        status: 'in-error-folder',
+        rawAvailable: true,
+      }),
+    ]);
+    const report = await call('GET', `/api/v1/error-mails/${pop[0].id}/report`, opts);
+    expect(report.status).toBe(200);
+    expect(report.json().report).toMatchObject({
+      mailbox: 'apipop',
+      mail: { subject: 'Scanned contract', messageId: 'api-big@example.test', size: big.length },
+      error: { code: 'MAIL_TOO_LARGE' },
+    });
+
+    const raw = await efApp.request(`/api/v1/error-mails/${pop[0].id}/raw`, {
+      headers: { Authorization: `Bearer ${efKey}` },
+    });
+    expect(raw.status).toBe(200);
+    expect(raw.headers.get('content-type')).toBe('message/rfc822');
+    expect(raw.headers.get('content-disposition')).toMatch(/^attachment; filename="error-mail-\d+\.eml"/);
+    expect(raw.headers.get('content-length')).toBe(String(big.length));
+    expectSecurityHeaders(raw.headers);
+    expect(Buffer.from(await raw.arrayBuffer()).equals(big)).toBe(true);
+
+    // an IMAP error mail lives in the server's error folder: no kept copy to download
+    const [imapMail] = (await call('GET', '/api/v1/error-mails?mailbox=apiimap', opts)).json().items;
+    expect(imapMail).toMatchObject({
+      location: 'server-folder',
+      folder: 'Mailintake Errors',
+      rawAvailable: false,
+    });
+    const noRaw = await call('GET', `/api/v1/error-mails/${imapMail.id}/raw`, opts);
+    expect(noRaw.status).toBe(404);
+    expect(noRaw.json().error).toBe('NOT_FOUND');
+
+    const moved = await call('POST', '/api/v1/mailboxes/apiimap/error-mails/move-to-inbox', opts);
+    expect(moved.status).toBe(200);
+    expect(moved.json()).toEqual({ mailbox: 'apiimap', moved: [imapMail.id], notFound: [], remaining: 0 });
+    expect((await listInbox(dovecot, 'apiimap')).map((m) => m.subject)).toEqual(['Scanned contract']);
+    const open = (await call('GET', '/api/v1/error-mails?status=in-error-folder', opts)).json();
+    expect(open.items.map((e: { mailbox: string }) => e.mailbox)).toEqual(['apipop']);
+    expect((await call('GET', '/api/v1/mailboxes/apiimap', opts)).json().errorMails).toBe(0);
+
+    // bad input and unknown things
+    expect((await call('GET', '/api/v1/error-mails?status=lost', opts)).status).toBe(400);
+    expect((await call('GET', '/api/v1/error-mails?mailbox=nope', opts)).status).toBe(404);
+    expect((await call('GET', '/api/v1/error-mails/999/report', opts)).status).toBe(404);
+    expect((await call('GET', '/api/v1/error-mails/abc/report', opts)).status).toBe(400);
+    expect((await call('POST', '/api/v1/mailboxes/nope/error-mails/move-to-inbox', opts)).status).toBe(404);
+    expect((await call('GET', '/api/v1/error-mails', { ...opts, auth: null })).status).toBe(401);
   });
 });
 

@@ -10,6 +10,7 @@ import {
   isMailintakeError,
   MailintakeError,
 } from '../errors.js';
+import { withActor } from '../services/actor.js';
 import type { Services } from '../services/index.js';
 import type { AttachmentView } from '../services/views.js';
 import { openApiDocument } from './openapi.js';
@@ -43,6 +44,9 @@ const STATUS: Partial<Record<ErrorCode, 400 | 401 | 404 | 409 | 502>> = {
   NOT_FOUND: 404,
   CONFLICT: 409,
   MAILBOX_BUSY: 409,
+  FETCH_RUNNING: 409,
+  // the outgoing SMTP server refused a test mail: a problem with another server, like the connection codes
+  SEND_FAILED: 502,
 };
 for (const code of CONNECTION_CODES) STATUS[code] = 502;
 
@@ -131,6 +135,8 @@ const pageQuery = { limit: intQuery(1, 1000), offset: intQuery(0, 1_000_000_000)
 
 const mailboxBody = z.record(z.string(), z.unknown(), 'must be a JSON object'); // fields: services validate
 const fetchBody = z.strictObject({ mailbox: z.string().min(1).optional() });
+/** `?pauseFetching=true`: save even while the mailbox is fetched, pausing it (the reference's prompt). */
+const updateQuery = z.strictObject({ pauseFetching: z.enum(['true', 'false']).optional() });
 const portalBody = z.strictObject({ name: z.string().min(1).max(100) });
 const portalPatchBody = z
   .strictObject({
@@ -149,6 +155,18 @@ const systemLogQuery = z.object({
   ...pageQuery,
 });
 const requestsQuery = z.object({ portal: z.string().min(1).optional(), ...pageQuery });
+const notificationsQuery = z.object({
+  unread: z.enum(['true', 'false'], 'must be true or false').optional(),
+  ...pageQuery,
+});
+// fields: the services validate (rules, SMTP, alerts name every bad field)
+const settingsBody = z.record(z.string(), z.unknown(), 'must be a JSON object');
+const smtpTestBody = z.strictObject({ to: z.string().min(1).max(320) });
+const errorMailsQuery = z.object({
+  mailbox: z.string().min(1).optional(),
+  status: z.enum(['in-error-folder', 'moved-to-inbox']).optional(),
+  ...pageQuery,
+});
 const logQuery = z.object({
   mailbox: z.string().min(1).optional(),
   outcome: z.enum(['created', 'appended', 'ignored', 'error']).optional(),
@@ -237,10 +255,12 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
   const requireKey = async (c: Context, next: () => Promise<void>) => {
     const header = c.req.header('authorization') ?? '';
     const match = /^Bearer[ ]+([^\s]+)\s*$/i.exec(header);
-    if (!match?.[1] || !(await services.apiKeys.verify(match[1]))) {
+    const keyName = match?.[1] ? await services.apiKeys.verify(match[1]) : null;
+    if (keyName === null) {
       throw new MailintakeError('UNAUTHORIZED', 'A valid API key is required (Authorization: Bearer <key>).');
     }
-    await next();
+    // the system log names the key as the actor of every change made through this request
+    await withActor(`api-key:${keyName}`, next);
   };
   // Hono's `/api/v1/*` also matches `/api/v1` itself.
   app.use('/api/v1/*', requireKey);
@@ -272,7 +292,12 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
     const { name } = parse(nameParams, c.req.param());
     const body = await readJson(c);
     rememberSecrets(c, body);
-    return c.json(await services.mailboxes.update(name, parse(mailboxBody, body)));
+    const { pauseFetching } = parse(updateQuery, c.req.query());
+    return c.json(
+      await services.mailboxes.update(name, parse(mailboxBody, body), {
+        pauseFetching: pauseFetching === 'true',
+      }),
+    );
   });
   app.delete('/api/v1/mailboxes/:name', async (c) => {
     const { name } = parse(nameParams, c.req.param());
@@ -338,6 +363,75 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
     const { id } = parse(idParams, c.req.param());
     const { meta, open } = await services.log.raw(id);
     return attachmentResponse(meta, open());
+  });
+
+  // Error folder: error mails, their sealed reports (opened here for the admin), POP3's kept mails
+  app.get('/api/v1/error-mails', async (c) => {
+    const q = parse(errorMailsQuery, c.req.query());
+    return c.json(await services.errorMails.list(q));
+  });
+  app.get('/api/v1/error-mails/:id/report', async (c) => {
+    const { id } = parse(idParams, c.req.param());
+    return c.json(await services.errorMails.report(id));
+  });
+  app.get('/api/v1/error-mails/:id/raw', async (c) => {
+    const { id } = parse(idParams, c.req.param());
+    const { meta, open } = await services.errorMails.raw(id);
+    return attachmentResponse(meta, open());
+  });
+  app.post('/api/v1/mailboxes/:name/error-mails/move-to-inbox', async (c) => {
+    const { name } = parse(nameParams, c.req.param());
+    return c.json(await services.errorMails.moveToInbox(name));
+  });
+
+  // Bell notifications
+  app.get('/api/v1/notifications', async (c) => {
+    const { unread, ...q } = parse(notificationsQuery, c.req.query());
+    return c.json(await services.notifications.list({ ...q, unread: unread === 'true' }));
+  });
+  app.get('/api/v1/notifications/unread-count', async (c) =>
+    c.json(await services.notifications.unreadCount()),
+  );
+  app.post('/api/v1/notifications/read-all', async (c) => c.json(await services.notifications.markAllRead()));
+  app.post('/api/v1/notifications/:id/read', async (c) => {
+    const { id } = parse(idParams, c.req.param());
+    return c.json(await services.notifications.markRead(id));
+  });
+
+  // Notification rules, outgoing SMTP server, connection alerts, outbox
+  app.get('/api/v1/notification-rules', async (c) => c.json(await services.notificationRules.list()));
+  app.put('/api/v1/notification-rules', async (c) =>
+    c.json(await services.notificationRules.set(parse(settingsBody, await readJson(c)))),
+  );
+  app.post('/api/v1/notification-rules/:id/enable', async (c) => {
+    const { id } = parse(idParams, c.req.param());
+    return c.json(await services.notificationRules.setEnabled(id, true));
+  });
+  app.post('/api/v1/notification-rules/:id/disable', async (c) => {
+    const { id } = parse(idParams, c.req.param());
+    return c.json(await services.notificationRules.setEnabled(id, false));
+  });
+  app.get('/api/v1/settings/smtp', async (c) => {
+    const smtp = await services.smtp.get();
+    if (!smtp) throw new MailintakeError('NOT_FOUND', 'no outgoing SMTP server is configured');
+    return c.json(smtp);
+  });
+  app.put('/api/v1/settings/smtp', async (c) => {
+    const body = await readJson(c);
+    rememberSecrets(c, body);
+    return c.json(await services.smtp.set(parse(settingsBody, body)));
+  });
+  app.post('/api/v1/settings/smtp/test', async (c) =>
+    c.json(await services.smtp.test(parse(smtpTestBody, await readJson(c)))),
+  );
+  app.get('/api/v1/settings/connection-alerts', async (c) => c.json(await services.alerts.get()));
+  app.patch('/api/v1/settings/connection-alerts', async (c) =>
+    c.json(await services.alerts.set(parse(settingsBody, await readJson(c)))),
+  );
+  app.get('/api/v1/outbox', async (c) => c.json(await services.outbox.status()));
+  app.post('/api/v1/outbox/:id/retry', async (c) => {
+    const { id } = parse(idParams, c.req.param());
+    return c.json(await services.outbox.retry(id));
   });
 
   app.notFound((c) =>

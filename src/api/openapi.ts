@@ -1,6 +1,10 @@
 import { z } from 'zod';
 import { mailboxInputSchema } from '../config/mailbox-settings.js';
 import { ERROR_HELP } from '../errors.js';
+import { alertPatchSchema } from '../notify/alert-settings.js';
+import { NOTIFICATION_EVENTS } from '../notify/notifier.js';
+import { ruleInputSchema } from '../notify/rules.js';
+import { smtpInputSchema } from '../notify/smtp-settings.js';
 import { DEFAULT_ATTACHMENT_POLICY, DROP_MESSAGES } from '../pipeline/attachment-checks.js';
 
 /**
@@ -62,6 +66,14 @@ if (mailboxInputProps.accessToken) {
 if (mailboxInputProps.graphEndpoint) {
   mailboxInputProps.graphEndpoint.description =
     'Graph only ("Graph Endpoint"): https://graph.microsoft.com (default), a national cloud (https://graph.microsoft.us, https://dod-graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn) or another https URL.';
+}
+if (mailboxInputProps.connectUrl) {
+  mailboxInputProps.connectUrl.description =
+    'EWS only ("Connect URL"): the https URL of Exchange Web Services, e.g. https://mail.example.com/EWS/Exchange.asmx. For on-premises Exchange 2013 SP1 and later: Exchange Online has been turning EWS off since October 2026 (use protocol "graph" there).';
+}
+if (mailboxInputProps.ewsAuth) {
+  mailboxInputProps.ewsAuth.description =
+    'EWS only: how username and password log in. "ntlm" (default; NTLMv2 with channel binding, what Exchange accepts out of the box) or "basic".';
 }
 if (mailboxInputProps.emailAddress) {
   mailboxInputProps.emailAddress.description = 'One address, or several separated by commas (aliases).';
@@ -170,6 +182,409 @@ const page = (item: string): Json => ({
 
 const errorCodes = Object.keys(ERROR_HELP);
 
+// ---- the error folder: error mails, sealed reports, POP3's kept mails, move to inbox --------------------------
+
+const errorFolderPaths: Json = {
+  '/api/v1/error-mails': {
+    get: {
+      summary: 'Error mails (the error folders of the mailboxes), newest first',
+      parameters: [
+        { name: 'mailbox', in: 'query', schema: { type: 'string' } },
+        {
+          name: 'status',
+          in: 'query',
+          schema: { type: 'string', enum: ['in-error-folder', 'moved-to-inbox'] },
+        },
+        ...pageParams,
+      ],
+      responses: { ...ok('A page of error mails', page('ErrorMail')), ...errorResponses(400, 401, 404) },
+    },
+  },
+  '/api/v1/error-mails/{id}/report': {
+    parameters: [idParam],
+    get: {
+      summary: 'The report of an error mail, decrypted: mail details and the exception',
+      description:
+        'Reports are sealed at rest (AES-256-GCM with the instance key) because they hold personal data; this ' +
+        'call opens one for the admin holding the API key.',
+      responses: {
+        ...ok('The error mail and its report', {
+          type: 'object',
+          properties: { errorMail: ref('ErrorMail'), report: ref('ErrorReport') },
+          required: ['errorMail', 'report'],
+        }),
+        ...errorResponses(400, 401, 404),
+      },
+    },
+  },
+  '/api/v1/error-mails/{id}/raw': {
+    parameters: [idParam],
+    get: {
+      summary: 'POP3: download the raw mail Mailintake kept for an error mail, decrypted',
+      description:
+        'POP3 has no folders, so its error mails are kept (sealed) by Mailintake and deleted from the server. ' +
+        'Mails in a server error folder (IMAP, Graph) answer NOT_FOUND; their copy as fetched is under /log/{id}/raw.',
+      responses: {
+        '200': {
+          description: 'The raw RFC 5322 mail, byte for byte as fetched',
+          headers: {
+            'Content-Disposition': { schema: { type: 'string' } },
+            'Content-Length': { schema: { type: 'integer' } },
+          },
+          content: { 'message/rfc822': { schema: { type: 'string', contentEncoding: 'binary' } } },
+        },
+        ...errorResponses(400, 401, 404),
+      },
+    },
+  },
+  '/api/v1/mailboxes/{name}/error-mails/move-to-inbox': {
+    parameters: [nameParam],
+    post: {
+      summary: '"Move mails to inbox": every error mail of the mailbox back to its inbox, the count reset',
+      description:
+        'IMAP and Graph: the mails are moved from the error folder back to the folder Mailintake reads; POP3: the ' +
+        'kept copies are taken in by the next round. The next fetch processes them again (enable the mailbox ' +
+        'if it was stopped by errors). Mails no longer in the error folder are listed in `notFound` and count ' +
+        'as resolved.',
+      responses: {
+        ...ok('What was moved', ref('MoveToInboxResult')),
+        ...errorResponses(400, 401, 404, 409, 502),
+      },
+    },
+  },
+};
+
+const errorFolderSchemas: Json = {
+  ErrorMail: {
+    type: 'object',
+    properties: {
+      id: { type: 'integer' },
+      mailbox: { type: 'string' },
+      serverIdentity: { type: 'string' },
+      errorCode: { type: 'string' },
+      location: {
+        type: 'string',
+        enum: ['server-folder', 'kept-locally'],
+        description: 'kept-locally: POP3, kept (sealed) by Mailintake',
+      },
+      folder: nullable('string'),
+      status: { type: 'string', enum: ['in-error-folder', 'moved-to-inbox'] },
+      rawAvailable: { type: 'boolean', description: 'POP3: GET /error-mails/{id}/raw' },
+      createdAt: { type: 'string', format: 'date-time' },
+      movedBackAt: nullable('string'),
+    },
+  },
+  ErrorReport: {
+    type: 'object',
+    properties: {
+      format: { type: 'string', const: 'mailintake-error-report/1' },
+      mailbox: { type: 'string' },
+      protocol: { type: 'string' },
+      serverIdentity: { type: 'string' },
+      intakeLogId: nullable('integer'),
+      failedAt: nullable('string'),
+      reportedAt: { type: 'string', format: 'date-time' },
+      movedTo: {
+        type: 'object',
+        properties: {
+          location: { type: 'string', enum: ['server-folder', 'kept-locally'] },
+          folder: { type: 'string' },
+        },
+      },
+      mail: {
+        type: 'object',
+        properties: {
+          from: nullable('string'),
+          to: nullable('string'),
+          cc: nullable('string'),
+          subject: nullable('string'),
+          date: nullable('string'),
+          messageId: nullable('string'),
+          size: nullable('integer'),
+          rawSha256: nullable('string'),
+          headerProblem: { type: 'string' },
+        },
+      },
+      error: {
+        type: 'object',
+        properties: {
+          code: { type: 'string' },
+          message: { type: 'string' },
+          help: nullable('string'),
+          causes: { type: 'array', items: { type: 'string' } },
+          details: { type: 'object' },
+        },
+      },
+    },
+  },
+  MoveToInboxResult: {
+    type: 'object',
+    properties: {
+      mailbox: { type: 'string' },
+      moved: { type: 'array', items: { type: 'integer' } },
+      notFound: { type: 'array', items: { type: 'integer' } },
+      remaining: { type: 'integer' },
+    },
+    required: ['mailbox', 'moved', 'notFound', 'remaining'],
+  },
+};
+
+// ---- notifications: bell, rules, outgoing SMTP, connection alerts, outbox -----------------------------------
+
+/** Input schemas generated from the zod schemas that validate them, like MailboxInput. */
+function inputSchema(schema: z.ZodType): Json {
+  const out = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Json;
+  delete out.$schema;
+  return out;
+}
+const smtpInput = inputSchema(smtpInputSchema);
+const smtpInputProps = smtpInput.properties as Record<string, Json>;
+if (smtpInputProps.password) {
+  smtpInputProps.password.writeOnly = true;
+  smtpInputProps.password.description =
+    'Sealed at rest; never returned. Left out: the stored one is kept when the username stays the same.';
+}
+if (smtpInputProps.secure) {
+  smtpInputProps.secure.description = 'TLS from the first byte (implicit TLS, port 465)';
+}
+if (smtpInputProps.starttls) {
+  smtpInputProps.starttls.description =
+    'Without secure: require STARTTLS (default); false only for a server without TLS';
+}
+
+const eventEnum: Json = { type: 'string', enum: [...NOTIFICATION_EVENTS] };
+
+const notificationPaths: Json = {
+  '/api/v1/notifications': {
+    get: {
+      summary: 'Bell notifications for admins, newest first',
+      parameters: [
+        {
+          name: 'unread',
+          in: 'query',
+          schema: { type: 'string', enum: ['true', 'false'] },
+          description: 'true: only those not marked read',
+        },
+        ...pageParams,
+      ],
+      responses: { ...ok('A page of notifications', page('Notification')), ...errorResponses(400, 401) },
+    },
+  },
+  '/api/v1/notifications/unread-count': {
+    get: {
+      summary: 'How many bell notifications are unread',
+      responses: {
+        ...ok('The count', {
+          type: 'object',
+          properties: { unread: { type: 'integer' } },
+          required: ['unread'],
+        }),
+        ...errorResponses(401),
+      },
+    },
+  },
+  '/api/v1/notifications/{id}/read': {
+    parameters: [idParam],
+    post: {
+      summary: 'Mark a notification read (a read one keeps its first read time)',
+      responses: { ...ok('The notification', ref('Notification')), ...errorResponses(400, 401, 404) },
+    },
+  },
+  '/api/v1/notifications/read-all': {
+    post: {
+      summary: 'Mark every unread notification read',
+      responses: {
+        ...ok('How many were marked', {
+          type: 'object',
+          properties: { marked: { type: 'integer' } },
+          required: ['marked'],
+        }),
+        ...errorResponses(401),
+      },
+    },
+  },
+  '/api/v1/notification-rules': {
+    get: {
+      summary: 'Notification rules: who gets an email for which event',
+      responses: {
+        ...ok('The rules', { type: 'array', items: ref('NotificationRule') }),
+        ...errorResponses(401),
+      },
+    },
+    put: {
+      summary: 'Create or replace the rule for an event and portal (no portal: every portal)',
+      description:
+        'An event’s recipients in a portal are those of its enabled rule for that portal plus those of its enabled ' +
+        'rule for every portal, each address once. Bell notifications go to admins whatever the rules say.',
+      requestBody: { required: true, content: json(ref('NotificationRuleInput')) },
+      responses: { ...ok('The rule', ref('NotificationRule')), ...errorResponses(400, 401) },
+    },
+  },
+  '/api/v1/notification-rules/{id}/enable': {
+    parameters: [idParam],
+    post: {
+      summary: 'Enable a notification rule',
+      responses: { ...ok('The rule', ref('NotificationRule')), ...errorResponses(400, 401, 404) },
+    },
+  },
+  '/api/v1/notification-rules/{id}/disable': {
+    parameters: [idParam],
+    post: {
+      summary: 'Disable a notification rule (its recipients get no more email for the event)',
+      responses: { ...ok('The rule', ref('NotificationRule')), ...errorResponses(400, 401, 404) },
+    },
+  },
+  '/api/v1/settings/smtp': {
+    get: {
+      summary: 'The outgoing SMTP server for notification mail (never the password)',
+      responses: { ...ok('The settings', ref('SmtpSettings')), ...errorResponses(401, 404) },
+    },
+    put: {
+      summary: 'Set the outgoing SMTP server',
+      requestBody: { required: true, content: json(ref('SmtpInput')) },
+      responses: { ...ok('The settings', ref('SmtpSettings')), ...errorResponses(400, 401) },
+    },
+  },
+  '/api/v1/settings/smtp/test': {
+    post: {
+      summary: 'Send a test mail through the stored SMTP settings now',
+      description:
+        'Answers 502 with a connection code (DNS_FAILED, CONNECT_FAILED, TLS_FAILED, AUTH_FAILED, TIMEOUT) when ' +
+        'the SMTP server cannot be reached or refuses the login, or SEND_FAILED when it refuses the mail; 404 ' +
+        'when no SMTP server is configured.',
+      requestBody: {
+        required: true,
+        content: json({
+          type: 'object',
+          properties: { to: { type: 'string', format: 'email' } },
+          required: ['to'],
+          additionalProperties: false,
+        }),
+      },
+      responses: {
+        ...ok('Sent', {
+          type: 'object',
+          properties: {
+            ok: { const: true },
+            to: { type: 'string' },
+            response: { type: 'string', description: 'The SMTP server’s final answer' },
+            durationMs: { type: 'integer' },
+          },
+        }),
+        ...errorResponses(400, 401, 404, 502),
+      },
+    },
+  },
+  '/api/v1/settings/connection-alerts': {
+    get: {
+      summary: 'Connection-failure notifications: threshold and switch',
+      responses: { ...ok('The settings', ref('ConnectionAlerts')), ...errorResponses(401) },
+    },
+    patch: {
+      summary: 'Change the threshold and/or switch notifications on or off',
+      requestBody: { required: true, content: json(inputSchema(alertPatchSchema)) },
+      responses: { ...ok('The settings', ref('ConnectionAlerts')), ...errorResponses(400, 401) },
+    },
+  },
+  '/api/v1/outbox': {
+    get: {
+      summary: 'Notification mail not sent yet (pending, retrying, given up) and how many were sent',
+      responses: { ...ok('The outbox', ref('OutboxStatus')), ...errorResponses(401) },
+    },
+  },
+  '/api/v1/outbox/{id}/retry': {
+    parameters: [idParam],
+    post: {
+      summary: 'Put a given-up notification mail back in line',
+      responses: { ...ok('The mail', ref('OutboxMail')), ...errorResponses(400, 401, 404, 409) },
+    },
+  },
+};
+
+const outboxMail: Json = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    event: eventEnum,
+    recipients: { type: 'array', items: { type: 'string' } },
+    subject: { type: 'string' },
+    createdAt: { type: 'string', format: 'date-time' },
+    attempts: { type: 'integer' },
+    state: { type: 'string', enum: ['pending', 'retrying', 'failed', 'sent'] },
+    nextAttemptAt: nullable('string'),
+    sentAt: nullable('string'),
+    failedAt: { type: ['string', 'null'], description: 'when sending was given up' },
+    lastError: nullable('string'),
+  },
+};
+
+const notificationSchemas: Json = {
+  Notification: {
+    type: 'object',
+    properties: {
+      id: { type: 'integer' },
+      event: eventEnum,
+      portal: nullable('string'),
+      mailbox: nullable('string'),
+      title: { type: 'string' },
+      body: { type: 'string' },
+      createdAt: { type: 'string', format: 'date-time' },
+      readAt: nullable('string'),
+    },
+  },
+  NotificationRuleInput: inputSchema(ruleInputSchema),
+  NotificationRule: {
+    type: 'object',
+    properties: {
+      id: { type: 'integer' },
+      event: eventEnum,
+      portal: { type: ['string', 'null'], description: 'null: every portal' },
+      recipients: { type: 'array', items: { type: 'string' } },
+      enabled: { type: 'boolean' },
+      createdAt: { type: 'string', format: 'date-time' },
+      updatedAt: { type: 'string', format: 'date-time' },
+    },
+  },
+  SmtpInput: smtpInput,
+  SmtpSettings: {
+    type: 'object',
+    properties: {
+      host: { type: 'string' },
+      port: { type: 'integer' },
+      secure: { type: 'boolean' },
+      starttls: { type: 'boolean' },
+      username: nullable('string'),
+      passwordSet: { type: 'boolean', description: 'A password is stored; it is never returned.' },
+      from: { type: 'string' },
+      caFile: nullable('string'),
+    },
+  },
+  ConnectionAlerts: {
+    type: 'object',
+    properties: {
+      threshold: {
+        type: 'integer',
+        minimum: 1,
+        description: 'Consecutive rounds that could not connect before the notice (default 5)',
+      },
+      enabled: { type: 'boolean', description: 'Notifications on (default)' },
+    },
+    required: ['threshold', 'enabled'],
+  },
+  OutboxMail: outboxMail,
+  OutboxStatus: {
+    type: 'object',
+    properties: {
+      smtpConfigured: { type: 'boolean' },
+      pending: { type: 'integer' },
+      retrying: { type: 'integer' },
+      failed: { type: 'integer' },
+      sent: { type: 'integer' },
+      unsent: { type: 'array', items: ref('OutboxMail') },
+    },
+  },
+};
+
 export const openApiDocument = {
   openapi: '3.1.0',
   info: {
@@ -210,7 +625,18 @@ export const openApiDocument = {
         responses: { ...ok('The mailbox', ref('Mailbox')), ...errorResponses(401, 404) },
       },
       put: {
-        summary: 'Replace a mailbox’s settings (a missing password keeps the stored one)',
+        summary:
+          'Replace a mailbox’s settings (a missing password keeps the stored one, a missing `enabled` the state)',
+        description:
+          'While the mailbox is being fetched the save answers 409 FETCH_RUNNING, unless `pauseFetching=true`: then the mailbox is disabled with the save (the running round stops at its next batch) and stays disabled until enabled again.',
+        parameters: [
+          {
+            name: 'pauseFetching',
+            in: 'query',
+            schema: { type: 'string', enum: ['true', 'false'] },
+            description: 'pause fetching if a fetch is running, to save anyway',
+          },
+        ],
         requestBody: { required: true, content: json(ref('MailboxInput')) },
         responses: { ...ok('Updated', ref('Mailbox')), ...errorResponses(400, 401, 404, 409) },
       },
@@ -396,6 +822,8 @@ export const openApiDocument = {
         },
       },
     },
+    ...notificationPaths,
+    ...errorFolderPaths,
   },
   components: {
     securitySchemes: {
@@ -452,8 +880,11 @@ export const openApiDocument = {
           id: { type: 'integer' },
           name: { type: 'string' },
           portal: { type: 'string' },
-          protocol: { type: 'string', enum: ['imap', 'imaps', 'pop', 'pops', 'graph'] },
-          server: { type: 'string', description: 'Host name; for Graph the endpoint URL' },
+          protocol: { type: 'string', enum: ['imap', 'imaps', 'pop', 'pops', 'graph', 'ews'] },
+          server: {
+            type: 'string',
+            description: 'Host name; for Graph the endpoint URL, for EWS the Connect URL',
+          },
           port: { type: 'integer' },
           username: { type: 'string' },
           passwordSet: {
@@ -468,12 +899,30 @@ export const openApiDocument = {
             type: 'string',
             enum: ['mark-read', 'delete', 'move', 'leave'],
             description:
-              'IMAP and Graph: mark-read (default), delete, move. POP3: delete (default) or leave.',
+              'IMAP, Graph and EWS: mark-read (default), delete, move. POP3: delete (default) or leave.',
           },
           moveToFolder: nullable('string'),
           intervalSeconds: { type: 'integer' },
           idle: { type: 'boolean', description: 'IMAP IDLE push: new mail is taken in at once' },
           enabled: { type: 'boolean' },
+          status: {
+            type: 'string',
+            enum: ['enabled', 'paused', 'stopped-by-errors', 'disabled'],
+            description:
+              'paused: saved during a fetch; stopped-by-errors: the error folder reached stopAfterErrors; ' +
+              'disabled: by an admin. Enabling resumes from each.',
+          },
+          moveToErrorFolder: { type: 'boolean' },
+          errorFolder: {
+            type: ['string', 'null'],
+            description: 'null for POP3, whose error mails Mailintake keeps (sealed)',
+          },
+          stopAfterErrors: nullable('integer'),
+          notifyOnErrorFolder: { type: 'boolean' },
+          errorMails: {
+            type: 'integer',
+            description: '"Total number of mails in error folder": not yet moved back to the inbox',
+          },
           state: {
             type: 'object',
             properties: {
@@ -521,6 +970,13 @@ export const openApiDocument = {
           ignored: { type: 'integer' },
           errored: { type: 'integer' },
           reacknowledged: { type: 'integer' },
+          skippedErrors: { type: 'integer' },
+          movedToErrorFolder: { type: 'integer' },
+          stopped: {
+            type: ['string', 'null'],
+            description:
+              'the round ended early because the mailbox was disabled meanwhile: settings-changed, error-folder-limit, admin',
+          },
           error: {
             oneOf: [
               {
@@ -550,6 +1006,7 @@ export const openApiDocument = {
         properties: {
           id: { type: 'integer' },
           createdAt: { type: 'string', format: 'date-time' },
+          actor: { type: 'string', description: 'api-key:<name>, cli:<os user> or system' },
           level: { type: 'string', enum: ['info', 'warn', 'error'] },
           category: { type: 'string' },
           message: { type: 'string' },
@@ -600,6 +1057,8 @@ export const openApiDocument = {
           updatedAt: { type: 'string', format: 'date-time' },
         },
       },
+      ...notificationSchemas,
+      ...errorFolderSchemas,
     },
   },
 } as const;

@@ -28,6 +28,11 @@ export interface BlobStore {
   has(sha256: string): Promise<boolean>;
   /** Size in bytes; NOT_FOUND when missing. */
   size(sha256: string): Promise<number>;
+  /**
+   * Deletes a blob (no error when it is gone already). Only for blobs one row owns alone — sealed error reports
+   * after `secret-key reseal` wrote them anew: content addressing shares a key between identical contents.
+   */
+  remove?(sha256: string): Promise<void>;
 }
 
 const KEY = /^[0-9a-f]{64}$/;
@@ -149,6 +154,12 @@ export class FileBlobStore implements BlobStore {
       if (isEnoent(err)) throw notFound(sha256);
       throw err;
     }
+  }
+
+  async remove(sha256: string): Promise<void> {
+    const path = this.pathOf(sha256);
+    await rm(path, { force: true });
+    await syncDir(dirname(path));
   }
 }
 

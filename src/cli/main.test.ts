@@ -1,9 +1,10 @@
+import crypto from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendImap } from '../../test/support/deliver.js';
+import { appendImap, deliverMaildir, listInbox } from '../../test/support/deliver.js';
 import { type DovecotServer, startDovecot } from '../../test/support/dovecot.js';
 import { buildMail } from '../../test/support/mails.js';
 import { createApi } from '../api/app.js';
@@ -155,11 +156,15 @@ describe('mailbox commands', () => {
     expect(gone.stderr).toMatch(/^error NOT_FOUND: /);
   });
 
-  it('mailbox test on a closed port prints CONNECT_FAILED with the hint', async () => {
+  it('mailbox test on a closed port names the failed step and what to check', async () => {
     const r = await run(['mailbox', 'test', 'support']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error CONNECT_FAILED: /);
-    expect(r.stderr).toMatch(/^ {2}hint: No connection could be made/m);
+    expect(r.stderr).toMatch(/^ {2}failed step: connecting to the server \(TCP\)$/m);
+    expect(r.stderr).toMatch(/^ {2}check: Is port \d+ right for protocol "imap"\? Usual ports: IMAPS 993/m);
+    expect(r.stderr).toMatch(
+      /^ {2}check: Does a firewall or proxy between this machine and 127\.0\.0\.1 allow port \d+\?$/m,
+    );
   });
 });
 
@@ -441,5 +446,138 @@ describe('with a real mailbox (Dovecot)', () => {
     expect(saved.code).toBe(0);
     expect(await readFile(out, 'utf8')).toContain('Line one');
     expect((await run(['raw', String(entry.id), '--out', out])).code).toBe(1);
+  });
+});
+
+describe('the error folder (real Dovecot POP3S and IMAP)', () => {
+  let dovecot: DovecotServer;
+  let efEnv: NodeJS.ProcessEnv;
+  const line = `${'0123456789'.repeat(7)}\r\n`;
+  const big = buildMail({
+    subject: 'Scanned contract',
+    from: 'Erika <erika@example.test>',
+    messageId: 'cli-big@example.test',
+    body: line.repeat(21_000),
+  });
+  const ef = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
+    run(args, { env: { ...efEnv, ...extraEnv } });
+  beforeAll(async () => {
+    dovecot = await startDovecot({
+      users: ['clipop', 'cliimap'].map((n) => ({ name: n, password: `${n}-pw` })),
+    });
+    // a data dir of its own, and mails over 1 MB fail with MAIL_TOO_LARGE
+    efEnv = { ...env, MAILINTAKE_DATA_DIR: path.join(dir, 'ef-data'), MAILINTAKE_MAX_MAIL_MB: '1' };
+  });
+  afterAll(async () => {
+    await dovecot?.stop();
+  });
+
+  it('lists error mails, shows a report, saves POP3’s kept mail, moves mails to the inbox, and reseals after a key rotation', async () => {
+    const file = (name: string, extra: Record<string, unknown>) => {
+      const f = path.join(dir, `${name}.json`);
+      return writeFile(
+        f,
+        JSON.stringify({
+          name,
+          server: 'localhost',
+          username: name,
+          password: `${name}-pw`,
+          emailAddress: `${name}@example.test`,
+          caFile: dovecot.caFile,
+          moveToErrorFolder: true,
+          ...extra,
+        }),
+      ).then(() => f);
+    };
+    const pop = await file('clipop', { protocol: 'pops', port: dovecot.ports.pop3s });
+    const imap = await file('cliimap', {
+      protocol: 'imap',
+      port: dovecot.ports.imap,
+      stopAfterErrors: 1,
+      idle: false,
+    });
+    expect((await ef(['mailbox', 'add', '--file', pop])).code).toBe(0);
+    expect((await ef(['mailbox', 'add', '--file', imap])).code).toBe(0);
+    await deliverMaildir(dovecot, 'clipop', [big]);
+    await deliverMaildir(dovecot, 'cliimap', [big]);
+
+    const fetched = await ef(['fetch', '--once']);
+    // a stop at the error-folder limit is not an unreachable mailbox: exit 0, but said in red letters
+    expect(fetched.code).toBe(0);
+    expect(fetched.stdout).toMatch(
+      /^MAILBOX\s+FETCHED\s+CREATED\s+APPENDED\s+IGNORED\s+ERRORED\s+REACKNOWLEDGED\s+ERROR FOLDER\s+TIME$/m,
+    );
+    expect(fetched.stdout).toMatch(/^clipop\s+1\s+0\s+0\s+0\s+1\s+0\s+1\s/m);
+    expect(fetched.stdout).toMatch(/^cliimap: fetching stopped: the error folder reached its limit/m);
+    const shownBox = await ef(['mailbox', 'show', 'cliimap']);
+    expect(shownBox.stdout).toMatch(/^enabled:\s+no \(stopped-by-errors\)$/m);
+    expect(shownBox.stdout).toMatch(
+      /^error folder:\s+"Mailintake Errors", 1 mail\(s\), stop fetching at 1, notify$/m,
+    );
+
+    const listed = await ef(['errors', 'list']);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(/^ID\s+TIME\s+MAILBOX\s+CODE\s+WHERE\s+STATUS$/m);
+    expect(listed.stdout).toMatch(
+      /clipop\s+MAIL_TOO_LARGE\s+kept by Mailintake \(POP3\)\s+in-error-folder$/m,
+    );
+    expect(listed.stdout).toMatch(/cliimap\s+MAIL_TOO_LARGE\s+folder Mailintake Errors\s+in-error-folder$/m);
+    const items = JSON.parse((await ef(['errors', 'list', '--json'])).stdout).items as {
+      id: number;
+      mailbox: string;
+    }[];
+    const popId = items.find((i) => i.mailbox === 'clipop')!.id;
+    const imapId = items.find((i) => i.mailbox === 'cliimap')!.id;
+
+    const shown = await ef(['errors', 'show', String(popId)]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/^ {2}subject:\s+Scanned contract$/m);
+    expect(shown.stdout).toMatch(/^ {2}from:\s+"?Erika"? <erika@example\.test>$/m);
+    expect(shown.stdout).toMatch(
+      /^ {2}error:\s+MAIL_TOO_LARGE: The mail is larger than the maximum of 1048576 bytes\.$/m,
+    );
+
+    const out = path.join(dir, 'kept.eml');
+    expect((await ef(['errors', 'raw', String(popId), '--out', out])).code).toBe(0);
+    expect((await readFile(out)).equals(big)).toBe(true);
+    const noCopy = await ef(['errors', 'raw', String(imapId), '--out', path.join(dir, 'none.eml')]);
+    expect(noCopy.code).toBe(1);
+    expect(noCopy.stderr).toMatch(/^error NOT_FOUND: /);
+
+    const back = await ef(['errors', 'move-to-inbox', 'cliimap']);
+    expect(back.code).toBe(0);
+    expect(back.stdout).toContain(
+      'Mailbox cliimap: 1 error mail(s) moved to the inbox; 0 left in the error folder.',
+    );
+    expect(back.stdout).toContain('Fetching is still stopped: run "mailintake mailbox enable cliimap"');
+    expect((await listInbox(dovecot, 'cliimap')).map((m) => m.subject)).toEqual(['Scanned contract']);
+
+    // key rotation: a new key, the old one as previous; reseal; then the old key is not needed any more
+    const keyFile = path.join(efEnv.MAILINTAKE_DATA_DIR!, 'secret.key');
+    const oldKey = (await readFile(keyFile, 'utf8')).trim();
+    const newKey = crypto.randomBytes(32).toString('base64');
+    const rotated = { MAILINTAKE_SECRET_KEY: newKey, MAILINTAKE_SECRET_KEY_PREVIOUS: oldKey };
+    const resealed = await ef(['secret-key', 'reseal', '--json'], rotated);
+    expect(resealed.code).toBe(0);
+    expect(JSON.parse(resealed.stdout)).toMatchObject({
+      mailboxSecrets: { resealed: 2, current: 0, unreadable: [] },
+      // two reports and POP3's kept mail
+      errorMailBlobs: { resealed: 3, current: 0, unreadable: [] },
+    });
+    const again = await ef(['secret-key', 'reseal'], rotated);
+    expect(again.stdout).toContain('Mailbox secrets: 0 resealed, 2 already current.');
+    expect(again.stdout).toContain('MAILINTAKE_SECRET_KEY_PREVIOUS can be removed');
+    const onlyNew = { MAILINTAKE_SECRET_KEY: newKey };
+    expect((await ef(['errors', 'show', String(imapId)], onlyNew)).stdout).toMatch(
+      /^ {2}subject:\s+Scanned contract$/m,
+    );
+    const out2 = path.join(dir, 'kept-after-rotation.eml');
+    expect((await ef(['errors', 'raw', String(popId), '--out', out2], onlyNew)).code).toBe(0);
+    expect((await readFile(out2)).equals(big)).toBe(true);
+    expect((await ef(['mailbox', 'test', 'clipop'], onlyNew)).code).toBe(0);
+    // the old key alone opens nothing any more
+    const oldOnly = await ef(['errors', 'show', String(imapId), '--json'], { MAILINTAKE_SECRET_KEY: oldKey });
+    expect(oldOnly.code).toBe(1);
+    expect(JSON.parse(oldOnly.stdout).error).toBe('INTERNAL');
   });
 });

@@ -1,6 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { serve as serveHttp } from '@hono/node-server';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -15,6 +16,7 @@ import {
 } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { openRuntime } from '../runtime.js';
+import { withActor } from '../services/actor.js';
 import type {
   AttachmentView,
   ConversationView,
@@ -25,6 +27,8 @@ import type {
   PortalView,
   RequestDetail,
 } from '../services/views.js';
+import { addErrorFolderCommands } from './error-folder-commands.js';
+import { addNotificationCommands } from './notification-commands.js';
 
 /**
  * The `mailintake` command line. Commands are thin: parse arguments, open the runtime, call one service, print.
@@ -54,7 +58,8 @@ Exit status:
   3  fetch --once: at least one mailbox could not be reached (or was busy), or its round stopped on an error
 
 Environment: MAILINTAKE_DATA_DIR (default ./data), DATABASE_URL (PostgreSQL instead of the embedded SQLite),
-MAILINTAKE_SECRET_KEY, MAILINTAKE_PORT, MAILINTAKE_HOST, MAILINTAKE_LOG_LEVEL.`;
+MAILINTAKE_SECRET_KEY (and MAILINTAKE_SECRET_KEY_PREVIOUS while rotating it), MAILINTAKE_MAX_MAIL_MB, MAILINTAKE_PORT,
+MAILINTAKE_HOST, MAILINTAKE_LOG_LEVEL.`;
 
 /** Shorter secrets are not redacted: replacing "ab" everywhere would mangle the output, not protect anything. */
 const MIN_REDACTED_LENGTH = 4;
@@ -106,7 +111,12 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     if (typeof coded.details.serverResponse === 'string') {
       err(`  server said: ${clean(coded.details.serverResponse)}\n`);
     }
-    if (CONNECTION_CODES.has(coded.code)) err(`  hint: ${ERROR_HELP[coded.code]}\n`);
+    if (typeof coded.details.stepLabel === 'string') {
+      err(`  failed step: ${clean(coded.details.stepLabel)}\n`);
+      for (const check of (coded.details.checks as unknown[] | undefined) ?? []) {
+        err(`  check: ${clean(String(check))}\n`);
+      }
+    } else if (CONNECTION_CODES.has(coded.code)) err(`  hint: ${ERROR_HELP[coded.code]}\n`);
     return EXIT.error;
   };
 
@@ -122,7 +132,12 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       // A one-off command prints its own result; per-mail log lines would bury it. The service logs at info.
       if (!opts.service && !env.MAILINTAKE_LOG_LEVEL) config.logLevel = 'warn';
       rt = await openRuntime(config);
-      const code = await action(rt);
+      const opened = rt;
+      // A one-off command is the admin at the terminal: the system log names them. The service's own work
+      // (fetch rounds) is the system's, and its API requests name their key.
+      const code = opts.service
+        ? await action(opened)
+        : await withActor(`cli:${cliUser(env)}`, () => action(opened));
       exitCode = typeof code === 'number' ? code : EXIT.ok;
     } catch (e) {
       exitCode = reportError(e, json);
@@ -233,7 +248,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
             m.portal,
             serverUrl(m),
             m.username,
-            m.enabled ? 'yes' : 'no',
+            m.enabled ? 'yes' : `no (${m.status})`,
             m.state.lastFetchAt ?? '-',
             m.state.lastErrorCode ?? '-',
           ]),
@@ -253,11 +268,17 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   leaf(mailbox, 'update', 'replace a mailbox’s settings from a JSON file (no password: keep the stored one)')
     .argument('<name>')
     .requiredOption('--file <file>', 'mailbox settings file, or - for stdin')
-    .action(async (name: string, opts: { file: string; json?: boolean }) => {
+    .option('--pause', 'if the mailbox is being fetched, pause fetching to save (enable it again afterwards)')
+    .action(async (name: string, opts: { file: string; pause?: boolean; json?: boolean }) => {
       await withRuntime(!!opts.json, async (rt) => {
-        const view = await rt.services.mailboxes.update(name, await readMailboxFile(opts.file));
+        const view = await rt.services.mailboxes.update(name, await readMailboxFile(opts.file), {
+          pauseFetching: !!opts.pause,
+        });
         if (opts.json) return printJson(view);
         line(`Mailbox ${clean(view.name)} updated.`);
+        if (!view.enabled && opts.pause) {
+          line(`Fetching is paused; run "mailintake mailbox enable ${clean(view.name)}" to resume it.`);
+        }
         printMailbox(line, view);
       });
     });
@@ -538,6 +559,40 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       });
     });
 
+  // notifications, rules, smtp, alerts, outbox
+  addNotificationCommands(program, {
+    leaf,
+    withRuntime: (json, action) => withRuntime(json, action),
+    line,
+    printJson,
+    readSecretFile: async (file, what) => {
+      const value = await readJsonFile(file, what);
+      const pw = (value as Record<string, unknown> | null)?.password;
+      if (typeof pw === 'string' && pw.length >= MIN_REDACTED_LENGTH) secrets.push(pw);
+      return value;
+    },
+    clean,
+    table,
+    fields,
+    truncate,
+    pageFooter,
+    intArg,
+  });
+
+  // errors … (the error folder), secret-key reseal
+  addErrorFolderCommands(program, {
+    leaf,
+    withRuntime: (json, action) => withRuntime(json, action),
+    line,
+    printJson,
+    clean,
+    table,
+    fields,
+    truncate,
+    pageFooter,
+    intArg,
+  });
+
   // apikey …
   const apikey = program.command('apikey').description('API keys for the REST API');
   leaf(apikey, 'create', 'create an API key (shown once)')
@@ -690,8 +745,8 @@ function paint(on: boolean, tone: 'red' | 'green' | 'bold', text: string): strin
 
 /** The URL scheme people know: pop3:// and pop3s:// (RFC 2384), imap:// and imaps:// (RFC 5092). */
 function serverUrl(m: MailboxView): string {
-  // Graph: `server` is the endpoint URL itself (https://graph.microsoft.com or a national cloud)
-  if (m.protocol === 'graph') return m.server;
+  // Graph and EWS: `server` is the endpoint URL itself (Graph Endpoint, EWS Connect URL)
+  if (m.protocol === 'graph' || m.protocol === 'ews') return m.server;
   const scheme = m.protocol === 'pop' ? 'pop3' : m.protocol === 'pops' ? 'pop3s' : m.protocol;
   return `${scheme}://${m.server}:${m.port}`;
 }
@@ -720,14 +775,22 @@ function printMailbox(line: (t: string) => void, m: MailboxView): void {
         ['interval', `${m.intervalSeconds} s`],
         [
           'push (IDLE)',
-          m.protocol === 'graph' || m.protocol === 'pop' || m.protocol === 'pops'
-            ? `none for ${m.protocol === 'graph' ? 'Graph' : 'POP3'}: on the interval only`
+          m.protocol === 'graph' || m.protocol === 'ews' || m.protocol === 'pop' || m.protocol === 'pops'
+            ? `none for ${m.protocol === 'graph' ? 'Graph' : m.protocol === 'ews' ? 'EWS' : 'POP3'}: on the interval only`
             : m.idle
               ? 'on: new mail is taken in at once'
               : 'off: on the interval only',
         ],
         ['CA file', m.caFile ?? '-'],
-        ['enabled', m.enabled ? 'yes' : 'no'],
+        ['enabled', m.enabled ? 'yes' : `no (${m.status})`],
+        [
+          'error folder',
+          !m.moveToErrorFolder
+            ? 'off: a failing mail stays in the inbox'
+            : `${m.errorFolder === null ? 'kept by Mailintake (POP3 has no folders)' : `"${m.errorFolder}"`}, ${m.errorMails} mail(s)` +
+              `${m.stopAfterErrors === null ? '' : `, stop fetching at ${m.stopAfterErrors}`}` +
+              `${m.notifyOnErrorFolder ? ', notify' : ''}`,
+        ],
         ['last fetch', s.lastFetchAt ?? 'never'],
         [
           'last error',
@@ -748,10 +811,28 @@ function printFetch(line: (t: string) => void, color: boolean, summaries: FetchS
   }
   line(
     table(
-      ['MAILBOX', 'FETCHED', 'CREATED', 'APPENDED', 'IGNORED', 'ERRORED', 'REACKNOWLEDGED', 'TIME'],
+      [
+        'MAILBOX',
+        'FETCHED',
+        'CREATED',
+        'APPENDED',
+        'IGNORED',
+        'ERRORED',
+        'REACKNOWLEDGED',
+        'ERROR FOLDER',
+        'TIME',
+      ],
       summaries.map((s) => [
         s.mailbox,
-        ...[s.fetched, s.created, s.appended, s.ignored, s.errored, s.reacknowledged].map(String),
+        ...[
+          s.fetched,
+          s.created,
+          s.appended,
+          s.ignored,
+          s.errored,
+          s.reacknowledged,
+          s.movedToErrorFolder,
+        ].map(String),
         `${s.durationMs} ms`,
       ]),
     ),
@@ -766,6 +847,17 @@ function printFetch(line: (t: string) => void, color: boolean, summaries: FetchS
     );
     const help = ERROR_HELP[code as ErrorCode] as string | undefined;
     if (help) line(`  hint: ${help}`);
+  }
+  for (const s of summaries.filter((x) => x.stopped === 'error-folder-limit')) {
+    line(
+      `${clean(s.mailbox)}: ${paint(color, 'red', 'fetching stopped')}: the error folder reached its limit ("stop mail fetching after N mails"). ` +
+        `See "mailintake errors list --mailbox ${clean(s.mailbox)}", fix the cause, then "mailintake errors move-to-inbox ${clean(s.mailbox)}" and "mailintake mailbox enable ${clean(s.mailbox)}".`,
+    );
+  }
+  for (const s of summaries.filter((x) => x.stopped && x.stopped !== 'error-folder-limit')) {
+    line(
+      `${clean(s.mailbox)}: round stopped, the mailbox was disabled (${clean(s.stopped ?? '')}); the rest waits on the server`,
+    );
   }
 }
 
@@ -893,4 +985,14 @@ async function readStream(stream: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The OS user running a CLI command (SUDO_USER first: `sudo mailintake …` is that person, not root). */
+function cliUser(env: NodeJS.ProcessEnv): string {
+  if (env.SUDO_USER) return env.SUDO_USER;
+  try {
+    return os.userInfo().username;
+  } catch {
+    return env.USER ?? 'unknown';
+  }
 }

@@ -13,6 +13,28 @@ const envSchema = z.object({
     .optional(),
   /** 32 bytes, base64: the key that seals passwords and tokens. Without it, DATA_DIR/secret.key is used. */
   MAILINTAKE_SECRET_KEY: z.string().optional(),
+  /**
+   * Key rotation: earlier keys (base64, comma-separated) that only open data sealed before the rotation, until
+   * `mailintake secret-key reseal` has sealed it again with MAILINTAKE_SECRET_KEY. Nothing new is sealed with them.
+   */
+  MAILINTAKE_SECRET_KEY_PREVIOUS: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((k) => k.trim())
+        .filter(Boolean),
+    )
+    .optional(),
+  /**
+   * Largest mail taken in, in MB (default 100); a larger one fails with MAIL_TOO_LARGE (error folder). -1:
+   * unlimited. 0 or a fraction is refused: it must not silently switch the protection against mail bombs off.
+   */
+  MAILINTAKE_MAX_MAIL_MB: z.coerce
+    .number()
+    .int('a whole number of MB')
+    .refine((n) => n === -1 || (n >= 1 && n <= 1_000_000), 'from 1 to 1000000, or -1 for unlimited')
+    .default(100),
   MAILINTAKE_PORT: z.coerce.number().int().min(1).max(65535).default(8025),
   MAILINTAKE_HOST: z.string().min(1).default('127.0.0.1'),
   /** How long a fetch lease lasts without renewal; a crashed worker's mailbox is free again after this. */
@@ -24,6 +46,10 @@ export interface AppConfig {
   dataDir: string;
   databaseUrl: string | undefined;
   secretKey: string | undefined;
+  /** MAILINTAKE_SECRET_KEY_PREVIOUS: keys that only open data sealed before a key rotation. */
+  previousSecretKeys?: string[];
+  /** MAILINTAKE_MAX_MAIL_MB: the largest mail taken in, in MB; -1 unlimited. */
+  maxMailMb?: number;
   port: number;
   host: string;
   leaseSeconds: number;
@@ -47,6 +73,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     dataDir: path.resolve(e.MAILINTAKE_DATA_DIR),
     databaseUrl: e.DATABASE_URL,
     secretKey: e.MAILINTAKE_SECRET_KEY,
+    previousSecretKeys: e.MAILINTAKE_SECRET_KEY_PREVIOUS ?? [],
+    maxMailMb: e.MAILINTAKE_MAX_MAIL_MB,
     port: e.MAILINTAKE_PORT,
     host: e.MAILINTAKE_HOST,
     leaseSeconds: e.MAILINTAKE_LEASE_SECONDS,

@@ -51,3 +51,81 @@ describe('mailbox settings: POP3', () => {
     expect(fieldsOf({ ...base, protocol: 'pops', port: 110 })[0]).toMatchObject({ field: 'port' });
   });
 });
+
+describe('mailbox settings: Exchange Web Services', () => {
+  const ews = {
+    name: 'ews',
+    protocol: 'ews',
+    connectUrl: 'https://mail.example.test/EWS/Exchange.asmx',
+    username: 'EXAMPLE\\support',
+    password: 'p',
+    emailAddress: 'support@example.test, help@example.test',
+  };
+
+  it('defaults: NTLM, folder inbox, mark-read; server and port come from the Connect URL', () => {
+    expect(parseMailboxInput(ews)).toMatchObject({
+      connectUrl: 'https://mail.example.test/EWS/Exchange.asmx',
+      ewsAuth: 'ntlm',
+      server: 'mail.example.test',
+      port: 443,
+      username: 'EXAMPLE\\support',
+      folder: 'inbox',
+      afterFetch: 'mark-read',
+      emailAddress: ['support@example.test', 'help@example.test'],
+    });
+    expect(
+      parseMailboxInput({ ...ews, connectUrl: 'https://10.0.0.5:8443/EWS/Exchange.asmx', ewsAuth: 'basic' }),
+    ).toMatchObject({ server: '10.0.0.5', port: 8443, ewsAuth: 'basic' });
+    expect(parseMailboxInput({ ...ews, afterFetch: 'move', moveToFolder: 'Done' }).afterFetch).toBe('move');
+  });
+
+  it('requires an https Connect URL, saying it is for on-premises Exchange', () => {
+    const missing = fieldsOf({ ...ews, connectUrl: undefined });
+    expect(missing).toHaveLength(1);
+    expect(missing[0]).toMatchObject({ field: 'connectUrl' });
+    expect(missing[0]!.message).toMatch(
+      /on-premises Exchange; Exchange Online has been turning EWS off since October 2026/,
+    );
+    for (const bad of [
+      'http://mail.example.test/EWS/Exchange.asmx',
+      'https://user:pw@mail.example.test/EWS/Exchange.asmx',
+      'https://mail.example.test/EWS/Exchange.asmx?x=1',
+      'mail.example.test',
+    ]) {
+      const got = fieldsOf({ ...ews, connectUrl: bad });
+      expect(got.map((f) => f.field)).toEqual(['connectUrl']);
+      expect(got[0]!.message).toMatch(/https:\/\/ URL of the EWS endpoint/);
+    }
+  });
+
+  it('names every bad field at once: missing credentials, server/port, Graph fields, leave', () => {
+    const got = fieldsOf({
+      ...ews,
+      username: undefined,
+      password: undefined,
+      server: 'mail.example.test',
+      port: 443,
+      accessToken: 't',
+      afterFetch: 'leave',
+    });
+    expect(Object.fromEntries(got.map((f) => [f.field, f.message]))).toEqual({
+      username: 'required',
+      password: 'required',
+      server: 'not used with EWS; the server and port are those of "connectUrl"',
+      port: 'not used with EWS; the server and port are those of "connectUrl"',
+      accessToken: 'only used with protocol "graph"',
+      afterFetch: '"leave" is for POP3; with EWS use "mark-read" (the default), "delete" or "move"',
+    });
+    const auth = fieldsOf({ ...ews, ewsAuth: 'kerberos' });
+    expect(auth).toEqual([{ field: 'ewsAuth', message: expect.stringMatching(/"ntlm".*"basic"/) }]);
+  });
+
+  it('refuses EWS fields on other protocols, and lists "ews" among the protocols', () => {
+    expect(fieldsOf({ ...base, protocol: 'imaps', connectUrl: ews.connectUrl, ewsAuth: 'ntlm' })).toEqual([
+      { field: 'connectUrl', message: 'only used with protocol "ews"' },
+      { field: 'ewsAuth', message: 'only used with protocol "ews"' },
+    ]);
+    const protocol = fieldsOf({ ...ews, protocol: 'exchange' }).find((f) => f.field === 'protocol');
+    expect(protocol?.message).toBe('must be one of "imap", "imaps", "pop", "pops", "graph", "ews"');
+  });
+});

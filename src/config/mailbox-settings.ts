@@ -34,6 +34,7 @@ export type AfterFetchName = z.infer<typeof afterFetchSchema>;
 const POP_PROTOCOLS: ReadonlySet<string> = new Set(['pop', 'pops']);
 export const isPop = (protocol: string): boolean => POP_PROTOCOLS.has(protocol);
 export const isGraph = (protocol: string): boolean => protocol === 'graph';
+export const isEws = (protocol: string): boolean => protocol === 'ews';
 
 /**
  * Microsoft Graph endpoints (the reference's "Graph Endpoint"): the global service and the national clouds
@@ -64,6 +65,23 @@ const graphEndpoint = z
   )
   .transform((v) => v.replace(/\/+$/, ''));
 
+/**
+ * EWS's "Connect URL" (the reference's field, e.g. https://mail.example.com/EWS/Exchange.asmx). https only:
+ * the password (Basic) or the NTLM exchange travels in every request, and NTLM over plain HTTP can be relayed.
+ * EWS is for on-premises Exchange: Exchange Online has been turning EWS off since October 2026 (use Graph).
+ */
+const connectUrl = z
+  .string()
+  .trim()
+  .refine((v) => {
+    try {
+      const u = new URL(v);
+      return u.protocol === 'https:' && !u.username && !u.password && !u.search && !u.hash;
+    } catch {
+      return false;
+    }
+  }, 'must be the https:// URL of the EWS endpoint, e.g. https://mail.example.com/EWS/Exchange.asmx (no credentials, query or fragment)');
+
 /** The error folder's name when the admin gives none. */
 export const DEFAULT_ERROR_FOLDER = 'Mailintake Errors';
 
@@ -79,8 +97,8 @@ export const mailboxInputSchema = z
         'letters, digits, dot, hyphen and underscore; starts with a letter or digit',
       ),
     portal: z.string().trim().min(1).default('default'),
-    protocol: z.enum(['imap', 'imaps', 'pop', 'pops', 'graph']),
-    /** IMAP/POP3 only; Graph derives it from graphEndpoint. */
+    protocol: z.enum(['imap', 'imaps', 'pop', 'pops', 'graph', 'ews']),
+    /** IMAP/POP3 only; Graph derives it from graphEndpoint, EWS from connectUrl. */
     server: hostname.optional(),
     port: z.number().int().min(1).max(65535).optional(),
     username: z.string().min(1, 'the user name is required').optional(),
@@ -92,6 +110,14 @@ export const mailboxInputSchema = z
      * issue lands (then the token is obtained and refreshed from a client id/secret and refresh token).
      */
     accessToken: z.string().min(1, 'the access token is required').optional(),
+    /** EWS only (the reference's "Connect URL"), for on-premises Exchange. */
+    connectUrl: connectUrl.optional(),
+    /**
+     * EWS only: how `username`/`password` log in. "ntlm" (default): what Exchange's EWS virtual directory
+     * accepts out of the box (Windows authentication); the password never travels. "basic": only where an
+     * admin switched Basic on for EWS.
+     */
+    ewsAuth: z.enum(['ntlm', 'basic']).optional(),
     emailAddress: emailList,
     starttls: z.boolean().default(true),
     caFile: z.string().min(1).optional(),
@@ -123,11 +149,11 @@ export const mailboxInputSchema = z
   })
   .strict()
   .superRefine((m, ctx) => {
-    if (isGraph(m.protocol) && m.afterFetch === 'leave') {
+    if ((isGraph(m.protocol) || isEws(m.protocol)) && m.afterFetch === 'leave') {
       ctx.addIssue({
         code: 'custom',
         path: ['afterFetch'],
-        message: '"leave" is for POP3; with Graph use "mark-read" (the default), "delete" or "move"',
+        message: `"leave" is for POP3; with ${isGraph(m.protocol) ? 'Graph' : 'EWS'} use "mark-read" (the default), "delete" or "move"`,
       });
     }
     if (m.afterFetch === 'move' && !m.moveToFolder) {
@@ -171,7 +197,7 @@ export const mailboxInputSchema = z
       if (m.moveToFolder !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['moveToFolder'], message: 'POP3 has no folders' });
       }
-    } else if (m.afterFetch === 'leave' && !isGraph(m.protocol)) {
+    } else if (m.afterFetch === 'leave' && !isGraph(m.protocol) && !isEws(m.protocol)) {
       ctx.addIssue({
         code: 'custom',
         path: ['afterFetch'],
@@ -198,6 +224,38 @@ export const mailboxInputSchema = z
   .superRefine(
     (m, ctx) => {
       const given = (field: string) => (m as Record<string, unknown>)[field] !== undefined;
+      const onlyFor = (protocol: 'graph' | 'ews', fields: string[]) => {
+        for (const field of fields) {
+          if (given(field)) {
+            ctx.addIssue({ code: 'custom', path: [field], message: `only used with protocol "${protocol}"` });
+          }
+        }
+      };
+      if (isEws(m.protocol)) {
+        if (!given('connectUrl')) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['connectUrl'],
+            message:
+              'required for EWS: the https:// URL of Exchange Web Services, e.g. https://mail.example.com/EWS/Exchange.asmx (on-premises Exchange; Exchange Online has been turning EWS off since October 2026, use protocol "graph" there)',
+          });
+        }
+        for (const field of ['username', 'password']) {
+          if (!given(field)) ctx.addIssue({ code: 'custom', path: [field], message: 'required' });
+        }
+        for (const field of ['server', 'port']) {
+          if (given(field)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [field],
+              message: 'not used with EWS; the server and port are those of "connectUrl"',
+            });
+          }
+        }
+        onlyFor('graph', ['graphEndpoint', 'accessToken']);
+        return;
+      }
+      onlyFor('ews', ['connectUrl', 'ewsAuth']);
       if (isGraph(m.protocol)) {
         if (!given('accessToken')) {
           ctx.addIssue({
@@ -233,7 +291,7 @@ export type MailboxInput = z.input<typeof mailboxInputSchema>;
 /**
  * Validated settings. `server`, `port`, `username` and `password` are always filled so every connector and
  * display can rely on them: for Graph `server`/`port` are the endpoint's host and port, `username` the mailbox
- * address and `password` empty (the secret is `accessToken`).
+ * address and `password` empty (the secret is `accessToken`); for EWS `server`/`port` are the Connect URL's.
  */
 export type MailboxSettings = Omit<
   z.output<typeof mailboxInputSchema>,
@@ -252,6 +310,7 @@ export const DEFAULT_PORTS: Record<MailboxSettings['protocol'], number> = {
   pop: 110,
   pops: 995,
   graph: 443,
+  ews: 443,
 };
 
 /** Validates a mailbox; throws INVALID_SETTINGS naming every bad field. */
@@ -269,6 +328,21 @@ export function parseMailboxInput(input: unknown): MailboxSettings {
     );
   }
   const m = result.data;
+  if (isEws(m.protocol)) {
+    const url = new URL(m.connectUrl!);
+    return {
+      ...m,
+      connectUrl: url.href,
+      ewsAuth: m.ewsAuth ?? 'ntlm',
+      server: url.hostname.replace(/^\[|\]$/g, ''),
+      port: url.port ? Number(url.port) : DEFAULT_PORTS.ews,
+      username: m.username!,
+      password: m.password!,
+      // EWS names well-known folders by distinguished id ("inbox"); "INBOX" is the IMAP default
+      folder: m.folder === 'INBOX' ? 'inbox' : m.folder,
+      afterFetch: m.afterFetch ?? 'mark-read',
+    };
+  }
   if (isGraph(m.protocol)) {
     const endpoint = m.graphEndpoint ?? DEFAULT_GRAPH_ENDPOINT;
     const url = new URL(endpoint);
@@ -310,7 +384,7 @@ function humanMessage(issue: z.core.$ZodIssue, input: unknown): string {
     return `must be a ${issue.expected}, not ${Array.isArray(given) ? 'a list' : typeof given}`;
   }
   if (issue.code === 'invalid_value' && issue.path[0] === 'protocol') {
-    return `must be one of ${issue.values.map((v) => `"${String(v)}"`).join(', ')} (EWS comes with a later release)`;
+    return `must be one of ${issue.values.map((v) => `"${String(v)}"`).join(', ')}`;
   }
   if (issue.path[0] === 'emailAddress' && typeof issue.path[1] === 'number') {
     const raw = (input as { emailAddress?: unknown } | null)?.emailAddress;

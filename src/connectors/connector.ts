@@ -29,6 +29,15 @@ export interface Connector {
   acknowledge(mails: RemoteMail[], action: AfterFetch): Promise<void>;
   /** Moves mails to a named folder, creating it when missing (error folder seam). */
   moveTo(mails: RemoteMail[], folder: string): Promise<void>;
+  /**
+   * The error folder's "move mails to inbox": moves the mails of `folder` that `wanted` describes back to the
+   * folder listNew reads, where the next round takes them in as new mail. Only mails that match are moved (an
+   * admin's own mails in that folder stay). Resolves with the `key`s of the wanted mails it moved; a wanted
+   * mail that is not in `folder` (any more) is left out. A missing folder moves nothing. Optional: protocols
+   * with folders implement it (IMAP: by size and sha256 of the raw source, because a MOVE gives the mail a new
+   * UID; Graph: by immutable id, which a move keeps); POP3 has no folders.
+   */
+  moveBack?(folder: string, wanted: WantedMail[]): Promise<string[]>;
   /** Logs out and closes; never throws. */
   close(): Promise<void>;
 }
@@ -59,6 +68,17 @@ export interface RemoteMail {
   flaggedDeleted?: boolean;
   /** Protocol-specific handle (IMAP UID, POP3 message number…). Opaque to the loop. */
   handle: unknown;
+}
+
+/** A mail Mailintake put into an error folder, as `moveBack` looks for it. */
+export interface WantedMail {
+  /** The caller's name for it, given back when it was moved. */
+  key: string;
+  /** Its identity in the folder it was taken from (Graph: the immutable id, the same in every folder). */
+  identity: string;
+  /** Size in bytes and sha256 of its raw source as fetched, when kept. */
+  size?: number;
+  sha256?: string;
 }
 
 /**

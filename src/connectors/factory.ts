@@ -3,6 +3,7 @@ import type { MailboxSettings } from '../config/mailbox-settings.js';
 import { MailintakeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Connector, SampleMail } from './connector.js';
+import { EwsConnector } from './ews/ews-connector.js';
 import { GraphConnector, type GraphFetch } from './graph/graph-connector.js';
 import { ImapConnector } from './imap/imap-connector.js';
 import { Pop3Connector } from './pop3/pop3-connector.js';
@@ -17,8 +18,13 @@ export function createConnector(
   settings: MailboxSettings,
   opts: {
     logger?: Logger;
-    /** Graph only: the HTTP client and the wait before a retry (tests drive time and failures with them). */
+    /** Graph only: the HTTP client (tests drive failures with it). */
     fetch?: GraphFetch;
+    /**
+     * Graph and EWS: the wait before a retry after throttling (tests drive time with it). EWS has no HTTP-client
+     * seam: NTLM authenticates a connection, which a fetch-like function cannot express; its tests drive
+     * failures through the protocol double instead.
+     */
     sleep?: (ms: number) => Promise<void>;
   } = {},
 ): SamplingConnector {
@@ -51,6 +57,12 @@ export function createConnector(
         ...(opts.logger ? { logger: opts.logger } : {}),
         ...(ca ? { ca } : {}),
         ...(opts.fetch ? { fetch: opts.fetch } : {}),
+        ...(opts.sleep ? { sleep: opts.sleep } : {}),
+      });
+    case 'ews':
+      return new EwsConnector(settings, {
+        ...(opts.logger ? { logger: opts.logger } : {}),
+        ...(ca ? { ca } : {}),
         ...(opts.sleep ? { sleep: opts.sleep } : {}),
       });
   }

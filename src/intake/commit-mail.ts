@@ -1,8 +1,11 @@
 import { type Insertable, sql } from 'kysely';
 import type { RawLocation } from '../blobs/raw-packs.js';
 import { MailintakeError, toMailintakeError } from '../errors.js';
+import { dropNotices } from '../notify/drop-notice.js';
+import type { Notice, Notifier } from '../notify/notifier.js';
 import {
   type AttachmentPolicy,
+  DEFAULT_ATTACHMENT_POLICY,
   type DroppedPart,
   dropReason,
   isInlineImage,
@@ -31,6 +34,12 @@ export interface IntakeMailbox {
   headerThreading: boolean;
   /** The portal's attachment policy, loaded once per round. Absent: the defaults (DEFAULT_ATTACHMENT_POLICY). */
   attachmentPolicy?: AttachmentPolicy;
+  /**
+   * Enabled when the round started. Such a round stops at its next batch when the mailbox gets disabled
+   * meanwhile (paused to save settings, stopped by the error folder, disabled by an admin). A manual round of a
+   * disabled mailbox (`fetch --once --mailbox`) leaves it out and runs to the end.
+   */
+  enabled?: boolean;
 }
 
 export type CommitResult =
@@ -83,13 +92,23 @@ export async function commitBatch(
   store: Store,
   mailbox: IntakeMailbox,
   items: BatchItem[],
+  /** Records the drop notification mails in the batch's transaction (the portal's switches decide); kicked after commit. */
+  notifier?: Notifier,
 ): Promise<ItemResult[]> {
   try {
-    return await withTransaction(store, (tx) => new BatchCommit(tx, mailbox, store.engine).run(items));
+    let noticed = false;
+    const results = await withTransaction(store, async (tx) => {
+      const batch = new BatchCommit(tx, mailbox, store.engine, notifier);
+      const out = await batch.run(items);
+      noticed = batch.noticed;
+      return out;
+    });
+    if (noticed) notifier?.kick();
+    return results;
   } catch (err) {
     if (items.length > 1) {
       const results: ItemResult[] = [];
-      for (const item of items) results.push(...(await commitBatch(store, mailbox, [item])));
+      for (const item of items) results.push(...(await commitBatch(store, mailbox, [item], notifier)));
       return results;
     }
     return [await recordFailure(store, mailbox, items[0]!, toMailintakeError(err, 'STORE_FAILED'))];
@@ -172,10 +191,16 @@ class BatchCommit {
   private readonly requestRows: Insertable<RequestTable>[] = [];
   private readonly conversationRows: Insertable<ConversationTable>[] = [];
 
+  /** Drop notification mails of the batch's mails, recorded with the batch's rows (see flushRows). */
+  private readonly notices: Notice[] = [];
+  /** True once notices were recorded: the caller wakes the outbox after the commit. */
+  noticed = false;
+
   constructor(
     private readonly tx: Tx,
     private readonly mailbox: IntakeMailbox,
     private readonly engine: Engine = 'sqlite',
+    private readonly notifier?: Notifier,
   ) {}
 
   async run(items: BatchItem[]): Promise<ItemResult[]> {
@@ -401,6 +426,19 @@ class BatchCommit {
     }
     const dropped = item.checked?.dropped ?? [];
     this.recordDrops(dropped, item.serverIdentity, requestId, conversationId, reasons);
+    if (this.notifier && dropped.length > 0) {
+      this.notices.push(
+        ...dropNotices({
+          mailbox: { id: this.mailbox.id, name: this.mailbox.name, portalId: this.mailbox.portalId },
+          requestId,
+          conversationId,
+          subject: mail.subject,
+          from: mail.from?.address ?? null,
+          dropped,
+          policy: this.mailbox.attachmentPolicy ?? DEFAULT_ATTACHMENT_POLICY,
+        }),
+      );
+    }
     return conversationId === null
       ? { outcome: 'created', requestId, reasons, dropped }
       : { outcome: 'appended', requestId, conversationId, reasons, dropped };
@@ -526,6 +564,9 @@ class BatchCommit {
         .execute();
     }
     if (this.systemLogEntries.length > 0) await systemLog(this.tx, this.systemLogEntries);
+    // The drop emails commit with the drops they tell about: a crash after the commit delays them, never loses them.
+    for (const notice of this.notices) await this.notifier!.record(this.tx, notice);
+    this.noticed = this.notices.length > 0;
     for (let i = 0; i < this.messageIdRows.length; i += 500) {
       await this.tx
         .insertInto('message_ids')

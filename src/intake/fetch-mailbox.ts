@@ -5,8 +5,10 @@ import type { RawLocation, RawPacks, RawPackWriter } from '../blobs/raw-packs.js
 import { blobSniffer, headSniffer } from '../blobs/sniff.js';
 import type { MailboxSettings } from '../config/mailbox-settings.js';
 import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.js';
-import { CONNECTION_CODES, MailintakeError, toMailintakeError } from '../errors.js';
+import { serverLabel } from '../connectors/net-errors.js';
+import { CONNECTION_CODES, isMailintakeError, MailintakeError, toMailintakeError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { recordRoundOutcome } from '../notify/connection-alerts.js';
 import type { Notifier } from '../notify/notifier.js';
 import {
   type AttachmentPolicy,
@@ -15,11 +17,13 @@ import {
   type DroppedPart,
   type Sniff,
 } from '../pipeline/attachment-checks.js';
-import { parseMail } from '../pipeline/parse.js';
+import { type ParseLimits, parseMail } from '../pipeline/parse.js';
 import type { FetchSummary } from '../services/views.js';
 import type { Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
+import { withTransaction } from '../store/tx.js';
 import { type BatchItem, commitBatch, type IntakeMailbox } from './commit-mail.js';
+import { type ErrorRoute, type FailedMail, leaveOnServer } from './error-folder.js';
 import type { MailboxLease } from './lease.js';
 
 /** Per-mail error codes worth another attempt on the next round (the cause may be gone by then). */
@@ -33,13 +37,11 @@ const BATCH_MAX_COUNT = 100;
 const PREPARE_CONCURRENCY = 4;
 
 /**
- * What happens to a mail that failed processing. The foundation leaves it where it is (unacknowledged, so
- * nothing is lost); the error-folder feature plugs in here to move it aside and notify.
+ * What happens to a mail that failed processing with a code a retry cannot fix: `leaveOnServer` leaves it where
+ * it is (unacknowledged, so nothing is lost, and later rounds skip it); the error folder (error-folder.ts)
+ * moves it aside with an encrypted report, notifies, and stops the mailbox at its limit.
  */
-export interface ErrorRoute {
-  onMailError(connector: Connector, mail: RemoteMail, error: MailintakeError): Promise<void>;
-}
-export const leaveOnServer: ErrorRoute = { onMailError: async () => undefined };
+export { type ErrorRoute, leaveOnServer } from './error-folder.js';
 
 /** What `notify` is told after a mail with dropped items committed. */
 export interface DropEvent {
@@ -53,11 +55,10 @@ export interface DropEvent {
 }
 
 /**
- * The seam for the reference's "email notification for dropped attachment/inline image". Called after the
- * commit (never inside the transaction: a slow SMTP server must not hold the database), once per mail with
- * drops. The SMTP notification part implements it; until then nothing is sent. A crash between commit and
- * this call loses the notification (not the drop record, nor the system-log entry): the SMTP part should
- * read its work from the committed `dropped_attachments` rows (an outbox) if it needs exactly-once mail.
+ * Told once per mail with drops, after its commit (tests, a UI). The reference's "email notification for
+ * dropped attachment/inline image" does not go through here: it is written to the outbox in the mail's own
+ * transaction (commitBatch with the notifier, notify/drop-notice.ts), so a crash after the commit delays that
+ * email and never loses it; a crash before this call only loses this call.
  */
 export type DropNotifier = (event: DropEvent) => Promise<void>;
 
@@ -75,6 +76,8 @@ export interface FetchContext {
   notifier?: Notifier;
   /** Aborted on shutdown: the round stops between mails (every committed mail is acknowledged first). */
   signal?: AbortSignal;
+  /** The parser's limits (MAILINTAKE_MAX_MAIL_MB); absent: the defaults of pipeline/parse.ts. */
+  parseLimits?: Partial<ParseLimits>;
 }
 
 /**
@@ -99,7 +102,9 @@ export async function fetchMailbox(
     errored: 0,
     reacknowledged: 0,
     skippedErrors: 0,
+    movedToErrorFolder: 0,
     error: null,
+    stopped: null,
     durationMs: 0,
   };
   if (!(await ctx.lease.acquire(mailbox.id))) {
@@ -107,7 +112,9 @@ export async function fetchMailbox(
     summary.durationMs = Date.now() - started;
     return summary;
   }
-  const connector = ctx.connect(settings);
+  const server = ctx.connect(settings);
+  // POP3's error mails an admin moved back to the inbox are kept by us: the route adds them to the round
+  const connector = ctx.errorRoute?.inbox?.(server, mailbox) ?? server;
   let roundError: MailintakeError | null = null;
   try {
     await connector.open();
@@ -123,7 +130,7 @@ export async function fetchMailbox(
     });
   } finally {
     await connector.close();
-    await recordRound(ctx.store, mailbox.id, roundError).catch((err) =>
+    await recordRound(ctx, mailbox.id, settings, roundError).catch((err) =>
       ctx.logger.error('could not record the fetch round', { mailbox: mailbox.name, error: String(err) }),
     );
     await ctx.lease.release(mailbox.id).catch(() => undefined);
@@ -164,14 +171,43 @@ async function takeIn(
     ctx.logger.info('acknowledged again, no new effect', { mailbox: mailbox.name, count: again.length });
   }
 
+  // Mails that failed before with a code a retry cannot fix are the error route's: moved to the error folder
+  // (also the rest of a move a crash cut short), or skipped. Unless an admin moved them back to the inbox since,
+  // keeping their identity (Graph): then they are taken in again like new mail.
+  const route = ctx.errorRoute ?? leaveOnServer;
+  const routeContext = { connector, mailbox, settings, notifier: ctx.notifier };
+  const isFinal = (k: Known | undefined) =>
+    k?.outcome === 'error' && !(k.errorCode && RETRYABLE_MAIL_CODES.has(k.errorCode));
+  const failedBefore = waiting.filter((m) => isFinal(known.get(m.identity)));
+  const released =
+    failedBefore.length > 0 && route.released
+      ? await route.released(
+          mailbox.id,
+          failedBefore.map((m) => ({ identity: m.identity, failedAt: known.get(m.identity)!.updatedAt })),
+        )
+      : new Set<string>();
   const todo: RemoteMail[] = [];
+  const stillFailed: FailedMail[] = [];
+  // A move the server refused ends the round as ACK_FAILED, but only after the other mails were taken in
+  let refusedMove: MailintakeError | null = null;
   for (const m of waiting) {
     const k = known.get(m.identity);
     if (k === undefined && m.flaggedDeleted) continue; // flagged by someone else, not ours to take in
     if (k === undefined) todo.push(m);
     else if (k.outcome === 'error') {
-      if (k.errorCode && RETRYABLE_MAIL_CODES.has(k.errorCode)) todo.push(m);
-      else summary.skippedErrors++;
+      if (!isFinal(k) || released.has(m.identity)) todo.push(m);
+      else stillFailed.push({ mail: m, error: null });
+    }
+  }
+  if (stillFailed.length > 0) {
+    const routed = await route.route(routeContext, stillFailed);
+    summary.skippedErrors += routed.left;
+    summary.movedToErrorFolder += routed.routed;
+    refusedMove ??= routed.moveError ?? null;
+    if (routed.stop) {
+      summary.stopped = 'error-folder-limit';
+      if (refusedMove) throw refusedMove;
+      return;
     }
   }
 
@@ -192,6 +228,17 @@ async function takeIn(
         'the fetch lease was lost to another worker; stopping this round',
       );
     }
+    if (mailbox.enabled) {
+      const stopped = await disabledMeanwhile(ctx.store, mailbox.id);
+      if (stopped !== null) {
+        summary.stopped = stopped;
+        ctx.logger.info('round stopped: the mailbox was disabled', {
+          mailbox: mailbox.name,
+          reason: stopped,
+        });
+        break;
+      }
+    }
     const sources = await prefetched;
     // A streamed (large) batch is not overlapped: its download and a prefetch would share the connection.
     prefetched = sources ? fetchSources(batches[b + 1]) : Promise.resolve(null);
@@ -211,7 +258,7 @@ async function takeIn(
         blobs,
         pack,
         k?.outcome === 'error',
-        { policy, sniff: headSniffer(blobs, sniff) },
+        { policy, sniff: headSniffer(blobs, sniff), limits: ctx.parseLimits },
       );
       ctx.logger.debug('mail prepared', { mailbox: mailbox.name, identity: mail.identity });
       return item;
@@ -233,8 +280,9 @@ async function takeIn(
         item.rawSha256 = null;
       }
     }
-    const results = await commitBatch(ctx.store, mailbox, items);
+    const results = await commitBatch(ctx.store, mailbox, items, ctx.notifier);
     const done: RemoteMail[] = [];
+    const failed: FailedMail[] = [];
     for (const [n, result] of results.entries()) {
       const mail = batch[n]!;
       if (result.outcome === 'error') {
@@ -245,7 +293,8 @@ async function takeIn(
           code: result.error.code,
           error: result.error.message,
         });
-        await (ctx.errorRoute ?? leaveOnServer).onMailError(connector, mail, result.error);
+        // a retryable failure stays where it is and is tried again next round; the others are the route's
+        if (!RETRYABLE_MAIL_CODES.has(result.error.code)) failed.push({ mail, error: result.error });
         continue;
       }
       summary[result.outcome]++;
@@ -273,7 +322,19 @@ async function takeIn(
       });
     }
     if (done.length > 0) await acknowledge(ctx, connector, mailbox.id, done, action);
+    if (failed.length > 0) {
+      const routed = await route.route(routeContext, failed);
+      summary.movedToErrorFolder += routed.routed;
+      refusedMove ??= routed.moveError ?? null;
+      if (routed.stop) {
+        // "Stop mail fetching after N mails": the mails after this batch stay untouched on the server
+        summary.stopped = 'error-folder-limit';
+        ctx.logger.warn('round stopped: the error folder reached its limit', { mailbox: mailbox.name });
+        break;
+      }
+    }
   }
+  if (refusedMove) throw refusedMove;
 }
 
 /** Like Promise.all over `items.map(fn)`, with at most `width` calls running at once. */
@@ -325,7 +386,7 @@ async function prepare(
   blobs: DeferredSyncBlobs,
   pack: RawPackWriter,
   retry: boolean,
-  checks: { policy: AttachmentPolicy; sniff: Sniff },
+  checks: { policy: AttachmentPolicy; sniff: Sniff; limits?: Partial<ParseLimits> | undefined },
 ): Promise<BatchItem> {
   let connectionFailure: unknown = null;
   let raw: Readable;
@@ -357,10 +418,10 @@ async function prepare(
     raw = forParser;
     rawKept = blobs.put(forBlob);
   }
-  const [parsedResult, rawResult] = await Promise.allSettled([parseMail(raw, { blobs }), rawKept]);
-  if (connectionFailure) {
-    throw toMailintakeError(connectionFailure, 'TIMEOUT', 'the connection failed while downloading');
-  }
+  const [parsedResult, rawResult] = await Promise.allSettled([
+    parseMail(raw, { blobs, ...(checks.limits ? { limits: checks.limits } : {}) }),
+    rawKept,
+  ]);
   const item: BatchItem = {
     serverIdentity: mail.identity,
     retry,
@@ -370,7 +431,14 @@ async function prepare(
     parsed: null,
     error: null,
   };
-  if (parsedResult.status === 'rejected') {
+  if (connectionFailure) {
+    const coded = toMailintakeError(connectionFailure, 'TIMEOUT', 'the connection failed while downloading');
+    // A source that failed with a code of its own that is not the connection's (a kept POP3 error mail whose
+    // sealed copy does not open: STORE_FAILED) fails this mail only, and is retried next round.
+    if (!isMailintakeError(connectionFailure) || CONNECTION_CODES.has(coded.code)) throw coded;
+    item.error = coded;
+    item.rawSha256 = null;
+  } else if (parsedResult.status === 'rejected') {
     const coded = toMailintakeError(parsedResult.reason, 'PARSE_FAILED');
     if (CONNECTION_CODES.has(coded.code)) throw coded;
     item.error = coded;
@@ -446,16 +514,25 @@ async function settleAcknowledged(store: Store, mailboxId: number, waiting: Remo
   );
 }
 
+/** What the intake log knows of a listed mail. */
+interface Known {
+  outcome: string;
+  errorCode: string | null;
+  acknowledged: boolean;
+  /** When the row was last written (an error row: the last failed attempt). */
+  updatedAt: string;
+}
+
 async function knownIdentities(
   store: Store,
   mailboxId: number,
   mails: RemoteMail[],
-): Promise<Map<string, { outcome: string; errorCode: string | null; acknowledged: boolean }>> {
-  const out = new Map<string, { outcome: string; errorCode: string | null; acknowledged: boolean }>();
+): Promise<Map<string, Known>> {
+  const out = new Map<string, Known>();
   for (let i = 0; i < mails.length; i += 500) {
     const rows = await store.db
       .selectFrom('intake_log')
-      .select(['server_identity', 'outcome', 'error_code', 'acknowledged'])
+      .select(['server_identity', 'outcome', 'error_code', 'acknowledged', 'updated_at'])
       .where('mailbox_id', '=', mailboxId)
       .where(
         'server_identity',
@@ -468,22 +545,41 @@ async function knownIdentities(
         outcome: r.outcome,
         errorCode: r.error_code,
         acknowledged: r.acknowledged === 1,
+        updatedAt: r.updated_at,
       });
     }
   }
   return out;
 }
 
-async function recordRound(store: Store, mailboxId: number, error: MailintakeError | null): Promise<void> {
-  await store.db
-    .updateTable('mailboxes')
-    .set((eb) => ({
-      last_fetch_at: nowIso(),
-      last_error_code: error?.code ?? null,
-      last_error_message: error?.message ?? null,
-      consecutive_failures:
-        error && CONNECTION_CODES.has(error.code) ? eb('consecutive_failures', '+', 1) : 0,
-    }))
+/**
+ * The round on the mailbox row (last fetch, last error, consecutive failed connections) and, in the same
+ * transaction, the connection-failure alert at the threshold or the "recovered" notice
+ * (notify/connection-alerts.ts). The outbox is woken once that committed.
+ */
+async function recordRound(
+  ctx: FetchContext,
+  mailboxId: number,
+  settings: MailboxSettings,
+  error: MailintakeError | null,
+): Promise<void> {
+  const server =
+    settings.protocol === 'graph' && settings.graphEndpoint
+      ? settings.graphEndpoint
+      : `${settings.protocol}://${serverLabel(settings)}`;
+  const notice = await withTransaction(ctx.store, (tx) =>
+    recordRoundOutcome(tx, ctx.notifier, { mailboxId, server, error }),
+  );
+  if (notice) ctx.notifier?.kick();
+}
+
+/** The reason when the mailbox is disabled now (the round started while it was enabled), else null. */
+async function disabledMeanwhile(store: Store, mailboxId: number): Promise<string | null> {
+  const row = await store.db
+    .selectFrom('mailboxes')
+    .select(['enabled', 'disabled_reason'])
     .where('id', '=', mailboxId)
-    .execute();
+    .executeTakeFirst();
+  if (!row) return 'removed';
+  return row.enabled === 1 ? null : (row.disabled_reason ?? 'admin');
 }

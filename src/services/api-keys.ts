@@ -47,21 +47,22 @@ export class ApiKeys {
     if (Number(res.numDeletedRows) === 0) throw new MailintakeError('NOT_FOUND', `no API key #${id}`);
   }
 
-  async verify(presented: string): Promise<boolean> {
-    if (!presented.startsWith('mik_') || presented.length > 200) return false;
+  /** The key's name when the presented key is valid (it names the actor in the system log), else null. */
+  async verify(presented: string): Promise<string | null> {
+    if (!presented.startsWith('mik_') || presented.length > 200) return null;
     const h = hash(presented);
     const row = await this.store.db
       .selectFrom('api_keys')
-      .select(['id', 'key_hash'])
+      .select(['id', 'key_hash', 'name'])
       .where('key_hash', '=', h)
       .executeTakeFirst();
     // The lookup is by hash, so timing reveals nothing about the key; the compare is constant-time anyway.
-    if (!row || !crypto.timingSafeEqual(Buffer.from(row.key_hash), Buffer.from(h))) return false;
+    if (!row || !crypto.timingSafeEqual(Buffer.from(row.key_hash), Buffer.from(h))) return null;
     await this.store.db
       .updateTable('api_keys')
       .set({ last_used_at: nowIso() })
       .where('id', '=', row.id)
       .execute();
-    return true;
+    return row.name;
   }
 }

@@ -1,5 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { SampleMail } from '../connectors/connector.js';
+import type { ErrorFolderServices } from './error-mails.js';
+import type { NotificationServices } from './notifications.js';
 import type {
   ApiKeyView,
   AttachmentView,
@@ -16,8 +18,10 @@ import type {
 /**
  * The operations the CLI and the REST API both offer (and the web page later). Routes and commands are thin:
  * they parse input, call one of these, and present the result. Errors are MailintakeError with a code.
+ * The notification operations (bell, rules, SMTP, alerts, outbox) are declared in services/notifications.ts.
+ * The error folder's (error mails, reports, move to inbox, key rotation) in services/error-mails.ts.
  */
-export interface Services {
+export interface Services extends NotificationServices, ErrorFolderServices {
   portals: {
     list(): Promise<PortalView[]>;
     /** Creates a portal (name: letters, digits, dot, hyphen, underscore). */
@@ -37,8 +41,12 @@ export interface Services {
     get(name: string): Promise<MailboxView>;
     /** Validates (INVALID_SETTINGS naming every bad field), seals the password, stores. CONFLICT on a taken name. */
     add(input: unknown): Promise<MailboxView>;
-    /** Replaces settings; a missing `password` keeps the stored one. */
-    update(name: string, input: unknown): Promise<MailboxView>;
+    /**
+     * Replaces settings; a missing `password` keeps the stored one, a missing `enabled` keeps the state.
+     * While the mailbox is being fetched: FETCH_RUNNING unless `pauseFetching`, which disables it with the
+     * save (the running round stops at its next batch) until an admin enables it again.
+     */
+    update(name: string, input: unknown, opts?: { pauseFetching?: boolean }): Promise<MailboxView>;
     setEnabled(name: string, enabled: boolean): Promise<MailboxView>;
     remove(name: string): Promise<void>;
     /** The reference's "fetch a sample mail": connect, log in, describe the oldest mail, change nothing. */
@@ -72,7 +80,7 @@ export interface Services {
     create(name: string): Promise<{ key: string; view: ApiKeyView }>;
     list(): Promise<ApiKeyView[]>;
     revoke(id: number): Promise<void>;
-    /** True when the presented key is valid (constant-time compare of hashes); records last use. */
-    verify(presented: string): Promise<boolean>;
+    /** The key's name when the presented key is valid (constant-time compare of hashes), else null; records last use. */
+    verify(presented: string): Promise<string | null>;
   };
 }

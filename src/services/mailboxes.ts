@@ -1,16 +1,20 @@
 import fs from 'node:fs';
 import type { Selectable } from 'kysely';
-import { type MailboxSettings, parseMailboxInput } from '../config/mailbox-settings.js';
+import { DEFAULT_ERROR_FOLDER, type MailboxSettings, parseMailboxInput } from '../config/mailbox-settings.js';
 import { MailintakeError } from '../errors.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { MailboxTable } from '../store/schema.js';
-import type { MailboxView } from './views.js';
+import { systemLog } from '../store/system-log.js';
+import { withTransaction } from '../store/tx.js';
+import type { MailboxStatus, MailboxView } from './views.js';
 
 type MailboxRow = Selectable<MailboxTable> & {
   portal_name: string;
   header_threading: number;
   attachment_policy: string;
+  /** Its error mails not moved back to the inbox (the reference's "total number of mails in error folder"). */
+  error_mails_open: number | string | null;
 };
 
 /** Mailbox rows ⇄ settings: the password lives sealed in `secrets`, everything else in `settings`. */
@@ -25,7 +29,15 @@ export class MailboxRepo {
       .selectFrom('mailboxes')
       .innerJoin('portals', 'portals.id', 'mailboxes.portal_id')
       .selectAll('mailboxes')
-      .select(['portals.name as portal_name', 'portals.header_threading', 'portals.attachment_policy']);
+      .select(['portals.name as portal_name', 'portals.header_threading', 'portals.attachment_policy'])
+      .select((eb) =>
+        eb
+          .selectFrom('error_mails')
+          .select((e) => e.fn.countAll<number>().as('n'))
+          .whereRef('error_mails.mailbox_id', '=', 'mailboxes.id')
+          .where('error_mails.status', '=', 'in-error-folder')
+          .as('error_mails_open'),
+      );
   }
 
   async rows(): Promise<MailboxRow[]> {
@@ -54,8 +66,13 @@ export class MailboxRepo {
       name: row.name,
       portal: row.portal_name,
       protocol: row.protocol,
-      // Graph has no host to show: the endpoint URL is its "server"
-      server: s.protocol === 'graph' && s.graphEndpoint ? s.graphEndpoint : s.server,
+      // Graph and EWS have no host to show: the endpoint URL (Graph Endpoint, Connect URL) is their "server"
+      server:
+        s.protocol === 'graph' && s.graphEndpoint
+          ? s.graphEndpoint
+          : s.protocol === 'ews' && s.connectUrl
+            ? s.connectUrl
+            : s.server,
       port: s.port,
       username: s.username,
       passwordSet: true,
@@ -69,6 +86,14 @@ export class MailboxRepo {
       // mailboxes stored before the setting existed have none: push is the default
       idle: s.idle ?? true,
       enabled: row.enabled === 1,
+      status: mailboxStatus(row),
+      moveToErrorFolder: s.moveToErrorFolder ?? false,
+      // POP3 has no folders: its error mails are kept by Mailintake
+      errorFolder:
+        s.protocol === 'pop' || s.protocol === 'pops' ? null : (s.errorFolder ?? DEFAULT_ERROR_FOLDER),
+      stopAfterErrors: s.stopAfterErrors ?? null,
+      notifyOnErrorFolder: s.notifyOnErrorFolder ?? true,
+      errorMails: Number(row.error_mails_open ?? 0),
       state: {
         lastFetchAt: row.last_fetch_at,
         lastErrorCode: row.last_error_code,
@@ -112,20 +137,44 @@ export class MailboxRepo {
     const { settings, portalId } = await this.validate(input);
     await this.assertNameFree(settings.name);
     const now = nowIso();
-    await this.store.db
-      .insertInto('mailboxes')
-      .values({
-        ...this.columns(settings, portalId),
-        created_at: now,
-        updated_at: now,
-        consecutive_failures: 0,
-      })
-      .execute();
+    await withTransaction(this.store, async (tx) => {
+      await tx
+        .insertInto('mailboxes')
+        .values({
+          ...this.columns(settings, portalId),
+          disabled_reason: settings.enabled ? null : 'admin',
+          created_at: now,
+          updated_at: now,
+          consecutive_failures: 0,
+        })
+        .execute();
+      await systemLog(tx, {
+        level: 'info',
+        category: 'settings-changed',
+        message: `mailbox ${settings.name} added`,
+        details: { mailbox: settings.name, change: 'added', protocol: settings.protocol },
+      });
+    });
     return this.row(settings.name);
   }
 
-  async replace(name: string, input: unknown): Promise<MailboxRow> {
+  /**
+   * Replaces a mailbox's settings. While a fetch of it is running (its lease is held, here or in another
+   * process) the save needs `pauseFetching`, as the reference asks: without it FETCH_RUNNING (409); with it
+   * the mailbox is disabled in the same transaction as the save (the running round stops at its next batch,
+   * see fetch-mailbox.ts) and stays disabled until an admin enables it. `enabled` left out keeps the state.
+   */
+  async replace(name: string, input: unknown, opts: { pauseFetching?: boolean } = {}): Promise<MailboxRow> {
     const current = await this.row(name);
+    const fetching = current.lease_owner !== null && (current.lease_until ?? '') > nowIso();
+    if (fetching && !opts.pauseFetching) {
+      throw new MailintakeError(
+        'FETCH_RUNNING',
+        `mailbox "${name}" is being fetched right now; pause fetching to save (it then stays paused until you enable it)`,
+      );
+    }
+    const enabledGiven =
+      typeof input === 'object' && input !== null && (input as Record<string, unknown>).enabled !== undefined;
     const body = (typeof input === 'object' && input !== null ? { ...input } : input) as Record<
       string,
       unknown
@@ -143,11 +192,39 @@ export class MailboxRepo {
     }
     const { settings, portalId } = await this.validate(body);
     if (settings.name !== name) await this.assertNameFree(settings.name);
-    await this.store.db
-      .updateTable('mailboxes')
-      .set({ ...this.columns(settings, portalId), updated_at: nowIso() })
-      .where('id', '=', current.id)
-      .execute();
+    let enabled = enabledGiven ? settings.enabled : current.enabled === 1;
+    let reason = enabledGiven ? (settings.enabled ? null : 'admin') : current.disabled_reason;
+    if (fetching) {
+      enabled = false;
+      reason = 'settings-changed';
+    }
+    const changes = settingChanges(current, this.settingsOf(current), settings, portalId);
+    await withTransaction(this.store, async (tx) => {
+      await tx
+        .updateTable('mailboxes')
+        .set({
+          ...this.columns(settings, portalId),
+          enabled: enabled ? 1 : 0,
+          disabled_reason: enabled ? null : reason,
+          updated_at: nowIso(),
+        })
+        .where('id', '=', current.id)
+        .execute();
+      await systemLog(tx, {
+        level: 'info',
+        category: 'settings-changed',
+        message: fetching
+          ? `mailbox ${name} saved with fetching paused; it stays paused until enabled`
+          : `mailbox ${name} updated`,
+        details: {
+          mailbox: name,
+          change: 'updated',
+          ...(settings.name !== name ? { renamedTo: settings.name } : {}),
+          fields: changes,
+          ...(fetching ? { paused: true } : {}),
+        },
+      });
+    });
     return this.row(settings.name);
   }
 
@@ -175,13 +252,27 @@ export class MailboxRepo {
     };
   }
 
+  /** Enabling resumes a mailbox whatever stopped it (admin, paused settings, the error-folder limit). */
   async setEnabled(name: string, enabled: boolean): Promise<MailboxRow> {
     const row = await this.row(name);
-    await this.store.db
-      .updateTable('mailboxes')
-      .set({ enabled: enabled ? 1 : 0, updated_at: nowIso() })
-      .where('id', '=', row.id)
-      .execute();
+    await withTransaction(this.store, async (tx) => {
+      await tx
+        .updateTable('mailboxes')
+        .set({ enabled: enabled ? 1 : 0, disabled_reason: enabled ? null : 'admin', updated_at: nowIso() })
+        .where('id', '=', row.id)
+        .execute();
+      await systemLog(tx, {
+        level: 'info',
+        category: 'settings-changed',
+        message: `mailbox ${name} ${enabled ? 'enabled' : 'disabled'}`,
+        details: {
+          mailbox: name,
+          change: enabled ? 'enabled' : 'disabled',
+          // resuming a mailbox the error folder stopped or a settings change paused says what it resumed from
+          ...(enabled && row.disabled_reason ? { resumedFrom: row.disabled_reason } : {}),
+        },
+      });
+    });
     return this.row(name);
   }
 
@@ -200,6 +291,50 @@ export class MailboxRepo {
         `mailbox "${name}" has taken in mail; disable it instead (its intake log is kept)`,
       );
     }
-    await this.store.db.deleteFrom('mailboxes').where('id', '=', row.id).execute();
+    await withTransaction(this.store, async (tx) => {
+      await tx.deleteFrom('mailboxes').where('id', '=', row.id).execute();
+      await systemLog(tx, {
+        level: 'info',
+        category: 'settings-changed',
+        message: `mailbox ${name} removed`,
+        details: { mailbox: name, change: 'removed' },
+      });
+    });
   }
+}
+
+/** Fields a secret lives in: the log says that they changed, never what to. */
+const SECRET_FIELDS = new Set(['password', 'accessToken']);
+
+/**
+ * What an update changed, field by field, for the system log ("who changed what"): old and new values of
+ * plain settings, only `changed` for secrets. `enabled` is the mailbox's state, logged by its own entries.
+ */
+function settingChanges(
+  row: MailboxRow,
+  before: MailboxSettings,
+  after: MailboxSettings,
+  portalId: number,
+): { field: string; from?: unknown; to?: unknown; changed?: true }[] {
+  const out: { field: string; from?: unknown; to?: unknown; changed?: true }[] = [];
+  const a = before as unknown as Record<string, unknown>;
+  const b = after as unknown as Record<string, unknown>;
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+  for (const key of keys) {
+    if (key === 'enabled' || key === 'portal') continue;
+    if (JSON.stringify(a[key]) === JSON.stringify(b[key])) continue;
+    out.push(
+      SECRET_FIELDS.has(key) ? { field: key, changed: true } : { field: key, from: a[key], to: b[key] },
+    );
+  }
+  if (row.portal_id !== portalId) out.push({ field: 'portal', from: row.portal_name, to: after.portal });
+  return out;
+}
+
+/** The state an admin sees, from `enabled` and why it is off. */
+function mailboxStatus(row: { enabled: number; disabled_reason: string | null }): MailboxStatus {
+  if (row.enabled === 1) return 'enabled';
+  if (row.disabled_reason === 'error-folder-limit') return 'stopped-by-errors';
+  if (row.disabled_reason === 'settings-changed') return 'paused';
+  return 'disabled';
 }

@@ -256,6 +256,7 @@ export async function listSystemLog(
     items: rows.map((r) => ({
       id: r.id,
       createdAt: r.created_at,
+      actor: r.actor,
       level: r.level,
       category: r.category,
       message: r.message,

@@ -24,6 +24,21 @@ export interface MailboxView {
   /** IMAP IDLE push on (new mail fetched at once); the schedule is the fallback either way. */
   idle: boolean;
   enabled: boolean;
+  /**
+   * Why fetching is on or off: 'enabled'; 'paused' (settings saved during a fetch: enable to resume);
+   * 'stopped-by-errors' (the error folder reached "stop mail fetching after N mails": enable to resume, after
+   * moving the mails to the inbox); 'disabled' (by an admin).
+   */
+  status: MailboxStatus;
+  /** The reference's "Move messages to error folder" and its settings. */
+  moveToErrorFolder: boolean;
+  /** The error folder's name (IMAP, Graph); null for POP3, whose error mails Mailintake keeps (encrypted). */
+  errorFolder: string | null;
+  /** "Stop mail fetching after N mails" in the error folder; null: never stop. */
+  stopAfterErrors: number | null;
+  notifyOnErrorFolder: boolean;
+  /** "Total number of mails in error folder": error mails not moved back to the inbox yet. */
+  errorMails: number;
   state: {
     lastFetchAt: string | null;
     lastErrorCode: string | null;
@@ -33,6 +48,38 @@ export interface MailboxView {
   };
   createdAt: string;
   updatedAt: string;
+}
+
+export type MailboxStatus = 'enabled' | 'paused' | 'stopped-by-errors' | 'disabled';
+
+/** A mail in a mailbox's error folder (or moved back from it); its report is sealed, see ErrorReportView. */
+export interface ErrorMailView {
+  id: number;
+  mailbox: string;
+  serverIdentity: string;
+  errorCode: string;
+  /** 'server-folder': moved to `folder` on the server; 'kept-locally': POP3, kept (sealed) by Mailintake. */
+  location: 'server-folder' | 'kept-locally';
+  folder: string | null;
+  status: 'in-error-folder' | 'moved-to-inbox';
+  /** POP3: the kept raw mail can be downloaded (decrypted) with `errors raw ID`. */
+  rawAvailable: boolean;
+  createdAt: string;
+  movedBackAt: string | null;
+}
+
+/** What "move mails to inbox" did. */
+export interface MoveToInboxResult {
+  mailbox: string;
+  /** Error mails moved back to the server's inbox (IMAP, Graph) or released for the next round (POP3). */
+  moved: number[];
+  /**
+   * Error mails no longer in the error folder (moved or deleted by someone else, or moved back by an attempt
+   * that was cut short): marked resolved too, so that the count can reach 0.
+   */
+  notFound: number[];
+  /** Error mails left in the error folder now. */
+  remaining: number;
 }
 
 export interface PortalView {
@@ -55,6 +102,8 @@ export interface DroppedAttachmentView extends AttachmentView {
 export interface SystemLogEntry {
   id: number;
   createdAt: string;
+  /** Who: `api-key:<name>`, `cli:<os user>` or `system`. */
+  actor: string;
   level: string;
   category: string;
   message: string;
@@ -149,9 +198,16 @@ export interface FetchSummary {
   errored: number;
   /** Mails seen again after a crash or a failed acknowledgement: acknowledged now, no new effect. */
   reacknowledged: number;
-  /** Mails that failed before with an error a retry cannot fix: left on the server (error-folder seam). */
+  /** Mails that failed before with an error a retry cannot fix, left in the inbox (no error folder set). */
   skippedErrors: number;
+  /** Mails moved to the error folder this round (POP3: kept by Mailintake and deleted from the server). */
+  movedToErrorFolder: number;
   error: { code: string; message: string } | null;
+  /**
+   * The round ended early because the mailbox was disabled meanwhile: the reason ('settings-changed',
+   * 'error-folder-limit', 'admin'). Mails not reached stay on the server for a later round.
+   */
+  stopped: string | null;
   durationMs: number;
 }
 

@@ -204,6 +204,11 @@ function migrations(engine: Engine): Record<string, Migration> {
     },
     '0003_operations': {
       async up(db: Kysely<unknown>) {
+        // Who did what the entry tells (services/actor.ts); entries written before say 'system'.
+        await db.schema
+          .alterTable('system_log')
+          .addColumn('actor', 'text', (c) => c.notNull().defaultTo('system'))
+          .execute();
         // Why a disabled mailbox is disabled: 'admin' (disabled by hand), 'settings-changed' (paused to save
         // settings during a fetch; the reference keeps it off until an admin enables it), 'error-folder-limit'
         // (stopped at "stop mail fetching after N mails"). Null while enabled.
@@ -265,6 +270,9 @@ function migrations(engine: Engine): Record<string, Migration> {
           .addColumn('next_attempt_at', 'text', (c) => c.notNull())
           .addColumn('sent_at', 'text')
           .addColumn('last_error', 'text')
+          // Set when sending was given up (the server refused it permanently, or too many attempts): such a mail
+          // is not tried again until an operator retries it (notify/outbox.ts).
+          .addColumn('failed_at', 'text')
           .execute();
         await db.schema
           .createIndex('mail_outbox_due')
@@ -293,6 +301,17 @@ function migrations(engine: Engine): Record<string, Migration> {
           .createIndex('error_mails_open')
           .on('error_mails')
           .columns(['mailbox_id', 'status'])
+          .execute();
+        // At most one open error row per mail: the row is written before the mail is moved, so a crash in
+        // between lists the mail again, and the next round must only finish the move, not report it twice.
+        // Partial, because a mail moved back to the inbox keeps its identity on some servers (Graph's immutable
+        // ids; POP3's kept copies) and may fail again after the admin's fix.
+        await db.schema
+          .createIndex('error_mails_one_open')
+          .unique()
+          .on('error_mails')
+          .columns(['mailbox_id', 'server_identity'])
+          .where(sql.ref('status'), '=', 'in-error-folder')
           .execute();
       },
     },

@@ -190,6 +190,8 @@ export interface DroppedAttachmentTable {
 export interface SystemLogTable {
   id: Id;
   created_at: string;
+  /** Who: `api-key:<name>`, `cli:<os user>` or `system` (services/actor.ts). */
+  actor: ColumnType<string, string | undefined, string>;
   /** info | warn | error */
   level: string;
   /** What area the entry belongs to, e.g. 'attachment-dropped'. */
@@ -244,6 +246,8 @@ export interface MailOutboxTable {
   next_attempt_at: string;
   sent_at: string | null;
   last_error: string | null;
+  /** Set when sending was given up (permanent refusal or too many attempts); an operator may retry it. */
+  failed_at: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** A mail moved to the error folder (or, POP3, kept by us), with its sealed report. */

@@ -1,3 +1,4 @@
+import { currentActor } from '../services/actor.js';
 import { nowIso } from './db.js';
 import type { Tx } from './tx.js';
 
@@ -19,12 +20,14 @@ export interface SystemLogInput {
 export async function systemLog(tx: Tx, entry: SystemLogInput | SystemLogInput[]): Promise<void> {
   const entries = Array.isArray(entry) ? entry : [entry];
   const now = nowIso();
+  const actor = currentActor();
   for (let i = 0; i < entries.length; i += 200) {
     await tx
       .insertInto('system_log')
       .values(
         entries.slice(i, i + 200).map((e) => ({
           created_at: now,
+          actor,
           level: e.level,
           category: e.category,
           message: e.message,

@@ -2,6 +2,7 @@ import { afterAll, beforeAll } from 'vitest';
 import type { MailboxInput } from '../../src/config/mailbox-settings.js';
 import { parseMailboxInput } from '../../src/config/mailbox-settings.js';
 import { createConnector } from '../../src/connectors/factory.js';
+import { EwsDouble } from '../doubles/ews-double.js';
 import { GraphDouble } from '../doubles/graph-double.js';
 import { deliverMaildir, folderMessages, listInbox } from '../support/deliver.js';
 import { type DovecotServer, startDovecot } from '../support/dovecot.js';
@@ -123,3 +124,58 @@ connectorContract({
   folderMessageIds: async (user, folder) =>
     ids(graph.messages(graphAddress(user), folder).map((m) => ({ messageId: m.messageId }))),
 });
+
+/**
+ * Exchange Web Services against its protocol double (no Exchange can run here), once per way of logging in:
+ * NTLM (Exchange's default, with Extended Protection's channel binding required) and Basic. The contract's
+ * `over` speaks IMAP/POP3 settings; a port or server name becomes a different connectUrl.
+ */
+let ews: EwsDouble;
+const ewsAddress = (user: string) => `${user}@ews.test`;
+const EWS_MODES = [
+  { id: 'ews', name: 'Exchange Web Services, NTLM (double)', ewsAuth: 'ntlm' },
+  { id: 'ewsb', name: 'Exchange Web Services, Basic (double)', ewsAuth: 'basic' },
+] as const;
+
+beforeAll(async () => {
+  ews = await EwsDouble.start({ auth: { ntlm: true, basic: true }, channelBinding: 'required' });
+  for (const mode of EWS_MODES) {
+    for (const c of CONTRACT_CASES) {
+      ews.addAccount(`${mode.id}-${c}`, password(`${mode.id}-${c}`));
+      ews.addMailbox(ewsAddress(`${mode.id}-${c}`));
+    }
+  }
+});
+afterAll(async () => {
+  await ews?.stop();
+});
+
+for (const mode of EWS_MODES) {
+  connectorContract({
+    id: mode.id,
+    name: mode.name,
+    traits: { keepAction: 'mark-read', listsKeptMail: false, folders: true },
+    mismatchedName: '127.0.0.1',
+    connector: (user, over: Partial<MailboxInput> = {}) => {
+      const { port, server, ...rest } = over;
+      return createConnector(
+        parseMailboxInput({
+          name: `contract-${user}`,
+          protocol: 'ews',
+          connectUrl: `https://${server ?? 'localhost'}:${port ?? ews.port}/EWS/Exchange.asmx`,
+          ewsAuth: mode.ewsAuth,
+          username: user,
+          password: password(user),
+          emailAddress: ewsAddress(user),
+          caFile: ews.caFile,
+          ...rest,
+        }),
+      );
+    },
+    deliver: async (user, raws) => {
+      await ews.deliver(ewsAddress(user), raws);
+    },
+    onServer: async (user) => ids(ews.messages(ewsAddress(user))),
+    folderMessageIds: async (user, folder) => ids(ews.messages(ewsAddress(user), folder)),
+  });
+}

@@ -4,7 +4,14 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { AfterFetch, Connector, ConnectorTraits, RemoteMail, SampleMail } from '../connector.js';
+import type {
+  AfterFetch,
+  Connector,
+  ConnectorTraits,
+  RemoteMail,
+  SampleMail,
+  WantedMail,
+} from '../connector.js';
 import {
   certificateProblem,
   DNS_ERROR_CODES,
@@ -341,22 +348,68 @@ export class GraphConnector implements Connector {
     }
   }
 
+  /**
+   * The error folder's "move mails to inbox". Immutable ids survive a move, so a wanted mail is recognised by
+   * its identity; only ids listed in the error folder right now are moved (one a person moved elsewhere, or
+   * one already moved back by an attempt whose answer was lost, stays where it is).
+   */
+  async moveBack(folder: string, wanted: WantedMail[]): Promise<string[]> {
+    if (wanted.length === 0) return [];
+    const folderId = await this.findFolder(folder);
+    if (!folderId) return []; // never created: nothing was ever moved there
+    const present = new Set<string>();
+    let next: string | undefined =
+      `${this.userPath}/mailFolders/${encodeURIComponent(folderId)}/messages?$select=id&$top=${PAGE_SIZE}`;
+    for (let page = 0; next !== undefined; page++) {
+      if (page === MAX_PAGES) {
+        throw new MailintakeError('PROTOCOL_ERROR', `${this.where} kept paging while listing "${folder}"`, {
+          details: { server: this.where },
+        });
+      }
+      const body: GraphPage<GraphMessage> = await this.json<GraphPage<GraphMessage>>(
+        'GET',
+        next,
+        `listing the error folder "${folder}" of ${this.mailbox}`,
+        { failCode: 'ACK_FAILED' },
+      );
+      for (const m of body.value ?? []) if (typeof m.id === 'string') present.add(m.id);
+      next = body['@odata.nextLink'];
+    }
+    const moved: string[] = [];
+    for (const w of wanted) {
+      if (!w.identity.startsWith(IDENTITY_PREFIX)) continue;
+      const id = w.identity.slice(IDENTITY_PREFIX.length);
+      if (!present.has(id)) continue;
+      await this.change(
+        'POST',
+        `${this.messagePath(id)}/move`,
+        `moving mail ${w.identity} from "${folder}" back to "${this.folder}"`,
+        JSON.stringify({ destinationId: this.folder }),
+      );
+      moved.push(w.key);
+    }
+    return moved;
+  }
+
+  /** The id of the top-level folder with this displayName, or undefined. */
+  private async findFolder(name: string): Promise<string | undefined> {
+    // OData string literals escape a quote by doubling it
+    const filter = encodeURIComponent(`displayName eq '${name.replace(/'/g, "''")}'`);
+    const found = await this.json<GraphPage<GraphFolder>>(
+      'GET',
+      `${this.userPath}/mailFolders?$filter=${filter}&$select=id,displayName`,
+      `finding folder "${name}"`,
+      { failCode: 'ACK_FAILED' },
+    );
+    return found.value?.find((f) => f.displayName === name)?.id;
+  }
+
   /** The id of the top-level folder with this displayName, created when missing. */
   private async ensureFolder(name: string): Promise<string> {
     const known = this.folderIds.get(name);
     if (known) return known;
     const step = `creating folder "${name}"`;
-    const find = async () => {
-      // OData string literals escape a quote by doubling it
-      const filter = encodeURIComponent(`displayName eq '${name.replace(/'/g, "''")}'`);
-      const found = await this.json<GraphPage<GraphFolder>>(
-        'GET',
-        `${this.userPath}/mailFolders?$filter=${filter}&$select=id,displayName`,
-        `finding folder "${name}"`,
-        { failCode: 'ACK_FAILED' },
-      );
-      return found.value?.find((f) => f.displayName === name)?.id;
-    };
+    const find = () => this.findFolder(name);
     let id = await find();
     if (!id) {
       const res = await this.request('POST', `${this.userPath}/mailFolders`, step, {

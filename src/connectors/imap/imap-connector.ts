@@ -1,10 +1,18 @@
+import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
 import { ImapFlow, type ImapFlowOptions, type Logger, type MessageStructureObject } from 'imapflow';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
 import type { Logger as AppLogger } from '../../logger.js';
-import type { AfterFetch, Connector, ConnectorTraits, RemoteMail, SampleMail } from '../connector.js';
+import type {
+  AfterFetch,
+  Connector,
+  ConnectorTraits,
+  RemoteMail,
+  SampleMail,
+  WantedMail,
+} from '../connector.js';
 import {
   certificateProblem,
   DNS_ERROR_CODES,
@@ -355,6 +363,81 @@ export class ImapConnector implements Connector {
       await this.command(`moving ${mails.length} mails to "${folder}"`, () =>
         client.messageMove(set, folder, { uid: true }),
       );
+    }
+  }
+
+  /**
+   * "Move mails to inbox" of the error folder. MOVE gave each mail a new UID there (COPYUID is optional and a
+   * crash could lose it), so our mails are recognised by what does not change: the size, and then the sha256 of
+   * the raw source, read only for mails of a wanted size. Byte-identical copies are matched one for one.
+   */
+  async moveBack(folder: string, wanted: WantedMail[]): Promise<string[]> {
+    const client = this.requireClient();
+    const bySize = new Map<number, WantedMail[]>();
+    for (const w of wanted) {
+      if (w.size === undefined || w.sha256 === undefined) continue;
+      bySize.set(w.size, [...(bySize.get(w.size) ?? []), w]);
+    }
+    if (bySize.size === 0) return [];
+    const step = `opening the error folder "${folder}"`;
+    let box: Awaited<ReturnType<ImapFlow['mailboxOpen']>> | undefined;
+    try {
+      box = await client.mailboxOpen(folder);
+    } catch (err) {
+      const coded = this.toError(err, step, 'FOLDER_NOT_FOUND');
+      if (coded.code === 'FOLDER_NOT_FOUND') {
+        await this.select();
+        return []; // never created: nothing was ever moved there
+      }
+      throw coded;
+    }
+    try {
+      if (!box) throw this.toError(this.lastConnectionError ?? { code: 'NoConnection' }, step);
+      if (box.exists === 0) return [];
+      const candidates: { uid: number; size: number }[] = [];
+      try {
+        for await (const msg of client.fetch('1:*', { uid: true, size: true }, { uid: true })) {
+          if (msg.size !== undefined && bySize.has(msg.size))
+            candidates.push({ uid: msg.uid, size: msg.size });
+        }
+      } catch (err) {
+        throw this.toError(err, `listing the error folder "${folder}"`);
+      }
+      const moved: { uid: number; key: string }[] = [];
+      for (const c of candidates.sort((a, b) => a.uid - b.uid)) {
+        const open = bySize.get(c.size) ?? [];
+        if (open.length === 0) continue;
+        const sha256 = await this.hashOf(c.uid, folder);
+        const hit = open.findIndex((w) => w.sha256 === sha256);
+        if (hit < 0) continue;
+        moved.push({ uid: c.uid, key: open[hit]!.key });
+        open.splice(hit, 1);
+      }
+      if (moved.length === 0) return [];
+      if (!client.capabilities.has('MOVE')) this.requireUidExpunge(`moving mails back to "${this.folder}"`);
+      for (const set of uidSets(moved.map((m) => m.uid))) {
+        await this.command(`moving ${moved.length} mails from "${folder}" back to "${this.folder}"`, () =>
+          client.messageMove(set, this.folder, { uid: true }),
+        );
+      }
+      return moved.map((m) => m.key);
+    } finally {
+      // the connector's folder is the selected one again, as every other method expects
+      await this.select();
+    }
+  }
+
+  private async hashOf(uid: number, folder: string): Promise<string> {
+    const client = this.requireClient();
+    const step = `reading mail ${uid} in "${folder}"`;
+    try {
+      const download = await client.download(String(uid), undefined, { uid: true });
+      if (!download.content) return '';
+      const hash = createHash('sha256');
+      for await (const chunk of download.content) hash.update(chunk as Buffer);
+      return hash.digest('hex');
+    } catch (err) {
+      throw this.toError(err, step);
     }
   }
 

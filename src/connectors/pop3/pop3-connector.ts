@@ -21,7 +21,9 @@ import { Pop3Client, type Pop3Security, type Pop3Timeouts } from './pop3-client.
  *   their UIDLs in the intake log and only acknowledges them again (no second effect).
  * - POP3 has no flags and no folders: `mark-read` and `move` are refused (settings refuse them first), and
  *   `leave` changes nothing (the intake log remembers the UIDL; a mail listed again is known and skipped).
- *   A mail that fails processing stays on the server until the error-folder feature keeps it on our side.
+ *   With an error folder, a mail that fails processing is kept by Mailintake (sealed, see intake/error-folder.ts)
+ *   and then deleted here like any acknowledged mail; the fetch round offers the kept copies again once an admin
+ *   moved them "to the inbox".
  * - A session sees the maildrop as it was at login; mail delivered later appears in the next session.
  */
 

@@ -1,0 +1,321 @@
+import { Argument, type Command, InvalidArgumentError, Option } from 'commander';
+import { MailintakeError } from '../errors.js';
+import { NOTIFICATION_EVENTS } from '../notify/notifier.js';
+import type { OutboxStatus } from '../notify/outbox.js';
+import type { NotificationRuleView } from '../notify/rules.js';
+import type { SmtpSettingsView } from '../notify/smtp-settings.js';
+import type { Runtime } from '../runtime.js';
+
+/**
+ * The notification commands: `notifications` (the bell), `rules`, `smtp`, `alerts` and `outbox`. Thin like the
+ * rest of the CLI (src/cli/main.ts hands in its helpers): parse, call one service, print.
+ */
+export interface CliKit {
+  leaf(parent: Command, spec: string, description: string): Command;
+  withRuntime(json: boolean, action: (rt: Runtime) => Promise<unknown>): Promise<void>;
+  line(text?: string): void;
+  printJson(value: unknown): void;
+  /** Reads a JSON settings file (or - for stdin); its `password` is cut out of everything printed. */
+  readSecretFile(file: string, what: string): Promise<unknown>;
+  clean(text: string, keepNewlines?: boolean): string;
+  table(headers: string[], rows: string[][]): string;
+  fields(pairs: [string, string][], indent?: string): string;
+  truncate(text: string, max: number): string;
+  pageFooter(page: { items: unknown[]; total: number; offset: number }): string;
+  intArg(min: number, max: number): (value: string) => number;
+}
+
+export function addNotificationCommands(program: Command, k: CliKit): void {
+  const { leaf, withRuntime, line, printJson, clean } = k;
+  const idArg = k.intArg(1, Number.MAX_SAFE_INTEGER);
+
+  // notifications …
+  const bell = program.command('notifications').description('bell notifications for admins');
+  leaf(bell, 'list', 'list notifications, newest first')
+    .option('--unread', 'only those not marked read')
+    .option('--limit <n>', 'at most n notifications', k.intArg(1, 1000))
+    .option('--offset <n>', 'skip the first n', k.intArg(0, 1_000_000_000))
+    .option('--full', 'print each notification’s text')
+    .action(
+      async (opts: { unread?: boolean; limit?: number; offset?: number; full?: boolean; json?: boolean }) => {
+        await withRuntime(!!opts.json, async (rt) => {
+          const page = await rt.services.notifications.list({
+            unread: !!opts.unread,
+            limit: opts.limit,
+            offset: opts.offset,
+          });
+          if (opts.json) return printJson(page);
+          const { unread } = await rt.services.notifications.unreadCount();
+          if (page.items.length === 0)
+            return line(opts.unread ? 'No unread notifications.' : 'No notifications.');
+          if (opts.full) {
+            for (const n of page.items) {
+              line(`#${n.id} ${n.createdAt} ${n.readAt ? '' : '[unread] '}${n.event}: ${clean(n.title)}`);
+              line(clean(n.body, true).replace(/^/gm, '    '));
+              line();
+            }
+          } else {
+            line(
+              k.table(
+                ['ID', 'TIME', 'EVENT', 'MAILBOX', 'READ', 'TITLE'],
+                page.items.map((n) => [
+                  String(n.id),
+                  n.createdAt,
+                  n.event,
+                  n.mailbox ?? '-',
+                  n.readAt ? 'yes' : 'no',
+                  k.truncate(n.title, 100),
+                ]),
+              ),
+            );
+          }
+          line(`${k.pageFooter(page)}; ${unread} unread`);
+        });
+      },
+    );
+  leaf(bell, 'count', 'how many notifications are unread').action(async (opts: { json?: boolean }) => {
+    await withRuntime(!!opts.json, async (rt) => {
+      const count = await rt.services.notifications.unreadCount();
+      if (opts.json) return printJson(count);
+      line(`${count.unread} unread notification${count.unread === 1 ? '' : 's'}`);
+    });
+  });
+  leaf(bell, 'read', 'mark a notification read, or all with --all')
+    .argument('[id]', 'notification id', idArg)
+    .option('--all', 'mark every unread notification read')
+    .action(async (id: number | undefined, opts: { all?: boolean; json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        if ((id === undefined) === !opts.all) {
+          throw new MailintakeError('INVALID_SETTINGS', 'give a notification id or --all', {
+            details: {
+              fields: [{ field: '(arguments)', message: 'give a notification id or --all, not both' }],
+            },
+          });
+        }
+        if (opts.all) {
+          const r = await rt.services.notifications.markAllRead();
+          if (opts.json) return printJson(r);
+          return line(`${r.marked} notification${r.marked === 1 ? '' : 's'} marked read.`);
+        }
+        const n = await rt.services.notifications.markRead(id!);
+        if (opts.json) return printJson(n);
+        line(`Notification #${n.id} marked read.`);
+      });
+    });
+
+  // rules …
+  const rules = program.command('rules').description('notification rules: who gets an email for which event');
+  leaf(rules, 'list', 'list notification rules').action(async (opts: { json?: boolean }) => {
+    await withRuntime(!!opts.json, async (rt) => {
+      const list = await rt.services.notificationRules.list();
+      if (opts.json) return printJson(list);
+      if (list.length === 0) {
+        return line(
+          'No notification rules: nobody gets email. Add one with: mailintake rules set EVENT --to ADDRESS',
+        );
+      }
+      printRules(k, list);
+    });
+  });
+  leaf(rules, 'set', 'set who gets an email for an event (in one portal, or every portal)')
+    .addArgument(new Argument('<event>', 'the event').choices([...NOTIFICATION_EVENTS]))
+    .requiredOption('--to <addresses>', 'recipients, separated by commas', commaList)
+    .option('--portal <portal>', 'only for this portal (default: every portal)')
+    .option('--disabled', 'store the rule switched off')
+    .action(
+      async (event: string, opts: { to: string[]; portal?: string; disabled?: boolean; json?: boolean }) => {
+        await withRuntime(!!opts.json, async (rt) => {
+          const rule = await rt.services.notificationRules.set({
+            event,
+            recipients: opts.to,
+            ...(opts.portal ? { portal: opts.portal } : {}),
+            enabled: !opts.disabled,
+          });
+          if (opts.json) return printJson(rule);
+          line(`Rule ${rule.id} set.`);
+          printRules(k, [rule]);
+        });
+      },
+    );
+  for (const [verb, enabled] of [
+    ['enable', true],
+    ['disable', false],
+  ] as const) {
+    leaf(rules, verb, `${verb} a notification rule`)
+      .argument('<id>', 'rule id', idArg)
+      .action(async (id: number, opts: { json?: boolean }) => {
+        await withRuntime(!!opts.json, async (rt) => {
+          const rule = await rt.services.notificationRules.setEnabled(id, enabled);
+          if (opts.json) return printJson(rule);
+          line(`Rule ${rule.id} (${rule.event}) ${enabled ? 'enabled' : 'disabled'}.`);
+        });
+      });
+  }
+
+  // smtp …
+  const smtp = program.command('smtp').description('the outgoing SMTP server for notification mail');
+  leaf(smtp, 'show', 'show the SMTP settings (never the password)').action(
+    async (opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const s = await rt.services.smtp.get();
+        if (opts.json) return printJson(s);
+        if (!s)
+          return line(
+            'No outgoing SMTP server is configured. Set one with: mailintake smtp set --file smtp.json',
+          );
+        printSmtp(k, s);
+      });
+    },
+  );
+  leaf(smtp, 'set', 'set the SMTP server from a JSON file (no password: keep the stored one)')
+    .requiredOption('--file <file>', 'SMTP settings file, or - for stdin')
+    .action(async (opts: { file: string; json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const s = await rt.services.smtp.set(await k.readSecretFile(opts.file, 'SMTP settings'));
+        if (opts.json) return printJson(s);
+        line('SMTP settings saved. Send a test mail with: mailintake smtp test --to ADDRESS');
+        printSmtp(k, s);
+      });
+    });
+  leaf(smtp, 'test', 'send a test mail through the stored settings now')
+    .requiredOption('--to <address>', 'who gets the test mail')
+    .action(async (opts: { to: string; json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const r = await rt.services.smtp.test({ to: opts.to });
+        if (opts.json) return printJson(r);
+        line(
+          `Test mail to ${clean(r.to)} accepted by the server in ${r.durationMs} ms: ${clean(r.response)}`,
+        );
+      });
+    });
+
+  // alerts …
+  const alerts = program
+    .command('alerts')
+    .description('notifications when a mailbox cannot be reached (consecutive failed rounds)');
+  leaf(alerts, 'show', 'show the threshold and whether notifications are on').action(
+    async (opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const a = await rt.services.alerts.get();
+        if (opts.json) return printJson(a);
+        printAlerts(k, a);
+      });
+    },
+  );
+  leaf(alerts, 'set', 'change the threshold and/or switch notifications on or off')
+    .option(
+      '--threshold <n>',
+      'consecutive failed rounds before admins and technicians are notified',
+      k.intArg(1, 10_000),
+    )
+    .addOption(
+      new Option('--enabled <state>', 'on: notify at the threshold; off: only count').choices(['on', 'off']),
+    )
+    .action(async (opts: { threshold?: number; enabled?: 'on' | 'off'; json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        if (opts.threshold === undefined && opts.enabled === undefined) {
+          throw new MailintakeError('INVALID_SETTINGS', 'nothing to change', {
+            details: { fields: [{ field: '(options)', message: 'give --threshold and/or --enabled' }] },
+          });
+        }
+        const a = await rt.services.alerts.set({
+          ...(opts.threshold !== undefined ? { threshold: opts.threshold } : {}),
+          ...(opts.enabled !== undefined ? { enabled: opts.enabled === 'on' } : {}),
+        });
+        if (opts.json) return printJson(a);
+        printAlerts(k, a);
+      });
+    });
+
+  // outbox …
+  const outbox = program.command('outbox').description('notification mail waiting to be sent');
+  leaf(outbox, 'status', 'what is waiting, being retried or given up').action(
+    async (opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const s = await rt.services.outbox.status();
+        if (opts.json) return printJson(s);
+        printOutbox(k, s);
+      });
+    },
+  );
+  leaf(outbox, 'retry', 'put a given-up mail back in line')
+    .argument('<id>', 'outbox mail id', idArg)
+    .action(async (id: number, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const m = await rt.services.outbox.retry(id);
+        if (opts.json) return printJson(m);
+        line(`Outbox mail ${m.id} is in line again.`);
+      });
+    });
+}
+
+function commaList(value: string): string[] {
+  const list = value
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean);
+  if (list.length === 0) throw new InvalidArgumentError('give at least one address.');
+  return list;
+}
+
+function printRules(k: CliKit, list: NotificationRuleView[]): void {
+  k.line(
+    k.table(
+      ['ID', 'EVENT', 'PORTAL', 'ENABLED', 'RECIPIENTS'],
+      list.map((r) => [
+        String(r.id),
+        r.event,
+        r.portal ?? '(every portal)',
+        r.enabled ? 'yes' : 'no',
+        r.recipients.join(', '),
+      ]),
+    ),
+  );
+}
+
+function printSmtp(k: CliKit, s: SmtpSettingsView): void {
+  const tls = s.secure ? 'implicit TLS' : s.starttls ? 'STARTTLS required' : 'none (plain SMTP)';
+  k.line(
+    k.fields(
+      [
+        ['server', `${s.host}:${s.port}`],
+        ['TLS', tls],
+        ['username', s.username ?? '(no login)'],
+        ['password', s.passwordSet ? '(set; never shown)' : '(not set)'],
+        ['from', s.from],
+        ['CA file', s.caFile ?? '-'],
+      ],
+      '',
+    ),
+  );
+}
+
+function printAlerts(k: CliKit, a: { threshold: number; enabled: boolean }): void {
+  k.line(
+    a.enabled
+      ? `Connection-failure notifications are on: after ${a.threshold} consecutive failed rounds of a mailbox, admins get a bell notification and the "connection-failure" rule's recipients an email; the count then starts again.`
+      : `Connection-failure notifications are off: failed rounds are counted (mailbox show), nobody is notified. Threshold when on: ${a.threshold}.`,
+  );
+}
+
+function printOutbox(k: CliKit, s: OutboxStatus): void {
+  k.line(
+    `${s.pending} pending, ${s.retrying} being retried, ${s.failed} given up, ${s.sent} sent${s.smtpConfigured ? '' : ' — no SMTP server is configured: mail waits (mailintake smtp set)'}`,
+  );
+  if (s.unsent.length === 0) return;
+  k.line(
+    k.table(
+      ['ID', 'STATE', 'EVENT', 'CREATED', 'ATTEMPTS', 'NEXT ATTEMPT', 'TO', 'LAST ERROR'],
+      s.unsent.map((m) => [
+        String(m.id),
+        m.state,
+        m.event,
+        m.createdAt,
+        String(m.attempts),
+        m.nextAttemptAt ?? '-',
+        k.truncate(m.recipients.join(', '), 60),
+        k.truncate(m.lastError ?? '-', 100),
+      ]),
+    ),
+  );
+}

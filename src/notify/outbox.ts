@@ -1,0 +1,350 @@
+import type { Selectable } from 'kysely';
+import { MailintakeError, toMailintakeError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { nowIso, type Store } from '../store/db.js';
+import type { MailOutboxTable } from '../store/schema.js';
+import type { SmtpConfig } from './smtp-settings.js';
+import { isPermanentRefusal, openSmtpTransport, type SmtpTransport } from './smtp-transport.js';
+
+/**
+ * The outbox sender: sends the notification mail that notices recorded (notify/store-notifier.ts) once their
+ * transaction committed. Woken by `kick()` after such a commit and by a timer (rows due for a retry, rows
+ * another process recorded).
+ *
+ * Several processes may run it against one database (PostgreSQL workers, or `serve` and a CLI command on one
+ * SQLite file). Each row is claimed by one UPDATE that only succeeds while the row is unsent and due, and
+ * moves its due time to a claim deadline: exactly one process wins a row, and a process that dies while
+ * sending leaves it to be claimed again after the deadline. The database's row update is the coordinator;
+ * there is no other. What this cannot rule out: a crash after the SMTP server took the mail and before the
+ * row was marked sent sends it again after the deadline (at least once, never lost); the mail keeps its
+ * Message-ID then, so the duplicate is recognisable.
+ */
+
+export interface OutboxAttempt {
+  id: number;
+  event: string;
+  ok: boolean;
+  /** Attempts so far, this one included. */
+  attempts: number;
+  /** The coded error of a failed attempt. */
+  error?: { code: string; message: string };
+  /** Sending was given up (permanent refusal or too many attempts); an operator may retry it. */
+  gaveUp?: boolean;
+}
+
+export interface OutboxSenderOptions {
+  store: Store;
+  /** The SMTP settings in force, read at every pass; undefined while none is configured (mail waits). */
+  smtp: () => Promise<SmtpConfig | undefined>;
+  logger: Logger;
+  /** Timer for due retries and rows of other processes (default 30 s). */
+  pollMs?: number;
+  /** How long a claimed row is ours before another process may take it (default 10 min, far above the SMTP timeouts). */
+  claimMs?: number;
+  /** Wait before the next attempt after `attempts` failed ones (default 1 min doubling, at most 1 h). */
+  retryDelayMs?: (attempts: number) => number;
+  /** Attempts before sending is given up (default 12: about 8 hours with the default delays). */
+  maxAttempts?: number;
+  /** Injected clock (tests drive retries without waiting). */
+  now?: () => Date;
+  /** Told after every attempt (tests and a UI wait on this). */
+  onAttempt?: (attempt: OutboxAttempt) => void;
+}
+
+export const DEFAULT_MAX_ATTEMPTS = 12;
+const BATCH = 100;
+
+export function defaultRetryDelayMs(attempts: number): number {
+  return Math.min(60_000 * 2 ** Math.max(0, attempts - 1), 3_600_000);
+}
+
+export interface DrainResult {
+  sent: number;
+  failed: number;
+  /** No SMTP server configured: nothing was tried. */
+  unconfigured: boolean;
+}
+
+export class OutboxSender {
+  private readonly pollMs: number;
+  private readonly claimMs: number;
+  private readonly retryDelayMs: (attempts: number) => number;
+  private readonly maxAttempts: number;
+  private readonly now: () => Date;
+  private timer: NodeJS.Timeout | null = null;
+  /** Passes run one after the other on this chain. */
+  private chain: Promise<unknown> = Promise.resolve();
+  /** Passes running or queued on the chain. */
+  private queued = 0;
+  private stopped = false;
+  private warnedUnconfigured = false;
+
+  constructor(private readonly opts: OutboxSenderOptions) {
+    this.pollMs = opts.pollMs ?? 30_000;
+    this.claimMs = opts.claimMs ?? 600_000;
+    this.retryDelayMs = opts.retryDelayMs ?? defaultRetryDelayMs;
+    this.maxAttempts = opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /** Starts the timer. Nothing is sent at once: a one-off CLI command does not send old mail on its way out. */
+  start(): void {
+    if (this.timer || this.stopped) return;
+    this.timer = setInterval(() => this.kick(), this.pollMs);
+    this.timer.unref();
+  }
+
+  /** A pass soon. A pass already queued behind the running one will see what this kick is about. */
+  kick(): void {
+    if (this.stopped || this.queued > 1) return;
+    void this.drain().catch((err: unknown) =>
+      this.opts.logger.error('notification outbox pass failed', { error: String(err) }),
+    );
+  }
+
+  /** One pass, after the running one; resolves with what this pass did. */
+  drain(): Promise<DrainResult> {
+    this.queued++;
+    const pass = this.chain.then(() => this.pass());
+    this.chain = pass.catch(() => undefined).finally(() => this.queued--);
+    return pass;
+  }
+
+  /**
+   * Stops the timer and new kicks, and waits for the passes already asked for: each ends after the mail it is
+   * sending (at most one send's SMTP timeouts); what is left waits in the outbox for the next start.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.chain;
+  }
+
+  private async pass(): Promise<DrainResult> {
+    const result: DrainResult = { sent: 0, failed: 0, unconfigured: false };
+    const db = this.opts.store.db;
+    const due = await db
+      .selectFrom('mail_outbox')
+      .select('id')
+      .where('sent_at', 'is', null)
+      .where('failed_at', 'is', null)
+      .where('next_attempt_at', '<=', this.now().toISOString())
+      .orderBy('next_attempt_at')
+      .orderBy('id')
+      .limit(BATCH)
+      .execute();
+    if (due.length === 0) return result;
+    const config = await this.opts.smtp();
+    if (!config) {
+      result.unconfigured = true;
+      if (!this.warnedUnconfigured) {
+        this.warnedUnconfigured = true;
+        this.opts.logger.warn(
+          'notification mail waits: no outgoing SMTP server is configured (mailintake smtp set)',
+          {
+            waiting: due.length,
+          },
+        );
+      }
+      return result;
+    }
+    this.warnedUnconfigured = false;
+    let transport: SmtpTransport;
+    try {
+      transport = await openSmtpTransport(config, { reuse: true });
+    } catch (err) {
+      this.opts.logger.error('notification mail waits: the SMTP settings cannot be used', {
+        error: String(err),
+      });
+      return result;
+    }
+    try {
+      for (const { id } of due) {
+        const row = await this.claim(id);
+        if (!row) continue; // another process has it, or sent it meanwhile
+        const outcome = await this.send(transport, row);
+        if (outcome.ok) result.sent++;
+        else result.failed++;
+        // The server cannot be reached: the other rows would fail the same way. They keep their turn
+        // (unclaimed, no attempt counted) for the next pass. Stopping: the rest waits for the next start.
+        if ((!outcome.ok && outcome.serverDown) || this.stopped) break;
+      }
+    } finally {
+      transport.close();
+    }
+    // a full batch went out: there may be more waiting
+    if (due.length === BATCH && result.failed === 0) this.kick();
+    return result;
+  }
+
+  /** The row, when this process won it: unsent, not given up, due; its due time becomes our claim deadline. */
+  private async claim(id: number): Promise<Selectable<MailOutboxTable> | undefined> {
+    const now = this.now();
+    return this.opts.store.db
+      .updateTable('mail_outbox')
+      .set((eb) => ({
+        next_attempt_at: new Date(now.getTime() + this.claimMs).toISOString(),
+        attempts: eb('attempts', '+', 1),
+      }))
+      .where('id', '=', id)
+      .where('sent_at', 'is', null)
+      .where('failed_at', 'is', null)
+      .where('next_attempt_at', '<=', now.toISOString())
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  private async send(
+    transport: SmtpTransport,
+    row: Selectable<MailOutboxTable>,
+  ): Promise<{ ok: boolean; serverDown: boolean }> {
+    const db = this.opts.store.db;
+    try {
+      const result = await transport.send({
+        to: JSON.parse(row.recipients) as string[],
+        subject: row.subject,
+        text: row.body,
+        messageId: `<mailintake-outbox-${row.id}-${Date.parse(row.created_at)}@mailintake.invalid>`,
+        headers: { 'X-Mailintake-Event': row.event },
+      });
+      await db
+        .updateTable('mail_outbox')
+        .set({
+          sent_at: nowIso(),
+          // some recipients refused while the others got it: kept for the operator to see
+          last_error:
+            result.rejected.length > 0 ? `refused by the server for ${result.rejected.join(', ')}` : null,
+        })
+        .where('id', '=', row.id)
+        .execute();
+      this.opts.onAttempt?.({ id: row.id, event: row.event, ok: true, attempts: row.attempts });
+      return { ok: true, serverDown: false };
+    } catch (err) {
+      const error = toMailintakeError(err, 'SEND_FAILED');
+      const gaveUp = isPermanentRefusal(error) || row.attempts >= this.maxAttempts;
+      const next = new Date(this.now().getTime() + this.retryDelayMs(row.attempts)).toISOString();
+      await db
+        .updateTable('mail_outbox')
+        .set({
+          last_error: `${error.code}: ${error.message}`.slice(0, 2000),
+          ...(gaveUp ? { failed_at: nowIso() } : { next_attempt_at: next }),
+        })
+        .where('id', '=', row.id)
+        .where('sent_at', 'is', null)
+        .execute();
+      const facts = {
+        outbox: row.id,
+        event: row.event,
+        attempts: row.attempts,
+        code: error.code,
+        error: error.message,
+      };
+      if (gaveUp) this.opts.logger.error('notification mail given up', facts);
+      else this.opts.logger.warn('notification mail not sent; will retry', facts);
+      this.opts.onAttempt?.({
+        id: row.id,
+        event: row.event,
+        ok: false,
+        attempts: row.attempts,
+        error: { code: error.code, message: error.message },
+        ...(gaveUp ? { gaveUp: true } : {}),
+      });
+      return { ok: false, serverDown: error.code !== 'SEND_FAILED' };
+    }
+  }
+}
+
+// ---- what operators see ------------------------------------------------------------------------------------------
+
+export interface OutboxMailView {
+  id: number;
+  event: string;
+  recipients: string[];
+  subject: string;
+  createdAt: string;
+  attempts: number;
+  /** pending: not tried yet; retrying: failed, tried again at nextAttemptAt; failed: given up; sent */
+  state: 'pending' | 'retrying' | 'failed' | 'sent';
+  nextAttemptAt: string | null;
+  sentAt: string | null;
+  failedAt: string | null;
+  lastError: string | null;
+}
+
+export interface OutboxStatus {
+  smtpConfigured: boolean;
+  pending: number;
+  retrying: number;
+  failed: number;
+  sent: number;
+  /** Every mail not sent yet (pending, retrying, failed), oldest first, at most 1000. */
+  unsent: OutboxMailView[];
+}
+
+export function outboxView(r: Selectable<MailOutboxTable>): OutboxMailView {
+  const state = r.sent_at ? 'sent' : r.failed_at ? 'failed' : r.attempts > 0 ? 'retrying' : 'pending';
+  return {
+    id: r.id,
+    event: r.event,
+    recipients: JSON.parse(r.recipients) as string[],
+    subject: r.subject,
+    createdAt: r.created_at,
+    attempts: r.attempts,
+    state,
+    nextAttemptAt: state === 'pending' || state === 'retrying' ? r.next_attempt_at : null,
+    sentAt: r.sent_at,
+    failedAt: r.failed_at,
+    lastError: r.last_error,
+  };
+}
+
+export async function outboxStatus(store: Store, smtpConfigured: boolean): Promise<OutboxStatus> {
+  const unsent = await store.db
+    .selectFrom('mail_outbox')
+    .selectAll()
+    .where('sent_at', 'is', null)
+    .orderBy('id')
+    .limit(1000)
+    .execute();
+  const sent = await store.db
+    .selectFrom('mail_outbox')
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .where('sent_at', 'is not', null)
+    .executeTakeFirstOrThrow();
+  const views = unsent.map(outboxView);
+  const count = (s: OutboxMailView['state']) => views.filter((v) => v.state === s).length;
+  return {
+    smtpConfigured,
+    pending: count('pending'),
+    retrying: count('retrying'),
+    failed: count('failed'),
+    sent: Number(sent.n),
+    unsent: views,
+  };
+}
+
+/**
+ * Puts a mail whose sending was given up back in line (after the operator fixed the cause). Only given-up
+ * mails: one still being retried may be in a send right now, and making it due again could send it twice.
+ */
+export async function retryOutboxMail(store: Store, id: number): Promise<OutboxMailView> {
+  const row = await store.db.selectFrom('mail_outbox').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!row) throw new MailintakeError('NOT_FOUND', `no outbox mail with id ${id}`);
+  if (row.sent_at) throw new MailintakeError('CONFLICT', `outbox mail ${id} was sent at ${row.sent_at}`);
+  const updated = await store.db
+    .updateTable('mail_outbox')
+    .set({ failed_at: null, attempts: 0, next_attempt_at: nowIso() })
+    .where('id', '=', id)
+    .where('sent_at', 'is', null)
+    .where('failed_at', 'is not', null)
+    .returningAll()
+    .executeTakeFirst();
+  if (!updated) {
+    throw new MailintakeError(
+      'CONFLICT',
+      `outbox mail ${id} has not been given up: it is retried by itself (next attempt at ${row.next_attempt_at})`,
+    );
+  }
+  return outboxView(updated);
+}

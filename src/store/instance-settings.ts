@@ -1,0 +1,30 @@
+import { nowIso } from './db.js';
+import type { Tx } from './tx.js';
+
+/**
+ * Instance-wide settings (the reference's "instance based" rows): one JSON value per key. Read and written in
+ * the caller's transaction, so a setting read while recording an event is the one in force when it commits.
+ * Each key's shape and validation live with the feature that owns it (notify/smtp-settings.ts,
+ * notify/alert-settings.ts); this module only stores JSON.
+ */
+export type InstanceSettingKey = 'smtp' | 'connection-alerts' | (string & {});
+
+/** The stored value, or undefined when the key was never set. */
+export async function readSetting(tx: Tx, key: InstanceSettingKey): Promise<unknown> {
+  const row = await tx
+    .selectFrom('instance_settings')
+    .select('value')
+    .where('key', '=', key)
+    .executeTakeFirst();
+  return row ? (JSON.parse(row.value) as unknown) : undefined;
+}
+
+export async function writeSetting(tx: Tx, key: InstanceSettingKey, value: unknown): Promise<void> {
+  const now = nowIso();
+  const text = JSON.stringify(value);
+  await tx
+    .insertInto('instance_settings')
+    .values({ key, value: text, updated_at: now })
+    .onConflict((oc) => oc.column('key').doUpdateSet({ value: text, updated_at: now }))
+    .execute();
+}
