@@ -822,12 +822,15 @@ export function attachmentNames(node: MessageStructureObject): string[] {
 
 function toImapflowLogger(logger: ConnectorLogger): Logger {
   // imapflow already hides credentials in its log entries; trace (raw bytes) is never forwarded. Its info
-  // entries (every connection, every command) are debug detail for an operator; warnings and errors stay.
+  // entries (every connection, every command) are debug detail for an operator, and so are its errors: every
+  // failure reaches the caller as a coded MailintakeError that is reported once (the round's warning, the
+  // CLI's error line), and imapflow's raw copy of it (`ECONNREFUSED` as JSON above the CLI's explanation)
+  // only confused the admin reading `mailbox test`. Its warnings stay.
   const forward = (level: 'debug' | 'warn' | 'error') => (obj: unknown) => {
     const { msg, ...fields } = (typeof obj === 'object' && obj !== null ? obj : { msg: String(obj) }) as {
       msg?: unknown;
     } & Record<string, unknown>;
     logger[level](typeof msg === 'string' ? `imap: ${msg}` : 'imap', fields);
   };
-  return { debug: forward('debug'), info: forward('debug'), warn: forward('warn'), error: forward('error') };
+  return { debug: forward('debug'), info: forward('debug'), warn: forward('warn'), error: forward('debug') };
 }
