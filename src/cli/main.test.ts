@@ -4,13 +4,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliRunner } from '../../test/support/cli.js';
 import { appendImap, deliverMaildir, listInbox } from '../../test/support/deliver.js';
 import { type DovecotServer, startDovecot } from '../../test/support/dovecot.js';
 import { buildMail } from '../../test/support/mails.js';
 import { createApi } from '../api/app.js';
 import { loadConfig } from '../config/env.js';
 import { openRuntime } from '../runtime.js';
-import { type CliIo, main } from './main.js';
+import { main } from './main.js';
 
 const PASSWORD = 'Tr0ub4dor&3-not-for-print';
 
@@ -19,28 +20,7 @@ let env: NodeJS.ProcessEnv;
 /** Every byte any run printed, to check at the end that the password never appeared. */
 const transcript: string[] = [];
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(args: string[], io: CliIo = {}): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(args, {
-    env,
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    ...io,
-  });
-  transcript.push(stdout, stderr);
-  return { code, stdout, stderr };
-}
+const run = cliRunner(() => env, transcript);
 
 const validMailbox = {
   name: 'support',

@@ -2,8 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliRunner } from '../../test/support/cli.js';
 import { type SmtpTestServer, startSmtpServer } from '../../test/support/smtp.js';
-import { type CliIo, main } from './main.js';
 
 /**
  * The notification commands of the CLI: smtp, rules, alerts, notifications and outbox, run in-process against a
@@ -17,28 +17,7 @@ let env: NodeJS.ProcessEnv;
 let smtpServer: SmtpTestServer;
 const transcript: string[] = [];
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(args: string[], io: CliIo = {}): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(args, {
-    env,
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    ...io,
-  });
-  transcript.push(stdout, stderr);
-  return { code, stdout, stderr };
-}
+const run = cliRunner(() => env, transcript);
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'mailintake-notify-cli-'));

@@ -11,7 +11,13 @@ import type {
   SampleMail,
   WantedMail,
 } from '../connector.js';
-import { retryAfterMs } from '../graph/graph-connector.js';
+import {
+  DEFAULT_GRAPH_RETRY,
+  DEFAULT_GRAPH_TIMEOUTS,
+  type GraphRetryLimits,
+  type GraphTimeouts,
+  retryAfterMs,
+} from '../graph/graph-connector.js';
 import {
   certificateProblem,
   DNS_ERROR_CODES,
@@ -90,17 +96,9 @@ import { readMimeAnswer } from './mime-stream.js';
  *   see ews-transport.ts and ntlm.ts.
  */
 
-export interface EwsTimeouts {
-  /** Silence on a request (connect, headers or body) before giving up. Default 60 s. */
-  requestMs: number;
-}
-
-export interface EwsRetryLimits {
-  /** Attempts per request, the first included. Default 5. */
-  maxAttempts: number;
-  /** Longest total wait for one request across its retries. Default 120 s. */
-  maxTotalWaitMs: number;
-}
+/** Same request limits as Graph's (both are HTTPS APIs of Exchange with the same throttling advice). */
+export type EwsTimeouts = GraphTimeouts;
+export type EwsRetryLimits = GraphRetryLimits;
 
 export interface EwsConnectorOptions {
   logger?: Logger;
@@ -116,9 +114,6 @@ export interface EwsConnectorOptions {
 export interface EwsHandle {
   id: string;
 }
-
-export const DEFAULT_EWS_TIMEOUTS: EwsTimeouts = { requestMs: 60_000 };
-export const DEFAULT_EWS_RETRY: EwsRetryLimits = { maxAttempts: 5, maxTotalWaitMs: 120_000 };
 
 const IDENTITY_PREFIX = 'ews;';
 const PAGE_SIZE = 100;
@@ -183,8 +178,8 @@ export class EwsConnector implements Connector {
   constructor(settings: MailboxSettings, opts: EwsConnectorOptions = {}) {
     this.settings = settings;
     this.opts = opts;
-    this.timeouts = validateTimeouts(DEFAULT_EWS_TIMEOUTS, opts.timeouts);
-    this.retry = validateTimeouts(DEFAULT_EWS_RETRY, opts.retry);
+    this.timeouts = validateTimeouts(DEFAULT_GRAPH_TIMEOUTS, opts.timeouts);
+    this.retry = validateTimeouts(DEFAULT_GRAPH_RETRY, opts.retry);
     if (!settings.connectUrl) {
       throw new MailintakeError('INVALID_SETTINGS', 'connectUrl is required for EWS', {
         details: { fields: [{ field: 'connectUrl', message: 'required' }] },
