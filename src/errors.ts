@@ -16,6 +16,17 @@ export const ERROR_HELP = {
   FOLDER_NOT_FOUND: 'A folder named in the mailbox settings does not exist on the server.',
   TIMEOUT: 'The server stopped answering. It may be overloaded; the next round tries again.',
   PROTOCOL_ERROR: 'The server answered something Mailintake did not understand.',
+  // OAuth 2.0 (a fetch round fails like a connection failure and counts towards the alert; other mailboxes go on)
+  OAUTH_NOT_AUTHORIZED:
+    'The mailbox uses OAuth but nobody has authorized it yet. Run "mailintake mailbox authorize NAME" (API: POST /api/mailboxes/NAME/oauth/authorize), open the URL and sign in as the mailbox\'s user.',
+  OAUTH_REAUTHORIZE_REQUIRED:
+    'The provider no longer accepts the stored refresh token (invalid_grant: revoked, expired, password changed, or consent withdrawn). Authorize the mailbox again; until then it is not fetched.',
+  OAUTH_CLIENT_REJECTED:
+    'The provider refused the app registration (invalid_client): check "oauth.clientId" and "oauth.clientSecret" (client secrets expire: Microsoft Entra after at most 24 months).',
+  OAUTH_PROVIDER_UNAVAILABLE:
+    'The provider\'s token endpoint could not be reached or failed. The next round tries again; check "oauth.tokenUrl" if it persists.',
+  OAUTH_CONSENT_FAILED:
+    'The authorization did not complete: the consent was refused, the sign-in was with another account, the link expired or was used already, or the provider refused the request. The message says what to fix.',
   MAILBOX_BUSY:
     'Another fetch of this mailbox is running (in this or another process). The round was skipped.',
   FETCH_RUNNING:
@@ -48,6 +59,10 @@ export const CONNECTION_CODES: ReadonlySet<ErrorCode> = new Set([
   'FOLDER_NOT_FOUND',
   'TIMEOUT',
   'PROTOCOL_ERROR',
+  'OAUTH_NOT_AUTHORIZED',
+  'OAUTH_REAUTHORIZE_REQUIRED',
+  'OAUTH_CLIENT_REJECTED',
+  'OAUTH_PROVIDER_UNAVAILABLE',
 ]);
 
 export interface ErrorDetails {

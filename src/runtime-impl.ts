@@ -16,6 +16,8 @@ import { createLogger, type Logger } from './logger.js';
 import { type OutboxAttempt, OutboxSender } from './notify/outbox.js';
 import { SmtpSettings } from './notify/smtp-settings.js';
 import { StoreNotifier } from './notify/store-notifier.js';
+import { providerPresets } from './oauth/providers.js';
+import { type OAuthOwner, OAuthTokens } from './oauth/tokens.js';
 import { resolveAttachmentPolicy } from './pipeline/attachment-checks.js';
 import type { Runtime } from './runtime.js';
 import { loadSecretBox } from './security/secret-box.js';
@@ -25,7 +27,7 @@ import type { Services } from './services/index.js';
 import { MailboxRepo } from './services/mailboxes.js';
 import { notificationServices } from './services/notifications.js';
 import { listSystemLog, RequestQueries } from './services/requests.js';
-import type { FetchSummary, PortalView } from './services/views.js';
+import type { FetchSummary, MailboxView, PortalView } from './services/views.js';
 import { nowIso, openStore, type Store } from './store/db.js';
 import { systemLog } from './store/system-log.js';
 import { withTransaction } from './store/tx.js';
@@ -71,7 +73,43 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   await ensureDefaultPortal(store);
   const blobs = new FileBlobStore(path.join(config.dataDir, 'blobs'));
   const rawPacks = new RawPacks(path.join(config.dataDir, 'raw'));
-  const mailboxes = new MailboxRepo(store, box);
+  // OAuth: one redirect URL for every consent (the state says whose); tokens per mailbox id, sealed
+  const redirectUrl = `${config.publicUrl ?? `http://localhost:${config.port}`}/oauth/callback`;
+  const oauthTokens = new OAuthTokens({ store, box, logger, redirectUrl });
+  const mailboxes = new MailboxRepo(store, box, redirectUrl);
+  /** The OAuth identity of a mailbox (null when it logs in with a password or a static token). */
+  const oauthOwnerOf = (id: number, settings: MailboxSettings): OAuthOwner | null =>
+    settings.auth === 'oauth2' && settings.oauth
+      ? {
+          owner: MailboxRepo.oauthOwner(id),
+          label: `mailbox "${settings.name}"`,
+          oauth: settings.oauth,
+          username: settings.username,
+        }
+      : null;
+  /** Every connection of a mailbox goes through here, so OAuth mailboxes always get their token source. */
+  const connectorFor = (settings: MailboxSettings, mailbox: { id: number }) => {
+    const who = oauthOwnerOf(mailbox.id, settings);
+    return createConnector(settings, { logger, ...(who ? { tokens: oauthTokens.source(who) } : {}) });
+  };
+  const withTokenState = async (view: MailboxView, settings?: MailboxSettings): Promise<MailboxView> => {
+    if (!view.oauth) return view;
+    const s = settings ?? mailboxes.settingsOf(await mailboxes.row(view.name));
+    const who = oauthOwnerOf(view.id, s);
+    return who ? { ...view, oauth: { ...view.oauth, tokens: await oauthTokens.view(who) } } : view;
+  };
+  const oauthMailbox = async (name: string): Promise<OAuthOwner> => {
+    const row = await mailboxes.row(name);
+    const who = oauthOwnerOf(row.id, mailboxes.settingsOf(row));
+    if (!who) {
+      throw new MailintakeError(
+        'INVALID_SETTINGS',
+        `mailbox "${name}" does not use OAuth; set "oauth" in its settings first (provider, clientId, clientSecret)`,
+        { details: { fields: [{ field: 'oauth', message: 'not set' }] } },
+      );
+    }
+    return who;
+  };
   const queries = new RequestQueries(store, blobs, rawPacks);
   const apiKeys = new ApiKeys(store);
   const lease = new MailboxLease(store, config.leaseSeconds);
@@ -93,8 +131,8 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     rawPacks,
     lease,
     logger,
-    connect: (settings) => {
-      const connector = createConnector(settings, { logger });
+    connect: (settings, mailbox) => {
+      const connector = connectorFor(settings, mailbox);
       return opts.wrapConnector ? opts.wrapConnector(connector, settings) : connector;
     },
     signal: shutdown.signal,
@@ -137,8 +175,50 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
         const row = await mailboxes.row(name);
         return { id: row.id, name: row.name, settings: mailboxes.settingsOf(row) };
       },
-      connect: (settings) => createConnector(settings, { logger }),
+      connect: (settings, mailbox) => connectorFor(settings, mailbox),
     }),
+    oauth: {
+      authorize: async (name) => oauthTokens.start(await oauthMailbox(name)),
+      complete: (callbackUrl) =>
+        oauthTokens.complete(callbackUrl, async (owner) => {
+          const id = Number(owner.replace(/^mailbox:/, ''));
+          const row = (await mailboxes.rows()).find((r) => r.id === id);
+          const settings = row ? mailboxes.settingsOf(row) : undefined;
+          const who = row && settings ? oauthOwnerOf(row.id, settings) : null;
+          if (!row || !settings || !who) {
+            throw new MailintakeError(
+              'OAUTH_CONSENT_FAILED',
+              'The mailbox this authorization was started for was removed, or no longer uses OAuth.',
+            );
+          }
+          return {
+            who,
+            // the mail server judges whose token it is: log in as the mailbox's user with it
+            verify: async (tokens) => {
+              const connector = createConnector(settings, { logger, tokens });
+              try {
+                await connector.open();
+              } finally {
+                await connector.close();
+              }
+            },
+          };
+        }),
+      status: async (name) => oauthTokens.view(await oauthMailbox(name)),
+      revoke: async (name) => {
+        const who = await oauthMailbox(name);
+        await withTransaction(store, async (tx) => {
+          await OAuthTokens.forget(tx, who.owner);
+          await systemLog(tx, {
+            level: 'info',
+            category: 'oauth',
+            message: `tokens of ${who.label} discarded; it is not fetched until authorized again`,
+            details: { owner: who.owner },
+          });
+        });
+      },
+      providers: () => ({ redirectUrl, presets: providerPresets() }),
+    },
     portals: {
       list: async () =>
         (await store.db.selectFrom('portals').selectAll().orderBy('id').execute()).map(portalView),
@@ -218,15 +298,17 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
       },
     },
     mailboxes: {
-      list: async () => (await mailboxes.rows()).map((r) => mailboxes.view(r)),
-      get: async (name) => mailboxes.view(await mailboxes.row(name)),
-      add: async (input) => mailboxes.view(await mailboxes.insert(input)),
-      update: async (name, input, o) => mailboxes.view(await mailboxes.replace(name, input, o)),
+      list: async () => Promise.all((await mailboxes.rows()).map((r) => withTokenState(mailboxes.view(r)))),
+      get: async (name) => withTokenState(mailboxes.view(await mailboxes.row(name))),
+      add: async (input) => withTokenState(mailboxes.view(await mailboxes.insert(input))),
+      update: async (name, input, o) =>
+        withTokenState(mailboxes.view(await mailboxes.replace(name, input, o))),
       setEnabled: async (name, enabled) => mailboxes.view(await mailboxes.setEnabled(name, enabled)),
       remove: (name) => mailboxes.remove(name),
       test: async (name) => {
         const started = Date.now();
-        const settings = mailboxes.settingsOf(await mailboxes.row(name));
+        const testRow = await mailboxes.row(name);
+        const settings = mailboxes.settingsOf(testRow);
         // A failure says which step failed (DNS, TCP, TLS, login, folder) and what to check, in the error's
         // details: the API answers it with the code, the CLI prints it under the message.
         const explained = (err: unknown) => {
@@ -237,7 +319,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
         };
         let connector: ReturnType<typeof createConnector>;
         try {
-          connector = createConnector(settings, { logger });
+          connector = connectorFor(settings, testRow);
         } catch (err) {
           throw explained(err);
         }
@@ -321,8 +403,10 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
         logger.error('IMAP IDLE watcher not started', { mailbox: name, error: String(err) });
         continue;
       }
+      const who = oauthOwnerOf(r.id, settings);
       watcher.done = watchImapFolder(settings, {
         logger,
+        ...(who ? { tokens: oauthTokens.source(who) } : {}),
         signal: controller.signal,
         onNewMail: () => scheduler.poke(name),
         onState: (state) => {

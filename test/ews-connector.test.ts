@@ -17,6 +17,7 @@ import {
   parseAuthenticate,
   verifyNtlmV2,
 } from './doubles/ntlm-server.js';
+import { type FakeTokenSource, fakeTokenSource } from './support/fake-token-source.js';
 import { buildMail } from './support/mails.js';
 
 /**
@@ -507,6 +508,163 @@ describe('EWS connector: authentication', () => {
       expect(err.code).toBe('AUTH_FAILED');
       expect(err.message).toContain('only NTLMv1');
     });
+  });
+});
+
+describe('EWS connector: OAuth 2.0 bearer tokens', () => {
+  /** Exchange Online (or hybrid modern auth): bearer tokens judged by the test's source, NTLM still offered. */
+  let online: EwsDouble;
+  let source: FakeTokenSource;
+  beforeAll(async () => {
+    online = await EwsDouble.start({ auth: { ntlm: true, bearer: (t) => source.verify(t) } });
+  });
+  afterAll(async () => {
+    await online?.stop();
+  });
+  afterEach(() => {
+    online.clearFaults();
+  });
+
+  function oauthSetup(kind: 'delegated' | 'app' = 'delegated', double: () => EwsDouble = () => online) {
+    const address = `oauth-${++n}@ews.test`;
+    const server = double();
+    server.addMailbox(address);
+    source = fakeTokenSource({ kind, subject: address });
+    const settings = parseMailboxInput({
+      name: `eo${n}`,
+      protocol: 'ews',
+      connectUrl: server.url,
+      emailAddress: address,
+      caFile: server.caFile,
+      oauth: {
+        provider: 'microsoft',
+        clientId: 'client-id',
+        clientSecret: 'client-secret',
+        ...(kind === 'app' ? { flow: 'client-credentials', tenant: 'contoso.onmicrosoft.com' } : {}),
+      },
+    });
+    const c = createConnector(settings, { tokens: source, sleep: async () => undefined });
+    const mine = () => server.requests.filter((r) => r.headers['x-anchormailbox'] === address);
+    return { c, address, settings, mine };
+  }
+
+  it('delegated token: Bearer and X-AnchorMailbox on every request, no NTLM, no impersonation', async () => {
+    const { c, address, mine } = oauthSetup();
+    await online.deliver(address, mails('bearer', 3));
+    const logins = online.ntlmLogins;
+    await c.open();
+    const listed = await c.listNew();
+    expect(listed).toHaveLength(3);
+    expect((await readAll(await c.stream(listed[0]!))).length).toBeGreaterThan(0);
+    await c.acknowledge(listed, { action: 'mark-read' });
+    const token = source.issued[0]!;
+    expect(mine().length).toBeGreaterThanOrEqual(4);
+    expect(mine().every((r) => r.headers.authorization === `Bearer ${token}`)).toBe(true);
+    expect(mine().every((r) => r.account === address && r.subject === address)).toBe(true);
+    expect(mine().some((r) => r.body.includes('ExchangeImpersonation'))).toBe(false);
+    expect(online.ntlmLogins).toBe(logins);
+    expect(online.messages(address).every((m) => m.isRead)).toBe(true);
+  });
+
+  it('application token: every request impersonates the mailbox (ExchangeImpersonation, ConnectingSID)', async () => {
+    const { c, address, mine } = oauthSetup('app');
+    await online.deliver(address, mails('app', 2));
+    await c.open();
+    const listed = await c.listNew();
+    await c.fetchMany?.(listed);
+    await c.acknowledge(listed, { action: 'delete' });
+    const impersonation = `<t:ExchangeImpersonation><t:ConnectingSID><t:SmtpAddress>${address}</t:SmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>`;
+    expect(mine().length).toBeGreaterThanOrEqual(4);
+    expect(mine().every((r) => r.body.includes(impersonation) && r.subject === null)).toBe(true);
+    // the header sits in the SOAP header, beside the version: Exchange reads it there
+    expect(mine()[0]!.body).toMatch(/<soap:Header><t:RequestServerVersion [^>]*\/><t:ExchangeImpersonation>/);
+    expect(online.messages(address)).toEqual([]);
+  });
+
+  it('the double refuses an application token without impersonation, as Exchange Online does', async () => {
+    const { c, address } = oauthSetup('app');
+    await c.open();
+    // a delegated-style request (no header) with the application token
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = https.request(online.url, {
+        method: 'POST',
+        ca: fs.readFileSync(online.caFile),
+        headers: {
+          Authorization: `Bearer ${source.issued[0]}`,
+          'Content-Type': 'text/xml; charset=utf-8',
+          'X-AnchorMailbox': address,
+        },
+      });
+      req.on('error', reject);
+      req.on('response', (r) => {
+        let body = '';
+        r.on('data', (d: Buffer) => {
+          body += d.toString();
+        });
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+      });
+      req.end(
+        '<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"><soap:Header><t:RequestServerVersion Version="Exchange2013_SP1"/></soap:Header><soap:Body><m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder></soap:Body></soap:Envelope>',
+      );
+    });
+    expect(res.status).toBe(500);
+    expect(res.body).toContain('ErrorInvalidExchangeImpersonationHeaderData');
+    expect(res.body).toContain(
+      'ExchangeImpersonation SOAP header must be present for this type of OAuth token.',
+    );
+  });
+
+  it('a 401 renews the token once and sends the request again on the same connection', async () => {
+    const { c, address, mine } = oauthSetup();
+    await online.deliver(address, mails('renew', 2));
+    await c.open();
+    const stale = source.issued[0]!;
+    source.revokeCurrent();
+    expect(await c.listNew()).toHaveLength(2);
+    expect(source.calls.renew).toEqual([stale]);
+    const finds = mine().filter(op('FindItem'));
+    expect(finds.map((r) => r.headers.authorization)).toEqual([
+      `Bearer ${stale}`,
+      `Bearer ${source.issued[1]}`,
+    ]);
+  });
+
+  it('a token refused again after renewing → AUTH_FAILED saying to authorize again, never the token', async () => {
+    const { c, settings } = oauthSetup();
+    source.refuseAll();
+    const err = await failure(c.open());
+    expect(err.code).toBe('AUTH_FAILED');
+    expect(err.message).toMatch(/refused the OAuth token .* also after it was renewed/);
+    expect(err.message).toContain(`mailintake mailbox authorize ${settings.name}`);
+    expect(err.details.serverResponse).toContain('invalid_token');
+    expect(source.calls.renew).toHaveLength(1);
+    const json = JSON.stringify(err.toJSON());
+    for (const token of source.issued) expect(json).not.toContain(token);
+  });
+
+  it('renew failing with OAUTH_REAUTHORIZE_REQUIRED surfaces that error as it is', async () => {
+    const { c } = oauthSetup('app');
+    await c.open();
+    source.revokeCurrent();
+    const withdrawn = new MailintakeError('OAUTH_REAUTHORIZE_REQUIRED', 'The consent was withdrawn');
+    source.failRenewWith(withdrawn);
+    expect(await failure(c.listNew())).toBe(withdrawn);
+  });
+
+  it('an application token for a mailbox it may not impersonate → AUTH_FAILED naming full_access_as_app', async () => {
+    const { c, address } = oauthSetup('app');
+    online.denyMailbox(address);
+    const err = await failure(c.open());
+    expect(err.code).toBe('AUTH_FAILED');
+    expect(err.details.errorCode).toBe('ErrorImpersonateUserDenied');
+    expect(err.message).toContain('full_access_as_app');
+  });
+
+  it('an on-premises server without OAuth → AUTH_FAILED saying it offers only NTLM', async () => {
+    const { c } = oauthSetup('delegated', () => ews);
+    const err = await failure(c.open());
+    expect(err.code).toBe('AUTH_FAILED');
+    expect(err.message).toMatch(/does not accept OAuth bearer tokens \(it offers negotiate, ntlm, basic\)/);
   });
 });
 

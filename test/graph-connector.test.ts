@@ -9,6 +9,7 @@ import {
 } from '../src/connectors/graph/graph-connector.js';
 import { MailintakeError } from '../src/errors.js';
 import { GraphDouble } from './doubles/graph-double.js';
+import { type FakeTokenSource, fakeTokenSource } from './support/fake-token-source.js';
 import { buildMail } from './support/mails.js';
 
 /**
@@ -346,6 +347,125 @@ describe('Graph connector: coded errors', () => {
   });
 });
 
+describe('Graph connector: OAuth 2.0 bearer tokens', () => {
+  /** A double that accepts the tokens of whichever source the test gave it. */
+  let oauthGraph: GraphDouble;
+  let source: FakeTokenSource;
+  beforeAll(async () => {
+    oauthGraph = await GraphDouble.start({ acceptBearer: (t) => source.verify(t) });
+  });
+  afterAll(async () => {
+    await oauthGraph?.stop();
+  });
+
+  function oauthSetup(kind: 'delegated' | 'app' = 'delegated') {
+    const address = `oauth-${++n}@graph.test`;
+    oauthGraph.addMailbox(address);
+    source = fakeTokenSource({ kind, subject: address });
+    const settings = parseMailboxInput({
+      name: `go${n}`,
+      protocol: 'graph',
+      graphEndpoint: oauthGraph.url,
+      emailAddress: address,
+      caFile: oauthGraph.caFile,
+      oauth: {
+        provider: 'microsoft',
+        clientId: 'client-id',
+        clientSecret: 'client-secret',
+        ...(kind === 'app' ? { flow: 'client-credentials', tenant: 'contoso.onmicrosoft.com' } : {}),
+      },
+    });
+    const c = createConnector(settings, { tokens: source, sleep: async () => undefined });
+    const mine = () => oauthGraph.requests.filter((r) => r.path.includes(address));
+    return { c, address, settings, mine };
+  }
+
+  it("sends the source's token as a bearer on every request (delegated and application tokens)", async () => {
+    for (const kind of ['delegated', 'app'] as const) {
+      const { c, address, mine } = oauthSetup(kind);
+      await oauthGraph.deliver(address, mails(`tok-${kind}`, 3));
+      await c.open();
+      const listed = await c.listNew();
+      await c.fetchMany?.(listed);
+      await c.acknowledge(listed, { action: 'mark-read' });
+      await c.close();
+      const token = source.issued[0]!;
+      expect(source.issued).toHaveLength(1);
+      expect(mine().length).toBeGreaterThan(5);
+      expect(mine().every((r) => r.headers.authorization === `Bearer ${token}`)).toBe(true);
+      expect(mine().every((r) => r.subject === (kind === 'app' ? null : address))).toBe(true);
+      expect(oauthGraph.messages(address).every((m) => m.isRead)).toBe(true);
+    }
+  });
+
+  it('a 401 renews the token once and sends the request again; nothing is lost', async () => {
+    const { c, address, mine } = oauthSetup();
+    await oauthGraph.deliver(address, mails('renew', 2));
+    await c.open();
+    const stale = source.issued[0]!;
+    source.revokeCurrent(); // refused before its time: revoked, or a clock skew
+    const listed = await c.listNew();
+    expect(listed).toHaveLength(2);
+    expect(source.calls.renew).toEqual([stale]);
+    const fresh = source.issued[1]!;
+    const lists = mine().filter(isList);
+    expect(lists.map((r) => r.headers.authorization)).toEqual([`Bearer ${stale}`, `Bearer ${fresh}`]);
+    // later requests carry the renewed token without another refusal
+    await c.acknowledge(listed, { action: 'mark-read' });
+    expect(source.calls.renew).toHaveLength(1);
+  });
+
+  it('a token refused again after renewing → AUTH_FAILED saying to authorize again, never the token', async () => {
+    const { c, settings } = oauthSetup();
+    source.refuseAll();
+    const err = await failure(c.open());
+    expect(err.code).toBe('AUTH_FAILED');
+    expect(err.details.errorCode).toBe('InvalidAuthenticationToken');
+    expect(err.message).toContain(`mailintake mailbox authorize ${settings.name}`);
+    expect(err.message).not.toMatch(/set a new "accessToken"/);
+    expect(source.calls.renew).toHaveLength(1);
+    const json = JSON.stringify(err.toJSON());
+    for (const token of source.issued) expect(json).not.toContain(token);
+  });
+
+  it('renew failing with OAUTH_REAUTHORIZE_REQUIRED surfaces that error as it is', async () => {
+    const { c } = oauthSetup();
+    await c.open();
+    source.revokeCurrent();
+    const withdrawn = new MailintakeError('OAUTH_REAUTHORIZE_REQUIRED', 'The consent was withdrawn');
+    source.failRenewWith(withdrawn);
+    const err = await failure(c.listNew());
+    expect(err).toBe(withdrawn);
+  });
+
+  it('a throttled request waits, then a 401 renews once: both kinds of retry in one request', async () => {
+    const { c, address } = oauthSetup();
+    await oauthGraph.deliver(address, mails('both', 1));
+    await c.open();
+    oauthGraph.inject({ fault: { kind: 'status', status: 429, retryAfter: 1 }, match: isList });
+    source.revokeCurrent();
+    expect(await c.listNew()).toHaveLength(1);
+    expect(source.calls.renew).toHaveLength(1);
+    oauthGraph.clearFaults();
+  });
+
+  it('OAuth without a token source is a programming error (INTERNAL), not a login failure', () => {
+    const settings = parseMailboxInput({
+      name: 'no-source',
+      protocol: 'graph',
+      emailAddress: 'a@graph.test',
+      oauth: { provider: 'microsoft', clientId: 'c', clientSecret: 's' },
+    });
+    let err: unknown;
+    try {
+      createConnector(settings);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as MailintakeError).code).toBe('INTERNAL');
+  });
+});
+
 describe('Graph mailbox settings', () => {
   const base = { name: 'g', protocol: 'graph', accessToken: 't', emailAddress: 'help@example.test' };
   const fields = (input: unknown) => {
@@ -381,7 +501,8 @@ describe('Graph mailbox settings', () => {
       afterFetch: 'leave',
     });
     expect(got.map((f) => f.field).sort()).toEqual(
-      ['accessToken', 'afterFetch', 'graphEndpoint', 'password', 'server'].sort(),
+      // without "accessToken" Graph needs OAuth: the missing setting is named as "oauth" (either will do)
+      ['oauth', 'afterFetch', 'graphEndpoint', 'password', 'server'].sort(),
     );
     expect(got.find((f) => f.field === 'graphEndpoint')?.message).toMatch(/https:\/\//);
   });

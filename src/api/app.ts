@@ -13,6 +13,7 @@ import {
 import { withActor } from '../services/actor.js';
 import type { Services } from '../services/index.js';
 import type { AttachmentView } from '../services/views.js';
+import { authorizedPage, failedPage } from './oauth-pages.js';
 import { openApiDocument } from './openapi.js';
 
 /**
@@ -45,6 +46,8 @@ const STATUS: Partial<Record<ErrorCode, 400 | 401 | 404 | 409 | 502>> = {
   CONFLICT: 409,
   MAILBOX_BUSY: 409,
   FETCH_RUNNING: 409,
+  // a consent that did not complete: the page or answer says what to fix at the provider or in the settings
+  OAUTH_CONSENT_FAILED: 400,
   // the outgoing SMTP server refused a test mail: a problem with another server, like the connection codes
   SEND_FAILED: 502,
 };
@@ -106,12 +109,14 @@ async function readJson(c: Context, opts: { optional?: boolean } = {}): Promise<
   }
 }
 
-/** Remembers a mailbox body's password so that onError can cut it out of whatever it answers. */
+/** Remembers a mailbox body's secrets (password, token, client secret) so that onError can cut them out. */
 function rememberSecrets(c: Context, body: unknown): void {
-  if (body && typeof body === 'object' && 'password' in body) {
-    const pw = (body as { password: unknown }).password;
-    if (typeof pw === 'string' && pw.length >= MIN_REDACTED_LENGTH) requestSecrets.set(c.req.raw, [pw]);
-  }
+  if (!body || typeof body !== 'object') return;
+  const b = body as { password?: unknown; accessToken?: unknown; oauth?: { clientSecret?: unknown } };
+  const secrets = [b.password, b.accessToken, b.oauth?.clientSecret].filter(
+    (v): v is string => typeof v === 'string' && v.length >= MIN_REDACTED_LENGTH,
+  );
+  if (secrets.length > 0) requestSecrets.set(c.req.raw, secrets);
 }
 
 // ---- schemas, one per route input ---------------------------------------------------------------------------
@@ -134,6 +139,9 @@ const intQuery = (min: number, max: number) =>
 const pageQuery = { limit: intQuery(1, 1000), offset: intQuery(0, 1_000_000_000) };
 
 const mailboxBody = z.record(z.string(), z.unknown(), 'must be a JSON object'); // fields: services validate
+const completeBody = z.strictObject({
+  callbackUrl: z.string().min(1).max(8000, 'too long for a redirect URL'),
+});
 const fetchBody = z.strictObject({ mailbox: z.string().min(1).optional() });
 /** `?pauseFetching=true`: save even while the mailbox is fetched, pausing it (the reference's prompt). */
 const updateQuery = z.strictObject({ pauseFetching: z.enum(['true', 'false']).optional() });
@@ -315,6 +323,44 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
   app.post('/api/v1/mailboxes/:name/disable', async (c) => {
     const { name } = parse(nameParams, c.req.param());
     return c.json(await services.mailboxes.setEnabled(name, false));
+  });
+
+  // OAuth 2.0: consent and token state (never a token)
+  app.post('/api/v1/mailboxes/:name/oauth/authorize', async (c) => {
+    const { name } = parse(nameParams, c.req.param());
+    return c.json(await services.oauth.authorize(name));
+  });
+  app.get('/api/v1/mailboxes/:name/oauth', async (c) => {
+    const { name } = parse(nameParams, c.req.param());
+    return c.json(await services.oauth.status(name));
+  });
+  app.delete('/api/v1/mailboxes/:name/oauth', async (c) => {
+    const { name } = parse(nameParams, c.req.param());
+    await services.oauth.revoke(name);
+    return c.body(null, 204);
+  });
+  app.post('/api/v1/oauth/complete', async (c) => {
+    const { callbackUrl } = parse(completeBody, await readJson(c));
+    return c.json(await services.oauth.complete(callbackUrl));
+  });
+  app.get('/api/v1/oauth/providers', (c) => c.json(services.oauth.providers()));
+  // The provider redirects the browser here. No API key: the one-use state in the URL is the authorization,
+  // and the answer is a page for a person, saying what happened and what to fix.
+  app.get('/oauth/callback', async (c) => {
+    try {
+      const done = await withActor('oauth-callback', () => services.oauth.complete(c.req.url));
+      return c.html(authorizedPage(done));
+    } catch (err) {
+      const coded = isMailintakeError(err) ? err : null;
+      if (!coded) logger.error('oauth callback failed', { error: String(err) });
+      return c.html(
+        failedPage(
+          coded?.code ?? 'INTERNAL',
+          coded?.message ?? 'An unexpected error; the service log has the details.',
+        ),
+        coded && coded.code !== 'OAUTH_PROVIDER_UNAVAILABLE' ? 400 : 502,
+      );
+    }
   });
 
   // Fetching

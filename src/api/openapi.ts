@@ -61,7 +61,13 @@ if (mailboxInputProps.password) {
 if (mailboxInputProps.accessToken) {
   mailboxInputProps.accessToken.writeOnly = true;
   mailboxInputProps.accessToken.description =
-    'Graph only: bearer token for the mailbox until OAuth is supported. Sealed at rest; never returned.';
+    'Graph only: a bearer token you obtained yourself (never refreshed; prefer "oauth"). Sealed at rest; never returned.';
+}
+const oauthInputProps = (mailboxInputProps.oauth?.properties ?? {}) as Record<string, Json>;
+if (oauthInputProps.clientSecret) {
+  oauthInputProps.clientSecret.writeOnly = true;
+  oauthInputProps.clientSecret.description =
+    "The app registration's client secret. Sealed at rest; never returned; left out on an update with the same clientId: kept.";
 }
 if (mailboxInputProps.graphEndpoint) {
   mailboxInputProps.graphEndpoint.description =
@@ -655,6 +661,83 @@ export const openApiDocument = {
         },
       },
     },
+    '/api/v1/mailboxes/{name}/oauth/authorize': {
+      parameters: [nameParam],
+      post: {
+        summary:
+          "Start the OAuth consent: open `authorizationUrl`, sign in as the mailbox's user and approve; the provider returns the browser to `redirectUrl`",
+        responses: {
+          ...ok('The URL to open (valid 10 minutes)', ref('OAuthAuthorization')),
+          ...errorResponses(400, 401, 404),
+        },
+      },
+    },
+    '/api/v1/mailboxes/{name}/oauth': {
+      parameters: [nameParam],
+      get: {
+        summary:
+          'The OAuth token state (status, account, scope, expiry, last refresh, last error); never a token',
+        responses: { ...ok('Token state', ref('OAuthTokens')), ...errorResponses(400, 401, 404) },
+      },
+      delete: {
+        summary: "Discard the mailbox's tokens; it is not fetched until authorized again",
+        responses: { '204': { description: 'Discarded' }, ...errorResponses(400, 401, 404) },
+      },
+    },
+    '/api/v1/oauth/complete': {
+      post: {
+        summary:
+          'Complete a consent with the address the provider sent the browser to (when the browser could not reach /oauth/callback)',
+        requestBody: {
+          required: true,
+          content: json({
+            type: 'object',
+            properties: { callbackUrl: { type: 'string' } },
+            required: ['callbackUrl'],
+            additionalProperties: false,
+          }),
+        },
+        responses: {
+          ...ok('Authorized', ref('OAuthCompleted')),
+          ...errorResponses(400, 401, 502),
+        },
+      },
+    },
+    '/api/v1/oauth/providers': {
+      get: {
+        summary: 'Provider presets (scope per protocol) and the redirect URL to register at the provider',
+        responses: {
+          ...ok('Presets', {
+            type: 'object',
+            properties: { redirectUrl: { type: 'string' }, presets: { type: 'object' } },
+          }),
+          ...errorResponses(401),
+        },
+      },
+    },
+    '/oauth/callback': {
+      get: {
+        summary:
+          'Where the provider redirects the browser after the consent (no API key: the one-use state authorizes it). Answers an HTML page saying what happened and what to fix.',
+        security: [],
+        parameters: [
+          { name: 'state', in: 'query', schema: { type: 'string' } },
+          { name: 'code', in: 'query', schema: { type: 'string' } },
+          { name: 'error', in: 'query', schema: { type: 'string' } },
+        ],
+        responses: {
+          '200': { description: 'Authorized', content: { 'text/html': { schema: { type: 'string' } } } },
+          '400': {
+            description: 'Failed; the page says what to fix',
+            content: { 'text/html': { schema: { type: 'string' } } },
+          },
+          '502': {
+            description: 'The provider could not be reached',
+            content: { 'text/html': { schema: { type: 'string' } } },
+          },
+        },
+      },
+    },
     '/api/v1/mailboxes/{name}/enable': {
       parameters: [nameParam],
       post: {
@@ -887,9 +970,37 @@ export const openApiDocument = {
           },
           port: { type: 'integer' },
           username: { type: 'string' },
+          auth: {
+            type: 'string',
+            enum: ['password', 'oauth2', 'token'],
+            description:
+              'password; oauth2 (tokens from the consent, refreshed); token (Graph: a static accessToken)',
+          },
           passwordSet: {
             type: 'boolean',
-            description: 'The password (Graph: the access token) is set; it is never returned.',
+            description: 'A password is stored (auth "password"); it is never returned.',
+          },
+          oauth: {
+            description: 'The OAuth settings (the client secret only as clientSecretSet) and the token state',
+            oneOf: [
+              {
+                type: 'object',
+                properties: {
+                  provider: { type: 'string', enum: ['microsoft', 'google', 'generic'] },
+                  flow: { type: 'string' },
+                  tenant: nullable('string'),
+                  clientId: { type: 'string' },
+                  clientSecretSet: { type: 'boolean' },
+                  authorizationUrl: nullable('string'),
+                  tokenUrl: { type: 'string' },
+                  scope: { type: 'string' },
+                  issuer: { type: 'string' },
+                  redirectUrl: { type: 'string' },
+                  tokens: { oneOf: [ref('OAuthTokens'), { type: 'null' }] },
+                },
+              },
+              { type: 'null' },
+            ],
           },
           emailAddress: { type: 'array', items: { type: 'string' } },
           starttls: { type: 'boolean' },
@@ -935,6 +1046,59 @@ export const openApiDocument = {
           },
           createdAt: { type: 'string', format: 'date-time' },
           updatedAt: { type: 'string', format: 'date-time' },
+        },
+      },
+      OAuthAuthorization: {
+        type: 'object',
+        properties: {
+          authorizationUrl: { type: 'string' },
+          redirectUrl: { type: 'string', description: 'Register exactly this at the provider' },
+          expiresAt: { type: 'string', format: 'date-time' },
+        },
+      },
+      OAuthTokens: {
+        type: 'object',
+        properties: {
+          status: { type: 'string', enum: ['not-authorized', 'authorized', 'reauthorize-required'] },
+          flow: { type: 'string', enum: ['authorization-code', 'client-credentials'] },
+          account: nullable('string'),
+          grantedScope: nullable('string'),
+          accessTokenExpiresAt: nullable('string'),
+          refreshTokenSet: { type: 'boolean' },
+          obtainedAt: nullable('string'),
+          lastRefreshAt: nullable('string'),
+          refreshCount: { type: 'integer' },
+          lastError: {
+            oneOf: [
+              { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } },
+              { type: 'null' },
+            ],
+          },
+          pending: {
+            oneOf: [
+              {
+                type: 'object',
+                properties: {
+                  startedAt: { type: 'string' },
+                  expiresAt: { type: 'string' },
+                  startedBy: { type: 'string' },
+                },
+              },
+              { type: 'null' },
+            ],
+          },
+        },
+      },
+      OAuthCompleted: {
+        type: 'object',
+        properties: {
+          owner: { type: 'string' },
+          label: { type: 'string' },
+          account: nullable('string'),
+          grantedScope: { type: 'string' },
+          accessTokenExpiresAt: nullable('string'),
+          refreshTokenSet: { type: 'boolean' },
+          warnings: { type: 'array', items: { type: 'string' } },
         },
       },
       MailboxTest: {

@@ -141,8 +141,10 @@ export function addErrorFolderCommands(program: Command, k: Omit<CliKit, 'readSe
       line(
         `Error reports and kept mails: ${r.errorMailBlobs.resealed} resealed, ${r.errorMailBlobs.current} already current.`,
       );
+      line(`OAuth tokens: ${r.oauthTokens.resealed} resealed, ${r.oauthTokens.current} already current.`);
       const unreadable = [
         ...r.mailboxSecrets.unreadable.map((n) => `mailbox ${n}`),
+        ...r.oauthTokens.unreadable.map((n) => `OAuth tokens of ${n}`),
         ...r.instanceSecrets.unreadable.map((n) => `setting ${n}`),
         ...r.errorMailBlobs.unreadable.map((b) => `blob ${b}`),
       ];

@@ -14,6 +14,7 @@ import {
   isMailintakeError,
   MailintakeError,
 } from '../errors.js';
+import type { OAuthTokenView } from '../oauth/tokens.js';
 import type { Runtime } from '../runtime.js';
 import { openRuntime } from '../runtime.js';
 import { withActor } from '../services/actor.js';
@@ -156,8 +157,9 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     const value = await readJsonFile(file, 'mailbox');
     if (value && typeof value === 'object') {
       // a Graph mailbox's accessToken is a secret like a password
-      for (const key of ['password', 'accessToken']) {
-        const pw = (value as Record<string, unknown>)[key];
+      const v = value as Record<string, unknown>;
+      const oauth = v.oauth as Record<string, unknown> | undefined;
+      for (const pw of [v.password, v.accessToken, oauth?.clientSecret]) {
         if (typeof pw === 'string' && pw.length >= MIN_REDACTED_LENGTH) secrets.push(pw);
       }
     }
@@ -326,6 +328,92 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
         );
       });
     });
+
+  // OAuth 2.0 consent and token state
+  leaf(mailbox, 'authorize', 'start the OAuth consent of a mailbox: prints the URL to open')
+    .argument('<name>')
+    .addHelpText(
+      'after',
+      "\nOpen the URL, sign in as the mailbox's user and approve. The provider then sends the browser to the\n" +
+        'redirect URL (MAILINTAKE_PUBLIC_URL/oauth/callback), where the running service finishes the consent.\n' +
+        'If that address is not reachable from the browser, copy the address the browser shows and run\n' +
+        '"mailintake oauth complete \'<address>\'".',
+    )
+    .action(async (name: string, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const started = await rt.services.oauth.authorize(name);
+        if (opts.json) return printJson(started);
+        line(`Open this URL in a browser and sign in as the user of mailbox ${clean(name)}:`);
+        line();
+        line(`  ${started.authorizationUrl}`);
+        line();
+        line(
+          `The provider returns the browser to ${started.redirectUrl} (register exactly this URL for the app;`,
+        );
+        line(`the service must be running there). The link is valid until ${started.expiresAt}.`);
+        line(
+          'If the browser cannot reach that address, copy the address it shows and run: mailintake oauth complete "<address>"',
+        );
+      });
+    });
+  leaf(mailbox, 'oauth', 'show the OAuth token state of a mailbox (never the tokens)')
+    .argument('<name>')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const view = await rt.services.oauth.status(name);
+        if (opts.json) return printJson(view);
+        printTokenState(line, view);
+      });
+    });
+  leaf(mailbox, 'oauth-revoke', 'discard the OAuth tokens of a mailbox (not fetched until authorized again)')
+    .argument('<name>')
+    .action(async (name: string, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        await rt.services.oauth.revoke(name);
+        if (opts.json) return printJson({ revoked: name });
+        line(
+          `Tokens of mailbox ${clean(name)} discarded. Run "mailintake mailbox authorize ${clean(name)}" to authorize it again.`,
+        );
+      });
+    });
+  const oauth = program.command('oauth').description('OAuth 2.0: finish a consent by hand, provider presets');
+  leaf(oauth, 'complete', 'finish a consent with the address the provider sent the browser to')
+    .argument('<address>', 'the whole address from the browser, with ?code=…&state=…')
+    .action(async (address: string, opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const done = await rt.services.oauth.complete(address);
+        if (opts.json) return printJson(done);
+        line(
+          `${clean(done.label.charAt(0).toUpperCase() + done.label.slice(1))} authorized${done.account ? ` for ${clean(done.account)}` : ''}.`,
+        );
+        line(
+          fields([
+            ['scope granted', done.grantedScope],
+            ['refresh token', done.refreshTokenSet ? 'issued' : 'NOT issued'],
+            ['access token until', done.accessTokenExpiresAt ?? '-'],
+          ]),
+        );
+        for (const w of done.warnings) line(`warning: ${clean(w)}`);
+      });
+    });
+  leaf(oauth, 'providers', 'the scope each provider preset fills per protocol, and the redirect URL').action(
+    async (opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const p = rt.services.oauth.providers();
+        if (opts.json) return printJson(p);
+        line(`Redirect URL to register at the provider: ${p.redirectUrl}`);
+        for (const [provider, uses] of Object.entries(p.presets)) {
+          line();
+          line(`${provider}:`);
+          for (const [use, v] of Object.entries(uses)) {
+            line(
+              `  ${use.padEnd(6)} ${v?.scope ?? '(type the scope)'}${v?.appScope ? `   app-only: ${v.appScope}` : ''}`,
+            );
+          }
+        }
+      });
+    },
+  );
 
   // fetch
   leaf(program, 'fetch', 'fetch the enabled mailboxes (or one) once and print what happened')
@@ -757,6 +845,28 @@ function tlsNote(m: MailboxView): string {
   return '';
 }
 
+function printTokenState(line: (t: string) => void, t: OAuthTokenView): void {
+  line(
+    fields([
+      ['status', t.status],
+      ['flow', t.flow],
+      ['account', t.account ?? '-'],
+      ['scope granted', t.grantedScope ?? '-'],
+      ['access token until', t.accessTokenExpiresAt ?? '-'],
+      ['refresh token', t.refreshTokenSet ? 'stored (never shown)' : 'none'],
+      ['authorized at', t.obtainedAt ?? '-'],
+      ['last refresh', t.lastRefreshAt ? `${t.lastRefreshAt} (${t.refreshCount} refreshes)` : 'never'],
+      ['last error', t.lastError ? `${t.lastError.code}: ${t.lastError.message}` : '-'],
+      [
+        'pending consent',
+        t.pending
+          ? `started ${t.pending.startedAt} by ${t.pending.startedBy}, valid until ${t.pending.expiresAt}`
+          : '-',
+      ],
+    ]),
+  );
+}
+
 function printMailbox(line: (t: string) => void, m: MailboxView): void {
   const s = m.state;
   line(
@@ -766,9 +876,18 @@ function printMailbox(line: (t: string) => void, m: MailboxView): void {
         ['portal', m.portal],
         ['server', `${serverUrl(m)}${tlsNote(m)}`],
         ['username', m.username],
-        m.protocol === 'graph'
-          ? ['access token', m.passwordSet ? '(set; never shown)' : '(not set)']
-          : ['password', m.passwordSet ? '(set; never shown)' : '(not set)'],
+        m.auth === 'oauth2' && m.oauth
+          ? [
+              'login',
+              `OAuth 2.0 (${m.oauth.provider}, ${m.oauth.flow}, client ${m.oauth.clientId}, scope "${m.oauth.scope}")` +
+                (m.oauth.tokens
+                  ? `: ${m.oauth.tokens.status}${m.oauth.tokens.account ? ` as ${m.oauth.tokens.account}` : ''}`
+                  : ''),
+            ]
+          : m.auth === 'token'
+            ? ['access token', '(set; never shown)']
+            : ['password', m.passwordSet ? '(set; never shown)' : '(not set)'],
+        ...(m.oauth ? [['redirect URL', m.oauth.redirectUrl] as [string, string]] : []),
         ['addresses', m.emailAddress.join(', ')],
         ['folder', m.folder],
         ['after fetch', m.afterFetch === 'move' ? `move to ${m.moveToFolder ?? '?'}` : m.afterFetch],

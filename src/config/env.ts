@@ -37,6 +37,22 @@ const envSchema = z.object({
     .default(100),
   MAILINTAKE_PORT: z.coerce.number().int().min(1).max(65535).default(8025),
   MAILINTAKE_HOST: z.string().min(1).default('127.0.0.1'),
+  /**
+   * The address admins and OAuth providers reach this service at (https://helpdesk.example.com, behind a proxy).
+   * The OAuth redirect URL is this + /oauth/callback. Default http://localhost:MAILINTAKE_PORT.
+   */
+  MAILINTAKE_PUBLIC_URL: z
+    .string()
+    .trim()
+    .refine((v) => {
+      try {
+        const u = new URL(v);
+        return (u.protocol === 'https:' || u.protocol === 'http:') && !u.search && !u.hash && !u.username;
+      } catch {
+        return false;
+      }
+    }, 'must be an http(s):// base URL such as https://helpdesk.example.com, without query or fragment')
+    .optional(),
   /** How long a fetch lease lasts without renewal; a crashed worker's mailbox is free again after this. */
   MAILINTAKE_LEASE_SECONDS: z.coerce.number().int().min(5).max(3600).default(120),
   MAILINTAKE_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
@@ -52,6 +68,8 @@ export interface AppConfig {
   maxMailMb?: number;
   port: number;
   host: string;
+  /** MAILINTAKE_PUBLIC_URL without a trailing slash; the OAuth redirect URL is this + /oauth/callback. */
+  publicUrl?: string;
   leaseSeconds: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
@@ -76,6 +94,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     previousSecretKeys: e.MAILINTAKE_SECRET_KEY_PREVIOUS ?? [],
     maxMailMb: e.MAILINTAKE_MAX_MAIL_MB,
     port: e.MAILINTAKE_PORT,
+    publicUrl: (e.MAILINTAKE_PUBLIC_URL ?? `http://localhost:${e.MAILINTAKE_PORT}`).replace(/\/+$/, ''),
     host: e.MAILINTAKE_HOST,
     leaseSeconds: e.MAILINTAKE_LEASE_SECONDS,
     logLevel: e.MAILINTAKE_LOG_LEVEL,

@@ -129,3 +129,127 @@ describe('mailbox settings: Exchange Web Services', () => {
     expect(protocol?.message).toBe('must be one of "imap", "imaps", "pop", "pops", "graph", "ews"');
   });
 });
+
+describe('mailbox settings: OAuth 2.0', () => {
+  const oauthBox = {
+    name: 'box',
+    server: 'outlook.office365.com',
+    username: 'support@contoso.example',
+    emailAddress: 'support@contoso.example',
+  };
+  const ms = { provider: 'microsoft', clientId: 'app-1', clientSecret: 's3cret-value' };
+
+  it('fills the Microsoft 365 preset per protocol: URLs of the tenant, the scope with offline_access', () => {
+    const imap = parseMailboxInput({
+      ...oauthBox,
+      protocol: 'imaps',
+      oauth: { ...ms, tenant: 'contoso.example' },
+    });
+    expect(imap.auth).toBe('oauth2');
+    expect(imap.password).toBe('');
+    expect(imap.oauth).toMatchObject({
+      authorizationUrl: 'https://login.microsoftonline.com/contoso.example/oauth2/v2.0/authorize',
+      tokenUrl: 'https://login.microsoftonline.com/contoso.example/oauth2/v2.0/token',
+      scope: 'https://outlook.office365.com/IMAP.AccessAsUser.All offline_access',
+      issuer: 'https://login.microsoftonline.com/contoso.example/v2.0',
+      clientAuthentication: 'client_secret_post',
+      clientSecret: 's3cret-value',
+    });
+    expect(parseMailboxInput({ ...oauthBox, protocol: 'pops', oauth: ms }).oauth?.scope).toBe(
+      'https://outlook.office365.com/POP.AccessAsUser.All offline_access',
+    );
+    const ews = parseMailboxInput({ name: 'x', protocol: 'ews', emailAddress: 'a@b.example', oauth: ms });
+    expect(ews).toMatchObject({
+      connectUrl: 'https://outlook.office365.com/EWS/Exchange.asmx',
+      username: 'a@b.example',
+      oauth: { scope: 'https://outlook.office365.com/EWS.AccessAsUser.All offline_access' },
+    });
+    expect(ews.ewsAuth).toBeUndefined();
+    const graph = parseMailboxInput({ name: 'g', protocol: 'graph', emailAddress: 'a@b.example', oauth: ms });
+    expect(graph.oauth?.scope).toBe('Mail.ReadWrite offline_access');
+    expect(graph.oauth?.authorizationUrl).toContain('/organizations/');
+  });
+
+  it("fills Google (mail.google.com) and takes the admin's own values over a preset", () => {
+    const g = parseMailboxInput({
+      ...oauthBox,
+      protocol: 'imaps',
+      oauth: { provider: 'google', clientId: 'c', clientSecret: 'sssss' },
+    });
+    expect(g.oauth).toMatchObject({
+      authorizationUrl: 'https://accounts.google.com/o/oauth2/v2/auth',
+      tokenUrl: 'https://oauth2.googleapis.com/token',
+      scope: 'https://mail.google.com/',
+    });
+    const own = parseMailboxInput({
+      ...oauthBox,
+      protocol: 'imaps',
+      oauth: { ...ms, scope: 'Mail.ReadWrite,offline_access' },
+    });
+    // commas as the reference writes them become the spaces OAuth wants
+    expect(own.oauth?.scope).toBe('Mail.ReadWrite offline_access');
+  });
+
+  it('generic: the admin types the URLs and the scope; the issuer defaults to the authorization URL origin', () => {
+    expect(
+      fieldsOf({ ...oauthBox, protocol: 'imaps', oauth: { clientId: 'c', clientSecret: 'sssss' } }),
+    ).toEqual([
+      { field: 'oauth.authorizationUrl', message: 'required with provider "generic"' },
+      { field: 'oauth.tokenUrl', message: 'required with provider "generic"' },
+      { field: 'oauth.scope', message: 'required with provider "generic"' },
+    ]);
+    const s = parseMailboxInput({
+      ...oauthBox,
+      protocol: 'pop',
+      oauth: {
+        clientId: 'c',
+        clientSecret: 'sssss',
+        authorizationUrl: 'http://127.0.0.1:9000/auth',
+        tokenUrl: 'http://127.0.0.1:9000/token',
+        scope: 'mail offline_access',
+      },
+    });
+    expect(s.oauth).toMatchObject({
+      issuer: 'http://127.0.0.1:9000',
+      clientAuthentication: 'client_secret_basic',
+    });
+  });
+
+  it('names every field an admin got wrong', () => {
+    const fields = fieldsOf({
+      ...oauthBox,
+      protocol: 'imaps',
+      password: 'also-a-password',
+      oauth: {
+        provider: 'microsoft',
+        flow: 'client-credentials',
+        clientId: 'c',
+        tokenUrl: 'http://login.example.com/token',
+      },
+    }).map((f) => f.field);
+    expect(fields).toEqual(
+      expect.arrayContaining([
+        'password',
+        'oauth.flow',
+        'oauth.clientSecret',
+        'oauth.tokenUrl',
+        'oauth.tenant',
+      ]),
+    );
+    expect(
+      fieldsOf({
+        name: 'g',
+        protocol: 'graph',
+        emailAddress: 'a@b.example',
+        oauth: { ...ms, provider: 'google' },
+      }),
+    ).toEqual([{ field: 'oauth.provider', message: 'Google does not serve Microsoft Graph' }]);
+    expect(fieldsOf({ ...oauthBox, protocol: 'imaps', oauth: { ...ms, clientId: undefined } })).toEqual([
+      { field: 'oauth.clientId', message: 'required' },
+    ]);
+    // Graph needs one way to log in
+    expect(
+      fieldsOf({ name: 'g', protocol: 'graph', emailAddress: 'a@b.example' }).map((f) => f.field),
+    ).toEqual(['oauth']);
+  });
+});

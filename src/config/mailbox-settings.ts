@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { MailintakeError } from '../errors.js';
+import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
 
 /**
  * A mailbox as an admin writes it (CLI file, API body). Field names follow the ServiceDesk Plus reference
@@ -118,6 +119,11 @@ export const mailboxInputSchema = z
      * admin switched Basic on for EWS.
      */
     ewsAuth: z.enum(['ntlm', 'basic']).optional(),
+    /**
+     * OAuth 2.0 instead of a password (the reference's "OAuth Authentication"): IMAP, POP3 (XOAUTH2/OAUTHBEARER),
+     * EWS and Graph (bearer). Tokens come from the consent (`mailbox authorize`), sealed and refreshed by us.
+     */
+    oauth: oauthInputSchema.optional(),
     emailAddress: emailList,
     starttls: z.boolean().default(true),
     caFile: z.string().min(1).optional(),
@@ -231,8 +237,17 @@ export const mailboxInputSchema = z
           }
         }
       };
+      const oauth = given('oauth');
+      if (oauth && given('password')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['password'],
+          message:
+            'not used with OAuth ("oauth" is set); leave it out, or remove "oauth" to log in with a password',
+        });
+      }
       if (isEws(m.protocol)) {
-        if (!given('connectUrl')) {
+        if (!given('connectUrl') && !(oauth && m.oauth?.provider === 'microsoft')) {
           ctx.addIssue({
             code: 'custom',
             path: ['connectUrl'],
@@ -240,8 +255,15 @@ export const mailboxInputSchema = z
               'required for EWS: the https:// URL of Exchange Web Services, e.g. https://mail.example.com/EWS/Exchange.asmx (on-premises Exchange; Exchange Online has been turning EWS off since October 2026, use protocol "graph" there)',
           });
         }
-        for (const field of ['username', 'password']) {
+        for (const field of oauth ? [] : ['username', 'password']) {
           if (!given(field)) ctx.addIssue({ code: 'custom', path: [field], message: 'required' });
+        }
+        if (oauth && given('ewsAuth')) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['ewsAuth'],
+            message: 'not used with OAuth (EWS then sends a bearer token); leave it out',
+          });
         }
         for (const field of ['server', 'port']) {
           if (given(field)) {
@@ -257,11 +279,19 @@ export const mailboxInputSchema = z
       }
       onlyFor('ews', ['connectUrl', 'ewsAuth']);
       if (isGraph(m.protocol)) {
-        if (!given('accessToken')) {
+        if (!given('accessToken') && !oauth) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['oauth'],
+            message:
+              'required for Graph: the app registration (provider "microsoft", clientId, clientSecret); or a bearer token you obtained yourself in "accessToken"',
+          });
+        }
+        if (given('accessToken') && oauth) {
           ctx.addIssue({
             code: 'custom',
             path: ['accessToken'],
-            message: 'required for Graph (a bearer token for the mailbox, until OAuth is supported)',
+            message: 'not used with "oauth" (Mailintake obtains and refreshes the tokens); leave it out',
           });
         }
         for (const field of ['server', 'port', 'username', 'password']) {
@@ -269,19 +299,35 @@ export const mailboxInputSchema = z
             ctx.addIssue({
               code: 'custom',
               path: [field],
-              message: `not used with Graph; set ${field === 'server' || field === 'port' ? '"graphEndpoint"' : '"accessToken"'} instead`,
+              message: `not used with Graph; set ${field === 'server' || field === 'port' ? '"graphEndpoint"' : '"oauth"'} instead`,
             });
           }
         }
       } else {
-        for (const field of ['server', 'username', 'password']) {
-          if (!given(field)) ctx.addIssue({ code: 'custom', path: [field], message: 'required' });
+        for (const field of oauth ? ['server', 'username'] : ['server', 'username', 'password']) {
+          if (!given(field)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [field],
+              message:
+                field === 'username' && oauth
+                  ? 'required: the account that signs in at the provider (usually the mailbox address)'
+                  : 'required',
+            });
+          }
         }
         for (const field of ['graphEndpoint', 'accessToken']) {
           if (given(field)) {
             ctx.addIssue({ code: 'custom', path: [field], message: 'only used with protocol "graph"' });
           }
         }
+      }
+      if (m.oauth) {
+        const { issues } = resolveOAuth(m.oauth, m.protocol, {
+          graphEndpoint: m.graphEndpoint ?? DEFAULT_GRAPH_ENDPOINT,
+        });
+        for (const i of issues)
+          ctx.addIssue({ code: 'custom', path: i.field.split('.'), message: i.message });
       }
     },
     { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
@@ -295,14 +341,39 @@ export type MailboxInput = z.input<typeof mailboxInputSchema>;
  */
 export type MailboxSettings = Omit<
   z.output<typeof mailboxInputSchema>,
-  'afterFetch' | 'server' | 'username' | 'password'
+  'afterFetch' | 'server' | 'username' | 'password' | 'oauth'
 > & {
   server: string;
   port: number;
   username: string;
   password: string;
   afterFetch: AfterFetchName;
+  /**
+   * How the connector logs in: `password` (username/password), `oauth2` (tokens from the consent or client
+   * credentials, through an AccessTokenSource), `token` (Graph's static `accessToken`).
+   */
+  auth: MailboxAuth;
+  /** With `auth: oauth2`: the preset applied, every URL and the scope filled; the secret is sealed at rest. */
+  oauth?: MailboxOAuth;
 };
+
+export type MailboxAuth = 'password' | 'oauth2' | 'token';
+export type MailboxOAuth = OAuthSettings & { clientSecret: string };
+
+/** Microsoft 365's EWS endpoint, the Connect URL when provider "microsoft" is chosen without one. */
+export const EXCHANGE_ONLINE_EWS_URL = 'https://outlook.office365.com/EWS/Exchange.asmx';
+
+/** The resolved OAuth settings (the schema already reported every issue, so a preset always resolves). */
+function oauthOf(m: z.output<typeof mailboxInputSchema>): MailboxOAuth | undefined {
+  if (!m.oauth) return undefined;
+  const { settings } = resolveOAuth(m.oauth, m.protocol, {
+    graphEndpoint: m.graphEndpoint ?? DEFAULT_GRAPH_ENDPOINT,
+  });
+  if (!settings || m.oauth.clientSecret === undefined) {
+    throw new MailintakeError('INTERNAL', 'OAuth settings passed validation but did not resolve');
+  }
+  return { ...settings, clientSecret: m.oauth.clientSecret };
+}
 
 export const DEFAULT_PORTS: Record<MailboxSettings['protocol'], number> = {
   imap: 143,
@@ -327,17 +398,22 @@ export function parseMailboxInput(input: unknown): MailboxSettings {
       { details: { fields } },
     );
   }
-  const m = result.data;
+  const { oauth: _oauthInput, ...m } = result.data;
+  const oauth = oauthOf(result.data);
+  const auth: MailboxAuth = oauth ? 'oauth2' : isGraph(m.protocol) ? 'token' : 'password';
+  const withAuth = oauth ? { auth, oauth } : { auth };
   if (isEws(m.protocol)) {
-    const url = new URL(m.connectUrl!);
+    const url = new URL(m.connectUrl ?? EXCHANGE_ONLINE_EWS_URL);
     return {
       ...m,
+      ...withAuth,
       connectUrl: url.href,
-      ewsAuth: m.ewsAuth ?? 'ntlm',
+      ...(oauth ? {} : { ewsAuth: m.ewsAuth ?? 'ntlm' }),
       server: url.hostname.replace(/^\[|\]$/g, ''),
       port: url.port ? Number(url.port) : DEFAULT_PORTS.ews,
-      username: m.username!,
-      password: m.password!,
+      // with OAuth the account that signs in; the mailbox address when not given
+      username: m.username ?? m.emailAddress[0]!,
+      password: m.password ?? '',
       // EWS names well-known folders by distinguished id ("inbox"); "INBOX" is the IMAP default
       folder: m.folder === 'INBOX' ? 'inbox' : m.folder,
       afterFetch: m.afterFetch ?? 'mark-read',
@@ -348,6 +424,7 @@ export function parseMailboxInput(input: unknown): MailboxSettings {
     const url = new URL(endpoint);
     return {
       ...m,
+      ...withAuth,
       graphEndpoint: endpoint,
       server: url.hostname.replace(/^\[|\]$/g, ''),
       port: url.port ? Number(url.port) : DEFAULT_PORTS.graph,
@@ -360,9 +437,10 @@ export function parseMailboxInput(input: unknown): MailboxSettings {
   }
   return {
     ...m,
+    ...withAuth,
     server: m.server!,
     username: m.username!,
-    password: m.password!,
+    password: m.password ?? '',
     port: m.port ?? DEFAULT_PORTS[m.protocol],
     // POP3 has no "read" flag to set: taking a mail in means deleting it unless the admin chose to leave it
     afterFetch: m.afterFetch ?? (isPop(m.protocol) ? 'delete' : 'mark-read'),
@@ -372,6 +450,8 @@ export function parseMailboxInput(input: unknown): MailboxSettings {
 /** `emailAddress.1` → `emailAddress`: the admin typed one comma-separated field, not an array. */
 function fieldName(path: PropertyKey[]): string {
   if (path.length === 0) return '(file)';
+  // the OAuth settings are a group of their own: name the field inside it (oauth.clientId)
+  if (path[0] === 'oauth' && typeof path[1] === 'string') return `oauth.${path[1]}`;
   return typeof path[0] === 'string' ? path[0] : String(path[0]);
 }
 
@@ -379,7 +459,8 @@ function fieldName(path: PropertyKey[]): string {
 function humanMessage(issue: z.core.$ZodIssue, input: unknown): string {
   if (issue.code === 'unrecognized_keys') return `unknown field(s): ${issue.keys.join(', ')}`;
   if (issue.code === 'invalid_type') {
-    const given = (input as Record<string, unknown> | null)?.[String(issue.path[0])];
+    let given: unknown = input;
+    for (const key of issue.path) given = (given as Record<string, unknown> | null)?.[String(key)];
     if (given === undefined) return 'required';
     return `must be a ${issue.expected}, not ${Array.isArray(given) ? 'a list' : typeof given}`;
   }

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import type { MailboxSettings } from '../config/mailbox-settings.js';
 import { MailintakeError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { type AccessTokenSource, staticTokenSource } from '../oauth/token-source.js';
 import type { Connector, SampleMail } from './connector.js';
 import { EwsConnector } from './ews/ews-connector.js';
 import { GraphConnector, type GraphFetch } from './graph/graph-connector.js';
@@ -26,8 +27,14 @@ export function createConnector(
      * failures through the protocol double instead.
      */
     sleep?: (ms: number) => Promise<void>;
+    /**
+     * Where the connector gets OAuth 2.0 access tokens: required when `settings.auth` is "oauth2" (the runtime
+     * passes the mailbox's stored tokens). Graph's static "accessToken" (`auth: "token"`) needs none.
+     */
+    tokens?: AccessTokenSource;
   } = {},
 ): SamplingConnector {
+  const tokens = tokenSourceFor(settings, opts.tokens);
   let ca: Buffer | undefined;
   if (settings.caFile) {
     try {
@@ -45,12 +52,14 @@ export function createConnector(
       return new ImapConnector(settings, {
         ...(opts.logger ? { logger: opts.logger } : {}),
         ...(ca ? { ca } : {}),
+        ...(tokens ? { tokens } : {}),
       });
     case 'pop':
     case 'pops':
       return new Pop3Connector(settings, {
         ...(opts.logger ? { logger: opts.logger } : {}),
         ...(ca ? { ca } : {}),
+        ...(tokens ? { tokens } : {}),
       });
     case 'graph':
       return new GraphConnector(settings, {
@@ -58,12 +67,40 @@ export function createConnector(
         ...(ca ? { ca } : {}),
         ...(opts.fetch ? { fetch: opts.fetch } : {}),
         ...(opts.sleep ? { sleep: opts.sleep } : {}),
+        ...(tokens ? { tokens } : {}),
       });
     case 'ews':
       return new EwsConnector(settings, {
         ...(opts.logger ? { logger: opts.logger } : {}),
         ...(ca ? { ca } : {}),
         ...(opts.sleep ? { sleep: opts.sleep } : {}),
+        ...(tokens ? { tokens } : {}),
       });
+  }
+}
+
+/**
+ * The token source a mailbox logs in with, or undefined for a password login. OAuth without a source is a
+ * programming error (the runtime always passes one), not something an admin can fix: INTERNAL.
+ */
+export function tokenSourceFor(
+  settings: Pick<MailboxSettings, 'auth' | 'accessToken' | 'name'>,
+  given: AccessTokenSource | undefined,
+): AccessTokenSource | undefined {
+  switch (settings.auth) {
+    case 'oauth2':
+      if (!given) {
+        throw new MailintakeError(
+          'INTERNAL',
+          `Mailbox "${settings.name}" logs in with OAuth 2.0, but no token source was given to its connector`,
+          { retryable: false },
+        );
+      }
+      return given;
+    case 'token':
+      // Graph's static "accessToken": sent as it is, never refreshed (renew says to set a new one)
+      return given ?? staticTokenSource(settings.accessToken ?? '');
+    default:
+      return undefined;
   }
 }

@@ -68,7 +68,8 @@ export interface FetchContext {
   rawPacks: RawPacks;
   lease: MailboxLease;
   logger: Logger;
-  connect(settings: MailboxSettings): Connector;
+  /** The mailbox's connector; `mailbox` says whose (OAuth tokens are kept per mailbox id). */
+  connect(settings: MailboxSettings, mailbox: { id: number; name: string }): Connector;
   errorRoute?: ErrorRoute;
   /** Told about dropped attachments after each commit (see DropNotifier). Failures are logged, never thrown. */
   notify?: DropNotifier;
@@ -112,7 +113,7 @@ export async function fetchMailbox(
     summary.durationMs = Date.now() - started;
     return summary;
   }
-  const server = ctx.connect(settings);
+  const server = ctx.connect(settings, mailbox);
   // POP3's error mails an admin moved back to the inbox are kept by us: the route adds them to the round
   const connector = ctx.errorRoute?.inbox?.(server, mailbox) ?? server;
   let roundError: MailintakeError | null = null;

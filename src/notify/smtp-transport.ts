@@ -9,12 +9,20 @@ import {
   scrubPassword,
 } from '../connectors/net-errors.js';
 import { MailintakeError } from '../errors.js';
+import type { AccessTokenSource } from '../oauth/token-source.js';
 import type { SmtpConfig } from './smtp-settings.js';
 
 /**
  * Sending one notification mail through the configured SMTP server with nodemailer, and saying what went
  * wrong in the codes admins know from the mailboxes (DNS_FAILED, CONNECT_FAILED, TLS_FAILED, AUTH_FAILED,
  * TIMEOUT) plus SEND_FAILED when the server refused the mail itself.
+ *
+ * With OAuth 2.0 the login is SASL XOAUTH2 (Microsoft 365, Gmail), the token from an AccessTokenSource. It is
+ * handed to nodemailer through `provisionCallback`, so nodemailer never tries to refresh a token itself (it
+ * would post to Google's token URL): each login asks the source, and a refused token is renewed once. A
+ * server that refuses with the XOAUTH2 error challenge (Gmail, RFC 7628 style) gets nodemailer's own second
+ * try, with the token renew() gave; one that answers 535 at once (Microsoft 365) gets the mail sent once more
+ * here, after renew().
  */
 
 export interface OutgoingMail {
@@ -47,8 +55,20 @@ export const SMTP_TIMEOUTS = { connectionMs: 15_000, greetingMs: 15_000, socketM
  */
 export async function openSmtpTransport(
   config: SmtpConfig,
-  opts: { reuse?: boolean } = {},
+  opts: {
+    reuse?: boolean;
+    /** Log in with OAuth 2.0 access tokens from here (SASL XOAUTH2, as `config.username`) instead of the password. */
+    tokens?: AccessTokenSource;
+  } = {},
 ): Promise<SmtpTransport> {
+  const oauth = opts.tokens ? new OAuthLogin(opts.tokens) : undefined;
+  if (oauth && !config.username) {
+    throw new MailintakeError(
+      'INVALID_SETTINGS',
+      'The outgoing SMTP server logs in with OAuth, which needs "username": the account that signs in at the provider (usually the "from" address)',
+      { details: { fields: [{ field: 'username', message: 'required with OAuth' }] } },
+    );
+  }
   let ca: Buffer | undefined;
   if (config.caFile) {
     try {
@@ -72,7 +92,11 @@ export async function openSmtpTransport(
     // Not secure: STARTTLS is required (an attacker on the path can strip the capability, RFC 8314 §4), or
     // switched off on purpose for a server without TLS. Never nodemailer's "upgrade if offered".
     ...(config.secure ? {} : config.starttls ? { requireTLS: true } : { ignoreTLS: true }),
-    ...(config.username ? { auth: { user: config.username, pass: config.password ?? '' } } : {}),
+    ...(oauth && config.username
+      ? { auth: { type: 'OAuth2' as const, user: config.username, provisionCallback: oauth.provision } }
+      : config.username
+        ? { auth: { user: config.username, pass: config.password ?? '' } }
+        : {}),
     tls: {
       // verification stays on; a private CA is added, not substituted
       ...(ca ? { ca: [ca] } : {}),
@@ -88,35 +112,126 @@ export async function openSmtpTransport(
   const transport = opts.reuse
     ? nodemailer.createTransport({ ...options, pool: true, maxConnections: 1 })
     : nodemailer.createTransport(options);
+  const sendOnce = async (mail: OutgoingMail): Promise<SendResult> => {
+    const info = await transport.sendMail({
+      from: config.from.name ? { name: config.from.name, address: config.from.address } : config.from.address,
+      to: mail.to,
+      subject: mail.subject,
+      text: mail.text,
+      ...(mail.messageId ? { messageId: mail.messageId } : {}),
+      headers: {
+        // RFC 3834: machine-made mail; auto-responders stay quiet, and a mailbox of ours that receives it
+        // flags it as automatic instead of answering it in a loop
+        'Auto-Submitted': 'auto-generated',
+        ...mail.headers,
+      },
+    });
+    return {
+      accepted: (info.accepted as (string | { address: string })[]).map(addressOf),
+      rejected: (info.rejected as (string | { address: string })[]).map(addressOf),
+      response: String(info.response ?? ''),
+    };
+  };
   return {
     async send(mail) {
+      oauth?.begin();
       try {
-        const info = await transport.sendMail({
-          from: config.from.name
-            ? { name: config.from.name, address: config.from.address }
-            : config.from.address,
-          to: mail.to,
-          subject: mail.subject,
-          text: mail.text,
-          ...(mail.messageId ? { messageId: mail.messageId } : {}),
-          headers: {
-            // RFC 3834: machine-made mail; auto-responders stay quiet, and a mailbox of ours that receives it
-            // flags it as automatic instead of answering it in a loop
-            'Auto-Submitted': 'auto-generated',
-            ...mail.headers,
-          },
-        });
-        return {
-          accepted: (info.accepted as (string | { address: string })[]).map(addressOf),
-          rejected: (info.rejected as (string | { address: string })[]).map(addressOf),
-          response: String(info.response ?? ''),
-        };
+        return await sendOnce(mail);
       } catch (err) {
-        throw smtpError(err, config);
+        if (!oauth) throw smtpError(err, config);
+        oauth.rethrowSourceFailure();
+        if (!isAuthRefusal(err) || oauth.renewed) throw smtpError(err, config, oauth);
+      }
+      // the server answered 535 at once, so nodemailer did not ask for a new token: renew here, send once more
+      await oauth.renewNow();
+      try {
+        return await sendOnce(mail);
+      } catch (err) {
+        oauth.rethrowSourceFailure();
+        throw smtpError(err, config, oauth);
       }
     },
     close: () => transport.close(),
   };
+}
+
+/**
+ * The tokens of one transport as nodemailer's XOAuth2 asks for them: `provision(user, renew, cb)` gives the
+ * source's current token, or (renew) the one `renew()` returns for the token the server just refused.
+ * Failures of the source (OAUTH_* codes) are kept and thrown as they are: nodemailer would turn them into
+ * EAUTH errors and overwrite their code.
+ */
+class OAuthLogin {
+  /** Tokens handed out (scrubbed from every error). */
+  readonly seen = new Set<string>();
+  /** A token was renewed during the current send (by nodemailer's second try or by us). */
+  renewed = false;
+  private last: string | undefined;
+  /** A token renewed here, for the next login. */
+  private next: string | undefined;
+  private failure: unknown;
+
+  constructor(private readonly tokens: AccessTokenSource) {}
+
+  begin(): void {
+    this.renewed = false;
+    this.failure = undefined;
+  }
+
+  readonly provision = (
+    _user: string,
+    renew: boolean,
+    callback: (err: Error | null, accessToken: string, expires: number) => void,
+  ): void => {
+    const rejected = this.last;
+    let token: Promise<string>;
+    if (renew && rejected !== undefined) {
+      this.renewed = true;
+      token = this.tokens.renew(rejected);
+    } else {
+      token = this.next !== undefined ? Promise.resolve(this.next) : this.tokens.get();
+    }
+    this.next = undefined;
+    token.then(
+      (t) => {
+        this.hand(t);
+        // "expired" at once (1 ms after the epoch): nodemailer asks again at the next login, so a pooled
+        // connection opened hours later gets the source's fresh token, not this one
+        callback(null, t, 1);
+      },
+      (err: unknown) => {
+        this.failure = err;
+        callback(new Error('the OAuth access token could not be obtained'), '', 0);
+      },
+    );
+  };
+
+  /** The source's own error (OAUTH_* codes), as it is, when it was the reason the send failed. */
+  rethrowSourceFailure(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  async renewNow(): Promise<void> {
+    this.renewed = true;
+    if (this.last === undefined)
+      throw new MailintakeError('INTERNAL', 'No OAuth token was sent that could be renewed');
+    this.next = await this.tokens.renew(this.last);
+    this.seen.add(this.next);
+  }
+
+  private hand(token: string): void {
+    this.last = token;
+    this.seen.add(token);
+  }
+}
+
+/**
+ * The server judged the token and refused it: 535 (RFC 4954 §6, what Gmail and Microsoft 365 answer for a bad
+ * or expired token). Not 504 (no XOAUTH2 there: a new token cannot help) and not a token source failure.
+ */
+function isAuthRefusal(err: unknown): boolean {
+  const e = (err ?? {}) as NodemailerError;
+  return e.code === 'EAUTH' && e.responseCode === 535;
 }
 
 function addressOf(a: string | { address: string }): string {
@@ -138,15 +253,29 @@ export function isPermanentRefusal(err: MailintakeError): boolean {
   return err.code === 'SEND_FAILED' && typeof code === 'number' && code >= 500 && code < 600;
 }
 
-export function smtpError(err: unknown, config: SmtpConfig): MailintakeError {
+/**
+ * `oauth`: the login used OAuth tokens; they are scrubbed like the password, and a refused login is worded for
+ * a token (renewed once already) instead of a password.
+ */
+export function smtpError(
+  err: unknown,
+  config: SmtpConfig,
+  oauth?: { seen: Iterable<string> },
+): MailintakeError {
   if (err instanceof MailintakeError) return err;
   const e = (err ?? {}) as NodemailerError;
   const where = `${net.isIPv6(config.host) ? `[${config.host}]` : config.host}:${config.port}`;
-  const raw = e.message ?? String(err);
-  const text = config.password ? scrubPassword(raw, config.password) : raw;
+  const tokens = [...(oauth?.seen ?? [])];
+  const scrub = (t: string) => {
+    let out = config.password ? scrubPassword(t, config.password) : t;
+    for (const token of tokens) {
+      if (token.length >= 8) out = out.split(token).join('[token hidden]');
+    }
+    return out;
+  };
+  const text = scrub(e.message ?? String(err));
   const low = e.originalCode ?? e.cause?.code ?? '';
-  const serverResponse =
-    e.response && config.password ? scrubPassword(e.response, config.password) : e.response;
+  const serverResponse = e.response ? scrub(e.response) : e.response;
   const details = serverResponse ? { serverResponse } : {};
   const coded = (code: ConstructorParameters<typeof MailintakeError>[0], message: string) =>
     new MailintakeError(code, message, { cause: err, details });
@@ -179,6 +308,18 @@ export function smtpError(err: unknown, config: SmtpConfig): MailintakeError {
       cert
         ? `TLS failed with the SMTP server ${where}: ${cert}`
         : `TLS failed with the SMTP server ${where}: ${text} (does the server offer STARTTLS? "starttls": false only for a server without TLS)`,
+    );
+  }
+  if (e.code === 'EAUTH' && oauth && e.responseCode === 504) {
+    return coded(
+      'AUTH_FAILED',
+      `the SMTP server ${where} does not offer XOAUTH2, so it cannot log in with an OAuth token: ${text}. Check "host" and "port" (Microsoft 365: smtp.office365.com, 587; Gmail: smtp.gmail.com, 465 or 587)`,
+    );
+  }
+  if ((e.code === 'EAUTH' || e.code === 'ENOAUTH') && oauth) {
+    return coded(
+      'AUTH_FAILED',
+      `the SMTP server ${where} refused the OAuth token of user "${config.username ?? ''}", also after it was renewed: ${text}. Check that the account that consented is "${config.username ?? ''}", that the app registration has the SMTP permission (Microsoft 365: SMTP.Send, with SMTP AUTH enabled for the mailbox; Google: https://mail.google.com/) and the scope asks for it; then authorize the outgoing server again`,
     );
   }
   if (e.code === 'EAUTH' || e.code === 'ENOAUTH') {

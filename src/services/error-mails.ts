@@ -55,7 +55,7 @@ export class ErrorMails {
       logger: Logger;
       /** The mailbox row's id and settings (secrets opened), NOT_FOUND when there is none. */
       mailbox(name: string): Promise<{ id: number; name: string; settings: MailboxSettings }>;
-      connect(settings: MailboxSettings): Connector;
+      connect(settings: MailboxSettings, mailbox: { id: number; name: string }): Connector;
     },
   ) {}
 
@@ -203,7 +203,7 @@ export class ErrorMails {
       for (const r of open.filter((x) => x.location === 'kept-locally')) moved.push(r.id);
       const onServer = open.filter((x) => x.location === 'server-folder');
       if (onServer.length > 0) {
-        const connector = this.deps.connect(mailbox.settings);
+        const connector = this.deps.connect(mailbox.settings, mailbox);
         if (!connector.moveBack) {
           throw new MailintakeError(
             'INVALID_SETTINGS',

@@ -1,5 +1,13 @@
 import type { Readable } from 'node:stream';
 import type { SampleMail } from '../connectors/connector.js';
+/**
+ * The operations the CLI and the REST API both offer (and the web page later). Routes and commands are thin:
+ * they parse input, call one of these, and present the result. Errors are MailintakeError with a code.
+ * The notification operations (bell, rules, SMTP, alerts, outbox) are declared in services/notifications.ts.
+ * The error folder's (error mails, reports, move to inbox, key rotation) in services/error-mails.ts.
+ */
+import type { providerPresets } from '../oauth/providers.js';
+import type { CompletedAuthorization, OAuthTokenView, StartedAuthorization } from '../oauth/tokens.js';
 import type { ErrorFolderServices } from './error-mails.js';
 import type { NotificationServices } from './notifications.js';
 import type {
@@ -15,12 +23,6 @@ import type {
   SystemLogEntry,
 } from './views.js';
 
-/**
- * The operations the CLI and the REST API both offer (and the web page later). Routes and commands are thin:
- * they parse input, call one of these, and present the result. Errors are MailintakeError with a code.
- * The notification operations (bell, rules, SMTP, alerts, outbox) are declared in services/notifications.ts.
- * The error folder's (error mails, reports, move to inbox, key rotation) in services/error-mails.ts.
- */
 export interface Services extends NotificationServices, ErrorFolderServices {
   portals: {
     list(): Promise<PortalView[]>;
@@ -51,6 +53,22 @@ export interface Services extends NotificationServices, ErrorFolderServices {
     remove(name: string): Promise<void>;
     /** The reference's "fetch a sample mail": connect, log in, describe the oldest mail, change nothing. */
     test(name: string): Promise<{ ok: true; sample: SampleMail | null; durationMs: number }>;
+  };
+  /** OAuth 2.0 consent and token state (never a token). */
+  oauth: {
+    /** Starts a consent for a mailbox: the URL to open; OAUTH_CONSENT_FAILED when the provider refuses it at once. */
+    authorize(mailbox: string): Promise<StartedAuthorization>;
+    /**
+     * Completes a consent with the URL the provider redirected the browser to (the callback page calls this;
+     * the CLI takes a pasted address). OAUTH_CONSENT_FAILED says what to fix.
+     */
+    complete(callbackUrl: string): Promise<CompletedAuthorization>;
+    /** The mailbox's token state: status, account, scope, expiry, last refresh, last error. */
+    status(mailbox: string): Promise<OAuthTokenView>;
+    /** Forgets the mailbox's tokens (it is not fetched until authorized again). */
+    revoke(mailbox: string): Promise<void>;
+    /** Provider presets: the scope each fills per protocol, and the redirect URL to register. */
+    providers(): { redirectUrl: string; presets: ReturnType<typeof providerPresets> };
   };
   requests: {
     list(q: { portal?: string; limit?: number; offset?: number }): Promise<Page<RequestSummary>>;

@@ -1,7 +1,13 @@
 import fs from 'node:fs';
 import type { Selectable } from 'kysely';
-import { DEFAULT_ERROR_FOLDER, type MailboxSettings, parseMailboxInput } from '../config/mailbox-settings.js';
+import {
+  DEFAULT_ERROR_FOLDER,
+  type MailboxOAuth,
+  type MailboxSettings,
+  parseMailboxInput,
+} from '../config/mailbox-settings.js';
 import { MailintakeError } from '../errors.js';
+import { OAuthTokens } from '../oauth/tokens.js';
 import type { SecretBox } from '../security/secret-box.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { MailboxTable } from '../store/schema.js';
@@ -22,6 +28,8 @@ export class MailboxRepo {
   constructor(
     private readonly store: Store,
     private readonly box: SecretBox,
+    /** The OAuth redirect URL shown with each OAuth mailbox (to register at the provider). */
+    private readonly redirectUrl = '',
   ) {}
 
   private select() {
@@ -51,16 +59,34 @@ export class MailboxRepo {
   }
 
   settingsOf(row: MailboxRow): MailboxSettings {
-    const secrets = JSON.parse(this.box.open(row.secrets)) as { password: string; accessToken?: string };
+    const secrets = JSON.parse(this.box.open(row.secrets)) as {
+      password: string;
+      accessToken?: string;
+      oauthClientSecret?: string;
+    };
+    const stored = JSON.parse(row.settings) as Omit<MailboxSettings, 'password' | 'oauth'> & {
+      oauth?: Omit<MailboxOAuth, 'clientSecret'>;
+    };
+    const { oauth, ...rest } = stored;
     return {
-      ...(JSON.parse(row.settings) as Omit<MailboxSettings, 'password'>),
+      ...rest,
+      // rows saved before OAuth existed have no `auth`: Graph used its token, everything else a password
+      auth: stored.auth ?? (stored.protocol === 'graph' ? 'token' : 'password'),
       password: secrets.password,
       ...(secrets.accessToken !== undefined ? { accessToken: secrets.accessToken } : {}),
+      ...(oauth ? { oauth: { ...oauth, clientSecret: secrets.oauthClientSecret ?? '' } } : {}),
     };
   }
 
+  /** Whose OAuth tokens a mailbox uses (kept by id: a rename keeps them). */
+  static oauthOwner(id: number): string {
+    return `mailbox:${id}`;
+  }
+
   view(row: MailboxRow, fetching = false): MailboxView {
-    const s = JSON.parse(row.settings) as Omit<MailboxSettings, 'password'>;
+    const s = JSON.parse(row.settings) as Omit<MailboxSettings, 'password' | 'oauth'> & {
+      oauth?: Omit<MailboxOAuth, 'clientSecret'>;
+    };
     return {
       id: row.id,
       name: row.name,
@@ -75,7 +101,25 @@ export class MailboxRepo {
             : s.server,
       port: s.port,
       username: s.username,
-      passwordSet: true,
+      auth: s.auth ?? (s.protocol === 'graph' ? 'token' : 'password'),
+      // the password, or Graph's static token: a secret the admin set (OAuth's are in `oauth`)
+      passwordSet: (s.auth ?? 'password') !== 'oauth2',
+      oauth: s.oauth
+        ? {
+            provider: s.oauth.provider,
+            flow: s.oauth.flow,
+            tenant: s.oauth.tenant ?? null,
+            clientId: s.oauth.clientId,
+            // the secret is required by validation, so a stored OAuth mailbox always has one
+            clientSecretSet: true,
+            authorizationUrl: s.oauth.authorizationUrl || null,
+            tokenUrl: s.oauth.tokenUrl,
+            scope: s.oauth.scope,
+            issuer: s.oauth.issuer,
+            redirectUrl: this.redirectUrl,
+            tokens: null,
+          }
+        : null,
       emailAddress: s.emailAddress,
       starttls: s.starttls,
       caFile: s.caFile ?? null,
@@ -181,13 +225,40 @@ export class MailboxRepo {
     >;
     if (typeof body === 'object' && body !== null) {
       // The password is never shown, so an edit form cannot send it back: a missing password keeps the stored one.
-      // Likewise a Graph mailbox's access token.
+      // Likewise a Graph mailbox's access token and the OAuth client secret. An edit that names neither a
+      // password nor `oauth` keeps the way the mailbox logs in.
       const stored = this.settingsOf(current);
       const graph = (body.protocol ?? current.protocol) === 'graph';
-      if (graph && body.accessToken === undefined && stored.accessToken !== undefined) {
+      if (
+        body.oauth === undefined &&
+        body.password === undefined &&
+        body.accessToken === undefined &&
+        stored.oauth
+      ) {
+        const { clientSecret: _secret, ...kept } = stored.oauth;
+        body.oauth = kept;
+      }
+      const oauthBody = body.oauth as Record<string, unknown> | undefined;
+      if (
+        oauthBody &&
+        typeof oauthBody === 'object' &&
+        oauthBody.clientSecret === undefined &&
+        stored.oauth &&
+        (oauthBody.clientId === undefined || oauthBody.clientId === stored.oauth.clientId)
+      ) {
+        body.oauth = { ...oauthBody, clientSecret: stored.oauth.clientSecret };
+      }
+      if (
+        graph &&
+        body.oauth === undefined &&
+        body.accessToken === undefined &&
+        stored.accessToken !== undefined
+      ) {
         body.accessToken = stored.accessToken;
       }
-      if (!graph && body.password === undefined && stored.password) body.password = stored.password;
+      if (!graph && body.oauth === undefined && body.password === undefined && stored.password) {
+        body.password = stored.password;
+      }
       if (body.name === undefined) body.name = name;
     }
     const { settings, portalId } = await this.validate(body);
@@ -198,8 +269,20 @@ export class MailboxRepo {
       enabled = false;
       reason = 'settings-changed';
     }
-    const changes = settingChanges(current, this.settingsOf(current), settings, portalId);
+    const before = this.settingsOf(current);
+    const changes = settingChanges(current, before, settings, portalId);
+    // Tokens belong to the client, token URL, scope and account they were issued for: another one needs a new
+    // consent (kept when only other settings change).
+    const tokensStale = oauthBinding(before) !== oauthBinding(settings);
     await withTransaction(this.store, async (tx) => {
+      if (tokensStale && (await OAuthTokens.forget(tx, MailboxRepo.oauthOwner(current.id)))) {
+        await systemLog(tx, {
+          level: 'warn',
+          category: 'oauth',
+          message: `mailbox ${name}: OAuth settings changed; its tokens were discarded, authorize it again`,
+          details: { mailbox: name },
+        });
+      }
       await tx
         .updateTable('mailboxes')
         .set({
@@ -239,15 +322,20 @@ export class MailboxRepo {
 
   /** The stored form of validated settings: the password sealed apart from the rest. */
   private columns(settings: MailboxSettings, portalId: number) {
-    const { password, accessToken, enabled, ...rest } = settings;
+    const { password, accessToken, enabled, oauth, ...rest } = settings;
+    const { clientSecret, ...oauthPlain } = oauth ?? { clientSecret: undefined };
     return {
       name: settings.name,
       portal_id: portalId,
       protocol: settings.protocol,
       enabled: enabled ? 1 : 0,
-      settings: JSON.stringify(rest),
+      settings: JSON.stringify(oauth ? { ...rest, oauth: oauthPlain } : rest),
       secrets: this.box.seal(
-        JSON.stringify(accessToken !== undefined ? { password, accessToken } : { password }),
+        JSON.stringify({
+          password,
+          ...(accessToken !== undefined ? { accessToken } : {}),
+          ...(clientSecret !== undefined ? { oauthClientSecret: clientSecret } : {}),
+        }),
       ),
     };
   }
@@ -292,6 +380,7 @@ export class MailboxRepo {
       );
     }
     await withTransaction(this.store, async (tx) => {
+      await OAuthTokens.forget(tx, MailboxRepo.oauthOwner(row.id));
       await tx.deleteFrom('mailboxes').where('id', '=', row.id).execute();
       await systemLog(tx, {
         level: 'info',
@@ -304,7 +393,13 @@ export class MailboxRepo {
 }
 
 /** Fields a secret lives in: the log says that they changed, never what to. */
-const SECRET_FIELDS = new Set(['password', 'accessToken']);
+const SECRET_FIELDS = new Set(['password', 'accessToken', 'oauth.clientSecret']);
+
+/** What a mailbox's tokens were issued for (null without OAuth); see OAuthTokens.binding. */
+function oauthBinding(s: MailboxSettings): string | null {
+  if (s.auth !== 'oauth2' || !s.oauth) return null;
+  return OAuthTokens.binding({ owner: '', label: '', oauth: s.oauth, username: s.username });
+}
 
 /**
  * What an update changed, field by field, for the system log ("who changed what"): old and new values of
@@ -317,8 +412,15 @@ function settingChanges(
   portalId: number,
 ): { field: string; from?: unknown; to?: unknown; changed?: true }[] {
   const out: { field: string; from?: unknown; to?: unknown; changed?: true }[] = [];
-  const a = before as unknown as Record<string, unknown>;
-  const b = after as unknown as Record<string, unknown>;
+  // the OAuth client secret is a secret field of its own; the rest of `oauth` is logged like other settings
+  const loggable = (x: MailboxSettings): Record<string, unknown> => {
+    const { oauth, ...rest } = x;
+    if (!oauth) return rest;
+    const { clientSecret, ...plain } = oauth;
+    return { ...rest, oauth: plain, 'oauth.clientSecret': clientSecret };
+  };
+  const a = loggable(before);
+  const b = loggable(after);
   const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
   for (const key of keys) {
     if (key === 'enabled' || key === 'portal') continue;

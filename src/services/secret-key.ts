@@ -11,6 +11,8 @@ export interface ResealResult {
   mailboxSecrets: { resealed: number; current: number; unreadable: string[] };
   /** Sealed fields of instance settings (the outgoing SMTP server's password…), by setting key. */
   instanceSecrets: { resealed: number; current: number; unreadable: string[] };
+  /** OAuth tokens (mailboxes, SMTP) and the PKCE verifiers of consents in progress. */
+  oauthTokens: { resealed: number; current: number; unreadable: string[] };
   /** Error reports and POP3's kept error mails (blobs) sealed again / already current / not openable. */
   errorMailBlobs: { resealed: number; current: number; unreadable: string[] };
 }
@@ -33,6 +35,7 @@ export async function resealAll(deps: {
     mailboxSecrets: { resealed: 0, current: 0, unreadable: [] },
     instanceSecrets: { resealed: 0, current: 0, unreadable: [] },
     errorMailBlobs: { resealed: 0, current: 0, unreadable: [] },
+    oauthTokens: { resealed: 0, current: 0, unreadable: [] },
   };
 
   const mailboxes = await store.db.selectFrom('mailboxes').select(['id', 'name', 'secrets']).execute();
@@ -88,6 +91,31 @@ export async function resealAll(deps: {
         .where('key', '=', setting.key)
         .where('value', '=', setting.value)
         .execute();
+    }
+  }
+
+  // OAuth tokens: compare-and-set like the mailboxes, so a refresh that saved new tokens meanwhile wins
+  for (const table of ['oauth_tokens', 'oauth_pending'] as const) {
+    const key = table === 'oauth_tokens' ? 'owner' : 'state';
+    const rows = await store.db.selectFrom(table).select([key, 'sealed']).execute();
+    for (const r of rows) {
+      const id = (r as Record<string, string>)[key]!;
+      try {
+        if (box.sealedWithCurrentKey(r.sealed)) {
+          result.oauthTokens.current++;
+          continue;
+        }
+        const resealed = box.seal(box.open(r.sealed));
+        await store.db
+          .updateTable(table)
+          .set({ sealed: resealed })
+          .where(key, '=', id)
+          .where('sealed', '=', r.sealed)
+          .execute();
+        result.oauthTokens.resealed++;
+      } catch {
+        result.oauthTokens.unreadable.push(table === 'oauth_tokens' ? id : 'a consent in progress');
+      }
     }
   }
 

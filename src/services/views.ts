@@ -1,4 +1,5 @@
 import type { AfterFetch } from '../connectors/connector.js';
+import type { OAuthTokenView } from '../oauth/tokens.js';
 import type { AttachmentPolicy, DropCode } from '../pipeline/attachment-checks.js';
 import type { Address } from '../pipeline/types.js';
 
@@ -12,8 +13,12 @@ export interface MailboxView {
   server: string;
   port: number;
   username: string;
-  /** Always true: the password is stored (sealed) but never shown. */
+  /** How the mailbox logs in: 'password', 'oauth2' (tokens from the consent, refreshed), 'token' (Graph's static token). */
+  auth: 'password' | 'oauth2' | 'token';
+  /** Whether a password is stored (sealed, never shown); false with OAuth. */
   passwordSet: boolean;
+  /** The OAuth settings (the client secret only as `clientSecretSet`) and the tokens' state; null without OAuth. */
+  oauth: MailboxOAuthView | null;
   emailAddress: string[];
   starttls: boolean;
   caFile: string | null;
@@ -48,6 +53,22 @@ export interface MailboxView {
   };
   createdAt: string;
   updatedAt: string;
+}
+
+export interface MailboxOAuthView {
+  provider: string;
+  flow: string;
+  tenant: string | null;
+  clientId: string;
+  clientSecretSet: boolean;
+  authorizationUrl: string | null;
+  tokenUrl: string;
+  scope: string;
+  issuer: string;
+  /** The redirect URL to register at the provider (MAILINTAKE_PUBLIC_URL + /oauth/callback). */
+  redirectUrl: string;
+  /** The tokens' state (never a token): filled by the services, null where not looked up. */
+  tokens: OAuthTokenView | null;
 }
 
 export type MailboxStatus = 'enabled' | 'paused' | 'stopped-by-errors' | 'disabled';

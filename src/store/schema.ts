@@ -21,6 +21,8 @@ export interface Database {
   notifications: NotificationTable;
   mail_outbox: MailOutboxTable;
   error_mails: ErrorMailTable;
+  oauth_tokens: OAuthTokenTable;
+  oauth_pending: OAuthPendingTable;
 }
 
 type Id = Generated<number>;
@@ -267,4 +269,41 @@ export interface ErrorMailTable {
   status: string;
   created_at: string;
   moved_back_at: string | null;
+}
+
+/** OAuth 2.0 tokens of a mailbox ('mailbox:<id>') or of the outgoing SMTP server ('smtp'); see oauth/tokens.ts. */
+export interface OAuthTokenTable {
+  owner: string;
+  /** JSON of what the tokens were issued for (client, token URL, scope, account): a change invalidates them. */
+  binding: string;
+  flow: string;
+  /** Sealed JSON { accessToken, refreshToken? }. */
+  sealed: string;
+  access_expires_at: string | null;
+  /** The scope the provider granted (or, when it did not say, the one asked for). */
+  scope: string | null;
+  /** The account the consent was given by (checked against the mailbox's username); null for app tokens. */
+  account: string | null;
+  status: 'authorized' | 'reauthorize-required';
+  obtained_at: string;
+  last_refresh_at: string | null;
+  refresh_count: ColumnType<number, number | undefined, number>;
+  last_error_code: string | null;
+  last_error_message: string | null;
+  refresh_lock_owner: string | null;
+  refresh_lock_until: string | null;
+  updated_at: string;
+}
+
+/** An authorization started and not yet completed; the state is its key. */
+export interface OAuthPendingTable {
+  state: string;
+  owner: string;
+  binding: string;
+  /** Sealed JSON { codeVerifier }. */
+  sealed: string;
+  redirect_url: string;
+  started_by: string;
+  created_at: string;
+  expires_at: string;
 }

@@ -14,6 +14,9 @@
  * NTLM is a real NTLMv2 handshake per connection (NEGOTIATE → 401 CHALLENGE → AUTHENTICATE on the same
  * keep-alive socket), checked against the account's password (ntlm-server.ts) and, like Exchange 2019 CU14+
  * with Extended Protection, against the TLS channel binding; the connection then stays authenticated.
+ * OAuth 2.0 as Exchange Online does it (`auth.bearer`): `Authorization: Bearer` on every request, judged by the
+ * test's verifier; an application token (no user) must name the mailbox in the ExchangeImpersonation SOAP
+ * header, a delegated one must not (Exchange's ErrorInvalidExchangeImpersonationHeaderData either way).
  * Mail lives in memory. Faults (ErrorServerBusy, 5xx, slow answers, dropped connections) are injected per
  * request. Test-only: nothing under src/ imports this.
  */
@@ -61,9 +64,24 @@ const KNOWN_VERSIONS = new Set([
   'V2017_07_11',
 ]);
 
+/**
+ * Decides whether a bearer token is valid: null refuses it (401); `subject` is the account a delegated token
+ * acts as, null for an application token (client credentials), which must then impersonate a mailbox.
+ */
+export type BearerVerifier = (token: string) => Promise<{ subject: string | null } | null>;
+
 export interface EwsDoubleOptions {
-  /** Authentication schemes offered. Default: NTLM (and Negotiate) on, Basic off — Exchange's defaults. */
-  auth?: { ntlm?: boolean; basic?: boolean; negotiateOnly?: boolean; ntlmV1Only?: boolean };
+  /**
+   * Authentication schemes offered. Default: NTLM (and Negotiate) on, Basic off — Exchange's defaults.
+   * `bearer`: OAuth 2.0 bearer tokens are accepted too, judged by this verifier.
+   */
+  auth?: {
+    ntlm?: boolean;
+    basic?: boolean;
+    negotiateOnly?: boolean;
+    ntlmV1Only?: boolean;
+    bearer?: BearerVerifier;
+  };
   /**
    * Extended Protection: "required" (default, as Exchange 2019 CU14+ sets it) refuses NTLM without the right
    * channel binding; "accept" checks it only when sent; "off" ignores it.
@@ -92,8 +110,13 @@ export interface EwsRequest {
   operation: string;
   headers: IncomingMessage['headers'];
   body: string;
-  /** The account the request was authenticated as, if it was. */
+  /**
+   * The account the request was authenticated as, if it was (an application token: the mailbox it
+   * impersonates).
+   */
   account?: string;
+  /** With a bearer token: the verifier's subject (null: an application token). */
+  subject?: string | null;
 }
 
 export interface FaultRule {
@@ -455,9 +478,13 @@ export class EwsDouble {
     }
     const r: EwsRequest = { operation: operationOf(body), headers: req.headers, body };
     this.requests.push(r);
-    const account = this.authenticate(req, res);
-    if (!account) return;
-    r.account = account;
+    const bearer = await this.authenticateBearer(req, res, r);
+    if (bearer === 'refused') return;
+    if (!bearer) {
+      const account = this.authenticate(req, res);
+      if (!account) return;
+      r.account = account;
+    }
 
     const fault = this.takeFault(r);
     if (fault?.kind === 'drop') {
@@ -491,7 +518,7 @@ export class EwsDouble {
 
     let answer: string;
     try {
-      answer = this.operate(body, fault);
+      answer = this.operate(body, fault, bearer ? { app: r.subject === null } : undefined);
     } catch (err) {
       if (err instanceof Fault) {
         this.soapFault(res, err.code, err.message, err.messageXml);
@@ -506,6 +533,32 @@ export class EwsDouble {
       return;
     }
     res.end(bytes);
+  }
+
+  /**
+   * A `Bearer` request when bearer tokens are on: 'refused' after answering 401 as Exchange Online does, true
+   * when the verifier accepted it (r.account and r.subject filled). false: not a bearer request.
+   */
+  private async authenticateBearer(
+    req: IncomingMessage,
+    res: ServerResponse,
+    r: EwsRequest,
+  ): Promise<boolean | 'refused'> {
+    const verify = this.opts.auth?.bearer;
+    const auth = req.headers.authorization ?? '';
+    if (!verify || !/^bearer\s/i.test(auth)) return false;
+    const verdict = await verify(auth.replace(/^bearer\s+/i, ''));
+    if (!verdict) {
+      res.setHeader(
+        'x-ms-diagnostics',
+        '2000001;reason="The token has expired.";error_category="invalid_token"',
+      );
+      this.unauthorized(res, 'invalid_token');
+      return 'refused';
+    }
+    r.subject = verdict.subject;
+    r.account = verdict.subject ?? (impersonatedAddress(r.body) || undefined);
+    return true;
   }
 
   /** The account of an authenticated request, or undefined after answering 401 (or a challenge). */
@@ -587,8 +640,14 @@ export class EwsDouble {
     return account.username;
   }
 
-  private unauthorized(res: ServerResponse): undefined {
+  private unauthorized(res: ServerResponse, bearerError?: string): undefined {
     const offers: string[] = [];
+    if (this.opts.auth?.bearer) {
+      // Exchange Online's challenge (its client_id is Office 365 Exchange Online's application id)
+      offers.push(
+        `Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@*", token_types="app_asserted_user_v1 service_asserted_app_v1", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize"${bearerError ? `, error="${bearerError}"` : ''}`,
+      );
+    }
     if (this.opts.auth?.ntlm ?? true) {
       offers.push('Negotiate');
       if (!this.opts.auth?.negotiateOnly) offers.push('NTLM');
@@ -621,7 +680,7 @@ export class EwsDouble {
   // -------------------------------------------------------------------------------------------------------
   // SOAP operations
 
-  private operate(body: string, fault: EwsFault | undefined): string {
+  private operate(body: string, fault: EwsFault | undefined, bearer: { app: boolean } | undefined): string {
     let doc: Node;
     try {
       doc = obj(requestParser.parse(body));
@@ -639,6 +698,7 @@ export class EwsDouble {
         'The request failed schema validation: namespaces are missing.',
       );
     }
+    if (bearer) this.checkImpersonation(obj(envelope.Header), bearer.app);
     const soapBody = obj(envelope.Body);
     const [operation] = Object.keys(soapBody).filter((k) => !k.startsWith('@_'));
     const request = obj(soapBody[operation ?? '']);
@@ -678,6 +738,44 @@ export class EwsDouble {
       `<m:${operation}Response xmlns:m="${NS_MESSAGES}" xmlns:t="${NS_TYPES}"><m:ResponseMessages>${messages.join('')}</m:ResponseMessages></m:${operation}Response>` +
       '</s:Body></s:Envelope>'
     );
+  }
+
+  /**
+   * Exchange Online's rule for OAuth: an application token has no user, so the request must say which mailbox
+   * it acts as (ExchangeImpersonation / ConnectingSID); a delegated token acts as its user and must not carry
+   * the header. The faults are the ones Exchange answers.
+   */
+  private checkImpersonation(header: Node, app: boolean): void {
+    const sid = obj(obj(header.ExchangeImpersonation).ConnectingSID);
+    const named = (
+      str(sid.SmtpAddress) ||
+      str(sid.PrimarySmtpAddress) ||
+      str(sid.PrincipalName)
+    ).toLowerCase();
+    if (!app) {
+      if (named) {
+        throw new Fault(
+          'ErrorInvalidExchangeImpersonationHeaderData',
+          'ExchangeImpersonation SOAP header must not exist for this type of OAuth token.',
+        );
+      }
+      return;
+    }
+    if (!named) {
+      throw new Fault(
+        'ErrorInvalidExchangeImpersonationHeaderData',
+        'ExchangeImpersonation SOAP header must be present for this type of OAuth token.',
+      );
+    }
+    if (!this.mailboxes.has(named)) {
+      throw new Fault('ErrorNonExistentMailbox', 'The SMTP address has no mailbox associated with it.');
+    }
+    if (this.denied.has(named)) {
+      throw new Fault(
+        'ErrorImpersonateUserDenied',
+        'The account does not have permission to impersonate the requested user.',
+      );
+    }
   }
 
   /** The mailbox and folder a FolderId / DistinguishedFolderId names, or the error code to answer. */
@@ -911,6 +1009,17 @@ export class EwsDouble {
           : '<m:Items/>',
       );
     });
+  }
+}
+
+/** The SMTP address an ExchangeImpersonation header names ('' when there is none or the body is not XML). */
+function impersonatedAddress(body: string): string {
+  try {
+    const header = obj(obj(obj(requestParser.parse(body)).Envelope).Header);
+    const sid = obj(obj(header.ExchangeImpersonation).ConnectingSID);
+    return (str(sid.SmtpAddress) || str(sid.PrimarySmtpAddress) || str(sid.PrincipalName)).toLowerCase();
+  } catch {
+    return '';
   }
 }
 

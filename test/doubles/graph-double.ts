@@ -13,9 +13,10 @@
  *   POST   /v1.0/users/{mailbox}/messages/{id}/move                 {destinationId}
  * Collections are `{ "@odata.context", "value": [...], "@odata.nextLink" }`; errors are
  * `{ "error": { "code", "message", "innerError" } }`; throttling is 429 with `Retry-After` (seconds).
- * Mail lives in memory; ids are immutable (they survive a move). Only `Authorization: Bearer <token>` with
- * the configured token is accepted. Faults (throttling, 5xx, slow answers, dropped connections) are injected
- * per request. Test-only: nothing under src/ imports this.
+ * Mail lives in memory; ids are immutable (they survive a move). `Authorization: Bearer <token>` is accepted
+ * with the configured fixed token, or with any token the `acceptBearer` verifier accepts (an OAuth test's
+ * provider decides); anything else is Microsoft's 401 InvalidAuthenticationToken. Faults (throttling, 5xx,
+ * slow answers, dropped connections) are injected per request. Test-only: nothing under src/ imports this.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -27,9 +28,17 @@ import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import { makeCertificate } from '../support/certificate.js';
 
+/**
+ * Decides whether a bearer token is valid: null refuses it (401); `subject` is the account a delegated token
+ * acts as, null for an application token (client credentials).
+ */
+export type BearerVerifier = (token: string) => Promise<{ subject: string | null } | null>;
+
 export interface GraphDoubleOptions {
-  /** The one bearer token accepted. */
-  token: string;
+  /** A fixed bearer token accepted as it is (Graph's static "accessToken"). */
+  token?: string;
+  /** Bearer tokens accepted through a verifier (OAuth tests: the test's provider issued them). */
+  acceptBearer?: BearerVerifier;
   /** The certificate's only name (DNS). Default "localhost", so 127.0.0.1 is a name mismatch. */
   certName?: string;
 }
@@ -58,6 +67,11 @@ export interface GraphRequest {
   path: string;
   query: URLSearchParams;
   headers: IncomingMessage['headers'];
+  /**
+   * Who the request was authenticated as: undefined for the fixed token (or a refused one); with
+   * `acceptBearer`, the verifier's subject (null: an application token).
+   */
+  subject?: string | null;
 }
 
 interface Folder {
@@ -98,6 +112,7 @@ const WELL_KNOWN: [string, string][] = [
 const newId = (prefix: string) => `${prefix}${randomBytes(24).toString('base64url')}=`;
 
 export class GraphDouble {
+  /** The fixed token accepted ('' when only the verifier decides). */
   readonly token: string;
   readonly caFile: string;
   /** Every request, in order (tests assert on headers and paths). */
@@ -109,11 +124,13 @@ export class GraphDouble {
   /** receivedDateTime of the next delivered mail: one second apart, so "oldest first" is well defined. */
   private clock = Date.parse('2025-01-01T00:00:00Z');
   private deniedMailboxes = new Set<string>();
+  private readonly acceptBearer: BearerVerifier | undefined;
 
-  private constructor(server: https.Server, dir: string, token: string) {
+  private constructor(server: https.Server, dir: string, opts: GraphDoubleOptions) {
     this.server = server;
     this.dir = dir;
-    this.token = token;
+    this.token = opts.token ?? '';
+    this.acceptBearer = opts.acceptBearer;
     this.caFile = path.join(dir, 'cert.pem');
   }
 
@@ -125,7 +142,7 @@ export class GraphDouble {
       key: fs.readFileSync(path.join(dir, 'key.pem')),
       cert: fs.readFileSync(path.join(dir, 'cert.pem')),
     });
-    const double = new GraphDouble(server, dir, opts.token);
+    const double = new GraphDouble(server, dir, opts);
     server.on('request', (req, res) => {
       double.handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) double.error(res, 500, 'InternalServerError', String(err));
@@ -272,7 +289,16 @@ export class GraphDouble {
     }
 
     const auth = req.headers.authorization;
-    if (auth !== `Bearer ${this.token}`) {
+    const bearer = auth?.startsWith('Bearer ') ? auth.slice('Bearer '.length) : undefined;
+    let accepted = this.token !== '' && bearer === this.token;
+    if (!accepted && bearer && this.acceptBearer) {
+      const verdict = await this.acceptBearer(bearer);
+      if (verdict) {
+        accepted = true;
+        r.subject = verdict.subject;
+      }
+    }
+    if (!accepted) {
       res.setHeader(
         'WWW-Authenticate',
         'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"',
@@ -281,9 +307,11 @@ export class GraphDouble {
         res,
         401,
         'InvalidAuthenticationToken',
-        auth?.startsWith('Bearer ')
-          ? 'Access token validation failure. Invalid audience.'
-          : 'Access token is empty.',
+        !bearer
+          ? 'Access token is empty.'
+          : this.acceptBearer
+            ? 'Lifetime validation failed, the token is expired.'
+            : 'Access token validation failure. Invalid audience.',
       );
       return;
     }

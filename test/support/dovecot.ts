@@ -34,6 +34,19 @@ export interface StartDovecotOptions {
   dir?: string;
   /** As root: the unprivileged account that owns the mail files. Default 'mailtest'. */
   mailUser?: string;
+  /**
+   * OAuth 2.0 logins (SASL XOAUTH2 / OAUTHBEARER): an oauth2 passdb that checks every token at an RFC 7662
+   * introspection endpoint (POST, HTTP Basic from the URL's userinfo; see oauth-server.ts `dovecot`). The
+   * token's `sub` must equal the login name. Passwords then work only with PLAIN and LOGIN.
+   */
+  oauth?: DovecotOAuthOptions;
+}
+
+export interface DovecotOAuthOptions {
+  /** e.g. http://dovecot:SECRET@127.0.0.1:PORT/token/introspection (the credentials as userinfo). */
+  introspectionUrl: string;
+  /** SASL mechanisms advertised for tokens. Default both. imapflow prefers OAUTHBEARER when offered. */
+  mechanisms?: ('xoauth2' | 'oauthbearer')[];
 }
 
 export interface DovecotPorts {
@@ -137,7 +150,7 @@ async function freePorts(count: number): Promise<number[]> {
   }
 }
 
-/** Everything the config depends on; a later XOAUTH2 step adds its passdb and mechanisms here. */
+/** Everything the config depends on (with `oauth`, the oauth2 passdb and its mechanisms are added). */
 export interface DovecotConfigContext {
   dir: string;
   ports: DovecotPorts;
@@ -146,7 +159,7 @@ export interface DovecotConfigContext {
   internalUser: string;
   internalGroup: string;
   loginUser: string;
-  /** SASL mechanisms advertised, e.g. ['plain', 'login'] (+ 'xoauth2', 'oauthbearer' later). */
+  /** SASL mechanisms advertised, e.g. ['plain', 'login'] (+ 'xoauth2', 'oauthbearer' with `oauth`). */
   authMechanisms: string[];
   /** passdb blocks in order; the first that knows the mechanism answers. */
   passdbs: string[];
@@ -158,6 +171,37 @@ export function passwdFilePassdb(dir: string, mechanisms?: string[]): string {
     '  driver = passwd-file',
     `  args = scheme=PLAIN ${path.join(dir, 'passwd')}`,
     ...(mechanisms ? [`  mechanisms = ${mechanisms.join(' ')}`] : []),
+    '}',
+  ].join('\n');
+}
+
+/**
+ * The oauth2 passdb's settings file (Dovecot reads them from a separate file named in `args`). Kept without
+ * `debug = yes`: Dovecot's debug log prints the introspection URL with the client secret.
+ */
+export function oauth2PassdbSettings(o: DovecotOAuthOptions): string {
+  return [
+    // the login name must equal the token's sub (oidc-provider: the account id)
+    'username_attribute = sub',
+    'username_format = %Lu',
+    // RFC 7662: POST token=..., client authentication from the URL's userinfo
+    'introspection_mode = post',
+    `introspection_url = ${o.introspectionUrl}`,
+    // ask the server for every login (else a token that was revoked or expired could pass)
+    'force_introspection = yes',
+    'active_attribute = active',
+    'active_value = true',
+    'timeout_msecs = 5000',
+    '',
+  ].join('\n');
+}
+
+export function oauth2Passdb(settingsFile: string, mechanisms: string[]): string {
+  return [
+    'passdb {',
+    '  driver = oauth2',
+    `  mechanisms = ${mechanisms.join(' ')}`,
+    `  args = ${settingsFile}`,
     '}',
   ].join('\n');
 }
@@ -344,6 +388,19 @@ export async function startDovecot(opts: StartDovecotOptions = {}): Promise<Dove
   await chmod(path.join(dir, 'key.pem'), 0o640); // read by the master (root or ourselves) only
   if (isRoot()) await chownTree(path.join(dir, 'home'), mailUid, mailGid);
 
+  const authMechanisms = ['plain', 'login'];
+  let passdbs = [passwdFilePassdb(dir)];
+  if (opts.oauth) {
+    const mechanisms = opts.oauth.mechanisms ?? ['xoauth2', 'oauthbearer'];
+    const settingsFile = path.join(dir, 'dovecot-oauth2.conf.ext');
+    await writeFile(settingsFile, oauth2PassdbSettings(opts.oauth));
+    // read by the auth process (an internal user when root); holds the introspection client's secret
+    await chmod(settingsFile, 0o644);
+    authMechanisms.push(...mechanisms);
+    // before passwd-file: the first passdb that knows the mechanism answers
+    passdbs = [oauth2Passdb(settingsFile, mechanisms), passwdFilePassdb(dir, ['plain', 'login'])];
+  }
+
   const confPath = path.join(dir, 'dovecot.conf');
   await writeFile(
     confPath,
@@ -355,8 +412,8 @@ export async function startDovecot(opts: StartDovecotOptions = {}): Promise<Dove
       internalUser,
       internalGroup,
       loginUser,
-      authMechanisms: ['plain', 'login'],
-      passdbs: [passwdFilePassdb(dir)],
+      authMechanisms,
+      passdbs,
     }),
   );
   await chmod(confPath, 0o644);

@@ -1,7 +1,8 @@
 /**
  * A real SMTP server on loopback for tests (smtp-server, from the Nodemailer project): plain, STARTTLS or TLS
  * from the first byte with a self-signed certificate the tests trust through `caFile`, AUTH PLAIN checked
- * against one account. Every mail it takes is kept with its envelope and parsed with mailparser; tests wait
+ * against one account, and AUTH XOAUTH2 checked by a verifier (a refused token gets the XOAUTH2 error
+ * challenge, then 535, as Gmail answers). Every mail it takes is kept with its envelope and parsed with mailparser; tests wait
  * for mails with `waitFor(n)` (no sleeps). It can refuse recipients with a given reply and be stopped and
  * started again on the same port (a server that is down, then back).
  */
@@ -30,6 +31,13 @@ export interface SmtpTestServerOptions {
   tls?: 'none' | 'starttls' | 'implicit';
   /** The one account AUTH PLAIN accepts; login is then required. Absent: no AUTH at all. */
   auth?: { username: string; password: string };
+  /**
+   * AUTH XOAUTH2 is offered and login required; the verifier says whether `accessToken` is valid for `user`.
+   * A refusal is answered like Gmail: `334 <base64 {"status":"401","schemes":"bearer","scope":…}>`, then 535.
+   */
+  xoauth2?: (user: string, accessToken: string) => Promise<boolean>;
+  /** A refused token gets 535 at once, without the error challenge (as Microsoft 365 answers). */
+  xoauth2RefuseAtOnce?: boolean;
 }
 
 export interface SmtpTestServer {
@@ -38,8 +46,10 @@ export interface SmtpTestServer {
   /** The self-signed certificate, to trust as a private CA. */
   caFile: string;
   mails: ReceivedMail[];
-  /** Logins refused (wrong user name or password). */
+  /** Logins refused (wrong user name or password, or a refused token). */
   refusedLogins: number;
+  /** Every login tried, in order: the mechanism and the user (never the secret). */
+  logins: { method: string; user: string; accepted: boolean }[];
   /** Resolves once at least `count` mails arrived (at once if they did). */
   waitFor(count: number): Promise<ReceivedMail[]>;
   /** Refuse every RCPT TO with this reply (e.g. 451 try later, 550 no such user) until called with null. */
@@ -63,6 +73,8 @@ export async function startSmtpServer(opts: SmtpTestServerOptions = {}): Promise
   let port = 0;
   let server: SMTPServer | null = null;
   const state = { refusedLogins: 0 };
+  const logins: { method: string; user: string; accepted: boolean }[] = [];
+  const loginRequired = opts.auth !== undefined || opts.xoauth2 !== undefined;
 
   const options: SMTPServerOptions = {
     key,
@@ -73,17 +85,40 @@ export async function startSmtpServer(opts: SmtpTestServerOptions = {}): Promise
     disableReverseLookup: true,
     // quick shutdown in stop(): the client's connection is cut, like a server going down
     closeTimeout: 50,
-    disabledCommands: [...(mode === 'none' ? ['STARTTLS'] : []), ...(opts.auth ? [] : ['AUTH'])],
-    authMethods: ['PLAIN'],
-    authOptional: !opts.auth,
+    disabledCommands: [...(mode === 'none' ? ['STARTTLS'] : []), ...(loginRequired ? [] : ['AUTH'])],
+    authMethods: opts.xoauth2 ? [...(opts.auth ? ['PLAIN'] : []), 'XOAUTH2'] : ['PLAIN'],
+    authOptional: !loginRequired,
     // AUTH only over TLS, like a real submission server: a client that skips STARTTLS cannot log in
     allowInsecureAuth: mode === 'none',
     onAuth(auth, _session, callback) {
-      if (
+      const verify = opts.xoauth2;
+      if (auth.method === 'XOAUTH2' && verify) {
+        const user = auth.username ?? '';
+        verify(user, auth.accessToken ?? '').then(
+          (ok) => {
+            logins.push({ method: 'XOAUTH2', user, accepted: ok });
+            if (ok) {
+              callback(null, { user });
+              return;
+            }
+            state.refusedLogins++;
+            if (opts.xoauth2RefuseAtOnce) {
+              callback(Object.assign(new Error('5.7.3 Authentication unsuccessful'), { responseCode: 535 }));
+              return;
+            }
+            // smtp-server sends this as the 334 error challenge, waits for the client's empty line, then 535
+            callback(null, { data: { status: '401', schemes: 'bearer', scope: 'https://mail.google.com/' } });
+          },
+          (err: Error) => callback(err),
+        );
+        return;
+      }
+      const accepted =
         auth.method === 'PLAIN' &&
         auth.username === opts.auth?.username &&
-        auth.password === opts.auth?.password
-      ) {
+        auth.password === opts.auth?.password;
+      logins.push({ method: auth.method, user: auth.username ?? '', accepted });
+      if (accepted) {
         callback(null, { user: auth.username });
         return;
       }
@@ -145,6 +180,7 @@ export async function startSmtpServer(opts: SmtpTestServerOptions = {}): Promise
     get refusedLogins() {
       return state.refusedLogins;
     },
+    logins,
     waitFor: async (count) => {
       await arrived.until(() => mails.length >= count);
       return mails;

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
+import type { AccessTokenSource } from '../../oauth/token-source.js';
 import type {
   AfterFetch,
   Connector,
@@ -54,6 +56,7 @@ import {
   type SoapAnswer,
   SoapParseError,
   text,
+  withImpersonation,
   XmlCharacterError,
   type XmlNode,
 } from './ews-xml.js';
@@ -93,7 +96,10 @@ import { readMimeAnswer } from './mime-stream.js';
  *   within a bounded total wait; then the round ends with TIMEOUT and the next round tries again. Every
  *   request is safe to repeat (a repeated delete or move finds the mail gone).
  * - Authentication: NTLM (default; what Exchange's EWS virtual directory accepts out of the box) or Basic;
- *   see ews-transport.ts and ntlm.ts.
+ *   see ews-transport.ts and ntlm.ts. With OAuth 2.0 (`auth: "oauth2"`, Exchange Online or hybrid modern
+ *   auth) `Authorization: Bearer <token>` goes with every request, X-AnchorMailbox names the mailbox, and an
+ *   application token (client credentials) adds ExchangeImpersonation of the mailbox to every SOAP header.
+ *   A 401 is answered by renewing the token once and sending the request once more.
  */
 
 /** Same request limits as Graph's (both are HTTPS APIs of Exchange with the same throttling advice). */
@@ -108,6 +114,8 @@ export interface EwsConnectorOptions {
   sleep?: (ms: number) => Promise<void>;
   timeouts?: Partial<EwsTimeouts>;
   retry?: Partial<EwsRetryLimits>;
+  /** Where OAuth 2.0 access tokens come from; required when `settings.auth` is "oauth2", unused otherwise. */
+  tokens?: AccessTokenSource;
 }
 
 /** What `RemoteMail.handle` holds for EWS: the ItemId (without its ChangeKey). */
@@ -170,6 +178,10 @@ export class EwsConnector implements Connector {
   private readonly mailbox: string;
   private readonly folderName: string;
   private readonly auth: EwsAuth;
+  /** OAuth 2.0: the source of the bearer tokens (NTLM and Basic are then not used). */
+  private readonly tokens: AccessTokenSource | undefined;
+  /** Tokens sent by this connector: scrubbed from every message and detail, even if a server echoes one. */
+  private readonly sentTokens = new Set<string>();
   private transport: EwsTransport | null = null;
   private folder: FolderRef | null = null;
   /** lower-cased display name → folder id, for move targets found or created in this session. */
@@ -189,6 +201,15 @@ export class EwsConnector implements Connector {
     this.mailbox = settings.emailAddress[0] ?? settings.username;
     this.folderName = settings.folder || 'inbox';
     this.auth = settings.ewsAuth ?? 'ntlm';
+    if (settings.auth === 'oauth2' && !opts.tokens) {
+      // the runtime always passes one: a missing source is a programming error, not a setting to fix
+      throw new MailintakeError(
+        'INTERNAL',
+        `Mailbox "${settings.name}" logs in with OAuth 2.0, but no token source was given to its EWS connection`,
+        { retryable: false },
+      );
+    }
+    this.tokens = settings.auth === 'oauth2' ? opts.tokens : undefined;
   }
 
   /** How messages name the server: host and port of the Connect URL. */
@@ -197,6 +218,7 @@ export class EwsConnector implements Connector {
   }
 
   private get authName(): string {
+    if (this.tokens) return this.tokens.kind === 'app' ? 'OAuth, application token' : 'OAuth';
     return this.auth === 'ntlm' ? 'NTLM' : 'Basic';
   }
 
@@ -207,7 +229,7 @@ export class EwsConnector implements Connector {
       url: this.url,
       ca,
       timeoutMs: this.timeouts.requestMs,
-      auth: this.auth,
+      auth: this.tokens ? 'bearer' : this.auth,
       username: this.settings.username,
       password: this.settings.password,
       anchorMailbox: this.mailbox,
@@ -681,6 +703,8 @@ export class EwsConnector implements Connector {
     let envelope: string;
     try {
       envelope = build();
+      // an application token has no user: every request says which mailbox it acts as
+      if (this.tokens?.kind === 'app') envelope = withImpersonation(envelope, this.mailbox);
     } catch (err) {
       if (err instanceof XmlCharacterError) {
         throw new MailintakeError(
@@ -694,10 +718,43 @@ export class EwsConnector implements Connector {
       }
       throw err;
     }
-    try {
-      return await transport.post(op, envelope);
-    } catch (err) {
-      throw this.transportError(err, step);
+    if (!this.tokens) {
+      try {
+        return await transport.post(op, envelope);
+      } catch (err) {
+        throw this.transportError(err, step);
+      }
+    }
+    const send = async (token: string) => {
+      this.rememberToken(token);
+      try {
+        return await transport.post(op, envelope, token);
+      } catch (err) {
+        throw this.transportError(err, step);
+      }
+    };
+    const token = await this.tokens.get();
+    const res = await send(token);
+    if (res.status !== 401) return res;
+    // refused before its time (revoked, clock skew, a password change): one new token, one more try. What
+    // renew throws (OAUTH_* codes: consent withdrawn, provider down) is the answer as it is. The refusal's
+    // body is read to its end first: until then the connection is not free for the next request.
+    await discard(res);
+    const renewed = await this.tokens.renew(token);
+    this.opts.logger?.info('EWS refused the access token; renewed it and sending again', {
+      server: this.where,
+      step,
+    });
+    return send(renewed);
+  }
+
+  /** The last few tokens sent (a long-lived connector sees a new one every hour or so). */
+  private rememberToken(token: string): void {
+    this.sentTokens.delete(token);
+    this.sentTokens.add(token);
+    for (const old of this.sentTokens) {
+      if (this.sentTokens.size <= 4) break;
+      this.sentTokens.delete(old);
     }
   }
 
@@ -782,6 +839,22 @@ export class EwsConnector implements Connector {
       else throw err;
     }
     const details: ErrorDetails = { server: this.where, step, status: res.status };
+    if (res.status === 401 && this.tokens) {
+      const offered = schemesOf(res.authenticate);
+      // Exchange Online says why in x-ms-diagnostics; on premises the header offers what it takes instead
+      const bearerOffered = offered.includes('bearer');
+      const why =
+        offered.length > 0 && !bearerOffered
+          ? ` The server does not accept OAuth bearer tokens (it offers ${offered.join(', ')}): enable OAuth for EWS on Exchange (hybrid modern authentication), or log in with a password ("ewsAuth").`
+          : ` Check that the app registration has the EWS permission (${this.tokens.kind === 'app' ? 'application permission full_access_as_app of Office 365 Exchange Online, with admin consent' : "delegated EWS.AccessAsUser.All, and that the account that consented is the mailbox's or has Full Access to it"}) and that the scope asks for it (https://outlook.office365.com/…), then authorize again with \`mailintake mailbox authorize ${this.settings.name}\`.`;
+      const said = this.said(res.authenticate.find((h) => /error/i.test(h)) ?? '');
+      if (said) details.serverResponse = said;
+      throw new MailintakeError(
+        'AUTH_FAILED',
+        `${this.where} refused the OAuth token for mailbox ${this.mailbox} while ${step} (401), also after it was renewed.${said ? ` The server said: "${said}".` : ''}${why}`,
+        { details: { ...details, offered } },
+      );
+    }
     if (res.status === 401) {
       const offered = schemesOf(res.authenticate);
       const wrongScheme =
@@ -799,9 +872,10 @@ export class EwsConnector implements Connector {
       );
     }
     if (res.status === 403) {
+      const who = this.tokens?.kind === 'app' ? 'the application' : `user "${this.settings.username}"`;
       throw new MailintakeError(
         'AUTH_FAILED',
-        `${this.where} forbade user "${this.settings.username}" to use EWS while ${step} (403). EWS may be switched off for this user or mailbox (Set-CASMailbox -EWSEnabled), or an access policy excludes this client.`,
+        `${this.where} forbade ${who} to use EWS while ${step} (403). EWS may be switched off for this user or mailbox (Set-CASMailbox -EWSEnabled), or an access policy excludes this client${this.tokens?.kind === 'app' ? " (an application access policy, or the tenant's EWS allow list)" : ''}.`,
         { details },
       );
     }
@@ -882,9 +956,16 @@ export class EwsConnector implements Connector {
       case 'ErrorAccessDenied':
       case 'ErrorImpersonateUserDenied':
       case 'ErrorDelegateNoUser':
+      case 'ErrorInvalidExchangeImpersonationHeaderData':
+        if (this.tokens?.kind === 'app') {
+          return make(
+            'AUTH_FAILED',
+            `${this.where} denied the application access to mailbox ${this.mailbox} while ${step} (${code}). The app registration needs the application permission full_access_as_app (Office 365 Exchange Online) with admin consent, and an application access policy, if the tenant has one, must include this mailbox.`,
+          );
+        }
         return make(
           'AUTH_FAILED',
-          `${this.where} denied user "${this.settings.username}" access to mailbox ${this.mailbox} while ${step} (${code}). The account needs Full Access to that mailbox (Add-MailboxPermission), or use the mailbox's own account.`,
+          `${this.where} denied user "${this.settings.username}" access to mailbox ${this.mailbox} while ${step} (${code}). The account needs Full Access to that mailbox (Add-MailboxPermission), or use the mailbox's own account${this.tokens ? ' when authorizing' : ''}.`,
         );
       case 'ErrorInvalidServerVersion':
         return make(
@@ -943,9 +1024,13 @@ export class EwsConnector implements Connector {
     );
   }
 
-  /** The server's words for a message: cut short, and never the password even if a server echoes it. */
+  /** The server's words for a message: cut short, and never the password or a token even if a server echoes it. */
   private said(words: string): string {
-    return scrubPassword(words.trim().slice(0, 500), this.settings.password);
+    let out = scrubPassword(words.trim(), this.settings.password);
+    for (const token of this.sentTokens) {
+      if (token.length >= 8) out = out.split(token).join('[token hidden]');
+    }
+    return out.slice(0, 500);
   }
 
   /** What Node, OpenSSL or the NTLM handshake threw, as the same coded errors the other connectors use. */
@@ -1021,6 +1106,16 @@ interface TransportError {
   code?: string;
   reason?: string;
   cert?: { subject?: { CN?: string }; subjectaltname?: string };
+}
+
+/** Reads an answer nobody needs to its end, so the connection is free for the next request. */
+async function discard(res: EwsResponse): Promise<void> {
+  res.body.resume();
+  try {
+    await finished(res.body);
+  } catch {
+    // a broken body of a refused request: the next request finds out on its own
+  }
 }
 
 /** certificateProblem() words its "not TLS" advice by protocol; for EWS only the certificate texts apply. */

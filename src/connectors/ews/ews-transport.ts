@@ -17,7 +17,8 @@ import { authenticateMessage, NtlmRefused, negotiateMessage } from './ntlm.js';
  * Why one request at a time: the response body holds the socket until it is read; a second request would
  * wait for it anyway, and for NTLM the handshake must not interleave with another request.
  *
- * Basic sends `Authorization: Basic` (UTF-8, RFC 7617) with every request.
+ * Basic sends `Authorization: Basic` (UTF-8, RFC 7617) with every request; OAuth 2.0 (`bearer`) sends
+ * `Authorization: Bearer <token>` with every request, the token given by the caller for each post.
  */
 
 export type EwsAuth = 'basic' | 'ntlm';
@@ -27,7 +28,8 @@ export interface EwsTransportOptions {
   ca: Buffer | undefined;
   /** Silence on a request (connect, headers or body) before it is given up. */
   timeoutMs: number;
-  auth: EwsAuth;
+  /** `bearer`: an OAuth 2.0 access token, passed with each post. */
+  auth: EwsAuth | 'bearer';
   username: string;
   password: string;
   /** X-AnchorMailbox: lets Exchange 2013+ front ends route straight to the mailbox's server. */
@@ -88,12 +90,15 @@ export class EwsTransport {
     this.agent.destroy();
   }
 
-  /** Posts a SOAP envelope. The answer's body must be read or destroyed before the next post can start. */
-  async post(action: string, envelope: string): Promise<EwsResponse> {
+  /**
+   * Posts a SOAP envelope. The answer's body must be read or destroyed before the next post can start.
+   * `bearer`: the access token to send (required with auth "bearer").
+   */
+  async post(action: string, envelope: string, bearer?: string): Promise<EwsResponse> {
     const release = await this.turn();
     let res: Sent;
     try {
-      res = await this.postNow(action, envelope);
+      res = await this.postNow(action, envelope, bearer);
     } catch (err) {
       release();
       throw err;
@@ -121,9 +126,14 @@ export class EwsTransport {
     return before.then(() => release);
   }
 
-  private async postNow(action: string, envelope: string): Promise<Sent> {
+  private async postNow(action: string, envelope: string, bearer: string | undefined): Promise<Sent> {
     for (let attempt = 1; ; attempt++) {
       try {
+        if (this.o.auth === 'bearer') {
+          if (bearer === undefined)
+            throw new Error('EWS with OAuth: no access token was given for the request');
+          return await this.send(action, envelope, { Authorization: `Bearer ${bearer}` });
+        }
         if (this.o.auth === 'basic') {
           const basic = Buffer.from(`${this.o.username}:${this.o.password}`, 'utf8').toString('base64');
           return await this.send(action, envelope, { Authorization: `Basic ${basic}` });

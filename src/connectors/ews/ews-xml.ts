@@ -86,6 +86,23 @@ export function envelope(operation: string): string {
   );
 }
 
+/**
+ * Adds ExchangeImpersonation to a request built by the functions here: how an application token (OAuth client
+ * credentials, no user) says which mailbox it acts as (learn.microsoft.com/exchange/client-developer/
+ * exchange-web-services/how-to-authenticate-an-ews-application-by-using-oauth; Exchange Online refuses an app
+ * token without it: ErrorInvalidExchangeImpersonationHeaderData). Every value in an envelope is escaped, so
+ * the first `</soap:Header>` is the header's end.
+ */
+export function withImpersonation(envelopeXml: string, smtpAddress: string): string {
+  const end = envelopeXml.indexOf('</soap:Header>');
+  if (end < 0) throw new Error('the envelope has no SOAP header');
+  const header =
+    '<t:ExchangeImpersonation><t:ConnectingSID>' +
+    `<t:SmtpAddress>${xmlEscape(smtpAddress)}</t:SmtpAddress>` +
+    '</t:ConnectingSID></t:ExchangeImpersonation>';
+  return envelopeXml.slice(0, end) + header + envelopeXml.slice(end);
+}
+
 /** A folder: distinguished (in the mailbox named by address, which may be another user's) or by id. */
 export type FolderRef = { distinguished: string; mailbox: string } | { id: string };
 

@@ -4,6 +4,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
+import { type AccessTokenSource, staticTokenSource } from '../../oauth/token-source.js';
 import type {
   AfterFetch,
   Connector,
@@ -48,7 +49,10 @@ import {
  * - Throttling: 429 and 503 (and 504) are retried after `Retry-After` seconds (or a back-off when absent), a
  *   bounded number of times and within a bounded total wait; then the round ends with TIMEOUT and the next
  *   round tries again. Nothing was changed by a refused request, so retrying a PATCH/DELETE/POST is safe.
- * - Authentication: a bearer token (`accessToken`) until OAuth lands; 401 and 403 are AUTH_FAILED.
+ * - Authentication: `Authorization: Bearer <token>` on every request, the token from an AccessTokenSource
+ *   (OAuth 2.0, refreshed by it; or the static `accessToken` setting). A 401 means the token was refused
+ *   (expired early, revoked): it is renewed once and the request sent once more; a second 401 is AUTH_FAILED.
+ *   403 (valid token, no permission for this mailbox) is AUTH_FAILED at once: a new token would not help.
  */
 
 /** The parts of `fetch` the connector uses; the global `fetch` fits, so does a test double. */
@@ -82,6 +86,11 @@ export interface GraphConnectorOptions {
   sleep?: (ms: number) => Promise<void>;
   timeouts?: Partial<GraphTimeouts>;
   retry?: Partial<GraphRetryLimits>;
+  /**
+   * Where the bearer token comes from. Required with `settings.auth` "oauth2"; with "token" (the static
+   * `accessToken` setting) it defaults to that token.
+   */
+  tokens?: AccessTokenSource;
 }
 
 /** What `RemoteMail.handle` holds for Graph: the immutable message id. */
@@ -142,6 +151,9 @@ export class GraphConnector implements Connector {
   private readonly endpoint: URL;
   private readonly mailbox: string;
   private readonly folder: string;
+  private readonly tokens: AccessTokenSource;
+  /** Tokens sent by this connector: scrubbed from every message and detail, even if a server echoes one. */
+  private readonly sentTokens = new Set<string>();
   private http: GraphFetch | null = null;
   /** displayName → folder id, for move targets found or created in this session. */
   private folderIds = new Map<string, string>();
@@ -154,6 +166,15 @@ export class GraphConnector implements Connector {
     this.endpoint = new URL(settings.graphEndpoint ?? 'https://graph.microsoft.com');
     this.mailbox = settings.emailAddress[0] ?? settings.username;
     this.folder = settings.folder || 'inbox';
+    if (opts.tokens) this.tokens = opts.tokens;
+    else if (settings.auth === 'oauth2') {
+      // the runtime always passes one: a missing source is a programming error, not a setting to fix
+      throw new MailintakeError(
+        'INTERNAL',
+        `Mailbox "${settings.name}" logs in with OAuth 2.0, but no token source was given to its Graph connection`,
+        { retryable: false },
+      );
+    } else this.tokens = staticTokenSource(settings.accessToken ?? '');
   }
 
   /** How messages name the server: the endpoint's origin (host and port). */
@@ -492,7 +513,6 @@ export class GraphConnector implements Connector {
     }
     const url = this.resolve(pathOrUrl, step);
     const headers: Record<string, string> = {
-      Authorization: `Bearer ${this.settings.accessToken ?? ''}`,
       Prefer: 'IdType="ImmutableId"',
       Accept: 'application/json',
       'User-Agent': 'Mailintake',
@@ -500,14 +520,37 @@ export class GraphConnector implements Connector {
     };
     const sleep = this.opts.sleep ?? sleepFor;
     let waited = 0;
-    for (let attempt = 1; ; attempt++) {
+    /** Set once the server refused a token and the source gave a new one: that one is used from then on. */
+    let renewed: string | undefined;
+    // `attempt` counts throttled tries only: a renewed token is not a throttling retry
+    for (let attempt = 1; ; ) {
+      // asked before each try: the source refreshes a token shortly before it expires (a throttled request
+      // may wait for minutes)
+      const token = renewed ?? (await this.tokens.get());
+      this.rememberToken(token);
       let res: Response;
       try {
-        res = await http(url, { method, headers, ...(o.body !== undefined ? { body: o.body } : {}) });
+        res = await http(url, {
+          method,
+          headers: { ...headers, Authorization: `Bearer ${token}` },
+          ...(o.body !== undefined ? { body: o.body } : {}),
+        });
       } catch (err) {
         throw this.transportError(err, step);
       }
       if (res.ok) return res;
+      // a static "accessToken" cannot be renewed: its 401 is answered with Graph's own words below
+      if (res.status === 401 && renewed === undefined && this.settings.auth === 'oauth2') {
+        // refused before its time (revoked, clock skew, a password change): one new token, one more try.
+        // What renew throws (OAUTH_* codes: consent withdrawn, provider down) is the answer as it is.
+        await res.body?.cancel();
+        renewed = await this.tokens.renew(token);
+        this.opts.logger?.info('Graph refused the access token; renewed it and sending again', {
+          server: this.where,
+          step,
+        });
+        continue;
+      }
       if (res.status === 404 && o.allowNotFound) return res;
       if (res.status === 409 && o.allowConflict) return res;
       if (RETRY_STATUSES.has(res.status)) {
@@ -522,6 +565,7 @@ export class GraphConnector implements Connector {
           });
           waited += wait;
           await sleep(wait);
+          attempt++;
           continue;
         }
         throw await this.httpError(res, step, o, { attempts: attempt, waitedMs: waited });
@@ -568,9 +612,8 @@ export class GraphConnector implements Connector {
     } catch {
       // not Graph's JSON (a proxy's HTML page): the raw text, cut short, is still the server's words
     }
-    const serverResponse = scrubToken(
+    const serverResponse = this.scrubTokens(
       graphCode || graphMessage ? `${graphCode ?? ''}: ${graphMessage ?? ''}` : text.slice(0, 500),
-      this.settings.accessToken,
     );
     const said = serverResponse ? ` The server said: "${serverResponse}".` : '';
     const details: ErrorDetails = { server: this.where, step, status: res.status };
@@ -580,15 +623,23 @@ export class GraphConnector implements Connector {
       new MailintakeError(code, message, { details, ...(retryable !== undefined ? { retryable } : {}) });
 
     if (res.status === 401) {
+      const advice =
+        this.settings.auth === 'oauth2'
+          ? ` A renewed token was refused too. Check that the app registration is for this endpoint's cloud and has the Mail.ReadWrite permission (${this.tokens.kind === 'app' ? 'application permission, with admin consent' : 'delegated'}), then authorize again with \`mailintake mailbox authorize ${this.settings.name}\`.`
+          : ' The token may be expired or issued for another resource; set a new "accessToken", or configure OAuth ("oauth") so Mailintake refreshes tokens itself.';
       return make(
         'AUTH_FAILED',
-        `${this.where} refused the access token for mailbox ${this.mailbox} while ${step} (401${graphCode ? ` ${graphCode}` : ''}).${said} The token may be expired or issued for another resource; set a new "accessToken".`,
+        `${this.where} refused the access token for mailbox ${this.mailbox} while ${step} (401${graphCode ? ` ${graphCode}` : ''}).${said}${advice}`,
       );
     }
     if (res.status === 403) {
+      const advice =
+        this.settings.auth === 'oauth2' && this.tokens.kind === 'delegated'
+          ? ' The token is valid but the account that consented may not open this mailbox: it needs Full Access to it (a shared mailbox), and the app registration the delegated Mail.ReadWrite (Mail.ReadWrite.Shared for a shared mailbox) permission.'
+          : ' The token is valid but lacks the Mail.ReadWrite permission for this mailbox (or an application access policy excludes it).';
       return make(
         'AUTH_FAILED',
-        `${this.where} denied access to mailbox ${this.mailbox} while ${step} (403${graphCode ? ` ${graphCode}` : ''}).${said} The token is valid but lacks the Mail.ReadWrite permission for this mailbox (or an application access policy excludes it).`,
+        `${this.where} denied access to mailbox ${this.mailbox} while ${step} (403${graphCode ? ` ${graphCode}` : ''}).${said}${advice}`,
       );
     }
     if (throttled) {
@@ -616,6 +667,25 @@ export class GraphConnector implements Connector {
       `${this.where} answered ${res.status}${graphCode ? ` ${graphCode}` : ''} while ${step}.${said}`,
       res.status >= 500 ? true : undefined,
     );
+  }
+
+  /** The last few tokens sent (a long-lived connector sees a new one every hour or so). */
+  private rememberToken(token: string): void {
+    this.sentTokens.delete(token);
+    this.sentTokens.add(token);
+    for (const old of this.sentTokens) {
+      if (this.sentTokens.size <= 4) break;
+      this.sentTokens.delete(old);
+    }
+  }
+
+  /** A token must not reach a log or an API answer, even if a server echoes it back. */
+  private scrubTokens(text: string): string {
+    let out = text;
+    for (const token of this.sentTokens) {
+      if (token.length >= 8) out = out.split(token).join('[token hidden]');
+    }
+    return out;
   }
 
   /** What Node, OpenSSL or fetch threw, as the same coded errors the IMAP and POP3 connectors use. */
@@ -717,10 +787,6 @@ export function retryAfterMs(header: string | null, now: () => number = Date.now
   const at = Date.parse(trimmed);
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, at - now());
-}
-
-function scrubToken(text: string, token: string | undefined): string {
-  return token && token.length >= 8 ? text.split(token).join('[token hidden]') : text;
 }
 
 /**

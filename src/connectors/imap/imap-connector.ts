@@ -5,6 +5,7 @@ import { ImapFlow, type ImapFlowOptions, type Logger, type MessageStructureObjec
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
 import type { Logger as AppLogger } from '../../logger.js';
+import type { AccessTokenSource } from '../../oauth/token-source.js';
 import type {
   AfterFetch,
   Connector,
@@ -39,6 +40,9 @@ import {
  *   `download()` both peek), so a crash between reading and committing leaves the mail unseen.
  * - Delete is `STORE +FLAGS \Deleted` then `UID EXPUNGE <uids>` (UIDPLUS, RFC 4315). A plain EXPUNGE would
  *   also remove mails another client (or a person) flagged \Deleted, so without UIDPLUS we refuse instead.
+ * - OAuth 2.0 (`auth: "oauth2"`): imapflow authenticates with OAUTHBEARER (RFC 7628) when the server offers
+ *   it, else XOAUTH2 (Google, Microsoft). A refused token is renewed once and the login tried once more on a
+ *   new connection (see connectImap); the token never reaches a message, a log line or the details.
  */
 
 /** What the connector logs through: the project's structured logger. */
@@ -58,6 +62,8 @@ export interface ImapConnectorOptions {
   /** A private CA (PEM) to trust in addition to the system's. Overrides settings.caFile. */
   ca?: Buffer;
   timeouts?: ImapTimeouts;
+  /** Where OAuth 2.0 access tokens come from; required when `settings.auth` is "oauth2", unused otherwise. */
+  tokens?: AccessTokenSource;
 }
 
 /** What `RemoteMail.handle` holds for IMAP. */
@@ -102,6 +108,8 @@ interface RawError {
   response?: unknown;
   serverResponseCode?: string;
   authenticationFailed?: boolean;
+  /** The RFC 7628 error a server sent when it refused an OAuth token (imapflow decodes it). */
+  oauthError?: unknown;
   tlsFailed?: boolean;
   mailboxMissing?: boolean;
   /** Node's checkServerIdentity() attaches the peer certificate to ERR_TLS_CERT_ALTNAME_INVALID */
@@ -117,6 +125,7 @@ export class ImapConnector implements Connector {
   private readonly caOption: Buffer | undefined;
   private readonly timeouts: Required<ImapTimeouts>;
   private readonly folder: string;
+  private readonly tokens: AccessTokenSource | undefined;
   private client: ImapFlow | null = null;
   private uidValidity: string | null = null;
   /** The last error imapflow emitted on its own (socket timeout, reset): explains a later "no connection". */
@@ -128,6 +137,7 @@ export class ImapConnector implements Connector {
     this.caOption = opts.ca;
     this.timeouts = validateImapTimeouts(opts.timeouts);
     this.folder = settings.folder || 'INBOX';
+    this.tokens = imapTokenSource(settings, opts.tokens);
   }
 
   private get where(): string {
@@ -137,27 +147,36 @@ export class ImapConnector implements Connector {
   async open(): Promise<void> {
     if (this.client) await this.close();
     const ca = await loadImapCa(this.settings, this.caOption);
-    const options = buildImapFlowOptions(this.settings, {
-      ...(ca ? { ca } : {}),
-      ...(this.logger ? { logger: this.logger } : {}),
-      timeouts: this.timeouts,
-    });
-    const client = new ImapFlow(options);
-    // imapflow emits 'error' for failures outside a command (socket timeout, reset); without a listener
-    // Node would crash the process. The command in progress rejects on its own; keep the cause for its message.
-    client.on('error', (err: RawError) => {
-      this.lastConnectionError = err;
-      this.logger?.warn('IMAP connection error', { server: this.where, code: err.code });
-    });
-    this.lastConnectionError = null;
-    this.client = client;
-    try {
-      await client.connect();
-    } catch (err) {
-      this.client = null;
-      client.close();
-      throw this.toError(err, 'connecting and logging in');
-    }
+    const make = (accessToken: string | undefined) => {
+      const client = new ImapFlow(
+        buildImapFlowOptions(this.settings, {
+          ...(ca ? { ca } : {}),
+          ...(this.logger ? { logger: this.logger } : {}),
+          timeouts: this.timeouts,
+          ...(accessToken !== undefined ? { accessToken } : {}),
+        }),
+      );
+      // imapflow emits 'error' for failures outside a command (socket timeout, reset); without a listener
+      // Node would crash the process. The command in progress rejects on its own; keep the cause for its
+      // message.
+      client.on('error', (err: RawError) => {
+        this.lastConnectionError = err;
+        this.logger?.warn('IMAP connection error', { server: this.where, code: err.code });
+      });
+      this.lastConnectionError = null;
+      return client;
+    };
+    this.client = await connectImap(this.settings, this.tokens, make, (err, accessTokens) =>
+      imapError(err, {
+        settings: this.settings,
+        step: 'connecting and logging in',
+        timeouts: this.timeouts,
+        established: false,
+        lastConnectionError: this.lastConnectionError,
+        accessTokens,
+        ...(this.logger ? { logger: this.logger } : {}),
+      }),
+    );
     try {
       await this.select();
     } catch (err) {
@@ -542,9 +561,116 @@ export class ImapConnector implements Connector {
       timeouts: this.timeouts,
       established: this.client !== null,
       lastConnectionError: this.lastConnectionError,
+      ...(this.tokens ? { oauth: true } : {}),
       ...(this.logger ? { logger: this.logger } : {}),
     });
   }
+}
+
+/** The token source of a mailbox that logs in with OAuth; undefined for a password login. */
+export function imapTokenSource(
+  settings: MailboxSettings,
+  given: AccessTokenSource | undefined,
+): AccessTokenSource | undefined {
+  if (settings.auth !== 'oauth2') return undefined;
+  if (!given) {
+    // the runtime always passes one: a missing source is a programming error, not a setting to fix
+    throw new MailintakeError(
+      'INTERNAL',
+      `Mailbox "${settings.name}" logs in with OAuth 2.0, but no token source was given to its IMAP connection`,
+      { retryable: false },
+    );
+  }
+  return given;
+}
+
+/** imapflow's mark of a tagged NO/BAD to LOGIN or AUTHENTICATE: the server judged the credentials. */
+function isLoginRefusal(err: unknown): boolean {
+  const raw = (err ?? {}) as RawError;
+  return raw.authenticationFailed === true || raw.serverResponseCode === 'AUTHENTICATIONFAILED';
+}
+
+/**
+ * Connects and logs in a client made by `make`: with the password (`tokens` undefined), or with an OAuth
+ * access token. A token the server refuses is renewed once (`tokens.renew`, which also notices a refresh
+ * another process made meanwhile) and the login tried once more, on a new connection: a server may count
+ * failed logins per connection, and imapflow leaves a session whose AUTHENTICATE failed for closing. A second
+ * refusal is AUTH_FAILED saying what to check (built by `fail`, which knows the step and the timeouts); what
+ * `tokens` throws (OAUTH_* codes: no consent, consent withdrawn, provider down) propagates as it is.
+ * Shared by the connector and the IDLE watcher, so both log in the same way.
+ */
+export async function connectImap(
+  settings: MailboxSettings,
+  tokens: AccessTokenSource | undefined,
+  make: (accessToken: string | undefined) => ImapFlow,
+  fail: (err: unknown, accessTokens: string[]) => MailintakeError,
+): Promise<ImapFlow> {
+  const attempt = async (
+    accessToken: string | undefined,
+  ): Promise<{ client: ImapFlow } | { err: unknown }> => {
+    const client = make(accessToken);
+    try {
+      await client.connect();
+      return { client };
+    } catch (err) {
+      const offered = [...(client.capabilities?.keys() ?? [])].filter((c) => c.startsWith('AUTH='));
+      client.close();
+      if (accessToken !== undefined && isUnsupportedMechanism(err)) {
+        return { err: noOAuthMechanism(settings, offered, err) };
+      }
+      return { err };
+    }
+  };
+  if (!tokens) {
+    const only = await attempt(undefined);
+    if ('client' in only) return only.client;
+    throw fail(only.err, []);
+  }
+  const first = await tokens.get();
+  const one = await attempt(first);
+  if ('client' in one) return one.client;
+  if (!isLoginRefusal(one.err)) throw fail(one.err, [first]);
+  const renewed = await tokens.renew(first);
+  const two = await attempt(renewed);
+  if ('client' in two) return two.client;
+  throw fail(two.err, [first, renewed]);
+}
+
+/** imapflow's answer when neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2 is advertised (a plain Error, no code). */
+function isUnsupportedMechanism(err: unknown): boolean {
+  return err instanceof Error && /Unsupported authentication mechanism/i.test(err.message);
+}
+
+function noOAuthMechanism(settings: MailboxSettings, offered: string[], cause: unknown): MailintakeError {
+  const where = imapServerLabel(settings);
+  return new MailintakeError(
+    'AUTH_FAILED',
+    `${where} does not offer XOAUTH2 or OAUTHBEARER, so it cannot log in user "${settings.username}" with an OAuth token (it offers ${offered.length > 0 ? offered.join(', ') : 'no SASL mechanism'}). Check "server" (Microsoft 365: outlook.office365.com; Gmail: imap.gmail.com), or ask the server admin to enable OAuth 2.0.`,
+    {
+      cause,
+      retryable: false,
+      details: { server: where, step: 'connecting and logging in', offered },
+    },
+  );
+}
+
+/** What the admin checks when the server refused a token even after renewing it. */
+function oauthRefusalAdvice(settings: MailboxSettings): string {
+  return (
+    `Check that the account that consented is "${settings.username}" (sign in as that account when authorizing), ` +
+    'that the app registration has the IMAP permission (Microsoft 365: IMAP.AccessAsUser.All; Google: ' +
+    'https://mail.google.com/) and the scope asks for it, and that IMAP is enabled for the mailbox; then authorize ' +
+    `again with \`mailintake mailbox authorize ${settings.name}\`.`
+  );
+}
+
+/** A token must not reach a log or an API answer, even if a server echoes it back. */
+function scrubTokens(text: string, tokens: string[] | undefined): string {
+  let out = text;
+  for (const token of tokens ?? []) {
+    if (token.length >= 8) out = out.split(token).join('[token hidden]');
+  }
+  return out;
 }
 
 /** `host:port` as messages name the server (IPv6 in brackets). */
@@ -564,7 +690,13 @@ export async function loadImapCa(settings: MailboxSettings, given?: Buffer): Pro
  */
 export function buildImapFlowOptions(
   settings: MailboxSettings,
-  opts: { ca?: Buffer; logger?: ConnectorLogger; timeouts: Required<ImapTimeouts> },
+  opts: {
+    ca?: Buffer;
+    logger?: ConnectorLogger;
+    timeouts: Required<ImapTimeouts>;
+    /** Log in with this OAuth 2.0 access token (OAUTHBEARER, else XOAUTH2) instead of the password. */
+    accessToken?: string;
+  },
 ): ImapFlowOptions {
   const implicitTls = settings.protocol === 'imaps';
   return {
@@ -575,7 +707,10 @@ export function buildImapFlowOptions(
     // can strip the capability, RFC 8314 §4) or, when the admin turned starttls off, plaintext on purpose.
     // Leaving it undefined would mean imapflow's "upgrade if offered", which we never want.
     ...(implicitTls ? {} : { doSTARTTLS: settings.starttls }),
-    auth: { user: settings.username, pass: settings.password },
+    auth:
+      opts.accessToken !== undefined
+        ? { user: settings.username, accessToken: opts.accessToken }
+        : { user: settings.username, pass: settings.password },
     tls: {
       // verification stays on (rejectUnauthorized defaults to true); a private CA is added, not substituted
       ...(opts.ca ? { ca: [opts.ca] } : {}),
@@ -606,6 +741,13 @@ export interface ImapErrorContext {
   /** The last error imapflow emitted on its own: explains a later "no connection". */
   lastConnectionError?: unknown;
   logger?: ConnectorLogger;
+  /**
+   * The OAuth access tokens this login tried (scrubbed from every text); any given = the login used OAuth, so
+   * a refusal is worded for a token, not a password.
+   */
+  accessTokens?: string[];
+  /** The session logged in with OAuth (a later refusal is about the token). */
+  oauth?: boolean;
 }
 
 /** Turns anything imapflow, Node or OpenSSL throws into a coded error a person can act on (password scrubbed). */
@@ -617,9 +759,12 @@ export function imapError(err: unknown, c: ImapErrorContext): MailintakeError {
   const last = (c.lastConnectionError ?? null) as RawError | null;
   // "no connection" after the socket died: the cause imapflow emitted earlier says more
   const effective = (raw.code === 'NoConnection' || raw.code === 'EConnectionClosed') && last ? last : raw;
+  const oauth = c.oauth === true || (c.accessTokens?.length ?? 0) > 0;
   const mapped = describe(effective, {
     where,
     step: c.step,
+    settings: c.settings,
+    oauth,
     username: c.settings.username,
     folder,
     protocol: c.settings.protocol,
@@ -628,11 +773,11 @@ export function imapError(err: unknown, c: ImapErrorContext): MailintakeError {
     fallback: c.fallback ?? 'PROTOCOL_ERROR',
     established: c.established,
   });
-  const scrubbed = scrubPassword(mapped.message, c.settings.password);
+  const scrub = (text: string) => scrubTokens(scrubPassword(text, c.settings.password), c.accessTokens);
+  const scrubbed = scrub(mapped.message);
   const details: ErrorDetails = { server: where, step: c.step };
   if (mapped.code) details.errorCode = mapped.code;
-  if (mapped.serverResponse)
-    details.serverResponse = scrubPassword(mapped.serverResponse, c.settings.password);
+  if (mapped.serverResponse) details.serverResponse = scrub(mapped.serverResponse);
   c.logger?.debug('IMAP failure', { code: mapped.errorCode, server: where, step: c.step });
   return new MailintakeError(mapped.errorCode, scrubbed, { cause: err, details });
 }
@@ -640,6 +785,9 @@ export function imapError(err: unknown, c: ImapErrorContext): MailintakeError {
 interface DescribeContext {
   where: string;
   step: string;
+  settings: MailboxSettings;
+  /** The login used an OAuth token: a refusal is about the token. */
+  oauth: boolean;
   username: string;
   folder: string;
   protocol: MailboxSettings['protocol'];
@@ -650,11 +798,20 @@ interface DescribeContext {
   established: boolean;
 }
 
-/** Where the text of a failure lives depends on which layer raised it; try them all. */
+/**
+ * Where the text of a failure lives depends on which layer raised it; try them all. A refused OAuth token
+ * comes with the server's RFC 7628 error (status, scope), which imapflow decoded into `oauthError`.
+ */
 function serverResponseOf(err: RawError): string | undefined {
-  if (typeof err.responseText === 'string' && err.responseText) return err.responseText;
-  if (typeof err.response === 'string' && err.response) return err.response;
-  return undefined;
+  const oauth = err.oauthError && typeof err.oauthError === 'object' ? JSON.stringify(err.oauthError) : '';
+  const text =
+    typeof err.responseText === 'string' && err.responseText
+      ? err.responseText
+      : typeof err.response === 'string' && err.response
+        ? err.response
+        : '';
+  const both = [text, oauth].filter(Boolean).join(' ');
+  return both || undefined;
 }
 
 function lowLevelCode(err: RawError): string | undefined {
@@ -673,6 +830,15 @@ function describe(
   const said = serverResponse ? ` The server said: "${serverResponse}".` : '';
   const base = { code: low ?? code, ...(serverResponse ? { serverResponse } : {}) };
 
+  if ((err.authenticationFailed || err.serverResponseCode === 'AUTHENTICATIONFAILED') && c.oauth) {
+    return {
+      ...base,
+      errorCode: 'AUTH_FAILED',
+      message:
+        `${c.where} refused the OAuth token for user "${c.username}" while ${c.step}, also after it was renewed.${said} ` +
+        oauthRefusalAdvice(c.settings),
+    };
+  }
   if (err.authenticationFailed || err.serverResponseCode === 'AUTHENTICATIONFAILED') {
     return {
       ...base,

@@ -2,11 +2,14 @@ import { type ExistsEvent, ImapFlow } from 'imapflow';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { MailintakeError, toMailintakeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
+import type { AccessTokenSource } from '../../oauth/token-source.js';
 import {
   buildImapFlowOptions,
+  connectImap,
   type ImapTimeouts,
   imapError,
   imapServerLabel,
+  imapTokenSource,
   loadImapCa,
   validateImapTimeouts,
 } from './imap-connector.js';
@@ -46,6 +49,11 @@ export interface WatchImapOptions {
   /** IDLE is ended and started again after this long. Default 25 min. */
   idleRestartMs?: number;
   timeouts?: ImapTimeouts;
+  /**
+   * Where OAuth 2.0 access tokens come from; required when `settings.auth` is "oauth2" (the watcher logs in
+   * like the connector: a refused token is renewed once per connect). Unused for a password login.
+   */
+  tokens?: AccessTokenSource;
 }
 
 export const DEFAULT_IDLE_RESTART_MS = 25 * 60_000;
@@ -76,6 +84,20 @@ export async function watchImapFolder(
     }
   };
   let failures = 0;
+  try {
+    // a missing token source is a programming error, not a reason to reconnect forever: said once, then stop
+    imapTokenSource(settings, opts.tokens);
+  } catch (err) {
+    const coded = err instanceof MailintakeError ? err : toMailintakeError(err, 'INTERNAL');
+    opts.logger?.error('IMAP IDLE watcher cannot log in', { ...log, code: coded.code, error: coded.message });
+    try {
+      opts.onError?.(coded);
+    } catch {
+      // a listener's failure is not the watcher's
+    }
+    state('stopped');
+    return 'stopped';
+  }
   try {
     while (!signal.aborted) {
       const session = { establishedAt: null as number | null };
@@ -131,15 +153,7 @@ async function runSession(
   const timeouts = validateImapTimeouts(opts.timeouts);
   const ca = await loadImapCa(settings, opts.ca);
   if (signal.aborted) return 'stopped';
-  const client = new ImapFlow({
-    ...buildImapFlowOptions(settings, {
-      ...(ca ? { ca } : {}),
-      ...(opts.logger ? { logger: opts.logger } : {}),
-      timeouts,
-    }),
-    // idle() below restarts IDLE itself after this long (imapflow breaks it with DONE and issues it again)
-    maxIdleTime: opts.idleRestartMs ?? DEFAULT_IDLE_RESTART_MS,
-  });
+  const tokens = imapTokenSource(settings, opts.tokens);
   let lastConnectionError: unknown = null;
   let established = false;
   const fail = (err: unknown, step: string, fallback?: 'FOLDER_NOT_FOUND') =>
@@ -149,27 +163,57 @@ async function runSession(
       timeouts,
       established,
       lastConnectionError,
+      ...(tokens ? { oauth: true } : {}),
       ...(fallback ? { fallback } : {}),
       ...(opts.logger ? { logger: opts.logger } : {}),
     });
-  // imapflow emits 'error' for failures outside a command; without a listener Node would crash the process.
-  // The IDLE in progress ends on its own and the loop below reports the cause.
-  client.on('error', (err: unknown) => {
-    lastConnectionError = err;
-  });
-  client.on('exists', (ev: ExistsEvent) => {
-    // EXPUNGEs (a round deleting or moving mail) shrink the count: only growth is new mail
-    if (ev.count > ev.prevCount) notify(opts);
-  });
-  const onAbort = () => client.close();
+  /** The client connecting or connected now: an abort closes it (a token renewal makes a second one). */
+  let current: ImapFlow | null = null;
+  const make = (accessToken: string | undefined) => {
+    const client = new ImapFlow({
+      ...buildImapFlowOptions(settings, {
+        ...(ca ? { ca } : {}),
+        ...(opts.logger ? { logger: opts.logger } : {}),
+        timeouts,
+        ...(accessToken !== undefined ? { accessToken } : {}),
+      }),
+      // idle() below restarts IDLE itself after this long (imapflow breaks it with DONE and issues it again)
+      maxIdleTime: opts.idleRestartMs ?? DEFAULT_IDLE_RESTART_MS,
+    });
+    // imapflow emits 'error' for failures outside a command; without a listener Node would crash the
+    // process. The IDLE in progress ends on its own and the loop below reports the cause.
+    client.on('error', (err: unknown) => {
+      lastConnectionError = err;
+    });
+    client.on('exists', (ev: ExistsEvent) => {
+      // EXPUNGEs (a round deleting or moving mail) shrink the count: only growth is new mail
+      if (ev.count > ev.prevCount) notify(opts);
+    });
+    current = client;
+    return client;
+  };
+  const onAbort = () => current?.close();
   signal.addEventListener('abort', onAbort, { once: true });
   try {
+    let client: ImapFlow;
     try {
-      await client.connect();
+      client = await connectImap(settings, tokens, make, (err, accessTokens) =>
+        imapError(err, {
+          settings,
+          step: 'connecting and logging in (IDLE watcher)',
+          timeouts,
+          established: false,
+          lastConnectionError,
+          accessTokens,
+          ...(opts.logger ? { logger: opts.logger } : {}),
+        }),
+      );
     } catch (err) {
       if (signal.aborted) return 'stopped';
-      throw fail(err, 'connecting and logging in (IDLE watcher)');
+      throw err;
     }
+    // aborted while connecting: the abort closed a client connect() had not finished with
+    if (signal.aborted) return 'stopped';
     established = true;
     if (!client.capabilities.has('IDLE')) return 'unsupported';
     const step = `opening folder "${folder}" read-only (IDLE watcher)`;
@@ -223,7 +267,7 @@ async function runSession(
   } finally {
     signal.removeEventListener('abort', onAbort);
     // close, not logout: bounded, and the server needs nothing from a read-only session
-    client.close();
+    (current as ImapFlow | null)?.close();
   }
 }
 

@@ -2,8 +2,11 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { buffer } from 'node:stream/consumers';
 import { afterEach, describe, expect, it } from 'vitest';
+import { type FakeTokenSource, fakeTokenSource } from '../../../test/support/fake-token-source.js';
+import { parseMailboxInput } from '../../config/mailbox-settings.js';
 import { MailintakeError } from '../../errors.js';
-import { DotDecoder, Pop3Client } from './pop3-client.js';
+import { DotDecoder, Pop3Client, saslOauthbearer, saslXoauth2 } from './pop3-client.js';
+import { Pop3Connector } from './pop3-connector.js';
 
 /**
  * The client against a tiny scripted POP3 server in this process: the one place a fake server is right, because
@@ -337,5 +340,205 @@ describe('Pop3Client against a scripted server', () => {
       timeouts: { commandMs: 0 },
     }).catch((e: unknown) => e)) as MailintakeError;
     expect(err.code).toBe('INVALID_SETTINGS');
+  });
+});
+
+/**
+ * SASL for OAuth on the scripted server: what Dovecot's mech-oauth2 does. A good token → +OK; a refused one →
+ * the RFC 7628 error as a "+ <base64 JSON>" challenge, the client's answer to it (XOAUTH2: an empty line;
+ * OAUTHBEARER: "AQ==", a single %x01), then -ERR.
+ */
+function oauthAuth(accept: (token: string) => boolean) {
+  const seen = { payloads: [] as string[], errorAnswers: [] as string[], commands: [] as string[] };
+  let stage: { mechanism: string; step: 'initial' | 'error' } | null = null;
+  const judge = (b64: string): Buffer => {
+    const payload = Buffer.from(b64, 'base64').toString('utf8');
+    seen.payloads.push(payload);
+    const token =
+      payload
+        .split('\x01')
+        .find((f) => f.startsWith('auth=Bearer '))
+        ?.slice(12) ?? '';
+    if (accept(token)) return Buffer.from('+OK Logged in.\r\n');
+    stage = { mechanism: stage?.mechanism ?? '', step: 'error' };
+    const error = { status: 'invalid_token', schemes: 'bearer', scope: 'mail' };
+    return Buffer.from(`+ ${Buffer.from(JSON.stringify(error)).toString('base64')}\r\n`);
+  };
+  const answer = (line: string): Buffer | undefined => {
+    if (stage?.step === 'initial') {
+      const got = judge(line);
+      if (stage.step === 'initial') stage = null;
+      return got;
+    }
+    if (stage?.step === 'error') {
+      stage = null;
+      seen.errorAnswers.push(line);
+      return Buffer.from('-ERR [AUTH] Authentication failed.\r\n');
+    }
+    seen.commands.push(line.replace(/^(AUTH \S+) .*/, '$1 …'));
+    const m = /^AUTH (\S+)(?: (\S+))?$/.exec(line);
+    if (!m) return undefined;
+    stage = { mechanism: m[1]!, step: 'initial' };
+    if (m[2] === undefined) return Buffer.from('+ \r\n');
+    const got = judge(m[2]);
+    if (stage?.step === 'initial') stage = null;
+    return got;
+  };
+  return { seen, answer };
+}
+
+describe('Pop3Client: SASL XOAUTH2 and OAUTHBEARER (RFC 7628)', () => {
+  it('XOAUTH2 with a long token: AUTH without it on the line, the payload as the answer to "+ "', async () => {
+    const token = 't'.repeat(400);
+    const { seen, answer } = oauthAuth((t) => t === token);
+    const port = await fakeServer({ capa: ['USER', 'UIDL', 'SASL XOAUTH2'], answer });
+    const c = await Pop3Client.connect({ host: '127.0.0.1', port, security: 'none' });
+    clients.push(c);
+    await c.login({ user: 'u@example.test', password: '', mechanism: saslXoauth2('u@example.test', token) });
+    expect(seen.commands[1]).toBe('AUTH XOAUTH2');
+    expect(seen.payloads).toEqual([`user=u@example.test\x01auth=Bearer ${token}\x01\x01`]);
+  });
+
+  it('OAUTHBEARER with a short token rides on the AUTH line (RFC 5034 initial response)', async () => {
+    const { seen, answer } = oauthAuth((t) => t === 'short-token-1');
+    const port = await fakeServer({ capa: ['USER', 'UIDL', 'SASL OAUTHBEARER'], answer });
+    const c = await Pop3Client.connect({ host: '127.0.0.1', port, security: 'none' });
+    clients.push(c);
+    await c.login({
+      user: 'u,x=y@example.test',
+      password: '',
+      mechanism: saslOauthbearer('u,x=y@example.test', 'mail.example.test', 110, 'short-token-1'),
+    });
+    expect(seen.commands[1]).toBe('AUTH OAUTHBEARER …');
+    // RFC 5801: "," and "=" in the authzid are escaped
+    expect(seen.payloads).toEqual([
+      'n,a=u=2Cx=3Dy@example.test,\x01host=mail.example.test\x01port=110\x01auth=Bearer short-token-1\x01\x01',
+    ]);
+  });
+
+  it('a refused OAUTHBEARER token: the error challenge is answered with "AQ==", the JSON goes into serverResponse, never the token', async () => {
+    const token = 'refused-token-abcdef123456';
+    const { seen, answer } = oauthAuth(() => false);
+    const port = await fakeServer({ capa: ['USER', 'UIDL', 'SASL OAUTHBEARER'], answer });
+    const c = await Pop3Client.connect({ host: '127.0.0.1', port, security: 'none' });
+    clients.push(c);
+    const err = (await c
+      .login({ user: 'u', password: '', mechanism: saslOauthbearer('u', '127.0.0.1', port, token) })
+      .catch((e: unknown) => e)) as MailintakeError;
+    expect(err.code).toBe('AUTH_FAILED');
+    expect(seen.errorAnswers).toEqual(['AQ==']);
+    expect(err.details.serverResponse).toBe(
+      '-ERR [AUTH] Authentication failed. {"status":"invalid_token","schemes":"bearer","scope":"mail"}',
+    );
+    expect(err.message).toContain('refused the OAuth token of user "u" (AUTH OAUTHBEARER)');
+    expect(JSON.stringify(err.toJSON())).not.toContain(token);
+    expect(JSON.stringify(err.toJSON())).not.toContain(Buffer.from(token).toString('base64').slice(0, 20));
+    // the session is still in step: the next command gets its own answer
+    expect((await c.uidl()).size).toBe(0);
+  });
+
+  it('a refused XOAUTH2 token: the error challenge is answered with an empty line', async () => {
+    const { seen, answer } = oauthAuth(() => false);
+    const port = await fakeServer({ capa: ['USER', 'UIDL', 'SASL XOAUTH2'], answer });
+    const c = await Pop3Client.connect({ host: '127.0.0.1', port, security: 'none' });
+    clients.push(c);
+    const err = (await c
+      .login({ user: 'u', password: '', mechanism: saslXoauth2('u', 'x'.repeat(300)) })
+      .catch((e: unknown) => e)) as MailintakeError;
+    expect(err.code).toBe('AUTH_FAILED');
+    expect(seen.errorAnswers).toEqual(['']);
+    expect(JSON.stringify(err.toJSON())).not.toContain('x'.repeat(300));
+  });
+});
+
+describe('Pop3Connector with OAuth 2.0', () => {
+  const settingsFor = (port: number) =>
+    parseMailboxInput({
+      name: 'pop-oauth',
+      protocol: 'pop',
+      starttls: false,
+      server: '127.0.0.1',
+      port,
+      username: 'help@example.test',
+      emailAddress: 'help@example.test',
+      oauth: { provider: 'google', clientId: 'client-id', clientSecret: 'client-secret' },
+    });
+  const opened: Pop3Connector[] = [];
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((c) => c.close()));
+  });
+  const connector = (port: number, tokens: FakeTokenSource) => {
+    const c = new Pop3Connector(settingsFor(port), { tokens, timeouts: { commandMs: 5_000 } });
+    opened.push(c);
+    return c;
+  };
+
+  it('picks OAUTHBEARER when CAPA offers it, else XOAUTH2', async () => {
+    for (const [sasl, expected] of [
+      ['PLAIN XOAUTH2 OAUTHBEARER', 'AUTH OAUTHBEARER'],
+      ['PLAIN XOAUTH2', 'AUTH XOAUTH2'],
+    ] as const) {
+      const tokens = fakeTokenSource();
+      const { seen, answer } = oauthAuth(() => true);
+      const port = await fakeServer({ capa: ['USER', 'UIDL', `SASL ${sasl}`], answer });
+      await connector(port, tokens).open();
+      expect(seen.commands[1]?.startsWith(expected)).toBe(true);
+      expect(seen.payloads[0]).toContain(`auth=Bearer ${tokens.issued[0]}\x01`);
+    }
+  });
+
+  it('a refused token is renewed once and tried again on the same connection', async () => {
+    const tokens = fakeTokenSource({ tokenLength: 40 });
+    const { seen, answer } = oauthAuth((t) => t === tokens.issued[1]);
+    const port = await fakeServer({ capa: ['USER', 'UIDL', 'SASL OAUTHBEARER'], answer, mails: [MAIL] });
+    const c = connector(port, tokens);
+    await c.open();
+    expect(tokens.calls.renew).toEqual([tokens.issued[0]]);
+    expect(seen.payloads).toHaveLength(2);
+    expect(await c.listNew()).toHaveLength(1);
+  });
+
+  it('refused again → AUTH_FAILED saying what to check and how to authorize again; the token never shown', async () => {
+    const tokens = fakeTokenSource();
+    const { answer } = oauthAuth(() => false);
+    const port = await fakeServer({ capa: ['USER', 'UIDL', 'SASL XOAUTH2'], answer });
+    const err = (await connector(port, tokens)
+      .open()
+      .catch((e: unknown) => e)) as MailintakeError;
+    expect(err.code).toBe('AUTH_FAILED');
+    expect(err.message).toMatch(
+      /refused the OAuth token for user "help@example.test" \(AUTH XOAUTH2\), also after/,
+    );
+    expect(err.message).toContain('account that consented is "help@example.test"');
+    expect(err.message).toContain('`mailintake mailbox authorize pop-oauth`');
+    expect(err.details.serverResponse).toContain('"status":"invalid_token"');
+    expect(tokens.calls.renew).toHaveLength(1);
+    const json = JSON.stringify(err.toJSON());
+    for (const token of tokens.issued) expect(json).not.toContain(token);
+  });
+
+  it('renew failing with OAUTH_REAUTHORIZE_REQUIRED surfaces that error as it is', async () => {
+    const tokens = fakeTokenSource();
+    const withdrawn = new MailintakeError('OAUTH_REAUTHORIZE_REQUIRED', 'The consent was withdrawn');
+    tokens.failRenewWith(withdrawn);
+    const { answer } = oauthAuth(() => false);
+    const port = await fakeServer({ capa: ['USER', 'UIDL', 'SASL XOAUTH2'], answer });
+    expect(
+      await connector(port, tokens)
+        .open()
+        .catch((e: unknown) => e),
+    ).toBe(withdrawn);
+  });
+
+  it('a server offering neither XOAUTH2 nor OAUTHBEARER → AUTH_FAILED saying so; no token is fetched', async () => {
+    const tokens = fakeTokenSource();
+    const port = await fakeServer({ capa: ['USER', 'UIDL', 'SASL PLAIN LOGIN'] });
+    const err = (await connector(port, tokens)
+      .open()
+      .catch((e: unknown) => e)) as MailintakeError;
+    expect(err.code).toBe('AUTH_FAILED');
+    expect(err.message).toContain('does not offer XOAUTH2 or OAUTHBEARER');
+    expect(err.message).toContain('PLAIN, LOGIN');
+    expect(tokens.calls.get).toBe(0);
   });
 });

@@ -2,6 +2,7 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
+import { oauthbearerPayload, xoauth2Payload } from '../../oauth/token-source.js';
 import {
   certificateProblem,
   DNS_ERROR_CODES,
@@ -17,8 +18,8 @@ import {
 
 /**
  * A small, strict POP3 client: RFC 1939 (USER/PASS, STAT, UIDL, LIST, RETR, TOP, DELE, RSET, QUIT), RFC 2449
- * CAPA and PIPELINING, RFC 2595 STLS, RFC 5034 SASL (PLAIN with an initial response; a `SaslMechanism` seam for
- * XOAUTH2 later).
+ * CAPA and PIPELINING, RFC 2595 STLS, RFC 5034 SASL (PLAIN with an initial response; XOAUTH2 and RFC 7628
+ * OAUTHBEARER for OAuth 2.0 access tokens).
  *
  * Why by hand: the npm POP3 clients break on TLS. node-pop3 only recognises the `\r\n.\r\n` terminator when it
  * ends a received chunk, so it hangs on POP3S as soon as TLS records split the terminator; yapople crashes on
@@ -69,13 +70,17 @@ export interface Pop3ClientOptions {
   pipelineWindow?: number;
 }
 
-/** RFC 5034 SASL: how a mechanism answers. PLAIN now; XOAUTH2 with the OAuth issue. */
+/** RFC 5034 SASL: how a mechanism answers. PLAIN, XOAUTH2, OAUTHBEARER. */
 export interface SaslMechanism {
   readonly name: string;
   /** The base64 initial response (RFC 5034 §4: sent with AUTH when the line stays within 255 octets). */
   initialResponse(): string;
   /** The base64 answer to a server challenge; undefined cancels the exchange with "*". */
   respond?(challenge: string): string | undefined;
+  /** What must never appear in a message or a detail (a token, and the initial response carrying it). */
+  readonly secrets?: readonly string[];
+  /** The error the server sent in a challenge before its -ERR (RFC 7628 §3.2.2: JSON), decoded. */
+  serverError?(): string | undefined;
 }
 
 /** AUTH PLAIN (RFC 4616): authorization id empty, the user, the password. */
@@ -83,6 +88,44 @@ export function saslPlain(user: string, password: string): SaslMechanism {
   return {
     name: 'PLAIN',
     initialResponse: () => Buffer.from(`\0${user}\0${password}`, 'utf8').toString('base64'),
+  };
+}
+
+/**
+ * AUTH XOAUTH2 (Google's and Microsoft's OAuth 2.0 mechanism): `user=…^Aauth=Bearer …^A^A`. On a refused
+ * token the server sends its error as a challenge (base64 JSON: status, schemes, scope) and waits; the answer
+ * is an empty line, and then the server ends the exchange with -ERR (what Google and Microsoft document, and
+ * Dovecot's mech-oauth2 does).
+ */
+export function saslXoauth2(user: string, token: string): SaslMechanism {
+  return oauthMechanism('XOAUTH2', xoauth2Payload(user, token), token, '');
+}
+
+/**
+ * AUTH OAUTHBEARER (RFC 7628): GS2 header, host, port, `auth=Bearer …`. On a refused token the server sends
+ * its error as a challenge (base64 JSON); RFC 7628 §3.2.3: the client MUST answer with a single %x01 (base64
+ * "AQ==") so the server can end the exchange with -ERR.
+ */
+export function saslOauthbearer(user: string, host: string, port: number, token: string): SaslMechanism {
+  return oauthMechanism('OAUTHBEARER', oauthbearerPayload(user, host, port, token), token, 'AQ==');
+}
+
+function oauthMechanism(name: string, payload: string, token: string, ending: string): SaslMechanism {
+  const initial = Buffer.from(payload, 'utf8').toString('base64');
+  let said: string | undefined;
+  return {
+    name,
+    initialResponse: () => initial,
+    respond: (challenge) => {
+      // only one challenge can come after the initial response: the error. Anything it says is kept for the
+      // message (scrubbed like everything else), never trusted as a request for more.
+      const decoded = Buffer.from(challenge.trim(), 'base64').toString('utf8');
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: a server's bytes must not break a message line
+      said = truncate(decoded.replace(/[\x00-\x1f\x7f]+/g, ' ').trim()) || undefined;
+      return ending;
+    },
+    secrets: [token, initial],
+    serverError: () => said,
   };
 }
 
@@ -198,7 +241,10 @@ export class Pop3Client {
   /** The first failure of this connection; every later command rejects with it. */
   private failure: MailintakeError | null = null;
   private pausedForBackpressure = false;
-  private secret = '';
+  /** The password of a login: scrubbed from every message and detail. */
+  private password = '';
+  /** The token of an OAuth login (and the SASL payload carrying it): scrubbed the same way. */
+  private tokens: string[] = [];
   /** Capabilities from the last CAPA (null: the server does not know CAPA). */
   capabilities: Pop3Capabilities | null = null;
   greeting = '';
@@ -631,8 +677,9 @@ export class Pop3Client {
    * USER/PASS. AUTH_FAILED for a refusal; a busy mailbox or a server fault (RFC 3206 codes) is said as such.
    */
   async login(login: Pop3Login): Promise<void> {
-    this.secret = login.password;
-    const sasl = this.capabilities?.get('SASL')?.toUpperCase().split(/\s+/) ?? [];
+    this.password = login.password;
+    this.tokens = [...this.tokens, ...(login.mechanism?.secrets ?? [])];
+    const sasl = this.saslMechanisms();
     const mechanism =
       login.mechanism ?? (sasl.includes('PLAIN') ? saslPlain(login.user, login.password) : null);
     try {
@@ -642,7 +689,7 @@ export class Pop3Client {
         await this.command(`PASS ${login.password}`, 'PASS ***');
       }
     } catch (err) {
-      throw this.loginError(err, login.user);
+      throw this.loginError(err, login.user, mechanism);
     }
     // some servers announce more (PIPELINING, …) once logged in (RFC 2449 §5)
     await this.capa();
@@ -670,13 +717,22 @@ export class Pop3Client {
     });
   }
 
-  private loginError(err: unknown, user: string): MailintakeError {
+  /** The SASL mechanisms CAPA announced, upper case (RFC 2449 §6.3). */
+  saslMechanisms(): string[] {
+    return this.capabilities?.get('SASL')?.toUpperCase().split(/\s+/).filter(Boolean) ?? [];
+  }
+
+  private loginError(err: unknown, user: string, mechanism: SaslMechanism | null): MailintakeError {
     if (!(err instanceof MailintakeError) || err.details.serverResponse === undefined) {
       return err instanceof MailintakeError
         ? err
         : this.error('PROTOCOL_ERROR', `Logging in to ${this.where} failed: ${String(err)}`, 'logging in');
     }
-    const said = err.details.serverResponse;
+    // the RFC 7628 error (status, scope) came as a challenge before the -ERR: it says why, so it goes with it
+    const oauthError = mechanism?.serverError?.();
+    const said = this.scrub(
+      oauthError ? `${err.details.serverResponse} ${oauthError}` : err.details.serverResponse,
+    );
     const details = { serverResponse: said };
     if (/^-ERR \[IN-USE\]/i.test(said)) {
       return this.error(
@@ -692,6 +748,14 @@ export class Pop3Client {
         `${this.where} could not log in "${user}" because of a fault on the server (${said}); the password was not judged. The next round tries again.`,
         'logging in',
         details,
+      );
+    }
+    if (mechanism?.secrets) {
+      return this.error(
+        'AUTH_FAILED',
+        `${this.where} refused the OAuth token of user "${user}" (AUTH ${mechanism.name}). The server said: "${said}".`,
+        'logging in',
+        { ...details, mechanism: mechanism.name },
       );
     }
     return this.error(
@@ -817,7 +881,7 @@ export class Pop3Client {
   }
 
   private serverRefused(p: Pending, line: string): MailintakeError {
-    const said = scrubPassword(line, this.secret);
+    const said = this.scrub(line);
     return this.error('PROTOCOL_ERROR', `${this.where} refused "${p.label}": ${said}`, p.label, {
       serverResponse: said,
     });
@@ -832,9 +896,18 @@ export class Pop3Client {
   }
 
   private error(code: ErrorCode, message: string, step: string, extra: ErrorDetails = {}): MailintakeError {
-    return new MailintakeError(code, scrubPassword(message, this.secret), {
+    return new MailintakeError(code, this.scrub(message), {
       details: { server: this.where, step, ...extra },
     });
+  }
+
+  /** The password and tokens must not reach a log or an API answer, even if a server echoes them back. */
+  private scrub(text: string): string {
+    let out = scrubPassword(text, this.password);
+    for (const token of this.tokens) {
+      if (token.length >= 8) out = out.split(token).join('[token hidden]');
+    }
+    return out;
   }
 
   /** Node/OpenSSL socket failures in words a person can act on. */

@@ -3,9 +3,17 @@ import { type AddressObject, simpleParser } from 'mailparser';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { MailintakeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
+import type { AccessTokenSource } from '../../oauth/token-source.js';
 import type { AfterFetch, Connector, ConnectorTraits, RemoteMail, SampleMail } from '../connector.js';
 import { loadCa, serverLabel } from '../net-errors.js';
-import { Pop3Client, type Pop3Security, type Pop3Timeouts } from './pop3-client.js';
+import {
+  Pop3Client,
+  type Pop3Security,
+  type Pop3Timeouts,
+  type SaslMechanism,
+  saslOauthbearer,
+  saslXoauth2,
+} from './pop3-client.js';
 
 /**
  * POP3 (RFC 1939) connector on our own client (see pop3-client.ts for why not an npm one).
@@ -25,6 +33,9 @@ import { Pop3Client, type Pop3Security, type Pop3Timeouts } from './pop3-client.
  *   and then deleted here like any acknowledged mail; the fetch round offers the kept copies again once an admin
  *   moved them "to the inbox".
  * - A session sees the maildrop as it was at login; mail delivered later appears in the next session.
+ * - OAuth 2.0 (`auth: "oauth2"`): AUTH OAUTHBEARER (RFC 7628) when CAPA's SASL line offers it, else XOAUTH2.
+ *   A refused token is renewed once and the login tried once more (on the same connection: POP3 stays in the
+ *   AUTHORIZATION state after a failed AUTH, RFC 5034 §4); the token never appears in a message or detail.
  */
 
 export interface Pop3ConnectorOptions {
@@ -34,6 +45,8 @@ export interface Pop3ConnectorOptions {
   timeouts?: Partial<Pop3Timeouts>;
   /** RETR commands in flight when the server announces PIPELINING. Default 32. */
   pipelineWindow?: number;
+  /** Where OAuth 2.0 access tokens come from; required when `settings.auth` is "oauth2", unused otherwise. */
+  tokens?: AccessTokenSource;
 }
 
 /** What `RemoteMail.handle` holds for POP3: the UIDL, and the message number in the session that listed it. */
@@ -51,6 +64,7 @@ export class Pop3Connector implements Connector {
   readonly traits: ConnectorTraits = { keepAction: 'leave', listsKeptMail: true, folders: false };
   private readonly settings: MailboxSettings;
   private readonly opts: Pop3ConnectorOptions;
+  private readonly tokens: AccessTokenSource | undefined;
   private client: Pop3Client | null = null;
   /** UIDL → message number in the current session. */
   private numbers = new Map<string, number>();
@@ -61,6 +75,15 @@ export class Pop3Connector implements Connector {
   constructor(settings: MailboxSettings, opts: Pop3ConnectorOptions = {}) {
     this.settings = settings;
     this.opts = opts;
+    if (settings.auth === 'oauth2' && !opts.tokens) {
+      // the runtime always passes one: a missing source is a programming error, not a setting to fix
+      throw new MailintakeError(
+        'INTERNAL',
+        `Mailbox "${settings.name}" logs in with OAuth 2.0, but no token source was given to its POP3 connection`,
+        { retryable: false },
+      );
+    }
+    this.tokens = settings.auth === 'oauth2' ? opts.tokens : undefined;
   }
 
   private get where(): string {
@@ -89,16 +112,18 @@ export class Pop3Connector implements Connector {
     this.client?.destroy();
     this.client = null;
     const ca = await loadCa(this.settings, this.opts.ca);
-    const client = await Pop3Client.connect({
-      host: this.settings.server,
-      port: this.settings.port,
-      security: this.security,
-      ...(ca ? { ca } : {}),
-      ...(this.opts.timeouts ? { timeouts: this.opts.timeouts } : {}),
-      ...(this.opts.pipelineWindow ? { pipelineWindow: this.opts.pipelineWindow } : {}),
-    });
+    const connect = () =>
+      Pop3Client.connect({
+        host: this.settings.server,
+        port: this.settings.port,
+        security: this.security,
+        ...(ca ? { ca } : {}),
+        ...(this.opts.timeouts ? { timeouts: this.opts.timeouts } : {}),
+        ...(this.opts.pipelineWindow ? { pipelineWindow: this.opts.pipelineWindow } : {}),
+      });
+    let client = await connect();
     try {
-      await client.login({ user: this.settings.username, password: this.settings.password });
+      client = await this.logIn(client, connect);
       await this.refresh(client);
     } catch (err) {
       client.destroy();
@@ -107,6 +132,64 @@ export class Pop3Connector implements Connector {
     this.client = client;
     this.opts.logger?.debug('POP3 session opened', { server: this.where });
     return client;
+  }
+
+  /**
+   * Logs in with the password, or with an OAuth token: OAUTHBEARER when offered, else XOAUTH2. A refused
+   * token is renewed once (`renew` also notices a refresh another process made meanwhile) and tried once more;
+   * what the token source throws (OAUTH_* codes) propagates as it is. Resolves with the client that is logged
+   * in (a new connection when the server closed the first one after the refusal).
+   */
+  private async logIn(client: Pop3Client, reconnect: () => Promise<Pop3Client>): Promise<Pop3Client> {
+    const user = this.settings.username;
+    if (!this.tokens) {
+      await client.login({ user, password: this.settings.password });
+      return client;
+    }
+    const mechanism = this.oauthMechanism(client);
+    const first = await this.tokens.get();
+    try {
+      await client.login({ user, password: '', mechanism: mechanism(first) });
+      return client;
+    } catch (err) {
+      if (!(err instanceof MailintakeError) || err.code !== 'AUTH_FAILED') throw err;
+    }
+    const renewed = await this.tokens.renew(first);
+    let target = client;
+    if (!client.usable) {
+      // a server may hang up after a failed AUTH; the new connection offers the same mechanisms
+      client.destroy();
+      target = await reconnect();
+    }
+    try {
+      await target.login({ user, password: '', mechanism: mechanism(renewed) });
+      return target;
+    } catch (err) {
+      if (target !== client) target.destroy();
+      if (!(err instanceof MailintakeError) || err.code !== 'AUTH_FAILED') throw err;
+      const said = err.details.serverResponse;
+      throw new MailintakeError(
+        'AUTH_FAILED',
+        `${this.where} refused the OAuth token for user "${user}" (AUTH ${mechanism(renewed).name}), also after it was renewed.${said ? ` The server said: "${said}".` : ''} ` +
+          `Check that the account that consented is "${user}" (sign in as that account when authorizing), that the app registration has the POP permission (Microsoft 365: POP.AccessAsUser.All; Google: https://mail.google.com/) and the scope asks for it, and that POP is enabled for the mailbox; then authorize again with \`mailintake mailbox authorize ${this.settings.name}\`.`,
+        { cause: err, details: err.details },
+      );
+    }
+  }
+
+  /** The OAuth mechanism the server offers (RFC 7628 OAUTHBEARER first); AUTH_FAILED when it offers neither. */
+  private oauthMechanism(client: Pop3Client): (token: string) => SaslMechanism {
+    const offered = client.saslMechanisms();
+    const user = this.settings.username;
+    if (offered.includes('OAUTHBEARER')) {
+      return (token) => saslOauthbearer(user, this.settings.server, this.settings.port, token);
+    }
+    if (offered.includes('XOAUTH2')) return (token) => saslXoauth2(user, token);
+    throw new MailintakeError(
+      'AUTH_FAILED',
+      `${this.where} does not offer XOAUTH2 or OAUTHBEARER, so it cannot log in user "${user}" with an OAuth token (${offered.length > 0 ? `its SASL mechanisms: ${offered.join(', ')}` : 'it announces no SASL mechanism'}). Check "server" (Microsoft 365: outlook.office365.com; Gmail: pop.gmail.com), or ask the server admin to enable OAuth 2.0 for POP3.`,
+      { retryable: false, details: { server: this.where, step: 'logging in', offered } },
+    );
   }
 
   private async refresh(client: Pop3Client): Promise<Map<number, string>> {

@@ -1,0 +1,48 @@
+import { MailintakeError } from '../errors.js';
+
+/**
+ * Where a connector gets its OAuth 2.0 access token. Connectors never see refresh tokens, client secrets or the
+ * token endpoint: they ask for a token when they log in (IMAP, POP3, SMTP) or send a request (Graph, EWS), and
+ * say when the server refused one. Implemented by oauth/tokens.ts (stored, refreshed, shared between processes).
+ */
+export interface AccessTokenSource {
+  /**
+   * `delegated`: the token acts as the account that consented (authorization code flow).
+   * `app`: an application token (client credentials), with no user; EWS then impersonates the mailbox.
+   */
+  readonly kind: 'delegated' | 'app';
+  /** A token that is valid for at least a minute more, refreshed first when needed. Throws OAUTH_* codes. */
+  get(): Promise<string>;
+  /**
+   * The server refused `rejected` (IMAP/POP3 login failed, HTTP 401): a newer token. When `rejected` is still
+   * the stored one, it is refreshed now; when another caller refreshed meanwhile, that token is returned. A
+   * provider that refuses the refresh token throws OAUTH_REAUTHORIZE_REQUIRED.
+   */
+  renew(rejected: string): Promise<string>;
+}
+
+/** A token the admin obtained elsewhere (Graph's `accessToken` setting): never refreshed. */
+export function staticTokenSource(token: string): AccessTokenSource {
+  return {
+    kind: 'delegated',
+    get: async () => token,
+    renew: async () => {
+      throw new MailintakeError(
+        'AUTH_FAILED',
+        'The server refused the access token set in "accessToken", which Mailintake cannot refresh. Set a new one, or configure OAuth ("auth": "oauth2") so tokens are refreshed.',
+      );
+    },
+  };
+}
+
+/** SASL XOAUTH2 (Google, Microsoft): `user=<u>^Aauth=Bearer <t>^A^A`, base64 by the caller's protocol. */
+export function xoauth2Payload(user: string, token: string): string {
+  return `user=${user}\x01auth=Bearer ${token}\x01\x01`;
+}
+
+/** SASL OAUTHBEARER (RFC 7628 §3.1): GS2 header with the authorization identity, host, port and the token. */
+export function oauthbearerPayload(user: string, host: string, port: number, token: string): string {
+  // RFC 5801: ',' and '=' in the authzid are escaped as =2C and =3D
+  const authzid = user.replace(/=/g, '=3D').replace(/,/g, '=2C');
+  return `n,a=${authzid},\x01host=${host}\x01port=${port}\x01auth=Bearer ${token}\x01\x01`;
+}
