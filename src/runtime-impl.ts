@@ -14,7 +14,8 @@ import { MailboxLease } from './intake/lease.js';
 import { Scheduler } from './intake/scheduler.js';
 import { createLogger, type Logger } from './logger.js';
 import { type OutboxAttempt, OutboxSender } from './notify/outbox.js';
-import { SmtpSettings } from './notify/smtp-settings.js';
+import { type SmtpOAuth, SmtpSettings } from './notify/smtp-settings.js';
+import { openSmtpTransport } from './notify/smtp-transport.js';
 import { StoreNotifier } from './notify/store-notifier.js';
 import { providerPresets } from './oauth/providers.js';
 import { type OAuthOwner, OAuthTokens } from './oauth/tokens.js';
@@ -96,7 +97,20 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     if (!view.oauth) return view;
     const s = settings ?? mailboxes.settingsOf(await mailboxes.row(view.name));
     const who = oauthOwnerOf(view.id, s);
-    return who ? { ...view, oauth: { ...view.oauth, tokens: await oauthTokens.view(who) } } : view;
+    if (!who) return view;
+    const warnings: string[] = [];
+    const out = await smtp.oauth();
+    if (
+      s.protocol === 'graph' &&
+      out &&
+      out.oauth.clientId === who.oauth.clientId &&
+      s.emailAddress.some((a) => a.toLowerCase() === out.username.toLowerCase())
+    ) {
+      warnings.push(
+        `The outgoing SMTP server uses the same app (client ID ${who.oauth.clientId}) and mailbox (${out.username}): Microsoft throttles per app and mailbox, so fetching and sending share one limit. Register a second app for outgoing mail.`,
+      );
+    }
+    return { ...view, oauth: { ...view.oauth, tokens: await oauthTokens.view(who), warnings } };
   };
   const oauthMailbox = async (name: string): Promise<OAuthOwner> => {
     const row = await mailboxes.row(name);
@@ -116,7 +130,39 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   const shutdown = new AbortController();
   // Notices (bell + outbox mail) are recorded in the transactions of what they tell about; the sender mails
   // them afterwards, woken by the notifier after each such commit and by its timer.
-  const smtp = new SmtpSettings(store, box);
+  const SMTP_OWNER = 'smtp';
+  const smtpOwner = (o: SmtpOAuth): OAuthOwner => ({
+    owner: SMTP_OWNER,
+    label: 'the outgoing SMTP server',
+    oauth: o.oauth,
+    username: o.username,
+  });
+  const smtp = new SmtpSettings(
+    store,
+    box,
+    (o) => oauthTokens.source(smtpOwner(o)),
+    async (tx) => {
+      if (await OAuthTokens.forget(tx, SMTP_OWNER)) {
+        await systemLog(tx, {
+          level: 'warn',
+          category: 'oauth',
+          message:
+            'outgoing SMTP server: OAuth settings changed; its tokens were discarded, authorize it again',
+        });
+      }
+    },
+  );
+  const smtpOAuth = async (): Promise<OAuthOwner> => {
+    const o = await smtp.oauth();
+    if (!o) {
+      throw new MailintakeError(
+        'INVALID_SETTINGS',
+        'the outgoing SMTP server does not use OAuth; set "oauth" and "username" in its settings first',
+        { details: { fields: [{ field: 'oauth', message: 'not set' }] } },
+      );
+    }
+    return smtpOwner(o);
+  };
   const sender = new OutboxSender({
     store,
     smtp: () => smtp.config(),
@@ -181,6 +227,23 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
       authorize: async (name) => oauthTokens.start(await oauthMailbox(name)),
       complete: (callbackUrl) =>
         oauthTokens.complete(callbackUrl, async (owner) => {
+          if (owner === SMTP_OWNER) {
+            const who = await smtpOAuth();
+            const config = await smtp.config();
+            return {
+              who,
+              // log in to the SMTP server with the new token (nothing is sent)
+              verify: async (tokens) => {
+                if (!config) throw new MailintakeError('NOT_FOUND', 'no outgoing SMTP server is configured');
+                const transport = await openSmtpTransport(config, { tokens });
+                try {
+                  await transport.verify();
+                } finally {
+                  transport.close();
+                }
+              },
+            };
+          }
           const id = Number(owner.replace(/^mailbox:/, ''));
           const row = (await mailboxes.rows()).find((r) => r.id === id);
           const settings = row ? mailboxes.settingsOf(row) : undefined;
@@ -218,6 +281,8 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
         });
       },
       providers: () => ({ redirectUrl, presets: providerPresets() }),
+      authorizeSmtp: async () => oauthTokens.start(await smtpOAuth()),
+      smtpStatus: async () => oauthTokens.view(await smtpOAuth()),
     },
     portals: {
       list: async () =>

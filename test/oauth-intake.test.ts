@@ -15,6 +15,7 @@ import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
 import { buildMail } from './support/mails.js';
 import { type OAuthTestServer, startOAuthServer } from './support/oauth-server.js';
+import { startSmtpServer } from './support/smtp.js';
 
 /**
  * OAuth 2.0 end to end, against real servers: oidc-provider (a real login and consent page, PKCE, rotating
@@ -442,6 +443,82 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
     });
     expect(kept.status).toBe(200);
     expect((await consent('pasted', 'carol')).status).toBe(200);
+  });
+
+  it('outgoing SMTP logs in with XOAUTH2 after its own consent, and sharing app and mailbox with incoming Graph is warned about', async () => {
+    const smtpServer = await startSmtpServer({
+      // the SMTP server accepts only a token the authorization server issued for that very user
+      xoauth2: async (user, token) => {
+        const t = await auth.introspect(token);
+        return t.active && `${t.sub}@example.test` === user;
+      },
+    });
+    try {
+      const smtpSettings = {
+        host: 'localhost',
+        port: smtpServer.port,
+        username: 'alice@example.test',
+        from: 'Help Desk <alice@example.test>',
+        caFile: smtpServer.caFile,
+        oauth: {
+          clientId: 'helpdesk',
+          clientSecret: SECRET,
+          authorizationUrl: auth.authorizationUrl,
+          tokenUrl: auth.tokenUrl,
+          scope: SCOPE,
+        },
+      };
+      const saved = await api('PUT', '/api/v1/settings/smtp', smtpSettings);
+      expect(saved.status).toBe(200);
+      expect(saved.json).toMatchObject({
+        auth: 'oauth2',
+        passwordSet: false,
+        oauth: { clientSecretSet: true },
+      });
+      // not authorized yet: the test mail says so, with the code
+      const early = await api('POST', '/api/v1/settings/smtp/test', { to: 'someone@example.test' });
+      expect(early.json).toMatchObject({ error: 'OAUTH_NOT_AUTHORIZED' });
+
+      const started = await cli(['smtp', 'authorize', '--json']);
+      expect(started.code).toBe(0);
+      const page = await runConsent(JSON.parse(started.stdout).authorizationUrl, {
+        user: 'alice',
+        password: 'alice-pw',
+        decision: 'approve',
+        followCallback: true,
+      });
+      if (page.providerError) throw new Error(page.providerError.body);
+      transcript.push(page.body ?? '');
+      expect(page.status).toBe(200);
+      expect(page.body).toContain(
+        'The outgoing SMTP server is authorized for <code>alice@example.test</code>',
+      );
+      const sent = await cli(['smtp', 'test', '--to', 'someone@example.test']);
+      expect(sent.code).toBe(0);
+      const [mail] = await smtpServer.waitFor(1);
+      expect(mail).toMatchObject({ user: 'alice@example.test', secure: true, to: ['someone@example.test'] });
+      expect(smtpServer.logins.filter((l) => l.method === 'XOAUTH2' && l.accepted).length).toBeGreaterThan(0);
+      expect((await cli(['smtp', 'oauth'])).stdout).toMatch(/status:\s+authorized/);
+
+      // an incoming Graph mailbox of the same app and the same mailbox: both sides say so
+      const graph = await api('POST', '/api/v1/mailboxes', {
+        name: 'graph-same',
+        protocol: 'graph',
+        emailAddress: 'alice@example.test',
+        oauth: smtpSettings.oauth,
+      });
+      expect(graph.status, JSON.stringify(graph.json)).toBe(201);
+      expect((graph.json.oauth as { warnings: string[] }).warnings[0]).toMatch(
+        /same app \(client ID helpdesk\)/,
+      );
+      const smtpView = await api('GET', '/api/v1/settings/smtp');
+      expect((smtpView.json.warnings as string[])[0]).toMatch(
+        /Incoming Graph mailbox "graph-same" uses the same app/,
+      );
+      expect((await cli(['smtp', 'show'])).stdout).toContain('warning: Incoming Graph mailbox "graph-same"');
+    } finally {
+      await smtpServer.close();
+    }
   });
 
   it('never shows a secret: not in logs, API answers, pages, CLI output, the system log or error messages', async () => {

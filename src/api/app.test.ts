@@ -128,7 +128,7 @@ describe('OpenAPI document', () => {
       ),
     );
     expect([...documented].sort()).toEqual([...registered].sort());
-    expect(registered.size).toBe(44);
+    expect(registered.size).toBe(46);
   });
 
   it('lists every error code with the error shape', () => {

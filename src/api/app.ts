@@ -339,6 +339,10 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
     await services.oauth.revoke(name);
     return c.body(null, 204);
   });
+  app.post('/api/v1/settings/smtp/oauth/authorize', async (c) =>
+    c.json(await services.oauth.authorizeSmtp()),
+  );
+  app.get('/api/v1/settings/smtp/oauth', async (c) => c.json(await services.oauth.smtpStatus()));
   app.post('/api/v1/oauth/complete', async (c) => {
     const { callbackUrl } = parse(completeBody, await readJson(c));
     return c.json(await services.oauth.complete(callbackUrl));

@@ -563,6 +563,12 @@ const notificationSchemas: Json = {
       passwordSet: { type: 'boolean', description: 'A password is stored; it is never returned.' },
       from: { type: 'string' },
       caFile: nullable('string'),
+      auth: { type: 'string', enum: ['password', 'oauth2', 'none'] },
+      oauth: {
+        description: 'OAuth settings (XOAUTH2); the client secret only as clientSecretSet',
+        oneOf: [{ type: 'object' }, { type: 'null' }],
+      },
+      warnings: { type: 'array', items: { type: 'string' } },
     },
   },
   ConnectionAlerts: {
@@ -682,6 +688,22 @@ export const openApiDocument = {
       delete: {
         summary: "Discard the mailbox's tokens; it is not fetched until authorized again",
         responses: { '204': { description: 'Discarded' }, ...errorResponses(400, 401, 404) },
+      },
+    },
+    '/api/v1/settings/smtp/oauth/authorize': {
+      post: {
+        summary:
+          'Start the OAuth consent of the outgoing SMTP server (SASL XOAUTH2); sign in as its username',
+        responses: {
+          ...ok('The URL to open (valid 10 minutes)', ref('OAuthAuthorization')),
+          ...errorResponses(400, 401),
+        },
+      },
+    },
+    '/api/v1/settings/smtp/oauth': {
+      get: {
+        summary: "The outgoing SMTP server's OAuth token state; never a token",
+        responses: { ...ok('Token state', ref('OAuthTokens')), ...errorResponses(400, 401) },
       },
     },
     '/api/v1/oauth/complete': {
@@ -997,6 +1019,7 @@ export const openApiDocument = {
                   issuer: { type: 'string' },
                   redirectUrl: { type: 'string' },
                   tokens: { oneOf: [ref('OAuthTokens'), { type: 'null' }] },
+                  warnings: { type: 'array', items: { type: 'string' } },
                 },
               },
               { type: 'null' },

@@ -655,8 +655,10 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     printJson,
     readSecretFile: async (file, what) => {
       const value = await readJsonFile(file, what);
-      const pw = (value as Record<string, unknown> | null)?.password;
-      if (typeof pw === 'string' && pw.length >= MIN_REDACTED_LENGTH) secrets.push(pw);
+      const v = value as { password?: unknown; oauth?: { clientSecret?: unknown } } | null;
+      for (const pw of [v?.password, v?.oauth?.clientSecret]) {
+        if (typeof pw === 'string' && pw.length >= MIN_REDACTED_LENGTH) secrets.push(pw);
+      }
       return value;
     },
     clean,

@@ -189,6 +189,46 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
       });
     });
 
+  leaf(
+    smtp,
+    'authorize',
+    'start the OAuth consent of the outgoing SMTP server: prints the URL to open',
+  ).action(async (opts: { json?: boolean }) => {
+    await withRuntime(!!opts.json, async (rt) => {
+      const started = await rt.services.oauth.authorizeSmtp();
+      if (opts.json) return printJson(started);
+      line('Open this URL in a browser and sign in as the SMTP username:');
+      line();
+      line(`  ${started.authorizationUrl}`);
+      line();
+      line(
+        `The provider returns the browser to ${started.redirectUrl} (register exactly this URL for the app).`,
+      );
+      line(
+        `If the browser cannot reach it, run: mailintake oauth complete "<the address the browser shows>"`,
+      );
+    });
+  });
+  leaf(smtp, 'oauth', 'show the OAuth token state of the outgoing SMTP server (never the tokens)').action(
+    async (opts: { json?: boolean }) => {
+      await withRuntime(!!opts.json, async (rt) => {
+        const t = await rt.services.oauth.smtpStatus();
+        if (opts.json) return printJson(t);
+        line(
+          k.fields([
+            ['status', t.status],
+            ['account', t.account ?? '-'],
+            ['scope granted', t.grantedScope ?? '-'],
+            ['access token until', t.accessTokenExpiresAt ?? '-'],
+            ['refresh token', t.refreshTokenSet ? 'stored (never shown)' : 'none'],
+            ['last refresh', t.lastRefreshAt ?? 'never'],
+            ['last error', t.lastError ? `${t.lastError.code}: ${t.lastError.message}` : '-'],
+          ]),
+        );
+      });
+    },
+  );
+
   // alerts …
   const alerts = program
     .command('alerts')
@@ -281,13 +321,19 @@ function printSmtp(k: CliKit, s: SmtpSettingsView): void {
         ['server', `${s.host}:${s.port}`],
         ['TLS', tls],
         ['username', s.username ?? '(no login)'],
-        ['password', s.passwordSet ? '(set; never shown)' : '(not set)'],
+        s.oauth
+          ? [
+              'login',
+              `OAuth 2.0 XOAUTH2 (${s.oauth.provider}, client ${s.oauth.clientId}, scope "${s.oauth.scope}"); authorize with: mailintake smtp authorize`,
+            ]
+          : ['password', s.passwordSet ? '(set; never shown)' : '(not set)'],
         ['from', s.from],
         ['CA file', s.caFile ?? '-'],
       ],
       '',
     ),
   );
+  for (const w of s.warnings) k.line(`warning: ${k.clean(w)}`);
 }
 
 function printAlerts(k: CliKit, a: { threshold: number; enabled: boolean }): void {

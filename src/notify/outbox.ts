@@ -152,7 +152,10 @@ export class OutboxSender {
     this.warnedUnconfigured = false;
     let transport: SmtpTransport;
     try {
-      transport = await openSmtpTransport(config, { reuse: true });
+      transport = await openSmtpTransport(config, {
+        reuse: true,
+        ...(config.tokens ? { tokens: config.tokens } : {}),
+      });
     } catch (err) {
       this.opts.logger.error('notification mail waits: the SMTP settings cannot be used', {
         error: String(err),

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import { MailintakeError } from '../errors.js';
+import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
+import type { AccessTokenSource } from '../oauth/token-source.js';
 import type { SecretBox } from '../security/secret-box.js';
 import type { Store } from '../store/db.js';
 import { readSetting, writeSetting } from '../store/instance-settings.js';
@@ -59,10 +61,31 @@ export const smtpInputSchema = z
       .max(400)
       .refine((v) => parseFromAddress(v) !== null, FROM_HELP),
     caFile: z.string().min(1).optional(),
+    /**
+     * OAuth 2.0 (SASL XOAUTH2) instead of the password: Microsoft 365 and Google are retiring basic SMTP
+     * authentication too. `username` is the account that consents; `mailintake smtp authorize` starts it.
+     */
+    oauth: oauthInputSchema.optional(),
   })
   // checked even when other fields are bad (`when`), so every problem is named at once
   .superRefine(
     (s, ctx) => {
+      if (s.oauth) {
+        if (s.username === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['username'],
+            message:
+              'required with OAuth: the account that signs in at the provider (usually the from address)',
+          });
+        }
+        if (s.password !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['password'], message: 'not used with OAuth; leave it out' });
+        }
+        for (const i of resolveOAuth(s.oauth, 'smtp').issues) {
+          ctx.addIssue({ code: 'custom', path: i.field.split('.'), message: i.message });
+        }
+      }
       if (s.password !== undefined && s.username === undefined) {
         ctx.addIssue({ code: 'custom', path: ['password'], message: 'only used together with "username"' });
       }
@@ -87,6 +110,10 @@ interface StoredSmtp {
   passwordSealed: string | null;
   from: string;
   caFile: string | null;
+  /** OAuth settings with the preset applied (no secret); null or absent: password or no login. */
+  oauth?: OAuthSettings | null;
+  /** The OAuth client secret, sealed (named …Sealed, so `secret-key reseal` reseals it). */
+  oauthClientSecretSealed?: string | null;
 }
 
 /** What the API and CLI show: everything but the password. */
@@ -99,6 +126,12 @@ export interface SmtpSettingsView {
   passwordSet: boolean;
   from: string;
   caFile: string | null;
+  /** How it logs in: 'password', 'oauth2' (XOAUTH2 with tokens from `smtp authorize`) or 'none'. */
+  auth: 'password' | 'oauth2' | 'none';
+  /** The OAuth settings (never the secret); null without OAuth. */
+  oauth: (Omit<OAuthSettings, 'tenant'> & { tenant: string | null; clientSecretSet: boolean }) | null;
+  /** Things to know, e.g. the same app and mailbox serving incoming Graph mail (Microsoft's throttling). */
+  warnings: string[];
 }
 
 /** Settings ready to connect with (the password opened); only ever held in memory. */
@@ -111,19 +144,44 @@ export interface SmtpConfig {
   password: string | null;
   from: { name: string; address: string };
   caFile: string | null;
+  /** With OAuth: where the transport gets its access tokens. */
+  tokens?: AccessTokenSource;
 }
 
 const KEY = 'smtp';
+
+/** The token state the outgoing server's OAuth settings hand to OAuthTokens (see runtime). */
+export interface SmtpOAuth {
+  oauth: OAuthSettings & { clientSecret: string };
+  username: string;
+}
 
 export class SmtpSettings {
   constructor(
     private readonly store: Store,
     private readonly box: SecretBox,
+    /** Access tokens for the outgoing server's OAuth settings (the runtime passes OAuthTokens.source). */
+    private readonly tokensFor?: (o: SmtpOAuth) => AccessTokenSource,
+    /** Called in the save transaction when the OAuth settings changed: the old tokens are discarded. */
+    private readonly onOAuthChanged?: (tx: Tx) => Promise<void>,
   ) {}
 
   async get(): Promise<SmtpSettingsView | null> {
     const stored = await storedSmtp(this.store.db);
-    return stored ? viewOf(stored) : null;
+    return stored ? viewOf(stored, await graphWarnings(this.store.db, stored)) : null;
+  }
+
+  /** The OAuth settings with the secret opened, for the token source and the consent; null without OAuth. */
+  async oauth(): Promise<SmtpOAuth | null> {
+    const stored = await storedSmtp(this.store.db);
+    if (!stored?.oauth || !stored.username) return null;
+    return {
+      oauth: {
+        ...stored.oauth,
+        clientSecret: stored.oauthClientSecretSealed ? this.box.open(stored.oauthClientSecretSealed) : '',
+      },
+      username: stored.username,
+    };
   }
 
   /**
@@ -131,6 +189,23 @@ export class SmtpSettings {
    * form cannot send back a password it was never shown). INVALID_SETTINGS names every bad field.
    */
   async set(input: unknown): Promise<SmtpSettingsView> {
+    // An edit form never sees the OAuth client secret: left out with the same client ID, the stored one stays.
+    const prior = await storedSmtp(this.store.db);
+    const given = input as { oauth?: Record<string, unknown> } | null;
+    if (
+      given &&
+      typeof given === 'object' &&
+      given.oauth &&
+      typeof given.oauth === 'object' &&
+      given.oauth.clientSecret === undefined &&
+      prior?.oauthClientSecretSealed &&
+      prior.oauth?.clientId === given.oauth.clientId
+    ) {
+      input = {
+        ...given,
+        oauth: { ...given.oauth, clientSecret: this.box.open(prior.oauthClientSecretSealed) },
+      };
+    }
     const s = validated(smtpInputSchema, input, 'SMTP settings');
     const fields: { field: string; message: string }[] = [];
     if (s.caFile) {
@@ -143,7 +218,13 @@ export class SmtpSettings {
     return withTransaction(this.store, async (tx) => {
       const before = await storedSmtp(tx);
       let passwordSealed: string | null = null;
-      if (s.username !== undefined) {
+      let oauth: OAuthSettings | null = null;
+      let oauthClientSecretSealed: string | null = null;
+      if (s.oauth) {
+        oauth = resolveOAuth(s.oauth, 'smtp').settings ?? null;
+        // required by the schema (kept from the stored settings above when left out)
+        oauthClientSecretSealed = this.box.seal(s.oauth.clientSecret ?? '');
+      } else if (s.username !== undefined) {
         if (s.password !== undefined) passwordSealed = this.box.seal(s.password);
         else if (before?.passwordSealed && before.username === s.username)
           passwordSealed = before.passwordSealed;
@@ -166,9 +247,12 @@ export class SmtpSettings {
         passwordSealed,
         from: from.name ? `${from.name} <${from.address}>` : from.address,
         caFile: s.caFile ?? null,
+        oauth,
+        oauthClientSecretSealed,
       };
       await writeSetting(tx, KEY, stored);
-      const view = viewOf(stored);
+      if (oauthIdentity(before) !== oauthIdentity(stored)) await this.onOAuthChanged?.(tx);
+      const view = viewOf(stored, await graphWarnings(tx, stored));
       await systemLog(tx, {
         level: 'info',
         category: 'notification-settings',
@@ -192,15 +276,63 @@ export class SmtpSettings {
       password: stored.passwordSealed ? this.box.open(stored.passwordSealed) : null,
       from: parseFromAddress(stored.from)!,
       caFile: stored.caFile,
+      ...(stored.oauth && stored.username && this.tokensFor
+        ? {
+            tokens: this.tokensFor({
+              oauth: {
+                ...stored.oauth,
+                clientSecret: stored.oauthClientSecretSealed
+                  ? this.box.open(stored.oauthClientSecretSealed)
+                  : '',
+              },
+              username: stored.username,
+            }),
+          }
+        : {}),
     };
   }
+}
+
+/** What the outgoing server's tokens were issued for; a change discards them. */
+function oauthIdentity(s: StoredSmtp | undefined): string | null {
+  if (!s?.oauth) return null;
+  const o = s.oauth;
+  return JSON.stringify([o.clientId, o.tokenUrl, o.scope, o.flow, (s.username ?? '').toLowerCase()]);
+}
+
+/**
+ * The reference: "If the same mailbox is configured in both incoming and outgoing mail server settings, ensure
+ * the client ID is different to avoid issues due to mail throttling limitations." Microsoft counts requests per
+ * app and mailbox, so an incoming Graph mailbox and the outgoing server sharing both share one budget.
+ */
+async function graphWarnings(tx: Tx, s: StoredSmtp): Promise<string[]> {
+  if (!s.oauth || !s.username) return [];
+  const rows = await tx
+    .selectFrom('mailboxes')
+    .select(['name', 'settings'])
+    .where('protocol', '=', 'graph')
+    .execute();
+  const user = s.username.toLowerCase();
+  const out: string[] = [];
+  for (const r of rows) {
+    const m = JSON.parse(r.settings) as { emailAddress?: string[]; oauth?: { clientId?: string } };
+    if (
+      m.oauth?.clientId === s.oauth.clientId &&
+      (m.emailAddress ?? []).some((a) => a.toLowerCase() === user)
+    ) {
+      out.push(
+        `Incoming Graph mailbox "${r.name}" uses the same app (client ID ${s.oauth.clientId}) and mailbox (${s.username}) as the outgoing server: Microsoft throttles per app and mailbox, so fetching and sending share one limit. Register a second app for outgoing mail.`,
+      );
+    }
+  }
+  return out;
 }
 
 async function storedSmtp(tx: Tx): Promise<StoredSmtp | undefined> {
   return (await readSetting(tx, KEY)) as StoredSmtp | undefined;
 }
 
-function viewOf(s: StoredSmtp): SmtpSettingsView {
+function viewOf(s: StoredSmtp, warnings: string[] = []): SmtpSettingsView {
   return {
     host: s.host,
     port: s.port,
@@ -210,6 +342,11 @@ function viewOf(s: StoredSmtp): SmtpSettingsView {
     passwordSet: s.passwordSealed !== null,
     from: s.from,
     caFile: s.caFile,
+    auth: s.oauth ? 'oauth2' : s.username ? 'password' : 'none',
+    oauth: s.oauth
+      ? { ...s.oauth, tenant: s.oauth.tenant ?? null, clientSecretSet: !!s.oauthClientSecretSealed }
+      : null,
+    warnings,
   };
 }
 

@@ -43,6 +43,8 @@ export interface SendResult {
 
 export interface SmtpTransport {
   send(mail: OutgoingMail): Promise<SendResult>;
+  /** Connects and logs in without sending (the OAuth consent checks its new token with it). */
+  verify(): Promise<void>;
   close(): void;
 }
 
@@ -148,6 +150,15 @@ export async function openSmtpTransport(
         return await sendOnce(mail);
       } catch (err) {
         oauth.rethrowSourceFailure();
+        throw smtpError(err, config, oauth);
+      }
+    },
+    async verify() {
+      oauth?.begin();
+      try {
+        await transport.verify();
+      } catch (err) {
+        oauth?.rethrowSourceFailure();
         throw smtpError(err, config, oauth);
       }
     },

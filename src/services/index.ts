@@ -69,6 +69,9 @@ export interface Services extends NotificationServices, ErrorFolderServices {
     revoke(mailbox: string): Promise<void>;
     /** Provider presets: the scope each fills per protocol, and the redirect URL to register. */
     providers(): { redirectUrl: string; presets: ReturnType<typeof providerPresets> };
+    /** The outgoing SMTP server's consent (SASL XOAUTH2), like a mailbox's. */
+    authorizeSmtp(): Promise<StartedAuthorization>;
+    smtpStatus(): Promise<OAuthTokenView>;
   };
   requests: {
     list(q: { portal?: string; limit?: number; offset?: number }): Promise<Page<RequestSummary>>;

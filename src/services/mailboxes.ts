@@ -118,6 +118,7 @@ export class MailboxRepo {
             issuer: s.oauth.issuer,
             redirectUrl: this.redirectUrl,
             tokens: null,
+            warnings: [],
           }
         : null,
       emailAddress: s.emailAddress,

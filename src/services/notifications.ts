@@ -170,7 +170,7 @@ export function notificationServices(deps: {
           );
         }
         const started = Date.now();
-        const transport = await openSmtpTransport(config);
+        const transport = await openSmtpTransport(config, config.tokens ? { tokens: config.tokens } : {});
         try {
           const result = await transport.send({
             to: [to],

@@ -69,6 +69,8 @@ export interface MailboxOAuthView {
   redirectUrl: string;
   /** The tokens' state (never a token): filled by the services, null where not looked up. */
   tokens: OAuthTokenView | null;
+  /** Things to know (e.g. Graph: the outgoing server uses the same app and mailbox, see smtp-settings.ts). */
+  warnings: string[];
 }
 
 export type MailboxStatus = 'enabled' | 'paused' | 'stopped-by-errors' | 'disabled';

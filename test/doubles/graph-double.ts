@@ -328,6 +328,11 @@ export class GraphDouble {
     }
     const address = m[1]!.toLowerCase();
     const rest = m[2]!;
+    // As Graph does: a delegated token (it has a user) opens that user's own mailbox only; another one is 403
+    if (r.subject && r.subject.toLowerCase() !== address) {
+      this.error(res, 403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
+      return;
+    }
     const box = this.mailboxes.get(address);
     if (!box) {
       this.error(res, 404, 'ErrorInvalidUser', `The requested user '${m[1]}' is invalid.`);
