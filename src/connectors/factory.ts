@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { MailboxSettings } from '../config/mailbox-settings.js';
 import { MailintakeError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { type AccessTokenSource, staticTokenSource } from '../oauth/token-source.js';
+import { type AccessTokenSource, requireTokenSource, staticTokenSource } from '../oauth/token-source.js';
 import type { Connector, SampleMail } from './connector.js';
 import { EwsConnector } from './ews/ews-connector.js';
 import { GraphConnector, type GraphFetch } from './graph/graph-connector.js';
@@ -89,14 +89,7 @@ export function tokenSourceFor(
 ): AccessTokenSource | undefined {
   switch (settings.auth) {
     case 'oauth2':
-      if (!given) {
-        throw new MailintakeError(
-          'INTERNAL',
-          `Mailbox "${settings.name}" logs in with OAuth 2.0, but no token source was given to its connector`,
-          { retryable: false },
-        );
-      }
-      return given;
+      return requireTokenSource(settings, given, 'mailbox');
     case 'token':
       // Graph's static "accessToken": sent as it is, never refreshed (renew says to set a new one)
       return given ?? staticTokenSource(settings.accessToken ?? '');

@@ -9,7 +9,7 @@ import {
   scrubPassword,
 } from '../connectors/net-errors.js';
 import { MailintakeError } from '../errors.js';
-import type { AccessTokenSource } from '../oauth/token-source.js';
+import { type AccessTokenSource, scrubTokens } from '../oauth/token-source.js';
 import type { SmtpConfig } from './smtp-settings.js';
 
 /**
@@ -276,14 +276,8 @@ export function smtpError(
   if (err instanceof MailintakeError) return err;
   const e = (err ?? {}) as NodemailerError;
   const where = `${net.isIPv6(config.host) ? `[${config.host}]` : config.host}:${config.port}`;
-  const tokens = [...(oauth?.seen ?? [])];
-  const scrub = (t: string) => {
-    let out = config.password ? scrubPassword(t, config.password) : t;
-    for (const token of tokens) {
-      if (token.length >= 8) out = out.split(token).join('[token hidden]');
-    }
-    return out;
-  };
+  const scrub = (t: string) =>
+    scrubTokens(config.password ? scrubPassword(t, config.password) : t, oauth?.seen ?? []);
   const text = scrub(e.message ?? String(err));
   const low = e.originalCode ?? e.cause?.code ?? '';
   const serverResponse = e.response ? scrub(e.response) : e.response;

@@ -46,3 +46,60 @@ export function oauthbearerPayload(user: string, host: string, port: number, tok
   const authzid = user.replace(/=/g, '=3D').replace(/,/g, '=2C');
   return `n,a=${authzid},\x01host=${host}\x01port=${port}\x01auth=Bearer ${token}\x01\x01`;
 }
+
+/**
+ * The token source a connection of a mailbox with `auth: oauth2` must have. The runtime always passes one, so a
+ * missing source is a programming error, not a setting to fix. Undefined for other ways of logging in.
+ */
+export function requireTokenSource(
+  settings: { auth: string; name: string },
+  given: AccessTokenSource | undefined,
+  connection: string,
+): AccessTokenSource | undefined {
+  if (settings.auth !== 'oauth2') return undefined;
+  if (!given) {
+    throw new MailintakeError(
+      'INTERNAL',
+      `Mailbox "${settings.name}" logs in with OAuth 2.0, but no token source was given to its ${connection} connection`,
+      { retryable: false },
+    );
+  }
+  return given;
+}
+
+/** Shorter strings are not tokens: replacing them everywhere would mangle messages, not protect anything. */
+const MIN_TOKEN_LENGTH = 8;
+
+/** Cuts access tokens out of a text (a server's answer, an error message), even if a server echoes one. */
+export function scrubTokens(text: string, tokens: Iterable<string>): string {
+  let out = text;
+  for (const token of tokens) {
+    if (token.length >= MIN_TOKEN_LENGTH) out = out.split(token).join('[token hidden]');
+  }
+  return out;
+}
+
+/**
+ * The last few tokens a long-lived connection sent (it sees a new one every hour or so), to scrub from
+ * whatever it reports.
+ */
+export class SentTokens implements Iterable<string> {
+  private readonly tokens = new Set<string>();
+
+  remember(token: string): void {
+    this.tokens.delete(token);
+    this.tokens.add(token);
+    for (const old of this.tokens) {
+      if (this.tokens.size <= 4) break;
+      this.tokens.delete(old);
+    }
+  }
+
+  scrub(text: string): string {
+    return scrubTokens(text, this.tokens);
+  }
+
+  [Symbol.iterator](): Iterator<string> {
+    return this.tokens[Symbol.iterator]();
+  }
+}

@@ -4,7 +4,7 @@ import { finished } from 'node:stream/promises';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { AccessTokenSource } from '../../oauth/token-source.js';
+import { type AccessTokenSource, requireTokenSource, SentTokens } from '../../oauth/token-source.js';
 import type {
   AfterFetch,
   Connector,
@@ -181,7 +181,7 @@ export class EwsConnector implements Connector {
   /** OAuth 2.0: the source of the bearer tokens (NTLM and Basic are then not used). */
   private readonly tokens: AccessTokenSource | undefined;
   /** Tokens sent by this connector: scrubbed from every message and detail, even if a server echoes one. */
-  private readonly sentTokens = new Set<string>();
+  private readonly sentTokens = new SentTokens();
   private transport: EwsTransport | null = null;
   private folder: FolderRef | null = null;
   /** lower-cased display name → folder id, for move targets found or created in this session. */
@@ -201,15 +201,7 @@ export class EwsConnector implements Connector {
     this.mailbox = settings.emailAddress[0] ?? settings.username;
     this.folderName = settings.folder || 'inbox';
     this.auth = settings.ewsAuth ?? 'ntlm';
-    if (settings.auth === 'oauth2' && !opts.tokens) {
-      // the runtime always passes one: a missing source is a programming error, not a setting to fix
-      throw new MailintakeError(
-        'INTERNAL',
-        `Mailbox "${settings.name}" logs in with OAuth 2.0, but no token source was given to its EWS connection`,
-        { retryable: false },
-      );
-    }
-    this.tokens = settings.auth === 'oauth2' ? opts.tokens : undefined;
+    this.tokens = requireTokenSource(settings, opts.tokens, 'EWS');
   }
 
   /** How messages name the server: host and port of the Connect URL. */
@@ -726,7 +718,7 @@ export class EwsConnector implements Connector {
       }
     }
     const send = async (token: string) => {
-      this.rememberToken(token);
+      this.sentTokens.remember(token);
       try {
         return await transport.post(op, envelope, token);
       } catch (err) {
@@ -746,16 +738,6 @@ export class EwsConnector implements Connector {
       step,
     });
     return send(renewed);
-  }
-
-  /** The last few tokens sent (a long-lived connector sees a new one every hour or so). */
-  private rememberToken(token: string): void {
-    this.sentTokens.delete(token);
-    this.sentTokens.add(token);
-    for (const old of this.sentTokens) {
-      if (this.sentTokens.size <= 4) break;
-      this.sentTokens.delete(old);
-    }
   }
 
   private async withRetries<T>(step: string, attempt: () => Promise<Attempt<T>>): Promise<T> {
@@ -1026,11 +1008,7 @@ export class EwsConnector implements Connector {
 
   /** The server's words for a message: cut short, and never the password or a token even if a server echoes it. */
   private said(words: string): string {
-    let out = scrubPassword(words.trim(), this.settings.password);
-    for (const token of this.sentTokens) {
-      if (token.length >= 8) out = out.split(token).join('[token hidden]');
-    }
-    return out.slice(0, 500);
+    return this.sentTokens.scrub(scrubPassword(words.trim(), this.settings.password)).slice(0, 500);
   }
 
   /** What Node, OpenSSL or the NTLM handshake threw, as the same coded errors the other connectors use. */

@@ -4,7 +4,12 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import { type AccessTokenSource, staticTokenSource } from '../../oauth/token-source.js';
+import {
+  type AccessTokenSource,
+  requireTokenSource,
+  SentTokens,
+  staticTokenSource,
+} from '../../oauth/token-source.js';
 import type {
   AfterFetch,
   Connector,
@@ -153,7 +158,7 @@ export class GraphConnector implements Connector {
   private readonly folder: string;
   private readonly tokens: AccessTokenSource;
   /** Tokens sent by this connector: scrubbed from every message and detail, even if a server echoes one. */
-  private readonly sentTokens = new Set<string>();
+  private readonly sentTokens = new SentTokens();
   private http: GraphFetch | null = null;
   /** displayName → folder id, for move targets found or created in this session. */
   private folderIds = new Map<string, string>();
@@ -166,15 +171,11 @@ export class GraphConnector implements Connector {
     this.endpoint = new URL(settings.graphEndpoint ?? 'https://graph.microsoft.com');
     this.mailbox = settings.emailAddress[0] ?? settings.username;
     this.folder = settings.folder || 'inbox';
-    if (opts.tokens) this.tokens = opts.tokens;
-    else if (settings.auth === 'oauth2') {
-      // the runtime always passes one: a missing source is a programming error, not a setting to fix
-      throw new MailintakeError(
-        'INTERNAL',
-        `Mailbox "${settings.name}" logs in with OAuth 2.0, but no token source was given to its Graph connection`,
-        { retryable: false },
-      );
-    } else this.tokens = staticTokenSource(settings.accessToken ?? '');
+    // OAuth: the runtime's source; otherwise Graph's static "accessToken"
+    this.tokens =
+      requireTokenSource(settings, opts.tokens, 'Graph') ??
+      opts.tokens ??
+      staticTokenSource(settings.accessToken ?? '');
   }
 
   /** How messages name the server: the endpoint's origin (host and port). */
@@ -527,7 +528,7 @@ export class GraphConnector implements Connector {
       // asked before each try: the source refreshes a token shortly before it expires (a throttled request
       // may wait for minutes)
       const token = renewed ?? (await this.tokens.get());
-      this.rememberToken(token);
+      this.sentTokens.remember(token);
       let res: Response;
       try {
         res = await http(url, {
@@ -612,7 +613,7 @@ export class GraphConnector implements Connector {
     } catch {
       // not Graph's JSON (a proxy's HTML page): the raw text, cut short, is still the server's words
     }
-    const serverResponse = this.scrubTokens(
+    const serverResponse = this.sentTokens.scrub(
       graphCode || graphMessage ? `${graphCode ?? ''}: ${graphMessage ?? ''}` : text.slice(0, 500),
     );
     const said = serverResponse ? ` The server said: "${serverResponse}".` : '';
@@ -667,25 +668,6 @@ export class GraphConnector implements Connector {
       `${this.where} answered ${res.status}${graphCode ? ` ${graphCode}` : ''} while ${step}.${said}`,
       res.status >= 500 ? true : undefined,
     );
-  }
-
-  /** The last few tokens sent (a long-lived connector sees a new one every hour or so). */
-  private rememberToken(token: string): void {
-    this.sentTokens.delete(token);
-    this.sentTokens.add(token);
-    for (const old of this.sentTokens) {
-      if (this.sentTokens.size <= 4) break;
-      this.sentTokens.delete(old);
-    }
-  }
-
-  /** A token must not reach a log or an API answer, even if a server echoes it back. */
-  private scrubTokens(text: string): string {
-    let out = text;
-    for (const token of this.sentTokens) {
-      if (token.length >= 8) out = out.split(token).join('[token hidden]');
-    }
-    return out;
   }
 
   /** What Node, OpenSSL or fetch threw, as the same coded errors the IMAP and POP3 connectors use. */

@@ -5,7 +5,7 @@ import { ImapFlow, type ImapFlowOptions, type Logger, type MessageStructureObjec
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
 import type { Logger as AppLogger } from '../../logger.js';
-import type { AccessTokenSource } from '../../oauth/token-source.js';
+import { type AccessTokenSource, requireTokenSource, scrubTokens } from '../../oauth/token-source.js';
 import type {
   AfterFetch,
   Connector,
@@ -572,16 +572,7 @@ export function imapTokenSource(
   settings: MailboxSettings,
   given: AccessTokenSource | undefined,
 ): AccessTokenSource | undefined {
-  if (settings.auth !== 'oauth2') return undefined;
-  if (!given) {
-    // the runtime always passes one: a missing source is a programming error, not a setting to fix
-    throw new MailintakeError(
-      'INTERNAL',
-      `Mailbox "${settings.name}" logs in with OAuth 2.0, but no token source was given to its IMAP connection`,
-      { retryable: false },
-    );
-  }
-  return given;
+  return requireTokenSource(settings, given, 'IMAP');
 }
 
 /** imapflow's mark of a tagged NO/BAD to LOGIN or AUTHENTICATE: the server judged the credentials. */
@@ -662,15 +653,6 @@ function oauthRefusalAdvice(settings: MailboxSettings): string {
     'https://mail.google.com/) and the scope asks for it, and that IMAP is enabled for the mailbox; then authorize ' +
     `again with \`mailintake mailbox authorize ${settings.name}\`.`
   );
-}
-
-/** A token must not reach a log or an API answer, even if a server echoes it back. */
-function scrubTokens(text: string, tokens: string[] | undefined): string {
-  let out = text;
-  for (const token of tokens ?? []) {
-    if (token.length >= 8) out = out.split(token).join('[token hidden]');
-  }
-  return out;
 }
 
 /** `host:port` as messages name the server (IPv6 in brackets). */
@@ -773,7 +755,7 @@ export function imapError(err: unknown, c: ImapErrorContext): MailintakeError {
     fallback: c.fallback ?? 'PROTOCOL_ERROR',
     established: c.established,
   });
-  const scrub = (text: string) => scrubTokens(scrubPassword(text, c.settings.password), c.accessTokens);
+  const scrub = (text: string) => scrubTokens(scrubPassword(text, c.settings.password), c.accessTokens ?? []);
   const scrubbed = scrub(mapped.message);
   const details: ErrorDetails = { server: where, step: c.step };
   if (mapped.code) details.errorCode = mapped.code;

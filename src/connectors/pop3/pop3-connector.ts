@@ -3,7 +3,7 @@ import { type AddressObject, simpleParser } from 'mailparser';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { MailintakeError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { AccessTokenSource } from '../../oauth/token-source.js';
+import { type AccessTokenSource, requireTokenSource } from '../../oauth/token-source.js';
 import type { AfterFetch, Connector, ConnectorTraits, RemoteMail, SampleMail } from '../connector.js';
 import { loadCa, serverLabel } from '../net-errors.js';
 import {
@@ -75,15 +75,7 @@ export class Pop3Connector implements Connector {
   constructor(settings: MailboxSettings, opts: Pop3ConnectorOptions = {}) {
     this.settings = settings;
     this.opts = opts;
-    if (settings.auth === 'oauth2' && !opts.tokens) {
-      // the runtime always passes one: a missing source is a programming error, not a setting to fix
-      throw new MailintakeError(
-        'INTERNAL',
-        `Mailbox "${settings.name}" logs in with OAuth 2.0, but no token source was given to its POP3 connection`,
-        { retryable: false },
-      );
-    }
-    this.tokens = settings.auth === 'oauth2' ? opts.tokens : undefined;
+    this.tokens = requireTokenSource(settings, opts.tokens, 'POP3');
   }
 
   private get where(): string {
