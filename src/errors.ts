@@ -18,7 +18,7 @@ export const ERROR_HELP = {
   PROTOCOL_ERROR: 'The server answered something Mailintake did not understand.',
   // OAuth 2.0 (a fetch round fails like a connection failure and counts towards the alert; other mailboxes go on)
   OAUTH_NOT_AUTHORIZED:
-    'The mailbox uses OAuth but nobody has authorized it yet. Run "mailintake mailbox authorize NAME" (API: POST /api/mailboxes/NAME/oauth/authorize), open the URL and sign in as the mailbox\'s user.',
+    'The mailbox uses OAuth but nobody has authorized it yet. Run "mailintake mailbox authorize NAME" (API: POST /api/v1/mailboxes/NAME/oauth/authorize), open the URL and sign in as the mailbox\'s user.',
   OAUTH_REAUTHORIZE_REQUIRED:
     'The provider no longer accepts the stored refresh token (invalid_grant: revoked, expired, password changed, or consent withdrawn). Authorize the mailbox again; until then it is not fetched.',
   OAUTH_CLIENT_REJECTED:

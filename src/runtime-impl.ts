@@ -86,6 +86,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
           label: `mailbox "${settings.name}"`,
           oauth: settings.oauth,
           username: settings.username,
+          authorizeCommand: `mailintake mailbox authorize ${settings.name}`,
         }
       : null;
   /** Every connection of a mailbox goes through here, so OAuth mailboxes always get their token source. */
@@ -136,6 +137,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     label: 'the outgoing SMTP server',
     oauth: o.oauth,
     username: o.username,
+    authorizeCommand: 'mailintake smtp authorize',
   });
   const smtp = new SmtpSettings(
     store,

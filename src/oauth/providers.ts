@@ -117,6 +117,16 @@ const MICROSOFT_APP_SCOPES: Partial<Record<OAuthUse, string>> = {
 /** Google: full mail access is the one scope IMAP, POP3 and SMTP accept. */
 const GOOGLE_SCOPE = 'https://mail.google.com/';
 
+const USE_LABEL: Record<OAuthUse, string> = {
+  imap: 'IMAP',
+  imaps: 'IMAP',
+  pop: 'POP3',
+  pops: 'POP3',
+  graph: 'Graph',
+  ews: 'EWS',
+  smtp: 'SMTP',
+};
+
 export interface OAuthIssue {
   field: string;
   message: string;
@@ -136,7 +146,7 @@ export function resolveOAuth(
   if (app && use !== 'graph' && use !== 'ews') {
     issues.push({
       field: 'oauth.flow',
-      message: `"client-credentials" (an application token without a user) works with Graph and EWS only; ${use.toUpperCase()} needs "authorization-code"`,
+      message: `"client-credentials" (an application token without a user) works with Graph and EWS only; ${USE_LABEL[use]} needs "authorization-code"`,
     });
   }
   if (input.provider === 'google' && (use === 'graph' || use === 'ews')) {

@@ -30,6 +30,8 @@ export interface OAuthOwner {
   oauth: OAuthClientSettings;
   /** The account that must sign in (login_hint, and the login the consent is checked with). */
   username: string;
+  /** The CLI command that starts its consent, for messages (e.g. `mailintake mailbox authorize support`). */
+  authorizeCommand: string;
 }
 
 /** A token is refreshed when it has less than this left, so a login or request never carries a dying one. */
@@ -375,13 +377,13 @@ export class OAuthTokens {
         'OAUTH_NOT_AUTHORIZED',
         row
           ? `The OAuth settings of ${who.label} changed since it was authorized; authorize it again.`
-          : `${capitalize(who.label)} uses OAuth and has not been authorized yet. Authorize it (CLI: mailintake ${who.owner === 'smtp' ? 'smtp authorize' : 'mailbox authorize NAME'}) and sign in as "${who.username}".`,
+          : `${capitalize(who.label)} uses OAuth and has not been authorized yet. Authorize it (CLI: ${who.authorizeCommand}) and sign in as "${who.username}".`,
       );
     }
     if (row.status === 'reauthorize-required') {
       throw new MailintakeError(
         'OAUTH_REAUTHORIZE_REQUIRED',
-        `${capitalize(who.label)} must be authorized again: ${row.last_error_message ?? 'the provider refused the refresh token'}`,
+        `${capitalize(who.label)} must be authorized again (CLI: ${who.authorizeCommand}): ${row.last_error_message ?? 'the provider refused the refresh token'}`,
         { details: { since: row.updated_at } },
       );
     }

@@ -399,7 +399,13 @@ const SECRET_FIELDS = new Set(['password', 'accessToken', 'oauth.clientSecret'])
 /** What a mailbox's tokens were issued for (null without OAuth); see OAuthTokens.binding. */
 function oauthBinding(s: MailboxSettings): string | null {
   if (s.auth !== 'oauth2' || !s.oauth) return null;
-  return OAuthTokens.binding({ owner: '', label: '', oauth: s.oauth, username: s.username });
+  return OAuthTokens.binding({
+    owner: '',
+    label: '',
+    oauth: s.oauth,
+    username: s.username,
+    authorizeCommand: '',
+  });
 }
 
 /**
