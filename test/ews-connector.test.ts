@@ -7,7 +7,6 @@ import { EwsConnector, type EwsConnectorOptions } from '../src/connectors/ews/ew
 import { parseAnswer } from '../src/connectors/ews/ews-xml.js';
 import { authenticateMessage, channelBindingHash, negotiateMessage } from '../src/connectors/ews/ntlm.js';
 import { createConnector } from '../src/connectors/factory.js';
-import { MailintakeError } from '../src/errors.js';
 import { EwsDouble, type EwsRequest } from './doubles/ews-double.js';
 import {
   challengeMessage,
@@ -17,7 +16,8 @@ import {
   parseAuthenticate,
   verifyNtlmV2,
 } from './doubles/ntlm-server.js';
-import { type FakeTokenSource, fakeTokenSource } from './support/fake-token-source.js';
+import { failure } from './support/failure.js';
+import { expectNoTokenIn, type FakeTokenSource, fakeTokenSource } from './support/fake-token-source.js';
 import { buildMail } from './support/mails.js';
 
 /**
@@ -75,15 +75,6 @@ const mails = (prefix: string, count: number) =>
   Array.from({ length: count }, (_, i) =>
     buildMail({ messageId: `${prefix}-${i}@e.test`, subject: `${prefix} ${i}` }),
   );
-
-async function failure(p: Promise<unknown>): Promise<MailintakeError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(MailintakeError);
-  return err as MailintakeError;
-}
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -638,16 +629,13 @@ describe('EWS connector: OAuth 2.0 bearer tokens', () => {
     expect(err.message).toContain(`mailintake mailbox authorize ${settings.name}`);
     expect(err.details.serverResponse).toContain('invalid_token');
     expect(source.calls.renew).toHaveLength(1);
-    const json = JSON.stringify(err.toJSON());
-    for (const token of source.issued) expect(json).not.toContain(token);
+    expectNoTokenIn(err, source);
   });
 
   it('renew failing with OAUTH_REAUTHORIZE_REQUIRED surfaces that error as it is', async () => {
     const { c } = oauthSetup('app');
     await c.open();
-    source.revokeCurrent();
-    const withdrawn = new MailintakeError('OAUTH_REAUTHORIZE_REQUIRED', 'The consent was withdrawn');
-    source.failRenewWith(withdrawn);
+    const withdrawn = source.withdrawConsent();
     expect(await failure(c.listNew())).toBe(withdrawn);
   });
 

@@ -7,9 +7,10 @@ import {
   type GraphFetch,
   retryAfterMs,
 } from '../src/connectors/graph/graph-connector.js';
-import { MailintakeError } from '../src/errors.js';
+import type { MailintakeError } from '../src/errors.js';
 import { GraphDouble } from './doubles/graph-double.js';
-import { type FakeTokenSource, fakeTokenSource } from './support/fake-token-source.js';
+import { failure } from './support/failure.js';
+import { expectNoTokenIn, type FakeTokenSource, fakeTokenSource } from './support/fake-token-source.js';
 import { buildMail } from './support/mails.js';
 
 /**
@@ -61,15 +62,6 @@ const mails = (prefix: string, count: number) =>
   Array.from({ length: count }, (_, i) =>
     buildMail({ messageId: `${prefix}-${i}@g.test`, subject: `${prefix} ${i}` }),
   );
-
-async function failure(p: Promise<unknown>): Promise<MailintakeError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(MailintakeError);
-  return err as MailintakeError;
-}
 
 const isList = (r: { method: string; path: string }) => r.method === 'GET' && r.path.endsWith('/messages');
 
@@ -424,16 +416,13 @@ describe('Graph connector: OAuth 2.0 bearer tokens', () => {
     expect(err.message).toContain(`mailintake mailbox authorize ${settings.name}`);
     expect(err.message).not.toMatch(/set a new "accessToken"/);
     expect(source.calls.renew).toHaveLength(1);
-    const json = JSON.stringify(err.toJSON());
-    for (const token of source.issued) expect(json).not.toContain(token);
+    expectNoTokenIn(err, source);
   });
 
   it('renew failing with OAUTH_REAUTHORIZE_REQUIRED surfaces that error as it is', async () => {
     const { c } = oauthSetup();
     await c.open();
-    source.revokeCurrent();
-    const withdrawn = new MailintakeError('OAUTH_REAUTHORIZE_REQUIRED', 'The consent was withdrawn');
-    source.failRenewWith(withdrawn);
+    const withdrawn = source.withdrawConsent();
     const err = await failure(c.listNew());
     expect(err).toBe(withdrawn);
   });

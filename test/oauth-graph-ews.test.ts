@@ -1,27 +1,20 @@
 import fs from 'node:fs';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { type ServerType, serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApi } from '../src/api/app.js';
-import { createLogger } from '../src/logger.js';
-import type { Runtime } from '../src/runtime.js';
-import { openRuntime } from '../src/runtime.js';
-import { loadSecretBox } from '../src/security/secret-box.js';
-import { openStore, type Store } from '../src/store/db.js';
 import { EwsDouble } from './doubles/ews-double.js';
 import { GraphDouble } from './doubles/graph-double.js';
-import { runConsent } from './support/consent.js';
-import { ENGINES, freshConfig } from './support/engines.js';
+import { ENGINES } from './support/engines.js';
 import { buildMail } from './support/mails.js';
-import { type IntrospectionResult, type OAuthTestServer, startOAuthServer } from './support/oauth-server.js';
+import { type OAuthHarness, startOAuthHarness, waitFor } from './support/oauth-harness.js';
+import type { IntrospectionResult } from './support/oauth-server.js';
 
 /**
  * OAuth 2.0 for Microsoft Graph and EWS end to end: a real authorization server (oidc-provider: login, consent,
  * PKCE, rotating refresh tokens, client credentials, introspection) and the Graph and EWS doubles, which accept
  * a bearer token only when the authorization server says it issued it (introspection: active, with the "mail"
  * scope). The consent is driven like a browser and lands on Mailintake's own /oauth/callback, served by the
- * real API on loopback; the runtime is the real one. Nothing is stubbed between Mailintake and the servers.
+ * real API on loopback (test/support/oauth-harness.ts); the runtime is the real one. Nothing is stubbed between
+ * Mailintake and the servers.
  *
  * Accounts: the authorization server's user "alice" is the mailbox alice@example.test on both doubles.
  * The Graph double records the subject a verifier names but does not compare it with the mailbox in the URL
@@ -34,129 +27,57 @@ const SECRET = 'graph-ews-secret-5d8e21';
 const SHORT_SECRET = 'graph-ews-short-secret-a4c7f0';
 const APP_SECRET = 'graph-ews-app-secret-e93b6d';
 const SCOPE = 'mail offline_access';
+/** An application: no user, no consent, no redirect URL. */
+const APP_CLIENT = {
+  clientId: 'helpdesk-app',
+  clientSecret: APP_SECRET,
+  redirectUris: [],
+  grantTypes: ['client_credentials' as const],
+};
 const address = (user: string) => `${user}@example.test`;
 
-/** Polls an asynchronous condition the servers answer (never a bare sleep), bounded. */
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function freePort(): Promise<number> {
-  const net = await import('node:net');
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization server on %s', (engine) => {
-  let auth: OAuthTestServer;
+  /** Mailintake as the tests reach it (test/support/oauth-harness.ts). */
+  let h: OAuthHarness;
   let graph: GraphDouble;
   let ews: EwsDouble;
-  let rt: Runtime;
-  let http: ServerType;
-  let base: string;
-  let store: Store;
-  let openSealed: (sealed: string) => string;
-  let cleanup: () => Promise<void>;
-  let apiKey: string;
-  /** Everything Mailintake said: log lines, API answers and pages. Checked for secrets at the end. */
-  const transcript: string[] = [];
   /** Every token a double was shown that the authorization server called active, with its answer. */
   const issued = new Map<string, IntrospectionResult>();
 
   /** The doubles' judge: a token the authorization server issued, active, with the mail scope. */
   const issuedByServer = async (token: string): Promise<{ subject: string | null } | null> => {
-    const info = await auth.introspect(token);
+    const info = await h.auth.introspect(token);
     if (!info.active || !info.scope?.split(' ').includes('mail')) return null;
     if (!issued.has(token)) issued.set(token, info);
     // delegated: the user's mailbox; client credentials carry no sub: an application token
     return { subject: info.sub ? address(info.sub) : null };
   };
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    transcript.push(text);
-    return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-  };
-
-  const generic = (oauth: Record<string, unknown> = {}) => ({
-    provider: 'generic',
-    clientId: 'helpdesk',
-    clientSecret: SECRET,
-    authorizationUrl: auth.authorizationUrl,
-    tokenUrl: auth.tokenUrl,
-    scope: SCOPE,
-    ...oauth,
-  });
   const appOnly = () => ({
     provider: 'generic',
     flow: 'client-credentials',
     clientId: 'helpdesk-app',
     clientSecret: APP_SECRET,
-    tokenUrl: auth.tokenUrl,
+    tokenUrl: h.auth.tokenUrl,
     scope: 'mail',
   });
 
-  const graphMailbox = (name: string, user: string, oauth: Record<string, unknown> = generic()) => {
-    graph.addMailbox(address(user));
-    return {
-      name,
-      protocol: 'graph',
-      graphEndpoint: graph.url,
-      emailAddress: address(user),
-      caFile: graph.caFile,
-      oauth,
-    };
+  /** A mailbox of `user` on the Graph or the EWS double (added there first), at that double's endpoint. */
+  const mailboxOn = (
+    protocol: 'graph' | 'ews',
+    name: string,
+    user: string,
+    oauth: Record<string, unknown> = h.helpdeskOAuth(),
+  ) => {
+    const double = protocol === 'graph' ? graph : ews;
+    double.addMailbox(address(user));
+    const endpoint = protocol === 'graph' ? { graphEndpoint: double.url } : { connectUrl: double.url };
+    return { name, protocol, ...endpoint, emailAddress: address(user), caFile: double.caFile, oauth };
   };
-  const ewsMailbox = (name: string, user: string, oauth: Record<string, unknown> = generic()) => {
-    ews.addMailbox(address(user));
-    return {
-      name,
-      protocol: 'ews',
-      connectUrl: ews.url,
-      emailAddress: address(user),
-      caFile: ews.caFile,
-      oauth,
-    };
-  };
-
-  /** Starts the consent through the API and signs in at the provider as `user`; the browser lands on our page. */
-  const consent = async (name: string, user: string) => {
-    const started = await api('POST', `/api/v1/mailboxes/${name}/oauth/authorize`);
-    expect(started.status).toBe(200);
-    const result = await runConsent(String(started.json.authorizationUrl), {
-      user,
-      password: `${user}-pw`,
-      decision: 'approve',
-      followCallback: true,
-    });
-    if (result.providerError) throw new Error(`provider error page: ${result.providerError.body}`);
-    transcript.push(result.body ?? '');
-    return { status: result.status, body: result.body ?? '' };
-  };
-
-  /** The tokens Mailintake stored for a mailbox, opened with its key (the test's view into the sealed row). */
-  const storedTokens = async (name: string) => {
-    const { id } = (await rt.services.mailboxes.get(name)) as { id: number };
-    const row = await store.db
-      .selectFrom('oauth_tokens')
-      .selectAll()
-      .where('owner', '=', `mailbox:${id}`)
-      .executeTakeFirstOrThrow();
-    return JSON.parse(openSealed(row.sealed)) as { accessToken: string; refreshToken?: string };
-  };
+  const graphMailbox = (name: string, user: string, oauth?: Record<string, unknown>) =>
+    mailboxOn('graph', name, user, oauth);
+  const ewsMailbox = (name: string, user: string, oauth?: Record<string, unknown>) =>
+    mailboxOn('ews', name, user, oauth);
 
   /** A request straight to the Graph double, as any client could send it (not through Mailintake). */
   const graphGet = (path: string, token: string) =>
@@ -179,54 +100,22 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
   /** The Graph requests that named the user's mailbox in their path. */
   const graphRequestsOf = (user: string) =>
     graph.requests.filter((r) => r.path.toLowerCase().startsWith(`/v1.0/users/${address(user)}/`));
-  const bearerOf = (h: string | string[] | undefined) => String(h ?? '').replace(/^Bearer /, '');
+  const bearerOf = (header: string | string[] | undefined) => String(header ?? '').replace(/^Bearer /, '');
 
   beforeAll(async () => {
-    auth = await startOAuthServer({ users: USERS.map((name) => ({ name, password: `${name}-pw` })) });
+    h = await startOAuthHarness(engine, {
+      users: USERS,
+      secrets: { helpdesk: SECRET, short: SHORT_SECRET },
+      clients: [APP_CLIENT],
+      scope: SCOPE,
+    });
     graph = await GraphDouble.start({ acceptBearer: issuedByServer });
     ews = await EwsDouble.start({ auth: { bearer: issuedByServer } });
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    const fresh = await freshConfig(engine, { MAILINTAKE_PUBLIC_URL: base });
-    cleanup = fresh.cleanup;
-    const redirect = `${base}/oauth/callback`;
-    await auth.addClient({ clientId: 'helpdesk', clientSecret: SECRET, redirectUris: [redirect] });
-    // tokens of this client live 2 s: every round after that needs a refresh
-    await auth.addClient({
-      clientId: 'helpdesk-short',
-      clientSecret: SHORT_SECRET,
-      redirectUris: [redirect],
-      accessTokenTtlSeconds: 2,
-    });
-    // an application: no user, no consent, no redirect URL
-    await auth.addClient({
-      clientId: 'helpdesk-app',
-      clientSecret: APP_SECRET,
-      redirectUris: [],
-      grantTypes: ['client_credentials'],
-    });
-    rt = await openRuntime(fresh.config, {
-      logger: createLogger('debug', (line) => {
-        transcript.push(line);
-      }),
-    });
-    const app = createApi(rt.services, {
-      logger: { error: (m, f) => transcript.push(m, JSON.stringify(f)) },
-    });
-    http = serve({ fetch: app.fetch, port, hostname: '127.0.0.1' });
-    apiKey = (await rt.services.apiKeys.create('oauth-graph-ews-test')).key;
-    store = await openStore({ databaseUrl: fresh.config.databaseUrl, dataDir: fresh.config.dataDir });
-    const box = loadSecretBox({ secretKey: fresh.config.secretKey, dataDir: fresh.config.dataDir });
-    openSealed = (s) => box.open(s);
   });
   afterAll(async () => {
-    await new Promise((r) => http?.close(r));
-    await rt?.close();
-    await store?.close();
     await graph?.stop();
     await ews?.stop();
-    await auth?.close();
-    await cleanup?.();
+    await h?.close();
   });
 
   it('Graph, delegated: consent through the redirect URL, then mail becomes requests with tokens the server issued; a made-up or another user’s token is refused', async () => {
@@ -234,18 +123,18 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
       ['g-alice', 'alice'],
       ['g-bob', 'bob'],
     ] as const) {
-      const added = await api('POST', '/api/v1/mailboxes', graphMailbox(name, user));
+      const added = await h.api('POST', '/api/v1/mailboxes', graphMailbox(name, user));
       expect(added.status).toBe(201);
       expect(added.json).toMatchObject({
         protocol: 'graph',
         auth: 'oauth2',
         oauth: {
           clientSecretSet: true,
-          redirectUrl: `${base}/oauth/callback`,
+          redirectUrl: `${h.base}/oauth/callback`,
           tokens: { status: 'not-authorized', flow: 'authorization-code' },
         },
       });
-      const page = await consent(name, user);
+      const page = await h.consent(name, user);
       expect(page.status).toBe(200);
       expect(page.body).toContain('data-outcome="authorized"');
       expect(page.body).toContain(`for <code>${address(user)}</code>`);
@@ -254,12 +143,12 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
       buildMail({ messageId: 'g-alice-1@oauth.test', subject: 'Printer on fire' }),
       buildMail({ messageId: 'g-alice-2@oauth.test', subject: 'Monitor flickers' }),
     ]);
-    const [round] = await rt.services.fetch.once({ mailbox: 'g-alice' });
+    const [round] = await h.rt.services.fetch.once({ mailbox: 'g-alice' });
     expect(round).toMatchObject({ reached: true, fetched: 2, created: 2, error: null });
     expect(graph.messages(address('alice')).map((m) => m.isRead)).toEqual([true, true]);
 
     // every request for alice's mailbox carried alice's token, the one the server issued and Mailintake stored
-    const { accessToken } = await storedTokens('g-alice');
+    const { accessToken } = await h.storedTokens('g-alice');
     const seen = graphRequestsOf('alice');
     expect(seen.length).toBeGreaterThanOrEqual(4);
     for (const r of seen) {
@@ -267,7 +156,7 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
       expect(r.subject).toBe(address('alice'));
     }
     expect(issued.get(accessToken)).toMatchObject({ active: true, sub: 'alice', client_id: 'helpdesk' });
-    const state = await api('GET', '/api/v1/mailboxes/g-alice/oauth');
+    const state = await h.api('GET', '/api/v1/mailboxes/g-alice/oauth');
     expect(state.json).toMatchObject({
       status: 'authorized',
       flow: 'authorization-code',
@@ -281,7 +170,7 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
     const garbage = await graphGet(inbox('alice'), 'made-up-token-0123456789abcdef');
     expect(garbage.status).toBe(401);
     expect(garbage.body).toContain('InvalidAuthenticationToken');
-    const bobs = (await storedTokens('g-bob')).accessToken;
+    const bobs = (await h.storedTokens('g-bob')).accessToken;
     // as Graph answers it: the token is valid, but bob has no access to alice's mailbox
     const denied = await graphGet(inbox('alice'), bobs);
     expect(denied.status).toBe(403);
@@ -290,13 +179,13 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
     expect((await graphGet(inbox('alice'), accessToken)).status).toBe(200);
 
     // dave signs in for carol's mailbox: the consent check opens carol's mailbox with dave's token, Graph refuses
-    await api('POST', '/api/v1/mailboxes', graphMailbox('g-carol', 'carol'));
-    const other = await consent('g-carol', 'dave');
+    await h.api('POST', '/api/v1/mailboxes', graphMailbox('g-carol', 'carol'));
+    const other = await h.consent('g-carol', 'dave');
     expect(other.status).toBe(400);
     expect(other.body).toContain('data-outcome="failed"');
     expect(other.body).toContain('OAUTH_CONSENT_FAILED');
     expect(other.body).toMatch(/sign in as &quot;carol@example\.test&quot;/);
-    expect((await api('GET', '/api/v1/mailboxes/g-carol/oauth')).json).toMatchObject({
+    expect((await h.api('GET', '/api/v1/mailboxes/g-carol/oauth')).json).toMatchObject({
       status: 'not-authorized',
     });
     const refusedForCarol = graphRequestsOf('carol');
@@ -304,45 +193,49 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
     // dave's token was valid (the server issued it), but for dave: Graph denied carol's mailbox to it
     expect(refusedForCarol.every((r) => r.subject === address('dave'))).toBe(true);
     // carol herself: authorized
-    expect((await consent('g-carol', 'carol')).body).toContain('data-outcome="authorized"');
-    const [carols] = await rt.services.fetch.once({ mailbox: 'g-carol' });
+    expect((await h.consent('g-carol', 'carol')).body).toContain('data-outcome="authorized"');
+    const [carols] = await h.rt.services.fetch.once({ mailbox: 'g-carol' });
     expect(carols).toMatchObject({ reached: true, error: null });
   });
 
   it('Graph, expiring token: once the server says it expired, the next fetch refreshes it and succeeds', async () => {
-    await api(
+    await h.api(
       'POST',
       '/api/v1/mailboxes',
-      graphMailbox('g-short', 'erin', generic({ clientId: 'helpdesk-short', clientSecret: SHORT_SECRET })),
+      graphMailbox(
+        'g-short',
+        'erin',
+        h.helpdeskOAuth({ clientId: 'helpdesk-short', clientSecret: SHORT_SECRET }),
+      ),
     );
-    expect((await consent('g-short', 'erin')).body).toContain('data-outcome="authorized"');
-    const refreshesBefore = auth.tokenRequests.filter(
+    expect((await h.consent('g-short', 'erin')).body).toContain('data-outcome="authorized"');
+    const refreshesBefore = h.auth.tokenRequests.filter(
       (r) => r.clientId === 'helpdesk-short' && r.grantType === 'refresh_token',
     ).length;
     const used = new Set<string>();
     for (let round = 1; round <= 2; round++) {
-      const { accessToken } = await storedTokens('g-short');
+      const { accessToken } = await h.storedTokens('g-short');
       used.add(accessToken);
       // the provider itself says the token has expired (2 s lifetime): wait for that, not for a clock
       await waitFor(
         'the access token to expire at the provider',
-        async () => !(await auth.introspect(accessToken)).active,
+        async () => !(await h.auth.introspect(accessToken)).active,
       );
       await graph.deliver(address('erin'), [
         buildMail({ messageId: `g-short-${round}@oauth.test`, subject: `Round ${round}` }),
       ]);
-      const [s] = await rt.services.fetch.once({ mailbox: 'g-short' });
+      const [s] = await h.rt.services.fetch.once({ mailbox: 'g-short' });
       expect(s, `round ${round}`).toMatchObject({ reached: true, fetched: 1, created: 1, error: null });
-      const now = (await storedTokens('g-short')).accessToken;
+      const now = (await h.storedTokens('g-short')).accessToken;
       expect(now).not.toBe(accessToken);
       used.add(now);
     }
-    const refreshes = auth.tokenRequests
+    const refreshes = h.auth.tokenRequests
       .filter((r) => r.clientId === 'helpdesk-short' && r.grantType === 'refresh_token')
       .slice(refreshesBefore);
     expect(refreshes).toHaveLength(2);
     for (const r of refreshes) expect(r).toMatchObject({ status: 200, error: undefined });
-    expect((await rt.services.oauth.status('g-short')).refreshCount).toBe(2);
+    expect((await h.rt.services.oauth.status('g-short')).refreshCount).toBe(2);
     // the double saw only tokens the server issued to this client for erin, never an expired one it had not seen alive
     const seen = graphRequestsOf('erin');
     expect(seen.length).toBeGreaterThanOrEqual(6);
@@ -357,17 +250,17 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
   });
 
   it('Graph and EWS, client credentials: application tokens without consent; EWS impersonates the mailbox', async () => {
-    const g = await api('POST', '/api/v1/mailboxes', graphMailbox('g-app', 'frank', appOnly()));
+    const g = await h.api('POST', '/api/v1/mailboxes', graphMailbox('g-app', 'frank', appOnly()));
     expect(g.status).toBe(201);
-    const e = await api('POST', '/api/v1/mailboxes', ewsMailbox('e-app', 'grace', appOnly()));
+    const e = await h.api('POST', '/api/v1/mailboxes', ewsMailbox('e-app', 'grace', appOnly()));
     expect(e.status).toBe(201);
     for (const name of ['g-app', 'e-app']) {
-      expect((await api('GET', `/api/v1/mailboxes/${name}/oauth`)).json).toMatchObject({
+      expect((await h.api('GET', `/api/v1/mailboxes/${name}/oauth`)).json).toMatchObject({
         flow: 'client-credentials',
         status: 'not-authorized',
       });
       // there is no consent to give
-      const start = await api('POST', `/api/v1/mailboxes/${name}/oauth/authorize`);
+      const start = await h.api('POST', `/api/v1/mailboxes/${name}/oauth/authorize`);
       expect(start.status).toBe(400);
       expect(start.json).toMatchObject({ error: 'INVALID_SETTINGS' });
     }
@@ -376,7 +269,7 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
       buildMail({ messageId: 'e-app-1@oauth.test', subject: 'App E 1' }),
       buildMail({ messageId: 'e-app-2@oauth.test', subject: 'App E 2' }),
     ]);
-    const rounds = await rt.services.fetch.once({});
+    const rounds = await h.rt.services.fetch.once({});
     expect(rounds.find((r) => r.mailbox === 'g-app')).toMatchObject({
       reached: true,
       fetched: 1,
@@ -392,37 +285,37 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
     expect(ews.messages(address('grace')).map((m) => m.isRead)).toEqual([true, true]);
 
     for (const name of ['g-app', 'e-app']) {
-      expect((await api('GET', `/api/v1/mailboxes/${name}/oauth`)).json).toMatchObject({
+      expect((await h.api('GET', `/api/v1/mailboxes/${name}/oauth`)).json).toMatchObject({
         flow: 'client-credentials',
         status: 'authorized',
         refreshTokenSet: false,
         lastError: null,
       });
-      expect((await api('GET', `/api/v1/mailboxes/${name}`)).json).toMatchObject({
+      expect((await h.api('GET', `/api/v1/mailboxes/${name}`)).json).toMatchObject({
         oauth: { tokens: { status: 'authorized', flow: 'client-credentials' } },
       });
       // an application token: the server knows the client, and no user
-      const { accessToken, refreshToken } = await storedTokens(name);
+      const { accessToken, refreshToken } = await h.storedTokens(name);
       expect(refreshToken).toBeUndefined();
-      const info = await auth.introspect(accessToken);
+      const info = await h.auth.introspect(accessToken);
       expect(info).toMatchObject({ active: true, client_id: 'helpdesk-app' });
       expect(info.sub).toBeUndefined();
     }
-    const appTokens = auth.tokenRequests.filter((r) => r.clientId === 'helpdesk-app');
+    const appTokens = h.auth.tokenRequests.filter((r) => r.clientId === 'helpdesk-app');
     expect(appTokens.length).toBeGreaterThanOrEqual(2);
     for (const r of appTokens)
       expect(r).toMatchObject({ grantType: 'client_credentials', scope: 'mail', status: 200 });
-    expect(auth.authorizationRequests.some((r) => r.clientId === 'helpdesk-app')).toBe(false);
+    expect(h.auth.authorizationRequests.some((r) => r.clientId === 'helpdesk-app')).toBe(false);
 
     const graphSeen = graphRequestsOf('frank');
     expect(graphSeen.length).toBeGreaterThanOrEqual(4);
-    const gToken = (await storedTokens('g-app')).accessToken;
+    const gToken = (await h.storedTokens('g-app')).accessToken;
     expect(graphSeen.every((r) => r.subject === null && bearerOf(r.headers.authorization) === gToken)).toBe(
       true,
     );
 
     // EWS: every request of grace's mailbox is the application token with ExchangeImpersonation naming it
-    const eToken = (await storedTokens('e-app')).accessToken;
+    const eToken = (await h.storedTokens('e-app')).accessToken;
     const ewsSeen = ews.requests.filter((r) => r.account === address('grace'));
     expect(ewsSeen.length).toBeGreaterThanOrEqual(4);
     const impersonation = `<t:ExchangeImpersonation><t:ConnectingSID><t:SmtpAddress>${address('grace')}</t:SmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>`;
@@ -436,21 +329,21 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
   });
 
   it('EWS, delegated: consent through the redirect URL, then the bearer and X-AnchorMailbox on every request, no impersonation', async () => {
-    const added = await api('POST', '/api/v1/mailboxes', ewsMailbox('e-heidi', 'heidi'));
+    const added = await h.api('POST', '/api/v1/mailboxes', ewsMailbox('e-heidi', 'heidi'));
     expect(added.status).toBe(201);
     expect(added.json).toMatchObject({ protocol: 'ews', auth: 'oauth2' });
-    const page = await consent('e-heidi', 'heidi');
+    const page = await h.consent('e-heidi', 'heidi');
     expect(page.status).toBe(200);
     expect(page.body).toContain('data-outcome="authorized"');
     expect(page.body).toContain(`for <code>${address('heidi')}</code>`);
     await ews.deliver(address('heidi'), [
       buildMail({ messageId: 'e-heidi-1@oauth.test', subject: 'Keyboard missing keys' }),
     ]);
-    const [round] = await rt.services.fetch.once({ mailbox: 'e-heidi' });
+    const [round] = await h.rt.services.fetch.once({ mailbox: 'e-heidi' });
     expect(round).toMatchObject({ reached: true, fetched: 1, created: 1, error: null });
     expect(ews.messages(address('heidi')).map((m) => m.isRead)).toEqual([true]);
 
-    const { accessToken } = await storedTokens('e-heidi');
+    const { accessToken } = await h.storedTokens('e-heidi');
     expect(issued.get(accessToken)).toMatchObject({ sub: 'heidi', client_id: 'helpdesk' });
     const seen = ews.requests.filter((r) => r.headers['x-anchormailbox'] === address('heidi'));
     expect(seen.length).toBeGreaterThanOrEqual(4);
@@ -465,7 +358,7 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
 
   it('never shows a secret: client secrets and every access and refresh token stay out of logs, API answers and pages', async () => {
     const names = ['g-alice', 'g-bob', 'g-carol', 'g-short', 'g-app', 'e-app', 'e-heidi'];
-    const stored = await Promise.all(names.map(storedTokens));
+    const stored = await Promise.all(names.map(h.storedTokens));
     const secrets = [
       SECRET,
       SHORT_SECRET,
@@ -475,16 +368,16 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
       ...issued.keys(),
     ].filter(Boolean);
     expect(new Set(secrets).size).toBeGreaterThan(15);
-    await api('GET', '/api/v1/mailboxes');
+    await h.api('GET', '/api/v1/mailboxes');
     for (const name of names) {
-      await api('GET', `/api/v1/mailboxes/${name}`);
-      await api('GET', `/api/v1/mailboxes/${name}/oauth`);
+      await h.api('GET', `/api/v1/mailboxes/${name}`);
+      await h.api('GET', `/api/v1/mailboxes/${name}/oauth`);
     }
-    await api('GET', '/api/v1/system-log?limit=1000');
-    await api('GET', '/api/v1/oauth/providers');
+    await h.api('GET', '/api/v1/system-log?limit=1000');
+    await h.api('GET', '/api/v1/oauth/providers');
     // an error answer that would quote the body
-    await api('POST', '/api/v1/mailboxes', { ...graphMailbox('bad name!', 'alice'), accessToken: 'x' });
-    const all = transcript.join('\n');
+    await h.api('POST', '/api/v1/mailboxes', { ...graphMailbox('bad name!', 'alice'), accessToken: 'x' });
+    const all = h.transcript.join('\n');
     expect(all.length).toBeGreaterThan(10_000);
     expect(all).toContain('oauth token obtained');
     for (const s of secrets)

@@ -1,79 +1,59 @@
 import { readFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
-import { type ServerType, serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApi } from '../src/api/app.js';
-import { createLogger } from '../src/logger.js';
-import type { Runtime } from '../src/runtime.js';
 import { openRuntime } from '../src/runtime.js';
-import { loadSecretBox } from '../src/security/secret-box.js';
-import { openStore, type Store } from '../src/store/db.js';
-import { cliRunner } from './support/cli.js';
 import { runConsent } from './support/consent.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
-import { ENGINES, freshConfig } from './support/engines.js';
+import { ENGINES } from './support/engines.js';
 import { buildMail } from './support/mails.js';
-import { type OAuthTestServer, startOAuthServer } from './support/oauth-server.js';
+import { type OAuthHarness, startOAuthHarness, waitFor } from './support/oauth-harness.js';
 import { startSmtpServer } from './support/smtp.js';
 
 /**
  * OAuth 2.0 end to end, against real servers: oidc-provider (a real login and consent page, PKCE, rotating
  * refresh tokens, introspection, revocation) and Dovecot validating every token at its introspection endpoint.
  * The consent is driven like a browser (test/support/consent.ts) and lands on Mailintake's own /oauth/callback
- * served by the real API on loopback. Nothing is stubbed between Mailintake and the two servers.
+ * served by the real API on loopback (test/support/oauth-harness.ts). Nothing is stubbed between Mailintake and
+ * the two servers.
  */
 const USERS = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan'];
 const SECRET = 'helpdesk-secret-7f3a9c';
 const SHORT_SECRET = 'short-secret-91b2e4';
 const SCOPE = 'mail offline_access';
-
-/** Polls an asynchronous condition the servers answer (never a bare sleep), bounded. */
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function freePort(): Promise<number> {
-  const net = await import('node:net');
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** Registered with another redirect URL than Mailintake's. */
+const ELSEWHERE = {
+  clientId: 'elsewhere',
+  clientSecret: SECRET,
+  redirectUris: ['https://helpdesk.example.test/oauth/callback'],
+};
 
 describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot on %s', (engine) => {
-  let auth: OAuthTestServer;
+  /** Mailintake as the tests reach it (test/support/oauth-harness.ts). */
+  let h: OAuthHarness;
   let dovecot: DovecotServer; // offers OAUTHBEARER and XOAUTH2
   let dovecotX: DovecotServer; // offers XOAUTH2 only
-  let rt: Runtime;
-  let http: ServerType;
-  let base: string;
-  let store: Store;
-  let openSealed: (sealed: string) => string;
-  let cleanup: () => Promise<void>;
-  let env: Record<string, string>;
-  let config: Awaited<ReturnType<typeof freshConfig>>['config'];
-  /** Everything Mailintake said: log lines, API answers and pages, CLI output. Checked for secrets at the end. */
-  const transcript: string[] = [];
-  const cli = cliRunner(() => env, transcript);
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  beforeAll(async () => {
+    h = await startOAuthHarness(engine, {
+      users: USERS,
+      secrets: { helpdesk: SECRET, short: SHORT_SECRET },
+      clients: [ELSEWHERE],
+      scope: SCOPE,
     });
-    const text = await res.text();
-    transcript.push(text);
-    return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-  };
-  let apiKey: string;
+    dovecot = await startDovecot({
+      users: h.auth.users,
+      oauth: { introspectionUrl: h.auth.dovecot.introspectionUrl },
+    });
+    dovecotX = await startDovecot({
+      users: h.auth.users,
+      oauth: { introspectionUrl: h.auth.dovecot.introspectionUrl, mechanisms: ['xoauth2'] },
+    });
+  });
+  afterAll(async () => {
+    await dovecot?.stop();
+    await dovecotX?.stop();
+    await h?.close();
+  });
 
   const mailbox = (
     name: string,
@@ -95,94 +75,7 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
     emailAddress: `${user}@example.test`,
     caFile: server.caFile,
     idle: false,
-    oauth: {
-      provider: 'generic',
-      clientId: 'helpdesk',
-      clientSecret: SECRET,
-      authorizationUrl: auth.authorizationUrl,
-      tokenUrl: auth.tokenUrl,
-      scope: SCOPE,
-      ...oauth,
-    },
-  });
-
-  /** Starts the consent through the API and signs in at the provider as `user`; the browser lands on our page. */
-  const consent = async (name: string, user: string, decision: 'approve' | 'deny' = 'approve') => {
-    const started = await api('POST', `/api/v1/mailboxes/${name}/oauth/authorize`);
-    expect(started.status).toBe(200);
-    const result = await runConsent(String(started.json.authorizationUrl), {
-      user,
-      password: `${user}-pw`,
-      decision,
-      followCallback: true,
-    });
-    if (result.providerError) throw new Error(`provider error page: ${result.providerError.body}`);
-    transcript.push(result.body ?? '');
-    return { status: result.status, body: result.body ?? '', callbackUrl: result.callbackUrl };
-  };
-
-  /** The tokens Mailintake stored for a mailbox, opened with its key (the test's view into the sealed row). */
-  const storedTokens = async (name: string) => {
-    const { id } = (await rt.services.mailboxes.get(name)) as { id: number };
-    const row = await store.db
-      .selectFrom('oauth_tokens')
-      .selectAll()
-      .where('owner', '=', `mailbox:${id}`)
-      .executeTakeFirstOrThrow();
-    return JSON.parse(openSealed(row.sealed)) as { accessToken: string; refreshToken?: string };
-  };
-
-  beforeAll(async () => {
-    const users = USERS.map((name) => ({ name, password: `${name}-pw` }));
-    auth = await startOAuthServer({ users });
-    dovecot = await startDovecot({ users, oauth: { introspectionUrl: auth.dovecot.introspectionUrl } });
-    dovecotX = await startDovecot({
-      users,
-      oauth: { introspectionUrl: auth.dovecot.introspectionUrl, mechanisms: ['xoauth2'] },
-    });
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    const fresh = await freshConfig(engine, { MAILINTAKE_PUBLIC_URL: base });
-    cleanup = fresh.cleanup;
-    env = fresh.env;
-    config = fresh.config;
-    const redirect = `${base}/oauth/callback`;
-    await auth.addClient({ clientId: 'helpdesk', clientSecret: SECRET, redirectUris: [redirect] });
-    // tokens of this client live 2 s: every round after that needs a refresh
-    await auth.addClient({
-      clientId: 'helpdesk-short',
-      clientSecret: SHORT_SECRET,
-      redirectUris: [redirect],
-      accessTokenTtlSeconds: 2,
-    });
-    // registered with another redirect URL than Mailintake's
-    await auth.addClient({
-      clientId: 'elsewhere',
-      clientSecret: SECRET,
-      redirectUris: ['https://helpdesk.example.test/oauth/callback'],
-    });
-    rt = await openRuntime(fresh.config, {
-      logger: createLogger('debug', (line) => {
-        transcript.push(line);
-      }),
-    });
-    const app = createApi(rt.services, {
-      logger: { error: (m, f) => transcript.push(m, JSON.stringify(f)) },
-    });
-    http = serve({ fetch: app.fetch, port, hostname: '127.0.0.1' });
-    apiKey = (await rt.services.apiKeys.create('oauth-test')).key;
-    store = await openStore({ databaseUrl: fresh.config.databaseUrl, dataDir: fresh.config.dataDir });
-    const box = loadSecretBox({ secretKey: fresh.config.secretKey, dataDir: fresh.config.dataDir });
-    openSealed = (s) => box.open(s);
-  });
-  afterAll(async () => {
-    await new Promise((r) => http?.close(r));
-    await rt?.close();
-    await store?.close();
-    await dovecot?.stop();
-    await dovecotX?.stop();
-    await auth?.close();
-    await cleanup?.();
+    oauth: h.helpdeskOAuth(oauth),
   });
 
   it('consent through the redirect URL, then IMAPS, IMAP+STARTTLS, POP3S and POP3+STLS fetch with OAUTHBEARER and XOAUTH2', async () => {
@@ -195,24 +88,24 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
       mailbox('x-pop', 'frank', 'pop', dovecotX),
     ];
     for (const b of boxes) {
-      const added = await api('POST', '/api/v1/mailboxes', b);
+      const added = await h.api('POST', '/api/v1/mailboxes', b);
       expect(added.status).toBe(201);
       expect(added.json).toMatchObject({
         auth: 'oauth2',
         passwordSet: false,
         oauth: {
           clientSecretSet: true,
-          redirectUrl: `${base}/oauth/callback`,
+          redirectUrl: `${h.base}/oauth/callback`,
           tokens: { status: 'not-authorized' },
         },
       });
     }
     // not authorized yet: a coded failure of that mailbox, nothing else
-    const [before] = await rt.services.fetch.once({ mailbox: 'o-imaps' });
+    const [before] = await h.rt.services.fetch.once({ mailbox: 'o-imaps' });
     expect(before?.error?.code).toBe('OAUTH_NOT_AUTHORIZED');
 
     for (const b of boxes) {
-      const page = await consent(b.name, b.username);
+      const page = await h.consent(b.name, b.username);
       expect(page.status).toBe(200);
       expect(page.body).toContain('data-outcome="authorized"');
       expect(page.body).toContain(`for <code>${b.username}</code>`);
@@ -222,15 +115,15 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
       ]);
     }
     // the authorization request carried PKCE S256 and the state, as the provider saw it
-    for (const r of auth.authorizationRequests.filter((x) => x.clientId === 'helpdesk')) {
+    for (const r of h.auth.authorizationRequests.filter((x) => x.clientId === 'helpdesk')) {
       expect(r).toMatchObject({
         codeChallengeMethod: 'S256',
         scope: SCOPE,
-        redirectUri: `${base}/oauth/callback`,
+        redirectUri: `${h.base}/oauth/callback`,
       });
       expect(r.state).toMatch(/^[A-Za-z0-9_-]{20,}$/);
     }
-    const rounds = await rt.services.fetch.once({});
+    const rounds = await h.rt.services.fetch.once({});
     for (const b of boxes) {
       const s = rounds.find((r) => r.mailbox === b.name);
       expect(s, b.name).toMatchObject({ reached: true, fetched: 1, created: 1, error: null });
@@ -244,7 +137,7 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
     expect(await logOf(dovecotX)).toMatch(/Login: user=<erin>, method=XOAUTH2/);
     expect(await logOf(dovecotX)).toMatch(/Login: user=<frank>, method=XOAUTH2/);
 
-    const state = await api('GET', '/api/v1/mailboxes/o-imaps/oauth');
+    const state = await h.api('GET', '/api/v1/mailboxes/o-imaps/oauth');
     expect(state.json).toMatchObject({
       status: 'authorized',
       account: 'alice',
@@ -252,41 +145,41 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
       lastError: null,
       pending: null,
     });
-    const shown = await cli(['mailbox', 'oauth', 'o-pop']);
+    const shown = await h.cli(['mailbox', 'oauth', 'o-pop']);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/status:\s+authorized/);
     expect(shown.stdout).toMatch(/refresh token:\s+stored \(never shown\)/);
   });
 
   it('refreshes an expired access token with the scope, saves each rotated refresh token at once, and goes on fetching', async () => {
-    await api(
+    await h.api(
       'POST',
       '/api/v1/mailboxes',
       mailbox('short', 'grace', 'imaps', dovecot, { clientId: 'helpdesk-short', clientSecret: SHORT_SECRET }),
     );
-    expect((await consent('short', 'grace')).status).toBe(200);
+    expect((await h.consent('short', 'grace')).status).toBe(200);
     for (let round = 1; round <= 3; round++) {
-      const { accessToken } = await storedTokens('short');
+      const { accessToken } = await h.storedTokens('short');
       // the provider itself says the token has expired (2 s lifetime): wait for that, not for a clock
       await waitFor(
         'the access token to expire at the provider',
-        async () => !(await auth.introspect(accessToken)).active,
+        async () => !(await h.auth.introspect(accessToken)).active,
       );
       await deliverMaildir(dovecot, 'grace', [
         buildMail({ messageId: `short-${round}@oauth.test`, subject: `Round ${round}` }),
       ]);
-      const [s] = await rt.services.fetch.once({ mailbox: 'short' });
+      const [s] = await h.rt.services.fetch.once({ mailbox: 'short' });
       expect(s, `round ${round}`).toMatchObject({ reached: true, created: 1, error: null });
-      expect((await storedTokens('short')).accessToken).not.toBe(accessToken);
+      expect((await h.storedTokens('short')).accessToken).not.toBe(accessToken);
     }
-    const refreshes = auth.tokenRequests.filter(
+    const refreshes = h.auth.tokenRequests.filter(
       (r) => r.clientId === 'helpdesk-short' && r.grantType === 'refresh_token',
     );
     // oidc-provider rotates refresh tokens and revokes the grant when one is used twice: three successful
     // refreshes in a row prove each rotated token was saved before the next one was needed
     expect(refreshes).toHaveLength(3);
     for (const r of refreshes) expect(r).toMatchObject({ status: 200, scope: SCOPE, error: undefined });
-    expect((await rt.services.oauth.status('short')).refreshCount).toBe(3);
+    expect((await h.rt.services.oauth.status('short')).refreshCount).toBe(3);
   });
 
   it('a revoked refresh token stops that mailbox alone with OAUTH_REAUTHORIZE_REQUIRED, counted as a connection failure, until authorized again', async () => {
@@ -294,32 +187,32 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
       ['rev-a', 'heidi'],
       ['rev-b', 'ivan'],
     ] as const) {
-      await api(
+      await h.api(
         'POST',
         '/api/v1/mailboxes',
         mailbox(name, user, 'imaps', dovecot, { clientId: 'helpdesk-short', clientSecret: SHORT_SECRET }),
       );
-      expect((await consent(name, user)).status).toBe(200);
+      expect((await h.consent(name, user)).status).toBe(200);
     }
-    const a = await storedTokens('rev-a');
+    const a = await h.storedTokens('rev-a');
     // the user (or an admin at the provider) revokes Mailintake's access
-    await auth.revoke(a.refreshToken!);
+    await h.auth.revoke(a.refreshToken!);
     await waitFor(
       'the access token to be inactive',
-      async () => !(await auth.introspect(a.accessToken)).active,
+      async () => !(await h.auth.introspect(a.accessToken)).active,
     );
-    const b = await storedTokens('rev-b');
-    await waitFor("rev-b's token to expire", async () => !(await auth.introspect(b.accessToken)).active);
+    const b = await h.storedTokens('rev-b');
+    await waitFor("rev-b's token to expire", async () => !(await h.auth.introspect(b.accessToken)).active);
     await deliverMaildir(dovecot, 'ivan', [
       buildMail({ messageId: 'rev-b-1@oauth.test', subject: 'Still here' }),
     ]);
 
-    const rounds = await rt.services.fetch.once({});
+    const rounds = await h.rt.services.fetch.once({});
     const ra = rounds.find((r) => r.mailbox === 'rev-a');
     const rb = rounds.find((r) => r.mailbox === 'rev-b');
     expect(ra?.error?.code).toBe('OAUTH_REAUTHORIZE_REQUIRED');
     expect(rb).toMatchObject({ reached: true, created: 1, error: null });
-    const viewA = await api('GET', '/api/v1/mailboxes/rev-a');
+    const viewA = await h.api('GET', '/api/v1/mailboxes/rev-a');
     expect(viewA.json).toMatchObject({
       state: { lastErrorCode: 'OAUTH_REAUTHORIZE_REQUIRED', consecutiveFailures: 1 },
       oauth: {
@@ -327,24 +220,24 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
       },
     });
     // the next round fails at once, without asking the provider again
-    const asked = auth.tokenRequests.length;
-    const [again] = await rt.services.fetch.once({ mailbox: 'rev-a' });
+    const asked = h.auth.tokenRequests.length;
+    const [again] = await h.rt.services.fetch.once({ mailbox: 'rev-a' });
     expect(again?.error?.code).toBe('OAUTH_REAUTHORIZE_REQUIRED');
-    expect(auth.tokenRequests.length).toBe(asked);
-    expect((await rt.services.mailboxes.get('rev-a')).state.consecutiveFailures).toBe(2);
+    expect(h.auth.tokenRequests.length).toBe(asked);
+    expect((await h.rt.services.mailboxes.get('rev-a')).state.consecutiveFailures).toBe(2);
 
     // authorizing again heals it
-    expect((await consent('rev-a', 'heidi')).status).toBe(200);
+    expect((await h.consent('rev-a', 'heidi')).status).toBe(200);
     await deliverMaildir(dovecot, 'heidi', [buildMail({ messageId: 'rev-a-1@oauth.test', subject: 'Back' })]);
-    const [healed] = await rt.services.fetch.once({ mailbox: 'rev-a' });
+    const [healed] = await h.rt.services.fetch.once({ mailbox: 'rev-a' });
     expect(healed).toMatchObject({ reached: true, created: 1, error: null });
-    expect((await rt.services.mailboxes.get('rev-a')).state.consecutiveFailures).toBe(0);
+    expect((await h.rt.services.mailboxes.get('rev-a')).state.consecutiveFailures).toBe(0);
   });
 
   it('two processes that need a fresh token at once refresh it once (a second use of a rotated refresh token would end the grant)', async () => {
-    const second = await openRuntime(config);
+    const second = await openRuntime(h.config);
     try {
-      await api(
+      await h.api(
         'POST',
         '/api/v1/mailboxes',
         mailbox('twice', 'carol', 'imaps', dovecot, {
@@ -352,70 +245,70 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
           clientSecret: SHORT_SECRET,
         }),
       );
-      expect((await consent('twice', 'carol')).status).toBe(200);
-      const { accessToken } = await storedTokens('twice');
-      await waitFor('the access token to expire', async () => !(await auth.introspect(accessToken)).active);
-      const asked = auth.tokenRequests.filter((r) => r.grantType === 'refresh_token').length;
+      expect((await h.consent('twice', 'carol')).status).toBe(200);
+      const { accessToken } = await h.storedTokens('twice');
+      await waitFor('the access token to expire', async () => !(await h.auth.introspect(accessToken)).active);
+      const asked = h.auth.tokenRequests.filter((r) => r.grantType === 'refresh_token').length;
       // "fetch a sample mail" in both processes at the same moment: each logs in with a token
       const [one, two] = await Promise.all([
-        rt.services.mailboxes.test('twice'),
+        h.rt.services.mailboxes.test('twice'),
         second.services.mailboxes.test('twice'),
       ]);
       expect(one.ok && two.ok).toBe(true);
-      expect(auth.tokenRequests.filter((r) => r.grantType === 'refresh_token').length).toBe(asked + 1);
-      expect((await rt.services.oauth.status('twice')).status).toBe('authorized');
+      expect(h.auth.tokenRequests.filter((r) => r.grantType === 'refresh_token').length).toBe(asked + 1);
+      expect((await h.rt.services.oauth.status('twice')).status).toBe('authorized');
     } finally {
       await second.close();
     }
   });
 
   it('refuses the consent of another account, a refused consent, a wrong client secret and an unregistered redirect URL, each saying what to fix', async () => {
-    await api('POST', '/api/v1/mailboxes', mailbox('who', 'alice', 'imaps', dovecotX));
+    await h.api('POST', '/api/v1/mailboxes', mailbox('who', 'alice', 'imaps', dovecotX));
     // bob signs in for alice's mailbox: Dovecot refuses bob's token for alice, nothing is stored
-    const other = await consent('who', 'bob');
+    const other = await h.consent('who', 'bob');
     expect(other.status).toBe(400);
     expect(other.body).toContain('OAUTH_CONSENT_FAILED');
     expect(other.body).toMatch(/sign in as &quot;alice&quot;/);
-    expect((await rt.services.oauth.status('who')).status).toBe('not-authorized');
+    expect((await h.rt.services.oauth.status('who')).status).toBe('not-authorized');
 
-    const denied = await consent('who', 'alice', 'deny');
+    const denied = await h.consent('who', 'alice', 'deny');
     expect(denied.status).toBe(400);
     expect(denied.body).toMatch(/consent was refused at the provider \(access_denied/);
 
     // the same callback again: one use only
     const replay = await fetch(other.callbackUrl!);
     const replayBody = await replay.text();
-    transcript.push(replayBody);
+    h.transcript.push(replayBody);
     expect(replay.status).toBe(400);
     expect(replayBody).toMatch(/used already/);
 
-    await api('PUT', '/api/v1/mailboxes/who', {
+    await h.api('PUT', '/api/v1/mailboxes/who', {
       ...mailbox('who', 'alice', 'imaps', dovecotX),
       oauth: { ...mailbox('who', 'alice', 'imaps', dovecotX).oauth, clientSecret: 'not-the-secret' },
     });
-    const wrongSecret = await consent('who', 'alice');
+    const wrongSecret = await h.consent('who', 'alice');
     expect(wrongSecret.status).toBe(400);
     expect(wrongSecret.body).toMatch(/refused the app&#39;s credentials \(invalid_client/);
     expect(wrongSecret.body).toContain('oauth.clientSecret');
 
-    await api('PUT', '/api/v1/mailboxes/who', {
+    await h.api('PUT', '/api/v1/mailboxes/who', {
       ...mailbox('who', 'alice', 'imaps', dovecotX),
       oauth: { ...mailbox('who', 'alice', 'imaps', dovecotX).oauth, clientId: 'elsewhere' },
     });
-    const start = await api('POST', '/api/v1/mailboxes/who/oauth/authorize');
+    const start = await h.api('POST', '/api/v1/mailboxes/who/oauth/authorize');
     expect(start.status).toBe(400);
     expect(start.json).toMatchObject({ error: 'OAUTH_CONSENT_FAILED' });
-    expect(String(start.json.message)).toContain(`Register exactly ${base}/oauth/callback`);
+    expect(String(start.json.message)).toContain(`Register exactly ${h.base}/oauth/callback`);
 
     // and with the right settings, alice's own consent works
-    await api('PUT', '/api/v1/mailboxes/who', mailbox('who', 'alice', 'imaps', dovecotX));
-    expect((await consent('who', 'alice')).status).toBe(200);
-    expect((await rt.services.oauth.status('who')).account).toBe('alice');
+    await h.api('PUT', '/api/v1/mailboxes/who', mailbox('who', 'alice', 'imaps', dovecotX));
+    expect((await h.consent('who', 'alice')).status).toBe(200);
+    expect((await h.rt.services.oauth.status('who')).account).toBe('alice');
   });
 
   it('a consent completed by pasting the address works from the CLI, and changed OAuth settings discard the tokens', async () => {
-    await api('POST', '/api/v1/mailboxes', mailbox('pasted', 'carol', 'imaps', dovecotX));
-    const started = await cli(['mailbox', 'authorize', 'pasted', '--json']);
+    await h.api('POST', '/api/v1/mailboxes', mailbox('pasted', 'carol', 'imaps', dovecotX));
+    const started = await h.cli(['mailbox', 'authorize', 'pasted', '--json']);
     expect(started.code).toBe(0);
     const { authorizationUrl } = JSON.parse(started.stdout) as { authorizationUrl: string };
     // the browser cannot reach the service: the admin copies the address it landed on
@@ -424,32 +317,32 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
       password: 'carol-pw',
       decision: 'approve',
     });
-    const done = await cli(['oauth', 'complete', landed.callbackUrl!]);
+    const done = await h.cli(['oauth', 'complete', landed.callbackUrl!]);
     expect(done.stdout).toContain('Mailbox "pasted" authorized for carol.');
     expect(done.code).toBe(0);
-    expect((await rt.services.oauth.status('pasted')).status).toBe('authorized');
+    expect((await h.rt.services.oauth.status('pasted')).status).toBe('authorized');
 
     // another scope: the tokens were issued for the old one and are discarded
-    await api('PUT', '/api/v1/mailboxes/pasted', {
+    await h.api('PUT', '/api/v1/mailboxes/pasted', {
       ...mailbox('pasted', 'carol', 'imaps', dovecotX),
       oauth: { ...mailbox('pasted', 'carol', 'imaps', dovecotX).oauth, scope: 'mail email offline_access' },
     });
-    expect((await rt.services.oauth.status('pasted')).status).toBe('not-authorized');
+    expect((await h.rt.services.oauth.status('pasted')).status).toBe('not-authorized');
     // an edit that leaves the secret out keeps it (an edit form never sees it)
     const { clientSecret: _s, ...noSecret } = mailbox('pasted', 'carol', 'imaps', dovecotX).oauth;
-    const kept = await api('PUT', '/api/v1/mailboxes/pasted', {
+    const kept = await h.api('PUT', '/api/v1/mailboxes/pasted', {
       ...mailbox('pasted', 'carol', 'imaps', dovecotX),
       oauth: noSecret,
     });
     expect(kept.status).toBe(200);
-    expect((await consent('pasted', 'carol')).status).toBe(200);
+    expect((await h.consent('pasted', 'carol')).status).toBe(200);
   });
 
   it('outgoing SMTP logs in with XOAUTH2 after its own consent, and sharing app and mailbox with incoming Graph is warned about', async () => {
     const smtpServer = await startSmtpServer({
       // the SMTP server accepts only a token the authorization server issued for that very user
       xoauth2: async (user, token) => {
-        const t = await auth.introspect(token);
+        const t = await h.auth.introspect(token);
         return t.active && `${t.sub}@example.test` === user;
       },
     });
@@ -463,12 +356,12 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
         oauth: {
           clientId: 'helpdesk',
           clientSecret: SECRET,
-          authorizationUrl: auth.authorizationUrl,
-          tokenUrl: auth.tokenUrl,
+          authorizationUrl: h.auth.authorizationUrl,
+          tokenUrl: h.auth.tokenUrl,
           scope: SCOPE,
         },
       };
-      const saved = await api('PUT', '/api/v1/settings/smtp', smtpSettings);
+      const saved = await h.api('PUT', '/api/v1/settings/smtp', smtpSettings);
       expect(saved.status).toBe(200);
       expect(saved.json).toMatchObject({
         auth: 'oauth2',
@@ -476,10 +369,10 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
         oauth: { clientSecretSet: true },
       });
       // not authorized yet: the test mail says so, with the code
-      const early = await api('POST', '/api/v1/settings/smtp/test', { to: 'someone@example.test' });
+      const early = await h.api('POST', '/api/v1/settings/smtp/test', { to: 'someone@example.test' });
       expect(early.json).toMatchObject({ error: 'OAUTH_NOT_AUTHORIZED' });
 
-      const started = await cli(['smtp', 'authorize', '--json']);
+      const started = await h.cli(['smtp', 'authorize', '--json']);
       expect(started.code).toBe(0);
       const page = await runConsent(JSON.parse(started.stdout).authorizationUrl, {
         user: 'alice',
@@ -488,20 +381,20 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
         followCallback: true,
       });
       if (page.providerError) throw new Error(page.providerError.body);
-      transcript.push(page.body ?? '');
+      h.transcript.push(page.body ?? '');
       expect(page.status).toBe(200);
       expect(page.body).toContain(
         'The outgoing SMTP server is authorized for <code>alice@example.test</code>',
       );
-      const sent = await cli(['smtp', 'test', '--to', 'someone@example.test']);
+      const sent = await h.cli(['smtp', 'test', '--to', 'someone@example.test']);
       expect(sent.code).toBe(0);
       const [mail] = await smtpServer.waitFor(1);
       expect(mail).toMatchObject({ user: 'alice@example.test', secure: true, to: ['someone@example.test'] });
       expect(smtpServer.logins.filter((l) => l.method === 'XOAUTH2' && l.accepted).length).toBeGreaterThan(0);
-      expect((await cli(['smtp', 'oauth'])).stdout).toMatch(/status:\s+authorized/);
+      expect((await h.cli(['smtp', 'oauth'])).stdout).toMatch(/status:\s+authorized/);
 
       // an incoming Graph mailbox of the same app and the same mailbox: both sides say so
-      const graph = await api('POST', '/api/v1/mailboxes', {
+      const graph = await h.api('POST', '/api/v1/mailboxes', {
         name: 'graph-same',
         protocol: 'graph',
         emailAddress: 'alice@example.test',
@@ -511,32 +404,34 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
       expect((graph.json.oauth as { warnings: string[] }).warnings[0]).toMatch(
         /same app \(client ID helpdesk\)/,
       );
-      const smtpView = await api('GET', '/api/v1/settings/smtp');
+      const smtpView = await h.api('GET', '/api/v1/settings/smtp');
       expect((smtpView.json.warnings as string[])[0]).toMatch(
         /Incoming Graph mailbox "graph-same" uses the same app/,
       );
-      expect((await cli(['smtp', 'show'])).stdout).toContain('warning: Incoming Graph mailbox "graph-same"');
+      expect((await h.cli(['smtp', 'show'])).stdout).toContain(
+        'warning: Incoming Graph mailbox "graph-same"',
+      );
     } finally {
       await smtpServer.close();
     }
   });
 
   it('never shows a secret: not in logs, API answers, pages, CLI output, the system log or error messages', async () => {
-    const tokens = await Promise.all(['o-imaps', 'o-pop', 'short', 'rev-a', 'pasted'].map(storedTokens));
+    const tokens = await Promise.all(['o-imaps', 'o-pop', 'short', 'rev-a', 'pasted'].map(h.storedTokens));
     const secrets = [
       SECRET,
       SHORT_SECRET,
       ...tokens.flatMap((t) => [t.accessToken, t.refreshToken ?? '']),
     ].filter(Boolean);
     expect(secrets.length).toBeGreaterThan(8);
-    const shown = await cli(['mailbox', 'show', 'o-imaps']);
+    const shown = await h.cli(['mailbox', 'show', 'o-imaps']);
     expect(shown.stdout).toContain('OAuth 2.0 (generic, authorization-code, client helpdesk');
-    await cli(['mailbox', 'list', '--json']);
-    await api('GET', '/api/v1/mailboxes');
-    await api('GET', '/api/v1/system-log?limit=1000');
+    await h.cli(['mailbox', 'list', '--json']);
+    await h.api('GET', '/api/v1/mailboxes');
+    await h.api('GET', '/api/v1/system-log?limit=1000');
     // the secret is also cut out of an error answer that would quote the body
-    await api('POST', '/api/v1/mailboxes', { ...mailbox('bad name!', 'x', 'imaps', dovecot) });
-    const all = transcript.join('\n');
+    await h.api('POST', '/api/v1/mailboxes', { ...mailbox('bad name!', 'x', 'imaps', dovecot) });
+    const all = h.transcript.join('\n');
     expect(all.length).toBeGreaterThan(10_000);
     for (const s of secrets)
       expect(all.includes(s), `a secret of ${s.length} characters was shown`).toBe(false);

@@ -109,6 +109,9 @@ describe('outgoing SMTP server', () => {
       passwordSet: true,
       from: 'Help Desk <helpdesk@example.test>',
       caFile: smtpServer.caFile,
+      auth: 'password',
+      oauth: null,
+      warnings: [],
     });
     const { password: _password, ...withoutPassword } = smtpBody();
     const kept = await call('PUT', '/api/v1/settings/smtp', withoutPassword);

@@ -1,7 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { type FakeTokenSource, fakeTokenSource } from '../../test/support/fake-token-source.js';
+import { failure } from '../../test/support/failure.js';
+import {
+  expectNoTokenIn,
+  type FakeTokenSource,
+  fakeTokenSource,
+} from '../../test/support/fake-token-source.js';
 import { type SmtpTestServer, startSmtpServer } from '../../test/support/smtp.js';
-import { MailintakeError } from '../errors.js';
 import type { SmtpConfig } from './smtp-settings.js';
 import { openSmtpTransport, type SmtpTransport } from './smtp-transport.js';
 
@@ -24,6 +28,16 @@ async function setup(o: { refuseAtOnce?: boolean; reuse?: boolean } = {}) {
     ...(o.refuseAtOnce ? { xoauth2RefuseAtOnce: true } : {}),
   });
   servers.push(server);
+  const { transport, config } = await transportTo(server, tokens, { fromName: 'Help Desk', reuse: o.reuse });
+  return { server, tokens, transport, config };
+}
+
+/** A transport to the test server as USER, STARTTLS with the test CA, logging in with the source's tokens. */
+async function transportTo(
+  server: SmtpTestServer,
+  tokens: FakeTokenSource,
+  o: { fromName: string; reuse?: boolean },
+): Promise<{ transport: SmtpTransport; config: SmtpConfig }> {
   const config: SmtpConfig = {
     host: server.host,
     port: server.port,
@@ -31,29 +45,15 @@ async function setup(o: { refuseAtOnce?: boolean; reuse?: boolean } = {}) {
     starttls: true,
     username: USER,
     password: null,
-    from: { name: 'Help Desk', address: USER },
+    from: { name: o.fromName, address: USER },
     caFile: server.caFile,
   };
   const transport = await openSmtpTransport(config, { tokens, ...(o.reuse ? { reuse: true } : {}) });
   transports.push(transport);
-  return { server, tokens, transport, config };
+  return { transport, config };
 }
 
 const mail = (n: number) => ({ to: ['someone@example.test'], subject: `Notice ${n}`, text: `Body ${n}` });
-
-async function failure(p: Promise<unknown>): Promise<MailintakeError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(MailintakeError);
-  return err as MailintakeError;
-}
-
-function noTokenIn(err: MailintakeError, tokens: FakeTokenSource): void {
-  const text = JSON.stringify({ ...err.toJSON(), stack: err.stack });
-  for (const token of tokens.issued) expect(text).not.toContain(token);
-}
 
 describe('SMTP transport with OAuth 2.0 (XOAUTH2)', () => {
   it("logs in with XOAUTH2 as the username, over TLS, with the source's token", async () => {
@@ -66,24 +66,24 @@ describe('SMTP transport with OAuth 2.0 (XOAUTH2)', () => {
     expect(tokens.calls.renew).toEqual([]);
   });
 
-  it('a refused token (the XOAUTH2 error challenge, as Gmail) is renewed once and the login tried again', async () => {
-    const { server, tokens, transport } = await setup();
+  /** Sends mail `n` with a token the server refuses once: renewed once, accepted at the second login. */
+  async function sentAfterOneRefusal(n: number, o: { refuseAtOnce?: boolean } = {}) {
+    const { server, tokens, transport } = await setup(o);
     await tokens.get();
     tokens.revokeCurrent();
-    await transport.send(mail(2));
+    await transport.send(mail(n));
     await server.waitFor(1);
     expect(tokens.calls.renew).toEqual([tokens.issued[0]]);
     expect(server.logins.map((l) => l.accepted)).toEqual([false, true]);
+    return server;
+  }
+
+  it('a refused token (the XOAUTH2 error challenge, as Gmail) is renewed once and the login tried again', async () => {
+    await sentAfterOneRefusal(2);
   });
 
   it('a refused token answered with 535 at once (as Microsoft 365) is renewed once and the mail sent again', async () => {
-    const { server, tokens, transport } = await setup({ refuseAtOnce: true });
-    await tokens.get();
-    tokens.revokeCurrent();
-    await transport.send(mail(3));
-    await server.waitFor(1);
-    expect(tokens.calls.renew).toEqual([tokens.issued[0]]);
-    expect(server.logins.map((l) => l.accepted)).toEqual([false, true]);
+    const server = await sentAfterOneRefusal(3, { refuseAtOnce: true });
     expect(server.mails).toHaveLength(1);
   });
 
@@ -98,16 +98,14 @@ describe('SMTP transport with OAuth 2.0 (XOAUTH2)', () => {
       expect(tokens.calls.renew).toHaveLength(1);
       expect(server.logins).toHaveLength(2);
       expect(server.mails).toHaveLength(0);
-      noTokenIn(err, tokens);
+      expectNoTokenIn(err, tokens, { stack: true });
     }
   });
 
   it('renew failing with OAUTH_REAUTHORIZE_REQUIRED surfaces that error as it is', async () => {
     const { tokens, transport } = await setup();
     await tokens.get();
-    tokens.revokeCurrent();
-    const withdrawn = new MailintakeError('OAUTH_REAUTHORIZE_REQUIRED', 'The consent was withdrawn');
-    tokens.failRenewWith(withdrawn);
+    const withdrawn = tokens.withdrawConsent();
     const err = await failure(transport.send(mail(5)));
     expect(err).toBe(withdrawn);
     expect(err.code).toBe('OAUTH_REAUTHORIZE_REQUIRED');
@@ -127,24 +125,11 @@ describe('SMTP transport with OAuth 2.0 (XOAUTH2)', () => {
     const tokens = fakeTokenSource();
     const server = await startSmtpServer({ auth: { username: USER, password: 'pw' } });
     servers.push(server);
-    const transport = await openSmtpTransport(
-      {
-        host: server.host,
-        port: server.port,
-        secure: false,
-        starttls: true,
-        username: USER,
-        password: null,
-        from: { name: '', address: USER },
-        caFile: server.caFile,
-      },
-      { tokens },
-    );
-    transports.push(transport);
+    const { transport } = await transportTo(server, tokens, { fromName: '' });
     const err = await failure(transport.send(mail(8)));
     expect(err.code).toBe('AUTH_FAILED');
     expect(err.message).toContain('does not offer XOAUTH2');
     expect(tokens.calls.renew).toEqual([]);
-    noTokenIn(err, tokens);
+    expectNoTokenIn(err, tokens, { stack: true });
   });
 });

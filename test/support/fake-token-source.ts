@@ -1,10 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import { expect } from 'vitest';
+import { MailintakeError } from '../../src/errors.js';
 import type { AccessTokenSource } from '../../src/oauth/token-source.js';
 
 /**
  * An AccessTokenSource for connector tests, and the server side that judges its tokens: what a provider and a
  * mail server agree on, without either. `verify` is what a protocol double's bearer verifier (or a test
- * server's XOAUTH2 check) calls. Tokens are long random strings, so a test can assert none of them leaks.
+ * server's XOAUTH2 check) calls. Tokens are long random strings, so a test can assert none of them leaks
+ * (`expectNoTokenIn`). A scripted mail server reads the token from the SASL payload and refuses it as a real
+ * one does (`bearerInSasl`, `SASL_TOKEN_REFUSED`).
  */
 export interface FakeTokenSource extends AccessTokenSource {
   /** Every token issued so far, in order. */
@@ -18,8 +22,11 @@ export interface FakeTokenSource extends AccessTokenSource {
   revokeCurrent(): void;
   /** The server refuses every token, also renewed ones (wrong account consented, scope missing). */
   refuseAll(): void;
-  /** renew() throws this from now on (e.g. OAUTH_REAUTHORIZE_REQUIRED); null: renew works again. */
-  failRenewWith(err: Error | null): void;
+  /**
+   * The user withdraws the consent: the server refuses the current token (revokeCurrent) and renew() throws
+   * OAUTH_REAUTHORIZE_REQUIRED from now on. Returns that error, which the caller must surface as it is.
+   */
+  withdrawConsent(): MailintakeError;
   /** Server side: whom a token belongs to (null subject: an application token), or null to refuse it. */
   verify(token: string): Promise<{ subject: string | null } | null>;
 }
@@ -45,6 +52,9 @@ export function fakeTokenSource(
     current = token;
     return token;
   };
+  const revokeCurrent = () => {
+    if (current !== undefined) valid.delete(current);
+  };
   return {
     kind,
     issued,
@@ -60,14 +70,15 @@ export function fakeTokenSource(
       if (current !== undefined && current !== rejected) return current;
       return issue();
     },
-    revokeCurrent: () => {
-      if (current !== undefined) valid.delete(current);
-    },
+    revokeCurrent,
     refuseAll: () => {
       refuseAll = true;
     },
-    failRenewWith: (err) => {
-      renewFailure = err;
+    withdrawConsent: () => {
+      const withdrawn = new MailintakeError('OAUTH_REAUTHORIZE_REQUIRED', 'The consent was withdrawn');
+      revokeCurrent();
+      renewFailure = withdrawn;
+      return withdrawn;
     },
     verify: async (token) => {
       if (refuseAll || !valid.has(token)) return null;
@@ -75,3 +86,31 @@ export function fakeTokenSource(
     },
   };
 }
+
+/** Asserts that no token the source issued shows in the error's JSON (and, with `stack`, in its stack). */
+export function expectNoTokenIn(
+  err: MailintakeError,
+  tokens: FakeTokenSource,
+  o: { stack?: boolean } = {},
+): void {
+  const text = JSON.stringify(o.stack ? { ...err.toJSON(), stack: err.stack } : err.toJSON());
+  for (const token of tokens.issued) expect(text).not.toContain(token);
+}
+
+/**
+ * Mail-server side of SASL XOAUTH2 and OAUTHBEARER (RFC 7628), as Dovecot's mech-oauth2 does it: the bearer
+ * token in a decoded payload (`…^Aauth=Bearer <token>^A…`; '' when there is none), and the challenge that
+ * refuses it: "+ " and the RFC 7628 error as base64 JSON, which the client answers before the final NO/-ERR.
+ */
+export function bearerInSasl(payload: string): string {
+  return (
+    payload
+      .split('\x01')
+      .find((f) => f.startsWith('auth=Bearer '))
+      ?.slice('auth=Bearer '.length) ?? ''
+  );
+}
+
+export const SASL_TOKEN_REFUSED = `+ ${Buffer.from(
+  JSON.stringify({ status: 'invalid_token', schemes: 'bearer', scope: 'mail' }),
+).toString('base64')}\r\n`;

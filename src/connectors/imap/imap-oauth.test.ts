@@ -1,9 +1,10 @@
-import { once } from 'node:events';
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type FakeTokenSource, fakeTokenSource } from '../../../test/support/fake-token-source.js';
+import { failure } from '../../../test/support/failure.js';
+import { startFakeImap } from '../../../test/support/fake-imap.js';
+import { expectNoTokenIn, fakeTokenSource } from '../../../test/support/fake-token-source.js';
+import { loopbackOAuthMailbox } from '../../../test/support/mailboxes.js';
 import { parseMailboxInput } from '../../config/mailbox-settings.js';
-import { MailintakeError } from '../../errors.js';
+import type { MailintakeError } from '../../errors.js';
 import { createConnector } from '../factory.js';
 import { ImapConnector } from './imap-connector.js';
 import { type WatchState, watchImapFolder } from './imap-watch.js';
@@ -13,130 +14,9 @@ import { type WatchState, watchImapFolder } from './imap-watch.js';
  * this suite: refuse a token on demand, offer only one of the mechanisms, offer none. AUTHENTICATE is answered
  * as Dovecot's mech-oauth2 does: a good token → OK; a refused one → the RFC 7628 error as a continuation
  * ("+ <base64 JSON>"), the client's answer to it, then NO [AUTHENTICATIONFAILED]. Dovecot with XOAUTH2 end
- * to end is in the OAuth rig.
+ * to end is in the OAuth rig. The server is test/support/fake-imap.ts.
  */
-interface FakeImap {
-  port: number;
-  connections: number;
-  /** Decoded SASL payloads, in order. */
-  payloads: string[];
-  /** The mechanism of each AUTHENTICATE. */
-  mechanisms: string[];
-  /** What the client answered to an error continuation. */
-  errorAnswers: string[];
-  close(): Promise<void>;
-}
-
-async function fakeImap(o: {
-  mechanisms: string[];
-  accept: (token: string) => Promise<boolean>;
-  idle?: boolean;
-}): Promise<FakeImap> {
-  const sockets = new Set<net.Socket>();
-  const caps = `IMAP4rev1 SASL-IR ${o.mechanisms.map((m) => `AUTH=${m}`).join(' ')}${o.idle ? ' IDLE' : ''}`;
-  const fake: FakeImap = {
-    port: 0,
-    connections: 0,
-    payloads: [],
-    mechanisms: [],
-    errorAnswers: [],
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-      await once(server, 'close');
-    },
-  };
-  const server = net.createServer((socket) => {
-    fake.connections++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    socket.write(`* OK [CAPABILITY ${caps}] fake ready\r\n`);
-    let buffer = '';
-    let failedTag: string | null = null;
-    let idleTag: string | null = null;
-    let chain = Promise.resolve();
-    const handle = async (line: string) => {
-      if (failedTag) {
-        // the client's answer to the error continuation ends the exchange
-        fake.errorAnswers.push(line);
-        socket.write(`${failedTag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n`);
-        failedTag = null;
-        return;
-      }
-      if (line === 'DONE' && idleTag) {
-        socket.write(`${idleTag} OK IDLE terminated\r\n`);
-        idleTag = null;
-        return;
-      }
-      const [tag = '*', command = '', ...args] = line.split(' ');
-      switch (command.toUpperCase()) {
-        case 'CAPABILITY':
-          socket.write(`* CAPABILITY ${caps}\r\n${tag} OK done\r\n`);
-          return;
-        case 'AUTHENTICATE': {
-          const [mechanism = '', initial = ''] = args;
-          fake.mechanisms.push(mechanism.toUpperCase());
-          const payload = Buffer.from(initial, 'base64').toString('utf8');
-          fake.payloads.push(payload);
-          const token =
-            payload
-              .split('\x01')
-              .find((f) => f.startsWith('auth=Bearer '))
-              ?.slice('auth=Bearer '.length) ?? '';
-          if (await o.accept(token)) {
-            socket.write(`${tag} OK [CAPABILITY ${caps}] Logged in\r\n`);
-            return;
-          }
-          failedTag = tag;
-          const error = { status: 'invalid_token', schemes: 'bearer', scope: 'mail' };
-          socket.write(`+ ${Buffer.from(JSON.stringify(error)).toString('base64')}\r\n`);
-          return;
-        }
-        case 'SELECT':
-        case 'EXAMINE':
-          socket.write(
-            '* FLAGS (\\Seen \\Deleted)\r\n* 0 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 1] ok\r\n' +
-              `${tag} OK [${command.toUpperCase() === 'EXAMINE' ? 'READ-ONLY' : 'READ-WRITE'}] done\r\n`,
-          );
-          return;
-        case 'IDLE':
-          idleTag = tag;
-          socket.write('+ idling\r\n');
-          return;
-        case 'LOGOUT':
-          socket.end(`* BYE bye\r\n${tag} OK done\r\n`);
-          return;
-        default:
-          socket.write(`${tag} OK done\r\n`);
-      }
-    };
-    socket.on('data', (chunk) => {
-      buffer += chunk.toString('latin1');
-      for (let nl = buffer.indexOf('\r\n'); nl !== -1; nl = buffer.indexOf('\r\n')) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 2);
-        chain = chain.then(() => handle(line));
-      }
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  fake.port = (server.address() as net.AddressInfo).port;
-  return fake;
-}
-
-const settingsFor = (port: number) =>
-  parseMailboxInput({
-    name: 'imap-oauth',
-    protocol: 'imap',
-    starttls: false,
-    server: '127.0.0.1',
-    port,
-    username: 'help@example.test',
-    emailAddress: 'help@example.test',
-    oauth: { provider: 'google', clientId: 'client-id', clientSecret: 'client-secret' },
-  });
+const settingsFor = (port: number) => parseMailboxInput(loopbackOAuthMailbox('imap', 'imap-oauth', port));
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -145,25 +25,15 @@ afterEach(async () => {
 
 async function setup(mechanisms: string[], idle = false) {
   const tokens = fakeTokenSource({ subject: 'help@example.test' });
-  const fake = await fakeImap({ mechanisms, accept: async (t) => (await tokens.verify(t)) !== null, idle });
+  const fake = await startFakeImap({
+    mechanisms,
+    accept: async (t) => (await tokens.verify(t)) !== null,
+    idle,
+  });
   cleanup.push(() => fake.close());
   const connector = new ImapConnector(settingsFor(fake.port), { tokens });
   cleanup.push(() => connector.close());
   return { tokens, fake, connector };
-}
-
-async function failure(p: Promise<unknown>): Promise<MailintakeError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(MailintakeError);
-  return err as MailintakeError;
-}
-
-function noTokenIn(err: MailintakeError, tokens: FakeTokenSource): void {
-  const text = JSON.stringify(err.toJSON());
-  for (const token of tokens.issued) expect(text).not.toContain(token);
 }
 
 describe('IMAP login with OAuth 2.0 (scripted server)', () => {
@@ -205,15 +75,13 @@ describe('IMAP login with OAuth 2.0 (scripted server)', () => {
     expect(err.details.serverResponse).toContain('"status":"invalid_token"');
     expect(fake.errorAnswers).toEqual(['', '']); // XOAUTH2: an empty answer ends the failed exchange
     expect(tokens.calls.renew).toHaveLength(1);
-    noTokenIn(err, tokens);
+    expectNoTokenIn(err, tokens);
   });
 
   it('renew failing with OAUTH_REAUTHORIZE_REQUIRED surfaces that error as it is', async () => {
     const { tokens, connector } = await setup(['XOAUTH2']);
     await tokens.get();
-    tokens.revokeCurrent();
-    const withdrawn = new MailintakeError('OAUTH_REAUTHORIZE_REQUIRED', 'The consent was withdrawn');
-    tokens.failRenewWith(withdrawn);
+    const withdrawn = tokens.withdrawConsent();
     expect(await failure(connector.open())).toBe(withdrawn);
   });
 

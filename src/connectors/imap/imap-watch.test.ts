@@ -1,7 +1,5 @@
-import { once } from 'node:events';
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { conditions } from '../../../test/support/conditions.js';
+import { startFakeImap } from '../../../test/support/fake-imap.js';
 import { parseMailboxInput } from '../../config/mailbox-settings.js';
 import type { MailintakeError } from '../../errors.js';
 import { createLogger } from '../../logger.js';
@@ -10,104 +8,8 @@ import { backoffDelay, watchImapFolder } from './imap-watch.js';
 /**
  * The watcher against a scripted IMAP server on loopback (plain IMAP, starttls off), for what a real Dovecot
  * cannot be made to do on demand: lack IDLE, drop every connection, report EXISTS shrinking. The happy path
- * and a real server crash are in test/idle.test.ts.
+ * and a real server crash are in test/idle.test.ts. The server is test/support/fake-imap.ts.
  */
-interface FakeServer {
-  port: number;
-  /** Every command line received, without its tag. */
-  commands: string[];
-  /** Connections accepted so far. */
-  connections: number;
-  /** Sends an untagged line to every open connection. */
-  push(line: string): void;
-  /** Waits until `check` holds (re-checked on every command, connection and `recheck()`). */
-  until(check: () => boolean): Promise<void>;
-  /** Re-checks the waiting conditions (for events on the client side). */
-  recheck(): void;
-  close(): Promise<void>;
-}
-
-async function fakeImap(opts: { idle: boolean; dropAfterGreeting?: boolean }): Promise<FakeServer> {
-  const sockets = new Set<net.Socket>();
-  const { until, recheck } = conditions();
-  const caps = `IMAP4rev1 AUTH=PLAIN${opts.idle ? ' IDLE' : ''}`;
-  const fake: FakeServer = {
-    port: 0,
-    commands: [],
-    connections: 0,
-    recheck: () => recheck(),
-    push: (line) => {
-      for (const s of sockets) s.write(`${line}\r\n`);
-    },
-    until,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-      await once(server, 'close');
-    },
-  };
-  const server = net.createServer((socket) => {
-    fake.connections++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    recheck();
-    if (opts.dropAfterGreeting) {
-      socket.end('* BYE going away\r\n');
-      return;
-    }
-    socket.write(`* OK [CAPABILITY ${caps}] fake ready\r\n`);
-    let buffer = '';
-    let idleTag: string | null = null;
-    socket.on('data', (chunk) => {
-      buffer += chunk.toString('latin1');
-      for (let nl = buffer.indexOf('\r\n'); nl !== -1; nl = buffer.indexOf('\r\n')) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 2);
-        if (line === 'DONE' && idleTag) {
-          socket.write(`${idleTag} OK IDLE terminated\r\n`);
-          idleTag = null;
-          fake.commands.push('DONE');
-          recheck();
-          continue;
-        }
-        const [tag, command = '', ...rest] = line.split(' ');
-        const verb = command.toUpperCase();
-        fake.commands.push([verb, ...rest].join(' '));
-        switch (verb) {
-          case 'CAPABILITY':
-            socket.write(`* CAPABILITY ${caps}\r\n${tag} OK done\r\n`);
-            break;
-          case 'LOGIN':
-            socket.write(`${tag} OK [CAPABILITY ${caps}] logged in\r\n`);
-            break;
-          case 'SELECT':
-          case 'EXAMINE':
-            socket.write(
-              '* FLAGS (\\Seen \\Deleted)\r\n* 3 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 4] ok\r\n' +
-                `${tag} OK [${verb === 'EXAMINE' ? 'READ-ONLY' : 'READ-WRITE'}] done\r\n`,
-            );
-            break;
-          case 'IDLE':
-            idleTag = tag ?? null;
-            socket.write('+ idling\r\n');
-            break;
-          case 'LOGOUT':
-            socket.end(`* BYE bye\r\n${tag} OK done\r\n`);
-            break;
-          default:
-            socket.write(`${tag} OK done\r\n`);
-        }
-        recheck();
-      }
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  fake.port = (server.address() as net.AddressInfo).port;
-  return fake;
-}
-
 const settingsFor = (port: number) =>
   parseMailboxInput({
     name: 'fake',
@@ -127,7 +29,7 @@ describe('watchImapFolder (scripted server)', () => {
   });
 
   it('gives up on a server without IDLE, says so once, and changes nothing', async () => {
-    const fake = await fakeImap({ idle: false });
+    const fake = await startFakeImap({ idle: false, exists: 3 });
     cleanup.push(() => fake.close());
     const lines: string[] = [];
     const controller = new AbortController();
@@ -146,7 +48,7 @@ describe('watchImapFolder (scripted server)', () => {
   });
 
   it('EXAMINEs (read-only), reports EXISTS growth only, re-issues IDLE, and stops on abort', async () => {
-    const fake = await fakeImap({ idle: true });
+    const fake = await startFakeImap({ idle: true, exists: 3 });
     cleanup.push(() => fake.close());
     const controller = new AbortController();
     cleanup.push(() => controller.abort());
@@ -189,7 +91,7 @@ describe('watchImapFolder (scripted server)', () => {
   });
 
   it('reconnects with growing delays while the server drops every connection, with coded errors', async () => {
-    const fake = await fakeImap({ idle: true, dropAfterGreeting: true });
+    const fake = await startFakeImap({ idle: true, exists: 3, dropAfterGreeting: true });
     cleanup.push(() => fake.close());
     const controller = new AbortController();
     const errors: MailintakeError[] = [];

@@ -2,7 +2,14 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { buffer } from 'node:stream/consumers';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type FakeTokenSource, fakeTokenSource } from '../../../test/support/fake-token-source.js';
+import {
+  bearerInSasl,
+  expectNoTokenIn,
+  type FakeTokenSource,
+  fakeTokenSource,
+  SASL_TOKEN_REFUSED,
+} from '../../../test/support/fake-token-source.js';
+import { loopbackOAuthMailbox } from '../../../test/support/mailboxes.js';
 import { parseMailboxInput } from '../../config/mailbox-settings.js';
 import { MailintakeError } from '../../errors.js';
 import { DotDecoder, Pop3Client, saslOauthbearer, saslXoauth2 } from './pop3-client.js';
@@ -354,15 +361,9 @@ function oauthAuth(accept: (token: string) => boolean) {
   const judge = (b64: string): Buffer => {
     const payload = Buffer.from(b64, 'base64').toString('utf8');
     seen.payloads.push(payload);
-    const token =
-      payload
-        .split('\x01')
-        .find((f) => f.startsWith('auth=Bearer '))
-        ?.slice(12) ?? '';
-    if (accept(token)) return Buffer.from('+OK Logged in.\r\n');
+    if (accept(bearerInSasl(payload))) return Buffer.from('+OK Logged in.\r\n');
     stage = { mechanism: stage?.mechanism ?? '', step: 'error' };
-    const error = { status: 'invalid_token', schemes: 'bearer', scope: 'mail' };
-    return Buffer.from(`+ ${Buffer.from(JSON.stringify(error)).toString('base64')}\r\n`);
+    return Buffer.from(SASL_TOKEN_REFUSED);
   };
   const answer = (line: string): Buffer | undefined => {
     if (stage?.step === 'initial') {
@@ -452,17 +453,7 @@ describe('Pop3Client: SASL XOAUTH2 and OAUTHBEARER (RFC 7628)', () => {
 });
 
 describe('Pop3Connector with OAuth 2.0', () => {
-  const settingsFor = (port: number) =>
-    parseMailboxInput({
-      name: 'pop-oauth',
-      protocol: 'pop',
-      starttls: false,
-      server: '127.0.0.1',
-      port,
-      username: 'help@example.test',
-      emailAddress: 'help@example.test',
-      oauth: { provider: 'google', clientId: 'client-id', clientSecret: 'client-secret' },
-    });
+  const settingsFor = (port: number) => parseMailboxInput(loopbackOAuthMailbox('pop', 'pop-oauth', port));
   const opened: Pop3Connector[] = [];
   afterEach(async () => {
     await Promise.all(opened.splice(0).map((c) => c.close()));
@@ -513,14 +504,12 @@ describe('Pop3Connector with OAuth 2.0', () => {
     expect(err.message).toContain('`mailintake mailbox authorize pop-oauth`');
     expect(err.details.serverResponse).toContain('"status":"invalid_token"');
     expect(tokens.calls.renew).toHaveLength(1);
-    const json = JSON.stringify(err.toJSON());
-    for (const token of tokens.issued) expect(json).not.toContain(token);
+    expectNoTokenIn(err, tokens);
   });
 
   it('renew failing with OAUTH_REAUTHORIZE_REQUIRED surfaces that error as it is', async () => {
     const tokens = fakeTokenSource();
-    const withdrawn = new MailintakeError('OAUTH_REAUTHORIZE_REQUIRED', 'The consent was withdrawn');
-    tokens.failRenewWith(withdrawn);
+    const withdrawn = tokens.withdrawConsent();
     const { answer } = oauthAuth(() => false);
     const port = await fakeServer({ capa: ['USER', 'UIDL', 'SASL XOAUTH2'], answer });
     expect(
