@@ -71,6 +71,18 @@ export async function freshDatabase(): Promise<{ url: string; drop(): Promise<vo
       const c = new pg.Client({ connectionString: ADMIN_URL });
       await c.connect();
       try {
+        // Connections of pools that were just ended may still be saying goodbye: a forced drop would terminate
+        // them mid-way, and pg reports that as an uncaught error in the test process. Wait (bounded) until the
+        // server has let them go; `force` only removes what a test really left open.
+        const deadline = Date.now() + 5_000;
+        for (;;) {
+          const { rows } = await c.query<{ n: string }>(
+            'select count(*) as n from pg_stat_activity where datname = $1',
+            [name],
+          );
+          if (Number(rows[0]?.n ?? 0) === 0 || Date.now() > deadline) break;
+          await new Promise((r) => setTimeout(r, 25));
+        }
         await c.query(`drop database if exists ${name} with (force)`);
       } finally {
         await c.end();
