@@ -14,7 +14,6 @@ import {
   isMailintakeError,
   MailintakeError,
 } from '../errors.js';
-import type { OAuthTokenView } from '../oauth/tokens.js';
 import type { Runtime } from '../runtime.js';
 import { openRuntime } from '../runtime.js';
 import { withActor } from '../services/actor.js';
@@ -30,6 +29,7 @@ import type {
 } from '../services/views.js';
 import { addErrorFolderCommands } from './error-folder-commands.js';
 import { addNotificationCommands } from './notification-commands.js';
+import { tokenStateFields } from './oauth-fields.js';
 
 /**
  * The `mailintake` command line. Commands are thin: parse arguments, open the runtime, call one service, print.
@@ -362,7 +362,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       await withRuntime(!!opts.json, async (rt) => {
         const view = await rt.services.oauth.status(name);
         if (opts.json) return printJson(view);
-        printTokenState(line, view);
+        line(fields(tokenStateFields(view)));
       });
     });
   leaf(mailbox, 'oauth-revoke', 'discard the OAuth tokens of a mailbox (not fetched until authorized again)')
@@ -845,28 +845,6 @@ function tlsNote(m: MailboxView): string {
   if (m.protocol === 'imap') return m.starttls ? ' (STARTTLS)' : ' (no TLS)';
   if (m.protocol === 'pop') return m.starttls ? ' (STLS)' : ' (no TLS)';
   return '';
-}
-
-function printTokenState(line: (t: string) => void, t: OAuthTokenView): void {
-  line(
-    fields([
-      ['status', t.status],
-      ['flow', t.flow],
-      ['account', t.account ?? '-'],
-      ['scope granted', t.grantedScope ?? '-'],
-      ['access token until', t.accessTokenExpiresAt ?? '-'],
-      ['refresh token', t.refreshTokenSet ? 'stored (never shown)' : 'none'],
-      ['authorized at', t.obtainedAt ?? '-'],
-      ['last refresh', t.lastRefreshAt ? `${t.lastRefreshAt} (${t.refreshCount} refreshes)` : 'never'],
-      ['last error', t.lastError ? `${t.lastError.code}: ${t.lastError.message}` : '-'],
-      [
-        'pending consent',
-        t.pending
-          ? `started ${t.pending.startedAt} by ${t.pending.startedBy}, valid until ${t.pending.expiresAt}`
-          : '-',
-      ],
-    ]),
-  );
 }
 
 function printMailbox(line: (t: string) => void, m: MailboxView): void {

@@ -5,6 +5,7 @@ import type { OutboxStatus } from '../notify/outbox.js';
 import type { NotificationRuleView } from '../notify/rules.js';
 import type { SmtpSettingsView } from '../notify/smtp-settings.js';
 import type { Runtime } from '../runtime.js';
+import { tokenStateFields } from './oauth-fields.js';
 
 /**
  * The notification commands: `notifications` (the bell), `rules`, `smtp`, `alerts` and `outbox`. Thin like the
@@ -214,17 +215,7 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
       await withRuntime(!!opts.json, async (rt) => {
         const t = await rt.services.oauth.smtpStatus();
         if (opts.json) return printJson(t);
-        line(
-          k.fields([
-            ['status', t.status],
-            ['account', t.account ?? '-'],
-            ['scope granted', t.grantedScope ?? '-'],
-            ['access token until', t.accessTokenExpiresAt ?? '-'],
-            ['refresh token', t.refreshTokenSet ? 'stored (never shown)' : 'none'],
-            ['last refresh', t.lastRefreshAt ?? 'never'],
-            ['last error', t.lastError ? `${t.lastError.code}: ${t.lastError.message}` : '-'],
-          ]),
-        );
+        line(k.fields(tokenStateFields(t)));
       });
     },
   );

@@ -292,24 +292,14 @@ export class OAuthTokens {
         `The tokens were stored, but logging in with them could not be checked: ${coded.code}: ${coded.message}`,
       );
     }
-    const now = nowIso();
-    const row = {
+    const row = newTokenRow({
       binding: pending.binding,
       flow: who.oauth.flow,
       sealed: this.sealTokens(tokens),
       access_expires_at: tokens.expiresAt ? new Date(tokens.expiresAt).toISOString() : null,
       scope: tokens.scope,
       account,
-      status: 'authorized' as const,
-      obtained_at: now,
-      last_refresh_at: null,
-      refresh_count: 0,
-      last_error_code: null,
-      last_error_message: null,
-      refresh_lock_owner: null,
-      refresh_lock_until: null,
-      updated_at: now,
-    };
+    });
     await withTransaction(this.o.store, async (tx) => {
       await tx
         .insertInto('oauth_tokens')
@@ -484,23 +474,16 @@ export class OAuthTokens {
           .where('owner', '=', who.owner)
           .execute();
       } else {
-        const values = {
+        const values = newTokenRow({
           binding: OAuthTokens.binding(who),
           flow: who.oauth.flow,
           sealed,
           access_expires_at: expires,
           scope: tokens.scope,
           account: null,
-          status: 'authorized' as const,
-          obtained_at: now,
-          last_refresh_at: null,
-          refresh_count: 0,
-          last_error_code: null,
-          last_error_message: null,
           refresh_lock_owner: this.lockOwner,
           refresh_lock_until: row?.refresh_lock_until ?? null,
-          updated_at: now,
-        };
+        });
         await tx
           .insertInto('oauth_tokens')
           .values({ owner: who.owner, ...values })
@@ -666,6 +649,26 @@ export class OAuthTokens {
 }
 
 type OAuthRow = Selectable<OAuthTokenTable>;
+
+/** A token row as first stored (consent, first application token): authorized, never refreshed, no error. */
+function newTokenRow(
+  r: Pick<OAuthRow, 'binding' | 'flow' | 'sealed' | 'access_expires_at' | 'scope' | 'account'> &
+    Partial<Pick<OAuthRow, 'refresh_lock_owner' | 'refresh_lock_until'>>,
+): Omit<OAuthRow, 'owner'> {
+  const now = nowIso();
+  return {
+    refresh_lock_owner: null,
+    refresh_lock_until: null,
+    ...r,
+    status: 'authorized',
+    obtained_at: now,
+    last_refresh_at: null,
+    refresh_count: 0,
+    last_error_code: null,
+    last_error_message: null,
+    updated_at: now,
+  };
+}
 
 /**
  * Valid for at least the margin (or without a known expiry). The margin is a minute, or a quarter of the token's
