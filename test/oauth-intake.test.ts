@@ -103,6 +103,11 @@ describe.each(ENGINES)('OAuth 2.0 with a real authorization server and Dovecot o
     // not authorized yet: a coded failure of that mailbox, nothing else
     const [before] = await h.rt.services.fetch.once({ mailbox: 'o-imaps' });
     expect(before?.error?.code).toBe('OAUTH_NOT_AUTHORIZED');
+    // "fetch a sample mail" names the step and the command that fixes it
+    const tested = await h.cli(['mailbox', 'test', 'o-imaps']);
+    expect(tested.code).toBe(1);
+    expect(tested.stderr).toContain('failed step: the OAuth consent for this mailbox');
+    expect(tested.stderr).toContain('check: Authorize the mailbox: mailintake mailbox authorize o-imaps');
 
     for (const b of boxes) {
       const page = await h.consent(b.name, b.username);

@@ -2,7 +2,16 @@ import type { MailboxSettings } from '../config/mailbox-settings.js';
 import type { ErrorCode } from '../errors.js';
 
 /** The step of "fetch a sample mail" that failed, in the order a connection goes through them. */
-export type ConnectionStep = 'settings' | 'dns' | 'connect' | 'tls' | 'login' | 'folder' | 'response';
+export type ConnectionStep =
+  | 'settings'
+  | 'authorization'
+  | 'token'
+  | 'dns'
+  | 'connect'
+  | 'tls'
+  | 'login'
+  | 'folder'
+  | 'response';
 
 export interface Diagnosis {
   step: ConnectionStep;
@@ -14,6 +23,10 @@ export interface Diagnosis {
 
 const STEP_OF: Partial<Record<ErrorCode, ConnectionStep>> = {
   INVALID_SETTINGS: 'settings',
+  OAUTH_NOT_AUTHORIZED: 'authorization',
+  OAUTH_REAUTHORIZE_REQUIRED: 'authorization',
+  OAUTH_CLIENT_REJECTED: 'token',
+  OAUTH_PROVIDER_UNAVAILABLE: 'token',
   DNS_FAILED: 'dns',
   CONNECT_FAILED: 'connect',
   TLS_FAILED: 'tls',
@@ -25,6 +38,8 @@ const STEP_OF: Partial<Record<ErrorCode, ConnectionStep>> = {
 
 const LABEL: Record<ConnectionStep, string> = {
   settings: 'reading the mailbox settings',
+  authorization: 'the OAuth consent for this mailbox',
+  token: "getting an access token from the provider's token endpoint",
   dns: 'looking up the server name (DNS)',
   connect: 'connecting to the server (TCP)',
   tls: 'securing the connection (TLS)',
@@ -55,6 +70,23 @@ export function diagnose(settings: MailboxSettings, code: ErrorCode): Diagnosis 
     case 'settings':
       checks.push('Every field named in the error: fix it and save the mailbox again.');
       break;
+    case 'authorization':
+      checks.push(
+        `Authorize the mailbox: mailintake mailbox authorize ${s.name}, open the URL and sign in as "${s.username}".`,
+        'Is the redirect URL (mailintake mailbox show) registered for the app, and does the browser reach it?',
+      );
+      if (code === 'OAUTH_REAUTHORIZE_REQUIRED') {
+        checks.push(
+          "The provider refused the stored refresh token: was the user's password changed, the consent withdrawn, or the app's access revoked by an administrator?",
+        );
+      }
+      break;
+    case 'token':
+      checks.push(
+        `Are "oauth.clientId" (${s.oauth?.clientId ?? '-'}) and "oauth.clientSecret" those of the app registration? Client secrets expire (Microsoft Entra: at most 24 months).`,
+        `Can this machine reach ${s.oauth?.tokenUrl ?? 'the token URL'} (proxy, firewall, DNS)?`,
+      );
+      break;
     case 'dns':
       checks.push(
         `Is the host name in ${where} spelled right?`,
@@ -84,7 +116,13 @@ export function diagnose(settings: MailboxSettings, code: ErrorCode): Diagnosis 
       );
       break;
     case 'login':
-      if (protocol === 'graph') {
+      if (settings.auth === 'oauth2') {
+        checks.push(
+          `Was the consent given by "${s.username}" itself? The server refuses another account's token.`,
+          `Does the app registration hold the permission for ${name === 'protocol' ? (protocol === 'graph' ? 'Graph (Mail.ReadWrite)' : 'EWS (EWS.AccessAsUser.All, or full_access_as_app for app-only)') : name}, with admin consent where the organization requires it? The scope asked for is "${s.oauth?.scope ?? '-'}".`,
+          `Is ${name === 'protocol' ? protocol.toUpperCase() : name} access switched on for the mailbox (Exchange Online: per mailbox; Gmail: in the account's settings)?`,
+        );
+      } else if (protocol === 'graph') {
         checks.push(
           'Is the access token current, issued for this mailbox, and does it carry Mail.ReadWrite?',
         );
