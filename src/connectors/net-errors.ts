@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import type { MailboxSettings } from '../config/mailbox-settings.js';
-import { MailintakeError } from '../errors.js';
+import { type ErrorCode, type ErrorDetails, MailintakeError } from '../errors.js';
 
 /**
  * What every mailbox protocol on a TCP/TLS socket (IMAP, POP3) shares when a connection fails: how Node and
@@ -169,4 +169,86 @@ export function validateTimeouts<T extends { [K in keyof T]: number }>(
     out[key] = value as T[keyof T & string];
   }
   return out;
+}
+
+/** An HTTPS endpoint (Graph, EWS) as the failure messages name it. */
+export interface HttpsEndpoint {
+  /** `host:port` */
+  where: string;
+  host: string;
+  /** The setting that names the endpoint: "graphEndpoint", "connectUrl". */
+  field: string;
+  /** The `protocol` value, for certificateProblem's wording. */
+  protocol: string;
+  /** The per-request time limit, for the TIMEOUT message. */
+  timeoutMs: number;
+}
+
+/** Codes of undici (fetch) besides Node's own: a header timeout is a timeout, a socket error a failed connection. */
+const HTTP_TIMEOUT_CODES: ReadonlySet<string> = new Set([...SOCKET_TIMEOUT_CODES, 'UND_ERR_HEADERS_TIMEOUT']);
+const HTTP_SOCKET_CODES: ReadonlySet<string> = new Set([...SOCKET_ERROR_CODES, 'UND_ERR_SOCKET']);
+
+/**
+ * What Node, OpenSSL or the HTTP client threw while talking to an HTTPS endpoint (Graph, EWS), as the same coded
+ * errors the IMAP and POP3 connectors give: DNS_FAILED, TLS_FAILED (with the certificate's names), TIMEOUT or
+ * CONNECT_FAILED, each naming the endpoint's setting.
+ */
+export function httpsTransportError(
+  err: unknown,
+  step: string,
+  e: HttpsEndpoint,
+  details: ErrorDetails,
+): MailintakeError {
+  if (err instanceof MailintakeError) return err;
+  type Raw = CertificateMismatch & { message?: string; code?: string; cause?: unknown };
+  const raw = (err ?? {}) as Raw;
+  const inner = (raw.cause ?? {}) as Raw;
+  const code = raw.code ?? inner.code;
+  const all: ErrorDetails = { ...details, server: e.where, step, ...(code ? { errorCode: code } : {}) };
+  const make = (c: ErrorCode, message: string) =>
+    new MailintakeError(c, message, { cause: err, details: all });
+  if (code && DNS_ERROR_CODES.has(code)) {
+    return make(
+      'DNS_FAILED',
+      `The server name ${e.host} could not be resolved (${code}) while ${step}. Check "${e.field}" and that this host's DNS works.`,
+    );
+  }
+  const names: ProtocolNames = {
+    plainName: 'HTTP',
+    plainProtocol: e.protocol,
+    plainPort: 80,
+    tlsProtocol: e.protocol,
+    tlsPort: 443,
+    upgradeCommand: 'STARTTLS',
+  };
+  const problem = code ? certificateProblem(code, names) : undefined;
+  if (code && problem) {
+    const extra =
+      code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+        ? nameMismatch({ cert: raw.cert ?? inner.cert, reason: raw.reason ?? inner.reason }, e.where).replace(
+            'as "server"',
+            `in "${e.field}"`,
+          )
+        : '';
+    return make('TLS_FAILED', `TLS with ${e.where} failed while ${step}: ${problem}${extra}. [${code}]`);
+  }
+  if (code?.startsWith('ERR_SSL_') || code?.startsWith('ERR_TLS_')) {
+    return make('TLS_FAILED', `TLS with ${e.where} failed while ${step} [${code}].`);
+  }
+  if (code && HTTP_TIMEOUT_CODES.has(code)) {
+    return make(
+      'TIMEOUT',
+      `${e.where} did not answer within ${e.timeoutMs / 1000} s while ${step}. The next round tries again.`,
+    );
+  }
+  if (code && HTTP_SOCKET_CODES.has(code)) {
+    return make(
+      'CONNECT_FAILED',
+      `Could not talk to ${e.where} while ${step}: ${socketFailureText(code)}. Check "${e.field}" and that a firewall allows HTTPS to it.`,
+    );
+  }
+  return make(
+    'CONNECT_FAILED',
+    `Could not talk to ${e.where} while ${step}: ${raw.message ?? String(err)}${code ? ` [${code}]` : ''}.`,
+  );
 }

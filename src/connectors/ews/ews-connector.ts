@@ -20,17 +20,7 @@ import {
   type GraphTimeouts,
   retryAfterMs,
 } from '../graph/graph-connector.js';
-import {
-  certificateProblem,
-  DNS_ERROR_CODES,
-  loadCa,
-  nameMismatch,
-  SOCKET_ERROR_CODES,
-  SOCKET_TIMEOUT_CODES,
-  scrubPassword,
-  socketFailureText,
-  validateTimeouts,
-} from '../net-errors.js';
+import { httpsTransportError, loadCa, scrubPassword, validateTimeouts } from '../net-errors.js';
 import { type EwsAuth, type EwsResponse, EwsTransport, NtlmProblem, schemesOf } from './ews-transport.js';
 import {
   asArray,
@@ -1034,56 +1024,19 @@ export class EwsConnector implements Connector {
         { cause: err, details: { ...details, offered: err.offered } },
       );
     }
-    const raw = (err ?? {}) as TransportError;
-    const code = raw.code;
-    if (code) details.errorCode = code;
-    const host = this.url.hostname;
-    const make = (c: ErrorCode, message: string) => new MailintakeError(c, message, { cause: err, details });
-    if (code && DNS_ERROR_CODES.has(code)) {
-      return make(
-        'DNS_FAILED',
-        `The server name ${host} could not be resolved (${code}) while ${step}. Check "connectUrl" and that this host's DNS works.`,
-      );
-    }
-    const problem = code ? certificateProblem(code, EWS_TLS_NAMES) : undefined;
-    if (code && problem) {
-      const extra =
-        code === 'ERR_TLS_CERT_ALTNAME_INVALID'
-          ? nameMismatch({ cert: raw.cert, reason: raw.reason }, this.where).replace(
-              'as "server"',
-              'in "connectUrl"',
-            )
-          : '';
-      return make('TLS_FAILED', `TLS with ${this.where} failed while ${step}: ${problem}${extra}. [${code}]`);
-    }
-    if (code?.startsWith('ERR_SSL_') || code?.startsWith('ERR_TLS_')) {
-      return make('TLS_FAILED', `TLS with ${this.where} failed while ${step} [${code}].`);
-    }
-    if (code && SOCKET_TIMEOUT_CODES.has(code)) {
-      return make(
-        'TIMEOUT',
-        `${this.where} did not answer within ${this.timeouts.requestMs / 1000} s while ${step}. The next round tries again.`,
-      );
-    }
-    if (code && SOCKET_ERROR_CODES.has(code)) {
-      return make(
-        'CONNECT_FAILED',
-        `Could not talk to ${this.where} while ${step}: ${socketFailureText(code)}. Check "connectUrl" and that a firewall allows HTTPS to it.`,
-      );
-    }
-    const message = raw.message ?? String(err);
-    return make(
-      'CONNECT_FAILED',
-      `Could not talk to ${this.where} while ${step}: ${message}${code ? ` [${code}]` : ''}.`,
+    return httpsTransportError(
+      err,
+      step,
+      {
+        where: this.where,
+        host: this.url.hostname,
+        field: 'connectUrl',
+        protocol: 'ews',
+        timeoutMs: this.timeouts.requestMs,
+      },
+      details,
     );
   }
-}
-
-interface TransportError {
-  message?: string;
-  code?: string;
-  reason?: string;
-  cert?: { subject?: { CN?: string }; subjectaltname?: string };
 }
 
 /** Reads an answer nobody needs to its end, so the connection is free for the next request. */
@@ -1095,16 +1048,6 @@ async function discard(res: EwsResponse): Promise<void> {
     // a broken body of a refused request: the next request finds out on its own
   }
 }
-
-/** certificateProblem() words its "not TLS" advice by protocol; for EWS only the certificate texts apply. */
-const EWS_TLS_NAMES = {
-  plainName: 'HTTP',
-  plainProtocol: 'ews',
-  plainPort: 80,
-  tlsProtocol: 'ews',
-  tlsPort: 443,
-  upgradeCommand: 'STARTTLS',
-};
 
 /** The folders of a `Folders` element (t:Folder, t:SearchFolder…): id and display name. */
 function foldersOf(folders: XmlNode | undefined): { id: string; displayName: string }[] {

@@ -18,16 +18,7 @@ import type {
   SampleMail,
   WantedMail,
 } from '../connector.js';
-import {
-  certificateProblem,
-  DNS_ERROR_CODES,
-  loadCa,
-  nameMismatch,
-  SOCKET_ERROR_CODES,
-  SOCKET_TIMEOUT_CODES,
-  socketFailureText,
-  validateTimeouts,
-} from '../net-errors.js';
+import { httpsTransportError, loadCa, validateTimeouts } from '../net-errors.js';
 
 /**
  * Microsoft Graph mail connector (v1.0 REST API over HTTPS).
@@ -672,50 +663,17 @@ export class GraphConnector implements Connector {
 
   /** What Node, OpenSSL or fetch threw, as the same coded errors the IMAP and POP3 connectors use. */
   private transportError(err: unknown, step: string): MailintakeError {
-    if (err instanceof MailintakeError) return err;
-    const raw = (err ?? {}) as TransportError;
-    const inner = (raw.cause ?? {}) as TransportError;
-    const code = raw.code ?? inner.code;
-    const details: ErrorDetails = { server: this.where, step };
-    if (code) details.errorCode = code;
-    const host = this.endpoint.hostname;
-    const make = (c: ErrorCode, message: string) => new MailintakeError(c, message, { cause: err, details });
-    if (code && DNS_ERROR_CODES.has(code)) {
-      return make(
-        'DNS_FAILED',
-        `The server name ${host} could not be resolved (${code}) while ${step}. Check "graphEndpoint" and that this host's DNS works.`,
-      );
-    }
-    const problem = code ? certificateProblem(code, GRAPH_TLS_NAMES) : undefined;
-    if (code && problem) {
-      const extra =
-        code === 'ERR_TLS_CERT_ALTNAME_INVALID'
-          ? nameMismatch(
-              { cert: raw.cert ?? inner.cert, reason: raw.reason ?? inner.reason },
-              this.where,
-            ).replace('"server"', '"graphEndpoint"')
-          : '';
-      return make('TLS_FAILED', `TLS with ${this.where} failed while ${step}: ${problem}${extra}. [${code}]`);
-    }
-    if (code?.startsWith('ERR_SSL_') || code?.startsWith('ERR_TLS_')) {
-      return make('TLS_FAILED', `TLS with ${this.where} failed while ${step} [${code}].`);
-    }
-    if (code && (SOCKET_TIMEOUT_CODES.has(code) || code === 'UND_ERR_HEADERS_TIMEOUT')) {
-      return make(
-        'TIMEOUT',
-        `${this.where} did not answer within ${this.timeouts.requestMs / 1000} s while ${step}. The next round tries again.`,
-      );
-    }
-    if (code && (SOCKET_ERROR_CODES.has(code) || code === 'UND_ERR_SOCKET')) {
-      return make(
-        'CONNECT_FAILED',
-        `Could not talk to ${this.where} while ${step}: ${socketFailureText(code)}. Check "graphEndpoint" and that a firewall allows HTTPS to it.`,
-      );
-    }
-    const text = raw.message ?? String(err);
-    return make(
-      'CONNECT_FAILED',
-      `Could not talk to ${this.where} while ${step}: ${text}${code ? ` [${code}]` : ''}.`,
+    return httpsTransportError(
+      err,
+      step,
+      {
+        where: this.where,
+        host: this.endpoint.hostname,
+        field: 'graphEndpoint',
+        protocol: 'graph',
+        timeoutMs: this.timeouts.requestMs,
+      },
+      {},
     );
   }
 }
@@ -729,24 +687,6 @@ interface RequestOptions {
   allowNotFound?: boolean;
   allowConflict?: boolean;
 }
-
-interface TransportError {
-  message?: string;
-  code?: string;
-  reason?: string;
-  cert?: { subject?: { CN?: string }; subjectaltname?: string };
-  cause?: unknown;
-}
-
-/** certificateProblem() words its "not TLS" advice by protocol; for Graph only the certificate texts apply. */
-const GRAPH_TLS_NAMES = {
-  plainName: 'HTTP',
-  plainProtocol: 'graph',
-  plainPort: 80,
-  tlsProtocol: 'graph',
-  tlsPort: 443,
-  upgradeCommand: 'STARTTLS',
-};
 
 function sizeOf(m: GraphMessage): number | undefined {
   const prop = m.singleValueExtendedProperties?.find(
