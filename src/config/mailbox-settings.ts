@@ -6,7 +6,8 @@ import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/pro
  * A mailbox as an admin writes it (CLI file, API body). Field names follow the ServiceDesk Plus reference
  * where it has them (server, port, username, password, emailAddress, protocol).
  */
-const hostname = z
+/** A server name or IP address as admins type it (mailboxes, the outgoing SMTP server). */
+export const hostname = z
   .string()
   .trim()
   .min(1, 'the server name or IP address is required')

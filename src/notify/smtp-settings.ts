@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { z } from 'zod';
+import { hostname } from '../config/mailbox-settings.js';
 import { MailintakeError } from '../errors.js';
 import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
 import type { AccessTokenSource } from '../oauth/token-source.js';
@@ -17,13 +18,6 @@ import { validated } from './validate.js';
  * required unless the admin turns `starttls` off for a server without TLS. The password is sealed at rest and
  * never shown.
  */
-
-const hostname = z
-  .string()
-  .trim()
-  .min(1, 'the server name or IP address is required')
-  .max(253)
-  .regex(/^[A-Za-z0-9.\-:[\]]+$/, 'must be a host name or IP address, without scheme or path');
 
 const FROM_HELP = 'must be an address such as helpdesk@example.com or "Help Desk <helpdesk@example.com>"';
 

@@ -13,6 +13,7 @@ import { nowIso, type Store } from '../store/db.js';
 import type { ErrorMailTable } from '../store/schema.js';
 import { systemLog } from '../store/system-log.js';
 import { withTransaction } from '../store/tx.js';
+import { page } from './requests.js';
 import { type ResealResult, resealAll } from './secret-key.js';
 import type { AttachmentView, ErrorMailView, MoveToInboxResult, Page } from './views.js';
 
@@ -65,19 +66,7 @@ export class ErrorMails {
     limit?: number;
     offset?: number;
   }): Promise<Page<ErrorMailView>> {
-    const limit = q.limit ?? 50;
-    const offset = q.offset ?? 0;
-    if (
-      !Number.isInteger(limit) ||
-      limit < 1 ||
-      limit > MAX_LIMIT ||
-      !Number.isInteger(offset) ||
-      offset < 0
-    ) {
-      throw new MailintakeError('INVALID_SETTINGS', `limit must be 1 to ${MAX_LIMIT}, offset 0 or more`, {
-        details: { fields: [{ field: 'limit', message: `1 to ${MAX_LIMIT}; offset 0 or more` }] },
-      });
-    }
+    const { limit, offset } = page(q.limit, q.offset, MAX_LIMIT);
     let base = this.deps.store.db
       .selectFrom('error_mails')
       .innerJoin('mailboxes', 'mailboxes.id', 'error_mails.mailbox_id');

@@ -16,6 +16,7 @@ import { openSmtpTransport } from '../notify/smtp-transport.js';
 import { validated } from '../notify/validate.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { NotificationTable } from '../store/schema.js';
+import { page } from './requests.js';
 import type { Page } from './views.js';
 
 /** A bell notification, as admins see it. */
@@ -95,19 +96,7 @@ export function notificationServices(deps: {
   return {
     notifications: {
       list: async (q) => {
-        const limit = q.limit ?? 50;
-        const offset = q.offset ?? 0;
-        if (
-          !Number.isInteger(limit) ||
-          limit < 1 ||
-          limit > MAX_LIMIT ||
-          !Number.isInteger(offset) ||
-          offset < 0
-        ) {
-          throw new MailintakeError('INVALID_SETTINGS', `limit must be 1 to ${MAX_LIMIT}, offset 0 or more`, {
-            details: { fields: [{ field: 'limit', message: `1 to ${MAX_LIMIT}` }] },
-          });
-        }
+        const { limit, offset } = page(q.limit, q.offset, MAX_LIMIT);
         let count = store.db.selectFrom('notifications');
         let rows = select();
         if (q.unread) {

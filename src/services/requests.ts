@@ -18,12 +18,17 @@ import type {
 
 const MAX_LIMIT = 500;
 
-function page(limit: number | undefined, offset: number | undefined): { limit: number; offset: number } {
+/** A page of a list: limit (default 50, at most `max`) and offset, each a coded INVALID_SETTINGS when bad. */
+export function page(
+  limit: number | undefined,
+  offset: number | undefined,
+  max = MAX_LIMIT,
+): { limit: number; offset: number } {
   const l = limit ?? 50;
   const o = offset ?? 0;
-  if (!Number.isInteger(l) || l < 1 || l > MAX_LIMIT) {
-    throw new MailintakeError('INVALID_SETTINGS', `limit must be 1 to ${MAX_LIMIT}`, {
-      details: { fields: [{ field: 'limit', message: `must be a whole number from 1 to ${MAX_LIMIT}` }] },
+  if (!Number.isInteger(l) || l < 1 || l > max) {
+    throw new MailintakeError('INVALID_SETTINGS', `limit must be 1 to ${max}`, {
+      details: { fields: [{ field: 'limit', message: `must be a whole number from 1 to ${max}` }] },
     });
   }
   if (!Number.isInteger(o) || o < 0) {

@@ -20,6 +20,7 @@
  * Mail lives in memory. Faults (ErrorServerBusy, 5xx, slow answers, dropped connections) are injected per
  * request. Test-only: nothing under src/ imports this.
  */
+
 import { randomBytes, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -28,8 +29,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
-import { simpleParser } from 'mailparser';
 import { makeCertificate } from '../support/certificate.js';
+import { isoSeconds, mailFacts } from './mail-facts.js';
 import {
   AV,
   challengeMessage,
@@ -340,8 +341,7 @@ export class EwsDouble {
     if (!target) throw new Error(`no folder ${folder}`);
     const ids: string[] = [];
     for (const raw of raws) {
-      const parsed = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true });
-      const from = parsed.from?.value[0];
+      const facts = await mailFacts(raw);
       this.clock += 1000;
       const item: StoredItem = {
         id: newId(),
@@ -350,14 +350,8 @@ export class EwsDouble {
         element: o.element ?? 'Message',
         raw,
         isRead: false,
-        received: new Date(this.clock).toISOString().replace('.000Z', 'Z'),
-        sent: parsed.date ? parsed.date.toISOString().replace('.000Z', 'Z') : null,
-        internetMessageId: parsed.messageId ?? null,
-        subject: parsed.subject ?? null,
-        from: from ? { name: from.name ?? '', address: from.address ?? '' } : null,
-        attachments: parsed.attachments
-          .filter((a) => a.contentDisposition === 'attachment' || a.filename)
-          .map((a, i) => a.filename ?? `part-${i + 1}`),
+        received: isoSeconds(new Date(this.clock)),
+        ...facts,
       };
       box.items.push(item);
       ids.push(item.id);

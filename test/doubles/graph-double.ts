@@ -18,6 +18,7 @@
  * provider decides); anything else is Microsoft's 401 InvalidAuthenticationToken. Faults (throttling, 5xx,
  * slow answers, dropped connections) are injected per request. Test-only: nothing under src/ imports this.
  */
+
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -25,8 +26,8 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { simpleParser } from 'mailparser';
 import { makeCertificate } from '../support/certificate.js';
+import { isoSeconds, mailFacts } from './mail-facts.js';
 
 /**
  * Decides whether a bearer token is valid: null refuses it (401); `subject` is the account a delegated token
@@ -195,22 +196,16 @@ export class GraphDouble {
     const target = box.folders.find((f) => f.displayName === folder)!;
     const ids: string[] = [];
     for (const raw of raws) {
-      const parsed = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true });
-      const from = parsed.from?.value[0];
+      const { sent, ...facts } = await mailFacts(raw);
       this.clock += 1000;
       const mail: StoredMail = {
         id: newId('AAkALg'),
         folderId: target.id,
         raw,
         isRead: false,
-        receivedDateTime: new Date(this.clock).toISOString().replace('.000Z', 'Z'),
-        sentDateTime: parsed.date ? parsed.date.toISOString().replace('.000Z', 'Z') : null,
-        internetMessageId: parsed.messageId ?? null,
-        subject: parsed.subject ?? null,
-        from: from ? { name: from.name ?? '', address: from.address ?? '' } : null,
-        attachments: parsed.attachments
-          .filter((a) => a.contentDisposition === 'attachment' || a.filename)
-          .map((a, i) => a.filename ?? `part-${i + 1}`),
+        receivedDateTime: isoSeconds(new Date(this.clock)),
+        sentDateTime: sent,
+        ...facts,
       };
       box.mails.push(mail);
       ids.push(mail.id);
