@@ -16,11 +16,8 @@ import type { IntrospectionResult } from './support/oauth-server.js';
  * real API on loopback (test/support/oauth-harness.ts); the runtime is the real one. Nothing is stubbed between
  * Mailintake and the servers.
  *
- * Accounts: the authorization server's user "alice" is the mailbox alice@example.test on both doubles.
- * The Graph double records the subject a verifier names but does not compare it with the mailbox in the URL
- * (/v1.0/users/{address}/…); Graph refuses a delegated token for a mailbox its user may not open, so the
- * verifier below does that comparison with the request the token came with, and refuses (401) a token of
- * another user.
+ * Accounts: the authorization server's user "alice" is the mailbox alice@example.test on both doubles. The Graph
+ * double, like Graph, denies a delegated token another user's mailbox (403 ErrorAccessDenied).
  */
 const USERS = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi'];
 const SECRET = 'graph-ews-secret-5d8e21';
@@ -326,6 +323,30 @@ describe.each(ENGINES)('OAuth 2.0 for Graph and EWS with a real authorization se
       expect(r.headers['x-anchormailbox']).toBe(address('grace'));
     }
     expect(ewsSeen.map((r) => r.operation)).toEqual(expect.arrayContaining(['FindItem', 'GetItem']));
+  });
+
+  it('client credentials refused by the provider: OAUTH_CLIENT_REJECTED naming the registration, healed by fixing it, no consent asked for', async () => {
+    const bad = await h.api(
+      'POST',
+      '/api/v1/mailboxes',
+      graphMailbox('g-app-bad', 'heidi', { ...appOnly(), clientSecret: 'not-the-app-secret' }),
+    );
+    expect(bad.status).toBe(201);
+    const [first] = await h.rt.services.fetch.once({ mailbox: 'g-app-bad' });
+    expect(first?.error?.code).toBe('OAUTH_CLIENT_REJECTED');
+    expect(first?.error?.message).toContain('client ID "helpdesk-app"');
+    // the admin fixes the secret: the next round gets a token, nobody authorizes anything
+    const fixed = await h.api(
+      'PUT',
+      '/api/v1/mailboxes/g-app-bad',
+      graphMailbox('g-app-bad', 'heidi', appOnly()),
+    );
+    expect(fixed.status).toBe(200);
+    await graph.deliver(address('heidi'), [
+      buildMail({ messageId: 'g-app-bad-1@oauth.test', subject: 'Fixed' }),
+    ]);
+    const [second] = await h.rt.services.fetch.once({ mailbox: 'g-app-bad' });
+    expect(second).toMatchObject({ reached: true, created: 1, error: null });
   });
 
   it('EWS, delegated: consent through the redirect URL, then the bearer and X-AnchorMailbox on every request, no impersonation', async () => {

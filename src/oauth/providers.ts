@@ -82,8 +82,6 @@ export const oauthInputSchema = z
   })
   .strict();
 
-export type OAuthInput = z.input<typeof oauthInputSchema>;
-
 /** The settings with the preset applied: every URL and the scope filled. The secret is kept apart. */
 export interface OAuthSettings {
   provider: OAuthProvider;

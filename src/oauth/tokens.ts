@@ -117,10 +117,6 @@ export class OAuthTokens {
     },
   ) {}
 
-  get redirectUrl(): string {
-    return this.o.redirectUrl;
-  }
-
   /** What the tokens are for; stored with them and with a pending authorization. */
   static binding(who: OAuthOwner): string {
     const s = who.oauth;
@@ -439,11 +435,20 @@ export class OAuthTokens {
     try {
       tokens = app ? await clientCredentials(who.oauth) : await refresh(who.oauth, current!.refreshToken!);
     } catch (err) {
-      const coded = grantError(
+      let coded = grantError(
         err,
         who.oauth,
         app ? `Getting an application token for ${who.label}` : `Refreshing the tokens of ${who.label}`,
       );
+      if (app && coded.code === 'OAUTH_REAUTHORIZE_REQUIRED') {
+        // there is no consent to give again: the app registration (its permissions, scope, tenant) is what to fix,
+        // and each round asks again, so a fixed registration heals the mailbox without anyone authorizing it
+        coded = new MailintakeError(
+          'OAUTH_CLIENT_REJECTED',
+          `Getting an application token for ${who.label}: the provider refused it (${String(coded.details.providerError)}). Check the app registration's application permissions (with admin consent), "oauth.scope" and "oauth.tenant".`,
+          { cause: err, details: coded.details },
+        );
+      }
       await this.recordFailure(who, coded, row !== undefined);
       throw coded;
     }
