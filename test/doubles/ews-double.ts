@@ -30,6 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { makeCertificate } from '../support/certificate.js';
+import { type FaultRuleOf, FaultRules } from './faults.js';
 import { isoSeconds, mailFacts } from './mail-facts.js';
 import {
   AV,
@@ -120,15 +121,8 @@ export interface EwsRequest {
   subject?: string | null;
 }
 
-export interface FaultRule {
-  fault: EwsFault;
-  /** Which requests count (default: every authenticated one). */
-  match?: (r: EwsRequest) => boolean;
-  /** Matching requests to let through first: `skip: 2` hits the 3rd. Default 0. */
-  skip?: number;
-  /** How many requests it hits. Default 1. */
-  times?: number;
-}
+/** A fault for this double's requests (see faults.ts). */
+export type FaultRule = FaultRuleOf<EwsRequest, EwsFault>;
 
 interface Folder {
   id: string;
@@ -239,7 +233,7 @@ export class EwsDouble {
   /** Item id → the error its changes are answered with (the item stays as it is). */
   private readonly refusing = new Map<string, { code: string; text: string }>();
   private readonly sockets = new WeakMap<Socket, SocketState>();
-  private rules: (FaultRule & { seen: number; hit: number })[] = [];
+  private readonly faults = new FaultRules<EwsRequest, EwsFault>();
   /** DateTimeReceived of the next delivered mail: one second apart, so "oldest first" is well defined. */
   private clock = Date.parse('2025-01-01T00:00:00Z');
   private readonly identity: ServerIdentity = {
@@ -418,23 +412,11 @@ export class EwsDouble {
 
   /** Inject a fault; rules are checked in the order added, and one request takes at most one fault. */
   inject(rule: FaultRule): void {
-    this.rules.push({ ...rule, seen: 0, hit: 0 });
+    this.faults.add(rule);
   }
 
   clearFaults(): void {
-    this.rules = [];
-  }
-
-  private takeFault(r: EwsRequest): EwsFault | undefined {
-    for (const rule of this.rules) {
-      if (rule.match && !rule.match(r)) continue;
-      rule.seen++;
-      if (rule.seen <= (rule.skip ?? 0)) continue;
-      if (rule.hit >= (rule.times ?? 1)) continue;
-      rule.hit++;
-      return rule.fault;
-    }
-    return undefined;
+    this.faults.clear();
   }
 
   private folderNamed(box: Mailbox, name: string): Folder | undefined {
@@ -480,7 +462,7 @@ export class EwsDouble {
       r.account = account;
     }
 
-    const fault = this.takeFault(r);
+    const fault = this.faults.take(r);
     if (fault?.kind === 'drop') {
       req.socket.destroy();
       return;

@@ -27,6 +27,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { makeCertificate } from '../support/certificate.js';
+import { type FaultRuleOf, FaultRules } from './faults.js';
 import { isoSeconds, mailFacts } from './mail-facts.js';
 
 /**
@@ -52,15 +53,8 @@ export type GraphFault =
   /** Headers and half the body of a `$value`, then the connection is cut. */
   | { kind: 'drop-mid-body' };
 
-export interface FaultRule {
-  fault: GraphFault;
-  /** Which requests count (default: every one). */
-  match?: (r: GraphRequest) => boolean;
-  /** Matching requests to let through first: `skip: 2` hits the 3rd. Default 0. */
-  skip?: number;
-  /** How many requests it hits. Default 1. */
-  times?: number;
-}
+/** A fault for this double's requests (see faults.ts). */
+export type FaultRule = FaultRuleOf<GraphRequest, GraphFault>;
 
 export interface GraphRequest {
   method: string;
@@ -121,7 +115,7 @@ export class GraphDouble {
   private readonly server: https.Server;
   private readonly dir: string;
   private readonly mailboxes = new Map<string, Mailbox>();
-  private rules: (FaultRule & { seen: number; hit: number })[] = [];
+  private readonly faults = new FaultRules<GraphRequest, GraphFault>();
   /** receivedDateTime of the next delivered mail: one second apart, so "oldest first" is well defined. */
   private clock = Date.parse('2025-01-01T00:00:00Z');
   private deniedMailboxes = new Set<string>();
@@ -226,23 +220,11 @@ export class GraphDouble {
 
   /** Inject a fault; rules are checked in the order added, and one request takes at most one fault. */
   inject(rule: FaultRule): void {
-    this.rules.push({ ...rule, seen: 0, hit: 0 });
+    this.faults.add(rule);
   }
 
   clearFaults(): void {
-    this.rules = [];
-  }
-
-  private takeFault(r: GraphRequest): GraphFault | undefined {
-    for (const rule of this.rules) {
-      if (rule.match && !rule.match(r)) continue;
-      rule.seen++;
-      if (rule.seen <= (rule.skip ?? 0)) continue;
-      if (rule.hit >= (rule.times ?? 1)) continue;
-      rule.hit++;
-      return rule.fault;
-    }
-    return undefined;
+    this.faults.clear();
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -258,7 +240,7 @@ export class GraphDouble {
     res.setHeader('request-id', randomBytes(16).toString('hex'));
     res.setHeader('client-request-id', randomBytes(16).toString('hex'));
 
-    const fault = this.takeFault(r);
+    const fault = this.faults.take(r);
     if (fault?.kind === 'drop') {
       req.socket.destroy();
       return;
