@@ -2,6 +2,12 @@
 // Thin launcher: the CLI is compiled to dist/ by `npm install` (the prepare script).
 import { main } from '../dist/cli/main.js';
 
+// `mailintake … | head`: the reader went away, which is not an error of ours; stop quietly like other tools do.
+process.stdout.on('error', (err) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 main(process.argv).then(
   (code) => {
     process.exitCode = code;

@@ -561,3 +561,29 @@ describe('the error folder (real Dovecot POP3S and IMAP)', () => {
     expect(JSON.parse(oldOnly.stdout).error).toBe('INTERNAL');
   });
 });
+
+describe('the installed command', () => {
+  it('stops quietly when its reader goes away (mailintake … | head), without an EPIPE crash', async () => {
+    const { spawn } = await import('node:child_process');
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mailintake-epipe-'));
+    try {
+      const bin = path.resolve(import.meta.dirname, '../../bin/mailintake.js');
+      const child = spawn(process.execPath, [bin, 'oauth', 'providers'], {
+        env: { ...process.env, MAILINTAKE_DATA_DIR: dataDir, MAILINTAKE_LOG_LEVEL: 'silent' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      // like `| head -0`: the reader is gone before the command prints (the output fits a pipe's buffer, so a
+      // reader that leaves after the first chunk could miss the failure)
+      child.stdout.destroy();
+      const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+      expect(stderr).not.toContain('EPIPE');
+      expect(code).toBe(0);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
