@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generatedName, INJECTED, inject } from '../../test/support/file-names.js';
 import { prng } from '../../test/support/prng.js';
 import { FileBlobStore } from '../blobs/blob-store.js';
 import { blobSniffer } from '../blobs/sniff.js';
@@ -202,85 +203,6 @@ describe('file names', () => {
     }
   });
 
-  // ---- generated names -------------------------------------------------------------------------------
-
-  /** Characters of names people write, by script; no dot (the generator places dots) and nothing refused. */
-  const SCRIPTS = [
-    'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789',
-    'àáâãäåæçèéêëìíîïñòóôõöøùúûüýÿœßÀÉÈÇÑÖÜŒ',
-    'абвгдеёжзийклмнопрстуфхцчшщъыьэюяАБВГДЕЁЖЗИЙ',
-    'αβγδεζηθικλμνξοπρστυφχψωΑΒΓΔΕΖΗΘ',
-    '的一是不了人我在有他这为之大来以个中上们会议纪要报告发票',
-    'あいうえおかきくけこさしすせそアイウエオカキクケコ漢字日本語',
-    '가나다라마바사아자차카타파하한국어',
-    'ابتثجحخدذرسشصضطظعغفقكلمنهوي٠١٢٣٤٥٦٧٨٩',
-    'אבגדהוזחטיכלמנסעפצקרשת',
-    'कखगघचछजझटठडढणतथदधनपफबभमयरलवशसह\u093E\u093F\u0940\u094D',
-    'กขคงจฉชซญดตถทธนบปผพฟภมยรลวสหอ\u0E31\u0E34\u0E35',
-    " ()[]{}'’‘“”«»,;!@#$%&+=~^`–—_-・「」（）：？！、。",
-    '😀📄🧾✅★♥',
-  ];
-  const EXTENSIONS = ['pdf', 'jpg', 'png', 'docx', 'xlsx', 'txt', 'zip', 'eml', 'heic', 'tar.gz'];
-
-  function generatedName(rand: () => number): string {
-    const pick = <T>(list: readonly T[]): T => list[Math.floor(rand() * list.length)] as T;
-    for (;;) {
-      const scripts = [pick(SCRIPTS), pick(SCRIPTS), SCRIPTS[0] as string];
-      const length = 1 + Math.floor(rand() * 40);
-      let stem = '';
-      for (let i = 0; i < length; i++) stem += pick(Array.from(pick(scripts)));
-      stem = stem.replace(/ +$/, '');
-      // a stem that is only spaces, a Windows device name by chance, or that starts with a mark is redrawn
-      if (stem === '' || /^(con|prn|aux|nul|com\d|lpt\d)$/i.test(stem)) continue;
-      return rand() < 0.1 ? stem : `${stem}.${pick(EXTENSIONS)}`;
-    }
-  }
-
-  /** One unsafe element per rule, injected at any position of an otherwise ordinary name. */
-  const INJECTED: [FileNameRule, string[]][] = [
-    [
-      'control-character',
-      [...Array.from({ length: 32 }, (_, i) => String.fromCharCode(i)), '\u007F', '\u0080', '\u009F'],
-    ],
-    ['line-separator', ['\u2028', '\u2029']],
-    [
-      'bidi-control',
-      [
-        '\u202A',
-        '\u202B',
-        '\u202C',
-        '\u202D',
-        '\u202E',
-        '\u2066',
-        '\u2067',
-        '\u2068',
-        '\u2069',
-        '\u200E',
-        '\u200F',
-        '\u061C',
-      ],
-    ],
-    [
-      'invisible-character',
-      [
-        '\u200B',
-        '\u2060',
-        '\u2061',
-        '\u2064',
-        '\uFEFF',
-        '\u00AD',
-        '\u180E',
-        '\uFFF9',
-        '\u{E0001}',
-        '\u{E007F}',
-      ],
-    ],
-    ['noncharacter', ['\uFDD0', '\uFDEF', '\uFFFE', '\uFFFF', '\u{1FFFE}', '\u{10FFFF}']],
-    ['unpaired-surrogate', ['\uD800', '\uDBFF', '\uDC00', '\uDFFF']],
-    ['path-separator', ['/', '\\']],
-    ['windows-forbidden', ['<', '>', ':', '"', '|', '?', '*']],
-  ];
-
   it('keeps 3,000 generated names from 13 scripts, under the safe rule', () => {
     const seed = 20240301;
     const rand = prng(seed);
@@ -297,10 +219,7 @@ describe('file names', () => {
     for (const [rule, elements] of INJECTED) {
       for (const element of elements) {
         for (let i = 0; i < 20; i++) {
-          const chars = Array.from(generatedName(rand));
-          const at = Math.floor(rand() * (chars.length + 1));
-          chars.splice(at, 0, element);
-          const name = chars.join('');
+          const { name, at } = inject(generatedName(rand), element, rand);
           const problem = fileNameProblem(name);
           const label = `seed ${seed}: ${JSON.stringify(name)} (U+${element.codePointAt(0)?.toString(16)} at ${at})`;
           expect(problem?.rule, label).toBe(rule);
