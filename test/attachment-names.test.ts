@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import { buffer, text } from 'node:stream/consumers';
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApi } from '../src/api/app.js';
@@ -285,6 +287,21 @@ describe.each(ENGINES)('attachment names end to end, %s', (engine) => {
     expect(piped.stdout).toBe('');
     expect(Buffer.concat(chunks)).toEqual(contentOf(1));
     expect(piped.stderr).toContain(`Wrote attachment #${cyrillic.id} "Отчёт №5.pdf"`);
+
+    // The installed command (dist/, built by `npm run build`) writes the bytes to the process's own stdout.
+    const bin = path.resolve(import.meta.dirname, '../bin/mailintake.js');
+    const child = spawn(process.execPath, [bin, 'attachment', 'get', String(cyrillic.id), '--out', '-'], {
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const [stdoutBytes, stderrText, exit] = await Promise.all([
+      buffer(child.stdout),
+      text(child.stderr),
+      new Promise<number | null>((resolve) => child.on('close', resolve)),
+    ]);
+    expect(exit, stderrText).toBe(0);
+    expect(stdoutBytes).toEqual(contentOf(1));
+    expect(stderrText).toContain(`Wrote attachment #${cyrillic.id} "Отчёт №5.pdf"`);
 
     expect((await cli(['attachment', 'get', '999999', '--out', path.join(dir, 'none')])).stderr).toMatch(
       /^error NOT_FOUND/,
