@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendImap, deliverMaildir, listInbox } from '../../test/support/deliver.js';
 import { type DovecotServer, startDovecot } from '../../test/support/dovecot.js';
 import { freshConfig } from '../../test/support/engines.js';
+import { generatedName, INJECTED, inject } from '../../test/support/file-names.js';
 import { buildMail } from '../../test/support/mails.js';
+import { prng } from '../../test/support/prng.js';
 import { loadConfig } from '../config/env.js';
 import { ERROR_HELP } from '../errors.js';
 import type { Runtime } from '../runtime.js';
@@ -397,10 +399,54 @@ describe('attachment download headers', () => {
   it('keeps non-ASCII names in filename* and gives an ASCII fallback', () => {
     const header = contentDisposition('Übersicht (März) 100%.pdf');
     expect(header).toBe(
-      `attachment; filename="_bersicht (M_rz) 100_.pdf"; filename*=UTF-8''${'%C3%9Cbersicht%20%28M%C3%A4rz%29%20100%25.pdf'}`,
+      `attachment; filename="Ubersicht (Marz) 100_.pdf"; filename*=UTF-8''${'%C3%9Cbersicht%20%28M%C3%A4rz%29%20100%25.pdf'}`,
     );
     expect(contentDisposition('../../etc/passwd')).toContain('filename=".._.._etc_passwd"');
     expect(contentDisposition('')).toContain('filename="attachment"');
+  });
+
+  /** RFC 6266: the quoted fallback (printable ASCII without `"`, `\\`, `/`, `%`), then RFC 8187's ext-value. */
+  const DISPOSITION =
+    /^attachment; filename="([\x20\x21\x23-\x24\x26-\x2e\x30-\x5b\x5d-\x7e]+)"; filename\*=UTF-8''((?:[A-Za-z0-9!#$&+.^_`|~-]|%[0-9A-F]{2})+)$/;
+
+  it('round-trips 2,000 generated international names through filename*, with a readable ASCII fallback', () => {
+    const rand = prng(6266);
+    for (let i = 0; i < 2000; i++) {
+      const name = generatedName(rand).trim();
+      const header = contentDisposition(name);
+      const m = DISPOSITION.exec(header);
+      expect(m, header).not.toBeNull();
+      expect(decodeURIComponent(m?.[2] ?? ''), header).toBe(name);
+    }
+    expect(contentDisposition('Capture d’e\u0301cran 2024-03-01 a\u0300 10.00.00.png')).toBe(
+      `attachment; filename="Capture d_ecran 2024-03-01 a 10.00.00.png"; filename*=UTF-8''Capture%20d%E2%80%99e%CC%81cran%202024-03-01%20a%CC%80%2010.00.00.png`,
+    );
+    // NFKD turns fullwidth "：" into ":" and "／" into "/"; the "/" must still not reach the fallback
+    expect(contentDisposition('会议：纪要／最终.docx')).toMatch(/^attachment; filename="__:_____\.docx"; /);
+  });
+
+  it('never lets a hostile name out raw: every unsafe element at any position, and unpaired surrogates', () => {
+    const rand = prng(8187);
+    for (const [rule, elements] of INJECTED) {
+      for (const element of elements) {
+        for (let i = 0; i < 10; i++) {
+          const { name } = inject(generatedName(rand), element, rand);
+          const header = contentDisposition(name);
+          expect(header, `${rule} ${JSON.stringify(name)}`).toMatch(DISPOSITION);
+          const shown = decodeURIComponent(DISPOSITION.exec(header)?.[2] ?? '');
+          // what a browser saves: no control, separator, bidi or invisible character survives
+          expect(shown, JSON.stringify(name)).not.toMatch(
+            /[\p{Cc}\p{Zl}\p{Zp}/\\\u061C\u200B\u200E\u200F\u202A-\u202E\u2060-\u2069\uFEFF]/u,
+          );
+        }
+      }
+    }
+    expect(contentDisposition('a\uD800b.pdf')).toBe(
+      `attachment; filename="a_b.pdf"; filename*=UTF-8''a%EF%BF%BDb.pdf`,
+    );
+    expect(contentDisposition('invoice\u202Egpj.exe')).toBe(
+      `attachment; filename="invoice_gpj.exe"; filename*=UTF-8''invoice_gpj.exe`,
+    );
   });
 
   it('never serves active content types', () => {

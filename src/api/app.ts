@@ -209,23 +209,41 @@ export function downloadContentType(stored: string): string {
 }
 
 /**
- * `Content-Disposition: attachment` with the mail's file name encoded per RFC 6266 / RFC 5987.
+ * `Content-Disposition: attachment` with the mail's file name encoded per RFC 6266 / RFC 8187.
  * The file name comes from the sender. Copied raw, a `"` ends the quoted string and lets the sender add
  * parameters (`x.pdf"; filename="evil.html`), and CR/LF would split the response into headers of their
  * choosing. So the quoted fallback keeps only printable ASCII minus `"`, `\`, `/` and `%` (some browsers
  * percent-decode it), and the real name travels percent-encoded in `filename*`, where no raw byte can appear.
+ *
+ * The name is normally one the checks let through (see fileNameProblem), but a portal may skip the checks and
+ * older rows were checked by older rules, so the download defends itself: control characters, line separators,
+ * bidirectional controls and invisible format characters become `_` (a saved "invoice\u202Egpj.exe" must not
+ * display as "invoiceexe.jpg"), and an unpaired surrogate becomes U+FFFD (it has no UTF-8 form, and
+ * encodeURIComponent throws on it: the download would fail with a 500).
  */
 export function contentDisposition(filename: string): string {
-  // Control characters are never part of a legitimate name; path separators make no sense in a download.
   const cleaned =
     Array.from(filename, (ch) => {
-      const cp = ch.codePointAt(0) ?? 0;
-      return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || ch === '/' || ch === '\\' ? '_' : ch;
+      if (/\p{Cs}/u.test(ch)) return '\uFFFD';
+      if (ch === '/' || ch === '\\') return '_';
+      // Cc: C0, DEL, C1; Zl/Zp: U+2028/U+2029; Cf: bidi controls, zero-width and tag characters. The joiners
+      // ZWNJ/ZWJ are part of Persian and Indic words and emoji, and reorder nothing.
+      if (/[\p{Cc}\p{Zl}\p{Zp}]/u.test(ch)) return '_';
+      if (/\p{Cf}/u.test(ch) && ch !== '\u200C' && ch !== '\u200D') return '_';
+      return ch;
     })
       .join('')
       .trim() || 'attachment';
-  const fallback = cleaned.replace(/[^\x20-\x7e]|["%]/g, '_');
-  // encodeURIComponent leaves ! ' ( ) * unencoded; RFC 5987 attr-char does not allow ' ( ) *.
+  // For clients that ignore filename*: "Capture d’écran à 10.00.png" → "Capture d_ecran a 10.00.png" (NFKD
+  // splits "é" into "e" + a mark, and fullwidth forms into ASCII) rather than a row of underscores. NFKD can
+  // make "/" or '"' out of fullwidth forms, so the replacement runs after it.
+  const fallback =
+    cleaned
+      .normalize('NFKD')
+      .replace(/\p{M}/gu, '')
+      .replace(/[^\x20-\x7e]|["%/\\]/g, '_')
+      .trim() || 'attachment';
+  // encodeURIComponent leaves ! ' ( ) * unencoded; RFC 8187 attr-char does not allow ' ( ) *.
   const encoded = encodeURIComponent(cleaned).replace(
     /['()*]/g,
     (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`,

@@ -171,6 +171,14 @@ const attachmentPolicy: Json = {
     skipInlineImageValidation: switchField('Keep inline images without any check'),
     notifyOnDrop: switchField('Email when an attachment is dropped (sent by the notification part)'),
     notifyOnInlineImageDrop: switchField('Email when an inline image is dropped'),
+    fileNames: {
+      enum: ['safe', 'strict', null],
+      description:
+        'File names refused (FILE_NAME_INVALID). "safe" (default): only unsafe or unsaveable names (control, ' +
+        'bidirectional and invisible characters, path separators and "..", characters Windows forbids, Windows ' +
+        'device names, a leading dot, a trailing dot or space, over 255 UTF-8 bytes). "strict": also any ' +
+        'character other than letters, digits, marks, ".", "-", "_" and space.',
+    },
   },
   additionalProperties: false,
 };

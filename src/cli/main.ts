@@ -27,6 +27,7 @@ import type {
   PortalView,
   RequestDetail,
 } from '../services/views.js';
+import { addAttachmentCommands } from './attachment-commands.js';
 import { addErrorFolderCommands } from './error-folder-commands.js';
 import { addNotificationCommands } from './notification-commands.js';
 import { tokenStateFields } from './oauth-fields.js';
@@ -47,6 +48,8 @@ export interface CliIo {
   isTTY?: boolean;
   /** Stops `serve` like SIGINT/SIGTERM do (for tests and embedding). */
   stopSignal?: AbortSignal;
+  /** Where `attachment get --out -` writes the attachment's bytes (default: process.stdout). */
+  binaryStdout?: NodeJS.WritableStream;
 }
 
 const EXIT = { ok: 0, error: 1, usage: 2, unreachable: 3 } as const;
@@ -683,6 +686,22 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     intArg,
   });
 
+  // attachment get
+  addAttachmentCommands(program, {
+    leaf,
+    withRuntime: (json, action) => withRuntime(json, action),
+    line,
+    printJson,
+    clean,
+    table,
+    fields,
+    truncate,
+    pageFooter,
+    intArg,
+    err,
+    binaryStdout: () => io.binaryStdout ?? process.stdout,
+  });
+
   // apikey …
   const apikey = program.command('apikey').description('API keys for the REST API');
   leaf(apikey, 'create', 'create an API key (shown once)')
@@ -1001,6 +1020,10 @@ function printPortal(line: (t: string) => void, p: PortalView): void {
       ['max inline image size', mb(a.inlineImageMaxSizeMb, 'not checked')],
       ['allowed extensions', a.allowedExtensions.join(', ') || 'all not denied'],
       ['denied extensions', a.deniedExtensions.join(', ') || 'none'],
+      [
+        'file names',
+        a.fileNames === 'strict' ? 'strict (letters, digits, . - _ space)' : 'safe (unsafe names refused)',
+      ],
       ['attachment checks', a.skipAttachmentValidation ? 'skipped' : 'on'],
       ['inline image checks', a.skipInlineImageValidation ? 'skipped' : 'on'],
       ['notify on drop', a.notifyOnDrop ? 'on' : 'off'],
@@ -1026,7 +1049,7 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
   );
   printBody(line, r.text, r.html);
   if (r.attachments.length) {
-    line('Attachments:');
+    line('Attachments ([id]: save with `mailintake attachment get ID --out FILE`):');
     for (const l of attachmentLines(r.attachments)) line(l);
   }
   if (r.droppedAttachments.length) {
