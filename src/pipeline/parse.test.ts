@@ -413,7 +413,7 @@ describe('extractMessageIds', () => {
 
 describe('resolveParseLimits', () => {
   it('fills in defaults and accepts -1 as unlimited', () => {
-    expect(resolveParseLimits()).toEqual({ maxMailBytes: 100 * 1024 * 1024, maxTextBytes: 20 * 1024 * 1024 });
+    expect(resolveParseLimits()).toEqual({ maxMailBytes: 100 * 1024 * 1024, maxTextBytes: 4 * 1024 * 1024 });
     expect(resolveParseLimits({ maxMailBytes: -1 }).maxMailBytes).toBe(-1);
   });
   it.each([0, Number.NaN, -2, 1.5, Number.POSITIVE_INFINITY])(

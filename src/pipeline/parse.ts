@@ -24,7 +24,10 @@ export interface ParseLimits {
 
 export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({
   maxMailBytes: 100 * 1024 * 1024,
-  maxTextBytes: 20 * 1024 * 1024,
+  // Memory, not readability, sets this: a kept body costs about ten times its size in RSS on its way through
+  // mailparser, the store and the trace (measured in `npm run bench` (e)/(f)), and three mailboxes may be taking
+  // in such a mail at once. 4 MiB of text is some 2,000 printed pages; the raw copy keeps the rest.
+  maxTextBytes: 4 * 1024 * 1024,
 });
 
 /**
