@@ -187,15 +187,29 @@ describe('CuttingMailParser', () => {
       const raw = bodyOf('utf-8', 3_000_000, false);
       const parser = new CuttingMailParser({ skipTextToHtml: true }, LIMIT);
       let text: MessageText | null = null;
-      await pipeline(Readable.from([mail(part('text/plain', 'utf-8', cte, raw))]), parser as unknown as Transform, async (src) => {
-        for await (const item of src as AsyncIterable<MessageText>) if (item.type === 'text') text = item;
-      });
+      await pipeline(
+        Readable.from([mail(part('text/plain', 'utf-8', cte, raw))]),
+        parser as unknown as Transform,
+        async (src) => {
+          for await (const item of src as AsyncIterable<MessageText>) if (item.type === 'text') text = item;
+        },
+      );
       const held = Buffer.byteLength((text as MessageText | null)?.text ?? '');
       expect(held).toBeGreaterThan(LIMIT / 2);
       expect(held).toBeLessThanOrEqual(LIMIT);
       expect(parser.dropped.text).toBeGreaterThan(raw.length - LIMIT - 1000);
       expect(parser.dropped.html).toBe(0);
     }
+  });
+
+  it('-1 (unlimited) keeps a body of any size whole, unmarked', async () => {
+    const raw = bodyOf('utf-8', 400_000, false);
+    const m = await parseMail(Readable.from([mail(part('text/plain', 'utf-8', 'quoted-printable', raw))]), {
+      blobs,
+      limits: { maxTextBytes: -1 },
+    });
+    expect(m.text).toBe(asParsed(raw.toString('utf8')));
+    expect(m.truncated).toBeUndefined();
   });
 
   it('budget is per kind, across parts: a second text part after the budget is spent gets nothing', async () => {

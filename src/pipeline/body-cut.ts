@@ -87,7 +87,8 @@ export class CuttingMailParser extends MailParser {
   /** Called by mailparser for every MIME node, before any of its body. */
   createNode(data: unknown): ParserNode {
     const node = this.#hooks.createNode.call(this, data);
-    if (node.decoder && node.isAttachment === false) {
+    // unlimited (-1): nothing to count, every chunk passes as mailparser would take it
+    if (node.decoder && node.isAttachment === false && Number.isFinite(this.#left.text)) {
       const encoding: Encoding =
         node.encoding === 'base64' || node.encoding === 'quoted-printable' ? node.encoding : 'binary';
       this.#parts.set(node, {
