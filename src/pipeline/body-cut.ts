@@ -212,7 +212,9 @@ function qpPrefix(chunk: Buffer, limit: number): { end: number; decoded: number 
 function cutAt(chunk: Buffer, part: PartState, left: number): number {
   if (part.encoding === 'base64') {
     // Whole quanta only: a dangling 1-3 characters would be garbage or an error to the decoder.
-    const allowed = Math.floor(left / 3) * 4 - (part.b64 % 4);
+    // Characters that bring the part's total to a whole quantum without decoding more than `left` bytes
+    // (lines of a length not divisible by 4 leave a quantum open across chunks).
+    const allowed = Math.floor((part.b64 + Math.floor((left * 4) / 3)) / 4) * 4 - part.b64;
     let n = 0;
     let i = 0;
     for (; i < chunk.length && n < allowed; i++) if (isBase64Char(chunk[i]!)) n++;

@@ -15,9 +15,11 @@ export interface ParseLimits {
   /** Largest raw mail in bytes; a larger one fails with MAIL_TOO_LARGE while streaming. -1: unlimited. */
   maxMailBytes: number;
   /**
-   * Largest decoded text body and HTML body, each, in UTF-8 bytes. Beyond it the body is cut (at a character
-   * boundary) and `ParsedMail.truncated` is set, so the request still opens and the admin sees why the text
-   * ends early. Also the largest HTML that is converted to text when a mail has no text part. -1: unlimited.
+   * Largest decoded text body and HTML body, each, in UTF-8 bytes (the display limit). Reading stops there
+   * (body-cut.ts counts bytes before charset conversion, all parts of a kind together), then the body is cut
+   * at a character boundary, ends with a visible marker, and `ParsedMail.truncated`/`truncatedReason` are set,
+   * so the request still opens and the admin sees why the text ends early; the raw copy keeps the whole mail.
+   * Also the largest HTML that is converted to text when a mail has no text part. -1: unlimited.
    */
   maxTextBytes: number;
 }
