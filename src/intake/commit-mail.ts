@@ -285,6 +285,8 @@ class BatchCommit {
     const reasons = [...notes, ...decision.reasons];
     const auto = autoSubmitted(mail);
     if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
+    // nothing silent: a body cut for display (pipeline/body-cut.ts) says so where the admin looks
+    if (mail.truncatedReason) reasons.push(mail.truncatedReason);
     const result = await this.apply(mail, decision, reasons, item);
     if (result.outcome !== 'ignored') {
       this.earlier.push({
