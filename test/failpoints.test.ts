@@ -94,9 +94,20 @@ const PLAN: { name: FailpointName; at: number; only?: Protocol }[] = [
   { name: 'after-smtp-accept', at: 1 },
 ];
 
-const MATRIX: { title: string; protocol: Protocol; engine: EngineName }[] = [
+/**
+ * Every failpoint runs on both engines: on SQLite through IMAP and Graph, on PostgreSQL through POP3S and EWS.
+ * IMAP on PostgreSQL adds the points where the two engines differ in what a crash leaves (an open transaction
+ * killed: SQLite's WAL vs. a PostgreSQL backend that sees its client gone; committed rows not yet acknowledged)
+ * and IMAP's own window; the others would only repeat work done elsewhere, and the run time counts.
+ */
+const MATRIX: { title: string; protocol: Protocol; engine: EngineName; points?: FailpointName[] }[] = [
   { title: 'IMAP (STARTTLS) on sqlite', protocol: 'imap', engine: 'sqlite' },
-  { title: 'IMAP (STARTTLS) on postgres', protocol: 'imap', engine: 'postgres' },
+  {
+    title: 'IMAP (STARTTLS) on postgres',
+    protocol: 'imap',
+    engine: 'postgres',
+    points: ['before-commit', 'after-commit', 'between-store-deleted-and-expunge'],
+  },
   { title: 'POP3S on postgres', protocol: 'pops', engine: 'postgres' },
   { title: 'Microsoft Graph (the double) on sqlite', protocol: 'graph', engine: 'sqlite' },
   { title: 'Exchange Web Services (the double, NTLM) on postgres', protocol: 'ews', engine: 'postgres' },
@@ -183,13 +194,12 @@ describe('killed at every failpoint, once per protocol: exactly once after the r
   let graph: GraphDouble;
   let ews: EwsDouble;
   const GRAPH_TOKEN = 'failpoint-graph-token-0123456789';
-  const users: string[] = [];
-  for (const m of MATRIX) {
-    for (const p of PLAN) {
-      if ((p.only ?? m.protocol) !== m.protocol) continue;
-      if (m.protocol === 'imap' || m.protocol === 'pops') users.push(`u${users.length}`);
-    }
-  }
+  const cases = MATRIX.flatMap((m) =>
+    PLAN.filter((p) => (p.only ?? m.protocol) === m.protocol && (m.points?.includes(p.name) ?? true)).map(
+      (p) => ({ ...m, ...p }),
+    ),
+  );
+  const users = cases.filter((c) => c.protocol === 'imap' || c.protocol === 'pops').map((_, i) => `u${i}`);
 
   beforeAll(async () => {
     dovecot = await startDovecot({ users: users.map((name) => ({ name, password: `${name}-pw` })) });
@@ -203,9 +213,6 @@ describe('killed at every failpoint, once per protocol: exactly once after the r
   });
 
   let nextUser = 0;
-  const cases = MATRIX.flatMap((m) =>
-    PLAN.filter((p) => (p.only ?? m.protocol) === m.protocol).map((p) => ({ ...m, ...p })),
-  );
 
   it.each(cases)('$title: $name=kill@$at', { timeout: 300_000 }, async ({ protocol, engine, name, at }) => {
     const fresh = await freshConfig(engine, { MAILINTAKE_MAX_MAIL_MB: '1', MAILINTAKE_LOG_LEVEL: 'warn' });
