@@ -1,6 +1,7 @@
 import { type Insertable, sql } from 'kysely';
 import type { RawLocation } from '../blobs/raw-packs.js';
 import { MailintakeError, toMailintakeError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import { dropNotices } from '../notify/drop-notice.js';
 import type { Notice, Notifier } from '../notify/notifier.js';
 import {
@@ -100,6 +101,7 @@ export async function commitBatch(
     const results = await withTransaction(store, async (tx) => {
       const batch = new BatchCommit(tx, mailbox, store.engine, notifier);
       const out = await batch.run(items);
+      failpoint('before-commit');
       noticed = batch.noticed;
       return out;
     });

@@ -7,6 +7,7 @@ import type { MailboxSettings } from '../config/mailbox-settings.js';
 import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.js';
 import { serverLabel } from '../connectors/net-errors.js';
 import { CONNECTION_CODES, isMailintakeError, MailintakeError, toMailintakeError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import type { Logger } from '../logger.js';
 import { recordRoundOutcome } from '../notify/connection-alerts.js';
 import type { Notifier } from '../notify/notifier.js';
@@ -262,6 +263,7 @@ async function takeIn(
         { policy, sniff: headSniffer(blobs, sniff), limits: ctx.parseLimits },
       );
       ctx.logger.debug('mail prepared', { mailbox: mailbox.name, identity: mail.identity });
+      failpoint('after-parse');
       return item;
     });
     try {
@@ -281,7 +283,9 @@ async function takeIn(
         item.rawSha256 = null;
       }
     }
+    failpoint('after-blob-write');
     const results = await commitBatch(ctx.store, mailbox, items, ctx.notifier);
+    failpoint('after-commit');
     const done: RemoteMail[] = [];
     const failed: FailedMail[] = [];
     for (const [n, result] of results.entries()) {
