@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { FileBlobStore } from './blobs/blob-store.js';
 import { RawPacks } from './blobs/raw-packs.js';
+import { SWEEP_INTERVAL_MS, type SweepResult, sweepGraceMs, sweepLeftovers } from './blobs/sweep.js';
 import type { AppConfig } from './config/env.js';
 import { folderLoopIssues, type MailboxSettings } from './config/mailbox-settings.js';
 import type { Connector } from './connectors/connector.js';
@@ -47,6 +48,8 @@ export interface RuntimeOptions {
    * `joined` the running one (the schedule), or `queued` for the one right after it (fetch now, IDLE push).
    */
   onRoundAsked?: (event: { mailbox: string; how: 'started' | 'joined' | 'queued' }) => void;
+  /** Told after each sweep of leftovers (blobs/sweep.ts) that `serve` runs at start and every 30 minutes. */
+  onSweep?: (result: SweepResult) => void;
   /** Called when a mailbox's IMAP IDLE watcher changes state (tests wait on 'watching'; a UI could show it). */
   onWatchState?: (event: { mailbox: string; state: WatchState }) => void;
   /**
@@ -528,10 +531,36 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     logger,
   });
 
+  // Leftovers of batches that never committed (blobs, packs, partial files): swept at start, then periodically
+  let sweeping: Promise<void> = Promise.resolve();
+  let sweepTimer: NodeJS.Timeout | null = null;
+  const sweep = () => {
+    sweeping = sweeping.then(async () => {
+      if (closed) return;
+      try {
+        const result = await sweepLeftovers({
+          store,
+          blobsDir: blobs.rootDir,
+          rawDir: rawPacks.rootDir,
+          graceMs: sweepGraceMs(config.leaseSeconds),
+          logger,
+        });
+        opts.onSweep?.(result);
+      } catch (err) {
+        logger.error('sweep of leftovers failed', { error: String(err) });
+      }
+    });
+  };
+
   return {
     config,
     services,
-    startScheduler: () => scheduler.start(),
+    startScheduler: () => {
+      scheduler.start();
+      sweep();
+      sweepTimer ??= setInterval(sweep, SWEEP_INTERVAL_MS);
+      sweepTimer.unref?.();
+    },
     watching: () =>
       [...watchers]
         .filter(([, w]) => w.state === 'watching')
@@ -543,6 +572,8 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
       shutdown.abort();
       for (const name of [...watchers.keys()]) stopWatcher(name);
       await scheduler.stop();
+      if (sweepTimer) clearInterval(sweepTimer);
+      await sweeping;
       await rounds.idle(); // rounds the API or CLI asked for, stopping between mails (shutdown is aborted)
       // after the rounds: a notice their last commits recorded is still sent (or left for the next start)
       await sender.stop();
