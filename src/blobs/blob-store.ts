@@ -199,14 +199,18 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Sets a file's times to now; false when it does not exist. */
+/**
+ * Sets a file's times to now; false when it does not exist, or is not ours to touch (a data directory copied by
+ * another user): the caller then renames its own copy of the same bytes over it, which is new too.
+ */
 async function touch(path: string): Promise<boolean> {
   const now = new Date();
   try {
     await utimes(path, now, now);
     return true;
   } catch (err) {
-    if (isEnoent(err)) return false;
+    const code = (err as NodeJS.ErrnoException | null)?.code;
+    if (code === 'ENOENT' || code === 'EPERM' || code === 'EACCES') return false;
     throw err;
   }
 }
