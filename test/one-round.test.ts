@@ -272,7 +272,7 @@ describe.each(ENGINES)('one round per mailbox, whoever asks, on %s', (engine) =>
       expect(own).not.toBeNull();
       await own!.release();
 
-      // a process that is gone (pid 2^22 + 1 is above Linux's pid_max, so no process has it)
+      // a process that is gone (pid 2^22 + 1: above the largest pid Linux can give, so no process has it)
       await leaveOwner(`${os.hostname()}:4194305:0123456789abcdef`);
       const dead = await lease.acquire(id);
       expect(dead).not.toBeNull();
