@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -105,8 +105,10 @@ export class FileBlobStore implements BlobStore {
       if (sync) await syncFile(tmp);
       const sha256 = hash.digest('hex');
       const target = this.pathOf(sha256);
-      if (await exists(target)) {
-        // Same content stored before: keep the existing file, the key already names these bytes.
+      if (await touch(target)) {
+        // Same content stored before: keep the existing file, the key already names these bytes. Its mtime is
+        // renewed: the leftover sweep (sweep.ts) deletes only OLD unreferenced blobs, and this one is about to
+        // be referenced by a commit that has not happened yet.
         await rm(tmp, { force: true });
         return { sha256, size };
       }
@@ -193,6 +195,22 @@ async function exists(path: string): Promise<boolean> {
     return true;
   } catch (err) {
     if (isEnoent(err)) return false;
+    throw err;
+  }
+}
+
+/**
+ * Sets a file's times to now; false when it does not exist, or is not ours to touch (a data directory copied by
+ * another user): the caller then renames its own copy of the same bytes over it, which is new too.
+ */
+async function touch(path: string): Promise<boolean> {
+  const now = new Date();
+  try {
+    await utimes(path, now, now);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException | null)?.code;
+    if (code === 'ENOENT' || code === 'EPERM' || code === 'EACCES') return false;
     throw err;
   }
 }

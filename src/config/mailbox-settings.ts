@@ -87,6 +87,56 @@ const connectUrl = z
 /** The error folder's name when the admin gives none. */
 export const DEFAULT_ERROR_FOLDER = 'Mailintake Errors';
 
+/**
+ * The key a server compares folder names by, so a setting naming the fetched folder in other words is caught.
+ * IMAP: INBOX is case-insensitive (RFC 3501 5.1), also as the first level of a hierarchy (Dovecot and Cyrus
+ * map `inbox/x` to `INBOX/x`); other names are case-sensitive, but a trailing hierarchy delimiter ("/" or ".")
+ * names the same folder. Graph and EWS: well-known names ("inbox", "Inbox") and Exchange display names are
+ * case-insensitive. POP3 has one folder only. Surrounding spaces are never part of a name an admin meant.
+ */
+export function folderKey(protocol: string, name: string): string {
+  const n = name.trim();
+  if (isGraph(protocol) || isEws(protocol)) return n.toLowerCase();
+  if (isPop(protocol)) return 'INBOX';
+  const bare = n.replace(/[/.]+$/, '');
+  return /^inbox(?=$|[/.])/i.test(bare) ? `INBOX${bare.slice(5)}` : bare;
+}
+
+/**
+ * Folder settings that would take mail in forever: mail acknowledged by a move into the fetched folder, or
+ * moved there as an error mail, is listed again by the next round (IMAP gives it a new UID, so it is new
+ * mail) — one run showed ~80 log rows a second, or a notification mail every 0.6 s. Used by the schema and by
+ * every round (rows saved before this rule are refused there, not fetched).
+ */
+export function folderLoopIssues(m: {
+  protocol: string;
+  folder?: string | undefined;
+  moveToFolder?: string | undefined;
+  moveToErrorFolder?: boolean | undefined;
+  errorFolder?: string | undefined;
+}): { field: 'moveToFolder' | 'errorFolder'; message: string }[] {
+  const issues: { field: 'moveToFolder' | 'errorFolder'; message: string }[] = [];
+  // POP3 refuses both fields on its own (no folders; its error mails are kept by us): no loop is possible
+  if (isPop(m.protocol)) return issues;
+  const fetched = m.folder ?? 'INBOX';
+  const same = (other: string) => folderKey(m.protocol, other) === folderKey(m.protocol, fetched);
+  if (m.moveToFolder !== undefined && same(m.moveToFolder)) {
+    issues.push({
+      field: 'moveToFolder',
+      message: `moveToFolder "${m.moveToFolder}" is the folder being fetched ("${fetched}"): every mail would be taken in again, forever; choose another folder`,
+    });
+  }
+  // the error folder counts once it is used, or when named (it is used as soon as moveToErrorFolder is on)
+  const errorFolder = m.errorFolder ?? (m.moveToErrorFolder ? DEFAULT_ERROR_FOLDER : undefined);
+  if (errorFolder !== undefined && same(errorFolder)) {
+    issues.push({
+      field: 'errorFolder',
+      message: `errorFolder "${errorFolder}"${m.errorFolder === undefined ? ' (the default)' : ''} is the folder being fetched ("${fetched}"): every failing mail would be taken in again and fail again, forever; choose another folder`,
+    });
+  }
+  return issues;
+}
+
 export const mailboxInputSchema = z
   .object({
     name: z
@@ -156,6 +206,8 @@ export const mailboxInputSchema = z
   })
   .strict()
   .superRefine((m, ctx) => {
+    for (const i of folderLoopIssues(m))
+      ctx.addIssue({ code: 'custom', path: [i.field], message: i.message });
     if ((isGraph(m.protocol) || isEws(m.protocol)) && m.afterFetch === 'leave') {
       ctx.addIssue({
         code: 'custom',

@@ -25,7 +25,7 @@ import { nowIso } from '../store/db.js';
 import { withTransaction } from '../store/tx.js';
 import { type BatchItem, commitBatch, type IntakeMailbox } from './commit-mail.js';
 import { type ErrorRoute, type FailedMail, leaveOnServer } from './error-folder.js';
-import type { MailboxLease } from './lease.js';
+import type { LeaseHold, MailboxLease } from './lease.js';
 
 /** Per-mail error codes worth another attempt on the next round (the cause may be gone by then). */
 const RETRYABLE_MAIL_CODES = new Set(['STORE_FAILED', 'INTERNAL']);
@@ -109,7 +109,8 @@ export async function fetchMailbox(
     stopped: null,
     durationMs: 0,
   };
-  if (!(await ctx.lease.acquire(mailbox.id))) {
+  const hold = await ctx.lease.acquire(mailbox.id);
+  if (!hold) {
     summary.error = { code: 'MAILBOX_BUSY', message: 'another fetch of this mailbox is running' };
     summary.durationMs = Date.now() - started;
     return summary;
@@ -121,7 +122,7 @@ export async function fetchMailbox(
   try {
     await connector.open();
     summary.reached = true;
-    await takeIn(ctx, connector, mailbox, settings, summary);
+    await takeIn(ctx, connector, mailbox, settings, summary, hold);
   } catch (err) {
     roundError = toMailintakeError(err, 'INTERNAL');
     summary.error = { code: roundError.code, message: roundError.message };
@@ -135,7 +136,7 @@ export async function fetchMailbox(
     await recordRound(ctx, mailbox.id, settings, roundError).catch((err) =>
       ctx.logger.error('could not record the fetch round', { mailbox: mailbox.name, error: String(err) }),
     );
-    await ctx.lease.release(mailbox.id).catch(() => undefined);
+    await hold.release().catch(() => undefined);
   }
   summary.durationMs = Date.now() - started;
   return summary;
@@ -152,6 +153,7 @@ async function takeIn(
   mailbox: IntakeMailbox,
   settings: MailboxSettings,
   summary: FetchSummary,
+  hold: LeaseHold,
 ): Promise<void> {
   const waiting = await connector.listNew();
   const known = await knownIdentities(ctx.store, mailbox.id, waiting);
@@ -224,7 +226,7 @@ async function takeIn(
   let prefetched = fetchSources(batches[0]);
   for (let b = 0; b < batches.length && !ctx.signal?.aborted; b++) {
     const batch = batches[b]!;
-    if (!(await ctx.lease.renew(mailbox.id))) {
+    if (!(await hold.renew())) {
       throw new MailintakeError(
         'MAILBOX_BUSY',
         'the fetch lease was lost to another worker; stopping this round',

@@ -164,7 +164,8 @@ export class ErrorMails {
   async moveToInbox(name: string): Promise<MoveToInboxResult> {
     const mailbox = await this.deps.mailbox(name);
     const { store, lease } = this.deps;
-    if (!(await lease.acquire(mailbox.id))) {
+    const hold = await lease.acquire(mailbox.id);
+    if (!hold) {
       throw new MailintakeError('MAILBOX_BUSY', `mailbox "${name}" is being fetched right now; try again`);
     }
     try {
@@ -245,7 +246,7 @@ export class ErrorMails {
         .executeTakeFirstOrThrow();
       return { mailbox: name, moved, notFound, remaining: Number(n) };
     } finally {
-      await lease.release(mailbox.id).catch(() => undefined);
+      await hold.release().catch(() => undefined);
     }
   }
 }
