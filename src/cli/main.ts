@@ -284,13 +284,15 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
         printMailbox(line, view);
       });
     });
-  leaf(mailbox, 'remove', 'remove a mailbox')
+  leaf(mailbox, 'remove', 'remove a mailbox (its requests and history are kept)')
     .argument('<name>')
     .action(async (name: string, opts: { json?: boolean }) => {
       await withRuntime(!!opts.json, async (rt) => {
         await rt.services.mailboxes.remove(name);
         if (opts.json) return printJson({ removed: name });
-        line(`Mailbox ${clean(name)} removed.`);
+        line(
+          `Mailbox ${clean(name)} removed. Its requests, intake log, error mails and notifications are kept; they now name it "${clean(name)} (removed #ID)".`,
+        );
       });
     });
   for (const [verb, enabled] of [

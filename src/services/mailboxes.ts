@@ -45,7 +45,8 @@ export class MailboxRepo {
           .whereRef('error_mails.mailbox_id', '=', 'mailboxes.id')
           .where('error_mails.status', '=', 'in-error-folder')
           .as('error_mails_open'),
-      );
+      )
+      .where('mailboxes.removed_at', 'is', null);
   }
 
   async rows(): Promise<MailboxRow[]> {
@@ -365,29 +366,49 @@ export class MailboxRepo {
     return this.row(name);
   }
 
+  /**
+   * Removes a mailbox. Its row stays as a tombstone, renamed "<name> (removed #<id>)" (a space and brackets
+   * no mailbox name can have, so the name is free again and never collides), disabled, with its secrets and
+   * OAuth tokens wiped. Why not DELETE: requests, conversations, the intake log (the proof of what was taken
+   * in, and the raw mails), dropped attachments, error mails and notifications all point at the mailbox; they
+   * are the help desk's history and must outlive it. Deleting would either break those references (the
+   * foreign key failure a removal used to end in) or lose them. Keeping the id also means a mailbox added
+   * later never inherits this one's intake log (which would skip its mails as "already taken in").
+   * Refused with FETCH_RUNNING while a round holds the lease: the round would go on with the wiped secrets.
+   */
   async remove(name: string): Promise<void> {
     const row = await this.row(name);
-    const used = await this.store.db
-      .selectFrom('intake_log')
-      .select('id')
-      .where('mailbox_id', '=', row.id)
-      .limit(1)
-      .executeTakeFirst();
-    if (used) {
-      // Its intake log is the proof of what was taken in; deleting the mailbox would orphan it. Disable instead.
-      throw new MailintakeError(
-        'CONFLICT',
-        `mailbox "${name}" has taken in mail; disable it instead (its intake log is kept)`,
-      );
-    }
+    const keptAs = `${name} (removed #${row.id})`;
     await withTransaction(this.store, async (tx) => {
+      const now = nowIso();
+      const res = await tx
+        .updateTable('mailboxes')
+        .set({
+          name: keptAs,
+          enabled: 0,
+          disabled_reason: 'removed',
+          removed_at: now,
+          updated_at: now,
+          secrets: this.box.seal(JSON.stringify({ password: '' })),
+          lease_owner: null,
+          lease_until: null,
+        })
+        .where('id', '=', row.id)
+        .where('removed_at', 'is', null)
+        .where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_until', '<', now)]))
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) {
+        throw new MailintakeError(
+          'FETCH_RUNNING',
+          `mailbox "${name}" is being fetched right now; disable it, and remove it once the round has ended`,
+        );
+      }
       await OAuthTokens.forget(tx, MailboxRepo.oauthOwner(row.id));
-      await tx.deleteFrom('mailboxes').where('id', '=', row.id).execute();
       await systemLog(tx, {
         level: 'info',
         category: 'settings-changed',
-        message: `mailbox ${name} removed`,
-        details: { mailbox: name, change: 'removed' },
+        message: `mailbox ${name} removed; its requests and history are kept under "${keptAs}"`,
+        details: { mailbox: name, change: 'removed', keptAs },
       });
     });
   }
