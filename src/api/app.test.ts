@@ -139,6 +139,54 @@ describe('OpenAPI document', () => {
   });
 });
 
+/** Every registered route as [METHOD, hono path]. */
+const routeList = (): [string, string][] =>
+  app.routes.filter((r) => r.method !== 'ALL').map((r) => [r.method, r.path] as [string, string]);
+
+describe('input errors have their own codes (generated from the route list)', () => {
+  it('answers 400 INVALID_JSON, with line and column, on every route that takes a body', async () => {
+    const withBody = Object.entries(openApiDocument.paths).flatMap(([p, item]) =>
+      Object.entries(item as Record<string, { requestBody?: unknown }>)
+        .filter(([, op]) => op?.requestBody !== undefined)
+        .map(([m]) => [m.toUpperCase(), p.replace(/\{[A-Za-z]+\}/g, 'x')] as const),
+    );
+    expect(withBody.length).toBeGreaterThanOrEqual(8);
+    for (const [method, url] of withBody) {
+      for (const [raw, where] of [
+        [`{"password": "${PASSWORD}",\n oops}`, 'line 2, column 2'],
+        ['{"a": 1', 'line 1, column 8'],
+      ] as const) {
+        const res = await call(method, url, { rawBody: raw });
+        expect(res.status, `${method} ${url}`).toBe(400);
+        expect(res.json(), `${method} ${url}`).toMatchObject({
+          error: 'INVALID_JSON',
+          details: { fields: [{ field: '(body)' }] },
+        });
+        expect(res.json().message).toContain(where);
+        expect(res.text).not.toContain(PASSWORD);
+      }
+    }
+  });
+
+  it('answers 400 INVALID_ID naming the id on every route with an id in the path, and NOT_FOUND for a well-formed unknown one', async () => {
+    const withId = routeList().filter(([, p]) => p.includes(':id'));
+    expect(withId.length).toBe(9);
+    for (const [method, path] of withId) {
+      for (const bad of ['abc', '0', '-1', '1.5', '1e3', '%201', '0x10', '9999999999999999', "1'OR'1'='1"]) {
+        const res = await call(method, path.replace(':id', bad));
+        expect(res.status, `${method} ${path} ${bad}`).toBe(400);
+        const body = res.json();
+        expect(body.error, `${method} ${path} ${bad}`).toBe('INVALID_ID');
+        expect(body.details.parameter).toBe('id');
+        expect(body.message).toMatch(/^the [a-z ]+ id in the path must be a positive whole number/);
+      }
+      const unknown = await call(method, path.replace(':id', '987654'));
+      expect(unknown.status, `${method} ${path}`).toBe(404);
+      expect(unknown.json().error).toBe('NOT_FOUND');
+    }
+  });
+});
+
 describe('mailboxes', () => {
   it('rejects a mailbox missing several fields with 400 INVALID_SETTINGS naming each field', async () => {
     const res = await call('POST', '/api/v1/mailboxes', {
@@ -152,11 +200,11 @@ describe('mailboxes', () => {
     expect(res.text).not.toContain(PASSWORD);
   });
 
-  it('answers 400 INVALID_SETTINGS with field (body) for a body that is not JSON, without quoting it', async () => {
+  it('answers 400 INVALID_JSON with field (body) for a body that is not JSON, without quoting it', async () => {
     const res = await call('POST', '/api/v1/mailboxes', { rawBody: `{"password": "${PASSWORD}", oops` });
     expect(res.status).toBe(400);
     expect(res.json()).toMatchObject({
-      error: 'INVALID_SETTINGS',
+      error: 'INVALID_JSON',
       details: { fields: [{ field: '(body)' }] },
     });
     expect(res.text).not.toContain(PASSWORD);

@@ -41,6 +41,8 @@ const defaultLogger: ApiLogger = {
 /** HTTP status per code. Codes not listed (and anything not coded) answer 500 INTERNAL with a generic message. */
 const STATUS: Partial<Record<ErrorCode, 400 | 401 | 404 | 409 | 502>> = {
   INVALID_SETTINGS: 400,
+  INVALID_JSON: 400,
+  INVALID_ID: 400,
   UNAUTHORIZED: 401,
   NOT_FOUND: 404,
   CONFLICT: 409,
@@ -94,19 +96,33 @@ function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
 
 /**
  * Reads a JSON body. The parser's own message is not echoed: V8's JSON.parse errors quote a piece of the input,
- * which in a mailbox body is likely to be the password.
+ * which in a mailbox body is likely to be the password. Only the position is kept.
  */
 async function readJson(c: Context, opts: { optional?: boolean } = {}): Promise<unknown> {
   const text = await c.req.text();
   if (text.trim() === '') {
     if (opts.optional) return {};
-    throw invalid([{ field: '(body)', message: 'a JSON body is required' }]);
+    throw new MailintakeError('INVALID_JSON', 'the request body is empty; a JSON object is expected', {
+      details: { fields: [{ field: '(body)', message: 'a JSON body is required' }] },
+    });
   }
   try {
     return JSON.parse(text);
-  } catch {
-    throw invalid([{ field: '(body)', message: 'not valid JSON' }]);
+  } catch (e) {
+    const where = jsonErrorPosition(text, e);
+    throw new MailintakeError('INVALID_JSON', `the request body is not valid JSON: ${where}`, {
+      details: { fields: [{ field: '(body)', message: `not valid JSON (${where})` }] },
+    });
   }
+}
+
+/** Where JSON.parse stopped, as "line L, column C" (V8 says "position N"; the text around it is not repeated). */
+function jsonErrorPosition(text: string, err: unknown): string {
+  const pos = /position (\d+)/.exec(err instanceof Error ? err.message : '')?.[1];
+  if (pos === undefined) return 'it ends too early';
+  const before = text.slice(0, Number(pos));
+  const line = before.split('\n').length;
+  return `line ${line}, column ${Number(pos) - before.lastIndexOf('\n')}`;
 }
 
 /** Remembers a mailbox body's secrets (password, token, client secret) so that onError can cut them out. */
@@ -122,13 +138,25 @@ function rememberSecrets(c: Context, body: unknown): void {
 // ---- schemas, one per route input ---------------------------------------------------------------------------
 
 const nameParams = z.object({ name: z.string().min(1).max(200) });
-/** Ids are positive integers; anything else is a bad field, not a lookup (no "id=1 OR 1=1" ever reaches SQL). */
-const idParams = z.object({
-  id: z
-    .string()
-    .regex(/^[1-9][0-9]{0,14}$/, 'must be a positive integer')
-    .transform(Number),
-});
+/**
+ * A path id. Ids are positive integers; anything else is INVALID_ID naming what the id is of (no "id=1 OR 1=1"
+ * ever reaches SQL, and a mistyped id is not answered as if it were a missing item).
+ */
+function pathId(c: Context, what: string): number {
+  const raw = c.req.param('id') ?? '';
+  if (/^[1-9][0-9]{0,14}$/.test(raw)) return Number(raw);
+  const shown = raw.length > 40 ? `${raw.slice(0, 40)}…` : raw;
+  throw new MailintakeError(
+    'INVALID_ID',
+    `the ${what} id in the path must be a positive whole number, not "${shown}"`,
+    {
+      details: {
+        parameter: 'id',
+        fields: [{ field: 'id', message: `the ${what} id: a positive whole number` }],
+      },
+    },
+  );
+}
 const intQuery = (min: number, max: number) =>
   z
     .string()
@@ -391,11 +419,11 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
     return c.json(await services.requests.list(q));
   });
   app.get('/api/v1/requests/:id', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'request');
     return c.json(await services.requests.show(id));
   });
   app.get('/api/v1/attachments/:id/content', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'attachment');
     const { meta, open } = await services.requests.attachment(id);
     return attachmentResponse(meta, open());
   });
@@ -410,7 +438,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
     return c.json(await services.systemLog.list(q));
   });
   app.get('/api/v1/log/:id/raw', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'intake log entry');
     const { meta, open } = await services.log.raw(id);
     return attachmentResponse(meta, open());
   });
@@ -421,11 +449,11 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
     return c.json(await services.errorMails.list(q));
   });
   app.get('/api/v1/error-mails/:id/report', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'error mail');
     return c.json(await services.errorMails.report(id));
   });
   app.get('/api/v1/error-mails/:id/raw', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'error mail');
     const { meta, open } = await services.errorMails.raw(id);
     return attachmentResponse(meta, open());
   });
@@ -444,7 +472,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
   );
   app.post('/api/v1/notifications/read-all', async (c) => c.json(await services.notifications.markAllRead()));
   app.post('/api/v1/notifications/:id/read', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'notification');
     return c.json(await services.notifications.markRead(id));
   });
 
@@ -454,11 +482,11 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
     c.json(await services.notificationRules.set(parse(settingsBody, await readJson(c)))),
   );
   app.post('/api/v1/notification-rules/:id/enable', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'notification rule');
     return c.json(await services.notificationRules.setEnabled(id, true));
   });
   app.post('/api/v1/notification-rules/:id/disable', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'notification rule');
     return c.json(await services.notificationRules.setEnabled(id, false));
   });
   app.get('/api/v1/settings/smtp', async (c) => {
@@ -480,7 +508,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
   );
   app.get('/api/v1/outbox', async (c) => c.json(await services.outbox.status()));
   app.post('/api/v1/outbox/:id/retry', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'outbox mail');
     return c.json(await services.outbox.retry(id));
   });
 

@@ -941,7 +941,7 @@ export const openApiDocument = {
     responses: {
       InvalidSettings: {
         description:
-          'INVALID_SETTINGS: `details.fields` names every bad field (`(body)` for a body that is not JSON)',
+          'INVALID_SETTINGS: `details.fields` names every bad field; INVALID_JSON: the body is not valid JSON (the message gives line and column); INVALID_ID: an id in the path is not a positive whole number (`details.parameter` names it)',
         content: json(ref('Error')),
       },
       Unauthorized: { description: 'UNAUTHORIZED: no or an invalid API key', content: json(ref('Error')) },

@@ -72,7 +72,7 @@ describe('mailbox add', () => {
   it('rejects a file that is not JSON without quoting it (it may hold the password)', async () => {
     const r = await run(['mailbox', 'add', '--file', path.join(dir, 'broken.json')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('INVALID_SETTINGS');
+    expect(r.stderr).toContain('INVALID_JSON');
     expect(r.stderr).toContain('not valid JSON');
     expect(r.stderr).not.toContain(PASSWORD);
     const missing = await run(['mailbox', 'add', '--file', path.join(dir, 'nope.json')]);

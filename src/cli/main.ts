@@ -183,7 +183,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       // V8's message quotes a piece of the input, which may be the password: only the position is kept.
       const pos = /position (\d+)/.exec(e instanceof Error ? e.message : '')?.[1];
       const where = pos === undefined ? '' : ` (${lineColumn(text, Number(pos))})`;
-      throw new MailintakeError('INVALID_SETTINGS', `The ${what} file ${file} is not valid JSON${where}`, {
+      throw new MailintakeError('INVALID_JSON', `The ${what} file ${file} is not valid JSON${where}`, {
         details: { fields: [{ field: '(file)', message: `not valid JSON${where}` }] },
       });
     }
