@@ -12,6 +12,7 @@ import { ERROR_HELP } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { openRuntime } from '../runtime.js';
 import type { Services } from '../services/index.js';
+import { MAX_PAGE } from '../services/requests.js';
 import { contentDisposition, createApi, downloadContentType } from './app.js';
 import { openApiDocument } from './openapi.js';
 
@@ -183,6 +184,54 @@ describe('input errors have their own codes (generated from the route list)', ()
       const unknown = await call(method, path.replace(':id', '987654'));
       expect(unknown.status, `${method} ${path}`).toBe(404);
       expect(unknown.json().error).toBe('NOT_FOUND');
+    }
+  });
+});
+
+describe('list filters (generated from the documented query parameters)', () => {
+  const lists = Object.entries(openApiDocument.paths).flatMap(([p, item]) => {
+    const get = (item as { get?: { parameters?: { name: string; in: string; schema: AnyJson }[] } }).get;
+    const query = (get?.parameters ?? []).filter((x) => x.in === 'query');
+    // a list is what pages: the routes with a limit
+    return query.some((x) => x.name === 'limit') ? [{ path: p, query }] : [];
+  });
+  const PAGING = new Set(['limit', 'offset', 'before']);
+
+  it('covers every list', () => {
+    expect(lists.map((l) => l.path).sort()).toEqual([
+      '/api/v1/error-mails',
+      '/api/v1/log',
+      '/api/v1/notifications',
+      '/api/v1/requests',
+      '/api/v1/system-log',
+    ]);
+  });
+
+  it('answers a filter naming nothing that exists with an error, never an empty page', async () => {
+    let filters = 0;
+    for (const { path, query } of lists) {
+      for (const param of query.filter((x) => !PAGING.has(x.name))) {
+        filters++;
+        const res = await call('GET', `${path}?${param.name}=no-such-thing`);
+        // a value from a closed set is a bad value (400); a name of a mailbox or portal is a missing item (404)
+        const closed = Array.isArray(param.schema.enum);
+        expect(res.status, `${path} ${param.name}`).toBe(closed ? 400 : 404);
+        expect(res.json().error).toBe(closed ? 'INVALID_SETTINGS' : 'NOT_FOUND');
+        expect(res.json().message).toContain(closed ? param.name : 'no-such-thing');
+      }
+      const typo = await call('GET', `${path}?mailbx=support`);
+      expect(typo.status, path).toBe(400);
+      expect(typo.json().message).toContain('unknown field(s): mailbx');
+    }
+    expect(filters).toBe(7);
+  });
+
+  it('accepts the one limit, 1 to MAX_PAGE, on every list, and refuses more', async () => {
+    for (const { path } of lists) {
+      const max = await call('GET', `${path}?limit=${MAX_PAGE}`);
+      expect(max.status, `${path}: ${max.text}`).toBe(200);
+      expect(max.json().limit).toBe(MAX_PAGE);
+      expect((await call('GET', `${path}?limit=${MAX_PAGE + 1}`)).status).toBe(400);
     }
   });
 });

@@ -12,6 +12,7 @@ import {
 } from '../errors.js';
 import { withActor } from '../services/actor.js';
 import type { Services } from '../services/index.js';
+import { MAX_PAGE } from '../services/requests.js';
 import type { AttachmentView } from '../services/views.js';
 import { authorizedPage, failedPage } from './oauth-pages.js';
 import { openApiDocument } from './openapi.js';
@@ -164,7 +165,9 @@ const intQuery = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().int().min(min).max(max))
     .optional();
-const pageQuery = { limit: intQuery(1, 1000), offset: intQuery(0, 1_000_000_000) };
+const pageQuery = { limit: intQuery(1, MAX_PAGE), offset: intQuery(0, 1_000_000_000) };
+/** `before`: only entries with a smaller id, to read a whole list page by page while new entries arrive. */
+const keysetQuery = { ...pageQuery, before: intQuery(1, 999_999_999) };
 
 const mailboxBody = z.record(z.string(), z.unknown(), 'must be a JSON object'); // fields: services validate
 const completeBody = z.strictObject({
@@ -183,30 +186,28 @@ const portalPatchBody = z
   .refine((b) => b.headerThreading !== undefined || b.attachmentPolicy !== undefined, {
     message: 'give headerThreading or attachmentPolicy',
   });
-const systemLogQuery = z.object({
-  category: z
-    .string()
-    .regex(/^[a-z0-9-]{1,64}$/, 'must be a category such as attachment-dropped')
-    .optional(),
-  ...pageQuery,
+const systemLogQuery = z.strictObject({
+  // the service names the categories when this is none of them
+  category: z.string().min(1).max(64).optional(),
+  ...keysetQuery,
 });
-const requestsQuery = z.object({ portal: z.string().min(1).optional(), ...pageQuery });
-const notificationsQuery = z.object({
+const requestsQuery = z.strictObject({ portal: z.string().min(1).optional(), ...keysetQuery });
+const notificationsQuery = z.strictObject({
   unread: z.enum(['true', 'false'], 'must be true or false').optional(),
   ...pageQuery,
 });
 // fields: the services validate (rules, SMTP, alerts name every bad field)
 const settingsBody = z.record(z.string(), z.unknown(), 'must be a JSON object');
 const smtpTestBody = z.strictObject({ to: z.string().min(1).max(320) });
-const errorMailsQuery = z.object({
+const errorMailsQuery = z.strictObject({
   mailbox: z.string().min(1).optional(),
   status: z.enum(['in-error-folder', 'moved-to-inbox']).optional(),
   ...pageQuery,
 });
-const logQuery = z.object({
+const logQuery = z.strictObject({
   mailbox: z.string().min(1).optional(),
   outcome: z.enum(['created', 'appended', 'ignored', 'error']).optional(),
-  ...pageQuery,
+  ...keysetQuery,
 });
 
 // ---- attachment download --------------------------------------------------------------------------------------

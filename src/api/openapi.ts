@@ -6,6 +6,8 @@ import { NOTIFICATION_EVENTS } from '../notify/notifier.js';
 import { ruleInputSchema } from '../notify/rules.js';
 import { smtpInputSchema } from '../notify/smtp-settings.js';
 import { DEFAULT_ATTACHMENT_POLICY, DROP_MESSAGES } from '../pipeline/attachment-checks.js';
+import { MAX_PAGE } from '../services/requests.js';
+import { SYSTEM_LOG_CATEGORIES } from '../store/system-log.js';
 
 /**
  * The OpenAPI 3.1 document served at /api/openapi.json, written by hand next to the routes in app.ts.
@@ -43,9 +45,23 @@ const nameParam: Json = {
 };
 const idParam: Json = { name: 'id', in: 'path', required: true, schema: { type: 'integer', minimum: 1 } };
 const pageParams: Json[] = [
-  { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+  { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: MAX_PAGE } },
   { name: 'offset', in: 'query', schema: { type: 'integer', minimum: 0 } },
 ];
+/** Lists that can be read whole: `before` pages on from the last id seen, unaffected by new entries. */
+const keysetParams: Json[] = [
+  ...pageParams,
+  {
+    name: 'before',
+    in: 'query',
+    schema: { type: 'integer', minimum: 1 },
+    description:
+      'Only entries with an id below this one. To read everything: ask with limit=' +
+      `${MAX_PAGE}, then again with before=<the last id> until a page has fewer than ${MAX_PAGE} entries.`,
+  },
+];
+/** A filter naming a mailbox or portal that does not exist is NOT_FOUND, never an empty page. */
+const unknownFilter = 'A mailbox or portal named in a filter that does not exist answers 404 NOT_FOUND.';
 
 const ok = (description: string, schema: Json, status = '200'): Json => ({
   [status]: { description, content: json(schema) },
@@ -843,8 +859,9 @@ export const openApiDocument = {
     '/api/v1/requests': {
       get: {
         summary: 'List requests, newest first',
-        parameters: [{ name: 'portal', in: 'query', schema: { type: 'string' } }, ...pageParams],
-        responses: { ...ok('A page of requests', page('RequestSummary')), ...errorResponses(400, 401) },
+        description: unknownFilter,
+        parameters: [{ name: 'portal', in: 'query', schema: { type: 'string' } }, ...keysetParams],
+        responses: { ...ok('A page of requests', page('RequestSummary')), ...errorResponses(400, 401, 404) },
       },
     },
     '/api/v1/requests/{id}': {
@@ -884,9 +901,13 @@ export const openApiDocument = {
             in: 'query',
             schema: { type: 'string', enum: ['created', 'appended', 'ignored', 'error'] },
           },
-          ...pageParams,
+          ...keysetParams,
         ],
-        responses: { ...ok('A page of log entries', page('IntakeLogEntry')), ...errorResponses(400, 401) },
+        description: unknownFilter,
+        responses: {
+          ...ok('A page of log entries', page('IntakeLogEntry')),
+          ...errorResponses(400, 401, 404),
+        },
       },
     },
     '/api/v1/system-log': {
@@ -896,10 +917,10 @@ export const openApiDocument = {
           {
             name: 'category',
             in: 'query',
-            schema: { type: 'string', pattern: '^[a-z0-9-]{1,64}$' },
-            description: 'Only this category, e.g. `attachment-dropped`',
+            schema: { type: 'string', enum: [...SYSTEM_LOG_CATEGORIES] },
+            description: 'Only this category; any other value is 400 INVALID_SETTINGS naming the categories',
           },
-          ...pageParams,
+          ...keysetParams,
         ],
         responses: {
           ...ok('A page of system-log entries', page('SystemLogEntry')),

@@ -17,8 +17,6 @@ import { page } from './requests.js';
 import { type ResealResult, resealAll } from './secret-key.js';
 import type { AttachmentView, ErrorMailView, MoveToInboxResult, Page } from './views.js';
 
-const MAX_LIMIT = 500;
-
 /** The error folder's operations in `Services` (services/index.ts). */
 export interface ErrorFolderServices {
   errorMails: {
@@ -66,7 +64,7 @@ export class ErrorMails {
     limit?: number;
     offset?: number;
   }): Promise<Page<ErrorMailView>> {
-    const { limit, offset } = page(q.limit, q.offset, MAX_LIMIT);
+    const { limit, offset } = page(q.limit, q.offset);
     let base = this.deps.store.db
       .selectFrom('error_mails')
       .innerJoin('mailboxes', 'mailboxes.id', 'error_mails.mailbox_id');
