@@ -140,6 +140,10 @@ const mailBodyProps: Json = {
   html: { type: ['string', 'null'], description: 'As received: untrusted, sanitise before display.' },
   date: nullable('string'),
   mailbox: nullable('string'),
+  logId: {
+    type: ['integer', 'null'],
+    description: 'The intake-log entry of this mail: its raw source is GET /api/v1/log/{logId}/raw',
+  },
   attachments: { type: 'array', items: ref('Attachment') },
   droppedAttachments: { type: 'array', items: ref('DroppedAttachment') },
 };

@@ -718,6 +718,33 @@ describe.each(ENGINES)('lists: filters, one limit, --all, who (%s)', (engine) =>
     expect(JSON.parse(none.stdout)).toEqual([]);
   });
 
+  it('shows the intake-log id of a request, which `raw` takes (and says so)', async () => {
+    const req = await store.db
+      .selectFrom('requests')
+      .select('id')
+      .orderBy('id', 'desc')
+      .executeTakeFirstOrThrow();
+    const log = await store.db
+      .selectFrom('intake_log')
+      .select('id')
+      .where('request_id', '=', req.id)
+      .executeTakeFirstOrThrow();
+    const shown = await runHere(['requests', 'show', String(req.id)]);
+    expect(shown.stdout).toMatch(
+      new RegExp(`^ {2}intake log: +#${log.id} \\(raw mail: mailintake raw ${log.id} --out FILE\\)$`, 'm'),
+    );
+    expect(JSON.parse((await runHere(['requests', 'show', String(req.id), '--json'])).stdout).logId).toBe(
+      log.id,
+    );
+    const help = await runHere(['raw', '--help']);
+    expect(help.stdout).toContain('not a request id');
+    expect((await runHere(['requests', 'show', '--help'])).stdout).toContain('request id');
+    const wrong = await runHere(['raw', '987654', '--out', path.join(dir, 'never.eml')]);
+    expect(wrong.stderr).toMatch(
+      /^error NOT_FOUND: no intake log entry #987654 \(this takes an intake log id, not a request id/,
+    );
+  });
+
   it('shows who made each system-log change', async () => {
     const r = await runHere(['system-log', '--category', 'settings-changed']);
     expect(r.stdout.split('\n')[0]).toMatch(/^ID +TIME +ACTOR +LEVEL +CATEGORY +MESSAGE$/);

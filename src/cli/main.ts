@@ -520,8 +520,8 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
         });
       },
     );
-  leaf(requests, 'show', 'show a request with its conversations and attachment metadata')
-    .argument('<id>', 'request id', intArg(1, Number.MAX_SAFE_INTEGER))
+  leaf(requests, 'show', 'show a request (by request id) with its conversations and attachment metadata')
+    .argument('<id>', 'request id: the number of #12 in "requests list"', intArg(1, Number.MAX_SAFE_INTEGER))
     .action(async (id: number, opts: { json?: boolean }) => {
       await withRuntime(!!opts.json, async (rt) => {
         const detail = await rt.services.requests.show(id);
@@ -530,8 +530,16 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       });
     });
 
-  leaf(program, 'raw', 'save the raw mail of an intake-log entry, exactly as it was fetched')
-    .argument('<id>', 'intake log entry id', intArg(1, Number.MAX_SAFE_INTEGER))
+  leaf(
+    program,
+    'raw',
+    'save the raw mail of an intake-log entry (by log id, not request id), exactly as fetched',
+  )
+    .argument(
+      '<id>',
+      'intake log id, not a request id: the ID column of "mailintake log", or "intake log" in "requests show"',
+      intArg(1, Number.MAX_SAFE_INTEGER),
+    )
     .requiredOption('--out <file>', 'file to write (not overwritten if it exists)')
     .action(async (id: number, opts: { out: string; json?: boolean }) => {
       await withRuntime(!!opts.json, async (rt) => {
@@ -1050,6 +1058,11 @@ function logResult(e: IntakeLogEntry): string {
   return e.requestId !== null ? `#${e.requestId}` : '-';
 }
 
+/** A mail's intake-log id, with the command that saves its raw source (`raw` takes log ids, not request ids). */
+function logLine(id: number | null): string {
+  return id === null ? '-' : `#${id} (raw mail: mailintake raw ${id} --out FILE)`;
+}
+
 function addr(a: { address: string; name: string } | null): string {
   if (!a) return '-';
   return a.name ? `${a.name} <${a.address}>` : a.address;
@@ -1099,6 +1112,7 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
       ['cc', r.cc.map(addr).join(', ') || '-'],
       ['date', r.date ?? '-'],
       ['mailbox', r.mailbox ?? '-'],
+      ['intake log', logLine(r.logId)],
       ['message-id', r.messageId ?? '-'],
       ['created', r.createdAt],
     ]),
@@ -1120,6 +1134,7 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
         ['from', addr(c.from)],
         ['date', c.date ?? '-'],
         ['mailbox', c.mailbox ?? '-'],
+        ['intake log', logLine(c.logId)],
       ]),
     );
     printBody(line, c.text, c.html);

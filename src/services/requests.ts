@@ -168,6 +168,19 @@ export class RequestQueries {
       .where('request_id', '=', id)
       .orderBy('conversations.id')
       .execute();
+    // The log entry of each mail, so that `requests show` leads to its raw source (`raw` takes a log id).
+    // The first entry is the mail that made it; a later one for the same request and conversation would be a
+    // copy recognised as such.
+    const logIds = new Map<number | null, number>();
+    for (const l of await this.store.db
+      .selectFrom('intake_log')
+      .select(['id', 'conversation_id'])
+      .where('request_id', '=', id)
+      .where('outcome', 'in', ['created', 'appended'])
+      .orderBy('id')
+      .execute()) {
+      if (!logIds.has(l.conversation_id)) logIds.set(l.conversation_id, l.id);
+    }
     const atts = (
       await this.store.db
         .selectFrom('attachments')
@@ -200,6 +213,7 @@ export class RequestQueries {
       html: r.html_body,
       date: r.mail_date,
       mailbox: r.mailbox_name,
+      logId: logIds.get(null) ?? null,
       attachments: atts.filter((a) => a.conversationId === null),
       droppedAttachments: dropped.filter((d) => d.conversationId === null),
       conversations: convs.map((c) => ({
@@ -213,6 +227,7 @@ export class RequestQueries {
         html: c.html_body,
         date: c.mail_date,
         mailbox: c.mailbox_name,
+        logId: logIds.get(c.id) ?? null,
         createdAt: c.created_at,
         attachments: atts.filter((a) => a.conversationId === c.id),
         droppedAttachments: dropped.filter((d) => d.conversationId === c.id),
@@ -236,7 +251,12 @@ export class RequestQueries {
       .select(['id', 'raw_sha256', 'raw_pack', 'raw_offset', 'raw_length'])
       .where('id', '=', id)
       .executeTakeFirst();
-    if (!r) throw new MailintakeError('NOT_FOUND', `no intake log entry #${id}`);
+    if (!r) {
+      throw new MailintakeError(
+        'NOT_FOUND',
+        `no intake log entry #${id} (this takes an intake log id, not a request id: "requests show" gives a request's log id)`,
+      );
+    }
     if (!r.raw_sha256)
       throw new MailintakeError('NOT_FOUND', `the raw mail of log entry #${id} was not kept`);
     const sha256 = r.raw_sha256;
