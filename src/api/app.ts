@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
+import { check, invalidSettings } from '../config/plain-issues.js';
 import {
   CONNECTION_CODES,
   type ErrorCode,
@@ -76,23 +77,14 @@ function redact<T>(value: T, secrets: readonly string[]): T {
 }
 
 function invalid(fields: { field: string; message: string }[]): MailintakeError {
-  return new MailintakeError(
-    'INVALID_SETTINGS',
-    `Invalid request: ${fields.map((f) => `${f.field}: ${f.message}`).join('; ')}`,
-    { details: { fields } },
-  );
+  return invalidSettings('request', fields);
 }
 
-/** Validates one part of a request (path, query or body); a failure names every bad field. */
-function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  throw invalid(
-    result.error.issues.map((i) => ({
-      field: i.path.join('.') || '(body)',
-      message: i.code === 'unrecognized_keys' ? `unknown field(s): ${i.keys.join(', ')}` : i.message,
-    })),
-  );
+/** Validates one part of a request (path, query or body); a failure names every bad field, in plain words. */
+function parse<S extends z.ZodType>(schema: S, value: unknown, root = '(body)'): z.output<S> {
+  const result = check(schema, value, root);
+  if (result.ok) return result.data;
+  throw invalid(result.fields);
 }
 
 /**
@@ -329,7 +321,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
     const { name } = parse(nameParams, c.req.param());
     const body = await readJson(c);
     rememberSecrets(c, body);
-    const { pauseFetching } = parse(updateQuery, c.req.query());
+    const { pauseFetching } = parse(updateQuery, c.req.query(), '(query)');
     return c.json(
       await services.mailboxes.update(name, parse(mailboxBody, body), {
         pauseFetching: pauseFetching === 'true',
@@ -416,7 +408,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
 
   // Requests and attachments
   app.get('/api/v1/requests', async (c) => {
-    const q = parse(requestsQuery, c.req.query());
+    const q = parse(requestsQuery, c.req.query(), '(query)');
     return c.json(await services.requests.list(q));
   });
   app.get('/api/v1/requests/:id', async (c) => {
@@ -431,11 +423,11 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
 
   // Intake log
   app.get('/api/v1/log', async (c) => {
-    const q = parse(logQuery, c.req.query());
+    const q = parse(logQuery, c.req.query(), '(query)');
     return c.json(await services.log.list(q));
   });
   app.get('/api/v1/system-log', async (c) => {
-    const q = parse(systemLogQuery, c.req.query());
+    const q = parse(systemLogQuery, c.req.query(), '(query)');
     return c.json(await services.systemLog.list(q));
   });
   app.get('/api/v1/log/:id/raw', async (c) => {
@@ -446,7 +438,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
 
   // Error folder: error mails, their sealed reports (opened here for the admin), POP3's kept mails
   app.get('/api/v1/error-mails', async (c) => {
-    const q = parse(errorMailsQuery, c.req.query());
+    const q = parse(errorMailsQuery, c.req.query(), '(query)');
     return c.json(await services.errorMails.list(q));
   });
   app.get('/api/v1/error-mails/:id/report', async (c) => {
@@ -465,7 +457,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
 
   // Bell notifications
   app.get('/api/v1/notifications', async (c) => {
-    const { unread, ...q } = parse(notificationsQuery, c.req.query());
+    const { unread, ...q } = parse(notificationsQuery, c.req.query(), '(query)');
     return c.json(await services.notifications.list({ ...q, unread: unread === 'true' }));
   });
   app.get('/api/v1/notifications/unread-count', async (c) =>

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import type { Selectable } from 'kysely';
 import {
+  checkMailboxInput,
   DEFAULT_ERROR_FOLDER,
   type MailboxOAuth,
   type MailboxSettings,
-  parseMailboxInput,
 } from '../config/mailbox-settings.js';
+import { type FieldProblem, invalidSettings } from '../config/plain-issues.js';
 import { MailintakeError } from '../errors.js';
 import { OAuthTokens } from '../oauth/tokens.js';
 import type { SecretBox } from '../security/secret-box.js';
@@ -152,31 +153,50 @@ export class MailboxRepo {
     };
   }
 
-  /** Validates everything a person can get wrong, naming each field, before anything is stored. */
+  /**
+   * Validates everything a person can get wrong, naming each field, before anything is stored, in one pass:
+   * the portal and caFile are checked even when other fields are bad, so a file is fixed in one round
+   * (they used to show up only once everything else was right).
+   */
   async validate(input: unknown): Promise<{ settings: MailboxSettings; portalId: number }> {
-    const settings = parseMailboxInput(input);
-    const fields: { field: string; message: string }[] = [];
-    const portal = await this.store.db
-      .selectFrom('portals')
-      .select('id')
-      .where('name', '=', settings.portal)
-      .executeTakeFirst();
-    if (!portal) fields.push({ field: 'portal', message: `no portal named "${settings.portal}"` });
-    if (settings.caFile) {
+    const { settings, fields } = checkMailboxInput(input);
+    const problems: FieldProblem[] = [...fields];
+    const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
+    const named = (field: string) => problems.some((f) => f.field === field);
+    // what the admin wrote, when the schema could not give it (another field was bad)
+    const portalName =
+      settings?.portal ??
+      (raw.portal === undefined ? 'default' : typeof raw.portal === 'string' ? raw.portal.trim() : '');
+    let portalId: number | undefined;
+    if (portalName && !named('portal')) {
+      const portal = await this.store.db
+        .selectFrom('portals')
+        .select('id')
+        .where('name', '=', portalName)
+        .executeTakeFirst();
+      if (portal) portalId = portal.id;
+      else
+        problems.push({
+          field: 'portal',
+          message: `no portal named "${portalName}" (see: mailintake portal list)`,
+        });
+    }
+    const caFile = settings ? settings.caFile : typeof raw.caFile === 'string' ? raw.caFile : undefined;
+    if (caFile && !named('caFile')) {
       try {
-        fs.accessSync(settings.caFile, fs.constants.R_OK);
-      } catch {
-        fields.push({ field: 'caFile', message: `cannot read ${settings.caFile}` });
+        fs.accessSync(caFile, fs.constants.R_OK);
+      } catch (err) {
+        const why =
+          (err as NodeJS.ErrnoException).code === 'ENOENT'
+            ? 'there is no such file'
+            : 'it cannot be read by Mailintake';
+        problems.push({ field: 'caFile', message: `${why}: ${caFile}` });
       }
     }
-    if (fields.length > 0 || !portal) {
-      throw new MailintakeError(
-        'INVALID_SETTINGS',
-        `Invalid mailbox settings: ${fields.map((f) => `${f.field}: ${f.message}`).join('; ')}`,
-        { details: { fields } },
-      );
+    if (!settings || problems.length > 0 || portalId === undefined) {
+      throw invalidSettings('mailbox settings', problems);
     }
-    return { settings, portalId: portal.id };
+    return { settings, portalId };
   }
 
   async insert(input: unknown): Promise<MailboxRow> {
