@@ -674,6 +674,10 @@ export const openApiDocument = {
       },
       delete: {
         summary: 'Remove a mailbox',
+        description:
+          'Its requests, conversations, intake log (raw mails), dropped attachments, error mails and notifications ' +
+          'are kept and name it "<name> (removed #<id>)"; its password and OAuth tokens are discarded; the name ' +
+          'is free again. 409 FETCH_RUNNING while a round holds its lease: disable it, then remove it.',
         responses: { '204': { description: 'Removed' }, ...errorResponses(401, 404, 409) },
       },
     },

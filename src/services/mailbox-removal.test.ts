@@ -293,6 +293,26 @@ describe.each(ENGINES)('mailbox remove (%s)', (engine) => {
     expect((await rt.services.log.list({ mailbox: 'support' })).total).toBe(0);
   });
 
+  // The class, one table at a time: a mailbox whose only history is in that one table (the reported case was
+  // notifications alone) is removed, and that history kept.
+  it.each(KEPT)('removes a mailbox whose only history is in %s', async (only) => {
+    const { rt, store, id } = await setup();
+    await fillHistory(store, id);
+    for (const t of KEPT) {
+      if (t === only) continue;
+      if (t === 'requests' || t === 'conversations' || t === 'notifications') {
+        await store.db.updateTable(t).set({ mailbox_id: null }).where('mailbox_id', '=', id).execute();
+      } else {
+        await store.db.deleteFrom(t).where('mailbox_id', '=', id).execute();
+      }
+    }
+    const before = await counts(store, id);
+    expect(Object.entries(before).filter(([, n]) => n > 0)).toEqual([[only, 1]]);
+    await rt.services.mailboxes.remove('support');
+    expect(await counts(store, id)).toEqual(before);
+    expect(await rt.services.mailboxes.list()).toEqual([]);
+  });
+
   it('refuses while a round holds the lease, changing nothing', async () => {
     const { rt, store, id } = await setup();
     await store.db
