@@ -780,3 +780,19 @@ describe('secrets', () => {
     for (const l of logged) expect(l).not.toContain(PASSWORD);
   });
 });
+
+// Last: by now the earlier tests have written system-log entries to page through.
+describe('paging', () => {
+  it('pages on with before=<last id> on the lists that can be read whole', async () => {
+    const all = (await call('GET', `/api/v1/system-log?limit=${MAX_PAGE}`))
+      .json()
+      .items.map((e: AnyJson) => e.id);
+    expect(all.length).toBeGreaterThan(2);
+    const rest = await call('GET', `/api/v1/system-log?limit=${MAX_PAGE}&before=${all[1]}`);
+    expect(rest.json().items.map((e: AnyJson) => e.id)).toEqual(all.slice(2));
+    for (const path of ['/api/v1/log', '/api/v1/requests', '/api/v1/system-log']) {
+      expect((await call('GET', `${path}?before=1`)).json().items, path).toEqual([]);
+      expect((await call('GET', `${path}?before=0`)).status, path).toBe(400);
+    }
+  });
+});
