@@ -287,6 +287,11 @@ describe.each(ENGINES)('mailbox remove (%s)', (engine) => {
     const entry = (await rt.services.systemLog.list({ category: 'settings-changed' })).items[0];
     expect(entry?.details).toMatchObject({ mailbox: 'support', change: 'removed', keptAs });
 
+    // filtering by the old name says where its history went
+    await expect(rt.services.log.list({ mailbox: 'support' })).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: `no mailbox named "support"; it was removed, its history is under "${keptAs}"`,
+    });
     // the name is free again, and the new mailbox starts with a clean intake log of its own
     const again = await rt.services.mailboxes.add(mailbox);
     expect(again.id).not.toBe(id);

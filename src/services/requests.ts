@@ -51,8 +51,16 @@ export async function assertMailboxExists(store: Store, name: string): Promise<v
   // removed mailboxes count: their history is kept under "<name> (removed #<id>)" and can be filtered by it
   const row = await store.db.selectFrom('mailboxes').select('id').where('name', '=', name).executeTakeFirst();
   if (!row) {
-    throw new MailintakeError('NOT_FOUND', `no mailbox named "${name}"`, {
-      details: { fields: [{ field: 'mailbox', message: `no mailbox named "${name}"` }] },
+    // a removed mailbox's history is under its kept name: say which, rather than leave the admin guessing
+    const kept = (
+      await store.db.selectFrom('mailboxes').select('name').where('removed_at', 'is not', null).execute()
+    )
+      .map((r) => r.name)
+      .filter((n) => n.startsWith(`${name} (removed #`));
+    const hint =
+      kept.length > 0 ? `; it was removed, its history is under ${kept.map((n) => `"${n}"`).join(', ')}` : '';
+    throw new MailintakeError('NOT_FOUND', `no mailbox named "${name}"${hint}`, {
+      details: { fields: [{ field: 'mailbox', message: `no mailbox named "${name}"${hint}` }] },
     });
   }
 }
