@@ -124,6 +124,18 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       const last = p.items[p.items.length - 1];
       if (p.items.length < MAX_PAGE || !last) break;
       before = last.id;
+      // A slow reader (`… | less`) would otherwise let every page pile up in the stream's buffer.
+      if (!io.stdout && process.stdout.writableNeedDrain) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            process.stdout.off('drain', done);
+            process.stdout.off('close', done);
+            resolve();
+          };
+          process.stdout.on('drain', done);
+          process.stdout.on('close', done);
+        });
+      }
     }
     if (json) out(n === 0 ? ']\n' : '\n]\n');
     else line(`${n} entr${n === 1 ? 'y' : 'ies'}`);
