@@ -318,6 +318,17 @@ describe.each(ENGINES)('mailbox remove (%s)', (engine) => {
     expect(await rt.services.mailboxes.list()).toEqual([]);
   });
 
+  it('two admins removing it at once: one removes it, the other is told it is gone (not that it is busy)', async () => {
+    const { rt } = await setup();
+    const results = await Promise.allSettled([
+      rt.services.mailboxes.remove('support'),
+      rt.services.mailboxes.remove('support'),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(refused.reason).toMatchObject({ code: 'NOT_FOUND' });
+  });
+
   it('refuses while a round holds the lease, changing nothing', async () => {
     const { rt, store, id } = await setup();
     await store.db

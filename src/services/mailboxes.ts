@@ -418,6 +418,14 @@ export class MailboxRepo {
         .where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_until', '<', now)]))
         .executeTakeFirst();
       if (Number(res.numUpdatedRows) !== 1) {
+        const current = await tx
+          .selectFrom('mailboxes')
+          .select('removed_at')
+          .where('id', '=', row.id)
+          .executeTakeFirst();
+        // removed meanwhile by another admin: the outcome they wanted, said as it is
+        if (current?.removed_at)
+          throw new MailintakeError('NOT_FOUND', `no mailbox named "${name}" (it was just removed)`);
         throw new MailintakeError(
           'FETCH_RUNNING',
           `mailbox "${name}" is being fetched right now; disable it, and remove it once the round has ended`,
