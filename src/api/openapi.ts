@@ -873,7 +873,7 @@ export const openApiDocument = {
       },
     },
     '/api/v1/requests/{id}': {
-      parameters: [idParam],
+      parameters: [{ ...idParam, description: 'The request id (12 for request #12)' }],
       get: {
         summary: 'Show a request with its conversations and attachment metadata',
         responses: { ...ok('The request', ref('RequestDetail')), ...errorResponses(400, 401, 404) },
@@ -937,7 +937,13 @@ export const openApiDocument = {
       },
     },
     '/api/v1/log/{id}/raw': {
-      parameters: [idParam],
+      parameters: [
+        {
+          ...idParam,
+          description:
+            "An intake-log id (a log entry's id, or a request's or conversation's logId), not a request id",
+        },
+      ],
       get: {
         summary: 'Download the raw mail of a log entry, as it was fetched',
         description:
