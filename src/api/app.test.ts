@@ -14,6 +14,7 @@ import { ERROR_HELP } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { openRuntime } from '../runtime.js';
 import type { Services } from '../services/index.js';
+import { MAX_PAGE } from '../services/requests.js';
 import { contentDisposition, createApi, downloadContentType } from './app.js';
 import { openApiDocument } from './openapi.js';
 
@@ -141,6 +142,104 @@ describe('OpenAPI document', () => {
   });
 });
 
+/** Every registered route as [METHOD, hono path]. */
+const routeList = (): [string, string][] =>
+  app.routes.filter((r) => r.method !== 'ALL').map((r) => [r.method, r.path] as [string, string]);
+
+describe('input errors have their own codes (generated from the route list)', () => {
+  it('answers 400 INVALID_JSON, with line and column, on every route that takes a body', async () => {
+    const withBody = Object.entries(openApiDocument.paths).flatMap(([p, item]) =>
+      Object.entries(item as Record<string, { requestBody?: unknown }>)
+        .filter(([, op]) => op?.requestBody !== undefined)
+        .map(([m]) => [m.toUpperCase(), p.replace(/\{[A-Za-z]+\}/g, 'x')] as const),
+    );
+    expect(withBody.length).toBeGreaterThanOrEqual(8);
+    for (const [method, url] of withBody) {
+      for (const [raw, where] of [
+        [`{"password": "${PASSWORD}",\n oops}`, 'line 2, column 2'],
+        ['{"a": 1', 'line 1, column 8'],
+      ] as const) {
+        const res = await call(method, url, { rawBody: raw });
+        expect(res.status, `${method} ${url}`).toBe(400);
+        expect(res.json(), `${method} ${url}`).toMatchObject({
+          error: 'INVALID_JSON',
+          details: { fields: [{ field: '(body)' }] },
+        });
+        expect(res.json().message).toContain(where);
+        expect(res.text).not.toContain(PASSWORD);
+      }
+    }
+  });
+
+  it('answers 400 INVALID_ID naming the id on every route with an id in the path, and NOT_FOUND for a well-formed unknown one', async () => {
+    const withId = routeList().filter(([, p]) => p.includes(':id'));
+    expect(withId.length).toBe(9);
+    for (const [method, path] of withId) {
+      for (const bad of ['abc', '0', '-1', '1.5', '1e3', '%201', '0x10', '9999999999999999', "1'OR'1'='1"]) {
+        const res = await call(method, path.replace(':id', bad));
+        expect(res.status, `${method} ${path} ${bad}`).toBe(400);
+        const body = res.json();
+        expect(body.error, `${method} ${path} ${bad}`).toBe('INVALID_ID');
+        expect(body.details.parameter).toBe('id');
+        expect(body.message).toMatch(/^the [a-z ]+ id in the path must be a positive whole number/);
+      }
+      const unknown = await call(method, path.replace(':id', '987654'));
+      expect(unknown.status, `${method} ${path}`).toBe(404);
+      expect(unknown.json().error).toBe('NOT_FOUND');
+    }
+  });
+});
+
+describe('list filters (generated from the documented query parameters)', () => {
+  const lists = Object.entries(openApiDocument.paths).flatMap(([p, item]) => {
+    const get = (item as { get?: { parameters?: { name: string; in: string; schema: AnyJson }[] } }).get;
+    const query = (get?.parameters ?? []).filter((x) => x.in === 'query');
+    // a list is what pages: the routes with a limit
+    return query.some((x) => x.name === 'limit') ? [{ path: p, query }] : [];
+  });
+  const PAGING = new Set(['limit', 'offset', 'before']);
+
+  it('covers every list', () => {
+    expect(lists.map((l) => l.path).sort()).toEqual([
+      '/api/v1/error-mails',
+      '/api/v1/log',
+      '/api/v1/notifications',
+      '/api/v1/requests',
+      '/api/v1/system-log',
+    ]);
+  });
+
+  it('answers a filter naming nothing that exists with an error, never an empty page', async () => {
+    let filters = 0;
+    for (const { path, query } of lists) {
+      for (const param of query.filter((x) => !PAGING.has(x.name))) {
+        filters++;
+        const res = await call('GET', `${path}?${param.name}=no-such-thing`);
+        // a value from a closed set is a bad value (400); a name of a mailbox or portal is a missing item (404)
+        const closed = Array.isArray(param.schema.enum);
+        expect(res.status, `${path} ${param.name}`).toBe(closed ? 400 : 404);
+        expect(res.json().error).toBe(closed ? 'INVALID_SETTINGS' : 'NOT_FOUND');
+        expect(res.json().message).toContain(closed ? param.name : 'no-such-thing');
+      }
+      const typo = await call('GET', `${path}?mailbx=support`);
+      expect(typo.status, path).toBe(400);
+      expect(typo.json().details.fields).toEqual([
+        { field: '(query)', message: expect.stringMatching(/^unknown field: mailbx/) },
+      ]);
+    }
+    expect(filters).toBe(7);
+  });
+
+  it('accepts the one limit, 1 to MAX_PAGE, on every list, and refuses more', async () => {
+    for (const { path } of lists) {
+      const max = await call('GET', `${path}?limit=${MAX_PAGE}`);
+      expect(max.status, `${path}: ${max.text}`).toBe(200);
+      expect(max.json().limit).toBe(MAX_PAGE);
+      expect((await call('GET', `${path}?limit=${MAX_PAGE + 1}`)).status).toBe(400);
+    }
+  });
+});
+
 describe('mailboxes', () => {
   it('rejects a mailbox missing several fields with 400 INVALID_SETTINGS naming each field', async () => {
     const res = await call('POST', '/api/v1/mailboxes', {
@@ -154,11 +253,11 @@ describe('mailboxes', () => {
     expect(res.text).not.toContain(PASSWORD);
   });
 
-  it('answers 400 INVALID_SETTINGS with field (body) for a body that is not JSON, without quoting it', async () => {
+  it('answers 400 INVALID_JSON with field (body) for a body that is not JSON, without quoting it', async () => {
     const res = await call('POST', '/api/v1/mailboxes', { rawBody: `{"password": "${PASSWORD}", oops` });
     expect(res.status).toBe(400);
     expect(res.json()).toMatchObject({
-      error: 'INVALID_SETTINGS',
+      error: 'INVALID_JSON',
       details: { fields: [{ field: '(body)' }] },
     });
     expect(res.text).not.toContain(PASSWORD);
@@ -725,5 +824,21 @@ describe('secrets', () => {
     expect(bodies.length).toBeGreaterThan(20);
     for (const b of bodies) expect(b).not.toContain(PASSWORD);
     for (const l of logged) expect(l).not.toContain(PASSWORD);
+  });
+});
+
+// Last: by now the earlier tests have written system-log entries to page through.
+describe('paging', () => {
+  it('pages on with before=<last id> on the lists that can be read whole', async () => {
+    const all = (await call('GET', `/api/v1/system-log?limit=${MAX_PAGE}`))
+      .json()
+      .items.map((e: AnyJson) => e.id);
+    expect(all.length).toBeGreaterThan(2);
+    const rest = await call('GET', `/api/v1/system-log?limit=${MAX_PAGE}&before=${all[1]}`);
+    expect(rest.json().items.map((e: AnyJson) => e.id)).toEqual(all.slice(2));
+    for (const path of ['/api/v1/log', '/api/v1/requests', '/api/v1/system-log']) {
+      expect((await call('GET', `${path}?before=1`)).json().items, path).toEqual([]);
+      expect((await call('GET', `${path}?before=0`)).status, path).toBe(400);
+    }
   });
 });

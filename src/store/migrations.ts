@@ -375,6 +375,15 @@ function migrations(engine: Engine): Record<string, Migration> {
         }
       },
     },
+    '0006_mailbox_removal': {
+      async up(db: Kysely<unknown>) {
+        // A removed mailbox stays as a tombstone (services/mailboxes.ts remove): requests, conversations, the
+        // intake log, dropped attachments, error mails and notifications keep pointing at it, so no history is
+        // lost and no foreign key breaks; its id is never reused, so a new mailbox never inherits its intake
+        // log (which would make it skip mails as "already taken in").
+        await db.schema.alterTable('mailboxes').addColumn('removed_at', 'text').execute();
+      },
+    },
   };
 }
 

@@ -61,6 +61,11 @@ export interface MailboxTable {
   disabled_reason: ColumnType<string | null, string | null | undefined, string | null>;
   /** 1 after a connection-failure alert until the mailbox connects again (then the "recovered" notice). */
   failure_alerted: Flag;
+  /**
+   * Set when the mailbox was removed: the row stays (renamed "<name> (removed #<id>)", disabled, secrets wiped)
+   * so that the requests and history pointing at it are kept. Every listing leaves such rows out.
+   */
+  removed_at: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface RequestTable {
