@@ -432,6 +432,15 @@ function migrations(engine: Engine): Record<string, Migration> {
           .on('intake_log')
           .columns(['mailbox_id', 'content_hash'])
           .execute();
+        // A store that keeps failing (a full disk) is counted and alerted like a failing connection.
+        await db.schema
+          .alterTable('mailboxes')
+          .addColumn('store_failures', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .alterTable('mailboxes')
+          .addColumn('store_alerted', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
         await db.schema
           .createIndex('intake_log_message_key')
           .on('intake_log')

@@ -61,6 +61,10 @@ export interface MailboxTable {
   disabled_reason: ColumnType<string | null, string | null | undefined, string | null>;
   /** 1 after a connection-failure alert until the mailbox connects again (then the "recovered" notice). */
   failure_alerted: Flag;
+  /** Consecutive rounds with a STORE_FAILED mail (notify/connection-alerts.ts), reset at the alert. */
+  store_failures: Flag;
+  /** 1 after a store-failure alert until a round stores everything again. */
+  store_alerted: Flag;
 }
 
 export interface RequestTable {
