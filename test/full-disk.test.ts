@@ -120,3 +120,60 @@ describe.runIf(isRoot).each(ENGINES)('a full disk under the blob store, on %s', 
     expect((await rt.services.systemLog.list({ category: 'store-recovered' })).items).toHaveLength(1);
   });
 });
+
+/**
+ * The disk under the SQLite database fills up: the data directory is a small tmpfs (the blobs and raw packs
+ * on tmpfs mounts of their own, with room). Not even an error row can be written then: the round must end
+ * as STORE_FAILED naming the database file (it was INTERNAL), acknowledge nothing, and take the mails in once
+ * there is room. PostgreSQL's disk is the machine's and is not filled here.
+ */
+describe.runIf(isRoot)('a full disk under the SQLite database', () => {
+  let dovecot: DovecotServer;
+  let rt: Runtime;
+  let fresh: Awaited<ReturnType<typeof freshConfig>>;
+  const mounts: string[] = [];
+  let filler: string;
+
+  beforeAll(async () => {
+    dovecot = await startDovecot({ users: [{ name: 'dbfull', password: 'dbfull-pw' }] });
+    fresh = await freshConfig('sqlite');
+    const dir = fresh.config.dataDir;
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', dir]);
+    mounts.push(dir);
+    for (const sub of ['blobs', 'raw']) {
+      fs.mkdirSync(path.join(dir, sub));
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,mode=0700', 'tmpfs', path.join(dir, sub)]);
+      mounts.unshift(path.join(dir, sub));
+    }
+    rt = await openRuntime(fresh.config);
+    await rt.services.mailboxes.add(imapsMailbox(dovecot, 'dbfull', 'dbfull'));
+    filler = path.join(dir, 'filler');
+    const free = Number(execFileSync('df', ['--output=avail', '-B1', dir]).toString().split('\n')[1]);
+    fs.writeFileSync(filler, Buffer.alloc(Math.max(0, free - 16 * 1024)));
+  });
+  afterAll(async () => {
+    await rt?.close();
+    await dovecot?.stop();
+    for (const m of mounts) execFileSync('umount', [m]);
+    await fresh?.cleanup();
+  });
+
+  it('ends the round as STORE_FAILED naming the database file, and takes the mails in once there is room', async () => {
+    const body = `${randomBytes(150 * 1024).toString('base64')}\r\n`;
+    await deliverMaildir(dovecot, 'dbfull', [
+      buildMail({ subject: 'one', body }),
+      buildMail({ subject: 'two', body }),
+    ]);
+    const [full] = await rt.services.fetch.once({ mailbox: 'dbfull' });
+    expect(full!.error?.code).toBe('STORE_FAILED');
+    expect(full!.error?.message).toContain(
+      `the disk under ${path.join(fresh.config.dataDir, 'mailintake.sqlite')} is full`,
+    );
+    expect((await listInbox(dovecot, 'dbfull')).filter((m) => m.flags.includes('\\Seen'))).toEqual([]);
+
+    fs.rmSync(filler);
+    const [room] = await rt.services.fetch.once({ mailbox: 'dbfull' });
+    expect(room).toMatchObject({ fetched: 2, created: 2, errored: 0, error: null });
+    expect((await listInbox(dovecot, 'dbfull')).every((m) => m.flags.includes('\\Seen'))).toBe(true);
+  });
+});

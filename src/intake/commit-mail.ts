@@ -1,6 +1,6 @@
 import { type Insertable, sql } from 'kysely';
 import type { RawLocation } from '../blobs/raw-packs.js';
-import { MailintakeError, toMailintakeError } from '../errors.js';
+import { MailintakeError } from '../errors.js';
 import { dropNotices } from '../notify/drop-notice.js';
 import type { Notice, Notifier } from '../notify/notifier.js';
 import {
@@ -113,8 +113,32 @@ export async function commitBatch(
       for (const item of items) results.push(...(await commitBatch(store, mailbox, [item], notifier)));
       return results;
     }
-    return [await recordFailure(store, mailbox, items[0]!, toMailintakeError(err, 'STORE_FAILED'))];
+    return [await recordFailure(store, mailbox, items[0]!, databaseError(err, store))];
   }
+}
+
+/**
+ * The database's refusal as an admin can act on it. A full disk under the database (SQLite's SQLITE_FULL,
+ * PostgreSQL's 53100 disk_full) says so and where; anything else stays the database's own words.
+ */
+export function databaseError(err: unknown, store: Store, what = 'the mail'): MailintakeError {
+  if (err instanceof MailintakeError) return err;
+  const code = String((err as { code?: unknown } | null)?.code ?? '');
+  const text = err instanceof Error ? err.message : String(err);
+  const where = store.location ?? `the ${store.engine} database`;
+  const meaning =
+    code === 'SQLITE_FULL' || code === '53100'
+      ? `the disk under ${where} is full`
+      : code.startsWith('SQLITE_IOERR') || code === '58030'
+        ? `${where} reported an I/O error`
+        : code === 'SQLITE_READONLY' || code === '25006'
+          ? `${where} is read-only`
+          : null;
+  return new MailintakeError(
+    'STORE_FAILED',
+    meaning ? `${what} could not be stored: ${meaning} (${text})` : text,
+    { cause: err, details: meaning ? { path: where, ...(code ? { dbCode: code } : {}) } : {} },
+  );
 }
 
 /**
@@ -132,17 +156,23 @@ export async function recordFailure(
   try {
     return await recordFullFailure(store, mailbox, item, error);
   } catch (err) {
-    const refused = toMailintakeError(err, 'STORE_FAILED');
+    const refused = databaseError(err, store, 'the error row');
     const minimal = new MailintakeError(
       error.code,
       `${short(error.message)} (the full error row was refused too: ${short(refused.message)}; the mail's details are in its raw copy on the server)`,
       { cause: error },
     );
-    await withTransaction(store, async (tx) => {
-      const batch = new BatchCommit(tx, mailbox, store.engine);
-      batch.logError({ ...item, rawSha256: null, rawPacked: null }, minimal);
-      await batch.flushLog();
-    });
+    try {
+      await withTransaction(store, async (tx) => {
+        const batch = new BatchCommit(tx, mailbox, store.engine);
+        batch.logError({ ...item, rawSha256: null, rawPacked: null }, minimal);
+        await batch.flushLog();
+      });
+    } catch (lastErr) {
+      // Not even a row without the mail's values: the database itself refuses writes (a full disk). The round
+      // ends here with that, coded and naming the database; the mail stays on the server for the next round.
+      throw databaseError(lastErr, store, 'a minimal error row (after the mail and its full error row)');
+    }
     return { outcome: 'error', error: minimal };
   }
 }
