@@ -133,9 +133,11 @@ export async function fetchMailbox(
   } finally {
     await connector.close();
     if (roundError?.code === 'STORE_FAILED') store.error = roundError;
-    await recordRound(ctx, mailbox.id, settings, roundError, summary.reached ? store.error : undefined).catch(
-      (err) =>
-        ctx.logger.error('could not record the fetch round', { mailbox: mailbox.name, error: String(err) }),
+    // A round that did not get to its mails (no connection, or stopped early on something else) says nothing
+    // of the store: the store-failure count neither grows nor resets.
+    const storeOutcome = store.error ?? (summary.reached && roundError === null ? null : undefined);
+    await recordRound(ctx, mailbox.id, settings, roundError, storeOutcome).catch((err) =>
+      ctx.logger.error('could not record the fetch round', { mailbox: mailbox.name, error: String(err) }),
     );
     await ctx.lease.release(mailbox.id).catch(() => undefined);
   }
