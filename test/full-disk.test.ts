@@ -43,6 +43,7 @@ describe.runIf(isRoot).each(ENGINES)('a full disk under the blob store, on %s', 
     rt = await openRuntime(fresh.config);
     await rt.services.mailboxes.add(imapsMailbox(dovecot, 'full', 'full'));
     await rt.services.alerts.set({ threshold: 2 });
+    await rt.services.notificationRules.set({ event: 'mail-error', recipients: ['tech@example.test'] });
     store = await openStore({ databaseUrl: fresh.env.DATABASE_URL, dataDir: fresh.config.dataDir });
   });
   afterAll(async () => {
@@ -100,6 +101,18 @@ describe.runIf(isRoot).each(ENGINES)('a full disk under the blob store, on %s', 
     const bell = (await rt.services.notifications.list({})).items;
     expect(bell.map((n) => n.title)).toEqual(['Mailbox full cannot store mail: 2 rounds in a row']);
     expect(bell[0]!.body).toContain(`the file system of ${blobsDir} is full`);
+    // The technicians of the 'mail-error' rule get it by email (the outbox row commits with the alert).
+    const mails = await store.db
+      .selectFrom('mail_outbox')
+      .select(['event', 'recipients', 'subject'])
+      .execute();
+    expect(mails).toEqual([
+      {
+        event: 'mail-error',
+        recipients: JSON.stringify(['tech@example.test']),
+        subject: 'Mailbox full cannot store mail: 2 rounds in a row',
+      },
+    ]);
     const alerts = (await rt.services.systemLog.list({ category: 'store-failure' })).items;
     expect(alerts).toHaveLength(1);
     expect(alerts[0]!.details).toMatchObject({ code: 'STORE_FAILED', path: blobsDir, failures: 2 });
@@ -117,6 +130,8 @@ describe.runIf(isRoot).each(ENGINES)('a full disk under the blob store, on %s', 
     expect((await listInbox(dovecot, 'full')).every((m) => m.flags.includes('\\Seen'))).toBe(true);
     const titles = (await rt.services.notifications.list({})).items.map((n) => n.title);
     expect(titles).toContain('Mailbox full stores mail again');
+    // "Works again" is for the admins' bell only: no second email.
+    expect(await store.db.selectFrom('mail_outbox').select('id').execute()).toHaveLength(1);
     expect((await rt.services.systemLog.list({ category: 'store-recovered' })).items).toHaveLength(1);
   });
 });
