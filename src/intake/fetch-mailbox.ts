@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
-import { type BlobStore, DeferredSyncBlobs } from '../blobs/blob-store.js';
+import { type BlobStore, DeferredSyncBlobs, DiscardingBlobs } from '../blobs/blob-store.js';
 import type { RawLocation, RawPacks, RawPackWriter } from '../blobs/raw-packs.js';
 import { blobSniffer, headSniffer } from '../blobs/sniff.js';
 import type { MailboxSettings } from '../config/mailbox-settings.js';
@@ -119,10 +119,11 @@ export async function fetchMailbox(
   // POP3's error mails an admin moved back to the inbox are kept by us: the route adds them to the round
   const connector = ctx.errorRoute?.inbox?.(server, mailbox) ?? server;
   let roundError: MailintakeError | null = null;
+  const store: StoreOutcome = { error: null };
   try {
     await connector.open();
     summary.reached = true;
-    await takeIn(ctx, connector, mailbox, settings, summary, hold);
+    await takeIn(ctx, connector, mailbox, settings, summary, hold, store);
   } catch (err) {
     roundError = toMailintakeError(err, 'INTERNAL');
     summary.error = { code: roundError.code, message: roundError.message };
@@ -133,7 +134,11 @@ export async function fetchMailbox(
     });
   } finally {
     await connector.close();
-    await recordRound(ctx, mailbox.id, settings, roundError).catch((err) =>
+    if (roundError?.code === 'STORE_FAILED') store.error = roundError;
+    // A round that did not get to its mails (no connection, or stopped early on something else) says nothing
+    // of the store: the store-failure count neither grows nor resets.
+    const storeOutcome = store.error ?? (summary.reached && roundError === null ? null : undefined);
+    await recordRound(ctx, mailbox.id, settings, roundError, storeOutcome).catch((err) =>
       ctx.logger.error('could not record the fetch round', { mailbox: mailbox.name, error: String(err) }),
     );
     await hold.release().catch(() => undefined);
@@ -147,6 +152,11 @@ function afterFetchOf(settings: MailboxSettings): AfterFetch {
   return { action: settings.afterFetch };
 }
 
+/** The round's last STORE_FAILED, for the store-failure alert (notify/connection-alerts.ts). */
+interface StoreOutcome {
+  error: MailintakeError | null;
+}
+
 async function takeIn(
   ctx: FetchContext,
   connector: Connector,
@@ -154,6 +164,7 @@ async function takeIn(
   settings: MailboxSettings,
   summary: FetchSummary,
   hold: LeaseHold,
+  store: StoreOutcome,
 ): Promise<void> {
   const waiting = await connector.listNew();
   const known = await knownIdentities(ctx.store, mailbox.id, waiting);
@@ -263,6 +274,7 @@ async function takeIn(
         pack,
         k?.outcome === 'error',
         { policy, sniff: headSniffer(blobs, sniff), limits: ctx.parseLimits },
+        ctx.logger,
       );
       ctx.logger.debug('mail prepared', { mailbox: mailbox.name, identity: mail.identity });
       failpoint('after-parse');
@@ -278,8 +290,8 @@ async function takeIn(
         'STORE_FAILED',
         'attachments or raw copies could not be made durable',
       );
+      // The parsed mail stays with the item: its error row then carries the sender and subject.
       for (const item of items) {
-        item.parsed = null;
         item.error = error;
         item.rawPacked = null;
         item.rawSha256 = null;
@@ -294,6 +306,7 @@ async function takeIn(
       const mail = batch[n]!;
       if (result.outcome === 'error') {
         summary.errored++;
+        if (result.error.code === 'STORE_FAILED') store.error = result.error;
         ctx.logger.warn('mail not taken in', {
           mailbox: mailbox.name,
           identity: mail.identity,
@@ -394,6 +407,7 @@ async function prepare(
   pack: RawPackWriter,
   retry: boolean,
   checks: { policy: AttachmentPolicy; sniff: Sniff; limits?: Partial<ParseLimits> | undefined },
+  logger: Logger,
 ): Promise<BatchItem> {
   let connectionFailure: unknown = null;
   let raw: Readable;
@@ -449,8 +463,20 @@ async function prepare(
     const coded = toMailintakeError(parsedResult.reason, 'PARSE_FAILED');
     if (CONNECTION_CODES.has(coded.code)) throw coded;
     item.error = coded;
+    if (coded.code === 'STORE_FAILED' && buffered) {
+      // The store refused an attachment (a full disk), not the mail: parsed again without keeping anything, the
+      // mail gives its sender and subject for the error row, so an admin sees whose mail waits.
+      item.parsed = await parseMail(new PassThrough().end(buffered), {
+        blobs: new DiscardingBlobs(),
+        ...(checks.limits ? { limits: checks.limits } : {}),
+      }).catch((err: unknown) => {
+        logger.debug('no sender and subject for a STORE_FAILED mail', { error: String(err) });
+        return null;
+      });
+    }
   } else if (rawResult.status === 'rejected') {
     item.error = toMailintakeError(rawResult.reason, 'STORE_FAILED', 'the raw mail could not be kept');
+    item.parsed = parsedResult.value;
   } else {
     item.parsed = parsedResult.value;
     // The attachment checks run here, before the commit: the sniffing reads blobs (I/O), which must not
@@ -459,7 +485,6 @@ async function prepare(
     try {
       item.checked = await checkAttachments(item.parsed.attachments, checks.policy, checks.sniff);
     } catch (err) {
-      item.parsed = null;
       item.error = toMailintakeError(err, 'STORE_FAILED', 'the attachments could not be checked');
     }
   }
@@ -569,13 +594,14 @@ async function recordRound(
   mailboxId: number,
   settings: MailboxSettings,
   error: MailintakeError | null,
+  storeError: MailintakeError | null | undefined,
 ): Promise<void> {
   const server =
     settings.protocol === 'graph' && settings.graphEndpoint
       ? settings.graphEndpoint
       : `${settings.protocol}://${serverLabel(settings)}`;
   const notice = await withTransaction(ctx.store, (tx) =>
-    recordRoundOutcome(tx, ctx.notifier, { mailboxId, server, error }),
+    recordRoundOutcome(tx, ctx.notifier, { mailboxId, server, error, storeError }),
   );
   if (notice) ctx.notifier?.kick();
 }

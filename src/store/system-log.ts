@@ -22,6 +22,8 @@ export const SYSTEM_LOG_CATEGORIES = [
   'oauth',
   'secret-key',
   'settings-changed',
+  'store-failure',
+  'store-recovered',
   'sweep',
 ] as const;
 export type SystemLogCategory = (typeof SYSTEM_LOG_CATEGORIES)[number];
