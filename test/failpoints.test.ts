@@ -9,6 +9,7 @@ import type { FetchSummary } from '../src/services/views.js';
 import { openStore, type Store } from '../src/store/db.js';
 import { EwsDouble } from './doubles/ews-double.js';
 import { GraphDouble } from './doubles/graph-double.js';
+import { conditions } from './support/conditions.js';
 import { deliverMaildir, folderExists, folderMessages, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { type EngineName, freshConfig } from './support/engines.js';
@@ -391,9 +392,19 @@ describe('killed at every failpoint, once per protocol: exactly once after the r
           .set({ next_attempt_at: new Date(Date.now() - 1000).toISOString() })
           .where('sent_at', 'is', null)
           .execute();
-        const again = await openRuntime(fresh.config);
+        // Closing right after the save would stop that pass after its first mail (a stopping sender leaves the
+        // rest for the next start), so the test waits for the sender's own report of every due row first.
+        const waiting = new Set((await outbox()).filter((r) => r.sent_at === null).map((r) => r.id));
+        const sent = conditions();
+        const again = await openRuntime(fresh.config, {
+          onOutboxAttempt: (a) => {
+            if (a.ok) waiting.delete(a.id);
+            sent.recheck();
+          },
+        });
         await again.services.smtp.set(await smtpSettings(smtp));
-        await again.close(); // waits for the pass the change woke
+        await sent.until(() => waiting.size === 0);
+        await again.close();
       }
 
       // --- exactly once ---------------------------------------------------------------------------------------
