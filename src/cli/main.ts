@@ -3,10 +3,8 @@ import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { pipeline } from 'node:stream/promises';
-import { serve as serveHttp } from '@hono/node-server';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { createApi } from '../api/app.js';
-import { ConfigError, loadConfig } from '../config/env.js';
+import { ConfigError, storeLocation } from '../config/store-location.js';
 import {
   CONNECTION_CODES,
   ERROR_HELP,
@@ -15,7 +13,6 @@ import {
   MailintakeError,
 } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import { openRuntime } from '../runtime.js';
 import { withActor } from '../services/actor.js';
 import type {
   AttachmentView,
@@ -129,6 +126,10 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   ) => {
     let rt: Runtime | undefined;
     try {
+      // Imported here, not at the top: `--help` and usage errors must not pay for zod, the database drivers,
+      // the IMAP and MIME libraries (1.5-2 s on a small machine before this was lazy).
+      const { loadConfig } = await import('../config/env.js');
+      const { openRuntime } = await import('../runtime.js');
       const config = loadConfig(env);
       // A one-off command prints its own result; per-mail log lines would bury it. The service logs at info.
       if (!opts.service && !env.MAILINTAKE_LOG_LEVEL) config.logLevel = 'warn';
@@ -196,7 +197,11 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     .description('Email-to-ticket engine for help desks: every mail becomes one request or conversation.')
     .exitOverride()
     .configureOutput({ writeOut: out, writeErr: err, outputError: (text, write) => write(text) })
-    .addHelpText('after', EXIT_HELP);
+    .addHelpText('after', () => {
+      // Said up front: run from another directory, ./data is another (empty) store.
+      const where = storeLocation(env);
+      return `${EXIT_HELP}\n\nData directory: ${where.dataDir} (${where.dataDirSource})\nDatabase: ${where.database}\n`;
+    });
 
   /** Leaf commands all take --json. */
   const leaf = (parent: Command, spec: string, description: string) =>
@@ -746,6 +751,10 @@ async function serveUntilStopped(
 ): Promise<number> {
   const host = o.host ?? rt.config.host;
   const port = o.port ?? rt.config.port;
+  const [{ serve: serveHttp }, { createApi }] = await Promise.all([
+    import('@hono/node-server'),
+    import('../api/app.js'),
+  ]);
   const app = createApi(rt.services, {
     logger: {
       error: (msg, fields) =>

@@ -1,12 +1,15 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { ConfigError, DEFAULT_DATA_DIR } from './store-location.js';
+
+export { ConfigError };
 
 /**
  * The environment, read once at start. Everything else receives the parsed `AppConfig` as an argument.
  * An invalid value stops the process with every problem listed (not just the first).
  */
 const envSchema = z.object({
-  MAILINTAKE_DATA_DIR: z.string().min(1).default('./data'),
+  MAILINTAKE_DATA_DIR: z.string().min(1).default(DEFAULT_DATA_DIR),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// connection string')
@@ -72,10 +75,6 @@ export interface AppConfig {
   publicUrl?: string;
   leaseSeconds: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
-}
-
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
