@@ -143,10 +143,10 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       // is printed, in words. MAILINTAKE_LOG_LEVEL asks for the JSON lines. The service logs JSON at info.
       const logger =
         opts.service || env.MAILINTAKE_LOG_LEVEL
-          ? undefined
+          ? createLogger(config.logLevel, err)
           : createLogger('error', (l) => err(`${clean(l.trimEnd())}\n`), 'text');
       await opts.beforeOpen?.(config);
-      rt = await openRuntime(config, logger ? { logger } : {});
+      rt = await openRuntime(config, { logger });
       if (created) {
         err(
           `Created a new store in ${where.dataDir} (${where.dataDirSource}); database: ${where.database}\n`,
