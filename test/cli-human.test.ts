@@ -225,13 +225,13 @@ describe('fetch --once prints each failure once, in words', () => {
   );
 });
 
-/** Runs `serve` in-process until stopped; resolves with what it printed once it listens. */
+/** Runs `serve` in-process until stopped; `settled` is 'listening', or the exit code if it ended at once. */
 async function serveInProcess(args: string[], serveEnv: NodeJS.ProcessEnv) {
   const stop = new AbortController();
   let stdout = '';
   let stderr = '';
-  let listening: (v: string) => void = () => {};
-  const started = new Promise<string>((resolve) => {
+  let listening: (v: 'listening') => void = () => {};
+  const started = new Promise<'listening'>((resolve) => {
     listening = resolve;
   });
   const done = main(['serve', ...args], {
@@ -239,7 +239,8 @@ async function serveInProcess(args: string[], serveEnv: NodeJS.ProcessEnv) {
     stopSignal: stop.signal,
     stdout: (t) => {
       stdout += t;
-      if (stdout.includes('OAuth redirect URL: ')) listening(stdout);
+      // serve writes its lines one after another in one go: once this resolves, output() has them all
+      if (stdout.includes('listening on ')) listening('listening');
     },
     stderr: (t) => {
       stderr += t;
@@ -257,14 +258,16 @@ async function serveInProcess(args: string[], serveEnv: NodeJS.ProcessEnv) {
 }
 
 describe.each(ENGINES)('serve and the CLI agree on the OAuth redirect URL (%s)', (engine) => {
+  const running: Awaited<ReturnType<typeof serveInProcess>>[] = [];
   it('serve --port: the API, serve’s own line and a CLI command in another process name the same URL', async () => {
     const fresh = await freshConfig(engine);
     try {
       // MAILINTAKE_PORT says 8025 to both; the service runs elsewhere
       const serveEnv = { ...fresh.env, MAILINTAKE_PORT: '8025' };
       const s = await serveInProcess(['--port', '0', '--host', '127.0.0.1'], serveEnv);
-      expect(typeof s.settled).toBe('string');
-      const out = s.settled as string;
+      running.push(s);
+      expect(s.settled).toBe('listening');
+      const out = s.output().stdout;
       const port = /listening on http:\/\/127\.0\.0\.1:(\d+) /.exec(out)?.[1];
       const expected = `http://localhost:${port}/oauth/callback`;
       expect(out).toContain(`OAuth redirect URL: ${expected}\n`);
@@ -291,11 +294,15 @@ describe.each(ENGINES)('serve and the CLI agree on the OAuth redirect URL (%s)',
         'https://helpdesk.example.com/oauth/callback',
       );
       const s2 = await serveInProcess(['--port', '0', '--host', '127.0.0.1'], pub);
-      expect(s2.settled as string).toContain(
+      running.push(s2);
+      expect(s2.settled).toBe('listening');
+      expect(s2.output().stdout).toContain(
         'OAuth redirect URL: https://helpdesk.example.com/oauth/callback\n',
       );
       expect(await s2.stop()).toBe(0);
     } finally {
+      // a failed expectation must not leave a service holding the database that is dropped next
+      for (const r of running.splice(0)) await r.stop();
       await fresh.cleanup();
     }
   });
