@@ -363,3 +363,33 @@ function spawnCli(args: string[], e: NodeJS.ProcessEnv): Promise<CliRun> {
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
 }
+
+describe('the log in words (one-off commands without MAILINTAKE_LOG_LEVEL)', () => {
+  it('prints errors as one plain line with their facts, drops what the output already shows', async () => {
+    const { createLogger } = await import('../src/logger.js');
+    const lines: string[] = [];
+    const log = createLogger('error', (l) => lines.push(l), 'text');
+    log.debug('mail prepared', { mailbox: 'a' });
+    log.info('mail taken in', { mailbox: 'a' });
+    log.warn('fetch round failed', { mailbox: 'a', code: 'CONNECT_FAILED' });
+    log.error('drop notification failed', {
+      mailbox: 'a',
+      attempt: 2,
+      skipped: undefined,
+      error: 'Error: x',
+    });
+    log.error('notification outbox pass failed');
+    expect(lines).toEqual([
+      'error: drop notification failed (mailbox=a, attempt=2, error=Error: x)\n',
+      'error: notification outbox pass failed\n',
+    ]);
+    // the service's format is unchanged: one JSON object per line
+    const json: string[] = [];
+    createLogger('warn', (l) => json.push(l)).warn('fetch round failed', { mailbox: 'a' });
+    expect(JSON.parse(json[0] ?? '')).toMatchObject({
+      level: 'warn',
+      msg: 'fetch round failed',
+      mailbox: 'a',
+    });
+  });
+});

@@ -774,6 +774,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
 // ---- serve ------------------------------------------------------------------------------------------------------
 
 interface Listener {
+  host: string;
   port: number;
   url: string;
   /** Hands the requests to the API (until then they are answered 503: the store is still opening). */
@@ -814,6 +815,7 @@ async function listen(host: string, port: number): Promise<Listener> {
   const actual = (server.address() as AddressInfo).port;
   let closing: Promise<void> | undefined;
   return {
+    host,
     port: actual,
     url: `http://${host.includes(':') ? `[${host}]` : host}:${actual}`,
     serveWith: (h) => {
@@ -855,6 +857,7 @@ async function serveUntilStopped(
   if (o.json) {
     o.printJson({
       listening: listener.url,
+      host: listener.host,
       port: listener.port,
       dataDir: rt.config.dataDir,
       database: o.database,
