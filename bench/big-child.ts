@@ -1,8 +1,9 @@
 /**
- * Measurement (d), in its own Node process so that the benchmark's own memory does not count: open the
+ * Measurements (d), (e) and (f), in its own Node process so that the benchmark's own memory does not count: open the
  * runtime, add the mailbox holding the one big mail, report maxRSS (baseline), ingest it end to end with
  * `fetch.once`, report maxRSS again (the peak of the whole process). One JSON line on stdout.
- * Started by run.ts with BENCH_CHILD = {"engine","port","caFile","user","password"}.
+ * Started by run.ts with BENCH_CHILD = {"engine","port","caFile","users":[{"user","password"}]}: with several
+ * users, one mailbox each, all fetched at the same time (as `serve`'s scheduler runs mailboxes side by side).
  */
 import { readFileSync } from 'node:fs';
 import { openRuntime } from '../src/runtime.js';
@@ -12,8 +13,7 @@ interface ChildInput {
   engine: EngineName;
   port: number;
   caFile: string;
-  user: string;
-  password: string;
+  users: { user: string; password: string }[];
 }
 
 const mb = (kb: number) => Math.round((kb / 1024) * 10) / 10;
@@ -36,29 +36,31 @@ async function main(): Promise<void> {
     try {
       // (d) measures memory, not the attachment checks: without this the default 25 MB limit drops the attachment
       await rt.services.portals.update('default', { attachmentPolicy: { maxSizeMb: -1 } });
-      await rt.services.mailboxes.add({
-        name: 'big',
-        protocol: 'imaps',
-        server: '127.0.0.1',
-        port: input.port,
-        username: input.user,
-        password: input.password,
-        emailAddress: 'support@example.test',
-        caFile: input.caFile,
-        afterFetch: 'mark-read',
-      });
+      for (const u of input.users) {
+        await rt.services.mailboxes.add({
+          name: u.user,
+          protocol: 'imaps',
+          server: '127.0.0.1',
+          port: input.port,
+          username: u.user,
+          password: u.password,
+          emailAddress: `${u.user}@example.test`,
+          caFile: input.caFile,
+          afterFetch: 'mark-read',
+        });
+      }
       const baselineKb = process.resourceUsage().maxRSS;
       const baselineHwm = vmHwmKb();
       const started = performance.now();
-      const [summary] = await rt.services.fetch.once({ mailbox: 'big' });
+      const summaries = await Promise.all(
+        input.users.map(async (u) => (await rt.services.fetch.once({ mailbox: u.user }))[0]!),
+      );
       const seconds = (performance.now() - started) / 1000;
       const peakKb = process.resourceUsage().maxRSS;
       const peakHwm = vmHwmKb();
       const page = await rt.services.requests.list({});
-      const first = page.items[0];
-      const attachments = first
-        ? (await rt.services.requests.show(first.id)).attachments.map((a) => a.size)
-        : [];
+      const shown = await Promise.all(page.items.map((r) => rt.services.requests.show(r.id)));
+      const attachments = shown[0]?.attachments.map((a) => a.size) ?? [];
       process.stdout.write(
         `${JSON.stringify({
           engine: input.engine,
@@ -67,8 +69,10 @@ async function main(): Promise<void> {
           baselineVmHwmMb: baselineHwm === null ? null : mb(baselineHwm),
           peakVmHwmMb: peakHwm === null ? null : mb(peakHwm),
           seconds: Math.round(seconds * 100) / 100,
-          summary,
+          summary: summaries[0],
+          summaries,
           attachmentSizes: attachments,
+          requests: page.items.length,
         })}\n`,
       );
     } finally {

@@ -130,3 +130,45 @@ export function bigMail(bytes: number): Buffer {
     ],
   });
 }
+
+/**
+ * One mail whose only body is `bytes` of text/plain (7bit, 76-character lines of words) or of HTML (paragraphs
+ * of the same words, no text part): the huge-body cases of issue 10. Deterministic, no attachment.
+ */
+export function bigBodyMail(kind: 'text' | 'html', bytes: number, id: string = kind): Buffer {
+  const words = [
+    'printer',
+    'ticket',
+    'queue',
+    'toner',
+    'invoice',
+    'reply',
+    'server',
+    'mailbox',
+    'urgent',
+    'the',
+  ];
+  const lines: string[] = [];
+  let size = 0;
+  let n = 0;
+  while (size < bytes) {
+    let line = kind === 'html' ? '<p>' : '';
+    while (line.length < 70) line += `${words[(n++ * 7) % words.length]} `;
+    line += kind === 'html' ? '</p>\r\n' : '\r\n';
+    lines.push(line);
+    size += line.length;
+  }
+  const head = [
+    'From: Long Writer <long@example.test>',
+    'To: support@example.test',
+    `Subject: A ${Math.round(bytes / 1024 / 1024)} MB ${kind} body`,
+    `Message-ID: <bench-body-${id}@mix.example.test>`,
+    `Date: ${new Date(Date.UTC(2024, 0, 1)).toUTCString()}`,
+    'MIME-Version: 1.0',
+    `Content-Type: ${kind === 'html' ? 'text/html' : 'text/plain'}; charset=utf-8`,
+    'Content-Transfer-Encoding: 7bit',
+    '',
+    '',
+  ].join('\r\n');
+  return Buffer.concat([Buffer.from(head), Buffer.from(lines.join(''))]);
+}

@@ -13,8 +13,12 @@
  *       dir), right after (c) SQLite: POP3 lists every mail whatever its \Seen flag, and "leave" removes
  *       nothing, so the server mailbox is the same for the PostgreSQL run that follows
  *   (d) one mail with a 50 MB attachment, ingested end to end in a child Node process (bench/big-child.ts)
+ *   (e) one mail with a 95 MB text/plain body, and one with a 60 MB HTML body, each alone in a child process
+ *       (SQLite); (f) the 95 MB text, the 60 MB HTML and a second 95 MB text mail in three mailboxes fetched at
+ *       the same time in one child process, as `serve`'s scheduler runs mailboxes side by side: peak RSS
  *
- * Environment: BENCH_MAILS (default 5000) for a quick smoke run; BENCH_BIG_MB (default 50).
+ * Environment: BENCH_MAILS (default 5000) for a quick smoke run; BENCH_BIG_MB (default 50);
+ * BENCH_TEXT_BODY_MB (95), BENCH_HTML_BODY_MB (60); BENCH_ONLY=bodies runs (e) and (f) alone.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,7 +38,7 @@ import { deliverMaildir } from '../test/support/deliver.js';
 import { type DovecotServer, ensureDovecotInstalled, startDovecot } from '../test/support/dovecot.js';
 import { type EngineName, freshConfig } from '../test/support/engines.js';
 import { ADMIN_URL, ensurePostgres } from '../test/support/postgres.js';
-import { bigMail, type MixStats, mailMix } from './mix.js';
+import { bigBodyMail, bigMail, type MixStats, mailMix } from './mix.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -43,6 +47,15 @@ const BIG_MB = Number(process.env.BENCH_BIG_MB ?? 50);
 const MiB = 1024 * 1024;
 const USER = { name: 'bench', password: 'bench-pw' };
 const BIG_USER = { name: 'big', password: 'big-pw' };
+/** (e) and (f): one huge-body mail each (issue 10: 95 MB text/plain, 60 MB HTML). */
+const TEXT_BODY_MB = Number(process.env.BENCH_TEXT_BODY_MB ?? 95);
+const HTML_BODY_MB = Number(process.env.BENCH_HTML_BODY_MB ?? 60);
+const BODY_TEXT_USER = { name: 'bodytext', password: 'body-pw' };
+const BODY_HTML_USER = { name: 'bodyhtml', password: 'body-pw' };
+const BODY_TEXT2_USER = { name: 'bodytext2', password: 'body-pw' };
+const BODY_USERS_ALL = [BODY_TEXT_USER, BODY_HTML_USER, BODY_TEXT2_USER];
+/** BENCH_ONLY=bodies runs (e) and (f) alone (no 5000-mail mix). */
+const ONLY_BODIES = process.env.BENCH_ONLY === 'bodies';
 
 // ---------------------------------------------------------------------------------------------------------
 // Clean-up, also on failure and on Ctrl-C
@@ -328,7 +341,11 @@ async function ingest(
 // ---------------------------------------------------------------------------------------------------------
 // (d) one big mail, in a child process
 // ---------------------------------------------------------------------------------------------------------
-async function bigMailChild(engine: EngineName, dovecot: DovecotServer) {
+async function bigMailChild(
+  engine: EngineName,
+  dovecot: DovecotServer,
+  users: { name: string; password: string }[] = [BIG_USER],
+) {
   // Linux keeps a process's maxRSS across execve and a forked child starts from its parent's RSS, so a child
   // forked straight from this process would report this process's peak (the 0.5 GB of sources held for (b)).
   // A small shell in between (which forks, then execs node; not its last command, so it cannot exec in place)
@@ -343,8 +360,7 @@ async function bigMailChild(engine: EngineName, dovecot: DovecotServer) {
           engine,
           port: dovecot.ports.imaps,
           caFile: dovecot.caFile,
-          user: BIG_USER.name,
-          password: BIG_USER.password,
+          users: users.map((u) => ({ user: u.name, password: u.password })),
         }),
       },
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -363,10 +379,16 @@ async function bigMailChild(engine: EngineName, dovecot: DovecotServer) {
     peakVmHwmMb: number | null;
     seconds: number;
     summary: FetchSummary;
+    summaries: FetchSummary[];
     attachmentSizes: number[];
+    requests: number;
   };
-  if (r.summary.created !== 1 || r.attachmentSizes[0] !== BIG_MB * MiB) {
-    throw new Error(`the big mail was not taken in as expected: ${out}`);
+  if (users[0] === BIG_USER) {
+    if (r.summary.created !== 1 || r.attachmentSizes[0] !== BIG_MB * MiB) {
+      throw new Error(`the big mail was not taken in as expected: ${out}`);
+    }
+  } else if (r.requests !== users.length || r.summaries.some((s) => s.created !== 1 || s.error)) {
+    throw new Error(`the big-body mails were not taken in as expected: ${out}`);
   }
   return {
     baselineMaxRssMiB: r.baselineMaxRssMb,
@@ -377,8 +399,8 @@ async function bigMailChild(engine: EngineName, dovecot: DovecotServer) {
 }
 
 /** Puts \Seen off the big mail again, so the next child ingests it too. */
-async function resetBigSeen(dovecot: DovecotServer): Promise<void> {
-  const client = await imapClient(dovecot, BIG_USER);
+async function resetBigSeen(dovecot: DovecotServer, user = BIG_USER): Promise<void> {
+  const client = await imapClient(dovecot, user);
   try {
     await client.mailboxOpen('INBOX');
     await client.messageFlagsRemove('1:*', ['\\Seen']);
@@ -388,10 +410,71 @@ async function resetBigSeen(dovecot: DovecotServer): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// (e) one huge-body mail alone, (f) three at once; each in a child process on SQLite
+// ---------------------------------------------------------------------------------------------------------
+async function bodyCases(dovecot: DovecotServer) {
+  await deliverMaildir(dovecot, BODY_TEXT_USER.name, [bigBodyMail('text', TEXT_BODY_MB * MiB)]);
+  await deliverMaildir(dovecot, BODY_HTML_USER.name, [bigBodyMail('html', HTML_BODY_MB * MiB)]);
+  await deliverMaildir(dovecot, BODY_TEXT2_USER.name, [bigBodyMail('text', TEXT_BODY_MB * MiB, 'text2')]);
+  gc();
+  log(`(e) one mail with a ${TEXT_BODY_MB} MB text/plain body, in a child process …`);
+  const text = await bigMailChild('sqlite', dovecot, [BODY_TEXT_USER]);
+  log(`(e) peak RSS ${text.peakMaxRssMiB} MiB`);
+  log(`(e) one mail with a ${HTML_BODY_MB} MB HTML body, in a child process …`);
+  const html = await bigMailChild('sqlite', dovecot, [BODY_HTML_USER]);
+  log(`(e) peak RSS ${html.peakMaxRssMiB} MiB`);
+  for (const u of [BODY_TEXT_USER, BODY_HTML_USER]) await resetBigSeen(dovecot, u);
+  log('(f) three huge-body mails in three mailboxes fetched at the same time, in a child process …');
+  const three = await bigMailChild('sqlite', dovecot, BODY_USERS_ALL);
+  log(`(f) peak RSS ${three.peakMaxRssMiB} MiB`);
+  return { textBodyMiB: TEXT_BODY_MB, htmlBodyMiB: HTML_BODY_MB, text, html, threeAtOnce: three };
+}
+
+function bodyRows(b: Awaited<ReturnType<typeof bodyCases>>): [string, string, string, string][] {
+  return [
+    [
+      `(e) ${b.textBodyMiB} MB text/plain body`,
+      '',
+      '',
+      `peak RSS ${b.text.peakMaxRssMiB} MiB (baseline ${b.text.baselineMaxRssMiB}; target < 250), ${b.text.seconds} s`,
+    ],
+    [
+      `(e) ${b.htmlBodyMiB} MB HTML body`,
+      '',
+      '',
+      `peak RSS ${b.html.peakMaxRssMiB} MiB (baseline ${b.html.baselineMaxRssMiB}; target < 250), ${b.html.seconds} s`,
+    ],
+    [
+      '(f) the three at once',
+      '',
+      '',
+      `peak RSS ${b.threeAtOnce.peakMaxRssMiB} MiB (baseline ${b.threeAtOnce.baselineMaxRssMiB}; target < 400), ${b.threeAtOnce.seconds} s`,
+    ],
+  ];
+}
+
+async function onlyBodies(): Promise<void> {
+  await ensureDovecotInstalled(log);
+  await ensurePostgres();
+  const host = await machine();
+  log(`machine: ${host.cpu}, ${host.cores} cores, load ${host.loadAverageAtStart.join(' ')}`);
+  const dovecot = await startDovecot({ users: BODY_USERS_ALL });
+  cleanups.push({ what: 'Dovecot', fn: () => dovecot.stop() });
+  const bodies = await bodyCases(dovecot);
+  for (const r of bodyRows(bodies)) console.log(`${r[0].padEnd(32)}  ${r[3]}`);
+  const out = path.join(path.resolve(here, '..'), 'results-bodies.json');
+  writeFileSync(
+    out,
+    `${JSON.stringify({ machine: host, bodies, loadAverageAtEnd: os.loadavg().map((l) => round(l, 2)) }, null, 2)}\n`,
+  );
+  console.log(`\nresults: ${out}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // main
 // ---------------------------------------------------------------------------------------------------------
 // ---------------------------------------------------------------------------------------------------------
-// (e) CLI start: `mailintake --help` against a bare `node -e 0` (issue 10: it took 1.5-2 s)
+// (g) CLI start: `mailintake --help` against a bare `node -e 0` (issue 10: it took 1.5-2 s)
 // ---------------------------------------------------------------------------------------------------------
 /**
  * Wall time of the installed command (bin/mailintake.js, which loads dist/), spawned like a shell would, against
@@ -435,7 +518,7 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   const startup = await cliStartup();
   log(
-    `(e) mailintake --help ${startup.helpMs} ms, node -e 0 ${startup.bareNodeMs} ms: ${startup.ratio}x (target <= 3x)`,
+    `(g) mailintake --help ${startup.helpMs} ms, node -e 0 ${startup.bareNodeMs} ms: ${startup.ratio}x (target <= 3x)`,
   );
   if (process.env.BENCH_ONLY === 'cli-startup') return;
   await ensureDovecotInstalled(log);
@@ -449,7 +532,7 @@ async function main(): Promise<void> {
     );
   }
 
-  const dovecot = await startDovecot({ users: [USER, BIG_USER] });
+  const dovecot = await startDovecot({ users: [USER, BIG_USER, ...BODY_USERS_ALL] });
   cleanups.push({ what: 'Dovecot', fn: () => dovecot.stop() });
 
   const mix: MixStats = { mails: 0, bytes: 0, withAttachment: 0, replies: 0, html: 0 };
@@ -515,6 +598,7 @@ async function main(): Promise<void> {
   const bigSqlite = await bigMailChild('sqlite', dovecot);
   await resetBigSeen(dovecot);
   const bigPostgres = await bigMailChild('postgres', dovecot);
+  const bodies = await bodyCases(dovecot);
 
   const ratio = (r: number) => round((100 * r) / parse.mailsPerSecond);
   const results = {
@@ -546,6 +630,7 @@ async function main(): Promise<void> {
     },
     bigMail: { attachmentMiB: BIG_MB, sqlite: bigSqlite, postgres: bigPostgres },
     cliStartup: startup,
+    bigBodies: bodies,
     loadAverageAtEnd: os.loadavg().map((l) => round(l, 2)),
     targets: {
       ingestAtLeast60PercentOfParse: {
@@ -557,6 +642,8 @@ async function main(): Promise<void> {
         sqlite: bigSqlite.peakMaxRssMiB < 150,
         postgres: bigPostgres.peakMaxRssMiB < 150,
       },
+      bigBodyUnder250MiB: { text: bodies.text.peakMaxRssMiB < 250, html: bodies.html.peakMaxRssMiB < 250 },
+      threeBodiesUnder400MiB: bodies.threeAtOnce.peakMaxRssMiB < 400,
     },
   };
 
@@ -612,9 +699,10 @@ async function main(): Promise<void> {
       '',
       `peak RSS ${bigPostgres.peakMaxRssMiB} MiB (baseline ${bigPostgres.baselineMaxRssMiB}; target < 150), ${bigPostgres.seconds} s`,
     ],
+    ...bodyRows(bodies),
   ];
   rows.push([
-    '(e) mailintake --help',
+    '(g) mailintake --help',
     '',
     '',
     `${startup.helpMs} ms, ${startup.ratio}x node -e 0 (${startup.bareNodeMs} ms; target <= 3x)`,
@@ -640,7 +728,7 @@ async function main(): Promise<void> {
 }
 
 try {
-  await main();
+  await (ONLY_BODIES ? onlyBodies() : main());
 } catch (err) {
   process.exitCode = 1;
   console.error('[bench] failed:', err);

@@ -42,6 +42,10 @@ export const ERROR_HELP = {
     'The outgoing SMTP server refused the notification mail (sender or every recipient); its answer is in serverResponse. Check "from" and the notification rules.',
   // Settings and requests
   INVALID_SETTINGS: 'One or more settings are invalid; each bad field is named.',
+  INVALID_JSON:
+    'The request body (API) or the file (CLI) is not valid JSON; the message says where (line and column). Its text is never quoted back, as it may hold a password.',
+  INVALID_ID:
+    'An id in the request path is not a positive whole number; the message names the parameter (e.g. the request id of GET /api/v1/requests/{id}).',
   NOT_FOUND: 'No such item.',
   CONFLICT: 'The item already exists or was changed meanwhile.',
   UNAUTHORIZED: 'A valid API key is required (Authorization: Bearer …).',

@@ -1,8 +1,9 @@
 import path from 'node:path';
 import { FileBlobStore } from './blobs/blob-store.js';
 import { RawPacks } from './blobs/raw-packs.js';
+import { SWEEP_INTERVAL_MS, type SweepResult, sweepGraceMs, sweepLeftovers } from './blobs/sweep.js';
 import type { AppConfig } from './config/env.js';
-import type { MailboxSettings } from './config/mailbox-settings.js';
+import { folderLoopIssues, type MailboxSettings } from './config/mailbox-settings.js';
 import { resolvePublicUrl } from './config/public-url.js';
 import type { Connector } from './connectors/connector.js';
 import { diagnose } from './connectors/diagnose.js';
@@ -12,7 +13,7 @@ import { MailintakeError, toMailintakeError } from './errors.js';
 import { ErrorFolder } from './intake/error-folder.js';
 import { type DropNotifier, type FetchContext, fetchMailbox } from './intake/fetch-mailbox.js';
 import { MailboxLease } from './intake/lease.js';
-import { Scheduler } from './intake/scheduler.js';
+import { RoundGate, Scheduler } from './intake/scheduler.js';
 import { createLogger, type Logger } from './logger.js';
 import { type OutboxAttempt, OutboxSender } from './notify/outbox.js';
 import { type SmtpOAuth, SmtpSettings } from './notify/smtp-settings.js';
@@ -38,8 +39,18 @@ const PORTAL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
 export interface RuntimeOptions {
   logger?: Logger;
-  /** Called after every scheduled fetch round (tests wait on this instead of sleeping; a UI could stream it). */
+  /**
+   * Called after every fetch round, whoever asked for it (tests wait on this instead of sleeping; a UI could
+   * stream it). A caller that joined a round does not make it reported twice.
+   */
   onFetchRound?: (summary: FetchSummary) => void;
+  /**
+   * Told how each request for a round was served (tests wait on it; a UI could say "queued"): `started` a round,
+   * `joined` the running one (the schedule), or `queued` for the one right after it (fetch now, IDLE push).
+   */
+  onRoundAsked?: (event: { mailbox: string; how: 'started' | 'joined' | 'queued' }) => void;
+  /** Told after each sweep of leftovers (blobs/sweep.ts) that `serve` runs at start and every 30 minutes. */
+  onSweep?: (result: SweepResult) => void;
   /** Called when a mailbox's IMAP IDLE watcher changes state (tests wait on 'watching'; a UI could show it). */
   onWatchState?: (event: { mailbox: string; state: WatchState }) => void;
   /**
@@ -198,6 +209,14 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     // The portal's attachment policy is read with the mailbox, once per round: a change applies from the
     // next round on, never halfway through a batch.
     const row = await mailboxes.row(name);
+    const settings = mailboxes.settingsOf(row);
+    // rows saved before the folder-loop rule are refused here rather than taking their mail in forever
+    const loops = folderLoopIssues(settings);
+    if (loops.length > 0) {
+      throw new MailintakeError('INVALID_SETTINGS', `mailbox "${name}": ${loops[0]!.message}`, {
+        details: { fields: loops },
+      });
+    }
     return fetchMailbox(
       fetchCtx,
       {
@@ -208,9 +227,19 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
         enabled: row.enabled === 1,
         attachmentPolicy: resolveAttachmentPolicy(JSON.parse(row.attachment_policy)),
       },
-      mailboxes.settingsOf(row),
+      settings,
     );
   };
+  // Every round of this process goes through here (schedule, IDLE push, API, CLI): one per mailbox at a time
+  const rounds = new RoundGate(
+    async (name: string) => {
+      const s = await fetchOne(name);
+      logger.info('fetch round', { ...s });
+      opts.onFetchRound?.(s);
+      return s;
+    },
+    opts.onRoundAsked ? (mailbox, how) => opts.onRoundAsked?.({ mailbox, how }) : undefined,
+  );
 
   const services: Services = {
     ...notificationServices({ store, smtp, sender }),
@@ -415,7 +444,8 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
           ? [(await mailboxes.row(q.mailbox)).name]
           : (await mailboxes.rows()).filter((r) => r.enabled === 1).map((r) => r.name);
         const out: FetchSummary[] = [];
-        for (const name of names) out.push(await fetchOne(name));
+        // fresh: a caller asking mid-round may know of mail that round listed too early to see
+        for (const name of names) out.push(await rounds.run(name, { fresh: true }));
         return out;
       },
     },
@@ -496,18 +526,42 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
           intervalSeconds: (JSON.parse(r.settings) as { intervalSeconds: number }).intervalSeconds,
         }));
     },
-    fetch: async (name) => {
-      const s = await fetchOne(name);
-      logger.info('fetch round', { ...s });
-      opts.onFetchRound?.(s);
+    fetch: async (name, { fresh }) => {
+      await rounds.run(name, { fresh });
     },
     logger,
   });
 
+  // Leftovers of batches that never committed (blobs, packs, partial files): swept at start, then periodically
+  let sweeping: Promise<void> = Promise.resolve();
+  let sweepTimer: NodeJS.Timeout | null = null;
+  const sweep = () => {
+    sweeping = sweeping.then(async () => {
+      if (closed) return;
+      try {
+        const result = await sweepLeftovers({
+          store,
+          blobsDir: blobs.rootDir,
+          rawDir: rawPacks.rootDir,
+          graceMs: sweepGraceMs(config.leaseSeconds),
+          logger,
+        });
+        opts.onSweep?.(result);
+      } catch (err) {
+        logger.error('sweep of leftovers failed', { error: String(err) });
+      }
+    });
+  };
+
   return {
     config,
     services,
-    startScheduler: () => scheduler.start(),
+    startScheduler: () => {
+      scheduler.start();
+      sweep();
+      sweepTimer ??= setInterval(sweep, SWEEP_INTERVAL_MS);
+      sweepTimer.unref?.();
+    },
     watching: () =>
       [...watchers]
         .filter(([, w]) => w.state === 'watching')
@@ -519,6 +573,9 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
       shutdown.abort();
       for (const name of [...watchers.keys()]) stopWatcher(name);
       await scheduler.stop();
+      if (sweepTimer) clearInterval(sweepTimer);
+      await sweeping;
+      await rounds.idle(); // rounds the API or CLI asked for, stopping between mails (shutdown is aborted)
       // after the rounds: a notice their last commits recorded is still sent (or left for the next start)
       await sender.stop();
       await Promise.all(retiring);

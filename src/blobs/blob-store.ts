@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { MailintakeError } from '../errors.js';
+import { diskError } from './disk-errors.js';
 
 /**
  * Content-addressed storage for attachment bodies and encrypted error reports. The key is the sha256 of the
@@ -87,7 +88,23 @@ export class FileBlobStore implements BlobStore {
   }
 
   async put(stream: Readable, opts: { sync?: boolean } = {}): Promise<{ sha256: string; size: number }> {
-    const sync = opts.sync ?? true;
+    let sourceError: unknown = null;
+    const onSourceError = (err: unknown) => {
+      sourceError ??= err;
+    };
+    stream.once('error', onSourceError);
+    try {
+      return await this.#put(stream, opts.sync ?? true);
+    } catch (err) {
+      // The source's own failure (a connection that broke mid-mail) stays what it is; the rest is the disk's.
+      if (sourceError !== null && err === sourceError) throw err;
+      throw diskError(err, this.rootDir, 'a blob (attachment, raw mail or error report)');
+    } finally {
+      stream.off('error', onSourceError);
+    }
+  }
+
+  async #put(stream: Readable, sync: boolean): Promise<{ sha256: string; size: number }> {
     await this.#ensureDir(this.#tmpDir);
     const tmp = join(this.#tmpDir, `${randomBytes(16).toString('hex')}.part`);
     const hash = createHash('sha256');
@@ -105,8 +122,10 @@ export class FileBlobStore implements BlobStore {
       if (sync) await syncFile(tmp);
       const sha256 = hash.digest('hex');
       const target = this.pathOf(sha256);
-      if (await exists(target)) {
-        // Same content stored before: keep the existing file, the key already names these bytes.
+      if (await touch(target)) {
+        // Same content stored before: keep the existing file, the key already names these bytes. Its mtime is
+        // renewed: the leftover sweep (sweep.ts) deletes only OLD unreferenced blobs, and this one is about to
+        // be referenced by a commit that has not happened yet.
         await rm(tmp, { force: true });
         return { sha256, size };
       }
@@ -132,8 +151,13 @@ export class FileBlobStore implements BlobStore {
   async syncAll(keys: Iterable<string>): Promise<void> {
     const files = [...new Set(keys)].map((k) => this.pathOf(k));
     const dirs = [...new Set(files.map((f) => dirname(f)))];
-    await inParallel(files, 8, syncFile);
-    await inParallel(dirs, 8, syncDir);
+    try {
+      await inParallel(files, 8, syncFile);
+      await inParallel(dirs, 8, syncDir);
+    } catch (err) {
+      // fsync is where a delayed write-back learns of a full disk (ENOSPC, EIO) on some file systems.
+      throw diskError(err, this.rootDir, 'blobs (attachments, raw mails)');
+    }
   }
 
   get(sha256: string): Readable {
@@ -193,6 +217,22 @@ async function exists(path: string): Promise<boolean> {
     return true;
   } catch (err) {
     if (isEnoent(err)) return false;
+    throw err;
+  }
+}
+
+/**
+ * Sets a file's times to now; false when it does not exist, or is not ours to touch (a data directory copied by
+ * another user): the caller then renames its own copy of the same bytes over it, which is new too.
+ */
+async function touch(path: string): Promise<boolean> {
+  const now = new Date();
+  try {
+    await utimes(path, now, now);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException | null)?.code;
+    if (code === 'ENOENT' || code === 'EPERM' || code === 'EACCES') return false;
     throw err;
   }
 }
@@ -271,6 +311,33 @@ export class DeferredSyncBlobs implements BlobStore {
   }
   size(sha256: string): Promise<number> {
     return this.#inner.size(sha256);
+  }
+}
+
+/**
+ * A BlobStore that keeps nothing: puts are hashed and dropped. For reading a mail's headers again when the
+ * real store refused its attachments (a full disk): the error row gets the sender and subject, and nothing is
+ * written to the disk that is full.
+ */
+export class DiscardingBlobs implements BlobStore {
+  async put(stream: Readable): Promise<{ sha256: string; size: number }> {
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of stream) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    return { sha256: hash.digest('hex'), size };
+  }
+  async syncAll(): Promise<void> {}
+  get(sha256: string): Readable {
+    throw notFound(sha256);
+  }
+  async has(): Promise<boolean> {
+    return false;
+  }
+  async size(sha256: string): Promise<number> {
+    throw notFound(sha256);
   }
 }
 

@@ -3,6 +3,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { MailintakeError } from '../errors.js';
+import { diskError } from './disk-errors.js';
 
 /** Where one raw mail lives inside a pack. */
 export interface RawLocation {
@@ -67,6 +68,14 @@ export class RawPackWriter {
   /** Writes the pack (temp file, fsync, rename, fsync of its directory); a no-op when nothing was added. */
   async flush(): Promise<void> {
     if (this.#parts.length === 0) return;
+    try {
+      await this.#flush();
+    } catch (err) {
+      throw diskError(err, this.#root, 'the raw mails of a batch');
+    }
+  }
+
+  async #flush(): Promise<void> {
     const dir = join(this.#root, this.#pack.slice(0, 2));
     await mkdir(dir, { recursive: true });
     const tmp = join(dir, `${this.#pack}.tmp`);

@@ -1,6 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { type Command, Option } from 'commander';
+import { MAX_PAGE } from '../services/requests.js';
 import type { CliKit } from './notification-commands.js';
 
 /**
@@ -19,7 +20,7 @@ export function addErrorFolderCommands(program: Command, k: Omit<CliKit, 'readSe
     .addOption(
       new Option('--status <status>', 'only this status').choices(['in-error-folder', 'moved-to-inbox']),
     )
-    .option('--limit <n>', 'at most n entries', k.intArg(1, 500))
+    .option('--limit <n>', 'at most n entries', k.intArg(1, MAX_PAGE))
     .option('--offset <n>', 'skip the first n', k.intArg(0, 1_000_000_000))
     .action(
       async (opts: {

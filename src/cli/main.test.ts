@@ -7,10 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliRunner } from '../../test/support/cli.js';
 import { appendImap, deliverMaildir, listInbox } from '../../test/support/deliver.js';
 import { type DovecotServer, startDovecot } from '../../test/support/dovecot.js';
+import { ENGINES, freshConfig } from '../../test/support/engines.js';
 import { buildMail } from '../../test/support/mails.js';
 import { createApi } from '../api/app.js';
 import { loadConfig } from '../config/env.js';
 import { openRuntime } from '../runtime.js';
+import { MAX_PAGE } from '../services/requests.js';
+import { nowIso, openStore, type Store } from '../store/db.js';
 import { main } from './main.js';
 
 const PASSWORD = 'Tr0ub4dor&3-not-for-print';
@@ -77,7 +80,7 @@ describe('mailbox add', () => {
   it('rejects a file that is not JSON without quoting it (it may hold the password)', async () => {
     const r = await run(['mailbox', 'add', '--file', path.join(dir, 'broken.json')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('INVALID_SETTINGS');
+    expect(r.stderr).toContain('INVALID_JSON');
     expect(r.stderr).toContain('not valid JSON');
     expect(r.stderr).not.toContain(PASSWORD);
     const missing = await run(['mailbox', 'add', '--file', path.join(dir, 'nope.json')]);
@@ -592,5 +595,167 @@ describe('the installed command', () => {
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe.each(ENGINES)('lists: filters, one limit, --all, who (%s)', (engine) => {
+  let fresh: Awaited<ReturnType<typeof freshConfig>>;
+  let store: Store;
+  const runHere = cliRunner(() => fresh.env, transcript);
+  /** More than one page of each list, so that --all has to page on. */
+  const N = MAX_PAGE + 234;
+
+  beforeAll(async () => {
+    fresh = await freshConfig(engine);
+    await writeFile(path.join(dir, `lists-${engine}.json`), JSON.stringify(validMailbox));
+    expect((await runHere(['mailbox', 'add', '--file', path.join(dir, `lists-${engine}.json`)])).code).toBe(
+      0,
+    );
+    store = await openStore({ databaseUrl: fresh.config.databaseUrl, dataDir: fresh.config.dataDir });
+    const portal = await store.db.selectFrom('portals').select('id').executeTakeFirstOrThrow();
+    const mb = await store.db.selectFrom('mailboxes').select('id').executeTakeFirstOrThrow();
+    const now = nowIso();
+    for (let i = 0; i < N; i += 200) {
+      const n = Math.min(200, N - i);
+      const reqs = await store.db
+        .insertInto('requests')
+        .values(
+          Array.from({ length: n }, (_, k) => ({
+            portal_id: portal.id,
+            mailbox_id: mb.id,
+            subject: `request ${i + k}`,
+            to_addresses: '[]',
+            cc_addresses: '[]',
+            status: 'open',
+            created_at: now,
+            updated_at: now,
+          })),
+        )
+        .returning('id')
+        .execute();
+      await store.db
+        .insertInto('intake_log')
+        .values(
+          reqs.map((r, k) => ({
+            mailbox_id: mb.id,
+            server_identity: `INBOX;1;${i + k}`,
+            outcome: 'created',
+            request_id: r.id,
+            reasons: '[]',
+            created_at: now,
+            updated_at: now,
+          })),
+        )
+        .execute();
+      await store.db
+        .insertInto('system_log')
+        .values(
+          Array.from({ length: n }, (_, k) => ({
+            created_at: now,
+            actor: 'api-key:filler',
+            level: 'info',
+            category: 'oauth',
+            message: `entry ${i + k}`,
+            details: '{}',
+          })),
+        )
+        .execute();
+    }
+  });
+
+  afterAll(async () => {
+    await store?.close();
+    await fresh?.cleanup();
+  });
+
+  /** Each list command, with what its filter names and the rows --all must give. */
+  const LISTS = [
+    { args: ['log'], table: 'intake_log' },
+    { args: ['requests', 'list'], table: 'requests' },
+    { args: ['system-log'], table: 'system_log' },
+  ] as const;
+
+  it('answers a filter naming nothing that exists with an error, never "empty"', async () => {
+    const cases: [string[], string][] = [
+      [['log', '--mailbox', 'no-such-mailbox'], 'NOT_FOUND'],
+      [['requests', 'list', '--portal', 'no-such-portal'], 'NOT_FOUND'],
+      [['system-log', '--category', 'no-such-category'], 'INVALID_SETTINGS'],
+      [['errors', 'list', '--mailbox', 'no-such-mailbox'], 'NOT_FOUND'],
+    ];
+    for (const [args, code] of cases) {
+      const r = await runHere(args);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr, args.join(' ')).toMatch(new RegExp(`^error ${code}: `));
+      expect(r.stdout).toBe('');
+    }
+    expect((await runHere(['system-log', '--category', 'nope'])).stderr).toContain('settings-changed');
+    // the real names still filter
+    expect(JSON.parse((await runHere(['log', '--mailbox', 'support', '--json'])).stdout).total).toBe(N);
+    expect(
+      JSON.parse((await runHere(['requests', 'list', '--portal', 'default', '--json'])).stdout).total,
+    ).toBe(N);
+  });
+
+  it('takes the same --limit the service does on every list (1 to MAX_PAGE)', async () => {
+    for (const args of [...LISTS.map((l) => l.args), ['errors', 'list'], ['notifications', 'list']]) {
+      const ok = await runHere([...args, '--limit', String(MAX_PAGE), '--json']);
+      expect(ok.code, `${args.join(' ')}: ${ok.stderr}`).toBe(0);
+      expect(JSON.parse(ok.stdout).limit).toBe(MAX_PAGE);
+      expect((await runHere([...args, '--limit', String(MAX_PAGE + 1)])).code, args.join(' ')).toBe(2);
+    }
+  });
+
+  it('--all reads every entry across pages, once each, newest first', async () => {
+    for (const { args, table } of LISTS) {
+      const r = await runHere([...args, '--all', '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      const ids = (JSON.parse(r.stdout) as { id: number }[]).map((e) => e.id);
+      const expected = (await store.db.selectFrom(table).select('id').orderBy('id', 'desc').execute()).map(
+        (x) => x.id,
+      );
+      expect(expected.length).toBeGreaterThan(MAX_PAGE);
+      expect(ids, args.join(' ')).toEqual(expected);
+      const text = await runHere([...args, '--all']);
+      expect(text.stdout.trimEnd().split('\n').at(-1)).toBe(`${expected.length} entries`);
+      // one header line, one line per entry, the count
+      expect(text.stdout.trimEnd().split('\n')).toHaveLength(expected.length + 2);
+      expect((await runHere([...args, '--all', '--limit', '5'])).code).toBe(2);
+    }
+    const none = await runHere(['log', '--all', '--json', '--outcome', 'error']);
+    expect(JSON.parse(none.stdout)).toEqual([]);
+  });
+
+  it('shows the intake-log id of a request, which `raw` takes (and says so)', async () => {
+    const req = await store.db
+      .selectFrom('requests')
+      .select('id')
+      .orderBy('id', 'desc')
+      .executeTakeFirstOrThrow();
+    const log = await store.db
+      .selectFrom('intake_log')
+      .select('id')
+      .where('request_id', '=', req.id)
+      .executeTakeFirstOrThrow();
+    const shown = await runHere(['requests', 'show', String(req.id)]);
+    expect(shown.stdout).toMatch(
+      new RegExp(`^ {2}intake log: +#${log.id} \\(raw mail: mailintake raw ${log.id} --out FILE\\)$`, 'm'),
+    );
+    expect(JSON.parse((await runHere(['requests', 'show', String(req.id), '--json'])).stdout).logId).toBe(
+      log.id,
+    );
+    const help = await runHere(['raw', '--help']);
+    expect(help.stdout).toContain('not a request id');
+    expect((await runHere(['requests', 'show', '--help'])).stdout).toContain('request id');
+    const wrong = await runHere(['raw', '987654', '--out', path.join(dir, 'never.eml')]);
+    expect(wrong.stderr).toMatch(
+      /^error NOT_FOUND: no intake log entry #987654 \(this takes an intake log id, not a request id/,
+    );
+  });
+
+  it('shows who made each system-log change', async () => {
+    const r = await runHere(['system-log', '--category', 'settings-changed']);
+    expect(r.stdout.split('\n')[0]).toMatch(/^ID +TIME +ACTOR +LEVEL +CATEGORY +MESSAGE$/);
+    expect(r.stdout).toMatch(/ cli:\S+ +info +settings-changed +mailbox support added/);
+    expect((await runHere(['system-log', '--limit', '1'])).stdout).toContain('api-key:filler');
   });
 });

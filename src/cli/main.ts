@@ -16,6 +16,7 @@ import {
 import { createLogger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
 import { withActor } from '../services/actor.js';
+import { MAX_PAGE } from '../services/requests.js';
 import type {
   AttachmentView,
   ConversationView,
@@ -23,9 +24,14 @@ import type {
   FetchSummary,
   IntakeLogEntry,
   MailboxView,
+  Page,
   PortalView,
   RequestDetail,
+  RequestSummary,
+  SystemLogEntry,
 } from '../services/views.js';
+import { SYSTEM_LOG_CATEGORIES } from '../store/system-log.js';
+import { addAttachmentCommands } from './attachment-commands.js';
 import { addErrorFolderCommands } from './error-folder-commands.js';
 import { addNotificationCommands } from './notification-commands.js';
 import { tokenStateFields } from './oauth-fields.js';
@@ -46,6 +52,8 @@ export interface CliIo {
   isTTY?: boolean;
   /** Stops `serve` like SIGINT/SIGTERM do (for tests and embedding). */
   stopSignal?: AbortSignal;
+  /** Where `attachment get --out -` writes the attachment's bytes (default: process.stdout). */
+  binaryStdout?: NodeJS.WritableStream;
 }
 
 const EXIT = { ok: 0, error: 1, usage: 2, unreachable: 3 } as const;
@@ -91,6 +99,54 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   const err = (text: string) => rawErr(scrub(text));
   const line = (text = '') => out(`${text}\n`);
   const printJson = (value: unknown) => out(`${JSON.stringify(value, null, 2)}\n`);
+
+  /**
+   * `--all`: every entry, newest first, page after page of MAX_PAGE, each page asking for ids below the last one
+   * seen (so entries arriving meanwhile neither repeat one nor shift one out). Printed as it arrives, so memory
+   * holds one page however long the log: with --json one array of entries, else a table per page.
+   */
+  const printAll = async <T extends { id: number }>(
+    json: boolean,
+    fetchPage: (before: number | undefined) => Promise<Page<T>>,
+    headers: string[],
+    row: (item: T) => string[],
+  ): Promise<void> => {
+    let before: number | undefined;
+    let n = 0;
+    if (json) out('[');
+    for (;;) {
+      const p = await fetchPage(before);
+      for (const item of p.items) out(json ? `${n++ === 0 ? '\n' : ',\n'}${JSON.stringify(item)}` : '');
+      if (!json && p.items.length > 0) {
+        const t = table(headers, p.items.map(row));
+        // the header once, at the top
+        line(before === undefined ? t : t.slice(t.indexOf('\n') + 1));
+        n += p.items.length;
+      }
+      const last = p.items[p.items.length - 1];
+      if (p.items.length < MAX_PAGE || !last) break;
+      before = last.id;
+      // A slow reader (`… | less`) would otherwise let every page pile up in the stream's buffer.
+      if (!io.stdout && process.stdout.writableNeedDrain) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            process.stdout.off('drain', done);
+            process.stdout.off('close', done);
+            resolve();
+          };
+          process.stdout.on('drain', done);
+          process.stdout.on('close', done);
+        });
+      }
+    }
+    if (json) out(n === 0 ? ']\n' : '\n]\n');
+    else line(`${n} entr${n === 1 ? 'y' : 'ies'}`);
+  };
+  const allOption = () =>
+    new Option('--all', 'every entry, page after page (with --json: one array of entries)').conflicts([
+      'limit',
+      'offset',
+    ]);
 
   let exitCode: number = EXIT.ok;
 
@@ -202,7 +258,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       // V8's message quotes a piece of the input, which may be the password: only the position is kept.
       const pos = /position (\d+)/.exec(e instanceof Error ? e.message : '')?.[1];
       const where = pos === undefined ? '' : ` (${lineColumn(text, Number(pos))})`;
-      throw new MailintakeError('INVALID_SETTINGS', `The ${what} file ${file} is not valid JSON${where}`, {
+      throw new MailintakeError('INVALID_JSON', `The ${what} file ${file} is not valid JSON${where}`, {
         details: { fields: [{ field: '(file)', message: `not valid JSON${where}` }] },
       });
     }
@@ -325,13 +381,15 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
         printMailbox(line, view);
       });
     });
-  leaf(mailbox, 'remove', 'remove a mailbox')
+  leaf(mailbox, 'remove', 'remove a mailbox (its requests and history are kept)')
     .argument('<name>')
     .action(async (name: string, opts: { json?: boolean }) => {
       await withRuntime(!!opts.json, async (rt) => {
         await rt.services.mailboxes.remove(name);
         if (opts.json) return printJson({ removed: name });
-        line(`Mailbox ${clean(name)} removed.`);
+        line(
+          `Mailbox ${clean(name)} removed. Its requests, intake log, error mails and notifications are kept; they now name it "${clean(name)} (removed #ID)".`,
+        );
       });
     });
   for (const [verb, enabled] of [
@@ -479,39 +537,47 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
 
   // requests
   const requests = program.command('requests').description('requests (tickets) created from mail');
+  const requestRow = (r: RequestSummary) => [
+    `#${r.id}`,
+    r.portal,
+    r.status,
+    String(r.conversationCount),
+    r.requester?.address ?? '-',
+    truncate(r.subject, 60),
+    r.createdAt,
+  ];
+  const requestHeaders = ['ID', 'PORTAL', 'STATUS', 'CONV', 'FROM', 'SUBJECT', 'CREATED'];
   leaf(requests, 'list', 'list requests, newest first')
     .option('--portal <portal>', 'only this portal')
-    .option('--limit <n>', 'at most n requests', intArg(1, 1000))
+    .option('--limit <n>', 'at most n requests', intArg(1, MAX_PAGE))
     .option('--offset <n>', 'skip the first n', intArg(0, 1_000_000_000))
-    .action(async (opts: { portal?: string; limit?: number; offset?: number; json?: boolean }) => {
-      await withRuntime(!!opts.json, async (rt) => {
-        const page = await rt.services.requests.list({
-          portal: opts.portal,
-          limit: opts.limit,
-          offset: opts.offset,
+    .addOption(allOption())
+    .action(
+      async (opts: { portal?: string; limit?: number; offset?: number; all?: boolean; json?: boolean }) => {
+        await withRuntime(!!opts.json, async (rt) => {
+          if (opts.all) {
+            return printAll(
+              !!opts.json,
+              (before) => rt.services.requests.list({ portal: opts.portal, limit: MAX_PAGE, before }),
+              requestHeaders,
+              requestRow,
+            );
+          }
+          const page = await rt.services.requests.list({
+            portal: opts.portal,
+            limit: opts.limit,
+            offset: opts.offset,
+          });
+          if (opts.json) return printJson(page);
+          if (page.items.length === 0)
+            return line(page.total === 0 ? 'No requests.' : 'No requests on this page.');
+          line(table(requestHeaders, page.items.map(requestRow)));
+          line(pageFooter(page));
         });
-        if (opts.json) return printJson(page);
-        if (page.items.length === 0)
-          return line(page.total === 0 ? 'No requests.' : 'No requests on this page.');
-        line(
-          table(
-            ['ID', 'PORTAL', 'STATUS', 'CONV', 'FROM', 'SUBJECT', 'CREATED'],
-            page.items.map((r) => [
-              `#${r.id}`,
-              r.portal,
-              r.status,
-              String(r.conversationCount),
-              r.requester?.address ?? '-',
-              truncate(r.subject, 60),
-              r.createdAt,
-            ]),
-          ),
-        );
-        line(pageFooter(page));
-      });
-    });
-  leaf(requests, 'show', 'show a request with its conversations and attachment metadata')
-    .argument('<id>', 'request id', intArg(1, Number.MAX_SAFE_INTEGER))
+      },
+    );
+  leaf(requests, 'show', 'show a request (by request id) with its conversations and attachment metadata')
+    .argument('<id>', 'request id: the number of #12 in "requests list"', intArg(1, Number.MAX_SAFE_INTEGER))
     .action(async (id: number, opts: { json?: boolean }) => {
       await withRuntime(!!opts.json, async (rt) => {
         const detail = await rt.services.requests.show(id);
@@ -520,8 +586,16 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       });
     });
 
-  leaf(program, 'raw', 'save the raw mail of an intake-log entry, exactly as it was fetched')
-    .argument('<id>', 'intake log entry id', intArg(1, Number.MAX_SAFE_INTEGER))
+  leaf(
+    program,
+    'raw',
+    'save the raw mail of an intake-log entry (by log id, not request id), exactly as fetched',
+  )
+    .argument(
+      '<id>',
+      'intake log id, not a request id: the ID column of "mailintake log", or "intake log" in "requests show"',
+      intArg(1, Number.MAX_SAFE_INTEGER),
+    )
     .requiredOption('--out <file>', 'file to write (not overwritten if it exists)')
     .action(async (id: number, opts: { out: string; json?: boolean }) => {
       await withRuntime(!!opts.json, async (rt) => {
@@ -534,6 +608,17 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     });
 
   // log
+  const logHeaders = ['ID', 'TIME', 'MAILBOX', 'OUTCOME', 'RESULT', 'FROM', 'SUBJECT', 'REASONS'];
+  const logRow = (e: IntakeLogEntry) => [
+    String(e.id),
+    e.createdAt,
+    e.mailbox,
+    e.outcome,
+    logResult(e),
+    e.from ?? '-',
+    truncate(e.subject ?? '-', 40),
+    truncate(e.reasons.join('; ') || '-', 60),
+  ];
   leaf(program, 'log', 'the intake log: every mail fetched, its outcome and why')
     .option('--mailbox <name>', 'only this mailbox')
     .addOption(
@@ -544,17 +629,33 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
         'error',
       ]),
     )
-    .option('--limit <n>', 'at most n entries', intArg(1, 1000))
+    .option('--limit <n>', 'at most n entries', intArg(1, MAX_PAGE))
     .option('--offset <n>', 'skip the first n', intArg(0, 1_000_000_000))
+    .addOption(allOption())
     .action(
       async (opts: {
         mailbox?: string;
         outcome?: string;
         limit?: number;
         offset?: number;
+        all?: boolean;
         json?: boolean;
       }) => {
         await withRuntime(!!opts.json, async (rt) => {
+          if (opts.all) {
+            return printAll(
+              !!opts.json,
+              (before) =>
+                rt.services.log.list({
+                  mailbox: opts.mailbox,
+                  outcome: opts.outcome,
+                  limit: MAX_PAGE,
+                  before,
+                }),
+              logHeaders,
+              logRow,
+            );
+          }
           const page = await rt.services.log.list({
             mailbox: opts.mailbox,
             outcome: opts.outcome,
@@ -563,21 +664,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
           });
           if (opts.json) return printJson(page);
           if (page.items.length === 0) return line('The intake log is empty.');
-          line(
-            table(
-              ['ID', 'TIME', 'MAILBOX', 'OUTCOME', 'RESULT', 'FROM', 'SUBJECT', 'REASONS'],
-              page.items.map((e) => [
-                String(e.id),
-                e.createdAt,
-                e.mailbox,
-                e.outcome,
-                logResult(e),
-                e.from ?? '-',
-                truncate(e.subject ?? '-', 40),
-                truncate(e.reasons.join('; ') || '-', 60),
-              ]),
-            ),
-          );
+          line(table(logHeaders, page.items.map(logRow)));
           line(pageFooter(page));
         });
       },
@@ -665,28 +752,43 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     );
 
   // system-log
-  leaf(program, 'system-log', 'the system log: what Mailintake did and why (e.g. dropped attachments)')
-    .option('--category <category>', 'only this category, e.g. attachment-dropped')
-    .option('--limit <n>', 'at most n entries', intArg(1, 1000))
+  const systemHeaders = ['ID', 'TIME', 'ACTOR', 'LEVEL', 'CATEGORY', 'MESSAGE'];
+  const systemRow = (e: SystemLogEntry) => [
+    String(e.id),
+    e.createdAt,
+    e.actor,
+    e.level,
+    e.category,
+    truncate(e.message, 120),
+  ];
+  leaf(program, 'system-log', 'the system log: what Mailintake did, why, and who (e.g. dropped attachments)')
+    .option('--category <category>', `only this category: ${SYSTEM_LOG_CATEGORIES.join(', ')}`)
+    .option('--limit <n>', 'at most n entries', intArg(1, MAX_PAGE))
     .option('--offset <n>', 'skip the first n', intArg(0, 1_000_000_000))
-    .action(async (opts: { category?: string; limit?: number; offset?: number; json?: boolean }) => {
-      await withRuntime(!!opts.json, async (rt) => {
-        const page = await rt.services.systemLog.list({
-          category: opts.category,
-          limit: opts.limit,
-          offset: opts.offset,
+    .addOption(allOption())
+    .action(
+      async (opts: { category?: string; limit?: number; offset?: number; all?: boolean; json?: boolean }) => {
+        await withRuntime(!!opts.json, async (rt) => {
+          if (opts.all) {
+            return printAll(
+              !!opts.json,
+              (before) => rt.services.systemLog.list({ category: opts.category, limit: MAX_PAGE, before }),
+              systemHeaders,
+              systemRow,
+            );
+          }
+          const page = await rt.services.systemLog.list({
+            category: opts.category,
+            limit: opts.limit,
+            offset: opts.offset,
+          });
+          if (opts.json) return printJson(page);
+          if (page.items.length === 0) return line('The system log is empty.');
+          line(table(systemHeaders, page.items.map(systemRow)));
+          line(pageFooter(page));
         });
-        if (opts.json) return printJson(page);
-        if (page.items.length === 0) return line('The system log is empty.');
-        line(
-          table(
-            ['ID', 'TIME', 'LEVEL', 'CATEGORY', 'MESSAGE'],
-            page.items.map((e) => [String(e.id), e.createdAt, e.level, e.category, truncate(e.message, 120)]),
-          ),
-        );
-        line(pageFooter(page));
-      });
-    });
+      },
+    );
 
   // notifications, rules, smtp, alerts, outbox
   addNotificationCommands(program, {
@@ -722,6 +824,22 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     truncate,
     pageFooter,
     intArg,
+  });
+
+  // attachment get
+  addAttachmentCommands(program, {
+    leaf,
+    withRuntime: (json, action) => withRuntime(json, action),
+    line,
+    printJson,
+    clean,
+    table,
+    fields,
+    truncate,
+    pageFooter,
+    intArg,
+    err,
+    binaryStdout: () => io.binaryStdout ?? process.stdout,
   });
 
   // apikey …
@@ -1097,6 +1215,11 @@ function logResult(e: IntakeLogEntry): string {
   return e.requestId !== null ? `#${e.requestId}` : '-';
 }
 
+/** A mail's intake-log id, with the command that saves its raw source (`raw` takes log ids, not request ids). */
+function logLine(id: number | null): string {
+  return id === null ? '-' : `#${id} (raw mail: mailintake raw ${id} --out FILE)`;
+}
+
 function addr(a: { address: string; name: string } | null): string {
   if (!a) return '-';
   return a.name ? `${a.name} <${a.address}>` : a.address;
@@ -1127,6 +1250,10 @@ function printPortal(line: (t: string) => void, p: PortalView): void {
       ['max inline image size', mb(a.inlineImageMaxSizeMb, 'not checked')],
       ['allowed extensions', a.allowedExtensions.join(', ') || 'all not denied'],
       ['denied extensions', a.deniedExtensions.join(', ') || 'none'],
+      [
+        'file names',
+        a.fileNames === 'strict' ? 'strict (letters, digits, . - _ space)' : 'safe (unsafe names refused)',
+      ],
       ['attachment checks', a.skipAttachmentValidation ? 'skipped' : 'on'],
       ['inline image checks', a.skipInlineImageValidation ? 'skipped' : 'on'],
       ['notify on drop', a.notifyOnDrop ? 'on' : 'off'],
@@ -1146,13 +1273,14 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
       ['cc', r.cc.map(addr).join(', ') || '-'],
       ['date', r.date ?? '-'],
       ['mailbox', r.mailbox ?? '-'],
+      ['intake log', logLine(r.logId)],
       ['message-id', r.messageId ?? '-'],
       ['created', r.createdAt],
     ]),
   );
   printBody(line, r.text, r.html);
   if (r.attachments.length) {
-    line('Attachments:');
+    line('Attachments ([id]: save with `mailintake attachment get ID --out FILE`):');
     for (const l of attachmentLines(r.attachments)) line(l);
   }
   if (r.droppedAttachments.length) {
@@ -1167,6 +1295,7 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
         ['from', addr(c.from)],
         ['date', c.date ?? '-'],
         ['mailbox', c.mailbox ?? '-'],
+        ['intake log', logLine(c.logId)],
       ]),
     );
     printBody(line, c.text, c.html);

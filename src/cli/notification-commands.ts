@@ -5,6 +5,7 @@ import type { OutboxStatus } from '../notify/outbox.js';
 import type { NotificationRuleView } from '../notify/rules.js';
 import type { SmtpSettingsView } from '../notify/smtp-settings.js';
 import type { Runtime } from '../runtime.js';
+import { MAX_PAGE } from '../services/requests.js';
 import { tokenStateFields } from './oauth-fields.js';
 
 /**
@@ -34,7 +35,7 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
   const bell = program.command('notifications').description('bell notifications for admins');
   leaf(bell, 'list', 'list notifications, newest first')
     .option('--unread', 'only those not marked read')
-    .option('--limit <n>', 'at most n notifications', k.intArg(1, 1000))
+    .option('--limit <n>', 'at most n notifications', k.intArg(1, MAX_PAGE))
     .option('--offset <n>', 'skip the first n', k.intArg(0, 1_000_000_000))
     .option('--full', 'print each notification’s text')
     .action(

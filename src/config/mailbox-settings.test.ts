@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MailintakeError } from '../errors.js';
-import { parseMailboxInput } from './mailbox-settings.js';
+import { mailboxInputSchema, parseMailboxInput } from './mailbox-settings.js';
 
 const base = {
   name: 'box',
@@ -251,5 +251,89 @@ describe('mailbox settings: OAuth 2.0', () => {
     expect(
       fieldsOf({ name: 'g', protocol: 'graph', emailAddress: 'a@b.example' }).map((f) => f.field),
     ).toEqual(['oauth']);
+  });
+});
+
+describe('mailbox settings: every message in plain words', () => {
+  const PASSWORD = 'Zebra-Stapler-Lantern-7';
+  const bases: Record<string, Record<string, unknown>> = {
+    imap: { ...base, protocol: 'imap', password: PASSWORD },
+    pop: { ...base, protocol: 'pop', password: PASSWORD },
+    graph: { name: 'g', protocol: 'graph', emailAddress: 'a@b.example', accessToken: PASSWORD },
+    ews: {
+      name: 'e',
+      protocol: 'ews',
+      connectUrl: 'https://mail.example.test/EWS/Exchange.asmx',
+      username: 'u',
+      password: PASSWORD,
+      emailAddress: 'a@b.example',
+    },
+  };
+  const BAD: unknown[] = [
+    123,
+    1.5,
+    -1,
+    0,
+    70_000,
+    true,
+    null,
+    [],
+    [1],
+    {},
+    '',
+    ' ',
+    'x'.repeat(300),
+    'no such value',
+    'a@',
+    'http://x',
+  ];
+  /** What a validator says and an admin should not have to read. */
+  const VALIDATOR_TEXT = /Invalid|Too small|Too big|expected|received|>=|<=|Unrecognized|ZodError|\bNaN\b/;
+
+  it('says every problem of every field, with every kind of wrong value, in words, never quoting a secret', () => {
+    const fields = Object.keys(mailboxInputSchema.shape);
+    expect(fields.length).toBeGreaterThanOrEqual(25);
+    let problems = 0;
+    for (const [protocol, good] of Object.entries(bases)) {
+      for (const field of fields) {
+        for (const value of BAD) {
+          for (const f of fieldsOf({ ...good, [field]: value })) {
+            problems++;
+            const where = `${protocol} ${field}=${JSON.stringify(value)} → ${f.field}: ${f.message}`;
+            expect(f.message, where).not.toMatch(VALIDATOR_TEXT);
+            expect(f.message.length, where).toBeGreaterThan(3);
+            expect(f.message, where).not.toContain(PASSWORD);
+            expect(f.field, where).toMatch(/^(\(file\)|[A-Za-z]+(\.[A-Za-z]+)?)$/);
+          }
+        }
+      }
+    }
+    expect(problems).toBeGreaterThan(1000);
+  });
+
+  it('says what was given instead of what the validator expected', () => {
+    expect(fieldsOf({ ...bases.imap, port: 'x' })).toEqual([
+      { field: 'port', message: 'must be a number, not text' },
+    ]);
+    expect(fieldsOf({ ...bases.imap, port: 1.5 })).toEqual([
+      { field: 'port', message: 'must be a whole number' },
+    ]);
+    expect(fieldsOf({ ...bases.imap, name: '' })[0]).toEqual({ field: 'name', message: 'must not be empty' });
+    expect(fieldsOf({ ...bases.imap, starttls: 'yes' })).toEqual([
+      { field: 'starttls', message: 'must be true or false, not text' },
+    ]);
+    expect(fieldsOf({ ...bases.imap, emailAddress: 'a@b.example, nope' })).toEqual([
+      { field: 'emailAddress', message: '"nope" is not a valid email address' },
+    ]);
+    expect(fieldsOf({ ...bases.imap, protocol: 'imap4' })[0]).toEqual({
+      field: 'protocol',
+      message: 'must be one of "imap", "imaps", "pop", "pops", "graph", "ews"',
+    });
+    expect(fieldsOf({ ...bases.imap, surprise: 1 })).toEqual([
+      {
+        field: '(file)',
+        message: 'unknown field: surprise (check the spelling; field names are case-sensitive)',
+      },
+    ]);
   });
 });

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { MailintakeError } from '../errors.js';
 import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
+import { check, type FieldProblem, invalidSettings } from './plain-issues.js';
 
 /**
  * A mailbox as an admin writes it (CLI file, API body). Field names follow the ServiceDesk Plus reference
@@ -87,6 +88,56 @@ const connectUrl = z
 /** The error folder's name when the admin gives none. */
 export const DEFAULT_ERROR_FOLDER = 'Mailintake Errors';
 
+/**
+ * The key a server compares folder names by, so a setting naming the fetched folder in other words is caught.
+ * IMAP: INBOX is case-insensitive (RFC 3501 5.1), also as the first level of a hierarchy (Dovecot and Cyrus
+ * map `inbox/x` to `INBOX/x`); other names are case-sensitive, but a trailing hierarchy delimiter ("/" or ".")
+ * names the same folder. Graph and EWS: well-known names ("inbox", "Inbox") and Exchange display names are
+ * case-insensitive. POP3 has one folder only. Surrounding spaces are never part of a name an admin meant.
+ */
+export function folderKey(protocol: string, name: string): string {
+  const n = name.trim();
+  if (isGraph(protocol) || isEws(protocol)) return n.toLowerCase();
+  if (isPop(protocol)) return 'INBOX';
+  const bare = n.replace(/[/.]+$/, '');
+  return /^inbox(?=$|[/.])/i.test(bare) ? `INBOX${bare.slice(5)}` : bare;
+}
+
+/**
+ * Folder settings that would take mail in forever: mail acknowledged by a move into the fetched folder, or
+ * moved there as an error mail, is listed again by the next round (IMAP gives it a new UID, so it is new
+ * mail) — one run showed ~80 log rows a second, or a notification mail every 0.6 s. Used by the schema and by
+ * every round (rows saved before this rule are refused there, not fetched).
+ */
+export function folderLoopIssues(m: {
+  protocol: string;
+  folder?: string | undefined;
+  moveToFolder?: string | undefined;
+  moveToErrorFolder?: boolean | undefined;
+  errorFolder?: string | undefined;
+}): { field: 'moveToFolder' | 'errorFolder'; message: string }[] {
+  const issues: { field: 'moveToFolder' | 'errorFolder'; message: string }[] = [];
+  // POP3 refuses both fields on its own (no folders; its error mails are kept by us): no loop is possible
+  if (isPop(m.protocol)) return issues;
+  const fetched = m.folder ?? 'INBOX';
+  const same = (other: string) => folderKey(m.protocol, other) === folderKey(m.protocol, fetched);
+  if (m.moveToFolder !== undefined && same(m.moveToFolder)) {
+    issues.push({
+      field: 'moveToFolder',
+      message: `moveToFolder "${m.moveToFolder}" is the folder being fetched ("${fetched}"): every mail would be taken in again, forever; choose another folder`,
+    });
+  }
+  // the error folder counts once it is used, or when named (it is used as soon as moveToErrorFolder is on)
+  const errorFolder = m.errorFolder ?? (m.moveToErrorFolder ? DEFAULT_ERROR_FOLDER : undefined);
+  if (errorFolder !== undefined && same(errorFolder)) {
+    issues.push({
+      field: 'errorFolder',
+      message: `errorFolder "${errorFolder}"${m.errorFolder === undefined ? ' (the default)' : ''} is the folder being fetched ("${fetched}"): every failing mail would be taken in again and fail again, forever; choose another folder`,
+    });
+  }
+  return issues;
+}
+
 export const mailboxInputSchema = z
   .object({
     name: z
@@ -156,6 +207,8 @@ export const mailboxInputSchema = z
   })
   .strict()
   .superRefine((m, ctx) => {
+    for (const i of folderLoopIssues(m))
+      ctx.addIssue({ code: 'custom', path: [i.field], message: i.message });
     if ((isGraph(m.protocol) || isEws(m.protocol)) && m.afterFetch === 'leave') {
       ctx.addIssue({
         code: 'custom',
@@ -385,22 +438,28 @@ export const DEFAULT_PORTS: Record<MailboxSettings['protocol'], number> = {
   ews: 443,
 };
 
+/**
+ * Validates a mailbox: the settings, or every problem found (each field named, in plain words). Never throws,
+ * so that a caller can add its own checks (the portal exists, caFile can be read) and report all in one pass.
+ */
+export function checkMailboxInput(
+  input: unknown,
+): { settings: MailboxSettings; fields: [] } | { settings: null; fields: FieldProblem[] } {
+  const result = check(mailboxInputSchema, input, '(file)');
+  if (!result.ok) return { settings: null, fields: result.fields };
+  return { settings: settingsOf(result.data), fields: [] };
+}
+
 /** Validates a mailbox; throws INVALID_SETTINGS naming every bad field. */
 export function parseMailboxInput(input: unknown): MailboxSettings {
-  const result = mailboxInputSchema.safeParse(input);
-  if (!result.success) {
-    const fields = result.error.issues.map((i) => ({
-      field: fieldName(i.path),
-      message: humanMessage(i, input),
-    }));
-    throw new MailintakeError(
-      'INVALID_SETTINGS',
-      `Invalid mailbox settings (${fields.length} problem${fields.length === 1 ? '' : 's'}): ${fields.map((f) => f.field).join(', ')}`,
-      { details: { fields } },
-    );
-  }
-  const { oauth: _oauthInput, ...m } = result.data;
-  const oauth = oauthOf(result.data);
+  const { settings, fields } = checkMailboxInput(input);
+  if (!settings) throw invalidSettings('mailbox settings', fields);
+  return settings;
+}
+
+function settingsOf(data: z.output<typeof mailboxInputSchema>): MailboxSettings {
+  const { oauth: _oauthInput, ...m } = data;
+  const oauth = oauthOf(data);
   const auth: MailboxAuth = oauth ? 'oauth2' : isGraph(m.protocol) ? 'token' : 'password';
   const withAuth = oauth ? { auth, oauth } : { auth };
   if (isEws(m.protocol)) {
@@ -446,42 +505,4 @@ export function parseMailboxInput(input: unknown): MailboxSettings {
     // POP3 has no "read" flag to set: taking a mail in means deleting it unless the admin chose to leave it
     afterFetch: m.afterFetch ?? (isPop(m.protocol) ? 'delete' : 'mark-read'),
   };
-}
-
-/** `emailAddress.1` → `emailAddress`: the admin typed one comma-separated field, not an array. */
-function fieldName(path: PropertyKey[]): string {
-  if (path.length === 0) return '(file)';
-  // the OAuth settings are a group of their own: name the field inside it (oauth.clientId)
-  if (path[0] === 'oauth' && typeof path[1] === 'string') return `oauth.${path[1]}`;
-  return typeof path[0] === 'string' ? path[0] : String(path[0]);
-}
-
-/** Zod's generic wording, said the way a help desk admin reads it. */
-function humanMessage(issue: z.core.$ZodIssue, input: unknown): string {
-  if (issue.code === 'unrecognized_keys') return `unknown field(s): ${issue.keys.join(', ')}`;
-  if (issue.code === 'invalid_type') {
-    let given: unknown = input;
-    for (const key of issue.path) given = (given as Record<string, unknown> | null)?.[String(key)];
-    if (given === undefined) return 'required';
-    return `must be a ${issue.expected}, not ${Array.isArray(given) ? 'a list' : typeof given}`;
-  }
-  if (issue.code === 'invalid_value' && issue.path[0] === 'protocol') {
-    return `must be one of ${issue.values.map((v) => `"${String(v)}"`).join(', ')}`;
-  }
-  if (issue.path[0] === 'emailAddress' && typeof issue.path[1] === 'number') {
-    const raw = (input as { emailAddress?: unknown } | null)?.emailAddress;
-    const bad =
-      typeof raw === 'string'
-        ? raw
-            .split(',')
-            .map((a) => a.trim())
-            .filter(Boolean)[issue.path[1]]
-        : undefined;
-    return bad ? `"${bad}" is not a valid email address` : issue.message;
-  }
-  if (issue.code === 'too_big' || issue.code === 'too_small') {
-    const limit = issue.code === 'too_big' ? `at most ${issue.maximum}` : `at least ${issue.minimum}`;
-    return issue.message.startsWith('Too') ? `must be ${limit}` : issue.message;
-  }
-  return issue.message;
 }

@@ -1,6 +1,7 @@
 import { type Insertable, sql } from 'kysely';
 import type { RawLocation } from '../blobs/raw-packs.js';
-import { MailintakeError, toMailintakeError } from '../errors.js';
+import { MailintakeError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import { dropNotices } from '../notify/drop-notice.js';
 import type { Notice, Notifier } from '../notify/notifier.js';
 import {
@@ -11,10 +12,11 @@ import {
   isInlineImage,
 } from '../pipeline/attachment-checks.js';
 import { autoSubmitted, decideThread, mailFingerprint, threadCandidates } from '../pipeline/classify.js';
-import type { ParsedMail, StoredPart, ThreadDecision } from '../pipeline/types.js';
+import type { Address, ParsedMail, StoredPart, ThreadDecision } from '../pipeline/types.js';
 import type { Outcome } from '../services/views.js';
 import type { Engine, Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
+import { storableText, valueKey } from '../store/keys.js';
 import type {
   AttachmentTable,
   ConversationTable,
@@ -95,11 +97,13 @@ export async function commitBatch(
   /** Records the drop notification mails in the batch's transaction (the portal's switches decide); kicked after commit. */
   notifier?: Notifier,
 ): Promise<ItemResult[]> {
+  for (const item of items) if (item.parsed) item.parsed = storableMail(item.parsed);
   try {
     let noticed = false;
     const results = await withTransaction(store, async (tx) => {
       const batch = new BatchCommit(tx, mailbox, store.engine, notifier);
       const out = await batch.run(items);
+      failpoint('before-commit');
       noticed = batch.noticed;
       return out;
     });
@@ -111,12 +115,77 @@ export async function commitBatch(
       for (const item of items) results.push(...(await commitBatch(store, mailbox, [item], notifier)));
       return results;
     }
-    return [await recordFailure(store, mailbox, items[0]!, toMailintakeError(err, 'STORE_FAILED'))];
+    return [await recordFailure(store, mailbox, items[0]!, databaseError(err, store))];
   }
 }
 
-/** A lone mail the database refused: recorded as an error row in a transaction of its own. */
-async function recordFailure(
+/**
+ * The database's refusal as an admin can act on it. A full disk under the database (SQLite's SQLITE_FULL,
+ * PostgreSQL's 53100 disk_full) says so and where; anything else stays the database's own words.
+ */
+export function databaseError(err: unknown, store: Store, what = 'the mail'): MailintakeError {
+  if (err instanceof MailintakeError) return err;
+  const code = String((err as { code?: unknown } | null)?.code ?? '');
+  const text = err instanceof Error ? err.message : String(err);
+  const where = store.location ?? `the ${store.engine} database`;
+  const meaning =
+    code === 'SQLITE_FULL' || code === '53100'
+      ? `the disk under ${where} is full`
+      : code.startsWith('SQLITE_IOERR') || code === '58030'
+        ? `${where} reported an I/O error`
+        : code === 'SQLITE_READONLY' || code === '25006'
+          ? `${where} is read-only`
+          : null;
+  return new MailintakeError(
+    'STORE_FAILED',
+    meaning ? `${what} could not be stored: ${meaning} (${text})` : text,
+    { cause: err, details: meaning ? { path: where, ...(code ? { dbCode: code } : {}) } : {} },
+  );
+}
+
+/**
+ * A lone mail the database refused: recorded as an error row in a transaction of its own. When even that row
+ * is refused (the value that broke the commit is in the error row too: the subject, the sender, the Message-ID),
+ * a minimal row is written instead, with nothing of the mail but its server identity: without any row the
+ * mail would be tried again in every round and stop the mailbox there, silently.
+ */
+export async function recordFailure(
+  store: Store,
+  mailbox: IntakeMailbox,
+  item: BatchItem,
+  error: MailintakeError,
+): Promise<ItemResult> {
+  try {
+    return await recordFullFailure(store, mailbox, item, error);
+  } catch (err) {
+    const refused = databaseError(err, store, 'the error row');
+    const minimal = new MailintakeError(
+      error.code,
+      `${short(error.message)} (the full error row was refused too: ${short(refused.message)}; the mail's details are in its raw copy on the server)`,
+      { cause: error },
+    );
+    try {
+      await withTransaction(store, async (tx) => {
+        const batch = new BatchCommit(tx, mailbox, store.engine);
+        batch.logError({ ...item, rawSha256: null, rawPacked: null }, minimal);
+        await batch.flushLog();
+      });
+    } catch (lastErr) {
+      // Not even a row without the mail's values: the database itself refuses writes (a full disk). The round
+      // ends here with that, coded and naming the database; the mail stays on the server for the next round.
+      throw databaseError(lastErr, store, 'a minimal error row (after the mail and its full error row)');
+    }
+    return { outcome: 'error', error: minimal };
+  }
+}
+
+/** A reason short enough for any row, without what a database may refuse. */
+function short(text: string): string {
+  const clean = storableText(text);
+  return clean.length > 300 ? `${clean.slice(0, 300)}…` : clean;
+}
+
+async function recordFullFailure(
   store: Store,
   mailbox: IntakeMailbox,
   item: BatchItem,
@@ -144,6 +213,34 @@ async function recordFailure(
     await batch.flushLog();
     return { outcome: 'error', error };
   });
+}
+
+/**
+ * The mail with every text a database column may refuse made storable (see storableText). Done once, before
+ * the lookups, so that the Message-ID looked up is the one stored.
+ */
+function storableMail(mail: ParsedMail): ParsedMail {
+  const addr = (a: Address) => ({ address: storableText(a.address), name: storableText(a.name) });
+  return {
+    ...mail,
+    messageId: storableText(mail.messageId),
+    inReplyTo: mail.inReplyTo.map(storableText),
+    references: mail.references.map(storableText),
+    subject: storableText(mail.subject),
+    from: mail.from && addr(mail.from),
+    to: mail.to.map(addr),
+    cc: mail.cc.map(addr),
+    replyTo: mail.replyTo.map(addr),
+    text: storableText(mail.text),
+    html: storableText(mail.html),
+    attachments: mail.attachments.map((a) => ({
+      ...a,
+      filename: storableText(a.filename),
+      contentType: storableText(a.contentType),
+      contentId: storableText(a.contentId),
+    })),
+    headers: Object.fromEntries(Object.entries(mail.headers).map(([k, v]) => [k, storableText(v)])),
+  };
 }
 
 function rawColumns(item: BatchItem) {
@@ -204,8 +301,9 @@ class BatchCommit {
   ) {}
 
   async run(items: BatchItem[]): Promise<ItemResult[]> {
+    await this.lockIdentities(items);
     await this.loadKnownIds(items);
-    const parsed = items.filter((i) => i.parsed).length;
+    const parsed = items.filter((i) => i.parsed && !i.error).length;
     if (this.engine === 'postgres' && parsed > 1) {
       const draw = async (table: 'requests' | 'conversations') =>
         (
@@ -221,9 +319,10 @@ class BatchCommit {
     }
     const results: ItemResult[] = [];
     for (const item of items) {
-      if (!item.parsed) {
+      if (!item.parsed || item.error) {
         const error = item.error ?? new MailintakeError('INTERNAL', 'a mail without a parse result');
-        this.logError(item, error);
+        // A mail parsed and then refused by the store (a full disk) keeps its sender and subject in the row.
+        this.logError(item, error, item.parsed ?? undefined);
         results.push({ outcome: 'error', error });
         continue;
       }
@@ -235,22 +334,50 @@ class BatchCommit {
     return results;
   }
 
+  /**
+   * PostgreSQL: the same mail delivered to two of our mailboxes may be committed by two rounds at once. Under
+   * READ COMMITTED both would look its Message-ID up before either committed, both would create a request,
+   * and the second Message-ID row would be skipped on conflict: two requests for one mail. A transaction-scoped
+   * advisory lock per (portal, Message-ID), taken before the lookups, makes the second round wait for the
+   * first one's commit; its lookups (new statements, new snapshots) then see the first one's rows, and the
+   * copy is recognised as such. Locks are taken in one statement in sorted order, so two batches sharing
+   * several Message-IDs cannot deadlock on them. Mails without a Message-ID are only ever recognised within
+   * one mailbox (by content hash), which the mailbox lease serialises already.
+   * SQLite needs none of this: `BEGIN IMMEDIATE` (store/tx.ts) takes the write lock before the lookups.
+   */
+  private async lockIdentities(items: BatchItem[]): Promise<void> {
+    if (this.engine !== 'postgres') return;
+    const keys = new Set<bigint>();
+    for (const { parsed, error } of items) {
+      if (!parsed?.messageId || error) continue;
+      const key = valueKey(`${this.mailbox.portalId}\n${parsed.messageId}`);
+      keys.add(BigInt.asIntN(64, BigInt(`0x${key.slice(0, 16)}`)));
+    }
+    if (keys.size === 0) return;
+    const sorted = [...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(String);
+    await sql`select count(pg_advisory_xact_lock(k)) from unnest(${sorted}::bigint[]) as k`.execute(this.tx);
+  }
+
   private async loadKnownIds(items: BatchItem[]): Promise<void> {
     const ids = new Set<string>();
-    for (const { parsed } of items) {
-      if (!parsed) continue;
+    for (const { parsed, error } of items) {
+      if (!parsed || error) continue;
       if (parsed.messageId) ids.add(parsed.messageId);
       for (const id of threadCandidates(parsed).headerIds.slice(0, 200)) ids.add(id);
     }
-    const all = [...ids];
+    const byKey = new Map([...ids].map((id) => [valueKey(id), id]));
+    const all = [...byKey.keys()];
     for (let i = 0; i < all.length; i += 500) {
       const rows = await this.tx
         .selectFrom('message_ids')
-        .select(['message_id', 'request_id'])
+        .select(['message_key', 'message_id', 'request_id'])
         .where('portal_id', '=', this.mailbox.portalId)
-        .where('message_id', 'in', all.slice(i, i + 500))
+        .where('message_key', 'in', all.slice(i, i + 500))
         .execute();
-      for (const r of rows) this.knownIds.set(r.message_id, r.request_id);
+      // The key found the row; the full value decides (a sha256 collision must not thread a mail wrongly).
+      for (const r of rows) {
+        if (byKey.get(r.message_key) === r.message_id) this.knownIds.set(r.message_id, r.request_id);
+      }
     }
   }
 
@@ -285,6 +412,8 @@ class BatchCommit {
     const reasons = [...notes, ...decision.reasons];
     const auto = autoSubmitted(mail);
     if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
+    // nothing silent: a body cut for display (pipeline/body-cut.ts) says so where the admin looks
+    if (mail.truncatedReason) reasons.push(mail.truncatedReason);
     const result = await this.apply(mail, decision, reasons, item);
     if (result.outcome !== 'ignored') {
       this.earlier.push({
@@ -317,8 +446,9 @@ class BatchCommit {
         .innerJoin('mailboxes', 'mailboxes.id', 'intake_log.mailbox_id')
         .select('intake_log.id')
         .where('mailboxes.portal_id', '=', this.mailbox.portalId)
-        .where('intake_log.message_id', '=', mail.messageId)
+        .where('intake_log.message_key', '=', valueKey(mail.messageId))
         .where('intake_log.fingerprint', '=', fingerprint)
+        .where('intake_log.message_id', '=', mail.messageId)
         .where('intake_log.outcome', 'in', ['created', 'appended'])
         .executeTakeFirst();
       if (before) return known;
@@ -420,6 +550,7 @@ class BatchCommit {
       this.knownIds.set(mail.messageId, requestId);
       this.messageIdRows.push({
         portal_id: this.mailbox.portalId,
+        message_key: valueKey(mail.messageId),
         message_id: mail.messageId,
         request_id: requestId,
       });
@@ -502,6 +633,7 @@ class BatchCommit {
       retry: item.retry,
       server_identity: item.serverIdentity,
       message_id: mail.messageId,
+      message_key: mail.messageId === null ? null : valueKey(mail.messageId),
       content_hash: mail.contentHash,
       fingerprint: mailFingerprint(mail),
       ...rawColumns(item),
@@ -522,6 +654,7 @@ class BatchCommit {
       retry: item.retry,
       server_identity: item.serverIdentity,
       message_id: mail?.messageId ?? null,
+      message_key: mail?.messageId ? valueKey(mail.messageId) : null,
       content_hash: mail?.contentHash ?? null,
       fingerprint: mail ? mailFingerprint(mail) : null,
       ...rawColumns(item),
@@ -571,7 +704,7 @@ class BatchCommit {
       await this.tx
         .insertInto('message_ids')
         .values(this.messageIdRows.slice(i, i + 500))
-        .onConflict((oc) => oc.columns(['portal_id', 'message_id']).doNothing())
+        .onConflict((oc) => oc.columns(['portal_id', 'message_key']).doNothing())
         .execute();
     }
     if (this.touchedRequests.size > 0) {

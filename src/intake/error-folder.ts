@@ -12,6 +12,7 @@ import {
   MailintakeError,
   toMailintakeError,
 } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import type { Logger } from '../logger.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { SecretBox } from '../security/secret-box.js';
@@ -183,6 +184,7 @@ export class ErrorFolder implements ErrorRoute {
         break; // the mails after it stay untouched until the mailbox is enabled again
       }
     }
+    if (toMove.length > 0) failpoint('after-error-record');
     try {
       await this.moveAside(c, toMove);
       result.routed = toMove.length;

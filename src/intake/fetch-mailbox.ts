@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
-import { type BlobStore, DeferredSyncBlobs } from '../blobs/blob-store.js';
+import { type BlobStore, DeferredSyncBlobs, DiscardingBlobs } from '../blobs/blob-store.js';
 import type { RawLocation, RawPacks, RawPackWriter } from '../blobs/raw-packs.js';
 import { blobSniffer, headSniffer } from '../blobs/sniff.js';
 import type { MailboxSettings } from '../config/mailbox-settings.js';
 import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.js';
 import { serverLabel } from '../connectors/net-errors.js';
 import { CONNECTION_CODES, isMailintakeError, MailintakeError, toMailintakeError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import type { Logger } from '../logger.js';
 import { recordRoundOutcome } from '../notify/connection-alerts.js';
 import type { Notifier } from '../notify/notifier.js';
@@ -24,7 +25,7 @@ import { nowIso } from '../store/db.js';
 import { withTransaction } from '../store/tx.js';
 import { type BatchItem, commitBatch, type IntakeMailbox } from './commit-mail.js';
 import { type ErrorRoute, type FailedMail, leaveOnServer } from './error-folder.js';
-import type { MailboxLease } from './lease.js';
+import type { LeaseHold, MailboxLease } from './lease.js';
 
 /** Per-mail error codes worth another attempt on the next round (the cause may be gone by then). */
 const RETRYABLE_MAIL_CODES = new Set(['STORE_FAILED', 'INTERNAL']);
@@ -108,7 +109,8 @@ export async function fetchMailbox(
     stopped: null,
     durationMs: 0,
   };
-  if (!(await ctx.lease.acquire(mailbox.id))) {
+  const hold = await ctx.lease.acquire(mailbox.id);
+  if (!hold) {
     summary.error = { code: 'MAILBOX_BUSY', message: 'another fetch of this mailbox is running' };
     summary.durationMs = Date.now() - started;
     return summary;
@@ -117,10 +119,11 @@ export async function fetchMailbox(
   // POP3's error mails an admin moved back to the inbox are kept by us: the route adds them to the round
   const connector = ctx.errorRoute?.inbox?.(server, mailbox) ?? server;
   let roundError: MailintakeError | null = null;
+  const store: StoreOutcome = { error: null };
   try {
     await connector.open();
     summary.reached = true;
-    await takeIn(ctx, connector, mailbox, settings, summary);
+    await takeIn(ctx, connector, mailbox, settings, summary, hold, store);
   } catch (err) {
     roundError = toMailintakeError(err, 'INTERNAL');
     summary.error = { code: roundError.code, message: roundError.message };
@@ -131,10 +134,14 @@ export async function fetchMailbox(
     });
   } finally {
     await connector.close();
-    await recordRound(ctx, mailbox.id, settings, roundError).catch((err) =>
+    if (roundError?.code === 'STORE_FAILED') store.error = roundError;
+    // A round that did not get to its mails (no connection, or stopped early on something else) says nothing
+    // of the store: the store-failure count neither grows nor resets.
+    const storeOutcome = store.error ?? (summary.reached && roundError === null ? null : undefined);
+    await recordRound(ctx, mailbox.id, settings, roundError, storeOutcome).catch((err) =>
       ctx.logger.error('could not record the fetch round', { mailbox: mailbox.name, error: String(err) }),
     );
-    await ctx.lease.release(mailbox.id).catch(() => undefined);
+    await hold.release().catch(() => undefined);
   }
   summary.durationMs = Date.now() - started;
   return summary;
@@ -145,12 +152,19 @@ function afterFetchOf(settings: MailboxSettings): AfterFetch {
   return { action: settings.afterFetch };
 }
 
+/** The round's last STORE_FAILED, for the store-failure alert (notify/connection-alerts.ts). */
+interface StoreOutcome {
+  error: MailintakeError | null;
+}
+
 async function takeIn(
   ctx: FetchContext,
   connector: Connector,
   mailbox: IntakeMailbox,
   settings: MailboxSettings,
   summary: FetchSummary,
+  hold: LeaseHold,
+  store: StoreOutcome,
 ): Promise<void> {
   const waiting = await connector.listNew();
   const known = await knownIdentities(ctx.store, mailbox.id, waiting);
@@ -223,7 +237,7 @@ async function takeIn(
   let prefetched = fetchSources(batches[0]);
   for (let b = 0; b < batches.length && !ctx.signal?.aborted; b++) {
     const batch = batches[b]!;
-    if (!(await ctx.lease.renew(mailbox.id))) {
+    if (!(await hold.renew())) {
       throw new MailintakeError(
         'MAILBOX_BUSY',
         'the fetch lease was lost to another worker; stopping this round',
@@ -260,8 +274,10 @@ async function takeIn(
         pack,
         k?.outcome === 'error',
         { policy, sniff: headSniffer(blobs, sniff), limits: ctx.parseLimits },
+        ctx.logger,
       );
       ctx.logger.debug('mail prepared', { mailbox: mailbox.name, identity: mail.identity });
+      failpoint('after-parse');
       return item;
     });
     try {
@@ -274,20 +290,23 @@ async function takeIn(
         'STORE_FAILED',
         'attachments or raw copies could not be made durable',
       );
+      // The parsed mail stays with the item: its error row then carries the sender and subject.
       for (const item of items) {
-        item.parsed = null;
         item.error = error;
         item.rawPacked = null;
         item.rawSha256 = null;
       }
     }
+    failpoint('after-blob-write');
     const results = await commitBatch(ctx.store, mailbox, items, ctx.notifier);
+    failpoint('after-commit');
     const done: RemoteMail[] = [];
     const failed: FailedMail[] = [];
     for (const [n, result] of results.entries()) {
       const mail = batch[n]!;
       if (result.outcome === 'error') {
         summary.errored++;
+        if (result.error.code === 'STORE_FAILED') store.error = result.error;
         ctx.logger.warn('mail not taken in', {
           mailbox: mailbox.name,
           identity: mail.identity,
@@ -388,6 +407,7 @@ async function prepare(
   pack: RawPackWriter,
   retry: boolean,
   checks: { policy: AttachmentPolicy; sniff: Sniff; limits?: Partial<ParseLimits> | undefined },
+  logger: Logger,
 ): Promise<BatchItem> {
   let connectionFailure: unknown = null;
   let raw: Readable;
@@ -443,8 +463,20 @@ async function prepare(
     const coded = toMailintakeError(parsedResult.reason, 'PARSE_FAILED');
     if (CONNECTION_CODES.has(coded.code)) throw coded;
     item.error = coded;
+    if (coded.code === 'STORE_FAILED' && buffered) {
+      // The store refused an attachment (a full disk), not the mail: parsed again without keeping anything, the
+      // mail gives its sender and subject for the error row, so an admin sees whose mail waits.
+      item.parsed = await parseMail(new PassThrough().end(buffered), {
+        blobs: new DiscardingBlobs(),
+        ...(checks.limits ? { limits: checks.limits } : {}),
+      }).catch((err: unknown) => {
+        logger.debug('no sender and subject for a STORE_FAILED mail', { error: String(err) });
+        return null;
+      });
+    }
   } else if (rawResult.status === 'rejected') {
     item.error = toMailintakeError(rawResult.reason, 'STORE_FAILED', 'the raw mail could not be kept');
+    item.parsed = parsedResult.value;
   } else {
     item.parsed = parsedResult.value;
     // The attachment checks run here, before the commit: the sniffing reads blobs (I/O), which must not
@@ -453,7 +485,6 @@ async function prepare(
     try {
       item.checked = await checkAttachments(item.parsed.attachments, checks.policy, checks.sniff);
     } catch (err) {
-      item.parsed = null;
       item.error = toMailintakeError(err, 'STORE_FAILED', 'the attachments could not be checked');
     }
   }
@@ -563,13 +594,14 @@ async function recordRound(
   mailboxId: number,
   settings: MailboxSettings,
   error: MailintakeError | null,
+  storeError: MailintakeError | null | undefined,
 ): Promise<void> {
   const server =
     settings.protocol === 'graph' && settings.graphEndpoint
       ? settings.graphEndpoint
       : `${settings.protocol}://${serverLabel(settings)}`;
   const notice = await withTransaction(ctx.store, (tx) =>
-    recordRoundOutcome(tx, ctx.notifier, { mailboxId, server, error }),
+    recordRoundOutcome(tx, ctx.notifier, { mailboxId, server, error, storeError }),
   );
   if (notice) ctx.notifier?.kick();
 }

@@ -28,7 +28,11 @@ export class Scheduler {
   constructor(
     private readonly opts: {
       listEnabled: () => Promise<ScheduledMailbox[]>;
-      fetch: (name: string) => Promise<void>;
+      /**
+       * One round of `name`. `fresh`: the round must start after this request (a poke: IDLE saw new mail that
+       * a running round may have listed before); otherwise a round running already will do (the schedule).
+       */
+      fetch: (name: string, opts: { fresh: boolean }) => Promise<void>;
       logger: Logger;
       tickMs?: number;
       now?: () => number;
@@ -77,19 +81,19 @@ export class Scheduler {
       this.pokedWhileRunning.add(name);
       return;
     }
-    this.run(name);
+    this.run(name, true);
   }
 
-  private run(name: string): void {
+  private run(name: string, fresh = false): void {
     const round = this.opts
-      .fetch(name)
+      .fetch(name, { fresh })
       .catch((err) => this.opts.logger.error('scheduled fetch failed', { mailbox: name, error: String(err) }))
       .finally(() => {
         this.running.delete(name);
         const interval = this.intervals.get(name);
         // a mailbox no tick has listed (poked before the first tick saw it) is left to the next tick
         if (interval !== undefined) this.nextDue.set(name, (this.opts.now ?? Date.now)() + interval * 1000);
-        if (this.pokedWhileRunning.delete(name) && !this.stopped) this.run(name);
+        if (this.pokedWhileRunning.delete(name) && !this.stopped) this.run(name, true);
       });
     this.running.set(name, round);
   }
@@ -101,4 +105,75 @@ export class Scheduler {
     if (this.timer) clearTimeout(this.timer);
     await Promise.all(this.running.values());
   }
+}
+
+/**
+ * One round per mailbox in this process, whoever asks (the schedule, an IDLE push, the API's "fetch now", the
+ * CLI): a second caller never starts a parallel round. It joins or queues, like a coalescing trigger:
+ * - `fresh: false` (the schedule): a running round will do; the caller shares its summary.
+ * - `fresh: true` (fetch now, a push): the caller needs a round that starts after it asked, since a running
+ *   round may have listed the folder before the mail the caller knows of arrived. It gets the round queued
+ *   behind the running one; every fresh caller arriving meanwhile shares that same queued round, so at most one
+ *   round runs and one waits per mailbox, however many ask.
+ * The lease (lease.ts) still keeps rounds of other processes out; this keeps ours from meeting at the lease,
+ * where the loser would only get MAILBOX_BUSY.
+ */
+export class RoundGate<T> {
+  private readonly slots = new Map<string, { running: Promise<T>; queued: Deferred<T> | null }>();
+
+  constructor(
+    private readonly round: (key: string) => Promise<T>,
+    /** Told how each request was served: a round started, the running one joined, or one queued behind it. */
+    private readonly onAsk?: (key: string, how: 'started' | 'joined' | 'queued') => void,
+  ) {}
+
+  run(key: string, opts: { fresh: boolean }): Promise<T> {
+    const slot = this.slots.get(key);
+    if (!slot) {
+      this.onAsk?.(key, 'started');
+      return this.start(key);
+    }
+    if (!opts.fresh) {
+      this.onAsk?.(key, 'joined');
+      return slot.running;
+    }
+    this.onAsk?.(key, 'queued');
+    slot.queued ??= deferred<T>();
+    return slot.queued.promise;
+  }
+
+  /** Resolves once no round runs or waits (rounds asked for meanwhile included). */
+  async idle(): Promise<void> {
+    while (this.slots.size > 0) {
+      await Promise.allSettled(
+        [...this.slots.values()].flatMap((s) => [s.running, ...(s.queued ? [s.queued.promise] : [])]),
+      );
+    }
+  }
+
+  private start(key: string): Promise<T> {
+    const running = Promise.resolve().then(() => this.round(key));
+    const slot = { running, queued: null as Deferred<T> | null };
+    this.slots.set(key, slot);
+    const next = () => {
+      const queued = slot.queued;
+      this.slots.delete(key);
+      if (queued) queued.resolve(this.start(key));
+    };
+    running.then(next, next);
+    return running;
+  }
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T | Promise<T>) => void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T | Promise<T>) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
 }

@@ -1,5 +1,6 @@
 import type { Selectable } from 'kysely';
 import { MailintakeError, toMailintakeError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import type { Logger } from '../logger.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { MailOutboxTable } from '../store/schema.js';
@@ -211,6 +212,7 @@ export class OutboxSender {
         messageId: `<mailintake-outbox-${row.id}-${Date.parse(row.created_at)}@mailintake.invalid>`,
         headers: { 'X-Mailintake-Event': row.event },
       });
+      failpoint('after-smtp-accept');
       await db
         .updateTable('mail_outbox')
         .set({

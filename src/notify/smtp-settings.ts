@@ -305,6 +305,7 @@ async function graphWarnings(tx: Tx, s: StoredSmtp): Promise<string[]> {
     .selectFrom('mailboxes')
     .select(['name', 'settings'])
     .where('protocol', '=', 'graph')
+    .where('removed_at', 'is', null)
     .execute();
   const user = s.username.toLowerCase();
   const out: string[] = [];

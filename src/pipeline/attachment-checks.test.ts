@@ -3,6 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generatedName, INJECTED, inject } from '../../test/support/file-names.js';
+import { prng } from '../../test/support/prng.js';
 import { FileBlobStore } from '../blobs/blob-store.js';
 import { blobSniffer } from '../blobs/sniff.js';
 import { isMailintakeError } from '../errors.js';
@@ -12,6 +14,8 @@ import {
   DEFAULT_ATTACHMENT_POLICY,
   DROP_MESSAGES,
   dropReason,
+  type FileNameRule,
+  fileNameProblem,
   resolveAttachmentPolicy,
   type Sniff,
 } from './attachment-checks.js';
@@ -77,32 +81,259 @@ async function verdict(p: StoredPart, pol: AttachmentPolicy = policy()) {
 }
 
 describe('file names', () => {
-  it('keeps plain, spaced and international names', async () => {
-    for (const name of ['report.pdf', 'Scan 2024-01_v2.pdf', 'Rechnung_März.pdf', '報告.pdf', 'Отчёт.pdf']) {
-      expect(await verdict(await part(name, PDF)), name).toBe('kept');
+  /** The issue's names and their kin: every one is an ordinary attachment and must be kept by default. */
+  const ORDINARY = [
+    'report.pdf',
+    'poster (8).jpg',
+    'Capture d’écran 2024-03-01 à 10.00.00.png',
+    // the same, decomposed (é = e + U+0301, à = a + U+0300), as macOS writes names
+    'Capture d’e\u0301cran 2024-03-01 a\u0300 10.00.00.png',
+    '会议纪要（最终版）：第3季度.docx',
+    'スクリーンショット 2024-03-01 10.00.00.png',
+    'ｶﾀｶﾅ半角.xlsx',
+    'Отчёт №5 за март.pdf',
+    'Rechnung_März.pdf',
+    'Rechnung_Ma\u0308rz.pdf',
+    '보고서.hwp',
+    'فاتورة رقم ٥.pdf',
+    'חשבונית.pdf',
+    'می\u200Cخواهم.pdf', // Persian: the zero-width non-joiner is part of the word
+    'क्षत्रिय.txt',
+    'รายงาน.pdf',
+    'team 👩\u200D💻 notes.txt',
+    '100% done & #1 [final] {v2}, ok!.pdf',
+    "O'Brien; copy = 2 + 2 ~ $5 @home ^_^ `x`.txt",
+    'report;rm -rf.pdf',
+    'Rapport_r\uFFFDsum\uFFFD.pdf', // a name damaged by a charset decoder is still a customer's file
+    'console.log',
+    'com10.txt',
+    'a.b.c.d.tar.gz',
+    ' leading space.pdf',
+    'no extension',
+    `${'x'.repeat(251)}.pdf`, // exactly 255 bytes
+    `${'ä'.repeat(125)}.pdf`, // 254 bytes
+    `${'報'.repeat(83)}.pd`, // 252 bytes
+    `${'😀'.repeat(62)}.pdf`, // 252 bytes
+  ];
+
+  it('keeps ordinary names of every script and punctuation, through the whole check', async () => {
+    for (const name of ORDINARY) {
+      expect(fileNameProblem(name), name).toBeNull();
     }
-    // decomposed "ä" (a + U+0308 COMBINING DIAERESIS), as macOS writes it
-    expect(await verdict(await part('Rechnung_Ma\u0308rz.pdf', PDF))).toBe('kept');
+    const parts = await Promise.all(ORDINARY.map((name) => part(name, Buffer.from('plain bytes, no magic'))));
+    const r = await checkAttachments(parts, policy(), sniff);
+    expect(r.dropped.map((d) => [d.part.filename, d.detail])).toEqual([]);
+    expect(r.kept.map((p) => p.filename)).toEqual(ORDINARY);
   });
 
-  it.each([
-    ['../../etc/passwd.pdf', 'unix path traversal'],
-    ['..\\..\\Startup\\run.pdf', 'windows path traversal'],
-    ['dir/report.pdf', 'a slash'],
-    ['report\r\nX-Injected: 1.pdf', 'CR/LF'],
-    ['report\u0007.pdf', 'a control character'],
-    ['invoice.pdf\u0000.exe', 'NUL'],
-    ['.bashrc.pdf', 'a leading dot'],
-    ['invoice\u202Efdp.pdf', 'right-to-left override'],
-    ['report.pdf.', 'a trailing dot'],
-    ['nul.pdf', 'a Windows device name'],
-    [`${'a'.repeat(296)}.pdf`, 'a 300-byte name'],
-    [`${'ä'.repeat(126)}.pdf`, 'a name of 256 bytes in UTF-8 (130 characters)'],
-    ['report;rm -rf.pdf', 'a semicolon'],
-  ])('drops %j (%s) with FILE_NAME_INVALID', async (name) => {
-    expect(await verdict(await part(name, PDF))).toEqual({
-      code: 'FILE_NAME_INVALID',
-      message: 'Attachment file name is invalid',
+  /** Each unsafe or unsaveable name with the rule it breaks. */
+  const UNSAFE: [string, FileNameRule][] = [
+    ['', 'empty'],
+    ['../../etc/passwd.pdf', 'dot-segment'],
+    ['..\\..\\Startup\\run.pdf', 'dot-segment'],
+    ['docs/../x.pdf', 'dot-segment'],
+    ['dir/report.pdf', 'path-separator'],
+    ['dir\\report.pdf', 'path-separator'],
+    ['report\r\nX-Injected: 1.pdf', 'control-character'],
+    ['report\u0007.pdf', 'control-character'],
+    ['invoice.pdf\u0000.exe', 'control-character'],
+    ['report\u007F.pdf', 'control-character'],
+    ['report\u0085.pdf', 'control-character'],
+    ['report\u009B31m.pdf', 'control-character'],
+    ['report\u2028.pdf', 'line-separator'],
+    ['report\u2029.pdf', 'line-separator'],
+    ['invoice\u202Egpj.exe', 'bidi-control'],
+    ['invoice\u202Dfdp.exe', 'bidi-control'],
+    ['invoice\u2067gpj.exe\u2069', 'bidi-control'],
+    ['invoice\u200Fx.pdf', 'bidi-control'],
+    ['invoice\u061Cx.pdf', 'bidi-control'],
+    ['report\u200B.pdf', 'invisible-character'],
+    ['\uFEFFreport.pdf', 'invisible-character'],
+    ['re\u00ADport.pdf', 'invisible-character'],
+    ['report\u{E0041}\u{E0042}.pdf', 'invisible-character'],
+    ['report\uFFFE.pdf', 'noncharacter'],
+    ['report\u{10FFFF}.pdf', 'noncharacter'],
+    ['report\uFDD0.pdf', 'noncharacter'],
+    ['report\uD800.pdf', 'unpaired-surrogate'],
+    ['report\uDC00.pdf', 'unpaired-surrogate'],
+    ['a<b.pdf', 'windows-forbidden'],
+    ['a>b.pdf', 'windows-forbidden'],
+    ['report.pdf:evil.exe', 'windows-forbidden'],
+    ['say "hi".pdf', 'windows-forbidden'],
+    ['a|b.pdf', 'windows-forbidden'],
+    ['why?.pdf', 'windows-forbidden'],
+    ['*.pdf', 'windows-forbidden'],
+    ['.', 'only-dots'],
+    ['..', 'only-dots'],
+    ['....', 'only-dots'],
+    ['.bashrc.pdf', 'leading-dot'],
+    ['.htaccess', 'leading-dot'],
+    ['report.pdf.', 'trailing-dot-or-space'],
+    ['report.exe ', 'trailing-dot-or-space'],
+    ['report.exe . .', 'trailing-dot-or-space'],
+    ['nul.pdf', 'windows-device'],
+    ['CON', 'windows-device'],
+    ['con.tar.gz', 'windows-device'],
+    ['Com1.jpg', 'windows-device'],
+    ['LPT9', 'windows-device'],
+    ['com¹.txt', 'windows-device'],
+    ['CON  .txt', 'windows-device'],
+    ['conin$.txt', 'windows-device'],
+    [`${'a'.repeat(296)}.pdf`, 'too-long'],
+    [`${'a'.repeat(252)}.pdf`, 'too-long'], // 256 bytes
+    [`${'ä'.repeat(126)}.pdf`, 'too-long'], // 256 bytes in UTF-8 (130 characters)
+    [`${'報'.repeat(84)}.pdf`, 'too-long'], // 256 bytes (88 characters)
+    [`${'😀'.repeat(63)}.pdf`, 'too-long'], // 256 bytes
+  ];
+
+  it.each(UNSAFE)('refuses %j: %s', (name, rule) => {
+    expect(fileNameProblem(name)?.rule).toBe(rule);
+    expect(fileNameProblem(name, 'strict')?.rule).toBe(rule);
+  });
+
+  it('drops each of them with FILE_NAME_INVALID and the reference’s text, under both rule sets', async () => {
+    for (const fileNames of ['safe', 'strict']) {
+      const parts = await Promise.all(UNSAFE.map(([name]) => part(name, PDF)));
+      const r = await checkAttachments(parts, policy({ fileNames }), sniff);
+      expect(r.kept).toEqual([]);
+      expect(r.dropped.map((d) => [d.code, d.message])).toEqual(
+        UNSAFE.map(() => ['FILE_NAME_INVALID', 'Attachment file name is invalid']),
+      );
+      expect(r.dropped.map((d) => d.detail)).toEqual(UNSAFE.map(([name]) => fileNameProblem(name)?.detail));
+    }
+  });
+
+  it('keeps 3,000 generated names from 13 scripts, under the safe rule', () => {
+    const seed = 20240301;
+    const rand = prng(seed);
+    for (let i = 0; i < 3000; i++) {
+      const name = generatedName(rand);
+      expect(fileNameProblem(name), `seed ${seed}, name ${JSON.stringify(name)}`).toBeNull();
+    }
+  });
+
+  it('refuses any of them with one unsafe element injected at a random position, naming that rule', () => {
+    const seed = 10_2024;
+    const rand = prng(seed);
+    let checked = 0;
+    for (const [rule, elements] of INJECTED) {
+      for (const element of elements) {
+        for (let i = 0; i < 20; i++) {
+          const { name, at } = inject(generatedName(rand), element, rand);
+          const problem = fileNameProblem(name);
+          const label = `seed ${seed}: ${JSON.stringify(name)} (U+${element.codePointAt(0)?.toString(16)} at ${at})`;
+          expect(problem?.rule, label).toBe(rule);
+          expect(problem?.detail, label).toMatch(
+            rule === 'path-separator' || rule === 'windows-forbidden'
+              ? `'${element}'`
+              : (element.codePointAt(0)?.toString(16).toUpperCase() ?? '?'),
+          );
+          checked++;
+        }
+      }
+    }
+    expect(checked).toBe(20 * INJECTED.reduce((n, [, e]) => n + e.length, 0));
+  });
+
+  it('refuses every Windows device name, any case, any extension, with trailing spaces', () => {
+    const rand = prng(77);
+    const devices = ['CON', 'PRN', 'AUX', 'NUL', 'CONIN$', 'CONOUT$'];
+    for (const d of ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '¹', '²', '³'])
+      devices.push(`COM${d}`, `LPT${d}`);
+    for (const device of devices) {
+      for (let i = 0; i < 10; i++) {
+        const cased = Array.from(device, (c) => (rand() < 0.5 ? c.toLowerCase() : c)).join('');
+        const spaces = ' '.repeat(Math.floor(rand() * 3));
+        const ext = i === 0 ? '' : `.${generatedName(rand).replace(/[ .]+$/, '') || 'x'}`;
+        const name = `${cased}${spaces}${ext}`;
+        const problem = fileNameProblem(name);
+        // "CON " (no extension) ends with a space: that rule comes first; both refuse it
+        expect(problem?.rule, JSON.stringify(name)).toBe(
+          ext === '' && spaces ? 'trailing-dot-or-space' : 'windows-device',
+        );
+      }
+      // a longer word that starts with a device name is an ordinary name
+      expect(fileNameProblem(`${device}sole.txt`)).toBeNull();
+    }
+  });
+
+  it('refuses generated names ending in dots and spaces, and any name over 255 UTF-8 bytes', () => {
+    const rand = prng(5);
+    for (let i = 0; i < 500; i++) {
+      const name = generatedName(rand);
+      const tail = Array.from({ length: 1 + Math.floor(rand() * 3) }, () => (rand() < 0.5 ? '.' : ' ')).join(
+        '',
+      );
+      expect(fileNameProblem(`${name}${tail}`)?.rule, JSON.stringify(name + tail)).toBe(
+        'trailing-dot-or-space',
+      );
+      let long = name;
+      while (Buffer.byteLength(long) <= 255) long = `${generatedName(rand).replace(/[ .]+$/, '')}${long}`;
+      expect(fileNameProblem(long)?.rule, JSON.stringify(long)).toBe('too-long');
+    }
+  });
+
+  it('normalising a safe name to NFC never makes it unsafe (every code point walked)', () => {
+    let changed = 0;
+    const madeUnsafe: string[] = [];
+    for (let cp = 0; cp <= 0x10ffff; cp++) {
+      if (cp >= 0xd800 && cp <= 0xdfff) continue;
+      const name = `a${String.fromCodePoint(cp)}b.pdf`;
+      const nfc = name.normalize('NFC');
+      if (nfc === name) continue;
+      changed++;
+      if (fileNameProblem(name) === null && fileNameProblem(nfc) !== null)
+        madeUnsafe.push(`U+${cp.toString(16)}`);
+    }
+    expect(madeUnsafe).toEqual([]);
+    // the code points NFC changes here: singletons such as U+212A KELVIN SIGN, and marks that compose with 'a'
+    expect(changed).toBeGreaterThan(1000);
+  });
+
+  describe('the strict rule (fileNames: "strict")', () => {
+    it('keeps only letters, digits, marks, dot, hyphen, underscore and space', () => {
+      for (const name of [
+        'report.pdf',
+        'Scan 2024-01_v2.pdf',
+        'Rechnung_Ma\u0308rz.pdf',
+        '報告.pdf',
+        'Отчёт.pdf',
+      ]) {
+        expect(fileNameProblem(name, 'strict'), name).toBeNull();
+      }
+      for (const name of [
+        'poster (8).jpg',
+        'Capture d’écran.png',
+        'report;rm -rf.pdf',
+        'a&b.pdf',
+        '会议：纪要.docx',
+      ]) {
+        expect(fileNameProblem(name, 'strict')?.rule, name).toBe('strict-character');
+        expect(fileNameProblem(name, 'safe'), name).toBeNull();
+      }
+    });
+
+    it('drops a generated name with any other character, with the reference’s text', async () => {
+      const rand = prng(31);
+      const pol = policy({ fileNames: 'strict' });
+      const names: string[] = [];
+      for (let i = 0; i < 300; i++) {
+        const name = generatedName(rand);
+        const outside = Array.from(name).find((c) => !/^[\p{L}\p{M}\p{N}._\- ]$/u.test(c));
+        expect(fileNameProblem(name, 'strict')?.rule ?? null, JSON.stringify(name)).toBe(
+          outside === undefined ? null : 'strict-character',
+        );
+        if (outside !== undefined && names.length < 20) names.push(name);
+      }
+      const r = await checkAttachments(await Promise.all(names.map((n) => part(n, PDF))), pol, sniff);
+      expect(r.dropped.map((d) => [d.code, d.message])).toEqual(
+        names.map(() => ['FILE_NAME_INVALID', 'Attachment file name is invalid']),
+      );
+      expect(await verdict(await part('poster (8).jpg', PNG), pol)).toEqual({
+        code: 'FILE_NAME_INVALID',
+        message: 'Attachment file name is invalid',
+      });
+      expect(await verdict(await part('poster (8).png', PNG))).toBe('kept');
     });
   });
 });
@@ -256,6 +487,23 @@ describe('policy validation', () => {
     expect(resolveAttachmentPolicy({})).toEqual(DEFAULT_ATTACHMENT_POLICY);
     expect(resolveAttachmentPolicy({ maxSizeMb: null })).toEqual(DEFAULT_ATTACHMENT_POLICY);
     expect(resolveAttachmentPolicy({ maxSizeMb: 0.5 }).maxSizeMb).toBe(0.5);
+  });
+
+  it('fileNames is "safe" by default, takes "strict", and refuses anything else', () => {
+    expect(DEFAULT_ATTACHMENT_POLICY.fileNames).toBe('safe');
+    expect(resolveAttachmentPolicy({ fileNames: 'strict' }).fileNames).toBe('strict');
+    expect(resolveAttachmentPolicy({ fileNames: null }).fileNames).toBe('safe');
+    for (const bad of ['loose', 'STRICT', '', true, 1, ['strict']]) {
+      let caught: unknown;
+      try {
+        resolveAttachmentPolicy({ fileNames: bad });
+      } catch (err) {
+        caught = err;
+      }
+      expect(isMailintakeError(caught) && caught.details.fields, JSON.stringify(bad)).toEqual([
+        { field: 'fileNames', message: expect.stringContaining('"safe" or "strict"') },
+      ]);
+    }
   });
 
   it('rejects 0, NaN, Infinity, negatives other than -1 and wrong types, naming every field', () => {

@@ -66,7 +66,16 @@ export interface AttachmentPolicy {
   notifyOnDrop: boolean;
   /** The separate switch for inline-image drops. */
   notifyOnInlineImageDrop: boolean;
+  /**
+   * Which file names are refused (FILE_NAME_INVALID). "safe": only names that are unsafe or cannot be saved
+   * (see fileNameProblem). "strict": also any character other than letters, digits, marks, `.`, `-`, `_` and
+   * space (the reference's rule, for help desks whose downstream tools expect such names).
+   */
+  fileNames: FileNameRuleSet;
 }
+
+export const FILE_NAME_RULE_SETS = ['safe', 'strict'] as const;
+export type FileNameRuleSet = (typeof FILE_NAME_RULE_SETS)[number];
 
 /**
  * Executables and scripts that Windows runs on a double click (or that run inside the browser's or Java's
@@ -99,6 +108,7 @@ export const DEFAULT_ATTACHMENT_POLICY: Readonly<AttachmentPolicy> = Object.free
   skipInlineImageValidation: false,
   notifyOnDrop: true,
   notifyOnInlineImageDrop: true,
+  fileNames: 'safe',
 });
 
 const LIMIT_FIELDS = ['maxSizeMb', 'inlineImageMaxSizeMb'] as const;
@@ -130,7 +140,7 @@ export function resolveAttachmentPolicy(input: unknown = {}): AttachmentPolicy {
     allowedExtensions: [...DEFAULT_ATTACHMENT_POLICY.allowedExtensions],
     deniedExtensions: [...DEFAULT_ATTACHMENT_POLICY.deniedExtensions],
   };
-  const known = new Set<string>([...LIMIT_FIELDS, ...LIST_FIELDS, ...SWITCH_FIELDS]);
+  const known = new Set<string>([...LIMIT_FIELDS, ...LIST_FIELDS, ...SWITCH_FIELDS, 'fileNames']);
   for (const key of Object.keys(given)) {
     if (!known.has(key)) fields.push({ field: key, message: 'unknown field' });
   }
@@ -169,6 +179,16 @@ export function resolveAttachmentPolicy(input: unknown = {}): AttachmentPolicy {
     if (value === undefined || value === null) continue;
     if (typeof value === 'boolean') out[key] = value;
     else fields.push({ field: key, message: 'must be true or false' });
+  }
+  const fileNames = given.fileNames;
+  if (fileNames !== undefined && fileNames !== null) {
+    if ((FILE_NAME_RULE_SETS as readonly unknown[]).includes(fileNames))
+      out.fileNames = fileNames as FileNameRuleSet;
+    else
+      fields.push({
+        field: 'fileNames',
+        message: `must be "safe" or "strict" (got ${JSON.stringify(fileNames) ?? String(fileNames)})`,
+      });
   }
   if (fields.length > 0) throw invalidPolicy(fields);
   return out;
@@ -234,8 +254,8 @@ interface Problem {
 
 /** The checks that need no content: name, extension lists, empty, size. */
 function checkPart(part: StoredPart, policy: AttachmentPolicy, inlineImage: boolean): Problem | null {
-  const nameProblem = fileNameProblem(part.filename);
-  if (nameProblem) return { code: 'FILE_NAME_INVALID', detail: nameProblem };
+  const nameProblem = fileNameProblem(part.filename, policy.fileNames);
+  if (nameProblem) return { code: 'FILE_NAME_INVALID', detail: nameProblem.detail };
   const ext = extensionOf(part.filename);
   // Deny wins: an admin who allows "exe" by mistake in a long allow-list still has the deny-list's word.
   if (ext !== '' && policy.deniedExtensions.includes(ext)) {
@@ -263,47 +283,165 @@ function checkPart(part: StoredPart, policy: AttachmentPolicy, inlineImage: bool
 /** NAME_MAX of common file systems (ext4, NTFS in UTF-16 units, APFS): a longer name cannot be saved as is. */
 const MAX_NAME_BYTES = 255;
 
-/**
- * Letters and digits of any script, combining marks (a decomposed "ä" is "a" + U+0308; Devanagari and Thai
- * need marks), and dot, hyphen, underscore, space. The reference allows "letters, numbers, dots, hyphens, and
- * underscores"; we read "letters" as Unicode letters because customers write "Rechnung_März.pdf" and
- * "報告.pdf", and allow the space because "Scan 2024.pdf" is what scanners and people produce — neither
- * carries any of the attacks below.
- */
-const ALLOWED_CHAR = /^[\p{L}\p{M}\p{N}._\- ]$/u;
+/** Why a file name was refused: a stable word per rule (tests and admins group by it), with the detail. */
+export type FileNameRule =
+  | 'empty'
+  | 'unpaired-surrogate'
+  | 'control-character'
+  | 'line-separator'
+  | 'bidi-control'
+  | 'invisible-character'
+  | 'noncharacter'
+  | 'dot-segment'
+  | 'path-separator'
+  | 'windows-forbidden'
+  | 'only-dots'
+  | 'leading-dot'
+  | 'trailing-dot-or-space'
+  | 'windows-device'
+  | 'too-long'
+  | 'strict-character';
 
-/** DOS device names: on Windows, saving "con.txt" or "nul.pdf" writes to a device, not a file. */
-const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i;
+export interface FileNameProblem {
+  rule: FileNameRule;
+  /** For the admin: what exactly is wrong ("contains the character U+202E"). */
+  detail: string;
+}
 
 /**
- * Why a file name is refused, or null. The name comes from whoever sent the mail; each rule names what it
- * keeps out. We never use it as a path ourselves (blobs are stored by hash), but a technician saves it to
- * disk, and other tools (sync clients, archive exporters) may trust it.
+ * The strict rule's characters: letters and digits of any script, combining marks (a decomposed "ä" is "a" +
+ * U+0308; Devanagari and Thai need marks), and dot, hyphen, underscore, space. The reference allows "letters,
+ * numbers, dots, hyphens, and underscores"; "letters" are Unicode letters because "Rechnung_März.pdf" and
+ * "報告.pdf" are ordinary names, and the space because "Scan 2024.pdf" is what scanners produce.
  */
-export function fileNameProblem(name: string): string | null {
-  if (name.length === 0) return 'the name is empty';
-  // NUL: C APIs end the string there, so "invoice.pdf\0.exe" is checked as one name and saved as another.
-  if (name.includes('\0')) return 'contains a NUL character';
-  // Path separators and "..": a name like "../../.bashrc" or "..\\Startup\\x.bat" written by a tool that
-  // joins it into a path escapes the target folder (path traversal, "zip slip").
-  for (const segment of name.split(/[/\\]/)) {
-    if (segment === '..') return 'contains a ".." path segment';
+const STRICT_CHAR = /^[\p{L}\p{M}\p{N}._\- ]$/u;
+
+/**
+ * Bidirectional controls: U+202A–U+202E (embeddings and overrides), U+2066–U+2069 (isolates), U+200E/U+200F
+ * (LRM/RLM) and U+061C (ALM). They reorder what is displayed, not what is stored: "invoice\u202Egpj.exe" shows
+ * as "invoiceexe.jpg" and opens as an executable. No name needs them to be displayed right.
+ */
+const BIDI_CONTROL = /^[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]$/u;
+
+/**
+ * Zero-width joiner and non-joiner are format characters that words need: Persian writes "می‌خواهم" with a
+ * ZWNJ, Indic scripts choose conjunct forms with ZWJ/ZWNJ, and emoji sequences (👩‍💻) are held together by
+ * ZWJ. They change how letters join, never the order or what is visible as a separator, so they stay.
+ */
+const JOINERS = new Set(['\u200C', '\u200D']);
+
+/**
+ * Windows refuses these in names (`<>:"|?*`): such a name cannot be saved there as sent. ':' on NTFS also
+ * names an alternate data stream ("report.pdf:evil.exe" writes a hidden stream of "report.pdf").
+ */
+const WINDOWS_FORBIDDEN = new Set(['<', '>', ':', '"', '|', '?', '*']);
+
+/**
+ * DOS device names: on Windows, saving "con.txt", "NUL.tar.gz" or "com1 .jpg" opens a device, not a file.
+ * The stem before the first dot counts, without trailing spaces (Windows drops them); COM/LPT include the
+ * superscript digits ¹²³ Windows also treats as device numbers, and CONIN$/CONOUT$ are console devices.
+ */
+const WINDOWS_DEVICE = /^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹²³])$/i;
+
+const hex = (cp: number) => `U+${cp.toString(16).toUpperCase().padStart(4, '0')}`;
+
+/** Noncharacters (U+FDD0–U+FDEF, U+xxFFFE/U+xxFFFF): reserved by Unicode "for internal use", never text. */
+function isNoncharacter(cp: number): boolean {
+  return (cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) === 0xfffe;
+}
+
+/** The per-character rules of both rule sets: the first character that breaks one, or null. */
+function characterProblem(ch: string): FileNameProblem | null {
+  const cp = ch.codePointAt(0) ?? 0;
+  const at = hex(cp);
+  // C0, DEL, C1: CR/LF forge header and log lines, NUL ends the name for C APIs ("invoice.pdf\0.exe" is checked
+  // as one name and saved as another), ESC starts terminal sequences in a technician's shell.
+  if (/\p{Cc}/u.test(ch))
+    return { rule: 'control-character', detail: `contains the control character ${at}` };
+  // U+2028/U+2029 end a line in JavaScript and in many viewers: the same log-forging as CR/LF.
+  if (cp === 0x2028 || cp === 0x2029)
+    return { rule: 'line-separator', detail: `contains the line or paragraph separator ${at}` };
+  if (BIDI_CONTROL.test(ch))
+    return {
+      rule: 'bidi-control',
+      detail: `contains the bidirectional control ${at}, which can disguise the extension`,
+    };
+  // Every other format character (zero-width space U+200B, word joiner U+2060, BOM U+FEFF, soft hyphen U+00AD,
+  // tag characters U+E0000–U+E007F that hide text) is invisible: "report\u200B.pdf" looks like "report.pdf"
+  // and is another file. None is needed to write a name; the two joiners above are.
+  if (/\p{Cf}/u.test(ch) && !JOINERS.has(ch))
+    return { rule: 'invisible-character', detail: `contains the invisible character ${at}` };
+  if (isNoncharacter(cp)) return { rule: 'noncharacter', detail: `contains the noncharacter ${at}` };
+  // Path separators: a tool that joins the name into a path writes outside the target folder (zip slip).
+  if (ch === '/' || ch === '\\') return { rule: 'path-separator', detail: `contains '${ch}'` };
+  if (WINDOWS_FORBIDDEN.has(ch))
+    return {
+      rule: 'windows-forbidden',
+      detail: `contains '${ch}', which Windows does not allow in file names`,
+    };
+  return null;
+}
+
+/**
+ * Why a file name is refused, or null. The name comes from whoever sent the mail. We never use it as a path
+ * (blobs are stored by hash), but a technician saves it to disk and other tools (sync clients, archive
+ * exporters) may trust it, so "safe" refuses exactly the names that are unsafe or cannot be saved:
+ *
+ * - empty, only dots, a leading dot (a hidden file once saved; ".htaccess" or ".bashrc" configure the folder
+ *   they land in), a trailing dot or space (Windows drops them: "x.exe." is saved as "x.exe", past the deny
+ *   list), a Windows device name, more than 255 UTF-8 bytes;
+ * - path separators and ".." segments; the characters Windows forbids;
+ * - control characters, line separators, bidirectional controls, invisible format characters, noncharacters;
+ * - unpaired surrogates: the name is not valid Unicode, so it cannot be stored as UTF-8 or sent in a header.
+ *
+ * Everything else is a name someone writes: "poster (8).jpg", "Capture d’écran 2024-03-01 à 10.00.00.png",
+ * "会议纪要.docx", "Отчёт №5.pdf", "100% done & #1 [final].pdf". Not refused, deliberately:
+ * - U+FFFD (what a decoder writes for bytes it could not read): the name is damaged but harmless and
+ *   saveable, and the file is still the customer's; dropping it would lose the attachment over a charset.
+ * - Fullwidth and lookalike punctuation ("：", "？", "／"): Chinese and Japanese write "会议：纪要" every day.
+ *   Only legacy ANSI ("best fit") conversion on Windows turns them into ASCII, not the Unicode APIs browsers use.
+ * - Unicode normalisation: the name is checked and stored as sent (NFC or NFD, as the sender's system wrote
+ *   it) so the download gives back the sender's exact name. No character's NFC form is a refused one (the
+ *   tests walk every code point), so a system that normalises when saving cannot turn a safe name unsafe.
+ *
+ * "strict" adds the reference's character rule (STRICT_CHAR) after all of these, so a dangerous name still
+ * gets its specific reason.
+ */
+export function fileNameProblem(name: string, ruleSet: FileNameRuleSet = 'safe'): FileNameProblem | null {
+  if (name.length === 0) return { rule: 'empty', detail: 'the name is empty' };
+  const lone = /\p{Cs}/u.exec(name);
+  if (lone) {
+    return {
+      rule: 'unpaired-surrogate',
+      detail: `contains the unpaired surrogate ${hex(lone[0].charCodeAt(0))} (not valid Unicode)`,
+    };
   }
-  if (name.includes('/')) return "contains '/'";
-  if (name.includes('\\')) return "contains '\\'";
-  // Leading dot: hidden files (".bashrc", ".htaccess") that a user does not see after saving them.
-  if (name.startsWith('.')) return 'starts with a dot';
-  // Windows drops trailing dots and spaces: "x.exe." and "x.exe " are saved as "x.exe", past the deny list.
-  if (name.endsWith('.') || name.endsWith(' ')) return 'ends with a dot or a space';
-  if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) return `longer than ${MAX_NAME_BYTES} bytes`;
-  if (WINDOWS_DEVICE.test(name)) return 'is a Windows device name';
+  // A ".." segment first: "../../etc/passwd" is a traversal, which says more than "contains '/'".
+  for (const segment of name.split(/[/\\]/)) {
+    if (segment === '..' && name !== '..')
+      return { rule: 'dot-segment', detail: 'contains a ".." path segment' };
+  }
   for (const ch of name) {
-    if (ALLOWED_CHAR.test(ch)) continue;
-    const cp = ch.codePointAt(0) ?? 0;
-    // Control characters (CR/LF forge log lines and header lines); format characters such as U+202E
-    // RIGHT-TO-LEFT OVERRIDE make "invoice\u202Efdp.exe" display as "invoiceexe.pdf"; zero-width characters
-    // make two different names look the same. All of them fall outside the allowed set.
-    return `contains the character U+${cp.toString(16).toUpperCase().padStart(4, '0')}`;
+    const problem = characterProblem(ch);
+    if (problem) return problem;
+  }
+  if (/^\.+$/.test(name)) return { rule: 'only-dots', detail: 'the name is only dots' };
+  if (name.startsWith('.')) return { rule: 'leading-dot', detail: 'starts with a dot (a hidden file)' };
+  if (name.endsWith('.') || name.endsWith(' '))
+    return { rule: 'trailing-dot-or-space', detail: 'ends with a dot or a space, which Windows drops' };
+  if (WINDOWS_DEVICE.test((name.split('.')[0] ?? '').replace(/ +$/, '')))
+    return { rule: 'windows-device', detail: 'is a Windows device name' };
+  const bytes = Buffer.byteLength(name, 'utf8');
+  if (bytes > MAX_NAME_BYTES)
+    return { rule: 'too-long', detail: `${bytes} bytes in UTF-8, longer than ${MAX_NAME_BYTES}` };
+  if (ruleSet === 'strict') {
+    for (const ch of name) {
+      if (STRICT_CHAR.test(ch)) continue;
+      return {
+        rule: 'strict-character',
+        detail: `contains the character ${hex(ch.codePointAt(0) ?? 0)} ('${ch}'), not allowed by the strict rule`,
+      };
+    }
   }
   return null;
 }

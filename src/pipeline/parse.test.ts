@@ -9,7 +9,13 @@ import { corpusMails, corpusRoot } from '../../test/support/corpus.js';
 import type { BlobStore } from '../blobs/blob-store.js';
 import { FileBlobStore } from '../blobs/blob-store.js';
 import { isMailintakeError } from '../errors.js';
-import { BareCrLineEndings, extractMessageIds, parseMail, resolveParseLimits } from './parse.js';
+import {
+  BareCrLineEndings,
+  CUT_MARKER_TEXT,
+  extractMessageIds,
+  parseMail,
+  resolveParseLimits,
+} from './parse.js';
 
 const corpus = corpusRoot;
 const haveCorpus = existsSync(corpus);
@@ -387,8 +393,9 @@ describe('parseMail (synthetic)', () => {
     const mail = await parseText(`Subject: long\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${body}`, {
       maxTextBytes: 1001,
     });
-    expect(mail.text).toBe('ä'.repeat(500));
+    expect(mail.text).toBe(`${'ä'.repeat(500)}\n\n${CUT_MARKER_TEXT}\n`);
     expect(mail.truncated).toBe(true);
+    expect(mail.truncatedReason).toMatch(/text kept 1000 bytes/);
   });
 });
 
@@ -406,7 +413,7 @@ describe('extractMessageIds', () => {
 
 describe('resolveParseLimits', () => {
   it('fills in defaults and accepts -1 as unlimited', () => {
-    expect(resolveParseLimits()).toEqual({ maxMailBytes: 100 * 1024 * 1024, maxTextBytes: 20 * 1024 * 1024 });
+    expect(resolveParseLimits()).toEqual({ maxMailBytes: 100 * 1024 * 1024, maxTextBytes: 4 * 1024 * 1024 });
     expect(resolveParseLimits({ maxMailBytes: -1 }).maxMailBytes).toBe(-1);
   });
   it.each([0, Number.NaN, -2, 1.5, Number.POSITIVE_INFINITY])(

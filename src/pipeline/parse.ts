@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { AddressObject, AttachmentStream, EmailAddress, HeaderLines, MessageText } from 'mailparser';
-import { MailParser } from 'mailparser';
 import type { BlobStore } from '../blobs/blob-store.js';
 import { isMailintakeError, MailintakeError } from '../errors.js';
+import { CuttingMailParser } from './body-cut.js';
 import type { Address, ParsedMail, StoredPart } from './types.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -15,16 +15,21 @@ export interface ParseLimits {
   /** Largest raw mail in bytes; a larger one fails with MAIL_TOO_LARGE while streaming. -1: unlimited. */
   maxMailBytes: number;
   /**
-   * Largest decoded text body and HTML body, each, in UTF-8 bytes. Beyond it the body is cut (at a character
-   * boundary) and `ParsedMail.truncated` is set, so the request still opens and the admin sees why the text
-   * ends early. Also the largest HTML that is converted to text when a mail has no text part. -1: unlimited.
+   * Largest decoded text body and HTML body, each, in UTF-8 bytes (the display limit). Reading stops there
+   * (body-cut.ts counts bytes before charset conversion, all parts of a kind together), then the body is cut
+   * at a character boundary, ends with a visible marker, and `ParsedMail.truncated`/`truncatedReason` are set,
+   * so the request still opens and the admin sees why the text ends early; the raw copy keeps the whole mail.
+   * Also the largest HTML that is converted to text when a mail has no text part. -1: unlimited.
    */
   maxTextBytes: number;
 }
 
 export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({
   maxMailBytes: 100 * 1024 * 1024,
-  maxTextBytes: 20 * 1024 * 1024,
+  // Memory, not readability, sets this: a kept body costs about ten times its size in RSS on its way through
+  // mailparser, the store and the trace (measured in `npm run bench` (e)/(f)), and three mailboxes may be taking
+  // in such a mail at once. 4 MiB of text is some 2,000 printed pages; the raw copy keeps the rest.
+  maxTextBytes: 4 * 1024 * 1024,
 });
 
 /**
@@ -81,8 +86,8 @@ const CLASSIFIER_HEADERS = new Set([
  * Parses one raw mail while it streams in. Attachment bodies go to `blobs` as they arrive (a 50 MB attachment
  * never sits in memory); the raw bytes are hashed and counted on the way through.
  *
- * Memory: mailparser keeps decoded text/HTML bodies in memory until the end of the mail; they are bounded by
- * `maxMailBytes` (a body cannot be larger than the mail that carries it, give or take charset expansion).
+ * Memory: mailparser keeps decoded text/HTML bodies in memory until the end of the mail; body-cut.ts stops
+ * feeding it once `maxTextBytes` of text and of HTML are read, so they are bounded by that, not by the mail.
  *
  * Errors, always a MailintakeError: MAIL_TOO_LARGE (over `maxMailBytes`), PARSE_FAILED (mailparser refused the
  * mail, or the raw stream failed; the cause is kept), STORE_FAILED (the blob store failed), or the raw
@@ -122,15 +127,20 @@ export async function parseMail(
 
   const lineEndings = new BareCrLineEndings();
 
-  const parser = new MailParser({
-    // We hash attachments ourselves (sha256, in the blob store); mailparser's md5 would be wasted work.
-    checksumAlgo: false,
-    // textAsHtml and linkified text are not used: HTML is kept as received and sanitised for display later.
-    skipTextToHtml: true,
-    skipTextLinks: true,
-    // html-to-text on a huge HTML body costs seconds of CPU; beyond the text limit we keep the HTML only.
-    ...(limits.maxTextBytes === -1 ? {} : { maxHtmlLengthToParse: limits.maxTextBytes }),
-  });
+  // Text and HTML bodies are cut while they stream in (body-cut.ts): mailparser would otherwise hold the
+  // whole body, several times over, before any cut could be made.
+  const parser = new CuttingMailParser(
+    {
+      // We hash attachments ourselves (sha256, in the blob store); mailparser's md5 would be wasted work.
+      checksumAlgo: false,
+      // textAsHtml and linkified text are not used: HTML is kept as received and sanitised for display later.
+      skipTextToHtml: true,
+      skipTextLinks: true,
+      // html-to-text on a huge HTML body costs seconds of CPU; beyond the text limit we keep the HTML only.
+      ...(limits.maxTextBytes === -1 ? {} : { maxHtmlLengthToParse: limits.maxTextBytes }),
+    },
+    limits.maxTextBytes,
+  );
 
   raw.on('error', (err) => fail('source', err));
   parser.on('error', (err) => fail('parse', err));
@@ -176,8 +186,10 @@ export async function parseMail(
   const root = parser.headerLines || [];
   const text = withoutNul((message as MessageText | null)?.text ?? null);
   const html = withoutNul((message as MessageText | null)?.html ?? null);
-  const cutText = truncateUtf8(text, limits.maxTextBytes);
-  const cutHtml = truncateUtf8(html, limits.maxTextBytes);
+  const cutText = truncateUtf8(parser.dropped.text > 0 ? withoutSplitEnd(text) : text, limits.maxTextBytes);
+  const cutHtml = truncateUtf8(parser.dropped.html > 0 ? withoutSplitEnd(html) : html, limits.maxTextBytes);
+  const textCut = cutText.cut || parser.dropped.text > 0;
+  const htmlCut = cutHtml.cut || parser.dropped.html > 0;
 
   const mail: ParsedMail = {
     messageId: extractMessageIds(firstHeader(root, 'message-id') ?? '')[0] ?? null,
@@ -189,14 +201,21 @@ export async function parseMail(
     cc: addresses(parser.cc),
     replyTo: addresses(parser.replyTo),
     date: parseDate(firstHeader(root, 'date')),
-    text: cutText.value,
-    html: cutHtml.value,
+    text: textCut ? withMarker(cutText.value, 'text') : cutText.value,
+    html: htmlCut ? withMarker(cutHtml.value, 'html') : cutHtml.value,
     attachments: storedParts(pending, html),
     headers: classifierHeaders(root),
     contentHash: rawHash.digest('hex'),
     size,
   };
-  if (cutText.cut || cutHtml.cut) mail.truncated = true;
+  if (textCut || htmlCut) {
+    mail.truncated = true;
+    mail.truncatedReason = truncationReason(
+      textCut ? { kept: byteLength(cutText.value), dropped: parser.dropped.text } : null,
+      htmlCut ? { kept: byteLength(cutHtml.value), dropped: parser.dropped.html } : null,
+      limits.maxTextBytes,
+    );
+  }
   return mail;
 }
 
@@ -381,6 +400,45 @@ function truncateUtf8(value: string | null, maxBytes: number): { value: string |
   if (Buffer.byteLength(value, 'utf8') <= maxBytes) return { value, cut: false };
   const { read } = new TextEncoder().encodeInto(value, new Uint8Array(maxBytes));
   return { value: value.slice(0, read), cut: true };
+}
+
+/**
+ * A body cut while streaming may end in the first bytes of a character whose rest was not read (a cut base64
+ * quantum, or a line longer than the budget): the charset decoder turns them into U+FFFD. Only trailing ones
+ * (before trailing line ends, which mailparser adds when it joins parts) are removed.
+ */
+function withoutSplitEnd(value: string | null): string | null {
+  if (value === null) return null;
+  let end = value.length;
+  while (end > 0 && value.charCodeAt(end - 1) === 0x0a) end--;
+  let start = end;
+  while (start > 0 && value.charCodeAt(start - 1) === 0xfffd) start--;
+  return start === end ? value : value.slice(0, start) + value.slice(end);
+}
+
+/** The visible note at the end of a cut body; the HTML one is plain markup the sanitiser keeps. */
+export const CUT_MARKER_TEXT =
+  '[Mailintake: this body was cut for display; the whole mail is kept as received.]';
+
+function withMarker(value: string | null, kind: 'text' | 'html'): string | null {
+  if (value === null) return null;
+  return kind === 'text' ? `${value}\n\n${CUT_MARKER_TEXT}\n` : `${value}\n<p>${CUT_MARKER_TEXT}</p>\n`;
+}
+
+function byteLength(value: string | null): number {
+  return value === null ? 0 : Buffer.byteLength(value, 'utf8');
+}
+
+/** The reason an admin reads in the intake log. */
+function truncationReason(
+  text: { kept: number; dropped: number } | null,
+  html: { kept: number; dropped: number } | null,
+  max: number,
+): string {
+  const part = (name: string, c: { kept: number; dropped: number }) =>
+    `${name} kept ${c.kept} bytes${c.dropped > 0 ? `, ${c.dropped} more bytes not read` : ''}`;
+  const parts = [text && part('text', text), html && part('HTML', html)].filter((p) => p !== null);
+  return `body cut at the display limit of ${max} bytes (${parts.join('; ')}); the raw copy keeps the whole mail`;
 }
 
 const EXTENSIONS: Record<string, string> = {

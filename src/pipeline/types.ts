@@ -21,6 +21,8 @@ export interface ParsedMail {
   size: number;
   /** Set when the text or HTML body was cut at `ParseLimits.maxTextBytes` (see parse.ts); absent otherwise. */
   truncated?: boolean;
+  /** With `truncated`: what was cut and how much, for the intake log. */
+  truncatedReason?: string;
 }
 
 export interface Address {

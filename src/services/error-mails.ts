@@ -13,11 +13,9 @@ import { nowIso, type Store } from '../store/db.js';
 import type { ErrorMailTable } from '../store/schema.js';
 import { systemLog } from '../store/system-log.js';
 import { withTransaction } from '../store/tx.js';
-import { page } from './requests.js';
+import { assertMailboxExists, page } from './requests.js';
 import { type ResealResult, resealAll } from './secret-key.js';
 import type { AttachmentView, ErrorMailView, MoveToInboxResult, Page } from './views.js';
-
-const MAX_LIMIT = 500;
 
 /** The error folder's operations in `Services` (services/index.ts). */
 export interface ErrorFolderServices {
@@ -66,18 +64,13 @@ export class ErrorMails {
     limit?: number;
     offset?: number;
   }): Promise<Page<ErrorMailView>> {
-    const { limit, offset } = page(q.limit, q.offset, MAX_LIMIT);
+    const { limit, offset } = page(q.limit, q.offset);
     let base = this.deps.store.db
       .selectFrom('error_mails')
       .innerJoin('mailboxes', 'mailboxes.id', 'error_mails.mailbox_id');
     if (q.mailbox) {
-      const known = await this.deps.store.db
-        .selectFrom('mailboxes')
-        .select('id')
-        .where('name', '=', q.mailbox)
-        .executeTakeFirst();
       // NOT_FOUND for a mistyped name rather than an empty list
-      if (!known) throw new MailintakeError('NOT_FOUND', `no mailbox named "${q.mailbox}"`);
+      await assertMailboxExists(this.deps.store, q.mailbox);
       base = base.where('mailboxes.name', '=', q.mailbox);
     }
     if (q.status) base = base.where('error_mails.status', '=', q.status);
@@ -164,7 +157,8 @@ export class ErrorMails {
   async moveToInbox(name: string): Promise<MoveToInboxResult> {
     const mailbox = await this.deps.mailbox(name);
     const { store, lease } = this.deps;
-    if (!(await lease.acquire(mailbox.id))) {
+    const hold = await lease.acquire(mailbox.id);
+    if (!hold) {
       throw new MailintakeError('MAILBOX_BUSY', `mailbox "${name}" is being fetched right now; try again`);
     }
     try {
@@ -245,7 +239,7 @@ export class ErrorMails {
         .executeTakeFirstOrThrow();
       return { mailbox: name, moved, notFound, remaining: Number(n) };
     } finally {
-      await lease.release(mailbox.id).catch(() => undefined);
+      await hold.release().catch(() => undefined);
     }
   }
 }

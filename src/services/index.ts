@@ -74,7 +74,13 @@ export interface Services extends NotificationServices, ErrorFolderServices {
     smtpStatus(): Promise<OAuthTokenView>;
   };
   requests: {
-    list(q: { portal?: string; limit?: number; offset?: number }): Promise<Page<RequestSummary>>;
+    /** Newest first. `before`: only ids below it (page on from the last id seen; new requests do not shift it). */
+    list(q: {
+      portal?: string;
+      limit?: number;
+      offset?: number;
+      before?: number;
+    }): Promise<Page<RequestSummary>>;
     show(id: number): Promise<RequestDetail>;
     attachment(id: number): Promise<{ meta: AttachmentView; open(): Readable }>;
   };
@@ -84,13 +90,19 @@ export interface Services extends NotificationServices, ErrorFolderServices {
       outcome?: string;
       limit?: number;
       offset?: number;
+      before?: number;
     }): Promise<Page<IntakeLogEntry>>;
     /** The raw mail of a log entry, as it was fetched (message/rfc822). */
     raw(id: number): Promise<{ meta: AttachmentView; open(): Readable }>;
   };
   systemLog: {
     /** Newest first. */
-    list(q: { category?: string; limit?: number; offset?: number }): Promise<Page<SystemLogEntry>>;
+    list(q: {
+      category?: string;
+      limit?: number;
+      offset?: number;
+      before?: number;
+    }): Promise<Page<SystemLogEntry>>;
   };
   fetch: {
     /** One round over the enabled mailboxes (or the one named, enabled or not). */

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import type { Selectable } from 'kysely';
 import {
+  checkMailboxInput,
   DEFAULT_ERROR_FOLDER,
   type MailboxOAuth,
   type MailboxSettings,
-  parseMailboxInput,
 } from '../config/mailbox-settings.js';
+import { type FieldProblem, invalidSettings } from '../config/plain-issues.js';
 import { MailintakeError } from '../errors.js';
 import { OAuthTokens } from '../oauth/tokens.js';
 import type { SecretBox } from '../security/secret-box.js';
@@ -45,7 +46,8 @@ export class MailboxRepo {
           .whereRef('error_mails.mailbox_id', '=', 'mailboxes.id')
           .where('error_mails.status', '=', 'in-error-folder')
           .as('error_mails_open'),
-      );
+      )
+      .where('mailboxes.removed_at', 'is', null);
   }
 
   async rows(): Promise<MailboxRow[]> {
@@ -151,31 +153,50 @@ export class MailboxRepo {
     };
   }
 
-  /** Validates everything a person can get wrong, naming each field, before anything is stored. */
+  /**
+   * Validates everything a person can get wrong, naming each field, before anything is stored, in one pass:
+   * the portal and caFile are checked even when other fields are bad, so a file is fixed in one round
+   * (they used to show up only once everything else was right).
+   */
   async validate(input: unknown): Promise<{ settings: MailboxSettings; portalId: number }> {
-    const settings = parseMailboxInput(input);
-    const fields: { field: string; message: string }[] = [];
-    const portal = await this.store.db
-      .selectFrom('portals')
-      .select('id')
-      .where('name', '=', settings.portal)
-      .executeTakeFirst();
-    if (!portal) fields.push({ field: 'portal', message: `no portal named "${settings.portal}"` });
-    if (settings.caFile) {
+    const { settings, fields } = checkMailboxInput(input);
+    const problems: FieldProblem[] = [...fields];
+    const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
+    const named = (field: string) => problems.some((f) => f.field === field);
+    // what the admin wrote, when the schema could not give it (another field was bad)
+    const portalName =
+      settings?.portal ??
+      (raw.portal === undefined ? 'default' : typeof raw.portal === 'string' ? raw.portal.trim() : '');
+    let portalId: number | undefined;
+    if (portalName && !named('portal')) {
+      const portal = await this.store.db
+        .selectFrom('portals')
+        .select('id')
+        .where('name', '=', portalName)
+        .executeTakeFirst();
+      if (portal) portalId = portal.id;
+      else
+        problems.push({
+          field: 'portal',
+          message: `no portal named "${portalName}" (see: mailintake portal list)`,
+        });
+    }
+    const caFile = settings ? settings.caFile : typeof raw.caFile === 'string' ? raw.caFile : undefined;
+    if (caFile && !named('caFile')) {
       try {
-        fs.accessSync(settings.caFile, fs.constants.R_OK);
-      } catch {
-        fields.push({ field: 'caFile', message: `cannot read ${settings.caFile}` });
+        fs.accessSync(caFile, fs.constants.R_OK);
+      } catch (err) {
+        const why =
+          (err as NodeJS.ErrnoException).code === 'ENOENT'
+            ? 'there is no such file'
+            : 'it cannot be read by Mailintake';
+        problems.push({ field: 'caFile', message: `${why}: ${caFile}` });
       }
     }
-    if (fields.length > 0 || !portal) {
-      throw new MailintakeError(
-        'INVALID_SETTINGS',
-        `Invalid mailbox settings: ${fields.map((f) => `${f.field}: ${f.message}`).join('; ')}`,
-        { details: { fields } },
-      );
+    if (!settings || problems.length > 0 || portalId === undefined) {
+      throw invalidSettings('mailbox settings', problems);
     }
-    return { settings, portalId: portal.id };
+    return { settings, portalId };
   }
 
   async insert(input: unknown): Promise<MailboxRow> {
@@ -365,29 +386,57 @@ export class MailboxRepo {
     return this.row(name);
   }
 
+  /**
+   * Removes a mailbox. Its row stays as a tombstone, renamed "<name> (removed #<id>)" (a space and brackets
+   * no mailbox name can have, so the name is free again and never collides), disabled, with its secrets and
+   * OAuth tokens wiped. Why not DELETE: requests, conversations, the intake log (the proof of what was taken
+   * in, and the raw mails), dropped attachments, error mails and notifications all point at the mailbox; they
+   * are the help desk's history and must outlive it. Deleting would either break those references (the
+   * foreign key failure a removal used to end in) or lose them. Keeping the id also means a mailbox added
+   * later never inherits this one's intake log (which would skip its mails as "already taken in").
+   * Refused with FETCH_RUNNING while a round holds the lease: the round would go on with the wiped secrets.
+   */
   async remove(name: string): Promise<void> {
     const row = await this.row(name);
-    const used = await this.store.db
-      .selectFrom('intake_log')
-      .select('id')
-      .where('mailbox_id', '=', row.id)
-      .limit(1)
-      .executeTakeFirst();
-    if (used) {
-      // Its intake log is the proof of what was taken in; deleting the mailbox would orphan it. Disable instead.
-      throw new MailintakeError(
-        'CONFLICT',
-        `mailbox "${name}" has taken in mail; disable it instead (its intake log is kept)`,
-      );
-    }
+    const keptAs = `${name} (removed #${row.id})`;
     await withTransaction(this.store, async (tx) => {
+      const now = nowIso();
+      const res = await tx
+        .updateTable('mailboxes')
+        .set({
+          name: keptAs,
+          enabled: 0,
+          disabled_reason: 'removed',
+          removed_at: now,
+          updated_at: now,
+          secrets: this.box.seal(JSON.stringify({ password: '' })),
+          lease_owner: null,
+          lease_until: null,
+        })
+        .where('id', '=', row.id)
+        .where('removed_at', 'is', null)
+        .where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_until', '<', now)]))
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) {
+        const current = await tx
+          .selectFrom('mailboxes')
+          .select('removed_at')
+          .where('id', '=', row.id)
+          .executeTakeFirst();
+        // removed meanwhile by another admin: the outcome they wanted, said as it is
+        if (current?.removed_at)
+          throw new MailintakeError('NOT_FOUND', `no mailbox named "${name}" (it was just removed)`);
+        throw new MailintakeError(
+          'FETCH_RUNNING',
+          `mailbox "${name}" is being fetched right now; disable it, and remove it once the round has ended`,
+        );
+      }
       await OAuthTokens.forget(tx, MailboxRepo.oauthOwner(row.id));
-      await tx.deleteFrom('mailboxes').where('id', '=', row.id).execute();
       await systemLog(tx, {
         level: 'info',
         category: 'settings-changed',
-        message: `mailbox ${name} removed`,
-        details: { mailbox: name, change: 'removed' },
+        message: `mailbox ${name} removed; its requests and history are kept under "${keptAs}"`,
+        details: { mailbox: name, change: 'removed', keptAs },
       });
     });
   }

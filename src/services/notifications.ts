@@ -75,7 +75,6 @@ export interface NotificationServices {
   };
 }
 
-const MAX_LIMIT = 1000;
 const testSchema = z.strictObject({ to: z.email('must be a valid email address') });
 
 export function notificationServices(deps: {
@@ -96,7 +95,7 @@ export function notificationServices(deps: {
   return {
     notifications: {
       list: async (q) => {
-        const { limit, offset } = page(q.limit, q.offset, MAX_LIMIT);
+        const { limit, offset } = page(q.limit, q.offset);
         let count = store.db.selectFrom('notifications');
         let rows = select();
         if (q.unread) {

@@ -6,6 +6,7 @@ import type { DropCode } from '../pipeline/attachment-checks.js';
 import type { Address } from '../pipeline/types.js';
 import type { Store } from '../store/db.js';
 import type { AttachmentTable, DroppedAttachmentTable, IntakeLogTable } from '../store/schema.js';
+import { isSystemLogCategory, SYSTEM_LOG_CATEGORIES } from '../store/system-log.js';
 import type {
   AttachmentView,
   DroppedAttachmentView,
@@ -16,19 +17,22 @@ import type {
   SystemLogEntry,
 } from './views.js';
 
-const MAX_LIMIT = 500;
+/**
+ * The largest page any list gives, the API's and the CLI's `limit` alike (they used to say 1000 while this said
+ * 500). To read more, page on with `before` (or the CLI's `--all`).
+ */
+export const MAX_PAGE = 1000;
 
-/** A page of a list: limit (default 50, at most `max`) and offset, each a coded INVALID_SETTINGS when bad. */
+/** A page of a list: limit (default 50, at most MAX_PAGE) and offset, each a coded INVALID_SETTINGS when bad. */
 export function page(
   limit: number | undefined,
   offset: number | undefined,
-  max = MAX_LIMIT,
 ): { limit: number; offset: number } {
   const l = limit ?? 50;
   const o = offset ?? 0;
-  if (!Number.isInteger(l) || l < 1 || l > max) {
-    throw new MailintakeError('INVALID_SETTINGS', `limit must be 1 to ${max}`, {
-      details: { fields: [{ field: 'limit', message: `must be a whole number from 1 to ${max}` }] },
+  if (!Number.isInteger(l) || l < 1 || l > MAX_PAGE) {
+    throw new MailintakeError('INVALID_SETTINGS', `limit must be 1 to ${MAX_PAGE}`, {
+      details: { fields: [{ field: 'limit', message: `must be a whole number from 1 to ${MAX_PAGE}` }] },
     });
   }
   if (!Number.isInteger(o) || o < 0) {
@@ -37,6 +41,37 @@ export function page(
     });
   }
   return { limit: l, offset: o };
+}
+
+/**
+ * A filter naming something that does not exist is an error, not an empty list: "no entries" for a mistyped
+ * mailbox reads as "nothing happened", which is the one answer an admin must be able to trust.
+ */
+export async function assertMailboxExists(store: Store, name: string): Promise<void> {
+  // removed mailboxes count: their history is kept under "<name> (removed #<id>)" and can be filtered by it
+  const row = await store.db.selectFrom('mailboxes').select('id').where('name', '=', name).executeTakeFirst();
+  if (!row) {
+    // a removed mailbox's history is under its kept name: say which, rather than leave the admin guessing
+    const kept = (
+      await store.db.selectFrom('mailboxes').select('name').where('removed_at', 'is not', null).execute()
+    )
+      .map((r) => r.name)
+      .filter((n) => n.startsWith(`${name} (removed #`));
+    const hint =
+      kept.length > 0 ? `; it was removed, its history is under ${kept.map((n) => `"${n}"`).join(', ')}` : '';
+    throw new MailintakeError('NOT_FOUND', `no mailbox named "${name}"${hint}`, {
+      details: { fields: [{ field: 'mailbox', message: `no mailbox named "${name}"${hint}` }] },
+    });
+  }
+}
+
+async function assertPortalExists(store: Store, name: string): Promise<void> {
+  const row = await store.db.selectFrom('portals').select('id').where('name', '=', name).executeTakeFirst();
+  if (!row) {
+    throw new MailintakeError('NOT_FOUND', `no portal named "${name}"`, {
+      details: { fields: [{ field: 'portal', message: `no portal named "${name}"` }] },
+    });
+  }
 }
 
 const addresses = (json: string): Address[] => JSON.parse(json) as Address[];
@@ -80,10 +115,17 @@ export class RequestQueries {
     private readonly rawPacks: RawPacks,
   ) {}
 
-  async list(q: { portal?: string; limit?: number; offset?: number }): Promise<Page<RequestSummary>> {
+  async list(q: {
+    portal?: string;
+    limit?: number;
+    offset?: number;
+    before?: number;
+  }): Promise<Page<RequestSummary>> {
     const { limit, offset } = page(q.limit, q.offset);
+    if (q.portal) await assertPortalExists(this.store, q.portal);
     let base = this.store.db.selectFrom('requests').innerJoin('portals', 'portals.id', 'requests.portal_id');
     if (q.portal) base = base.where('portals.name', '=', q.portal);
+    if (q.before !== undefined) base = base.where('requests.id', '<', q.before);
     const total = await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     const rows = await base
       .selectAll('requests')
@@ -134,6 +176,19 @@ export class RequestQueries {
       .where('request_id', '=', id)
       .orderBy('conversations.id')
       .execute();
+    // The log entry of each mail, so that `requests show` leads to its raw source (`raw` takes a log id).
+    // The first entry is the mail that made it; a later one for the same request and conversation would be a
+    // copy recognised as such.
+    const logIds = new Map<number | null, number>();
+    for (const l of await this.store.db
+      .selectFrom('intake_log')
+      .select(['id', 'conversation_id'])
+      .where('request_id', '=', id)
+      .where('outcome', 'in', ['created', 'appended'])
+      .orderBy('id')
+      .execute()) {
+      if (!logIds.has(l.conversation_id)) logIds.set(l.conversation_id, l.id);
+    }
     const atts = (
       await this.store.db
         .selectFrom('attachments')
@@ -166,6 +221,7 @@ export class RequestQueries {
       html: r.html_body,
       date: r.mail_date,
       mailbox: r.mailbox_name,
+      logId: logIds.get(null) ?? null,
       attachments: atts.filter((a) => a.conversationId === null),
       droppedAttachments: dropped.filter((d) => d.conversationId === null),
       conversations: convs.map((c) => ({
@@ -179,6 +235,7 @@ export class RequestQueries {
         html: c.html_body,
         date: c.mail_date,
         mailbox: c.mailbox_name,
+        logId: logIds.get(c.id) ?? null,
         createdAt: c.created_at,
         attachments: atts.filter((a) => a.conversationId === c.id),
         droppedAttachments: dropped.filter((d) => d.conversationId === c.id),
@@ -202,7 +259,12 @@ export class RequestQueries {
       .select(['id', 'raw_sha256', 'raw_pack', 'raw_offset', 'raw_length'])
       .where('id', '=', id)
       .executeTakeFirst();
-    if (!r) throw new MailintakeError('NOT_FOUND', `no intake log entry #${id}`);
+    if (!r) {
+      throw new MailintakeError(
+        'NOT_FOUND',
+        `no intake log entry #${id} (this takes an intake log id, not a request id: "requests show" gives a request's log id)`,
+      );
+    }
     if (!r.raw_sha256)
       throw new MailintakeError('NOT_FOUND', `the raw mail of log entry #${id} was not kept`);
     const sha256 = r.raw_sha256;
@@ -228,12 +290,15 @@ export class RequestQueries {
     outcome?: string;
     limit?: number;
     offset?: number;
+    before?: number;
   }): Promise<Page<IntakeLogEntry>> {
     const { limit, offset } = page(q.limit, q.offset);
+    if (q.mailbox) await assertMailboxExists(this.store, q.mailbox);
     let base = this.store.db
       .selectFrom('intake_log')
       .innerJoin('mailboxes', 'mailboxes.id', 'intake_log.mailbox_id');
     if (q.mailbox) base = base.where('mailboxes.name', '=', q.mailbox);
+    if (q.before !== undefined) base = base.where('intake_log.id', '<', q.before);
     if (q.outcome) base = base.where('intake_log.outcome', '=', q.outcome);
     const total = await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     const rows = await base
@@ -250,11 +315,22 @@ export class RequestQueries {
 /** The system log, newest first (store/system-log.ts writes it). */
 export async function listSystemLog(
   store: Store,
-  q: { category?: string; limit?: number; offset?: number },
+  q: { category?: string; limit?: number; offset?: number; before?: number },
 ): Promise<Page<SystemLogEntry>> {
   const { limit, offset } = page(q.limit, q.offset);
+  if (q.category !== undefined && !isSystemLogCategory(q.category)) {
+    const known = SYSTEM_LOG_CATEGORIES.join(', ');
+    throw new MailintakeError(
+      'INVALID_SETTINGS',
+      `no system log category "${q.category}"; the categories are ${known}`,
+      {
+        details: { fields: [{ field: 'category', message: `must be one of ${known}` }] },
+      },
+    );
+  }
   let base = store.db.selectFrom('system_log');
   if (q.category) base = base.where('category', '=', q.category);
+  if (q.before !== undefined) base = base.where('id', '<', q.before);
   const total = await base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
   const rows = await base.selectAll().orderBy('id', 'desc').limit(limit).offset(offset).execute();
   return {

@@ -166,6 +166,8 @@ export interface ConversationView {
   html: string | null;
   date: string | null;
   mailbox: string | null;
+  /** The intake-log entry of this mail (`mailintake raw LOGID`, GET /api/v1/log/{id}/raw); null if none. */
+  logId: number | null;
   createdAt: string;
   attachments: AttachmentView[];
   droppedAttachments: DroppedAttachmentView[];
@@ -179,6 +181,8 @@ export interface RequestDetail extends RequestSummary {
   html: string | null;
   date: string | null;
   mailbox: string | null;
+  /** The intake-log entry of the request's first mail: its raw source is `mailintake raw LOGID`. */
+  logId: number | null;
   attachments: AttachmentView[];
   /** Items of the request's first mail that the attachment checks dropped, with code and reason. */
   droppedAttachments: DroppedAttachmentView[];

@@ -11,6 +11,8 @@ export type Engine = 'sqlite' | 'postgres';
 export interface Store {
   db: Kysely<Database>;
   engine: Engine;
+  /** Where the data is, for messages to admins: the SQLite file, or PostgreSQL's host and database (no credentials). */
+  location?: string;
   close(): Promise<void>;
 }
 
@@ -28,8 +30,10 @@ pg.types.setTypeParser(20, (v) => Number.parseInt(v, 10));
 export async function openStore(config: StoreConfig): Promise<Store> {
   let db: Kysely<Database>;
   let engine: Engine;
+  let location: string;
   if (config.databaseUrl) {
     engine = 'postgres';
+    location = pgLocation(config.databaseUrl);
     const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 10 });
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {
@@ -37,6 +41,7 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     // The data directory holds mail (personal data) and the secret key: only this account may enter it.
     fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     const file = path.join(config.dataDir, 'mailintake.sqlite');
+    location = file;
     const sqlite = new SQLite(file);
     // WAL lets the API read while a fetch writes; synchronous=FULL makes a commit survive power loss, which
     // the exactly-once guarantee needs (an acknowledged mail must have a durable effect).
@@ -53,7 +58,16 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     await db.destroy();
     throw err;
   }
-  return { db, engine, close: () => db.destroy() };
+  return { db, engine, location, close: () => db.destroy() };
+}
+
+function pgLocation(url: string): string {
+  try {
+    const u = new URL(url);
+    return `PostgreSQL database ${u.pathname.replace(/^\//, '') || '(default)'} on ${u.host || 'localhost'}`;
+  } catch {
+    return 'the PostgreSQL database';
+  }
 }
 
 export function nowIso(): string {

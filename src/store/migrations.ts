@@ -1,5 +1,6 @@
 import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
 import type { Engine } from './db.js';
+import { valueKey } from './keys.js';
 
 /**
  * One migration set for both engines. The only dialect difference is how an auto-increment key is spelled;
@@ -357,6 +358,123 @@ function migrations(engine: Engine): Record<string, Migration> {
           .execute();
       },
     },
+    '0005_sweep': {
+      async up(db: Kysely<unknown>) {
+        // The leftover sweep (blobs/sweep.ts) asks, for each batch of old files, which keys a row refers to:
+        // without these it would scan every table once per batch. The keys are our own hashes and pack names
+        // (64 and 32 hex digits), never a sender's value, so they are safe index keys.
+        const refs: [string, string][] = [
+          ['attachments', 'sha256'],
+          ['dropped_attachments', 'sha256'],
+          ['intake_log', 'raw_sha256'],
+          ['intake_log', 'raw_pack'],
+          ['error_mails', 'report_blob'],
+          ['error_mails', 'raw_blob'],
+        ];
+        for (const [table, column] of refs) {
+          await db.schema.createIndex(`${table}_${column}_ref`).on(table).column(column).execute();
+        }
+      },
+    },
+    '0006_mailbox_removal': {
+      async up(db: Kysely<unknown>) {
+        // A removed mailbox stays as a tombstone (services/mailboxes.ts remove): requests, conversations, the
+        // intake log, dropped attachments, error mails and notifications keep pointing at it, so no history is
+        // lost and no foreign key breaks; its id is never reused, so a new mailbox never inherits its intake
+        // log (which would make it skip mails as "already taken in").
+        await db.schema.alterTable('mailboxes').addColumn('removed_at', 'text').execute();
+      },
+    },
+    '0007_store_keys': {
+      async up(db: Kysely<unknown>) {
+        // Mail values are never index keys as they stand (DESIGN.md guarantee 6): PostgreSQL refuses btree
+        // entries over ~2.7 KB, so a sender's 3 KB Message-ID broke the commit of that mail, its error row,
+        // and so every later round of the mailbox. The indexes move onto sha256 keys (store/keys.ts valueKey);
+        // the full values stay, unindexed, for display and for comparing after a lookup by key.
+        const pgKey = (column: string) => sql`encode(sha256(convert_to(${sql.ref(column)}, 'UTF8')), 'hex')`;
+        await db.schema
+          .createTable('message_ids_keyed')
+          .addColumn('portal_id', 'integer', (c) => c.notNull().references('portals.id'))
+          .addColumn('message_key', 'text', (c) => c.notNull())
+          .addColumn('message_id', 'text', (c) => c.notNull())
+          .addColumn('request_id', 'integer', (c) => c.notNull().references('requests.id'))
+          // One row per Message-ID and portal: the same mail reaching two mailboxes (two rounds at once)
+          // finds the first one's row here (see commit-mail.ts lockIdentities).
+          .addPrimaryKeyConstraint('message_ids_key_pk', ['portal_id', 'message_key'])
+          .execute();
+        await db.schema.alterTable('intake_log').addColumn('message_key', 'text').execute();
+        if (engine === 'postgres') {
+          await sql`insert into message_ids_keyed (portal_id, message_key, message_id, request_id)
+            select portal_id, ${pgKey('message_id')}, message_id, request_id from message_ids`.execute(db);
+          await sql`update intake_log set message_key = ${pgKey('message_id')} where message_id is not null`.execute(
+            db,
+          );
+        } else {
+          // SQLite has no sha256 of its own; it runs in-process, so the rows go through here in slices.
+          let after = 0;
+          for (;;) {
+            const rows = (
+              await sql<{
+                rowid: number;
+                portal_id: number;
+                message_id: string;
+                request_id: number;
+              }>`select rowid, portal_id, message_id, request_id from message_ids where rowid > ${after} order by rowid limit 1000`.execute(
+                db,
+              )
+            ).rows;
+            if (rows.length === 0) break;
+            after = rows[rows.length - 1]!.rowid;
+            await sql`insert into message_ids_keyed (portal_id, message_key, message_id, request_id) values ${sql.join(
+              rows.map(
+                (r) => sql`(${r.portal_id}, ${valueKey(r.message_id)}, ${r.message_id}, ${r.request_id})`,
+              ),
+            )}`.execute(db);
+          }
+          after = 0;
+          for (;;) {
+            const rows = (
+              await sql<{
+                id: number;
+                message_id: string;
+              }>`select id, message_id from intake_log where id > ${after} and message_id is not null order by id limit 1000`.execute(
+                db,
+              )
+            ).rows;
+            if (rows.length === 0) break;
+            after = rows[rows.length - 1]!.id;
+            // One statement per slice: each statement outside a transaction is a commit (an fsync) on SQLite.
+            await sql`with v(id, k) as (values ${sql.join(rows.map((r) => sql`(${r.id}, ${valueKey(r.message_id)})`))})
+              update intake_log set message_key = (select k from v where v.id = intake_log.id)
+              where id in (select id from v)`.execute(db);
+          }
+        }
+        await db.schema.dropTable('message_ids').execute();
+        await db.schema.alterTable('message_ids_keyed').renameTo('message_ids').execute();
+        await db.schema.dropIndex('intake_log_fallback').execute();
+        await db.schema.dropIndex('intake_log_message_id').execute();
+        // content_hash and fingerprint are our own sha256 hex: fixed length, safe as keys.
+        await db.schema
+          .createIndex('intake_log_content')
+          .on('intake_log')
+          .columns(['mailbox_id', 'content_hash'])
+          .execute();
+        // A store that keeps failing (a full disk) is counted and alerted like a failing connection.
+        await db.schema
+          .alterTable('mailboxes')
+          .addColumn('store_failures', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .alterTable('mailboxes')
+          .addColumn('store_alerted', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .createIndex('intake_log_message_key')
+          .on('intake_log')
+          .columns(['message_key', 'fingerprint'])
+          .execute();
+      },
+    },
   };
 }
 
@@ -380,4 +498,10 @@ export async function migrate(db: Kysely<unknown>, engine: Engine): Promise<void
       },
     );
   }
+}
+
+/** Runs the migrations up to and including `name` (tests of a migration's backfill start from the one before). */
+export async function migrateTo(db: Kysely<unknown>, engine: Engine, name: string): Promise<void> {
+  const { error } = await new Migrator({ db, provider: new InlineProvider(engine) }).migrateTo(name);
+  if (error) throw error;
 }

@@ -61,6 +61,15 @@ export interface MailboxTable {
   disabled_reason: ColumnType<string | null, string | null | undefined, string | null>;
   /** 1 after a connection-failure alert until the mailbox connects again (then the "recovered" notice). */
   failure_alerted: Flag;
+  /**
+   * Set when the mailbox was removed: the row stays (renamed "<name> (removed #<id>)", disabled, secrets wiped)
+   * so that the requests and history pointing at it are kept. Every listing leaves such rows out.
+   */
+  removed_at: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Consecutive rounds with a STORE_FAILED mail (notify/connection-alerts.ts), reset at the alert. */
+  store_failures: Flag;
+  /** 1 after a store-failure alert until a round stores everything again. */
+  store_alerted: Flag;
 }
 
 export interface RequestTable {
@@ -113,6 +122,9 @@ export interface AttachmentTable {
 /** Every Message-ID that belongs to a request (its first mail and its conversations), per portal. */
 export interface MessageIdTable {
   portal_id: number;
+  /** valueKey(message_id): the key, since a sender's Message-ID may be longer than an index entry can be. */
+  message_key: string;
+  /** As sent (unindexed); compared after the lookup by key. */
   message_id: string;
   request_id: number;
 }
@@ -123,6 +135,8 @@ export interface IntakeLogTable {
   /** The connector's stable identity (IMAP: folder;UIDVALIDITY;UID). Unique per mailbox. */
   server_identity: string;
   message_id: string | null;
+  /** valueKey(message_id), indexed with the fingerprint; null when the mail has no Message-ID. */
+  message_key: ColumnType<string | null, string | null | undefined, string | null>;
   content_hash: string | null;
   /** sha256 of what makes two deliveries the same mail (see mailFingerprint): tells copies from reused ids. */
   fingerprint: string | null;

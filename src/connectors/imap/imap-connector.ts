@@ -4,6 +4,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { ImapFlow, type ImapFlowOptions, type Logger, type MessageStructureObject } from 'imapflow';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
+import { failpoint } from '../../failpoints.js';
 import type { Logger as AppLogger } from '../../logger.js';
 import { type AccessTokenSource, requireTokenSource, scrubTokens } from '../../oauth/token-source.js';
 import type {
@@ -356,7 +357,13 @@ export class ImapConnector implements Connector {
       case 'delete':
         this.requireUidExpunge('deleting mails');
         for (const set of uidSets(uids)) {
-          // imapflow: STORE +FLAGS \Deleted, then UID EXPUNGE <set> because UIDPLUS was checked above
+          // STORE +FLAGS \Deleted first on its own, so that the crash window between it and the EXPUNGE is a
+          // real, named one (failpoint) that listNew's flaggedDeleted handling is tested against
+          await this.command(`flagging ${mails.length} mails \\Deleted`, () =>
+            client.messageFlagsAdd(set, ['\\Deleted'], { uid: true }),
+          );
+          failpoint('between-store-deleted-and-expunge');
+          // imapflow: STORE +FLAGS \Deleted again (a no-op now), then UID EXPUNGE <set> (UIDPLUS checked above)
           await this.command(`deleting ${mails.length} mails`, () =>
             client.messageDelete(set, { uid: true }),
           );

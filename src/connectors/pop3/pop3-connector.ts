@@ -2,6 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { type AddressObject, simpleParser } from 'mailparser';
 import type { MailboxSettings } from '../../config/mailbox-settings.js';
 import { MailintakeError } from '../../errors.js';
+import { failpoint } from '../../failpoints.js';
 import type { Logger } from '../../logger.js';
 import { type AccessTokenSource, requireTokenSource } from '../../oauth/token-source.js';
 import type { AfterFetch, Connector, ConnectorTraits, RemoteMail, SampleMail } from '../connector.js';
@@ -326,6 +327,7 @@ export class Pop3Connector implements Connector {
     try {
       // DELE is only a mark; pipelined like RETR when the server allows it
       await Promise.all(numbers.map((n) => client.dele(n)));
+      failpoint('between-dele-and-quit');
       // the marks take effect only now, in the UPDATE state (RFC 1939 §6)
       await client.quit();
     } catch (err) {
