@@ -13,10 +13,10 @@ import {
   isMailintakeError,
   MailintakeError,
 } from '../errors.js';
+import { MAX_PAGE } from '../limits.js';
 import { createLogger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
 import { withActor } from '../services/actor.js';
-import { MAX_PAGE } from '../services/requests.js';
 import type {
   AttachmentView,
   ConversationView,
@@ -30,7 +30,7 @@ import type {
   RequestSummary,
   SystemLogEntry,
 } from '../services/views.js';
-import { SYSTEM_LOG_CATEGORIES } from '../store/system-log.js';
+import { SYSTEM_LOG_CATEGORIES } from '../system-log-categories.js';
 import { addAttachmentCommands } from './attachment-commands.js';
 import { addErrorFolderCommands } from './error-folder-commands.js';
 import { addNotificationCommands } from './notification-commands.js';
