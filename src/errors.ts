@@ -49,6 +49,11 @@ export const ERROR_HELP = {
   NOT_FOUND: 'No such item.',
   CONFLICT: 'The item already exists or was changed meanwhile.',
   UNAUTHORIZED: 'A valid API key is required (Authorization: Bearer …).',
+  // Running the command line and the service
+  STORE_NOT_FOUND:
+    'There is no data directory where the command looked (MAILINTAKE_DATA_DIR, default ./data in the current directory). Run it where the data directory is, or set MAILINTAKE_DATA_DIR; only serve and commands that set something up (add, create, set) start a new store.',
+  PORT_IN_USE:
+    'Another program listens on the port serve was to use. Stop it, or choose another port with --port or MAILINTAKE_PORT.',
   INTERNAL: 'An unexpected error. The log has the details.',
 } as const;
 

@@ -4,6 +4,7 @@ import { RawPacks } from './blobs/raw-packs.js';
 import { SWEEP_INTERVAL_MS, type SweepResult, sweepGraceMs, sweepLeftovers } from './blobs/sweep.js';
 import type { AppConfig } from './config/env.js';
 import { folderLoopIssues, type MailboxSettings } from './config/mailbox-settings.js';
+import { resolvePublicUrl } from './config/public-url.js';
 import type { Connector } from './connectors/connector.js';
 import { diagnose } from './connectors/diagnose.js';
 import { createConnector } from './connectors/factory.js';
@@ -86,7 +87,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   const blobs = new FileBlobStore(path.join(config.dataDir, 'blobs'));
   const rawPacks = new RawPacks(path.join(config.dataDir, 'raw'));
   // OAuth: one redirect URL for every consent (the state says whose); tokens per mailbox id, sealed
-  const redirectUrl = `${config.publicUrl ?? `http://localhost:${config.port}`}/oauth/callback`;
+  const redirectUrl = `${await resolvePublicUrl(store, config)}/oauth/callback`;
   const oauthTokens = new OAuthTokens({ store, box, logger, redirectUrl });
   const mailboxes = new MailboxRepo(store, box, redirectUrl);
   /** The OAuth identity of a mailbox (null when it logs in with a password or a static token). */

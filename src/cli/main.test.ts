@@ -56,7 +56,12 @@ describe('mailbox add', () => {
   it('rejects an invalid file with exit 1, naming every bad field', async () => {
     const r = await run(['mailbox', 'add', '--file', path.join(dir, 'invalid.json')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error INVALID_SETTINGS: /);
+    // the first command of the file starts the store, and says where
+    const [notice, ...rest] = r.stderr.split('\n');
+    expect(notice).toBe(
+      `Created a new store in ${env.MAILINTAKE_DATA_DIR} (MAILINTAKE_DATA_DIR=${env.MAILINTAKE_DATA_DIR}); database: ${path.join(env.MAILINTAKE_DATA_DIR ?? '', 'mailintake.sqlite')}`,
+    );
+    expect(rest.join('\n')).toMatch(/^error INVALID_SETTINGS: /);
     for (const field of ['name', 'protocol', 'port', 'server', 'username', 'emailAddress', '(file)']) {
       expect(r.stderr).toMatch(new RegExp(`^ {2}${field.replace(/[()]/g, '\\$&')}: `, 'm'));
     }
@@ -318,8 +323,10 @@ describe('serve', () => {
       },
     });
     const url = await listening;
-    expect(stdout).toMatch(
-      /^Mailintake listening on http:\/\/127\.0\.0\.1:\d+ \(data: .+, database: sqlite\)\n$/,
+    const port = new URL(url).port;
+    expect(stdout).toBe(
+      `Mailintake listening on http://127.0.0.1:${port} (data: ${env.MAILINTAKE_DATA_DIR}, database: ${path.join(env.MAILINTAKE_DATA_DIR ?? '', 'mailintake.sqlite')})\n` +
+        `OAuth redirect URL: http://localhost:${port}/oauth/callback\n`,
     );
     expect((await fetch(`${url}/api/openapi.json`)).status).toBe(200);
     expect((await fetch(`${url}/api/v1/mailboxes`)).status).toBe(401);

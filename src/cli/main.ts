@@ -1,12 +1,11 @@
-import { createWriteStream } from 'node:fs';
+import fs, { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { pipeline } from 'node:stream/promises';
-import { serve as serveHttp } from '@hono/node-server';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { createApi } from '../api/app.js';
-import { ConfigError, loadConfig } from '../config/env.js';
+import type { AppConfig } from '../config/env.js';
+import { ConfigError, type StoreLocation, storeLocation } from '../config/store-location.js';
 import {
   CONNECTION_CODES,
   ERROR_HELP,
@@ -14,10 +13,10 @@ import {
   isMailintakeError,
   MailintakeError,
 } from '../errors.js';
+import { MAX_PAGE } from '../limits.js';
+import { createLogger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
-import { openRuntime } from '../runtime.js';
 import { withActor } from '../services/actor.js';
-import { MAX_PAGE } from '../services/requests.js';
 import type {
   AttachmentView,
   ConversationView,
@@ -31,7 +30,7 @@ import type {
   RequestSummary,
   SystemLogEntry,
 } from '../services/views.js';
-import { SYSTEM_LOG_CATEGORIES } from '../store/system-log.js';
+import { SYSTEM_LOG_CATEGORIES } from '../system-log-categories.js';
 import { addAttachmentCommands } from './attachment-commands.js';
 import { addErrorFolderCommands } from './error-folder-commands.js';
 import { addNotificationCommands } from './notification-commands.js';
@@ -177,18 +176,38 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     return EXIT.error;
   };
 
+  /** The command being run ("mailbox list"), for the store check in withRuntime. */
+  let commandPath = '';
+
   /** Opens the runtime for one command and always closes it. The action returns the exit code. */
   const withRuntime = async (
     json: boolean,
     action: (rt: Runtime) => Promise<unknown>,
-    opts: { service?: boolean } = {},
+    opts: { service?: boolean; beforeOpen?: (config: AppConfig) => Promise<void> } = {},
   ) => {
     let rt: Runtime | undefined;
     try {
+      // Imported here, not at the top: `--help` and usage errors must not pay for zod, the database drivers,
+      // the IMAP and MIME libraries (1.5-2 s on a small machine before this was lazy).
+      const { loadConfig } = await import('../config/env.js');
+      const { openRuntime } = await import('../runtime.js');
       const config = loadConfig(env);
-      // A one-off command prints its own result; per-mail log lines would bury it. The service logs at info.
-      if (!opts.service && !env.MAILINTAKE_LOG_LEVEL) config.logLevel = 'warn';
-      rt = await openRuntime(config);
+      const where = storeLocation(env);
+      const created = checkStore(where, commandPath);
+      // A one-off command prints its own result (fetch --once: every failure, in its summary); JSON log lines
+      // would repeat it among the human output. Only what the output cannot show (an error of the machinery)
+      // is printed, in words. MAILINTAKE_LOG_LEVEL asks for the JSON lines. The service logs JSON at info.
+      const logger =
+        opts.service || env.MAILINTAKE_LOG_LEVEL
+          ? createLogger(config.logLevel, err)
+          : createLogger('error', (l) => err(`${clean(l.trimEnd())}\n`), 'text');
+      await opts.beforeOpen?.(config);
+      rt = await openRuntime(config, { logger });
+      if (created) {
+        err(
+          `Created a new store in ${where.dataDir} (${where.dataDirSource}); database: ${where.database}\n`,
+        );
+      }
       const opened = rt;
       // A one-off command is the admin at the terminal: the system log names them. The service's own work
       // (fetch rounds) is the system's, and its API requests name their key.
@@ -252,7 +271,16 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     .description('Email-to-ticket engine for help desks: every mail becomes one request or conversation.')
     .exitOverride()
     .configureOutput({ writeOut: out, writeErr: err, outputError: (text, write) => write(text) })
-    .addHelpText('after', EXIT_HELP);
+    .hook('preAction', (_program, actionCommand) => {
+      const names: string[] = [];
+      for (let c: Command | null = actionCommand; c?.parent; c = c.parent) names.unshift(c.name());
+      commandPath = names.join(' ');
+    })
+    .addHelpText('after', () => {
+      // Said up front: run from another directory, ./data is another (empty) store.
+      const where = storeLocation(env);
+      return `${EXIT_HELP}\n\nData directory: ${where.dataDir} (${where.dataDirSource})\nDatabase: ${where.database}\n`;
+    });
 
   /** Leaf commands all take --json. */
   const leaf = (parent: Command, spec: string, description: string) =>
@@ -265,19 +293,32 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     .option('--port <n>', 'port to listen on (default: MAILINTAKE_PORT or 8025)', intArg(0, 65535))
     .option('--host <host>', 'address to listen on (default: MAILINTAKE_HOST or 127.0.0.1)')
     .action(async (opts: { port?: number; host?: string; json?: boolean }) => {
-      await withRuntime(
-        !!opts.json,
-        (rt) =>
-          serveUntilStopped(rt, {
-            ...opts,
-            json: !!opts.json,
-            line,
-            printJson,
-            err,
-            stopSignal: io.stopSignal,
-          }),
-        { service: true },
-      );
+      // Listen before the runtime opens: the port taken is known (--port 0, and the OAuth redirect URL is built
+      // from it), and a port in use fails at once, before the store is touched.
+      let listener: Listener | undefined;
+      try {
+        await withRuntime(
+          !!opts.json,
+          (rt) =>
+            serveUntilStopped(rt, listener as Listener, {
+              json: !!opts.json,
+              line,
+              printJson,
+              err,
+              database: storeLocation(env).database,
+              stopSignal: io.stopSignal,
+            }),
+          {
+            service: true,
+            beforeOpen: async (config) => {
+              listener = await listen(opts.host ?? config.host, opts.port ?? config.port);
+              config.listeningPort = listener.port;
+            },
+          },
+        );
+      } finally {
+        await listener?.close();
+      }
     });
 
   // mailbox …
@@ -850,39 +891,100 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
 
 // ---- serve ------------------------------------------------------------------------------------------------------
 
+interface Listener {
+  host: string;
+  port: number;
+  url: string;
+  /** Hands the requests to the API (until then they are answered 503: the store is still opening). */
+  serveWith(handler: (req: Request, env: unknown) => Response | Promise<Response>): void;
+  /** Stops taking connections and waits for the open ones to end (idempotent). */
+  close(): Promise<void>;
+}
+
+async function listen(host: string, port: number): Promise<Listener> {
+  const { serve: serveHttp } = await import('@hono/node-server');
+  let handler: ((req: Request, env: unknown) => Response | Promise<Response>) | undefined;
+  const server = serveHttp({
+    fetch: (req, env) =>
+      handler
+        ? handler(req, env)
+        : new Response('Mailintake is starting', { status: 503, headers: { 'retry-after': '1' } }),
+    port,
+    hostname: host,
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', (e: NodeJS.ErrnoException) => {
+      server.close();
+      reject(
+        e.code === 'EADDRINUSE'
+          ? new MailintakeError(
+              'PORT_IN_USE',
+              `Port ${port} on ${host} is already in use by another program (another Mailintake service?). ` +
+                'Stop that program, or choose another port with --port or MAILINTAKE_PORT.',
+              { details: { host, port } },
+            )
+          : new MailintakeError('INTERNAL', `Cannot listen on ${host}:${port}: ${e.code ?? e.message}`, {
+              details: { host, port },
+            }),
+      );
+    });
+  });
+  const actual = (server.address() as AddressInfo).port;
+  let closing: Promise<void> | undefined;
+  return {
+    host,
+    port: actual,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${actual}`,
+    serveWith: (h) => {
+      handler = h;
+    },
+    close: () => {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        if ('closeIdleConnections' in server) server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}
+
 async function serveUntilStopped(
   rt: Runtime,
+  listener: Listener,
   o: {
-    port?: number;
-    host?: string;
     json: boolean;
     line: (t: string) => void;
     printJson: (v: unknown) => void;
     err: (t: string) => void;
+    /** The SQLite file or the PostgreSQL server and database, never the password. */
+    database: string;
     stopSignal: AbortSignal | undefined;
   },
 ): Promise<number> {
-  const host = o.host ?? rt.config.host;
-  const port = o.port ?? rt.config.port;
+  const { createApi } = await import('../api/app.js');
   const app = createApi(rt.services, {
     logger: {
       error: (msg, fields) =>
         o.err(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg, ...fields })}\n`),
     },
   });
-  const server = serveHttp({ fetch: app.fetch, port, hostname: host });
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(new MailintakeError('INTERNAL', `Cannot listen on ${host}:${port}: ${e.code ?? e.message}`)),
-    );
-  });
-  const actualPort = (server.address() as AddressInfo).port;
+  listener.serveWith((req, env) => app.fetch(req, env as never));
   rt.startScheduler();
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
-  const database = rt.config.databaseUrl ? 'postgres' : 'sqlite';
-  if (o.json) o.printJson({ listening: url, host, port: actualPort, dataDir: rt.config.dataDir, database });
-  else o.line(`Mailintake listening on ${url} (data: ${rt.config.dataDir}, database: ${database})`);
+  const { redirectUrl } = rt.services.oauth.providers();
+  if (o.json) {
+    o.printJson({
+      listening: listener.url,
+      host: listener.host,
+      port: listener.port,
+      dataDir: rt.config.dataDir,
+      database: o.database,
+      redirectUrl,
+    });
+  } else {
+    o.line(`Mailintake listening on ${listener.url} (data: ${rt.config.dataDir}, database: ${o.database})`);
+    o.line(`OAuth redirect URL: ${redirectUrl}`);
+  }
 
   await new Promise<void>((resolve) => {
     const stop = () => {
@@ -891,19 +993,41 @@ async function serveUntilStopped(
       o.stopSignal?.removeEventListener('abort', stop);
       resolve();
     };
+    // Only the first signal is ours: with the handlers gone, a second Ctrl-C or SIGTERM ends the process at
+    // once (the lease then expires on its own, nothing committed is lost).
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     if (o.stopSignal?.aborted) stop();
     else o.stopSignal?.addEventListener('abort', stop);
   });
-  if (!o.json) o.err('Stopping: finishing running fetches…\n');
+  if (!o.json) o.err('Stopping: finishing running fetches (a second Ctrl-C stops at once)…\n');
   // Stop taking requests, then let withRuntime's runtime.close() finish the running fetches and close the store.
-  await new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    if ('closeIdleConnections' in server) server.closeIdleConnections();
-  });
+  await listener.close();
   return EXIT.ok;
 }
+
+/**
+ * Run from another directory, ./data is another, empty store: `requests list` answered "No requests." and the
+ * admin believed the mail was lost. A command that only reads refuses when the data directory is missing; a
+ * command that sets something up (serve, add, create, set) creates it and says where (the returned flag).
+ */
+function checkStore(where: StoreLocation, commandPath: string): boolean {
+  const dirExists = fs.existsSync(where.dataDir);
+  const isNew = !dirExists || (where.engine === 'sqlite' && !fs.existsSync(where.database));
+  if (dirExists) return isNew;
+  const leafName = commandPath.split(' ').pop() ?? '';
+  if (commandPath === 'serve' || STORE_CREATING.has(leafName)) return true;
+  throw new MailintakeError(
+    'STORE_NOT_FOUND',
+    `No Mailintake data directory at ${where.dataDir} (${where.dataDirSource}). Run the command where the ` +
+      'data directory is, or set MAILINTAKE_DATA_DIR to it. A new installation starts with "mailintake serve" ' +
+      'or "mailintake mailbox add".',
+    { details: { dataDir: where.dataDir } },
+  );
+}
+
+/** Leaf commands that set something up, and so may start a new store; all others need an existing one. */
+const STORE_CREATING = new Set(['add', 'create', 'set']);
 
 // ---- presenting -------------------------------------------------------------------------------------------------
 
@@ -1062,8 +1186,10 @@ function printFetch(line: (t: string) => void, color: boolean, summaries: FetchS
     line(
       `${clean(s.mailbox)}: ${what}: ${paint(color, 'red', `error ${code}`)}: ${clean(s.error?.message ?? '')}`,
     );
+    // The connectors' messages already say what to check for that very server; the generic hint would say it
+    // a second time (with the JSON log line, each failure was printed three times).
     const help = ERROR_HELP[code as ErrorCode] as string | undefined;
-    if (help) line(`  hint: ${help}`);
+    if (help && !/\bCheck\b/.test(s.error?.message ?? '')) line(`  hint: ${help}`);
   }
   for (const s of summaries.filter((x) => x.stopped === 'error-folder-limit')) {
     line(

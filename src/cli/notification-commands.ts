@@ -1,11 +1,11 @@
 import { Argument, type Command, InvalidArgumentError, Option } from 'commander';
 import { MailintakeError } from '../errors.js';
+import { MAX_PAGE } from '../limits.js';
 import { NOTIFICATION_EVENTS } from '../notify/notifier.js';
 import type { OutboxStatus } from '../notify/outbox.js';
 import type { NotificationRuleView } from '../notify/rules.js';
 import type { SmtpSettingsView } from '../notify/smtp-settings.js';
 import type { Runtime } from '../runtime.js';
-import { MAX_PAGE } from '../services/requests.js';
 import { tokenStateFields } from './oauth-fields.js';
 
 /**

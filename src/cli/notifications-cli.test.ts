@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +22,8 @@ const run = cliRunner(() => env, transcript);
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'mailintake-notify-cli-'));
   env = { MAILINTAKE_DATA_DIR: path.join(dir, 'data'), MAILINTAKE_LOG_LEVEL: 'silent' };
+  // `smtp show` comes first and only reads: it needs the data directory to exist (STORE_NOT_FOUND otherwise)
+  await mkdir(path.join(dir, 'data'));
   smtpServer = await startSmtpServer({
     tls: 'starttls',
     auth: { username: 'mailer', password: SMTP_PASSWORD },

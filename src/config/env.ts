@@ -1,12 +1,15 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { ConfigError, DEFAULT_DATA_DIR } from './store-location.js';
+
+export { ConfigError };
 
 /**
  * The environment, read once at start. Everything else receives the parsed `AppConfig` as an argument.
  * An invalid value stops the process with every problem listed (not just the first).
  */
 const envSchema = z.object({
-  MAILINTAKE_DATA_DIR: z.string().min(1).default('./data'),
+  MAILINTAKE_DATA_DIR: z.string().min(1).default(DEFAULT_DATA_DIR),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// connection string')
@@ -68,14 +71,15 @@ export interface AppConfig {
   maxMailMb?: number;
   port: number;
   host: string;
-  /** MAILINTAKE_PUBLIC_URL without a trailing slash; the OAuth redirect URL is this + /oauth/callback. */
+  /**
+   * MAILINTAKE_PUBLIC_URL without a trailing slash; the OAuth redirect URL is this + /oauth/callback. Unset: the
+   * runtime derives it (src/config/public-url.ts), so that `serve --port` and a CLI command agree.
+   */
   publicUrl?: string;
+  /** Set by `serve` once it listens: the port the service really answers on (--port, MAILINTAKE_PORT, 0). */
+  listeningPort?: number;
   leaseSeconds: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
-}
-
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
@@ -94,7 +98,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     previousSecretKeys: e.MAILINTAKE_SECRET_KEY_PREVIOUS ?? [],
     maxMailMb: e.MAILINTAKE_MAX_MAIL_MB,
     port: e.MAILINTAKE_PORT,
-    publicUrl: (e.MAILINTAKE_PUBLIC_URL ?? `http://localhost:${e.MAILINTAKE_PORT}`).replace(/\/+$/, ''),
+    ...(e.MAILINTAKE_PUBLIC_URL ? { publicUrl: e.MAILINTAKE_PUBLIC_URL.replace(/\/+$/, '') } : {}),
     host: e.MAILINTAKE_HOST,
     leaseSeconds: e.MAILINTAKE_LEASE_SECONDS,
     logLevel: e.MAILINTAKE_LOG_LEVEL,

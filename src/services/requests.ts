@@ -21,7 +21,9 @@ import type {
  * The largest page any list gives, the API's and the CLI's `limit` alike (they used to say 1000 while this said
  * 500). To read more, page on with `before` (or the CLI's `--all`).
  */
-export const MAX_PAGE = 1000;
+export { MAX_PAGE } from '../limits.js';
+
+import { MAX_PAGE } from '../limits.js';
 
 /** A page of a list: limit (default 50, at most MAX_PAGE) and offset, each a coded INVALID_SETTINGS when bad. */
 export function page(

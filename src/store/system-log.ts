@@ -9,28 +9,13 @@ import type { Tx } from './tx.js';
  */
 export type SystemLogLevel = 'info' | 'warn' | 'error';
 
-/**
- * Every category an entry can have. A closed list, so that `system-log --category` can tell a mistyped
- * category from one with no entries (both used to answer "the log is empty"); a new category goes here.
- */
-export const SYSTEM_LOG_CATEGORIES = [
-  'attachment-dropped',
-  'connection-failure',
-  'connection-recovered',
-  'error-folder',
-  'notification-settings',
-  'oauth',
-  'secret-key',
-  'settings-changed',
-  'store-failure',
-  'store-recovered',
-  'sweep',
-] as const;
-export type SystemLogCategory = (typeof SYSTEM_LOG_CATEGORIES)[number];
+export {
+  isSystemLogCategory,
+  SYSTEM_LOG_CATEGORIES,
+  type SystemLogCategory,
+} from '../system-log-categories.js';
 
-export function isSystemLogCategory(value: string): value is SystemLogCategory {
-  return (SYSTEM_LOG_CATEGORIES as readonly string[]).includes(value);
-}
+import type { SystemLogCategory } from '../system-log-categories.js';
 
 export interface SystemLogInput {
   level: SystemLogLevel;
