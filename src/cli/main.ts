@@ -14,6 +14,7 @@ import {
   isMailintakeError,
   MailintakeError,
 } from '../errors.js';
+import { createLogger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
 import { openRuntime } from '../runtime.js';
 import { withActor } from '../services/actor.js';
@@ -27,6 +28,7 @@ import type {
   PortalView,
   RequestDetail,
 } from '../services/views.js';
+import { dataDirWarnings } from '../store/db.js';
 import { addErrorFolderCommands } from './error-folder-commands.js';
 import { addNotificationCommands } from './notification-commands.js';
 import { tokenStateFields } from './oauth-fields.js';
@@ -132,7 +134,29 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       const config = loadConfig(env);
       // A one-off command prints its own result; per-mail log lines would bury it. The service logs at info.
       if (!opts.service && !env.MAILINTAKE_LOG_LEVEL) config.logLevel = 'warn';
-      rt = await openRuntime(config);
+      rt = await openRuntime(
+        config,
+        opts.service
+          ? {
+              // The service waits for a database that is not up yet (started before it, or restarting) and says
+              // so on every attempt: an admin sees why it is not listening; it comes up by itself once it can.
+              waitForStore: {
+                ...(io.stopSignal ? { signal: io.stopSignal } : {}),
+                onWait: (e, ms) => {
+                  createLogger(config.logLevel, err).warn('waiting for the database', {
+                    code: e.code,
+                    error: e.message,
+                    retryInMs: ms,
+                  });
+                  if (!json)
+                    err(
+                      `waiting for the database (${e.code}: ${e.message}); trying again in ${Math.round(ms / 1000)} s\n`,
+                    );
+                },
+              },
+            }
+          : {},
+      );
       const opened = rt;
       // A one-off command is the admin at the terminal: the system log names them. The service's own work
       // (fetch rounds) is the system's, and its API requests name their key.
@@ -760,6 +784,11 @@ async function serveUntilStopped(
     );
   });
   const actualPort = (server.address() as AddressInfo).port;
+  const log = createLogger(rt.config.logLevel, o.err);
+  for (const warning of dataDirWarnings(rt.config.dataDir)) {
+    log.warn('file permissions', { warning });
+    if (!o.json) o.err(`warning: ${warning}\n`);
+  }
   rt.startScheduler();
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
   const database = rt.config.databaseUrl ? 'postgres' : 'sqlite';

@@ -148,8 +148,16 @@ function postgresPool(url: string, logger: Logger): pg.Pool {
       driverCode: driverCodeOf(err) ?? null,
       error: err.message,
     });
+  // An idle client's error reaches the pool's listener too: the client's own listener speaks only while it is out
+  const inUse = new WeakSet<pg.PoolClient>();
+  pool.on('acquire', (client) => inUse.add(client));
+  pool.on('release', (_err, client) => inUse.delete(client));
   pool.on('error', (err) => dropped(err, 'idle connection'));
-  pool.on('connect', (client) => client.on('error', (err) => dropped(err, 'connection in use')));
+  pool.on('connect', (client) =>
+    client.on('error', (err) => {
+      if (inUse.has(client)) dropped(err, 'connection in use');
+    }),
+  );
   return pool;
 }
 

@@ -1,0 +1,224 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isMailintakeError, type MailintakeError } from '../src/errors.js';
+import { createLogger } from '../src/logger.js';
+import { openStore, type Store } from '../src/store/db.js';
+import { withTransaction } from '../src/store/tx.js';
+import { conditions } from './support/conditions.js';
+import { type OwnPostgres, startOwnPostgres } from './support/own-postgres.js';
+
+/** What a failed store call rejected with (the test fails when it did not reject). */
+async function failure(p: Promise<unknown>): Promise<MailintakeError> {
+  try {
+    await p;
+  } catch (err) {
+    if (isMailintakeError(err)) return err;
+    throw new Error(`expected a coded error, got ${String(err)}`, { cause: err });
+  }
+  throw new Error('expected the call to fail');
+}
+
+const one = (store: Store) => sql<{ n: number }>`select 1 as n`.execute(store.db).then((r) => r.rows[0]?.n);
+
+/** A store whose log lines the test can wait on (a dropped connection is reported through it). */
+function recordingLogger() {
+  const lines: { level: string; msg: string; [k: string]: unknown }[] = [];
+  const { until, recheck } = conditions();
+  const logger = createLogger('debug', (line) => {
+    lines.push(JSON.parse(line));
+    recheck();
+  });
+  return { lines, until, logger };
+}
+
+/**
+ * The ways a PostgreSQL connection dies under a running process, each on a cluster of the test's own: terminated
+ * while idle in the pool, while checked out in a transaction between two statements, during a statement;
+ * the whole server restarted or stopped. Each must end as a retryable STORE_FAILED (or nothing at all for an
+ * idle connection), never as an 'error' event nobody listens to (which Node throws, ending the process: vitest
+ * reports it as an unhandled error and fails the run), and the same store must work once the server is back.
+ */
+describe('PostgreSQL connections dropped under the store (own cluster)', () => {
+  let cluster: OwnPostgres;
+  let store: Store;
+  let dataDir: string;
+  const log = recordingLogger();
+  const lost = () =>
+    log.lines.filter((l) => l.msg === 'database connection lost; it is replaced on next use');
+
+  beforeAll(async () => {
+    cluster = await startOwnPostgres();
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailintake-pg-outage-'));
+    const url = await cluster.createDatabase('outage_store');
+    store = await openStore({ databaseUrl: url, dataDir, logger: log.logger });
+  });
+  afterAll(async () => {
+    await store?.close().catch(() => undefined);
+    await cluster?.destroy();
+    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('idle pool connections terminated: reported, replaced, the next queries work', async () => {
+    // several connections in the pool at once, then all idle
+    await Promise.all(Array.from({ length: 5 }, () => sql`select pg_sleep(0.05)`.execute(store.db)));
+    const before = lost().length;
+    const killed = await cluster.terminateBackends('outage_store');
+    expect(killed).toBeGreaterThanOrEqual(2);
+    await log.until(() => lost().length - before >= killed);
+    expect(
+      lost()
+        .slice(before)
+        .every((l) => l.where === 'idle connection' && l.code === 'STORE_FAILED'),
+    ).toBe(true);
+    expect(await Promise.all(Array.from({ length: 5 }, () => one(store)))).toEqual([1, 1, 1, 1, 1]);
+  });
+
+  it('a connection terminated inside a transaction, between two statements: STORE_FAILED, rolled back', async () => {
+    await sql`create table if not exists t (v int)`.execute(store.db);
+    const before = lost().length;
+    const err = await failure(
+      withTransaction(store, async (tx) => {
+        await sql`insert into t values (1)`.execute(tx);
+        await cluster.terminateBackends('outage_store');
+        // the checked-out client hears of it while no query runs: an 'error' event on the client itself
+        await log.until(() =>
+          lost()
+            .slice(before)
+            .some((l) => l.where === 'connection in use'),
+        );
+        await sql`insert into t values (2)`.execute(tx);
+      }),
+    );
+    expect(err.code).toBe('STORE_FAILED');
+    expect(err.retryable).toBe(true);
+    const rows = await sql<{ v: number }>`select v from t`.execute(store.db);
+    expect(rows.rows).toEqual([]);
+  });
+
+  it('a connection terminated during a statement: STORE_FAILED naming 57P01', async () => {
+    const running = failure(sql`select pg_sleep(60)`.execute(store.db));
+    // wait until the statement runs on the server, then terminate it
+    await waitForActivity(cluster, 'pg_sleep(60)');
+    await cluster.terminateBackends('outage_store');
+    const err = await running;
+    expect(err.code).toBe('STORE_FAILED');
+    expect(err.retryable).toBe(true);
+    expect(err.details.driverCode).toBe('57P01');
+    expect(await one(store)).toBe(1);
+  });
+
+  it('the server restarted (pg_ctl restart -m fast): the same store works afterwards', async () => {
+    await Promise.all(Array.from({ length: 3 }, () => one(store)));
+    await cluster.restart();
+    // pg may still hand out a connection whose end it has not read yet: that call fails coded, never uncoded
+    const first = await one(store).catch((e: unknown) => e);
+    if (first !== 1) expect((first as MailintakeError).code).toBe('STORE_FAILED');
+    expect(await one(store)).toBe(1);
+  });
+
+  it('the server stopped: queries and transactions fail with retryable STORE_FAILED, and work once it is back', async () => {
+    await cluster.stop();
+    try {
+      const query = await failure(one(store));
+      expect([query.code, query.retryable, query.details.driverCode]).toEqual([
+        'STORE_FAILED',
+        true,
+        'ECONNREFUSED',
+      ]);
+      const tx = await failure(withTransaction(store, async (t) => sql`select 1`.execute(t)));
+      expect([tx.code, tx.retryable]).toEqual(['STORE_FAILED', true]);
+      // a second store opened now (serve starting while the database is down) fails coded as well
+      const opening = await failure(
+        openStore({ databaseUrl: cluster.adminUrl, dataDir, logger: log.logger }),
+      );
+      expect([opening.code, opening.retryable]).toEqual(['STORE_FAILED', true]);
+    } finally {
+      await cluster.start();
+    }
+    expect(await one(store)).toBe(1);
+  });
+
+  it('a statement that is wrong is not an outage: a unique violation stays the driver error it is', async () => {
+    await sql`create table if not exists u (v int primary key)`.execute(store.db);
+    await sql`insert into u values (1)`.execute(store.db);
+    const err = await sql`insert into u values (1)`.execute(store.db).catch((e: unknown) => e);
+    expect(isMailintakeError(err)).toBe(false);
+    expect((err as { code?: string }).code).toBe('23505');
+  });
+});
+
+async function waitForActivity(cluster: OwnPostgres, text: string): Promise<void> {
+  const { default: pg } = await import('pg');
+  const c = new pg.Client({ connectionString: cluster.adminUrl });
+  c.on('error', () => undefined);
+  await c.connect();
+  try {
+    for (;;) {
+      const { rows } = await c.query(
+        'select 1 from pg_stat_activity where query like $1 and pid <> pg_backend_pid()',
+        [`%${text}%`],
+      );
+      if (rows.length > 0) return;
+      await new Promise((r) => setImmediate(r));
+    }
+  } finally {
+    await c.end();
+  }
+}
+
+/**
+ * The embedded database's failures the same way: real SQLite result codes from a real file, coded as a
+ * retryable STORE_FAILED. SQLITE_FULL from a page limit (the disk-full code without filling a disk); SQLITE_BUSY
+ * from a second connection holding the write lock past the busy timeout.
+ */
+describe('SQLite failures under the store', () => {
+  let dataDir: string;
+  let store: Store;
+  beforeAll(async () => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailintake-sqlite-fail-'));
+    store = await openStore({ dataDir });
+    await sql`create table big (v text)`.execute(store.db);
+  });
+  afterAll(async () => {
+    await store?.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('SQLITE_FULL: STORE_FAILED, retryable, naming the code; the store works once there is room', async () => {
+    const { rows } = await sql<{ page_count: number }>`pragma page_count`.execute(store.db);
+    await sql.raw(`pragma max_page_count = ${rows[0]!.page_count + 1}`).execute(store.db);
+    const err = await failure(
+      withTransaction(store, async (tx) => {
+        for (let i = 0; i < 100; i++) await sql`insert into big values (${'x'.repeat(10_000)})`.execute(tx);
+      }),
+    );
+    expect([err.code, err.retryable, err.details.driverCode]).toEqual(['STORE_FAILED', true, 'SQLITE_FULL']);
+    await sql.raw('pragma max_page_count = 1073741823').execute(store.db);
+    expect(await one(store)).toBe(1);
+  });
+
+  it('SQLITE_BUSY: another writer holds the lock past the busy timeout', async () => {
+    const other = new SQLite(path.join(dataDir, 'mailintake.sqlite'));
+    try {
+      other.exec('begin immediate');
+      await sql`pragma busy_timeout = 50`.execute(store.db);
+      const err = await failure(
+        withTransaction(store, async (tx) => sql`insert into big values ('y')`.execute(tx)),
+      );
+      expect([err.code, err.retryable, err.details.driverCode]).toEqual([
+        'STORE_FAILED',
+        true,
+        'SQLITE_BUSY',
+      ]);
+      other.exec('rollback');
+      expect(await one(store)).toBe(1);
+    } finally {
+      other.close();
+      await sql`pragma busy_timeout = 10000`.execute(store.db);
+    }
+  });
+});
