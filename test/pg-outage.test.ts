@@ -1,14 +1,22 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import SQLite from 'better-sqlite3';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/env.js';
 import { isMailintakeError, type MailintakeError } from '../src/errors.js';
 import { createLogger } from '../src/logger.js';
+import { openRuntime } from '../src/runtime.js';
 import { openStore, type Store } from '../src/store/db.js';
 import { withTransaction } from '../src/store/tx.js';
 import { conditions } from './support/conditions.js';
+import { deliverMaildir, listInbox } from './support/deliver.js';
+import { type DovecotServer, startDovecot } from './support/dovecot.js';
+import { buildMail } from './support/mails.js';
 import { type OwnPostgres, startOwnPostgres } from './support/own-postgres.js';
 
 /** What a failed store call rejected with (the test fails when it did not reject). */
@@ -152,7 +160,6 @@ describe('PostgreSQL connections dropped under the store (own cluster)', () => {
 });
 
 async function waitForActivity(cluster: OwnPostgres, text: string): Promise<void> {
-  const { default: pg } = await import('pg');
   const c = new pg.Client({ connectionString: cluster.adminUrl });
   c.on('error', () => undefined);
   await c.connect();
@@ -220,5 +227,232 @@ describe('SQLite failures under the store', () => {
       other.close();
       await sql`pragma busy_timeout = 10000`.execute(store.db);
     }
+  });
+});
+
+// ---- serve, spawned, through the outages ------------------------------------------------------------------------
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const bin = path.join(repo, 'bin', 'mailintake.js');
+
+interface LogLine {
+  msg?: string;
+  level?: string;
+  [k: string]: unknown;
+}
+
+/**
+ * `mailintake serve` as a child process with its JSON log lines (stderr, debug level) collected. `until` waits
+ * for a condition over the lines so far and fails at once when the process ends first (a crash is the bug).
+ */
+function spawnServe(env: Record<string, string>) {
+  const child = spawn(process.execPath, [bin, 'serve', '--port', '0', '--json'], {
+    env: { ...process.env, ...env, MAILINTAKE_LOG_LEVEL: 'debug' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: LogLine[] = [];
+  const text: string[] = [];
+  const { until, recheck } = conditions();
+  let exited: { code: number | null; signal: string | null } | null = null;
+  let buffer = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => {
+    buffer += chunk;
+    for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      text.push(line);
+      try {
+        lines.push(JSON.parse(line) as LogLine);
+      } catch {
+        // a plain line (a crash's stack trace would be one)
+      }
+    }
+    recheck();
+  });
+  let stdout = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (chunk: string) => {
+    stdout += chunk;
+    recheck();
+  });
+  const ended = new Promise<void>((resolve) =>
+    child.on('exit', (code, signal) => {
+      exited = { code, signal };
+      recheck();
+      resolve();
+    }),
+  );
+  return {
+    child,
+    lines,
+    text,
+    stdout: () => stdout,
+    exited: () => exited,
+    ended,
+    /** Resolves once `check` holds; rejects when serve exited before. */
+    until: async (what: string, check: () => boolean) => {
+      await until(() => check() || exited !== null);
+      if (!check()) {
+        throw new Error(
+          `serve exited (${JSON.stringify(exited)}) before: ${what}\n${text.slice(-30).join('\n')}`,
+        );
+      }
+    },
+  };
+}
+
+const rounds = (lines: LogLine[], from = 0) => lines.slice(from).filter((l) => l.msg === 'fetch round');
+
+describe('serve through PostgreSQL restarts, terminated backends and a stopped server (own cluster)', () => {
+  let cluster: OwnPostgres;
+  let dovecot: DovecotServer;
+  let dataDir: string;
+  let url: string;
+  let serve: ReturnType<typeof spawnServe> | undefined;
+  const MAILBOX = 'outage';
+
+  const query = async <T extends pg.QueryResultRow>(text: string) => {
+    // the test's own connection meets the same restarts: a fresh one per question
+    const c = new pg.Client({ connectionString: url });
+    c.on('error', () => undefined);
+    await c.connect();
+    try {
+      return (await c.query<T>(text)).rows;
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  };
+
+  beforeAll(async () => {
+    cluster = await startOwnPostgres();
+    url = await cluster.createDatabase('outage_serve');
+    dovecot = await startDovecot({ users: [{ name: MAILBOX, password: `${MAILBOX}-pw` }] });
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailintake-pg-serve-'));
+    const rt = await openRuntime(
+      loadConfig({ MAILINTAKE_DATA_DIR: dataDir, DATABASE_URL: url, MAILINTAKE_LOG_LEVEL: 'silent' }),
+    );
+    try {
+      await rt.services.mailboxes.add({
+        name: MAILBOX,
+        protocol: 'imaps',
+        server: 'localhost',
+        port: dovecot.ports.imaps,
+        username: MAILBOX,
+        password: `${MAILBOX}-pw`,
+        emailAddress: `${MAILBOX}@example.test`,
+        caFile: dovecot.caFile,
+        intervalSeconds: 10,
+      });
+    } finally {
+      await rt.close();
+    }
+  });
+  afterAll(async () => {
+    if (serve && serve.exited() === null) {
+      serve.child.kill('SIGKILL');
+      await serve.ended;
+    }
+    await dovecot?.stop();
+    await cluster?.destroy();
+    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('stays up, loses and duplicates nothing, and takes mail in again in the first round after each outage', async () => {
+    const env = { MAILINTAKE_DATA_DIR: dataDir, DATABASE_URL: url };
+    serve = spawnServe(env);
+    const s = serve;
+    await s.until('listening', () => s.stdout().includes('"listening"'));
+    const subjects: string[] = [];
+    const deliver = async (tag: string, n: number) => {
+      const mails = Array.from({ length: n }, (_, i) => {
+        subjects.push(`${tag} ${i}`);
+        return buildMail({ subject: `${tag} ${i}`, messageId: `${tag}-${i}@outage.test` });
+      });
+      await deliverMaildir(dovecot, MAILBOX, mails);
+    };
+    const prepared = (from: number) => s.lines.slice(from).some((l) => l.msg === 'mail prepared');
+    /** The first round after `from` that reached the mailbox and had no error: the mail flows again. */
+    const goodRound = (from: number) =>
+      rounds(s.lines, from).find((r) => r.error === null && r.reached === true);
+
+    // 0. a normal round first
+    await deliver('before', 10);
+    await s.until('the first mails taken in', () => rounds(s.lines).some((r) => Number(r.created) > 0));
+
+    // 1. restart the cluster while a round is between "prepared" and its commit
+    let mark = s.lines.length;
+    await deliver('restart', 20);
+    await s.until('a round preparing mail', () => prepared(mark));
+    await cluster.restart();
+    mark = s.lines.length;
+    await s.until('a good round after the restart', () => goodRound(mark) !== undefined);
+
+    // 2. terminate every backend of the database while a round is in flight
+    mark = s.lines.length;
+    await deliver('terminate', 20);
+    await s.until('a round preparing mail', () => prepared(mark));
+    await cluster.terminateBackends('outage_serve');
+    mark = s.lines.length;
+    await s.until('a good round after the terminations', () => goodRound(mark) !== undefined);
+
+    // 3. stop the server outright; mail arrives while it is down; rounds fail coded; then it comes back
+    await cluster.stop();
+    mark = s.lines.length;
+    await deliver('down', 10);
+    await s.until('a round failing with STORE_FAILED while the database is down', () =>
+      rounds(s.lines, mark).some((r) => (r.error as { code?: string } | null)?.code === 'STORE_FAILED'),
+    );
+    const failedRound = rounds(s.lines, mark).find((r) => r.error !== null)!;
+    expect((failedRound.error as { code: string }).code).toBe('STORE_FAILED');
+    await cluster.start();
+    mark = s.lines.length;
+    await s.until('a good round after the database came back', () => goodRound(mark) !== undefined);
+
+    // Everything delivered is a request exactly once: wait for a good round that found nothing new (mail is
+    // acknowledged, \Seen, once its effect committed)
+    mark = s.lines.length;
+    await s.until('a round that finds nothing left to take in', () =>
+      rounds(s.lines, mark).some((r) => r.error === null && r.fetched === 0 && r.reacknowledged === 0),
+    );
+    expect(s.exited()).toBeNull();
+    const requests = await query<{ subject: string; n: string }>(
+      'select subject, count(*) as n from requests group by subject order by subject',
+    );
+    expect(requests.map((r) => [r.subject, Number(r.n)])).toEqual(
+      [...subjects].sort().map((subject) => [subject, 1]),
+    );
+    const inbox = await listInbox(dovecot, MAILBOX);
+    expect(inbox.length).toBe(subjects.length);
+    expect(inbox.filter((m) => !m.flags.includes('\\Seen'))).toEqual([]);
+    // nothing of it reached the process as an uncaught error
+    expect(s.text.filter((t) => /Uncaught|unhandled|ERR_UNHANDLED/i.test(t))).toEqual([]);
+    // the outage was said, coded, and its end too
+    expect(s.lines.some((l) => l.msg === 'database connection lost; it is replaced on next use')).toBe(true);
+
+    s.child.kill('SIGTERM');
+    await s.ended;
+    expect(s.exited()).toEqual({ code: 0, signal: null });
+  });
+
+  it('started while the database is down, serve waits, says so, and comes up once it is back', async () => {
+    await cluster.stop();
+    const s = spawnServe({ MAILINTAKE_DATA_DIR: dataDir, DATABASE_URL: url });
+    serve = s;
+    try {
+      await s.until('a "waiting for the database" line', () =>
+        s.lines.some((l) => l.msg === 'waiting for the database' && l.code === 'STORE_FAILED'),
+      );
+    } finally {
+      await cluster.start();
+    }
+    await s.until('listening', () => s.stdout().includes('"listening"'));
+    const mark = 0;
+    await s.until('a good round', () =>
+      rounds(s.lines, mark).some((r) => r.error === null && r.reached === true),
+    );
+    s.child.kill('SIGTERM');
+    await s.ended;
+    expect(s.exited()).toEqual({ code: 0, signal: null });
   });
 });

@@ -5,7 +5,7 @@
  * `postgres` user. As root (CI), initdb and the server refuse to run, so they run as the `postgres` account
  * the Debian package creates.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -122,6 +122,21 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
     live.add(pidFile);
   };
   await start();
+  // A test worker killed by a signal (a timeout, ^C) runs no 'exit' handler: a detached watchdog shell takes the
+  // cluster down (SIGQUIT: immediate shutdown) and removes its directory once this process is gone.
+  const watchdog = spawn(
+    'sh',
+    [
+      '-c',
+      'while kill -0 "$1" 2>/dev/null; do sleep 1; done; kill -QUIT "$(head -n 1 "$2" 2>/dev/null)" 2>/dev/null; sleep 2; rm -rf "$3"',
+      'own-postgres-watchdog',
+      String(process.pid),
+      pidFile,
+      dir,
+    ],
+    { detached: true, stdio: 'ignore' },
+  );
+  watchdog.unref();
   const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
   const admin = async <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => {
     const c = new pg.Client({ connectionString: adminUrl });
@@ -165,6 +180,13 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
         // not running
       }
       live.delete(pidFile);
+      if (watchdog.pid) {
+        try {
+          process.kill(watchdog.pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
