@@ -127,9 +127,10 @@ describe('serve warns about a data directory other accounts can read', () => {
 
   const env = () => ({ ...fresh.env, MAILINTAKE_LOG_LEVEL: 'warn' });
 
-  it.each([0o700, 0o750, 0o705, 0o755, 0o770, 0o711, 0o701, 0o710])(
-    'data directory mode %o',
-    async (mode) => {
+  it.each(['700', '750', '705', '755', '770', '711', '701', '710'])(
+    'data directory mode %s',
+    async (octal) => {
+      const mode = Number.parseInt(octal, 8);
       const dir = fresh.config.dataDir;
       fs.chmodSync(dir, mode);
       try {
