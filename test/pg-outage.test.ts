@@ -10,14 +10,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/env.js';
 import { isMailintakeError, type MailintakeError } from '../src/errors.js';
 import { createLogger } from '../src/logger.js';
+import { OutboxSender } from '../src/notify/outbox.js';
+import { NotificationRules } from '../src/notify/rules.js';
+import { SmtpSettings } from '../src/notify/smtp-settings.js';
+import { StoreNotifier } from '../src/notify/store-notifier.js';
 import { openRuntime } from '../src/runtime.js';
+import { loadSecretBox } from '../src/security/secret-box.js';
 import { openStore, type Store } from '../src/store/db.js';
 import { withTransaction } from '../src/store/tx.js';
 import { conditions } from './support/conditions.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
+import { ENGINES, freshConfig } from './support/engines.js';
 import { buildMail } from './support/mails.js';
 import { type OwnPostgres, startOwnPostgres } from './support/own-postgres.js';
+import { type SmtpTestServer, startSmtpServer } from './support/smtp.js';
 
 /** What a failed store call rejected with (the test fails when it did not reject). */
 async function failure(p: Promise<unknown>): Promise<MailintakeError> {
@@ -454,5 +461,86 @@ describe('serve through PostgreSQL restarts, terminated backends and a stopped s
     s.child.kill('SIGTERM');
     await s.ended;
     expect(s.exited()).toEqual({ code: 0, signal: null });
+  });
+});
+
+// ---- the outbox: a sent mail whose note fails is not sent again ------------------------------------------------
+
+/**
+ * The SMTP server took the notification mail, then the database refused to mark it sent (a connection that
+ * dropped right then, or a full disk). That is not a failed send: counted as one, the mail was scheduled for a
+ * retry and mailed a second time. Here the refusal is a real one from the database, deterministic: a trigger
+ * refuses exactly the update that sets sent_at, on both engines.
+ */
+describe.each(ENGINES)('outbox: marking a sent mail fails, on %s', (engine) => {
+  let fresh: Awaited<ReturnType<typeof freshConfig>>;
+  let store: Store;
+  let smtpServer: SmtpTestServer;
+  beforeAll(async () => {
+    fresh = await freshConfig(engine);
+    store = await openStore({ databaseUrl: fresh.config.databaseUrl, dataDir: fresh.config.dataDir });
+    smtpServer = await startSmtpServer({ tls: 'none' });
+  });
+  afterAll(async () => {
+    await store?.close();
+    await smtpServer?.close();
+    await fresh?.cleanup();
+  });
+
+  it('the mail is sent once, stays claimed, and no send error is recorded', async () => {
+    const box = loadSecretBox({ secretKey: undefined, dataDir: fresh.config.dataDir });
+    const smtp = new SmtpSettings(store, box);
+    await smtp.set({
+      host: '127.0.0.1',
+      port: smtpServer.port,
+      secure: false,
+      starttls: false,
+      from: 'alerts@example.test',
+    });
+    await new NotificationRules(store).set({
+      event: 'connection-failure',
+      recipients: ['tech@example.test'],
+    });
+    await withTransaction(store, (tx) =>
+      new StoreNotifier().record(tx, {
+        event: 'connection-failure',
+        portalId: null,
+        mailboxId: null,
+        title: 'noted once',
+        body: 'body',
+      }),
+    );
+    if (engine === 'postgres') {
+      await sql
+        .raw(
+          `create function refuse_sent() returns trigger language plpgsql as $$
+             begin if new.sent_at is not null then raise exception 'refused by the test'; end if; return new; end $$;
+           create trigger refuse_sent before update on mail_outbox for each row execute function refuse_sent();`,
+        )
+        .execute(store.db);
+    } else {
+      await sql
+        .raw(
+          `create trigger refuse_sent before update of sent_at on mail_outbox when new.sent_at is not null
+             begin select raise(abort, 'refused by the test'); end;`,
+        )
+        .execute(store.db);
+    }
+    const sender = new OutboxSender({
+      store,
+      smtp: () => smtp.config(),
+      logger: createLogger('silent'),
+      // a failed send would be due again at once: a second pass would mail it again
+      retryDelayMs: () => 0,
+    });
+    await sender.drain();
+    await smtpServer.waitFor(1);
+    await sender.drain();
+    await sender.drain();
+    expect(smtpServer.mails.map((m) => m.parsed.subject)).toEqual(['noted once']);
+    const row = await store.db.selectFrom('mail_outbox').selectAll().executeTakeFirstOrThrow();
+    expect([row.attempts, row.last_error, row.failed_at, row.sent_at]).toEqual([1, null, null, null]);
+    expect(Date.parse(row.next_attempt_at)).toBeGreaterThan(Date.now());
+    await sender.stop();
   });
 });
