@@ -18,6 +18,7 @@ import { openRuntime } from '../src/runtime.js';
 import { loadSecretBox } from '../src/security/secret-box.js';
 import { openStore, type Store } from '../src/store/db.js';
 import { withTransaction } from '../src/store/tx.js';
+import { cliRunner } from './support/cli.js';
 import { conditions } from './support/conditions.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
@@ -98,13 +99,15 @@ describe('PostgreSQL connections dropped under the store (own cluster)', () => {
     const err = await failure(
       withTransaction(store, async (tx) => {
         await sql`insert into t values (1)`.execute(tx);
-        await cluster.terminateBackends('outage_store');
-        // the checked-out client hears of it while no query runs: an 'error' event on the client itself
-        await log.until(() =>
+        const killed = await cluster.terminateBackends('outage_store');
+        // the checked-out client hears of it while no query runs: an 'error' event on the client itself; the
+        // idle ones through the pool (all waited for, so that the query after this test meets none of them)
+        await log.until(() => lost().length - before >= killed);
+        expect(
           lost()
             .slice(before)
             .some((l) => l.where === 'connection in use'),
-        );
+        ).toBe(true);
         await sql`insert into t values (2)`.execute(tx);
       }),
     );
@@ -118,7 +121,7 @@ describe('PostgreSQL connections dropped under the store (own cluster)', () => {
     const running = failure(sql`select pg_sleep(60)`.execute(store.db));
     // wait until the statement runs on the server, then terminate it
     await waitForActivity(cluster, 'pg_sleep(60)');
-    await cluster.terminateBackends('outage_store');
+    expect(await cluster.terminateBackends('outage_store', 'pg_sleep(60)')).toBe(1);
     const err = await running;
     expect(err.code).toBe('STORE_FAILED');
     expect(err.retryable).toBe(true);
@@ -444,6 +447,11 @@ describe('serve through PostgreSQL restarts, terminated backends and a stopped s
 
   it('started while the database is down, serve waits, says so, and comes up once it is back', async () => {
     await cluster.stop();
+    // a one-off command does not wait: the admin at the terminal gets the coded reason at once
+    const cli = cliRunner(() => ({ MAILINTAKE_DATA_DIR: dataDir, DATABASE_URL: url }), []);
+    const listed = await cli(['mailbox', 'list']);
+    expect(listed.code).toBe(1);
+    expect(listed.stderr).toMatch(/^error STORE_FAILED: the database is unavailable \(ECONNREFUSED\)/);
     const s = spawnServe({ MAILINTAKE_DATA_DIR: dataDir, DATABASE_URL: url });
     serve = s;
     try {

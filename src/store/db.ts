@@ -7,6 +7,8 @@ import {
   type Driver,
   Kysely,
   PostgresDialect,
+  type PostgresPool,
+  type PostgresPoolClient,
   SqliteDialect,
 } from 'kysely';
 import pg from 'pg';
@@ -46,7 +48,9 @@ export async function openStore(config: StoreConfig): Promise<Store> {
   if (config.databaseUrl) {
     engine = 'postgres';
     db = new Kysely<Database>({
-      dialect: coded(new PostgresDialect({ pool: postgresPool(config.databaseUrl, logger) })),
+      dialect: coded(
+        new PostgresDialect({ pool: discardingBroken(postgresPool(config.databaseUrl, logger)) }),
+      ),
     });
   } else {
     engine = 'sqlite';
@@ -73,16 +77,9 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     await migrate(db as Kysely<unknown>, engine);
   } catch (err) {
     await db.destroy().catch(() => undefined);
-    // migrate() wraps what failed; a database that is down must still read as STORE_FAILED (serve waits on it)
-    const down = storeFailureIn(err);
-    if (down) {
-      throw new MailintakeError('STORE_FAILED', `database migration failed: ${down.message}`, {
-        cause: err,
-        retryable: down.retryable,
-        details: down.details,
-      });
-    }
-    throw err;
+    // migrate() wraps what failed; a database that is down must still read as STORE_FAILED (serve waits on it),
+    // and say so: the migration is only the first thing that met it
+    throw storeFailureIn(err) ?? err;
   }
   return { db, engine, close: () => db.destroy() };
 }
@@ -159,6 +156,31 @@ function postgresPool(url: string, logger: Logger): pg.Pool {
     }),
   );
   return pool;
+}
+
+/**
+ * The pool as Kysely sees it, with one change: a client whose query failed because its connection is gone goes
+ * back to the pool destroyed. pg reads a terminated backend's FATAL answer (57P01) before the socket's end, so
+ * the client still looks usable when it is released, and the next query, whatever round it belongs to, would
+ * be sent on the dead socket and fail too ("Connection terminated unexpectedly").
+ */
+function discardingBroken(pool: pg.Pool): PostgresPool {
+  return {
+    end: () => pool.end(),
+    connect: async () => {
+      const client = await pool.connect();
+      let broken = false;
+      const query = (async (text: string, values: readonly unknown[]) => {
+        try {
+          return await client.query(text, values as unknown[]);
+        } catch (err) {
+          if (storeUnavailable(err)) broken = true;
+          throw err;
+        }
+      }) as unknown as PostgresPoolClient['query'];
+      return { query, release: (destroy?: boolean) => client.release(broken || destroy === true) };
+    },
+  };
 }
 
 /**

@@ -29,8 +29,11 @@ export interface OwnPostgres {
   start(): Promise<void>;
   /** `pg_ctl restart -m fast`. */
   restart(): Promise<void>;
-  /** pg_terminate_backend on every client backend of `database` except our own; resolves with how many. */
-  terminateBackends(database: string): Promise<number>;
+  /**
+   * pg_terminate_backend on every client backend of `database` except our own (or only those whose current or
+   * last statement contains `running`); resolves with how many.
+   */
+  terminateBackends(database: string, running?: string): Promise<number>;
   /** Stops the server however it is (immediate) and removes the directory. Safe to call twice. */
   destroy(): Promise<void>;
 }
@@ -162,12 +165,13 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
     // -l again: without it the restarted server writes to pg_ctl's stdout, a pipe that then never closes
     restart: () =>
       as('pg_ctl', ['-D', data, '-l', log, '-o', options, '-m', 'fast', '-w', '-t', '120', 'restart']),
-    terminateBackends: (database) =>
+    terminateBackends: (database, running) =>
       admin(async (c) => {
         const { rows } = await c.query<{ ok: boolean }>(
           `select pg_terminate_backend(pid) as ok from pg_stat_activity
-            where datname = $1 and pid <> pg_backend_pid() and backend_type = 'client backend'`,
-          [database],
+            where datname = $1 and pid <> pg_backend_pid() and backend_type = 'client backend'
+              and ($2::text is null or query like '%' || $2 || '%')`,
+          [database, running ?? null],
         );
         return rows.filter((r) => r.ok).length;
       }),
