@@ -138,21 +138,26 @@ function postgresPool(url: string, logger: Logger): pg.Pool {
     // a connection a firewall or proxy dropped silently is noticed by TCP keepalive instead of on first use
     keepAlive: true,
   });
-  const dropped = (err: Error, where: string) =>
+  // One line per lost connection: pg reports one twice (the server's 57P01, then the socket's end)
+  const reported = new WeakSet<pg.ClientBase>();
+  const dropped = (err: Error, where: string, client: pg.ClientBase) => {
+    if (reported.has(client)) return;
+    reported.add(client);
     logger.warn('database connection lost; it is replaced on next use', {
       code: 'STORE_FAILED',
       where,
       driverCode: driverCodeOf(err) ?? null,
       error: err.message,
     });
+  };
   // An idle client's error reaches the pool's listener too: the client's own listener speaks only while it is out
-  const inUse = new WeakSet<pg.PoolClient>();
+  const inUse = new WeakSet<pg.ClientBase>();
   pool.on('acquire', (client) => inUse.add(client));
   pool.on('release', (_err, client) => inUse.delete(client));
-  pool.on('error', (err) => dropped(err, 'idle connection'));
+  pool.on('error', (err, client) => dropped(err, 'idle connection', client));
   pool.on('connect', (client) =>
     client.on('error', (err) => {
-      if (inUse.has(client)) dropped(err, 'connection in use');
+      if (inUse.has(client)) dropped(err, 'connection in use', client);
     }),
   );
   return pool;
