@@ -33,7 +33,8 @@ export const ERROR_HELP = {
     'The mailbox is being fetched right now. Pause fetching to save its settings (API: ?pauseFetching=true, CLI: --pause); fetching then stays off until you enable the mailbox again.',
   // One mail (the loop goes on with the next mail)
   PARSE_FAILED: 'The mail could not be parsed as MIME.',
-  STORE_FAILED: 'The mail was parsed but could not be stored (database or disk).',
+  STORE_FAILED:
+    'The mail, or the round, could not be stored: the database is unreachable, restarting, busy or full, or the disk failed. Retried next round; details.driverCode names the cause.',
   ACK_FAILED:
     'The mail was stored, but the server refused the after-fetch action (mark read, delete, move). It is not stored again.',
   MAIL_TOO_LARGE: 'The mail is larger than the configured maximum size.',

@@ -31,7 +31,7 @@ import { MailboxRepo } from './services/mailboxes.js';
 import { notificationServices } from './services/notifications.js';
 import { listSystemLog, RequestQueries } from './services/requests.js';
 import type { FetchSummary, MailboxView, PortalView } from './services/views.js';
-import { nowIso, openStore, type Store } from './store/db.js';
+import { nowIso, openStore, openStoreWaiting, type Store } from './store/db.js';
 import { systemLog } from './store/system-log.js';
 import { withTransaction } from './store/tx.js';
 
@@ -65,6 +65,12 @@ export interface RuntimeOptions {
    * fetched; an operator tool could trace calls). Default: the connector as created.
    */
   wrapConnector?: (connector: Connector, mailbox: MailboxSettings) => Connector;
+  /**
+   * Wait for a database that cannot be reached yet instead of failing (`serve`: a service started before its
+   * database, or during its restart, comes up by itself). `onWait` is told each failed attempt. Absent (one-off
+   * commands): fail at once with STORE_FAILED.
+   */
+  waitForStore?: { signal?: AbortSignal; onWait: (error: MailintakeError, retryInMs: number) => void };
 }
 
 /** One IDLE watcher of the runtime; `key` tells whether the mailbox's settings changed since it started. */
@@ -82,7 +88,10 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     previousKeys: config.previousSecretKeys,
     dataDir: config.dataDir,
   });
-  const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const storeConfig = { databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger };
+  const store = opts.waitForStore
+    ? await openStoreWaiting(storeConfig, opts.waitForStore)
+    : await openStore(storeConfig);
   await ensureDefaultPortal(store);
   const blobs = new FileBlobStore(path.join(config.dataDir, 'blobs'));
   const rawPacks = new RawPacks(path.join(config.dataDir, 'raw'));
@@ -511,6 +520,10 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
           watcher.state = state;
           opts.onWatchState?.({ mailbox: name, state });
         },
+      }).catch((err: unknown) => {
+        // it resolves on every path it knows; should it ever reject, the schedule still fetches the mailbox
+        // and close() must not meet an unhandled rejection
+        logger.error('IMAP IDLE watcher failed', { mailbox: name, error: String(err) });
       });
     }
   };
@@ -527,7 +540,32 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
         }));
     },
     fetch: async (name, { fresh }) => {
-      await rounds.run(name, { fresh });
+      const started = Date.now();
+      try {
+        await rounds.run(name, { fresh });
+      } catch (err) {
+        // A round that could not even start (the database went away before the lease or the mailbox row was
+        // read) is still a round: reported with its code like any other, and the schedule tries again.
+        const coded = toMailintakeError(err, 'INTERNAL');
+        logger.warn('fetch round failed', { mailbox: name, code: coded.code, error: coded.message });
+        const s: FetchSummary = {
+          mailbox: name,
+          reached: false,
+          fetched: 0,
+          created: 0,
+          appended: 0,
+          ignored: 0,
+          errored: 0,
+          reacknowledged: 0,
+          skippedErrors: 0,
+          movedToErrorFolder: 0,
+          error: { code: coded.code, message: coded.message },
+          stopped: null,
+          durationMs: Date.now() - started,
+        };
+        logger.info('fetch round', { ...s });
+        opts.onFetchRound?.(s);
+      }
     },
     logger,
   });

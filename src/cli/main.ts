@@ -202,7 +202,25 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
           ? createLogger(config.logLevel, err)
           : createLogger('error', (l) => err(`${clean(l.trimEnd())}\n`), 'text');
       await opts.beforeOpen?.(config);
-      rt = await openRuntime(config, { logger });
+      rt = await openRuntime(config, {
+        logger,
+        // The service waits for a database that is not up yet (started before it, or restarting) and says so on
+        // every attempt: an admin sees why it is not listening; it comes up by itself once it can.
+        ...(opts.service
+          ? {
+              waitForStore: {
+                ...(io.stopSignal ? { signal: io.stopSignal } : {}),
+                onWait: (e: MailintakeError, ms: number) => {
+                  logger.warn('waiting for the database', { code: e.code, error: e.message, retryInMs: ms });
+                  if (!json)
+                    err(
+                      `waiting for the database (${e.code}: ${e.message}); trying again in ${Math.round(ms / 1000)} s\n`,
+                    );
+                },
+              },
+            }
+          : {}),
+      });
       if (created) {
         err(
           `Created a new store in ${where.dataDir} (${where.dataDirSource}); database: ${where.database}\n`,
@@ -970,6 +988,12 @@ async function serveUntilStopped(
     },
   });
   listener.serveWith((req, env) => app.fetch(req, env as never));
+  const { dataDirWarnings } = await import('../store/db.js');
+  const log = createLogger(rt.config.logLevel, o.err);
+  for (const warning of dataDirWarnings(rt.config.dataDir)) {
+    log.warn('file permissions', { warning });
+    if (!o.json) o.err(`warning: ${warning}\n`);
+  }
   rt.startScheduler();
   const { redirectUrl } = rt.services.oauth.providers();
   if (o.json) {

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { silentLogger } from '../logger.js';
+import { MailintakeError } from '../errors.js';
+import { createLogger, silentLogger } from '../logger.js';
 import { type ScheduledMailbox, Scheduler } from './scheduler.js';
 
 /** The scheduler against fake timers: time is driven by the test, nothing waits on the wall clock. */
@@ -177,5 +178,38 @@ describe('Scheduler', () => {
       await vi.advanceTimersByTimeAsync(60_000);
       expect(calls).toEqual(['a']);
     });
+  });
+  it('a database outage failing every tick is said once with its code, its end once, and rounds resume', async () => {
+    const logged: { level: string; msg: string; code?: unknown }[] = [];
+    const logger = createLogger('debug', (line) => logged.push(JSON.parse(line)));
+    let down = true;
+    const calls: string[] = [];
+    const scheduler = new Scheduler({
+      listEnabled: async () => {
+        if (down) {
+          throw new MailintakeError('STORE_FAILED', 'the database is unavailable (ECONNREFUSED)', {
+            retryable: true,
+          });
+        }
+        return [{ name: 'a', intervalSeconds: 10 }];
+      },
+      fetch: async (name) => {
+        calls.push(name);
+      },
+      logger,
+      tickMs: 1000,
+      now: () => Date.now(),
+    });
+    scheduler.start();
+    await vi.advanceTimersByTimeAsync(30_000);
+    const loud = () => logged.filter((l) => l.level !== 'debug').map((l) => [l.level, l.msg, l.code]);
+    expect(loud()).toEqual([['error', 'scheduler tick failed; trying again every tick', 'STORE_FAILED']]);
+    expect(logged.filter((l) => l.msg === 'scheduler tick failed again').length).toBeGreaterThanOrEqual(29);
+    expect(calls).toEqual([]);
+    down = false;
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(calls).toEqual(['a']);
+    expect(loud().slice(1)).toEqual([['info', 'scheduler works again', undefined]]);
+    await scheduler.stop();
   });
 });

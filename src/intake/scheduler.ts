@@ -24,6 +24,8 @@ export class Scheduler {
   private readonly pokedWhileRunning = new Set<string>();
   /** true until start() and after stop(): no round is started then. */
   private stopped = true;
+  /** Ticks failed in a row (the database is down): told once when it starts and once when it ends, not every second. */
+  private failedTicks = 0;
 
   constructor(
     private readonly opts: {
@@ -64,8 +66,17 @@ export class Scheduler {
         if ((this.nextDue.get(m.name) ?? 0) > now) continue;
         this.run(m.name);
       }
+      if (this.failedTicks > 0) {
+        this.opts.logger.info('scheduler works again', { failedTicks: this.failedTicks });
+        this.failedTicks = 0;
+      }
     } catch (err) {
-      this.opts.logger.error('scheduler tick failed', { error: String(err) });
+      const code = (err as { code?: unknown } | null)?.code;
+      const facts = { ...(typeof code === 'string' ? { code } : {}), error: String(err) };
+      if (this.failedTicks++ === 0) {
+        this.opts.logger.error('scheduler tick failed; trying again every tick', facts);
+      } else
+        this.opts.logger.debug('scheduler tick failed again', { ...facts, failedTicks: this.failedTicks });
     } finally {
       this.schedule();
     }

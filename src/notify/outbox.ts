@@ -204,15 +204,20 @@ export class OutboxSender {
     row: Selectable<MailOutboxTable>,
   ): Promise<{ ok: boolean; serverDown: boolean }> {
     const db = this.opts.store.db;
+    let result: Awaited<ReturnType<SmtpTransport['send']>>;
     try {
-      const result = await transport.send({
+      result = await transport.send({
         to: JSON.parse(row.recipients) as string[],
         subject: row.subject,
         text: row.body,
         messageId: `<mailintake-outbox-${row.id}-${Date.parse(row.created_at)}@mailintake.invalid>`,
         headers: { 'X-Mailintake-Event': row.event },
       });
-      failpoint('after-smtp-accept');
+    } catch (err) {
+      return this.failed(row, err);
+    }
+    failpoint('after-smtp-accept');
+    try {
       await db
         .updateTable('mail_outbox')
         .set({
@@ -223,40 +228,61 @@ export class OutboxSender {
         })
         .where('id', '=', row.id)
         .execute();
-      this.opts.onAttempt?.({ id: row.id, event: row.event, ok: true, attempts: row.attempts });
-      return { ok: true, serverDown: false };
     } catch (err) {
-      const error = toMailintakeError(err, 'SEND_FAILED');
-      const gaveUp = isPermanentRefusal(error) || row.attempts >= this.maxAttempts;
-      const next = new Date(this.now().getTime() + this.retryDelayMs(row.attempts)).toISOString();
-      await db
-        .updateTable('mail_outbox')
-        .set({
-          last_error: `${error.code}: ${error.message}`.slice(0, 2000),
-          ...(gaveUp ? { failed_at: nowIso() } : { next_attempt_at: next }),
-        })
-        .where('id', '=', row.id)
-        .where('sent_at', 'is', null)
-        .execute();
-      const facts = {
+      // The mail went out; only our note of it failed (the database went away). Counting it as a failed send
+      // would record an error and mail it again on the next retry. It stays claimed: after the claim deadline
+      // it may be sent once more (at least once, never lost), with the same Message-ID.
+      const coded = toMailintakeError(err, 'STORE_FAILED');
+      this.opts.logger.error('notification mail sent, but could not be marked sent', {
         outbox: row.id,
         event: row.event,
-        attempts: row.attempts,
-        code: error.code,
-        error: error.message,
-      };
-      if (gaveUp) this.opts.logger.error('notification mail given up', facts);
-      else this.opts.logger.warn('notification mail not sent; will retry', facts);
-      this.opts.onAttempt?.({
-        id: row.id,
-        event: row.event,
-        ok: false,
-        attempts: row.attempts,
-        error: { code: error.code, message: error.message },
-        ...(gaveUp ? { gaveUp: true } : {}),
+        code: coded.code,
+        error: coded.message,
       });
-      return { ok: false, serverDown: error.code !== 'SEND_FAILED' };
+      this.opts.onAttempt?.({ id: row.id, event: row.event, ok: true, attempts: row.attempts });
+      // the rows after it would meet the same database: left for the next pass
+      return { ok: true, serverDown: true };
     }
+    this.opts.onAttempt?.({ id: row.id, event: row.event, ok: true, attempts: row.attempts });
+    return { ok: true, serverDown: false };
+  }
+
+  /** Records a failed send: retried after the delay, or given up. */
+  private async failed(
+    row: Selectable<MailOutboxTable>,
+    err: unknown,
+  ): Promise<{ ok: boolean; serverDown: boolean }> {
+    const db = this.opts.store.db;
+    const error = toMailintakeError(err, 'SEND_FAILED');
+    const gaveUp = isPermanentRefusal(error) || row.attempts >= this.maxAttempts;
+    const next = new Date(this.now().getTime() + this.retryDelayMs(row.attempts)).toISOString();
+    await db
+      .updateTable('mail_outbox')
+      .set({
+        last_error: `${error.code}: ${error.message}`.slice(0, 2000),
+        ...(gaveUp ? { failed_at: nowIso() } : { next_attempt_at: next }),
+      })
+      .where('id', '=', row.id)
+      .where('sent_at', 'is', null)
+      .execute();
+    const facts = {
+      outbox: row.id,
+      event: row.event,
+      attempts: row.attempts,
+      code: error.code,
+      error: error.message,
+    };
+    if (gaveUp) this.opts.logger.error('notification mail given up', facts);
+    else this.opts.logger.warn('notification mail not sent; will retry', facts);
+    this.opts.onAttempt?.({
+      id: row.id,
+      event: row.event,
+      ok: false,
+      attempts: row.attempts,
+      error: { code: error.code, message: error.message },
+      ...(gaveUp ? { gaveUp: true } : {}),
+    });
+    return { ok: false, serverDown: error.code !== 'SEND_FAILED' };
   }
 }
 
