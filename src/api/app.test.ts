@@ -10,7 +10,7 @@ import { generatedName, INJECTED, inject } from '../../test/support/file-names.j
 import { buildMail } from '../../test/support/mails.js';
 import { prng } from '../../test/support/prng.js';
 import { loadConfig } from '../config/env.js';
-import { ERROR_HELP } from '../errors.js';
+import { ERROR_HELP, MailintakeError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { openRuntime } from '../runtime.js';
 import type { Services } from '../services/index.js';
@@ -480,6 +480,29 @@ describe('unexpected errors', () => {
     const line = logged.find((l) => l.includes('SQLITE_CORRUPT'));
     expect(line).toBeDefined();
     expect(line).not.toContain(key);
+  });
+});
+
+describe('the store unavailable', () => {
+  it('answers 503 STORE_FAILED with its coded message (retry later), not 500 INTERNAL', async () => {
+    const failing: Services = {
+      ...rt.services,
+      log: {
+        ...rt.services.log,
+        list: async () => {
+          throw new MailintakeError('STORE_FAILED', 'the database cannot be reached (ECONNREFUSED)', {
+            details: { driverCode: 'ECONNREFUSED' },
+          });
+        },
+      },
+    };
+    const res = await call('GET', '/api/v1/log', { target: createApi(failing) });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('30');
+    expect(res.json()).toMatchObject({
+      error: 'STORE_FAILED',
+      message: expect.stringContaining('ECONNREFUSED'),
+    });
   });
 });
 

@@ -41,7 +41,7 @@ const defaultLogger: ApiLogger = {
 };
 
 /** HTTP status per code. Codes not listed (and anything not coded) answer 500 INTERNAL with a generic message. */
-const STATUS: Partial<Record<ErrorCode, 400 | 401 | 404 | 409 | 502>> = {
+const STATUS: Partial<Record<ErrorCode, 400 | 401 | 404 | 409 | 502 | 503>> = {
   INVALID_SETTINGS: 400,
   INVALID_JSON: 400,
   INVALID_ID: 400,
@@ -54,6 +54,8 @@ const STATUS: Partial<Record<ErrorCode, 400 | 401 | 404 | 409 | 502>> = {
   OAUTH_CONSENT_FAILED: 400,
   // the outgoing SMTP server refused a test mail: a problem with another server, like the connection codes
   SEND_FAILED: 502,
+  // the database or the disk is unavailable (restart, failover, full): retryable, so a client should come back
+  STORE_FAILED: 503,
 };
 for (const code of CONNECTION_CODES) STATUS[code] = 502;
 
@@ -531,6 +533,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Hono {
     const secrets = requestSecrets.get(c.req.raw) ?? [];
     const status = isMailintakeError(err) ? STATUS[err.code] : undefined;
     if (isMailintakeError(err) && status !== undefined) {
+      if (status === 503) c.header('Retry-After', '30');
       return c.json(redact(err.toJSON(), secrets) satisfies ErrorBody, status);
     }
     // The real error goes to the log only: its message may name tables, paths or driver internals. The log line

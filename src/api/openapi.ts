@@ -22,10 +22,13 @@ const ref = (name: string): Json => ({ $ref: `#/components/schemas/${name}` });
 const nullable = (type: string): Json => ({ type: [type, 'null'] });
 const json = (schema: Json): Json => ({ 'application/json': { schema } });
 
-/** The coded error answers a route can give, by HTTP status. */
+/**
+ * The coded error answers a route can give, by HTTP status. Every route reads or writes the store, so every
+ * route can answer 503 STORE_FAILED (the database or disk is unavailable; come back after Retry-After).
+ */
 const errorResponses = (...statuses: number[]): Json =>
   Object.fromEntries(
-    statuses.map((s) => [String(s), { $ref: `#/components/responses/${ERROR_RESPONSE_NAMES[s]}` }]),
+    [...statuses, 503].map((s) => [String(s), { $ref: `#/components/responses/${ERROR_RESPONSE_NAMES[s]}` }]),
   );
 
 const ERROR_RESPONSE_NAMES: Record<number, string> = {
@@ -34,6 +37,7 @@ const ERROR_RESPONSE_NAMES: Record<number, string> = {
   404: 'NotFound',
   409: 'Conflict',
   502: 'MailboxUnreachable',
+  503: 'StoreUnavailable',
   500: 'Internal',
 };
 
@@ -996,6 +1000,12 @@ export const openApiDocument = {
         content: json(ref('Error')),
       },
       Internal: { description: 'INTERNAL: the server log has the details', content: json(ref('Error')) },
+      StoreUnavailable: {
+        description:
+          'STORE_FAILED: the database or the disk is unavailable (restart, failover, full); try again after Retry-After seconds',
+        headers: { 'Retry-After': { schema: { type: 'integer' } } },
+        content: json(ref('Error')),
+      },
     },
     schemas: {
       Error: {
