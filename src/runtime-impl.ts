@@ -11,7 +11,7 @@ import { createConnector } from './connectors/factory.js';
 import { type WatchState, watchImapFolder } from './connectors/imap/imap-watch.js';
 import { MailintakeError, toMailintakeError } from './errors.js';
 import { ErrorFolder } from './intake/error-folder.js';
-import { type DropNotifier, type FetchContext, fetchMailbox } from './intake/fetch-mailbox.js';
+import { type DropNotifier, emptySummary, type FetchContext, fetchMailbox } from './intake/fetch-mailbox.js';
 import { MailboxLease } from './intake/lease.js';
 import { RoundGate, Scheduler } from './intake/scheduler.js';
 import { createLogger, type Logger } from './logger.js';
@@ -549,18 +549,8 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
         const coded = toMailintakeError(err, 'INTERNAL');
         logger.warn('fetch round failed', { mailbox: name, code: coded.code, error: coded.message });
         const s: FetchSummary = {
-          mailbox: name,
-          reached: false,
-          fetched: 0,
-          created: 0,
-          appended: 0,
-          ignored: 0,
-          errored: 0,
-          reacknowledged: 0,
-          skippedErrors: 0,
-          movedToErrorFolder: 0,
+          ...emptySummary(name),
           error: { code: coded.code, message: coded.message },
-          stopped: null,
           durationMs: Date.now() - started,
         };
         logger.info('fetch round', { ...s });

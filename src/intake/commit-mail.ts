@@ -14,8 +14,7 @@ import {
 import { autoSubmitted, decideThread, mailFingerprint, threadCandidates } from '../pipeline/classify.js';
 import type { Address, ParsedMail, StoredPart, ThreadDecision } from '../pipeline/types.js';
 import type { Outcome } from '../services/views.js';
-import type { Engine, Store } from '../store/db.js';
-import { nowIso } from '../store/db.js';
+import { type Engine, nowIso, type Store, storeUnavailable } from '../store/db.js';
 import { storableText, valueKey } from '../store/keys.js';
 import type {
   AttachmentTable,
@@ -120,27 +119,18 @@ export async function commitBatch(
 }
 
 /**
- * The database's refusal as an admin can act on it. A full disk under the database (SQLite's SQLITE_FULL,
- * PostgreSQL's 53100 disk_full) says so and where; anything else stays the database's own words.
+ * The database's refusal as an admin can act on it: a database that is away, full or failing is coded by the
+ * store's one mapper (store/db.ts storeUnavailable: "the disk under … is full"); a statement it refused stays
+ * in the database's own words.
  */
 export function databaseError(err: unknown, store: Store, what = 'the mail'): MailintakeError {
+  const coded = storeUnavailable(err, store.location ?? `the ${store.engine} database`);
+  if (coded) return coded;
   if (err instanceof MailintakeError) return err;
-  const code = String((err as { code?: unknown } | null)?.code ?? '');
+  // Not the database being away: it refused this statement (a value it cannot take). Retried next round, and
+  // recordFailure falls back to a row without the mail's values.
   const text = err instanceof Error ? err.message : String(err);
-  const where = store.location ?? `the ${store.engine} database`;
-  const meaning =
-    code === 'SQLITE_FULL' || code === '53100'
-      ? `the disk under ${where} is full`
-      : code.startsWith('SQLITE_IOERR') || code === '58030'
-        ? `${where} reported an I/O error`
-        : code === 'SQLITE_READONLY' || code === '25006'
-          ? `${where} is read-only`
-          : null;
-  return new MailintakeError(
-    'STORE_FAILED',
-    meaning ? `${what} could not be stored: ${meaning} (${text})` : text,
-    { cause: err, details: meaning ? { path: where, ...(code ? { dbCode: code } : {}) } : {} },
-  );
+  return new MailintakeError('STORE_FAILED', text, { cause: err, details: { what } });
 }
 
 /**

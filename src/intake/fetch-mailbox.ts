@@ -88,14 +88,10 @@ export interface FetchContext {
  * identity is in the intake log already is only acknowledged again (never duplicated); a failing mail is
  * logged with its code and the loop goes on (one bad mail never blocks the mailbox).
  */
-export async function fetchMailbox(
-  ctx: FetchContext,
-  mailbox: IntakeMailbox,
-  settings: MailboxSettings,
-): Promise<FetchSummary> {
-  const started = Date.now();
-  const summary: FetchSummary = {
-    mailbox: mailbox.name,
+/** A round's summary before it has done anything (also the summary of a round that could not start). */
+export function emptySummary(mailbox: string): FetchSummary {
+  return {
+    mailbox,
     reached: false,
     fetched: 0,
     created: 0,
@@ -109,6 +105,15 @@ export async function fetchMailbox(
     stopped: null,
     durationMs: 0,
   };
+}
+
+export async function fetchMailbox(
+  ctx: FetchContext,
+  mailbox: IntakeMailbox,
+  settings: MailboxSettings,
+): Promise<FetchSummary> {
+  const started = Date.now();
+  const summary = emptySummary(mailbox.name);
   const hold = await ctx.lease.acquire(mailbox.id);
   if (!hold) {
     summary.error = { code: 'MAILBOX_BUSY', message: 'another fetch of this mailbox is running' };

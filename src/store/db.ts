@@ -54,6 +54,7 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     db = new Kysely<Database>({
       dialect: coded(
         new PostgresDialect({ pool: discardingBroken(postgresPool(config.databaseUrl, logger)) }),
+        location,
       ),
     });
   } else {
@@ -76,7 +77,7 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     sqlite.pragma('foreign_keys = ON');
     // `serve` and a CLI `fetch --once` may share the file; wait for the writer instead of failing at once.
     sqlite.pragma('busy_timeout = 10000');
-    db = new Kysely<Database>({ dialect: coded(new SqliteDialect({ database: sqlite })) });
+    db = new Kysely<Database>({ dialect: coded(new SqliteDialect({ database: sqlite }), location) });
   }
   try {
     await migrate(db as Kysely<unknown>, engine);
@@ -293,11 +294,24 @@ function driverCodeOf(err: unknown): string | undefined {
 }
 
 /**
+ * What a driver code means for the admin, with the place it concerns (the SQLite file, or the PostgreSQL server
+ * and database): a full disk or a failing one is fixed on that machine, not by waiting.
+ */
+function meaningOf(code: string | undefined, where: string): string | null {
+  if (code === 'SQLITE_FULL' || code === '53100') return `the disk under ${where} is full`;
+  if (code?.startsWith('SQLITE_IOERR') || code === '58030') return `${where} reported an I/O error`;
+  if (code?.startsWith('SQLITE_READONLY') || code === '25006') return `${where} is read-only`;
+  return null;
+}
+
+/**
  * The coded STORE_FAILED for a driver failure that says the database is unavailable (see the tables above),
  * else null: a constraint violation or a wrong statement stays what it is, for the caller to judge. The
- * message names the driver's code; it never holds the connection string.
+ * message names the driver's code, and for a full, failing or read-only disk the place (`where`: the store's
+ * location); it never holds the connection string. The one mapper of driver failures: the intake's commit
+ * (intake/commit-mail.ts databaseError) uses it too.
  */
-export function storeUnavailable(err: unknown): MailintakeError | null {
+export function storeUnavailable(err: unknown, where = 'the database'): MailintakeError | null {
   if (isMailintakeError(err)) return err.code === 'STORE_FAILED' ? err : null;
   if (!(err instanceof Error)) return null;
   const code = driverCodeOf(err);
@@ -309,10 +323,17 @@ export function storeUnavailable(err: unknown): MailintakeError | null {
   ) {
     return null;
   }
+  const meaning = meaningOf(code, where);
   return new MailintakeError(
     'STORE_FAILED',
-    `the database is unavailable${code ? ` (${code})` : ''}: ${err.message}`,
-    { cause: err, retryable, details: code ? { driverCode: code } : {} },
+    meaning
+      ? `${meaning} (${code}: ${err.message})`
+      : `the database is unavailable${code ? ` (${code})` : ''}: ${err.message}`,
+    {
+      cause: err,
+      retryable,
+      details: { ...(code ? { driverCode: code } : {}), ...(meaning ? { path: where } : {}) },
+    },
   );
 }
 
@@ -325,21 +346,17 @@ function storeFailureIn(err: unknown): MailintakeError | null {
   return null;
 }
 
-const rethrowCoded = (err: unknown): never => {
-  throw storeUnavailable(err) ?? err;
-};
-
 /**
  * The dialect with every driver failure coded at the source: whatever runs the query (a fetch round, the lease,
  * the outbox, the API, a migration), a database that went away surfaces as a retryable STORE_FAILED rather than
  * a bare ECONNREFUSED or "Connection terminated" that would be reported as INTERNAL.
  */
-function coded(dialect: Dialect): Dialect {
+function coded(dialect: Dialect, where: string): Dialect {
   return {
     createAdapter: () => dialect.createAdapter(),
     createIntrospector: (db) => dialect.createIntrospector(db),
     createQueryCompiler: () => dialect.createQueryCompiler(),
-    createDriver: () => new CodedDriver(dialect.createDriver()),
+    createDriver: () => new CodedDriver(dialect.createDriver(), where),
   };
 }
 
@@ -347,30 +364,38 @@ class CodedDriver implements Driver {
   /** Connections whose query methods are wrapped already (the drivers hand out the same objects again). */
   private readonly wrapped = new WeakSet<DatabaseConnection>();
 
-  constructor(private readonly inner: Driver) {}
+  constructor(
+    private readonly inner: Driver,
+    private readonly where: string,
+  ) {}
+
+  private readonly rethrow = (err: unknown): never => {
+    throw storeUnavailable(err, this.where) ?? err;
+  };
 
   init(): Promise<void> {
-    return this.inner.init().catch(rethrowCoded);
+    return this.inner.init().catch(this.rethrow);
   }
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    const connection = await this.inner.acquireConnection().catch(rethrowCoded);
+    const connection = await this.inner.acquireConnection().catch(this.rethrow);
     if (!this.wrapped.has(connection)) {
       this.wrapped.add(connection);
       const executeQuery = connection.executeQuery.bind(connection);
       const streamQuery = connection.streamQuery.bind(connection);
+      const rethrow = this.rethrow;
       connection.executeQuery = async (query) => {
         try {
           return await executeQuery(query);
         } catch (err) {
-          return rethrowCoded(err);
+          return this.rethrow(err);
         }
       };
       connection.streamQuery = async function* (query, chunkSize) {
         try {
           yield* streamQuery(query, chunkSize);
         } catch (err) {
-          rethrowCoded(err);
+          rethrow(err);
         }
       };
     }
@@ -378,21 +403,21 @@ class CodedDriver implements Driver {
   }
 
   beginTransaction: Driver['beginTransaction'] = (c, s) =>
-    this.inner.beginTransaction(c, s).catch(rethrowCoded);
-  commitTransaction: Driver['commitTransaction'] = (c) => this.inner.commitTransaction(c).catch(rethrowCoded);
+    this.inner.beginTransaction(c, s).catch(this.rethrow);
+  commitTransaction: Driver['commitTransaction'] = (c) => this.inner.commitTransaction(c).catch(this.rethrow);
   rollbackTransaction: Driver['rollbackTransaction'] = (c) =>
-    this.inner.rollbackTransaction(c).catch(rethrowCoded);
+    this.inner.rollbackTransaction(c).catch(this.rethrow);
   savepoint: NonNullable<Driver['savepoint']> = async (c, name, compile) => {
     if (!this.inner.savepoint) throw new Error('savepoints are not supported by this driver');
-    return this.inner.savepoint(c, name, compile).catch(rethrowCoded);
+    return this.inner.savepoint(c, name, compile).catch(this.rethrow);
   };
   rollbackToSavepoint: NonNullable<Driver['rollbackToSavepoint']> = async (c, name, compile) => {
     if (!this.inner.rollbackToSavepoint) throw new Error('savepoints are not supported by this driver');
-    return this.inner.rollbackToSavepoint(c, name, compile).catch(rethrowCoded);
+    return this.inner.rollbackToSavepoint(c, name, compile).catch(this.rethrow);
   };
   releaseSavepoint: NonNullable<Driver['releaseSavepoint']> = async (c, name, compile) => {
     if (!this.inner.releaseSavepoint) throw new Error('savepoints are not supported by this driver');
-    return this.inner.releaseSavepoint(c, name, compile).catch(rethrowCoded);
+    return this.inner.releaseSavepoint(c, name, compile).catch(this.rethrow);
   };
   releaseConnection(connection: DatabaseConnection): Promise<void> {
     return this.inner.releaseConnection(connection);
