@@ -1,4 +1,5 @@
 import { writeSync } from 'node:fs';
+import { MailintakeError } from './errors.js';
 
 /**
  * Failpoints: named crash points compiled into the product and armed only by the environment variable
@@ -60,22 +61,27 @@ const ENTRY = /^([a-z-]+)=(kill|throw)(?:@([1-9][0-9]{0,8}))?$/;
 /** Parses a MAILINTAKE_FAILPOINTS value; null when nothing is armed. Throws on anything it does not know. */
 export function parseFailpoints(spec: string | undefined): Failpoints | null {
   if (spec === undefined || spec.trim() === '') return null;
+  // A setting the operator typed: coded like every other, naming the variable.
+  const refuse = (message: string) =>
+    new MailintakeError('INVALID_SETTINGS', message, {
+      details: { fields: [{ field: 'MAILINTAKE_FAILPOINTS', message }] },
+    });
   const armed: Failpoints = new Map();
   for (const raw of spec.split(',')) {
     const entry = raw.trim();
     const m = ENTRY.exec(entry);
     if (!m) {
-      throw new Error(
+      throw refuse(
         `MAILINTAKE_FAILPOINTS: "${entry}" is not name=kill, name=throw, name=kill@n or name=throw@n`,
       );
     }
     const name = m[1] as FailpointName;
     if (!FAILPOINT_NAMES.includes(name)) {
-      throw new Error(
+      throw refuse(
         `MAILINTAKE_FAILPOINTS: unknown failpoint "${m[1]}" (known: ${FAILPOINT_NAMES.join(', ')})`,
       );
     }
-    if (armed.has(name)) throw new Error(`MAILINTAKE_FAILPOINTS: "${name}" is armed twice`);
+    if (armed.has(name)) throw refuse(`MAILINTAKE_FAILPOINTS: "${name}" is armed twice`);
     armed.set(name, { action: m[2] as FailpointAction, at: m[3] ? Number(m[3]) : 1, hits: 0 });
   }
   return armed;

@@ -183,7 +183,10 @@ describe('the failpoints module', () => {
       const run = await fetchOnce({ ...fresh.env, MAILINTAKE_FAILPOINTS: 'after-comit=kill' }, 'none');
       expect(run.signal).toBeNull();
       expect(run.code).not.toBe(0);
-      expect(run.stderr).toContain('unknown failpoint "after-comit"');
+      // --json: the coded error is the command's output (stdout), as for every other error
+      const answer = JSON.parse(run.stdout) as { error: string; message: string };
+      expect(answer.error).toBe('INVALID_SETTINGS');
+      expect(answer.message).toContain('unknown failpoint "after-comit"');
     } finally {
       await fresh.cleanup();
     }
