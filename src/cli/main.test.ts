@@ -138,7 +138,10 @@ describe('mailbox commands', () => {
     expect(up.stdout).toMatch(/interval:\s+300 s/);
     expect((await run(['mailbox', 'disable', 'support'])).stdout).toContain('Mailbox support disabled.');
     expect((await run(['mailbox', 'enable', 'support'])).stdout).toContain('Mailbox support enabled.');
-    expect((await run(['mailbox', 'remove', 'from-stdin'])).code).toBe(0);
+    const removed = await run(['mailbox', 'remove', 'from-stdin']);
+    expect(removed.code).toBe(0);
+    // the name its history is kept under, with the real id (it printed a placeholder "#ID")
+    expect(removed.stdout).toMatch(/they now name it "from-stdin \(removed #\d+\)"/);
     const gone = await run(['mailbox', 'show', 'from-stdin']);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/^error NOT_FOUND: /);

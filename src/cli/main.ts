@@ -403,10 +403,10 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     .argument('<name>')
     .action(async (name: string, opts: { json?: boolean }) => {
       await withRuntime(!!opts.json, async (rt) => {
-        await rt.services.mailboxes.remove(name);
-        if (opts.json) return printJson({ removed: name });
+        const keptAs = await rt.services.mailboxes.remove(name);
+        if (opts.json) return printJson({ removed: name, keptAs });
         line(
-          `Mailbox ${clean(name)} removed. Its requests, intake log, error mails and notifications are kept; they now name it "${clean(name)} (removed #ID)".`,
+          `Mailbox ${clean(name)} removed. Its requests, intake log, error mails and notifications are kept; they now name it "${clean(keptAs)}".`,
         );
       });
     });

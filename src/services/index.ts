@@ -50,7 +50,8 @@ export interface Services extends NotificationServices, ErrorFolderServices {
      */
     update(name: string, input: unknown, opts?: { pauseFetching?: boolean }): Promise<MailboxView>;
     setEnabled(name: string, enabled: boolean): Promise<MailboxView>;
-    remove(name: string): Promise<void>;
+    /** Keeps the mailbox's history under a new name, which it returns. */
+    remove(name: string): Promise<string>;
     /** The reference's "fetch a sample mail": connect, log in, describe the oldest mail, change nothing. */
     test(name: string): Promise<{ ok: true; sample: SampleMail | null; durationMs: number }>;
   };

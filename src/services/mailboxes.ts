@@ -396,7 +396,8 @@ export class MailboxRepo {
    * later never inherits this one's intake log (which would skip its mails as "already taken in").
    * Refused with FETCH_RUNNING while a round holds the lease: the round would go on with the wiped secrets.
    */
-  async remove(name: string): Promise<void> {
+  /** Returns the name its history is kept under. */
+  async remove(name: string): Promise<string> {
     const row = await this.row(name);
     const keptAs = `${name} (removed #${row.id})`;
     await withTransaction(this.store, async (tx) => {
@@ -439,6 +440,7 @@ export class MailboxRepo {
         details: { mailbox: name, change: 'removed', keptAs },
       });
     });
+    return keptAs;
   }
 }
 
