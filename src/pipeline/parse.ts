@@ -181,6 +181,9 @@ export async function parseMail(
   const pending: { part: AttachmentStream; stored: { sha256: string; size: number } }[] = [];
   let message: MessageText | null = null;
   let current: AttachmentStream | null = null;
+  // The blob put under way. When the parser fails, pipeline can settle before `consume` has seen its put
+  // reject and remove its temp file; parseMail waits for it, so nothing of this mail is still running after.
+  let inflight: Promise<unknown> | null = null;
 
   // When another stage fails, pipeline destroys the parser but not the attachment stream it handed out; a blob
   // put still reading that stream would wait forever (and so would pipeline, which waits for `consume`).
@@ -195,7 +198,9 @@ export async function parseMail(
       }
       current = item;
       try {
-        const stored = await opts.blobs.put(item.content).catch((err: unknown) => {
+        const put = opts.blobs.put(item.content);
+        inflight = put;
+        const stored = await put.catch((err: unknown) => {
           fail('store', err);
           throw err;
         });
@@ -213,6 +218,8 @@ export async function parseMail(
     // MailParser narrows read() to its object types, which the pipeline typings cannot see through.
     await pipeline(raw, meter, lineEndings, parser as Transform, consume);
   } catch (err) {
+    (current as AttachmentStream | null)?.content.destroy();
+    await (inflight as Promise<unknown> | null)?.catch(() => {});
     throw codedError(first ?? { stage: 'parse', err }, limits);
   }
 
@@ -464,7 +471,12 @@ export function extractMessageIds(value: string): string[] {
 function parseDate(value: string | null): string | null {
   if (!value) return null;
   const date = new Date(value);
-  return Number.isNaN(date.getTime()) ? null : date.toISOString();
+  if (Number.isNaN(date.getTime())) return null;
+  const iso = date.toISOString();
+  // `Date: Mon, 7 Dec 99999` and negative years parse, and toISOString writes them with six digits and a sign
+  // (`+099999-12-07…`): no RFC 3339 reader takes that, and as text it sorts before every real date. A year
+  // outside 0000-9999 is no date a mail was sent on: unknown, like an unreadable one.
+  return /^\d{4}-/.test(iso) ? iso : null;
 }
 
 function addresses(header: AddressObject | AddressObject[] | undefined): Address[] {
