@@ -292,10 +292,11 @@ describe('parseMail (synthetic)', () => {
     expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
   });
 
-  it('a mail mailparser refuses (a 2 MB header block) rejects with PARSE_FAILED, not retryable', async () => {
+  it('a mail mailsplit refuses (a 2 MB header block) rejects with MAIL_TOO_COMPLEX naming the limit, not retryable', async () => {
     const raw = `Subject: x\r\nX-Huge: ${'a'.repeat(2 * 1024 * 1024)}\r\n\r\nbody\r\n`;
     const err = await parseText(raw).catch((e: unknown) => e);
-    expect(isMailintakeError(err) && err.code).toBe('PARSE_FAILED');
+    expect(isMailintakeError(err) && err.code).toBe('MAIL_TOO_COMPLEX');
+    expect(isMailintakeError(err) && err.details).toEqual({ limit: 'maxHeaderBytes', max: 1024 * 1024 });
     expect(isMailintakeError(err) && err.retryable).toBe(false);
     expect((err as Error).cause).toBeInstanceOf(Error);
   });
@@ -413,15 +414,26 @@ describe('extractMessageIds', () => {
 
 describe('resolveParseLimits', () => {
   it('fills in defaults and accepts -1 as unlimited', () => {
-    expect(resolveParseLimits()).toEqual({ maxMailBytes: 100 * 1024 * 1024, maxTextBytes: 4 * 1024 * 1024 });
+    expect(resolveParseLimits()).toEqual({
+      maxMailBytes: 100 * 1024 * 1024,
+      maxTextBytes: 4 * 1024 * 1024,
+      maxHeaderBytes: 1024 * 1024,
+      maxParts: 1000,
+      maxDepth: 100,
+    });
     expect(resolveParseLimits({ maxMailBytes: -1 }).maxMailBytes).toBe(-1);
   });
   it.each([0, Number.NaN, -2, 1.5, Number.POSITIVE_INFINITY])(
     'rejects %s instead of turning the limit off',
     (v) => {
-      expect(() => resolveParseLimits({ maxMailBytes: v })).toThrow(
-        expect.objectContaining({ code: 'INVALID_SETTINGS' }),
-      );
+      for (const key of ['maxMailBytes', 'maxTextBytes', 'maxHeaderBytes', 'maxParts', 'maxDepth'] as const) {
+        expect(() => resolveParseLimits({ [key]: v })).toThrow(
+          expect.objectContaining({
+            code: 'INVALID_SETTINGS',
+            details: { fields: [expect.objectContaining({ field: key })] },
+          }),
+        );
+      }
     },
   );
 });

@@ -22,6 +22,25 @@ export interface ParseLimits {
    * Also the largest HTML that is converted to text when a mail has no text part. -1: unlimited.
    */
   maxTextBytes: number;
+  /**
+   * Largest header block of one MIME node (the mail's own, or a part's), in bytes as received, folded lines
+   * counted whole. A hostile header (one 50 MB line, 100,000 lines, 100,000 encoded words, an RFC 2231
+   * `filename*0..*99999` bomb, a mail with no blank line before its body) is held whole in memory and decoded
+   * several times over; past this the mail fails with MAIL_TOO_COMPLEX. -1: unlimited.
+   */
+  maxHeaderBytes: number;
+  /**
+   * Most MIME nodes (the mail itself and every part, at any depth, attachments included). Each part costs an
+   * attachment row and a blob put; 50,000 tiny parts would be minutes of work and rows for one mail. Past this
+   * the mail fails with MAIL_TOO_COMPLEX. -1: unlimited.
+   */
+  maxParts: number;
+  /**
+   * Deepest nesting of multiparts (the root is depth 1). No real mail comes near it; a deeply nested one is
+   * built to exhaust recursion in whatever walks the tree later. Past this the mail fails with
+   * MAIL_TOO_COMPLEX. -1: unlimited.
+   */
+  maxDepth: number;
 }
 
 export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({
@@ -30,7 +49,15 @@ export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({
   // mailparser, the store and the trace (measured in `npm run bench` (e)/(f)), and three mailboxes may be taking
   // in such a mail at once. 4 MiB of text is some 2,000 printed pages; the raw copy keeps the rest.
   maxTextBytes: 4 * 1024 * 1024,
+  // mailsplit's own defaults (1 MiB, 1000 nodes), now named and settable: real mails with the longest
+  // headers (long Received chains, big DKIM/ARC sets, 1,000 recipients) stay well under 1 MiB.
+  maxHeaderBytes: 1024 * 1024,
+  maxParts: 1000,
+  maxDepth: 100,
 });
+
+/** The limits MAIL_TOO_COMPLEX names in `details.limit`. */
+export type ComplexityLimit = 'maxHeaderBytes' | 'maxParts' | 'maxDepth';
 
 /**
  * Fills in defaults and validates. Only the documented `-1` means unlimited: `0`, `NaN`, `Infinity`, fractions
@@ -48,7 +75,7 @@ export function resolveParseLimits(input: Partial<ParseLimits> = {}): ParseLimit
     } else {
       fields.push({
         field: key,
-        message: `must be a positive whole number of bytes, or -1 for unlimited (got ${value})`,
+        message: `must be a positive whole number, or -1 for unlimited (got ${value})`,
       });
     }
   }
@@ -129,8 +156,13 @@ export async function parseMail(
 
   // Text and HTML bodies are cut while they stream in (body-cut.ts): mailparser would otherwise hold the
   // whole body, several times over, before any cut could be made.
-  const parser = new CuttingMailParser(
+  const parser = new LimitedMailParser(
     {
+      // mailsplit's own guards (it holds a node's header block whole, and counts nodes), set from our limits;
+      // it reads 0 as "default", so unlimited is the largest safe number. Its EMAXLEN errors become
+      // MAIL_TOO_COMPLEX in codedError.
+      maxHeadSize: unlimitedAsMax(limits.maxHeaderBytes),
+      maxChildNodes: unlimitedAsMax(limits.maxParts),
       // We hash attachments ourselves (sha256, in the blob store); mailparser's md5 would be wasted work.
       checksumAlgo: false,
       // textAsHtml and linkified text are not used: HTML is kept as received and sanitised for display later.
@@ -140,6 +172,7 @@ export async function parseMail(
       ...(limits.maxTextBytes === -1 ? {} : { maxHtmlLengthToParse: limits.maxTextBytes }),
     },
     limits.maxTextBytes,
+    limits.maxDepth,
   );
 
   raw.on('error', (err) => fail('source', err));
@@ -148,6 +181,9 @@ export async function parseMail(
   const pending: { part: AttachmentStream; stored: { sha256: string; size: number } }[] = [];
   let message: MessageText | null = null;
   let current: AttachmentStream | null = null;
+  // The blob put under way. When the parser fails, pipeline can settle before `consume` has seen its put
+  // reject and remove its temp file; parseMail waits for it, so nothing of this mail is still running after.
+  let inflight: Promise<unknown> | null = null;
 
   // When another stage fails, pipeline destroys the parser but not the attachment stream it handed out; a blob
   // put still reading that stream would wait forever (and so would pipeline, which waits for `consume`).
@@ -162,7 +198,9 @@ export async function parseMail(
       }
       current = item;
       try {
-        const stored = await opts.blobs.put(item.content).catch((err: unknown) => {
+        const put = opts.blobs.put(item.content);
+        inflight = put;
+        const stored = await put.catch((err: unknown) => {
           fail('store', err);
           throw err;
         });
@@ -180,7 +218,9 @@ export async function parseMail(
     // MailParser narrows read() to its object types, which the pipeline typings cannot see through.
     await pipeline(raw, meter, lineEndings, parser as Transform, consume);
   } catch (err) {
-    throw codedError(first ?? { stage: 'parse', err });
+    (current as AttachmentStream | null)?.content.destroy();
+    await (inflight as Promise<unknown> | null)?.catch(() => {});
+    throw codedError(first ?? { stage: 'parse', err }, limits);
   }
 
   const root = parser.headerLines || [];
@@ -224,9 +264,12 @@ interface Failure {
   err: unknown;
 }
 
-function codedError({ stage, err }: Failure): MailintakeError {
-  // A coded error stays as it is: MAIL_TOO_LARGE from the meter, or a connector's own code from the source.
+function codedError({ stage, err }: Failure, limits: ParseLimits): MailintakeError {
+  // A coded error stays as it is: MAIL_TOO_LARGE from the meter, MAIL_TOO_COMPLEX from the depth check, or a
+  // connector's own code from the source.
   if (isMailintakeError(err)) return err;
+  const limit = stage === 'parse' ? splitterLimit(err) : null;
+  if (limit !== null) return tooComplex(limit, limits[limit], err);
   switch (stage) {
     case 'source':
       // The connection broke while the mail streamed in: fetching it again may well work.
@@ -242,6 +285,75 @@ function codedError({ stage, err }: Failure): MailintakeError {
       return new MailintakeError('PARSE_FAILED', `The mail could not be parsed: ${messageOf(err)}`, {
         cause: err,
       });
+  }
+}
+
+const LIMIT_WHAT: Record<ComplexityLimit, string> = {
+  maxHeaderBytes: 'a header block larger than',
+  maxParts: 'more MIME parts than',
+  maxDepth: 'multiparts nested deeper than',
+};
+
+function tooComplex(limit: ComplexityLimit, max: number, cause?: unknown): MailintakeError {
+  return new MailintakeError(
+    'MAIL_TOO_COMPLEX',
+    `The mail has ${LIMIT_WHAT[limit]} the maximum of ${max}${limit === 'maxHeaderBytes' ? ' bytes' : ''} (${limit}).`,
+    { details: { limit, max }, ...(cause === undefined ? {} : { cause }) },
+  );
+}
+
+/**
+ * Which of our limits a mailsplit error stands for. mailsplit tags its size guards with code EMAXLEN and tells
+ * them apart only by message (pinned @zone-eu/mailsplit 5.4.30); an unknown EMAXLEN message stays PARSE_FAILED
+ * (parse.test.ts notices if the messages change).
+ */
+function splitterLimit(err: unknown): ComplexityLimit | null {
+  if (!(err instanceof Error) || (err as { code?: unknown }).code !== 'EMAXLEN') return null;
+  if (err.message.includes('header size')) return 'maxHeaderBytes';
+  if (err.message.includes('child nodes')) return 'maxParts';
+  return null;
+}
+
+function unlimitedAsMax(value: number): number {
+  return value === -1 ? Number.MAX_SAFE_INTEGER : value;
+}
+
+/** A node as mailsplit hands it to mailparser: multipart children point at their parent. */
+interface SplitNode {
+  type?: string;
+  parentNode?: SplitNode | false;
+}
+
+/**
+ * Adds the nesting-depth limit mailsplit does not have. A node chunk's depth is the length of its parent chain
+ * (bounded by maxParts, which mailsplit checks first); past the limit the chunk is refused with
+ * MAIL_TOO_COMPLEX, which mailparser emits as its error, and the parse ends there.
+ */
+class LimitedMailParser extends CuttingMailParser {
+  readonly #maxDepth: number;
+
+  constructor(
+    options: ConstructorParameters<typeof CuttingMailParser>[0],
+    maxTextBytes: number,
+    maxDepth: number,
+  ) {
+    super(options, maxTextBytes);
+    this.#maxDepth = maxDepth;
+  }
+
+  override processChunk(
+    data: Parameters<CuttingMailParser['processChunk']>[0],
+    done: (err?: Error | null) => void,
+  ): void {
+    if (data.type === 'node' && this.#maxDepth !== -1) {
+      let depth = 1;
+      for (let n = (data as SplitNode).parentNode; n; n = n.parentNode) depth++;
+      if (depth > this.#maxDepth) {
+        done(tooComplex('maxDepth', this.#maxDepth));
+        return;
+      }
+    }
+    super.processChunk(data, done);
   }
 }
 
@@ -359,7 +471,12 @@ export function extractMessageIds(value: string): string[] {
 function parseDate(value: string | null): string | null {
   if (!value) return null;
   const date = new Date(value);
-  return Number.isNaN(date.getTime()) ? null : date.toISOString();
+  if (Number.isNaN(date.getTime())) return null;
+  const iso = date.toISOString();
+  // `Date: Mon, 7 Dec 99999` and negative years parse, and toISOString writes them with six digits and a sign
+  // (`+099999-12-07…`): no RFC 3339 reader takes that, and as text it sorts before every real date. A year
+  // outside 0000-9999 is no date a mail was sent on: unknown, like an unreadable one.
+  return /^\d{4}-/.test(iso) ? iso : null;
 }
 
 function addresses(header: AddressObject | AddressObject[] | undefined): Address[] {
