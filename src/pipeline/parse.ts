@@ -188,7 +188,11 @@ export async function parseMail(
   // When another stage fails, pipeline destroys the parser but not the attachment stream it handed out; a blob
   // put still reading that stream would wait forever (and so would pipeline, which waits for `consume`).
   // Destroying it makes the put reject. After a normal end `current` is null and this does nothing.
-  parser.once('close', () => current?.content.destroy());
+  //
+  // Destroyed WITH an error: a put that pipes the stream on (DeferredSyncBlobs: `stream.pipe(tap)`) hears only
+  // 'error'; a plain destroy() ends the source without 'end', pipe() never ends the next stream, and that put
+  // would wait forever (parseMail waits for it below; before, it was left pending, one per hostile mail).
+  parser.once('close', () => current?.content.destroy(abandoned()));
 
   const consume = async (source: AsyncIterable<AttachmentStream | MessageText>) => {
     for await (const item of source) {
@@ -197,6 +201,9 @@ export async function parseMail(
         continue;
       }
       current = item;
+      // The put reports a failure of the stream by rejecting; this keeps our own destroy(abandoned()) from
+      // also being an uncaught 'error' when a put has not listened yet.
+      item.content.on('error', () => {});
       try {
         const put = opts.blobs.put(item.content);
         inflight = put;
@@ -218,7 +225,7 @@ export async function parseMail(
     // MailParser narrows read() to its object types, which the pipeline typings cannot see through.
     await pipeline(raw, meter, lineEndings, parser as Transform, consume);
   } catch (err) {
-    (current as AttachmentStream | null)?.content.destroy();
+    (current as AttachmentStream | null)?.content.destroy(abandoned());
     await (inflight as Promise<unknown> | null)?.catch(() => {});
     throw codedError(first ?? { stage: 'parse', err }, limits);
   }
@@ -257,6 +264,10 @@ export async function parseMail(
     );
   }
   return mail;
+}
+
+function abandoned(): Error {
+  return new Error('the mail ended or failed before this attachment was read');
 }
 
 interface Failure {
