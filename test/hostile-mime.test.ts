@@ -133,7 +133,7 @@ describe.each(ENGINES)('hostile MIME end to end on %s', (engine) => {
   // stream destroyed without an error (DeferredSyncBlobs pipes it on, and pipe() hears only 'error'), and the
   // process hung until the IMAP timeout (measured: 302 s), the next mail not taken in.
   it('fetch --once (a process of its own) ends on mails that fail mid-attachment, and takes in the next', async () => {
-    const names = ['50,000 tiny attachments', 'the same attachment 10,000 times'];
+    const names = ['the same attachment 10,000 times'];
     await deliverMaildir(
       dovecot,
       'cli',
@@ -156,7 +156,7 @@ describe.each(ENGINES)('hostile MIME end to end on %s', (engine) => {
     const [code] = await once(child, 'exit');
     expect(code, out).toBe(0);
     expect(JSON.parse(out)).toMatchObject([
-      { mailbox: 'cli', fetched: 4, created: 2, errored: 2, movedToErrorFolder: 2, error: null },
+      { mailbox: 'cli', fetched: 2, created: 1, errored: 1, movedToErrorFolder: 1, error: null },
     ]);
   });
 });
