@@ -48,8 +48,8 @@ export function* multipart(parts: Iterable<string>): Generator<string> {
   yield '--B--\r\n';
 }
 
-const attachment = (name: string, base64: string) =>
-  `Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="${name}"\r\nContent-Transfer-Encoding: base64\r\n\r\n${base64}`;
+const attachment = (name: string, base64: string, type = 'application/octet-stream') =>
+  `Content-Type: ${type}\r\nContent-Disposition: attachment; filename="${name}"\r\nContent-Transfer-Encoding: base64\r\n\r\n${base64}`;
 
 export interface HostileShape {
   name: string;
@@ -159,7 +159,8 @@ export const HOSTILE_SHAPES: HostileShape[] = [
   },
   {
     name: 'the same attachment 10,000 times',
-    chunks: () => multipart(repeat(10_000, () => attachment('same.pdf', 'QUJD'.repeat(100)))),
+    chunks: () =>
+      multipart(repeat(10_000, () => attachment('same.pdf', 'QUJD'.repeat(100), 'application/pdf'))),
     expect: 'maxParts',
   },
   {
