@@ -1,4 +1,5 @@
 import { MailParser, type MailParserOptions } from 'mailparser';
+import { StreamingQpDecoder } from './qp-stream.js';
 
 /**
  * Bodies are cut while they are read, not after.
@@ -87,6 +88,15 @@ export class CuttingMailParser extends MailParser {
   /** Called by mailparser for every MIME node, before any of its body. */
   createNode(data: unknown): ParserNode {
     const node = this.#hooks.createNode.call(this, data);
+    // Every quoted-printable part, attachments too, gets a decoder that streams (qp-stream.ts: the library's
+    // holds the whole part). mailparser listens for its decoder's end (mail-parser.js createNode); so do we.
+    if (node.decoder && node.encoding === 'quoted-printable') {
+      const decoder = new StreamingQpDecoder();
+      decoder.on('end', () => {
+        (this as unknown as { decoderEnded: boolean }).decoderEnded = true;
+      });
+      node.decoder = decoder;
+    }
     // unlimited (-1): nothing to count, every chunk passes as mailparser would take it
     if (node.decoder && node.isAttachment === false && Number.isFinite(this.#left.text)) {
       const encoding: Encoding =
