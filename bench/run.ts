@@ -56,6 +56,8 @@ const BODY_TEXT2_USER = { name: 'bodytext2', password: 'body-pw' };
 const BODY_USERS_ALL = [BODY_TEXT_USER, BODY_HTML_USER, BODY_TEXT2_USER];
 /** BENCH_ONLY=bodies runs (e) and (f) alone (no 5000-mail mix). */
 const ONLY_BODIES = process.env.BENCH_ONLY === 'bodies';
+/** BENCH_ONLY=qp runs (h) alone. */
+const ONLY_QP = process.env.BENCH_ONLY === 'qp';
 
 // ---------------------------------------------------------------------------------------------------------
 // Clean-up, also on failure and on Ctrl-C
@@ -453,6 +455,33 @@ function bodyRows(b: Awaited<ReturnType<typeof bodyCases>>): [string, string, st
   ];
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// (h) quoted-printable: a 64 MB attachment and a 96 MB body of soft line breaks, each parsed in a child process
+// ---------------------------------------------------------------------------------------------------------
+async function qpCases() {
+  const one = async (shape: 'attachment' | 'soft-breaks', mb: number) => {
+    // the same small shell as bigMailChild: a clean maxRSS for the child
+    const child = spawn(
+      '/bin/sh',
+      ['-c', '"$0" "$1"; exit $?', process.execPath, path.join(here, 'qp-child.js')],
+      {
+        env: { ...process.env, BENCH_QP_SHAPE: shape, BENCH_QP_MB: String(mb) },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    if (code !== 0) throw new Error(`quoted-printable child exited with ${code}: ${out}`);
+    const r = JSON.parse(out.trim()) as { peakMaxRssMiB: number; seconds: number };
+    log(`(h) ${mb} MB quoted-printable ${shape}: peak RSS ${r.peakMaxRssMiB} MiB, ${r.seconds} s`);
+    return r;
+  };
+  return { attachment64: await one('attachment', 64), softBreaks96: await one('soft-breaks', 96) };
+}
+
 async function onlyBodies(): Promise<void> {
   await ensureDovecotInstalled(log);
   await ensurePostgres();
@@ -599,6 +628,7 @@ async function main(): Promise<void> {
   await resetBigSeen(dovecot);
   const bigPostgres = await bigMailChild('postgres', dovecot);
   const bodies = await bodyCases(dovecot);
+  const qp = await qpCases();
 
   const ratio = (r: number) => round((100 * r) / parse.mailsPerSecond);
   const results = {
@@ -631,6 +661,7 @@ async function main(): Promise<void> {
     bigMail: { attachmentMiB: BIG_MB, sqlite: bigSqlite, postgres: bigPostgres },
     cliStartup: startup,
     bigBodies: bodies,
+    quotedPrintable: qp,
     loadAverageAtEnd: os.loadavg().map((l) => round(l, 2)),
     targets: {
       ingestAtLeast60PercentOfParse: {
@@ -700,6 +731,12 @@ async function main(): Promise<void> {
       `peak RSS ${bigPostgres.peakMaxRssMiB} MiB (baseline ${bigPostgres.baselineMaxRssMiB}; target < 150), ${bigPostgres.seconds} s`,
     ],
     ...bodyRows(bodies),
+    [
+      '(h) quoted-printable, parse only',
+      '',
+      '',
+      `64 MB attachment ${qp.attachment64.peakMaxRssMiB} MiB, 96 MB of soft line breaks ${qp.softBreaks96.peakMaxRssMiB} MiB peak RSS (target < 250)`,
+    ],
   ];
   rows.push([
     '(g) mailintake --help',
@@ -728,7 +765,8 @@ async function main(): Promise<void> {
 }
 
 try {
-  await (ONLY_BODIES ? onlyBodies() : main());
+  if (ONLY_QP) await qpCases();
+  else await (ONLY_BODIES ? onlyBodies() : main());
 } catch (err) {
   process.exitCode = 1;
   console.error('[bench] failed:', err);
