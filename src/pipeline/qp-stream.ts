@@ -28,7 +28,10 @@ export class StreamingQpDecoder extends Transform {
       const run = /^[ \t]*/.exec(text)![0].length;
       if (run > 0) this.push(Buffer.from(text.slice(0, run), 'binary'));
       text = text.slice(run);
-      if (text.length === 0) return done();
+      if (text.length === 0) {
+        done();
+        return;
+      }
       this.#keepingWhiteSpace = false;
     }
     let cut = text.lastIndexOf('\n') + 1;
