@@ -142,6 +142,35 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     if (json) out(n === 0 ? ']\n' : '\n]\n');
     else line(`${n} entr${n === 1 ? 'y' : 'ies'}`);
   };
+
+  /**
+   * What every list command prints: all entries (`--all`, page after page by id), or one page as JSON or as a
+   * table with its footer; `empty` words an empty page.
+   */
+  const printList = async <T extends { id: number }>(
+    opts: { limit?: number; offset?: number; all?: boolean; json?: boolean },
+    list: (page: { limit?: number; offset?: number; before?: number }) => Promise<Page<T>>,
+    headers: string[],
+    row: (item: T) => string[],
+    empty: (page: Page<T>) => string,
+  ): Promise<void> => {
+    if (opts.all) {
+      return printAll(
+        !!opts.json,
+        (before) => list({ limit: MAX_PAGE, ...(before ? { before } : {}) }),
+        headers,
+        row,
+      );
+    }
+    const page = await list({
+      ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+      ...(opts.offset !== undefined ? { offset: opts.offset } : {}),
+    });
+    if (opts.json) return printJson(page);
+    if (page.items.length === 0) return line(empty(page));
+    line(table(headers, page.items.map(row)));
+    line(pageFooter(page));
+  };
   const allOption = () =>
     new Option('--all', 'every entry, page after page (with --json: one array of entries)').conflicts([
       'limit',
@@ -572,26 +601,15 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     .addOption(allOption())
     .action(
       async (opts: { portal?: string; limit?: number; offset?: number; all?: boolean; json?: boolean }) => {
-        await withRuntime(!!opts.json, async (rt) => {
-          if (opts.all) {
-            return printAll(
-              !!opts.json,
-              (before) => rt.services.requests.list({ portal: opts.portal, limit: MAX_PAGE, before }),
-              requestHeaders,
-              requestRow,
-            );
-          }
-          const page = await rt.services.requests.list({
-            portal: opts.portal,
-            limit: opts.limit,
-            offset: opts.offset,
-          });
-          if (opts.json) return printJson(page);
-          if (page.items.length === 0)
-            return line(page.total === 0 ? 'No requests.' : 'No requests on this page.');
-          line(table(requestHeaders, page.items.map(requestRow)));
-          line(pageFooter(page));
-        });
+        await withRuntime(!!opts.json, (rt) =>
+          printList(
+            opts,
+            (page) => rt.services.requests.list({ portal: opts.portal, ...page }),
+            requestHeaders,
+            requestRow,
+            (page) => (page.total === 0 ? 'No requests.' : 'No requests on this page.'),
+          ),
+        );
       },
     );
   leaf(requests, 'show', 'show a request (by request id) with its conversations and attachment metadata')
@@ -659,32 +677,15 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
         all?: boolean;
         json?: boolean;
       }) => {
-        await withRuntime(!!opts.json, async (rt) => {
-          if (opts.all) {
-            return printAll(
-              !!opts.json,
-              (before) =>
-                rt.services.log.list({
-                  mailbox: opts.mailbox,
-                  outcome: opts.outcome,
-                  limit: MAX_PAGE,
-                  before,
-                }),
-              logHeaders,
-              logRow,
-            );
-          }
-          const page = await rt.services.log.list({
-            mailbox: opts.mailbox,
-            outcome: opts.outcome,
-            limit: opts.limit,
-            offset: opts.offset,
-          });
-          if (opts.json) return printJson(page);
-          if (page.items.length === 0) return line('The intake log is empty.');
-          line(table(logHeaders, page.items.map(logRow)));
-          line(pageFooter(page));
-        });
+        await withRuntime(!!opts.json, (rt) =>
+          printList(
+            opts,
+            (page) => rt.services.log.list({ mailbox: opts.mailbox, outcome: opts.outcome, ...page }),
+            logHeaders,
+            logRow,
+            () => 'The intake log is empty.',
+          ),
+        );
       },
     );
 
@@ -786,25 +787,15 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     .addOption(allOption())
     .action(
       async (opts: { category?: string; limit?: number; offset?: number; all?: boolean; json?: boolean }) => {
-        await withRuntime(!!opts.json, async (rt) => {
-          if (opts.all) {
-            return printAll(
-              !!opts.json,
-              (before) => rt.services.systemLog.list({ category: opts.category, limit: MAX_PAGE, before }),
-              systemHeaders,
-              systemRow,
-            );
-          }
-          const page = await rt.services.systemLog.list({
-            category: opts.category,
-            limit: opts.limit,
-            offset: opts.offset,
-          });
-          if (opts.json) return printJson(page);
-          if (page.items.length === 0) return line('The system log is empty.');
-          line(table(systemHeaders, page.items.map(systemRow)));
-          line(pageFooter(page));
-        });
+        await withRuntime(!!opts.json, (rt) =>
+          printList(
+            opts,
+            (page) => rt.services.systemLog.list({ category: opts.category, ...page }),
+            systemHeaders,
+            systemRow,
+            () => 'The system log is empty.',
+          ),
+        );
       },
     );
 
