@@ -800,11 +800,21 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     );
 
   // notifications, rules, smtp, alerts, outbox
-  addNotificationCommands(program, {
+  // What every group of commands in its own file gets from here: output, tables, the runtime.
+  const commandKit = {
     leaf,
-    withRuntime: (json, action) => withRuntime(json, action),
+    withRuntime: (json: boolean, action: (rt: Runtime) => Promise<unknown>) => withRuntime(json, action),
     line,
     printJson,
+    clean,
+    table,
+    fields,
+    truncate,
+    pageFooter,
+    intArg,
+  };
+  addNotificationCommands(program, {
+    ...commandKit,
     readSecretFile: async (file, what) => {
       const value = await readJsonFile(file, what);
       const v = value as { password?: unknown; oauth?: { clientSecret?: unknown } } | null;
@@ -813,40 +823,14 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       }
       return value;
     },
-    clean,
-    table,
-    fields,
-    truncate,
-    pageFooter,
-    intArg,
   });
 
   // errors … (the error folder), secret-key reseal
-  addErrorFolderCommands(program, {
-    leaf,
-    withRuntime: (json, action) => withRuntime(json, action),
-    line,
-    printJson,
-    clean,
-    table,
-    fields,
-    truncate,
-    pageFooter,
-    intArg,
-  });
+  addErrorFolderCommands(program, commandKit);
 
   // attachment get
   addAttachmentCommands(program, {
-    leaf,
-    withRuntime: (json, action) => withRuntime(json, action),
-    line,
-    printJson,
-    clean,
-    table,
-    fields,
-    truncate,
-    pageFooter,
-    intArg,
+    ...commandKit,
     err,
     binaryStdout: () => io.binaryStdout ?? process.stdout,
   });
