@@ -7,8 +7,8 @@
  * - about 10 %: replies, with In-Reply-To/References naming an earlier mail of the mix.
  */
 import { createCipheriv } from 'node:crypto';
-import { buildMail } from '../test/support/mails.js';
-import { prng } from '../test/support/prng.js';
+import { buildMail } from '../test/kit/mails.js';
+import { prng } from '../test/kit/prng.js';
 
 /** `n` deterministic, incompressible bytes for mail `index`. */
 export function attachmentBytes(index: number, n: number): Buffer {

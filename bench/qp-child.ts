@@ -9,8 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { FileBlobStore } from '../src/blobs/blob-store.js';
-import { parseMail } from '../src/pipeline/parse.js';
+import { parseMail } from '../src/mail/parse.js';
+import { FileBlobStore } from '../src/store/blobs/blob-store.js';
 
 const shape = process.env.BENCH_QP_SHAPE === 'soft-breaks' ? 'soft-breaks' : 'attachment';
 const bytes = Number(process.env.BENCH_QP_MB ?? '64') * 1024 * 1024;

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Thin launcher: the CLI is compiled to dist/ by `npm install` (the prepare script).
-import { main } from '../dist/cli/main.js';
+import { main } from '../dist/cli/program.js';
 
 // `mailintake … | head`: the reader went away, which is not an error of ours; stop quietly like other tools do.
 process.stdout.on('error', (err) => {

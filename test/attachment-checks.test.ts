@@ -1,14 +1,14 @@
 import { text } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
+import type { Runtime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/runtime.js';
+import { main } from '../src/cli/program.js';
 import type { DropEvent } from '../src/intake/fetch-mailbox.js';
-import type { Runtime } from '../src/runtime.js';
-import { openRuntime } from '../src/runtime.js';
+import { imapsMailbox } from './kit/mailboxes.js';
+import { buildMail } from './kit/mails.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
-import { imapsMailbox } from './support/mailboxes.js';
-import { buildMail } from './support/mails.js';
 
 /**
  * Attachment and inline-image checks end to end: real Dovecot, real store (both engines), real files in the

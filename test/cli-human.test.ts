@@ -5,7 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
+import { main } from '../src/cli/program.js';
 import { type CliRun, cliRunner } from './support/cli.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
@@ -366,7 +366,7 @@ function spawnCli(args: string[], e: NodeJS.ProcessEnv): Promise<CliRun> {
 
 describe('the log in words (one-off commands without MAILINTAKE_LOG_LEVEL)', () => {
   it('prints errors as one plain line with their facts, drops what the output already shows', async () => {
-    const { createLogger } = await import('../src/logger.js');
+    const { createLogger } = await import('../src/kernel/logger.js');
     const lines: string[] = [];
     const log = createLogger('error', (l) => lines.push(l), 'text');
     log.debug('mail prepared', { mailbox: 'a' });

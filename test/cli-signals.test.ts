@@ -4,12 +4,12 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/db.js';
+import { imapsMailbox } from './kit/mailboxes.js';
+import { buildMail } from './kit/mails.js';
 import { cliRunner } from './support/cli.js';
 import { deliverMaildir } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
-import { imapsMailbox } from './support/mailboxes.js';
-import { buildMail } from './support/mails.js';
 
 /**
  * SIGTERM/SIGINT stop the service cleanly: the running batch ends with what it committed, the lease is released,

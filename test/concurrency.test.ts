@@ -2,14 +2,14 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime } from '../src/runtime.js';
-import type { FetchSummary } from '../src/services/views.js';
+import { openRuntime } from '../src/app/runtime.js';
+import type { FetchSummary } from '../src/features/views.js';
 import { openStore } from '../src/store/db.js';
+import { imapsMailbox } from './kit/mailboxes.js';
+import { buildMail } from './kit/mails.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
-import { imapsMailbox } from './support/mailboxes.js';
-import { buildMail } from './support/mails.js';
 
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'mailintake.js');
 

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ERROR_HELP } from '../src/errors.js';
-import type { Runtime } from '../src/runtime.js';
-import { openRuntime } from '../src/runtime.js';
-import { type CorpusMail, corpusMails, corpusRoot, hasCorpus } from './support/corpus.js';
+import type { Runtime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/runtime.js';
+import { ERROR_HELP } from '../src/kernel/errors.js';
+import { type CorpusMail, corpusMails, corpusRoot, hasCorpus } from './kit/corpus.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';

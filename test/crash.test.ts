@@ -2,15 +2,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime } from '../src/runtime.js';
+import { openRuntime } from '../src/app/runtime.js';
 import { openStore } from '../src/store/db.js';
 import { EwsDouble } from './doubles/ews-double.js';
 import { GraphDouble } from './doubles/graph-double.js';
+import { buildMail } from './kit/mails.js';
+import { prng } from './kit/prng.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, type EngineName, freshConfig } from './support/engines.js';
-import { buildMail } from './support/mails.js';
-import { prng } from './support/prng.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(repo, 'bin', 'mailintake.js');

@@ -3,21 +3,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileBlobStore } from '../src/blobs/blob-store.js';
-import { type AppConfig, loadConfig } from '../src/config/env.js';
+import type { RuntimeOptions } from '../src/app/compose.js';
+import type { Runtime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/runtime.js';
 import type { Connector, RemoteMail } from '../src/connectors/connector.js';
-import { MailintakeError } from '../src/errors.js';
-import type { Runtime } from '../src/runtime.js';
-import { openRuntime } from '../src/runtime.js';
-import type { RuntimeOptions } from '../src/runtime-impl.js';
-import { SecretBox } from '../src/security/secret-box.js';
+import { type AppConfig, loadConfig } from '../src/kernel/env.js';
+import { MailintakeError } from '../src/kernel/errors.js';
+import { SecretBox } from '../src/kernel/secret-box.js';
+import { FileBlobStore } from '../src/store/blobs/blob-store.js';
 import { openStore, type Store } from '../src/store/db.js';
 import { GraphDouble } from './doubles/graph-double.js';
+import { imapsMailbox } from './kit/mailboxes.js';
+import { buildMail } from './kit/mails.js';
 import { appendImap, deliverMaildir, folderExists, folderMessages, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
-import { imapsMailbox } from './support/mailboxes.js';
-import { buildMail } from './support/mails.js';
 
 /**
  * The error folder end to end (issue 5, item 1): real Dovecot (IMAPS and POP3S), the Graph double, both store

@@ -2,11 +2,11 @@ import { createHash, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type MailboxInput, parseMailboxInput } from '../src/config/mailbox-settings.js';
 import { EwsConnector, type EwsConnectorOptions } from '../src/connectors/ews/ews-connector.js';
 import { parseAnswer } from '../src/connectors/ews/ews-xml.js';
 import { authenticateMessage, channelBindingHash, negotiateMessage } from '../src/connectors/ews/ntlm.js';
 import { createConnector } from '../src/connectors/factory.js';
+import { type MailboxInput, parseMailboxInput } from '../src/connectors/settings.js';
 import { EwsDouble, type EwsRequest } from './doubles/ews-double.js';
 import {
   challengeMessage,
@@ -16,9 +16,9 @@ import {
   parseAuthenticate,
   verifyNtlmV2,
 } from './doubles/ntlm-server.js';
-import { failure } from './support/failure.js';
-import { expectNoTokenIn, type FakeTokenSource, fakeTokenSource } from './support/fake-token-source.js';
-import { buildMail } from './support/mails.js';
+import { failure } from './kit/failure.js';
+import { expectNoTokenIn, type FakeTokenSource, fakeTokenSource } from './kit/fake-token-source.js';
+import { buildMail } from './kit/mails.js';
 
 /**
  * The EWS connector's own behaviour beyond the shared contract: paging, Exchange's busy back-off, NTLM and

@@ -2,18 +2,23 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_ERROR_FOLDER } from '../src/config/mailbox-settings.js';
-import { FAILPOINT_NAMES, type FailpointName, hitFailpoint, parseFailpoints } from '../src/failpoints.js';
-import { openRuntime } from '../src/runtime.js';
-import type { FetchSummary } from '../src/services/views.js';
+import { openRuntime } from '../src/app/runtime.js';
+import { DEFAULT_ERROR_FOLDER } from '../src/connectors/settings.js';
+import type { FetchSummary } from '../src/features/views.js';
+import {
+  FAILPOINT_NAMES,
+  type FailpointName,
+  hitFailpoint,
+  parseFailpoints,
+} from '../src/kernel/failpoints.js';
 import { openStore, type Store } from '../src/store/db.js';
 import { EwsDouble } from './doubles/ews-double.js';
 import { GraphDouble } from './doubles/graph-double.js';
-import { conditions } from './support/conditions.js';
+import { conditions } from './kit/conditions.js';
+import { buildMail } from './kit/mails.js';
 import { deliverMaildir, folderExists, folderMessages, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { type EngineName, freshConfig } from './support/engines.js';
-import { buildMail } from './support/mails.js';
 import { type SmtpTestServer, startSmtpServer } from './support/smtp.js';
 
 /**

@@ -1,13 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
-import { openRuntime } from '../src/runtime.js';
-import { conditions } from './support/conditions.js';
+import { openRuntime } from '../src/app/runtime.js';
+import { main } from '../src/cli/program.js';
+import { conditions } from './kit/conditions.js';
+import { buildMail } from './kit/mails.js';
 import { deliverMaildir } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { freshConfig } from './support/engines.js';
-import { buildMail } from './support/mails.js';
 
 const modeOf = (p: string) => fs.statSync(p).mode & 0o777;
 

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApi } from '../src/api/app.js';
-import { MailintakeError } from '../src/errors.js';
-import type { Runtime } from '../src/runtime.js';
-import { openRuntime } from '../src/runtime.js';
+import type { Runtime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/runtime.js';
+import { createApi } from '../src/http/app.js';
+import { MailintakeError } from '../src/kernel/errors.js';
 import { openStore } from '../src/store/db.js';
 import { ENGINES, freshConfig } from './support/engines.js';
 

@@ -1,5 +1,4 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type MailboxInput, parseMailboxInput } from '../src/config/mailbox-settings.js';
 import { createConnector } from '../src/connectors/factory.js';
 import {
   GraphConnector,
@@ -7,11 +6,12 @@ import {
   type GraphFetch,
   retryAfterMs,
 } from '../src/connectors/graph/graph-connector.js';
-import type { MailintakeError } from '../src/errors.js';
+import { type MailboxInput, parseMailboxInput } from '../src/connectors/settings.js';
+import type { MailintakeError } from '../src/kernel/errors.js';
 import { GraphDouble } from './doubles/graph-double.js';
-import { failure } from './support/failure.js';
-import { expectNoTokenIn, type FakeTokenSource, fakeTokenSource } from './support/fake-token-source.js';
-import { buildMail } from './support/mails.js';
+import { failure } from './kit/failure.js';
+import { expectNoTokenIn, type FakeTokenSource, fakeTokenSource } from './kit/fake-token-source.js';
+import { buildMail } from './kit/mails.js';
 
 /**
  * The Graph connector's own behaviour beyond the shared contract: throttling, Graph's error codes, faults on

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Runtime } from '../src/runtime.js';
-import { openRuntime } from '../src/runtime.js';
+import type { Runtime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/runtime.js';
 import { GraphDouble } from './doubles/graph-double.js';
+import { buildMail } from './kit/mails.js';
 import { ENGINES, freshConfig } from './support/engines.js';
-import { buildMail } from './support/mails.js';
 
 /**
  * Microsoft Graph end to end: the real runtime (services the CLI and API use), the Graph double, both store

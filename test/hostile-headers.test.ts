@@ -1,17 +1,17 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MailintakeError } from '../src/errors.js';
+import { openRuntime, type Runtime } from '../src/app/runtime.js';
 import { commitBatch, recordFailure } from '../src/intake/commit-mail.js';
-import type { ParsedMail } from '../src/pipeline/types.js';
-import { openRuntime, type Runtime } from '../src/runtime.js';
+import { MailintakeError } from '../src/kernel/errors.js';
+import type { ParsedMail } from '../src/mail/types.js';
 import { openStore, type Store } from '../src/store/db.js';
 import { storableText } from '../src/store/keys.js';
+import { imapsMailbox } from './kit/mailboxes.js';
+import { buildMail } from './kit/mails.js';
+import { prng } from './kit/prng.js';
 import { deliverMaildir } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
-import { imapsMailbox } from './support/mailboxes.js';
-import { buildMail } from './support/mails.js';
-import { prng } from './support/prng.js';
 
 /**
  * A sender controls every header, and PostgreSQL refuses a btree index entry over ~2.7 KB: a value that went

@@ -3,14 +3,14 @@ import { once } from 'node:events';
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime, type Runtime } from '../src/runtime.js';
+import { openRuntime, type Runtime } from '../src/app/runtime.js';
 import { openStore, type Store } from '../src/store/db.js';
+import { HOSTILE_SHAPES } from './kit/hostile-mimes.js';
+import { imapsMailbox } from './kit/mailboxes.js';
+import { buildMail } from './kit/mails.js';
 import { deliverMaildir, folderMessages, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
-import { HOSTILE_SHAPES } from './support/hostile-mimes.js';
-import { imapsMailbox } from './support/mailboxes.js';
-import { buildMail } from './support/mails.js';
 
 /**
  * A subset of the hostile shapes (test/support/hostile-mimes.ts; all of them run through parseMail in

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRuntime } from '../src/app/runtime.js';
 import type { WatchState } from '../src/connectors/imap/imap-watch.js';
-import { openRuntime } from '../src/runtime.js';
-import type { FetchSummary } from '../src/services/views.js';
-import { conditions } from './support/conditions.js';
+import type { FetchSummary } from '../src/features/views.js';
+import { conditions } from './kit/conditions.js';
+import { buildMail } from './kit/mails.js';
 import { deliverMaildir } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { freshConfig } from './support/engines.js';
-import { buildMail } from './support/mails.js';
 
 /**
  * IMAP IDLE push against a real Dovecot. Every mailbox is scheduled once an hour, so after the first

@@ -1,15 +1,15 @@
 import { buffer, text } from 'node:stream/consumers';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AppConfig } from '../src/config/env.js';
-import type { Runtime } from '../src/runtime.js';
-import { openRuntime } from '../src/runtime.js';
+import type { Runtime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/runtime.js';
+import type { AppConfig } from '../src/kernel/env.js';
 import { openStore } from '../src/store/db.js';
+import { imapsMailbox } from './kit/mailboxes.js';
+import { buildMail } from './kit/mails.js';
 import { addFlags, appendImap, deliverMaildir, folderMessages, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
-import { imapsMailbox } from './support/mailboxes.js';
-import { buildMail } from './support/mails.js';
 
 /**
  * The foundation end to end: real Dovecot, real store (both engines), the services the CLI and API use.

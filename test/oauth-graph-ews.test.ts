@@ -3,8 +3,8 @@ import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EwsDouble } from './doubles/ews-double.js';
 import { GraphDouble } from './doubles/graph-double.js';
+import { buildMail } from './kit/mails.js';
 import { ENGINES } from './support/engines.js';
-import { buildMail } from './support/mails.js';
 import { type OAuthHarness, startOAuthHarness, waitFor } from './support/oauth-harness.js';
 import type { IntrospectionResult } from './support/oauth-server.js';
 

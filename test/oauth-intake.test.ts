@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime } from '../src/runtime.js';
+import { openRuntime } from '../src/app/runtime.js';
+import { buildMail } from './kit/mails.js';
 import { runConsent } from './support/consent.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES } from './support/engines.js';
-import { buildMail } from './support/mails.js';
 import { type OAuthHarness, startOAuthHarness, waitFor } from './support/oauth-harness.js';
 import { startSmtpServer } from './support/smtp.js';
 

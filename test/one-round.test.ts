@@ -1,20 +1,20 @@
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApi } from '../src/api/app.js';
-import type { MailboxSettings } from '../src/config/mailbox-settings.js';
+import type { RuntimeOptions } from '../src/app/compose.js';
+import type { Runtime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/runtime.js';
 import type { Connector } from '../src/connectors/connector.js';
+import type { MailboxSettings } from '../src/connectors/settings.js';
+import type { FetchSummary } from '../src/features/views.js';
+import { createApi } from '../src/http/app.js';
 import { MailboxLease } from '../src/intake/lease.js';
-import type { Runtime } from '../src/runtime.js';
-import { openRuntime } from '../src/runtime.js';
-import type { RuntimeOptions } from '../src/runtime-impl.js';
-import type { FetchSummary } from '../src/services/views.js';
 import { openStore } from '../src/store/db.js';
-import { conditions } from './support/conditions.js';
+import { conditions } from './kit/conditions.js';
+import { imapsMailbox } from './kit/mailboxes.js';
+import { buildMail } from './kit/mails.js';
 import { deliverMaildir } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
-import { imapsMailbox } from './support/mailboxes.js';
-import { buildMail } from './support/mails.js';
 
 /**
  * Issue 10 item 5: one round per mailbox, whoever asks — the schedule, IDLE pushes, the API's "fetch now" and a

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../src/logger.js';
+import { silentLogger } from '../src/kernel/logger.js';
+import { loadSecretBox } from '../src/kernel/secret-box.js';
 import type { Notice } from '../src/notify/notifier.js';
 import { type OutboxAttempt, OutboxSender, outboxStatus, retryOutboxMail } from '../src/notify/outbox.js';
 import { NotificationRules } from '../src/notify/rules.js';
 import { SmtpSettings } from '../src/notify/smtp-settings.js';
 import { StoreNotifier } from '../src/notify/store-notifier.js';
-import { loadSecretBox } from '../src/security/secret-box.js';
 import { nowIso, openStore, type Store } from '../src/store/db.js';
 import { withTransaction } from '../src/store/tx.js';
 import { ENGINES, freshConfig } from './support/engines.js';

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Runtime } from '../src/runtime.js';
-import { openRuntime } from '../src/runtime.js';
+import type { Runtime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/runtime.js';
+import { buildMail } from './kit/mails.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
-import { buildMail } from './support/mails.js';
 
 /**
  * POP3 end to end: the real runtime (services the CLI and API use), a real Dovecot, both store engines.

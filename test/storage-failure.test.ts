@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime, type Runtime } from '../src/runtime.js';
+import { openRuntime, type Runtime } from '../src/app/runtime.js';
+import { buildMail } from './kit/mails.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
-import { buildMail } from './support/mails.js';
 
 /**
  * The disk refuses the raw copies (here: a file sits where the raw-pack directory must be, a real ENOTDIR from

@@ -3,18 +3,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileBlobStore } from '../src/blobs/blob-store.js';
-import { RawPacks } from '../src/blobs/raw-packs.js';
-import { type SweepResult, sweepGraceMs, sweepLeftovers } from '../src/blobs/sweep.js';
-import { createLogger } from '../src/logger.js';
-import { openRuntime } from '../src/runtime.js';
+import { openRuntime } from '../src/app/runtime.js';
+import { createLogger } from '../src/kernel/logger.js';
+import { FileBlobStore } from '../src/store/blobs/blob-store.js';
+import { RawPacks } from '../src/store/blobs/raw-packs.js';
+import { type SweepResult, sweepGraceMs, sweepLeftovers } from '../src/store/blobs/sweep.js';
 import { openStore, type Store } from '../src/store/db.js';
-import { conditions } from './support/conditions.js';
+import { conditions } from './kit/conditions.js';
+import { imapsMailbox } from './kit/mailboxes.js';
+import { buildMail } from './kit/mails.js';
 import { deliverMaildir } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
-import { imapsMailbox } from './support/mailboxes.js';
-import { buildMail } from './support/mails.js';
 
 /**
  * Issue 10 item 7: what batches that never committed leave behind (blobs, raw packs, blobs/tmp/*.part and

@@ -5,7 +5,7 @@ import { rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
-import { MailintakeError } from '../errors.js';
+import { MailintakeError } from '../kernel/errors.js';
 import type { CliKit } from './notification-commands.js';
 
 export type AttachmentCliKit = Omit<CliKit, 'readSecretFile'> & {

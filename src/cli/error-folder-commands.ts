@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { type Command, Option } from 'commander';
-import { MAX_PAGE } from '../limits.js';
+import { MAX_PAGE } from '../kernel/limits.js';
 import type { CliKit } from './notification-commands.js';
 
 /**

@@ -1,12 +1,12 @@
 import { Argument, type Command, InvalidArgumentError, Option } from 'commander';
-import { MailintakeError } from '../errors.js';
-import { MAX_PAGE } from '../limits.js';
+import type { Runtime } from '../app/runtime.js';
+import { tokenStateFields } from '../features/oauth/fields.js';
+import { MailintakeError } from '../kernel/errors.js';
+import { MAX_PAGE } from '../kernel/limits.js';
 import { NOTIFICATION_EVENTS } from '../notify/notifier.js';
 import type { OutboxStatus } from '../notify/outbox.js';
 import type { NotificationRuleView } from '../notify/rules.js';
 import type { SmtpSettingsView } from '../notify/smtp-settings.js';
-import type { Runtime } from '../runtime.js';
-import { tokenStateFields } from './oauth-fields.js';
 
 /**
  * The notification commands: `notifications` (the bell), `rules`, `smtp`, `alerts` and `outbox`. Thin like the

@@ -1,5 +1,5 @@
-import type { MailboxSettings } from '../config/mailbox-settings.js';
-import type { ErrorCode } from '../errors.js';
+import type { ErrorCode } from '../kernel/errors.js';
+import type { MailboxSettings } from './settings.js';
 
 /** The step of "fetch a sample mail" that failed, in the order a connection goes through them. */
 export type ConnectionStep =

@@ -1,13 +1,13 @@
 import fs from 'node:fs';
-import type { MailboxSettings } from '../config/mailbox-settings.js';
-import { MailintakeError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { MailintakeError } from '../kernel/errors.js';
+import type { Logger } from '../kernel/logger.js';
 import { type AccessTokenSource, requireTokenSource, staticTokenSource } from '../oauth/token-source.js';
 import type { Connector, SampleMail } from './connector.js';
 import { EwsConnector } from './ews/ews-connector.js';
 import { GraphConnector, type GraphFetch } from './graph/graph-connector.js';
 import { ImapConnector } from './imap/imap-connector.js';
 import { Pop3Connector } from './pop3/pop3-connector.js';
+import type { MailboxSettings } from './settings.js';
 
 export interface SamplingConnector extends Connector {
   /** The oldest mail in the folder, described without changing anything on the server. */

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
-import type { MailboxSettings } from '../config/mailbox-settings.js';
-import { type ErrorCode, type ErrorDetails, MailintakeError } from '../errors.js';
+import { type ErrorCode, type ErrorDetails, MailintakeError } from '../kernel/errors.js';
+import type { MailboxSettings } from './settings.js';
 
 /**
  * What every mailbox protocol on a TCP/TLS socket (IMAP, POP3) shares when a connection fails: how Node and

@@ -1,19 +1,19 @@
 import { type Insertable, sql } from 'kysely';
-import type { RawLocation } from '../blobs/raw-packs.js';
-import { MailintakeError } from '../errors.js';
-import { failpoint } from '../failpoints.js';
-import { dropNotices } from '../notify/drop-notice.js';
-import type { Notice, Notifier } from '../notify/notifier.js';
+import type { Outcome } from '../features/views.js';
+import { MailintakeError } from '../kernel/errors.js';
+import { failpoint } from '../kernel/failpoints.js';
 import {
   type AttachmentPolicy,
   DEFAULT_ATTACHMENT_POLICY,
   type DroppedPart,
   dropReason,
   isInlineImage,
-} from '../pipeline/attachment-checks.js';
-import { autoSubmitted, decideThread, mailFingerprint, threadCandidates } from '../pipeline/classify.js';
-import type { Address, ParsedMail, StoredPart, ThreadDecision } from '../pipeline/types.js';
-import type { Outcome } from '../services/views.js';
+} from '../mail/attachment-checks.js';
+import { autoSubmitted, decideThread, mailFingerprint, threadCandidates } from '../mail/classify.js';
+import type { Address, ParsedMail, StoredPart, ThreadDecision } from '../mail/types.js';
+import { dropNotices } from '../notify/drop-notice.js';
+import type { Notice, Notifier } from '../notify/notifier.js';
+import type { RawLocation } from '../store/blobs/raw-packs.js';
 import { type Engine, nowIso, type Store, storeUnavailable } from '../store/db.js';
 import { storableText, valueKey } from '../store/keys.js';
 import type {

@@ -1,21 +1,21 @@
 import { PassThrough, Readable } from 'node:stream';
 import { simpleParser } from 'mailparser';
-import type { BlobStore } from '../blobs/blob-store.js';
-import type { RawPacks } from '../blobs/raw-packs.js';
-import type { MailboxSettings } from '../config/mailbox-settings.js';
-import { DEFAULT_ERROR_FOLDER } from '../config/mailbox-settings.js';
 import type { AfterFetch, Connector, ConnectorTraits, RemoteMail } from '../connectors/connector.js';
+import type { MailboxSettings } from '../connectors/settings.js';
+import { DEFAULT_ERROR_FOLDER } from '../connectors/settings.js';
 import {
   CONNECTION_CODES,
   ERROR_HELP,
   type ErrorCode,
   MailintakeError,
   toMailintakeError,
-} from '../errors.js';
-import { failpoint } from '../failpoints.js';
-import type { Logger } from '../logger.js';
+} from '../kernel/errors.js';
+import { failpoint } from '../kernel/failpoints.js';
+import type { Logger } from '../kernel/logger.js';
+import type { SecretBox } from '../kernel/secret-box.js';
 import type { Notifier } from '../notify/notifier.js';
-import type { SecretBox } from '../security/secret-box.js';
+import type { BlobStore } from '../store/blobs/blob-store.js';
+import type { RawPacks } from '../store/blobs/raw-packs.js';
 import type { Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
 import { systemLog } from '../store/system-log.js';

@@ -1,25 +1,25 @@
 import { createHash } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
-import { type BlobStore, DeferredSyncBlobs, DiscardingBlobs } from '../blobs/blob-store.js';
-import type { RawLocation, RawPacks, RawPackWriter } from '../blobs/raw-packs.js';
-import { blobSniffer, headSniffer } from '../blobs/sniff.js';
-import type { MailboxSettings } from '../config/mailbox-settings.js';
 import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.js';
 import { serverLabel } from '../connectors/net-errors.js';
-import { CONNECTION_CODES, isMailintakeError, MailintakeError, toMailintakeError } from '../errors.js';
-import { failpoint } from '../failpoints.js';
-import type { Logger } from '../logger.js';
-import { recordRoundOutcome } from '../notify/connection-alerts.js';
-import type { Notifier } from '../notify/notifier.js';
+import type { MailboxSettings } from '../connectors/settings.js';
+import type { FetchSummary } from '../features/views.js';
+import { CONNECTION_CODES, isMailintakeError, MailintakeError, toMailintakeError } from '../kernel/errors.js';
+import { failpoint } from '../kernel/failpoints.js';
+import type { Logger } from '../kernel/logger.js';
 import {
   type AttachmentPolicy,
   checkAttachments,
   DEFAULT_ATTACHMENT_POLICY,
   type DroppedPart,
   type Sniff,
-} from '../pipeline/attachment-checks.js';
-import { type ParseLimits, parseMail } from '../pipeline/parse.js';
-import type { FetchSummary } from '../services/views.js';
+} from '../mail/attachment-checks.js';
+import { type ParseLimits, parseMail } from '../mail/parse.js';
+import { blobSniffer, headSniffer } from '../mail/sniff.js';
+import { recordRoundOutcome } from '../notify/connection-alerts.js';
+import type { Notifier } from '../notify/notifier.js';
+import { type BlobStore, DeferredSyncBlobs, DiscardingBlobs } from '../store/blobs/blob-store.js';
+import type { RawLocation, RawPacks, RawPackWriter } from '../store/blobs/raw-packs.js';
 import type { Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
 import { withTransaction } from '../store/tx.js';

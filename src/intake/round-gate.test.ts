@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { conditions } from '../../test/support/conditions.js';
-import { prng } from '../../test/support/prng.js';
-import { silentLogger } from '../logger.js';
+import { conditions } from '../../test/kit/conditions.js';
+import { prng } from '../../test/kit/prng.js';
+import { silentLogger } from '../kernel/logger.js';
 import { RoundGate, Scheduler } from './scheduler.js';
 
 /**

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MailintakeError } from '../errors.js';
-import { createLogger, silentLogger } from '../logger.js';
+import { MailintakeError } from '../kernel/errors.js';
+import { createLogger, silentLogger } from '../kernel/logger.js';
 import { type ScheduledMailbox, Scheduler } from './scheduler.js';
 
 /** The scheduler against fake timers: time is driven by the test, nothing waits on the wall clock. */

@@ -1,4 +1,4 @@
-import { CONNECTION_CODES, ERROR_HELP, type MailintakeError } from '../errors.js';
+import { CONNECTION_CODES, ERROR_HELP, type MailintakeError } from '../kernel/errors.js';
 import { nowIso } from '../store/db.js';
 import { systemLog } from '../store/system-log.js';
 import type { Tx } from '../store/tx.js';

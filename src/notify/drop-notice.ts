@@ -3,7 +3,7 @@ import {
   type DroppedPart,
   dropReason,
   isInlineImage,
-} from '../pipeline/attachment-checks.js';
+} from '../mail/attachment-checks.js';
 import type { Notice } from './notifier.js';
 
 /** The mail whose items the attachment checks dropped, as the commit knows it. */

@@ -1,7 +1,7 @@
 import type { Selectable } from 'kysely';
-import { MailintakeError, toMailintakeError } from '../errors.js';
-import { failpoint } from '../failpoints.js';
-import type { Logger } from '../logger.js';
+import { MailintakeError, toMailintakeError } from '../kernel/errors.js';
+import { failpoint } from '../kernel/failpoints.js';
+import type { Logger } from '../kernel/logger.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { MailOutboxTable } from '../store/schema.js';
 import type { SmtpConfig } from './smtp-settings.js';

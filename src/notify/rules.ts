@@ -1,6 +1,6 @@
 import type { Selectable } from 'kysely';
 import { z } from 'zod';
-import { MailintakeError } from '../errors.js';
+import { MailintakeError } from '../kernel/errors.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { NotificationRuleTable } from '../store/schema.js';
 import { systemLog } from '../store/system-log.js';

@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import { z } from 'zod';
-import { hostname } from '../config/mailbox-settings.js';
-import { MailintakeError } from '../errors.js';
+import { hostname } from '../connectors/settings.js';
+import { MailintakeError } from '../kernel/errors.js';
+import type { SecretBox } from '../kernel/secret-box.js';
 import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
 import type { AccessTokenSource } from '../oauth/token-source.js';
-import type { SecretBox } from '../security/secret-box.js';
 import type { Store } from '../store/db.js';
 import { readSetting, writeSetting } from '../store/instance-settings.js';
 import { systemLog } from '../store/system-log.js';

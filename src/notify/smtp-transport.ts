@@ -8,7 +8,7 @@ import {
   SOCKET_ERROR_CODES,
   scrubPassword,
 } from '../connectors/net-errors.js';
-import { MailintakeError } from '../errors.js';
+import { MailintakeError } from '../kernel/errors.js';
 import { type AccessTokenSource, scrubTokens } from '../oauth/token-source.js';
 import type { SmtpConfig } from './smtp-settings.js';
 

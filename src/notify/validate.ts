@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { check, invalidSettings } from '../config/plain-issues.js';
+import { check, invalidSettings } from '../kernel/plain-issues.js';
 
 /**
  * Validates settings an admin wrote (a CLI file, an API body) against a zod schema; INVALID_SETTINGS names

@@ -1,5 +1,5 @@
 import * as oidc from 'openid-client';
-import { type ErrorCode, MailintakeError } from '../errors.js';
+import { type ErrorCode, MailintakeError } from '../kernel/errors.js';
 import { isLoopbackHost, type OAuthSettings } from './providers.js';
 
 /**

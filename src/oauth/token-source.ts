@@ -1,4 +1,4 @@
-import { MailintakeError } from '../errors.js';
+import { MailintakeError } from '../kernel/errors.js';
 
 /**
  * Where a connector gets its OAuth 2.0 access token. Connectors never see refresh tokens, client secrets or the

@@ -12,8 +12,8 @@ import {
   SqliteDialect,
 } from 'kysely';
 import pg from 'pg';
-import { isMailintakeError, MailintakeError } from '../errors.js';
-import { createLogger, type Logger } from '../logger.js';
+import { isMailintakeError, MailintakeError } from '../kernel/errors.js';
+import { createLogger, type Logger } from '../kernel/logger.js';
 import { migrate } from './migrations.js';
 import type { Database } from './schema.js';
 

@@ -1,4 +1,4 @@
-import { currentActor } from '../services/actor.js';
+import { currentActor } from '../kernel/actor.js';
 import { nowIso } from './db.js';
 import type { Tx } from './tx.js';
 
@@ -13,9 +13,9 @@ export {
   isSystemLogCategory,
   SYSTEM_LOG_CATEGORIES,
   type SystemLogCategory,
-} from '../system-log-categories.js';
+} from '../kernel/system-log-categories.js';
 
-import type { SystemLogCategory } from '../system-log-categories.js';
+import type { SystemLogCategory } from '../kernel/system-log-categories.js';
 
 export interface SystemLogInput {
   level: SystemLogLevel;

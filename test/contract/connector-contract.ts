@@ -7,11 +7,11 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { MailboxInput } from '../../src/config/mailbox-settings.js';
 import type { ConnectorTraits, RemoteMail } from '../../src/connectors/connector.js';
 import type { SamplingConnector } from '../../src/connectors/factory.js';
-import { MailintakeError } from '../../src/errors.js';
-import { buildMail } from '../support/mails.js';
+import type { MailboxInput } from '../../src/connectors/settings.js';
+import { MailintakeError } from '../../src/kernel/errors.js';
+import { buildMail } from '../kit/mails.js';
 
 /** One user per case (and per target), so cases never see each other's mail. */
 export const CONTRACT_CASES = [

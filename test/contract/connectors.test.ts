@@ -1,7 +1,7 @@
 import { afterAll, beforeAll } from 'vitest';
-import type { MailboxInput } from '../../src/config/mailbox-settings.js';
-import { parseMailboxInput } from '../../src/config/mailbox-settings.js';
 import { createConnector } from '../../src/connectors/factory.js';
+import type { MailboxInput } from '../../src/connectors/settings.js';
+import { parseMailboxInput } from '../../src/connectors/settings.js';
 import { EwsDouble } from '../doubles/ews-double.js';
 import { GraphDouble } from '../doubles/graph-double.js';
 import { deliverMaildir, folderMessages, listInbox } from '../support/deliver.js';

@@ -1,4 +1,4 @@
-import { type CliIo, main } from '../../src/cli/main.js';
+import { type CliIo, main } from '../../src/cli/program.js';
 
 export interface CliRun {
   code: number;

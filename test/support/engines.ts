@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { type AppConfig, loadConfig } from '../../src/config/env.js';
+import { type AppConfig, loadConfig } from '../../src/kernel/env.js';
 import { freshDatabase } from './postgres.js';
 
 export const ENGINES = ['sqlite', 'postgres'] as const;

@@ -1,11 +1,11 @@
 import type { AddressInfo } from 'node:net';
 import { type ServerType, serve } from '@hono/node-server';
 import { expect } from 'vitest';
-import { createApi } from '../../src/api/app.js';
-import type { AppConfig } from '../../src/config/env.js';
-import { createLogger } from '../../src/logger.js';
-import { openRuntime, type Runtime } from '../../src/runtime.js';
-import { loadSecretBox } from '../../src/security/secret-box.js';
+import { openRuntime, type Runtime } from '../../src/app/runtime.js';
+import { createApi } from '../../src/http/app.js';
+import type { AppConfig } from '../../src/kernel/env.js';
+import { createLogger } from '../../src/kernel/logger.js';
+import { loadSecretBox } from '../../src/kernel/secret-box.js';
 import { openStore } from '../../src/store/db.js';
 import { type CliRun, cliRunner } from './cli.js';
 import { runConsent } from './consent.js';

@@ -11,8 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { type ParsedMail, simpleParser } from 'mailparser';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { conditions } from '../kit/conditions.js';
 import { makeCertificate } from './certificate.js';
-import { conditions } from './conditions.js';
 
 export interface ReceivedMail {
   from: string;

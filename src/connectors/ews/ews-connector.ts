@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import type { MailboxSettings } from '../../config/mailbox-settings.js';
-import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
-import type { Logger } from '../../logger.js';
+import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../kernel/errors.js';
+import type { Logger } from '../../kernel/logger.js';
 import { type AccessTokenSource, requireTokenSource, SentTokens } from '../../oauth/token-source.js';
 import type {
   AfterFetch,
@@ -21,6 +20,7 @@ import {
   retryAfterMs,
 } from '../graph/graph-connector.js';
 import { httpsTransportError, loadCa, scrubPassword, validateTimeouts } from '../net-errors.js';
+import type { MailboxSettings } from '../settings.js';
 import { type EwsAuth, type EwsResponse, EwsTransport, NtlmProblem, schemesOf } from './ews-transport.js';
 import {
   asArray,

@@ -1,9 +1,8 @@
 import https from 'node:https';
 import { PassThrough, Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import type { MailboxSettings } from '../../config/mailbox-settings.js';
-import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
-import type { Logger } from '../../logger.js';
+import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../kernel/errors.js';
+import type { Logger } from '../../kernel/logger.js';
 import {
   type AccessTokenSource,
   requireTokenSource,
@@ -19,6 +18,7 @@ import type {
   WantedMail,
 } from '../connector.js';
 import { httpsTransportError, loadCa, validateTimeouts } from '../net-errors.js';
+import type { MailboxSettings } from '../settings.js';
 
 /**
  * Microsoft Graph mail connector (v1.0 REST API over HTTPS).

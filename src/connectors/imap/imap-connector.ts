@@ -2,10 +2,9 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
 import { ImapFlow, type ImapFlowOptions, type Logger, type MessageStructureObject } from 'imapflow';
-import type { MailboxSettings } from '../../config/mailbox-settings.js';
-import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
-import { failpoint } from '../../failpoints.js';
-import type { Logger as AppLogger } from '../../logger.js';
+import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../kernel/errors.js';
+import { failpoint } from '../../kernel/failpoints.js';
+import type { Logger as AppLogger } from '../../kernel/logger.js';
 import { type AccessTokenSource, requireTokenSource, scrubTokens } from '../../oauth/token-source.js';
 import type {
   AfterFetch,
@@ -27,6 +26,7 @@ import {
   serverLabel,
   validateTimeouts,
 } from '../net-errors.js';
+import type { MailboxSettings } from '../settings.js';
 
 /**
  * IMAP (RFC 9051 / RFC 3501) connector on imapflow.

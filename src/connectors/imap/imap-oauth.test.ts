@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { failure } from '../../../test/support/failure.js';
-import { startFakeImap } from '../../../test/support/fake-imap.js';
-import { expectNoTokenIn, fakeTokenSource } from '../../../test/support/fake-token-source.js';
-import { loopbackOAuthMailbox } from '../../../test/support/mailboxes.js';
-import { parseMailboxInput } from '../../config/mailbox-settings.js';
-import type { MailintakeError } from '../../errors.js';
+import { failure } from '../../../test/kit/failure.js';
+import { startFakeImap } from '../../../test/kit/fake-imap.js';
+import { expectNoTokenIn, fakeTokenSource } from '../../../test/kit/fake-token-source.js';
+import { loopbackOAuthMailbox } from '../../../test/kit/mailboxes.js';
+import type { MailintakeError } from '../../kernel/errors.js';
 import { createConnector } from '../factory.js';
+import { parseMailboxInput } from '../settings.js';
 import { ImapConnector } from './imap-connector.js';
 import { type WatchState, watchImapFolder } from './imap-watch.js';
 

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { startFakeImap } from '../../../test/support/fake-imap.js';
-import { parseMailboxInput } from '../../config/mailbox-settings.js';
-import type { MailintakeError } from '../../errors.js';
-import { createLogger } from '../../logger.js';
+import { startFakeImap } from '../../../test/kit/fake-imap.js';
+import type { MailintakeError } from '../../kernel/errors.js';
+import { createLogger } from '../../kernel/logger.js';
+import { parseMailboxInput } from '../settings.js';
 import { backoffDelay, watchImapFolder } from './imap-watch.js';
 
 /**

@@ -1,8 +1,8 @@
 import { type ExistsEvent, ImapFlow } from 'imapflow';
-import type { MailboxSettings } from '../../config/mailbox-settings.js';
-import { MailintakeError, toMailintakeError } from '../../errors.js';
-import type { Logger } from '../../logger.js';
+import { MailintakeError, toMailintakeError } from '../../kernel/errors.js';
+import type { Logger } from '../../kernel/logger.js';
 import type { AccessTokenSource } from '../../oauth/token-source.js';
+import type { MailboxSettings } from '../settings.js';
 import {
   buildImapFlowOptions,
   connectImap,

@@ -8,10 +8,10 @@ import {
   type FakeTokenSource,
   fakeTokenSource,
   SASL_TOKEN_REFUSED,
-} from '../../../test/support/fake-token-source.js';
-import { loopbackOAuthMailbox } from '../../../test/support/mailboxes.js';
-import { parseMailboxInput } from '../../config/mailbox-settings.js';
-import { MailintakeError } from '../../errors.js';
+} from '../../../test/kit/fake-token-source.js';
+import { loopbackOAuthMailbox } from '../../../test/kit/mailboxes.js';
+import { MailintakeError } from '../../kernel/errors.js';
+import { parseMailboxInput } from '../settings.js';
 import { DotDecoder, Pop3Client, saslOauthbearer, saslXoauth2 } from './pop3-client.js';
 import { Pop3Connector } from './pop3-connector.js';
 

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
-import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../errors.js';
+import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../kernel/errors.js';
 import { oauthbearerPayload, xoauth2Payload } from '../../oauth/token-source.js';
 import {
   certificateProblem,

@@ -1,12 +1,12 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { type AddressObject, simpleParser } from 'mailparser';
-import type { MailboxSettings } from '../../config/mailbox-settings.js';
-import { MailintakeError } from '../../errors.js';
-import { failpoint } from '../../failpoints.js';
-import type { Logger } from '../../logger.js';
+import { MailintakeError } from '../../kernel/errors.js';
+import { failpoint } from '../../kernel/failpoints.js';
+import type { Logger } from '../../kernel/logger.js';
 import { type AccessTokenSource, requireTokenSource } from '../../oauth/token-source.js';
 import type { AfterFetch, Connector, ConnectorTraits, RemoteMail, SampleMail } from '../connector.js';
 import { loadCa, serverLabel } from '../net-errors.js';
+import type { MailboxSettings } from '../settings.js';
 import {
   Pop3Client,
   type Pop3Security,

@@ -1,0 +1,208 @@
+import type { Selectable } from 'kysely';
+import { z } from 'zod';
+import { MailintakeError } from '../../kernel/errors.js';
+import { type AlertSettings, readAlertSettings, updateAlertSettings } from '../../notify/alert-settings.js';
+import type { NotificationEvent } from '../../notify/notifier.js';
+import {
+  type OutboxMailView,
+  type OutboxSender,
+  type OutboxStatus,
+  outboxStatus,
+  retryOutboxMail,
+} from '../../notify/outbox.js';
+import { NotificationRules, type NotificationRuleView } from '../../notify/rules.js';
+import { type SmtpSettings, type SmtpSettingsView, tlsMode } from '../../notify/smtp-settings.js';
+import { openSmtpTransport } from '../../notify/smtp-transport.js';
+import { validated } from '../../notify/validate.js';
+import { nowIso, type Store } from '../../store/db.js';
+import type { NotificationTable } from '../../store/schema.js';
+import { page } from '../requests/service.js';
+import type { Page } from '../views.js';
+
+/** A bell notification, as admins see it. */
+export interface NotificationView {
+  id: number;
+  event: NotificationEvent;
+  portal: string | null;
+  mailbox: string | null;
+  title: string;
+  body: string;
+  createdAt: string;
+  readAt: string | null;
+}
+
+export interface SmtpTestResult {
+  ok: true;
+  to: string;
+  /** The server's final answer, e.g. "250 OK queued as …". */
+  response: string;
+  durationMs: number;
+}
+
+/** The notification part of the Services interface (services/index.ts): bell, rules, SMTP, alerts, outbox. */
+export interface NotificationServices {
+  notifications: {
+    /** Newest first; `unread`: only those not marked read. */
+    list(q: { unread?: boolean; limit?: number; offset?: number }): Promise<Page<NotificationView>>;
+    unreadCount(): Promise<{ unread: number }>;
+    /** NOT_FOUND for an unknown id; marking a read one again keeps its first read time. */
+    markRead(id: number): Promise<NotificationView>;
+    markAllRead(): Promise<{ marked: number }>;
+  };
+  notificationRules: {
+    list(): Promise<NotificationRuleView[]>;
+    /** Creates or replaces the rule for `event` and `portal` (absent/null: every portal). */
+    set(input: unknown): Promise<NotificationRuleView>;
+    setEnabled(id: number, enabled: boolean): Promise<NotificationRuleView>;
+  };
+  smtp: {
+    /** null while no outgoing SMTP server is configured. Never the password. */
+    get(): Promise<SmtpSettingsView | null>;
+    /** Validates (every bad field named), seals the password; a missing password keeps the stored one. */
+    set(input: unknown): Promise<SmtpSettingsView>;
+    /** Sends a test mail through the stored settings now (not through the outbox). */
+    test(q: { to: string }): Promise<SmtpTestResult>;
+  };
+  alerts: {
+    get(): Promise<AlertSettings>;
+    /** `{ threshold?, enabled? }`; INVALID_SETTINGS names every bad field. */
+    set(patch: unknown): Promise<AlertSettings>;
+  };
+  outbox: {
+    status(): Promise<OutboxStatus>;
+    /** Puts a given-up mail back in line and wakes the sender. */
+    retry(id: number): Promise<OutboxMailView>;
+  };
+}
+
+const testSchema = z.strictObject({ to: z.email('must be a valid email address') });
+
+export function notificationServices(deps: {
+  store: Store;
+  smtp: SmtpSettings;
+  sender: OutboxSender;
+}): NotificationServices {
+  const { store, smtp, sender } = deps;
+  const rules = new NotificationRules(store);
+  const select = () =>
+    store.db
+      .selectFrom('notifications')
+      .leftJoin('portals', 'portals.id', 'notifications.portal_id')
+      .leftJoin('mailboxes', 'mailboxes.id', 'notifications.mailbox_id')
+      .selectAll('notifications')
+      .select(['portals.name as portal_name', 'mailboxes.name as mailbox_name']);
+
+  return {
+    notifications: {
+      list: async (q) => {
+        const { limit, offset } = page(q.limit, q.offset);
+        let count = store.db.selectFrom('notifications');
+        let rows = select();
+        if (q.unread) {
+          count = count.where('read_at', 'is', null);
+          rows = rows.where('notifications.read_at', 'is', null);
+        }
+        const total = await count
+          .select((eb) => eb.fn.countAll<number | string>().as('n'))
+          .executeTakeFirstOrThrow();
+        const items = await rows.orderBy('notifications.id', 'desc').limit(limit).offset(offset).execute();
+        return { items: items.map(view), total: Number(total.n), limit, offset };
+      },
+      unreadCount: async () => {
+        const r = await store.db
+          .selectFrom('notifications')
+          .select((eb) => eb.fn.countAll<number | string>().as('n'))
+          .where('read_at', 'is', null)
+          .executeTakeFirstOrThrow();
+        return { unread: Number(r.n) };
+      },
+      markRead: async (id) => {
+        await store.db
+          .updateTable('notifications')
+          .set({ read_at: nowIso() })
+          .where('id', '=', id)
+          .where('read_at', 'is', null)
+          .execute();
+        const row = await select().where('notifications.id', '=', id).executeTakeFirst();
+        if (!row) throw new MailintakeError('NOT_FOUND', `no notification with id ${id}`);
+        return view(row);
+      },
+      markAllRead: async () => {
+        const r = await store.db
+          .updateTable('notifications')
+          .set({ read_at: nowIso() })
+          .where('read_at', 'is', null)
+          .executeTakeFirst();
+        return { marked: Number(r.numUpdatedRows) };
+      },
+    },
+    notificationRules: {
+      list: () => rules.list(),
+      set: (input) => rules.set(input),
+      setEnabled: (id, enabled) => rules.setEnabled(id, enabled),
+    },
+    smtp: {
+      get: () => smtp.get(),
+      set: async (input) => {
+        const view = await smtp.set(input);
+        sender.kick(); // mail that waited for a server goes out now
+        return view;
+      },
+      test: async (q) => {
+        const { to } = validated(testSchema, q, 'test mail');
+        const config = await smtp.config();
+        if (!config) {
+          throw new MailintakeError(
+            'NOT_FOUND',
+            'no outgoing SMTP server is configured (mailintake smtp set --file smtp.json)',
+          );
+        }
+        const started = Date.now();
+        const transport = await openSmtpTransport(config, config.tokens ? { tokens: config.tokens } : {});
+        try {
+          const result = await transport.send({
+            to: [to],
+            subject: 'Mailintake test mail',
+            text: [
+              'This is a test mail from Mailintake.',
+              '',
+              `It was sent through ${config.host}:${config.port} (${tlsMode(config)}) as ${config.from.address}.`,
+              'Notification mail (connection failures, dropped attachments, error mails) goes out the same way.',
+            ].join('\n'),
+            headers: { 'X-Mailintake-Event': 'test' },
+          });
+          return { ok: true as const, to, response: result.response, durationMs: Date.now() - started };
+        } finally {
+          transport.close();
+        }
+      },
+    },
+    alerts: {
+      get: () => readAlertSettings(store.db),
+      set: (patch) => updateAlertSettings(store, patch),
+    },
+    outbox: {
+      status: async () => outboxStatus(store, (await smtp.get()) !== null),
+      retry: async (id) => {
+        const mail = await retryOutboxMail(store, id);
+        sender.kick();
+        return mail;
+      },
+    },
+  };
+}
+
+function view(
+  r: Selectable<NotificationTable> & { portal_name: string | null; mailbox_name: string | null },
+): NotificationView {
+  return {
+    id: r.id,
+    event: r.event as NotificationEvent,
+    portal: r.portal_name,
+    mailbox: r.mailbox_name,
+    title: r.title,
+    body: r.body,
+    createdAt: r.created_at,
+    readAt: r.read_at,
+  };
+}
