@@ -5,7 +5,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import type { Engine } from '../src/store/db.js';
 import { valueKey } from '../src/store/keys.js';
-import { migrateTo } from '../src/store/migrations.js';
+import { migrateTo } from '../src/store/migrations/index.js';
 import { ENGINES, freshConfig } from './support/engines.js';
 
 /**

@@ -14,10 +14,11 @@ import {
 import pg from 'pg';
 import { isMailintakeError, MailintakeError } from '../kernel/errors.js';
 import { createLogger, type Logger } from '../kernel/logger.js';
-import { migrate } from './migrations.js';
+import type { Engine } from './engine.js';
+import { migrate } from './migrations/index.js';
 import type { Database } from './schema.js';
 
-export type Engine = 'sqlite' | 'postgres';
+export type { Engine } from './engine.js';
 
 export interface Store {
   db: Kysely<Database>;
