@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ImapConnector, type ImapConnectorOptions } from '../src/connectors/imap/imap-connector.js';
+import { ImapConnector, type ImapConnectorOptions } from '../src/connectors/imap/connector.js';
 import { type MailboxInput, parseMailboxInput } from '../src/connectors/settings.js';
 import { MailintakeError } from '../src/kernel/errors.js';
 import { appendImap, deliverMaildir, folderMessages, listInbox } from './support/deliver.js';

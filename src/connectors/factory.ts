@@ -5,7 +5,7 @@ import { type AccessTokenSource, requireTokenSource, staticTokenSource } from '.
 import type { Connector, SampleMail } from './connector.js';
 import { EwsConnector } from './ews/ews-connector.js';
 import { GraphConnector, type GraphFetch } from './graph/graph-connector.js';
-import { ImapConnector } from './imap/imap-connector.js';
+import { ImapConnector } from './imap/connector.js';
 import { Pop3Connector } from './pop3/pop3-connector.js';
 import type { MailboxSettings } from './settings.js';
 

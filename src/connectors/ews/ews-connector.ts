@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../kernel/errors.js';
-import type { Logger } from '../../kernel/logger.js';
 import { type AccessTokenSource, requireTokenSource, SentTokens } from '../../oauth/token-source.js';
+import { applyAfterFetch } from '../acknowledge.js';
 import type {
   AfterFetch,
   Connector,
@@ -13,12 +13,14 @@ import type {
   WantedMail,
 } from '../connector.js';
 import {
-  DEFAULT_GRAPH_RETRY,
-  DEFAULT_GRAPH_TIMEOUTS,
-  type GraphRetryLimits,
-  type GraphTimeouts,
+  DEFAULT_REQUEST_TIMEOUTS,
+  DEFAULT_RETRY_LIMITS,
+  type HttpsApiOptions,
+  type RequestTimeouts,
+  type RetryLimits,
   retryAfterMs,
-} from '../graph/graph-connector.js';
+  sleepFor,
+} from '../https-api.js';
 import { httpsTransportError, loadCa, scrubPassword, validateTimeouts } from '../net-errors.js';
 import type { MailboxSettings } from '../settings.js';
 import { type EwsAuth, type EwsResponse, EwsTransport, NtlmProblem, schemesOf } from './ews-transport.js';
@@ -92,21 +94,8 @@ import { readMimeAnswer } from './mime-stream.js';
  *   A 401 is answered by renewing the token once and sending the request once more.
  */
 
-/** Same request limits as Graph's (both are HTTPS APIs of Exchange with the same throttling advice). */
-export type EwsTimeouts = GraphTimeouts;
-export type EwsRetryLimits = GraphRetryLimits;
-
-export interface EwsConnectorOptions {
-  logger?: Logger;
-  /** A private CA (PEM) to trust in addition to the system's. Overrides settings.caFile. */
-  ca?: Buffer;
-  /** How the connector waits before a retry; tests pass one that records and returns at once. */
-  sleep?: (ms: number) => Promise<void>;
-  timeouts?: Partial<EwsTimeouts>;
-  retry?: Partial<EwsRetryLimits>;
-  /** Where OAuth 2.0 access tokens come from; required when `settings.auth` is "oauth2", unused otherwise. */
-  tokens?: AccessTokenSource;
-}
+/** EWS takes what every HTTPS mail API here takes (the same limits as Graph: both are Exchange). */
+export type EwsConnectorOptions = HttpsApiOptions;
 
 /** What `RemoteMail.handle` holds for EWS: the ItemId (without its ChangeKey). */
 export interface EwsHandle {
@@ -156,14 +145,12 @@ interface CallOptions {
   failCode?: ErrorCode;
 }
 
-const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 export class EwsConnector implements Connector {
   readonly traits: ConnectorTraits = { keepAction: 'mark-read', listsKeptMail: false, folders: true };
   private readonly settings: MailboxSettings;
   private readonly opts: EwsConnectorOptions;
-  private readonly timeouts: EwsTimeouts;
-  private readonly retry: EwsRetryLimits;
+  private readonly timeouts: RequestTimeouts;
+  private readonly retry: RetryLimits;
   private readonly url: URL;
   private readonly mailbox: string;
   private readonly folderName: string;
@@ -180,8 +167,8 @@ export class EwsConnector implements Connector {
   constructor(settings: MailboxSettings, opts: EwsConnectorOptions = {}) {
     this.settings = settings;
     this.opts = opts;
-    this.timeouts = validateTimeouts(DEFAULT_GRAPH_TIMEOUTS, opts.timeouts);
-    this.retry = validateTimeouts(DEFAULT_GRAPH_RETRY, opts.retry);
+    this.timeouts = validateTimeouts(DEFAULT_REQUEST_TIMEOUTS, opts.timeouts);
+    this.retry = validateTimeouts(DEFAULT_RETRY_LIMITS, opts.retry);
     if (!settings.connectUrl) {
       throw new MailintakeError('INVALID_SETTINGS', 'connectUrl is required for EWS', {
         details: { fields: [{ field: 'connectUrl', message: 'required' }] },
@@ -428,21 +415,11 @@ export class EwsConnector implements Connector {
   }
 
   async acknowledge(mails: RemoteMail[], action: AfterFetch): Promise<void> {
-    if (mails.length === 0) return;
-    switch (action.action) {
-      case 'mark-read':
-        await this.changeItems('UpdateItem', mails, markReadRequest, 'marking as read');
-        return;
-      case 'delete':
-        await this.changeItems('DeleteItem', mails, deleteItemRequest, 'deleting');
-        return;
-      case 'move':
-        await this.moveTo(mails, action.folder);
-        return;
-      case 'leave':
-        // settings refuse "leave" for EWS (mark-read is its non-destructive action); nothing to do
-        return;
-    }
+    await applyAfterFetch(mails, action, {
+      markRead: (marking) => this.changeItems('UpdateItem', marking, markReadRequest, 'marking as read'),
+      delete: (deleting) => this.changeItems('DeleteItem', deleting, deleteItemRequest, 'deleting'),
+      move: (moving, folder) => this.moveTo(moving, folder),
+    });
   }
 
   async moveTo(mails: RemoteMail[], folder: string): Promise<void> {

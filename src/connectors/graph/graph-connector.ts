@@ -2,13 +2,13 @@ import https from 'node:https';
 import { PassThrough, Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../kernel/errors.js';
-import type { Logger } from '../../kernel/logger.js';
 import {
   type AccessTokenSource,
   requireTokenSource,
   SentTokens,
   staticTokenSource,
 } from '../../oauth/token-source.js';
+import { applyAfterFetch } from '../acknowledge.js';
 import type {
   AfterFetch,
   Connector,
@@ -17,6 +17,15 @@ import type {
   SampleMail,
   WantedMail,
 } from '../connector.js';
+import {
+  DEFAULT_REQUEST_TIMEOUTS,
+  DEFAULT_RETRY_LIMITS,
+  type HttpsApiOptions,
+  type RequestTimeouts,
+  type RetryLimits,
+  retryAfterMs,
+  sleepFor,
+} from '../https-api.js';
 import { httpsTransportError, loadCa, validateTimeouts } from '../net-errors.js';
 import type { MailboxSettings } from '../settings.js';
 
@@ -57,31 +66,12 @@ export type GraphFetch = (
   init: { method: string; headers: Record<string, string>; body?: string; signal?: AbortSignal },
 ) => Promise<Response>;
 
-export interface GraphTimeouts {
-  /** Silence on a request (connect, headers or body) before giving up. Default 60 s. */
-  requestMs: number;
-}
-
-export interface GraphRetryLimits {
-  /** Attempts per request, the first included. Default 5. */
-  maxAttempts: number;
-  /** Longest total wait for one request across its retries. Default 120 s. */
-  maxTotalWaitMs: number;
-}
-
-export interface GraphConnectorOptions {
-  logger?: Logger;
-  /** A private CA (PEM) to trust in addition to the system's. Overrides settings.caFile. */
-  ca?: Buffer;
+export interface GraphConnectorOptions extends HttpsApiOptions {
   /**
    * The HTTP client. Default: Node's https with the private CA (the global fetch cannot be given a CA without
    * undici's Agent, which is not a dependency).
    */
   fetch?: GraphFetch;
-  /** How the connector waits before a retry; tests pass one that records and returns at once. */
-  sleep?: (ms: number) => Promise<void>;
-  timeouts?: Partial<GraphTimeouts>;
-  retry?: Partial<GraphRetryLimits>;
   /**
    * Where the bearer token comes from. Required with `settings.auth` "oauth2"; with "token" (the static
    * `accessToken` setting) it defaults to that token.
@@ -89,13 +79,12 @@ export interface GraphConnectorOptions {
   tokens?: AccessTokenSource;
 }
 
+export { retryAfterMs };
+
 /** What `RemoteMail.handle` holds for Graph: the immutable message id. */
 export interface GraphHandle {
   id: string;
 }
-
-export const DEFAULT_GRAPH_TIMEOUTS: GraphTimeouts = { requestMs: 60_000 };
-export const DEFAULT_GRAPH_RETRY: GraphRetryLimits = { maxAttempts: 5, maxTotalWaitMs: 120_000 };
 
 const IDENTITY_PREFIX = 'graph;';
 const PAGE_SIZE = 50;
@@ -136,14 +125,12 @@ interface GraphErrorBody {
   error?: { code?: string; message?: string };
 }
 
-const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 export class GraphConnector implements Connector {
   readonly traits: ConnectorTraits = { keepAction: 'mark-read', listsKeptMail: false, folders: true };
   private readonly settings: MailboxSettings;
   private readonly opts: GraphConnectorOptions;
-  private readonly timeouts: GraphTimeouts;
-  private readonly retry: GraphRetryLimits;
+  private readonly timeouts: RequestTimeouts;
+  private readonly retry: RetryLimits;
   private readonly endpoint: URL;
   private readonly mailbox: string;
   private readonly folder: string;
@@ -157,8 +144,8 @@ export class GraphConnector implements Connector {
   constructor(settings: MailboxSettings, opts: GraphConnectorOptions = {}) {
     this.settings = settings;
     this.opts = opts;
-    this.timeouts = validateTimeouts(DEFAULT_GRAPH_TIMEOUTS, opts.timeouts);
-    this.retry = validateTimeouts(DEFAULT_GRAPH_RETRY, opts.retry);
+    this.timeouts = validateTimeouts(DEFAULT_REQUEST_TIMEOUTS, opts.timeouts);
+    this.retry = validateTimeouts(DEFAULT_RETRY_LIMITS, opts.retry);
     this.endpoint = new URL(settings.graphEndpoint ?? 'https://graph.microsoft.com');
     this.mailbox = settings.emailAddress[0] ?? settings.username;
     this.folder = settings.folder || 'inbox';
@@ -309,9 +296,8 @@ export class GraphConnector implements Connector {
   }
 
   async acknowledge(mails: RemoteMail[], action: AfterFetch): Promise<void> {
-    if (mails.length === 0) return;
-    switch (action.action) {
-      case 'mark-read':
+    await applyAfterFetch(mails, action, {
+      markRead: async () => {
         for (const mail of mails) {
           await this.change(
             'PATCH',
@@ -320,19 +306,14 @@ export class GraphConnector implements Connector {
             JSON.stringify({ isRead: true }),
           );
         }
-        return;
-      case 'delete':
+      },
+      delete: async () => {
         for (const mail of mails) {
           await this.change('DELETE', this.messagePath(this.idOf(mail)), `deleting mail ${mail.identity}`);
         }
-        return;
-      case 'move':
-        await this.moveTo(mails, action.folder);
-        return;
-      case 'leave':
-        // settings refuse "leave" for Graph (mark-read is its non-destructive action); nothing to do
-        return;
-    }
+      },
+      move: (moving, folder) => this.moveTo(moving, folder),
+    });
   }
 
   /**
@@ -694,21 +675,6 @@ function sizeOf(m: GraphMessage): number | undefined {
   );
   const n = prop ? Number(prop.value) : Number.NaN;
   return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
-}
-
-/**
- * Retry-After in milliseconds: delta-seconds (what Graph sends) or an HTTP date. Unparseable → undefined
- * (the caller backs off on its own). A negative or absurd value must not become "retry at once, forever".
- */
-export function retryAfterMs(header: string | null, now: () => number = Date.now): number | undefined {
-  if (!header) return undefined;
-  const trimmed = header.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  // only an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"): Date.parse('-5') would read a year
-  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return undefined;
-  const at = Date.parse(trimmed);
-  if (Number.isNaN(at)) return undefined;
-  return Math.max(0, at - now());
 }
 
 /**

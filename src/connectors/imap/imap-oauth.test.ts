@@ -6,7 +6,7 @@ import { loopbackOAuthMailbox } from '../../../test/kit/mailboxes.js';
 import type { MailintakeError } from '../../kernel/errors.js';
 import { createConnector } from '../factory.js';
 import { parseMailboxInput } from '../settings.js';
-import { ImapConnector } from './imap-connector.js';
+import { ImapConnector } from './connector.js';
 import { type WatchState, watchImapFolder } from './imap-watch.js';
 
 /**

@@ -3,16 +3,9 @@ import { MailintakeError, toMailintakeError } from '../../kernel/errors.js';
 import type { Logger } from '../../kernel/logger.js';
 import type { AccessTokenSource } from '../../oauth/token-source.js';
 import type { MailboxSettings } from '../settings.js';
-import {
-  buildImapFlowOptions,
-  connectImap,
-  type ImapTimeouts,
-  imapError,
-  imapServerLabel,
-  imapTokenSource,
-  loadImapCa,
-  validateImapTimeouts,
-} from './imap-connector.js';
+import { imapError } from './errors.js';
+import { type ImapTimeouts, imapServerLabel, validateImapTimeouts } from './options.js';
+import { buildImapFlowOptions, connectImap, imapTokenSource, loadImapCa } from './session.js';
 
 /**
  * IMAP IDLE push (RFC 2177) for one mailbox: a connection of its own that only EXAMINEs the folder (read-only:

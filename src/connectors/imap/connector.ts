@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
-import net from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
-import { ImapFlow, type ImapFlowOptions, type Logger, type MessageStructureObject } from 'imapflow';
-import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../kernel/errors.js';
+import { ImapFlow, type MessageStructureObject } from 'imapflow';
+import { type ErrorCode, MailintakeError } from '../../kernel/errors.js';
 import { failpoint } from '../../kernel/failpoints.js';
-import type { Logger as AppLogger } from '../../kernel/logger.js';
-import { type AccessTokenSource, requireTokenSource, scrubTokens } from '../../oauth/token-source.js';
+import type { AccessTokenSource } from '../../oauth/token-source.js';
+import { applyAfterFetch } from '../acknowledge.js';
 import type {
   AfterFetch,
   Connector,
@@ -14,19 +13,10 @@ import type {
   SampleMail,
   WantedMail,
 } from '../connector.js';
-import {
-  certificateProblem,
-  DNS_ERROR_CODES,
-  IMAP_NAMES,
-  loadCa,
-  nameMismatch,
-  SOCKET_ERROR_CODES,
-  SOCKET_TIMEOUT_CODES,
-  scrubPassword,
-  serverLabel,
-  validateTimeouts,
-} from '../net-errors.js';
 import type { MailboxSettings } from '../settings.js';
+import { imapError, type RawError } from './errors.js';
+import { type ConnectorLogger, type ImapTimeouts, imapServerLabel, validateImapTimeouts } from './options.js';
+import { buildImapFlowOptions, connectImap, imapTokenSource, loadImapCa } from './session.js';
 
 /**
  * IMAP (RFC 9051 / RFC 3501) connector on imapflow.
@@ -46,18 +36,6 @@ import type { MailboxSettings } from '../settings.js';
  *   new connection (see connectImap); the token never reaches a message, a log line or the details.
  */
 
-/** What the connector logs through: the project's structured logger. */
-export type ConnectorLogger = AppLogger;
-
-export interface ImapTimeouts {
-  /** TCP + TLS handshake (includes DNS). Default 15 s. */
-  connectMs?: number;
-  /** From TCP connect to the server's greeting. Default 15 s. */
-  greetingMs?: number;
-  /** Silence on an established connection before giving up. Default 5 min (a 50 MB FETCH can be slow). */
-  socketMs?: number;
-}
-
 export interface ImapConnectorOptions {
   logger?: ConnectorLogger;
   /** A private CA (PEM) to trust in addition to the system's. Overrides settings.caFile. */
@@ -73,51 +51,11 @@ export interface ImapHandle {
   uidValidity: string;
 }
 
-export const DEFAULT_IMAP_TIMEOUTS: Required<ImapTimeouts> = {
-  connectMs: 15_000,
-  greetingMs: 15_000,
-  socketMs: 5 * 60_000,
-};
-
 /**
  * Longest UID set per command. Dovecot rejects command lines over 64 KB (imap_max_line_length) and other
  * servers have lower limits; a scattered set ("1,3,5,…") of 500 ranges stays far below that.
  */
 const MAX_RANGES_PER_COMMAND = 500;
-
-/** Socket codes plus imapflow's own names for a connection that is gone. */
-const CONNECT_CODES = new Set([
-  ...SOCKET_ERROR_CODES,
-  'NoConnection',
-  'EConnectionClosed',
-  'ClosedAfterConnectText',
-  'StateLogout',
-]);
-const TIMEOUT_CODES = new Set([
-  'CONNECT_TIMEOUT',
-  'GREETING_TIMEOUT',
-  ...SOCKET_TIMEOUT_CODES,
-  'LockTimeout',
-]);
-
-/** The error properties imapflow and Node attach; all optional. */
-interface RawError {
-  message?: string;
-  code?: string;
-  reason?: string;
-  responseText?: string;
-  response?: unknown;
-  serverResponseCode?: string;
-  authenticationFailed?: boolean;
-  /** The RFC 7628 error a server sent when it refused an OAuth token (imapflow decodes it). */
-  oauthError?: unknown;
-  tlsFailed?: boolean;
-  mailboxMissing?: boolean;
-  /** Node's checkServerIdentity() attaches the peer certificate to ERR_TLS_CERT_ALTNAME_INVALID */
-  cert?: { subject?: { CN?: string }; subjectaltname?: string };
-  _err?: RawError;
-  cause?: unknown;
-}
 
 export class ImapConnector implements Connector {
   readonly traits: ConnectorTraits = { keepAction: 'mark-read', listsKeptMail: false, folders: true };
@@ -346,15 +284,15 @@ export class ImapConnector implements Connector {
     if (mails.length === 0) return;
     const client = this.requireClient();
     const uids = this.uidsOf(mails, 'Acknowledging mails');
-    switch (action.action) {
-      case 'mark-read':
+    await applyAfterFetch(mails, action, {
+      markRead: async () => {
         for (const set of uidSets(uids)) {
           await this.command(`marking ${mails.length} mails as read`, () =>
             client.messageFlagsAdd(set, ['\\Seen'], { uid: true }),
           );
         }
-        return;
-      case 'delete':
+      },
+      delete: async () => {
         this.requireUidExpunge('deleting mails');
         for (const set of uidSets(uids)) {
           // STORE +FLAGS \Deleted first on its own, so that the crash window between it and the EXPUNGE is a
@@ -368,14 +306,9 @@ export class ImapConnector implements Connector {
             client.messageDelete(set, { uid: true }),
           );
         }
-        return;
-      case 'move':
-        await this.moveTo(mails, action.folder);
-        return;
-      case 'leave':
-        // settings refuse "leave" for IMAP (mark-read is its non-destructive action); nothing to do
-        return;
-    }
+      },
+      move: (moving, folder) => this.moveTo(moving, folder),
+    });
   }
 
   async moveTo(mails: RemoteMail[], folder: string): Promise<void> {
@@ -574,366 +507,6 @@ export class ImapConnector implements Connector {
   }
 }
 
-/** The token source of a mailbox that logs in with OAuth; undefined for a password login. */
-export function imapTokenSource(
-  settings: MailboxSettings,
-  given: AccessTokenSource | undefined,
-): AccessTokenSource | undefined {
-  return requireTokenSource(settings, given, 'IMAP');
-}
-
-/** imapflow's mark of a tagged NO/BAD to LOGIN or AUTHENTICATE: the server judged the credentials. */
-function isLoginRefusal(err: unknown): boolean {
-  const raw = (err ?? {}) as RawError;
-  return raw.authenticationFailed === true || raw.serverResponseCode === 'AUTHENTICATIONFAILED';
-}
-
-/**
- * Connects and logs in a client made by `make`: with the password (`tokens` undefined), or with an OAuth
- * access token. A token the server refuses is renewed once (`tokens.renew`, which also notices a refresh
- * another process made meanwhile) and the login tried once more, on a new connection: a server may count
- * failed logins per connection, and imapflow leaves a session whose AUTHENTICATE failed for closing. A second
- * refusal is AUTH_FAILED saying what to check (built by `fail`, which knows the step and the timeouts); what
- * `tokens` throws (OAUTH_* codes: no consent, consent withdrawn, provider down) propagates as it is.
- * Shared by the connector and the IDLE watcher, so both log in the same way.
- */
-export async function connectImap(
-  settings: MailboxSettings,
-  tokens: AccessTokenSource | undefined,
-  make: (accessToken: string | undefined) => ImapFlow,
-  fail: (err: unknown, accessTokens: string[]) => MailintakeError,
-): Promise<ImapFlow> {
-  const attempt = async (
-    accessToken: string | undefined,
-  ): Promise<{ client: ImapFlow } | { err: unknown }> => {
-    const client = make(accessToken);
-    try {
-      await client.connect();
-      return { client };
-    } catch (err) {
-      const offered = [...(client.capabilities?.keys() ?? [])].filter((c) => c.startsWith('AUTH='));
-      client.close();
-      if (accessToken !== undefined && isUnsupportedMechanism(err)) {
-        return { err: noOAuthMechanism(settings, offered, err) };
-      }
-      return { err };
-    }
-  };
-  if (!tokens) {
-    const only = await attempt(undefined);
-    if ('client' in only) return only.client;
-    throw fail(only.err, []);
-  }
-  const first = await tokens.get();
-  const one = await attempt(first);
-  if ('client' in one) return one.client;
-  if (!isLoginRefusal(one.err)) throw fail(one.err, [first]);
-  const renewed = await tokens.renew(first);
-  const two = await attempt(renewed);
-  if ('client' in two) return two.client;
-  throw fail(two.err, [first, renewed]);
-}
-
-/** imapflow's answer when neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2 is advertised (a plain Error, no code). */
-function isUnsupportedMechanism(err: unknown): boolean {
-  return err instanceof Error && /Unsupported authentication mechanism/i.test(err.message);
-}
-
-function noOAuthMechanism(settings: MailboxSettings, offered: string[], cause: unknown): MailintakeError {
-  const where = imapServerLabel(settings);
-  return new MailintakeError(
-    'AUTH_FAILED',
-    `${where} does not offer XOAUTH2 or OAUTHBEARER, so it cannot log in user "${settings.username}" with an OAuth token (it offers ${offered.length > 0 ? offered.join(', ') : 'no SASL mechanism'}). Check "server" (Microsoft 365: outlook.office365.com; Gmail: imap.gmail.com), or ask the server admin to enable OAuth 2.0.`,
-    {
-      cause,
-      retryable: false,
-      details: { server: where, step: 'connecting and logging in', offered },
-    },
-  );
-}
-
-/** What the admin checks when the server refused a token even after renewing it. */
-function oauthRefusalAdvice(settings: MailboxSettings): string {
-  return (
-    `Check that the account that consented is "${settings.username}" (sign in as that account when authorizing), ` +
-    'that the app registration has the IMAP permission (Microsoft 365: IMAP.AccessAsUser.All; Google: ' +
-    'https://mail.google.com/) and the scope asks for it, and that IMAP is enabled for the mailbox; then authorize ' +
-    `again with \`mailintake mailbox authorize ${settings.name}\`.`
-  );
-}
-
-/** `host:port` as messages name the server (IPv6 in brackets). */
-export function imapServerLabel(settings: Pick<MailboxSettings, 'server' | 'port'>): string {
-  return serverLabel(settings);
-}
-
-/** The private CA to trust: the one given (already read) or the mailbox's caFile; INVALID_SETTINGS if unreadable. */
-export async function loadImapCa(settings: MailboxSettings, given?: Buffer): Promise<Buffer | undefined> {
-  return loadCa(settings, given);
-}
-
-/**
- * The imapflow options for a mailbox: TLS policy (verification always on, private CA added, TLS 1.2+, no
- * opportunistic STARTTLS), SNI, timeouts, logging, auto-IDLE off. Shared by the connector and the IDLE watcher
- * so both connect the same way. `timeouts` must already be validated (see `validateImapTimeouts`).
- */
-export function buildImapFlowOptions(
-  settings: MailboxSettings,
-  opts: {
-    ca?: Buffer;
-    logger?: ConnectorLogger;
-    timeouts: Required<ImapTimeouts>;
-    /** Log in with this OAuth 2.0 access token (OAUTHBEARER, else XOAUTH2) instead of the password. */
-    accessToken?: string;
-  },
-): ImapFlowOptions {
-  const implicitTls = settings.protocol === 'imaps';
-  return {
-    host: settings.server,
-    port: settings.port,
-    secure: implicitTls,
-    // imaps: TLS from the first byte. imap: STARTTLS required (fail if not offered: an attacker on the path
-    // can strip the capability, RFC 8314 §4) or, when the admin turned starttls off, plaintext on purpose.
-    // Leaving it undefined would mean imapflow's "upgrade if offered", which we never want.
-    ...(implicitTls ? {} : { doSTARTTLS: settings.starttls }),
-    auth:
-      opts.accessToken !== undefined
-        ? { user: settings.username, accessToken: opts.accessToken }
-        : { user: settings.username, pass: settings.password },
-    tls: {
-      // verification stays on (rejectUnauthorized defaults to true); a private CA is added, not substituted
-      ...(opts.ca ? { ca: [opts.ca] } : {}),
-      minVersion: 'TLSv1.2',
-    },
-    // SNI must not carry an IP address (RFC 6066 §3); Node then checks the IP against the certificate's
-    // IP SANs, which is what we want for `server: 127.0.0.1`.
-    ...(net.isIP(settings.server) ? {} : { servername: settings.server }),
-    logger: opts.logger ? toImapflowLogger(opts.logger) : false,
-    connectionTimeout: opts.timeouts.connectMs,
-    greetingTimeout: opts.timeouts.greetingMs,
-    socketTimeout: opts.timeouts.socketMs,
-    // the fetch loop polls or idles on its own terms; an automatic IDLE between our commands only costs
-    // two round trips per command (see imapflow autoIdleDelay)
-    disableAutoIdle: true,
-    clientInfo: { name: 'Mailintake' },
-  };
-}
-
-export interface ImapErrorContext {
-  settings: MailboxSettings;
-  /** What was being done, e.g. `opening folder "INBOX"` (goes into the message and details). */
-  step: string;
-  fallback?: ErrorCode;
-  timeouts: Required<ImapTimeouts>;
-  /** Logged in before the failure: then "check the port" is the wrong advice. */
-  established: boolean;
-  /** The last error imapflow emitted on its own: explains a later "no connection". */
-  lastConnectionError?: unknown;
-  logger?: ConnectorLogger;
-  /**
-   * The OAuth access tokens this login tried (scrubbed from every text); any given = the login used OAuth, so
-   * a refusal is worded for a token, not a password.
-   */
-  accessTokens?: string[];
-  /** The session logged in with OAuth (a later refusal is about the token). */
-  oauth?: boolean;
-}
-
-/** Turns anything imapflow, Node or OpenSSL throws into a coded error a person can act on (password scrubbed). */
-export function imapError(err: unknown, c: ImapErrorContext): MailintakeError {
-  if (err instanceof MailintakeError) return err;
-  const raw = (err ?? {}) as RawError;
-  const where = imapServerLabel(c.settings);
-  const folder = c.settings.folder || 'INBOX';
-  const last = (c.lastConnectionError ?? null) as RawError | null;
-  // "no connection" after the socket died: the cause imapflow emitted earlier says more
-  const effective = (raw.code === 'NoConnection' || raw.code === 'EConnectionClosed') && last ? last : raw;
-  const oauth = c.oauth === true || (c.accessTokens?.length ?? 0) > 0;
-  const mapped = describe(effective, {
-    where,
-    step: c.step,
-    settings: c.settings,
-    oauth,
-    username: c.settings.username,
-    folder,
-    protocol: c.settings.protocol,
-    starttls: c.settings.starttls,
-    timeouts: c.timeouts,
-    fallback: c.fallback ?? 'PROTOCOL_ERROR',
-    established: c.established,
-  });
-  const scrub = (text: string) => scrubTokens(scrubPassword(text, c.settings.password), c.accessTokens ?? []);
-  const scrubbed = scrub(mapped.message);
-  const details: ErrorDetails = { server: where, step: c.step };
-  if (mapped.code) details.errorCode = mapped.code;
-  if (mapped.serverResponse) details.serverResponse = scrub(mapped.serverResponse);
-  c.logger?.debug('IMAP failure', { code: mapped.errorCode, server: where, step: c.step });
-  return new MailintakeError(mapped.errorCode, scrubbed, { cause: err, details });
-}
-
-interface DescribeContext {
-  where: string;
-  step: string;
-  settings: MailboxSettings;
-  /** The login used an OAuth token: a refusal is about the token. */
-  oauth: boolean;
-  username: string;
-  folder: string;
-  protocol: MailboxSettings['protocol'];
-  starttls: boolean;
-  timeouts: Required<ImapTimeouts>;
-  fallback: ErrorCode;
-  /** Logged in before the failure: then "check the port" is the wrong advice. */
-  established: boolean;
-}
-
-/**
- * Where the text of a failure lives depends on which layer raised it; try them all. A refused OAuth token
- * comes with the server's RFC 7628 error (status, scope), which imapflow decoded into `oauthError`.
- */
-function serverResponseOf(err: RawError): string | undefined {
-  const oauth = err.oauthError && typeof err.oauthError === 'object' ? JSON.stringify(err.oauthError) : '';
-  const text =
-    typeof err.responseText === 'string' && err.responseText
-      ? err.responseText
-      : typeof err.response === 'string' && err.response
-        ? err.response
-        : '';
-  const both = [text, oauth].filter(Boolean).join(' ');
-  return both || undefined;
-}
-
-function lowLevelCode(err: RawError): string | undefined {
-  const cause = err.cause as RawError | undefined;
-  return err._err?.code ?? cause?.code ?? err.code;
-}
-
-function describe(
-  err: RawError,
-  c: DescribeContext,
-): { errorCode: ErrorCode; message: string; code?: string; serverResponse?: string } {
-  const code = err.code;
-  const low = lowLevelCode(err);
-  const text = err.message ?? String(err);
-  const serverResponse = serverResponseOf(err);
-  const said = serverResponse ? ` The server said: "${serverResponse}".` : '';
-  const base = { code: low ?? code, ...(serverResponse ? { serverResponse } : {}) };
-
-  if ((err.authenticationFailed || err.serverResponseCode === 'AUTHENTICATIONFAILED') && c.oauth) {
-    return {
-      ...base,
-      errorCode: 'AUTH_FAILED',
-      message:
-        `${c.where} refused the OAuth token for user "${c.username}" while ${c.step}, also after it was renewed.${said} ` +
-        oauthRefusalAdvice(c.settings),
-    };
-  }
-  if (err.authenticationFailed || err.serverResponseCode === 'AUTHENTICATIONFAILED') {
-    return {
-      ...base,
-      errorCode: 'AUTH_FAILED',
-      message:
-        `${c.where} refused the login of user "${c.username}" while ${c.step}.${said} ` +
-        'Check "username" and "password" (for Microsoft 365/Gmail basic passwords may be disabled: use OAuth).',
-    };
-  }
-  if (err.mailboxMissing || err.serverResponseCode === 'NONEXISTENT') {
-    return {
-      ...base,
-      errorCode: 'FOLDER_NOT_FOUND',
-      message: `Folder "${c.folder}" does not exist on ${c.where} (while ${c.step}).${said} Check the "folder" setting; names are case-sensitive except INBOX and use the server's separator (often "/" or ".").`,
-    };
-  }
-  for (const candidate of [low, code]) {
-    if (candidate && DNS_ERROR_CODES.has(candidate)) {
-      const host = c.where.replace(/:\d+$/, '');
-      return {
-        ...base,
-        errorCode: 'DNS_FAILED',
-        message: `The server name ${host} could not be resolved (${candidate}) while ${c.step} to ${c.where}. Check the "server" field for typos and that this host's DNS works.`,
-      };
-    }
-  }
-  for (const candidate of [low, code]) {
-    const problem = candidate ? certificateProblem(candidate, IMAP_NAMES) : undefined;
-    if (candidate && problem) {
-      const extra =
-        candidate === 'ERR_TLS_CERT_ALTNAME_INVALID'
-          ? nameMismatch(
-              { cert: err.cert ?? err._err?.cert, reason: err.reason ?? err._err?.reason },
-              c.where,
-            )
-          : '';
-      return {
-        ...base,
-        errorCode: 'TLS_FAILED',
-        message: `TLS with ${c.where} failed while ${c.step}: ${problem}${extra}. [${candidate}]`,
-      };
-    }
-  }
-  if (
-    err.tlsFailed ||
-    code === 'STARTTLS_INJECTION' ||
-    code === 'ClosedAfterConnectTLS' ||
-    low?.startsWith('ERR_SSL_')
-  ) {
-    const starttls = /STARTTLS/i.test(text);
-    const hint = starttls
-      ? 'The server did not offer STARTTLS although the mailbox requires it: use protocol "imaps" (port 993) if the server has it, or ask the server admin to enable STARTTLS.'
-      : 'Check that the protocol matches the port (imaps: 993, imap with starttls: 143).';
-    return {
-      ...base,
-      errorCode: 'TLS_FAILED',
-      message: `TLS with ${c.where} failed while ${c.step}: ${text}. ${hint}`,
-    };
-  }
-  for (const candidate of [low, code]) {
-    if (candidate && TIMEOUT_CODES.has(candidate)) {
-      const hint =
-        candidate === 'GREETING_TIMEOUT' && c.protocol === 'imap'
-          ? ` No IMAP greeting within ${c.timeouts.greetingMs / 1000} s: if this port expects TLS from the start (usually 993), use protocol "imaps".`
-          : candidate === 'CONNECT_TIMEOUT'
-            ? ` No connection within ${c.timeouts.connectMs / 1000} s: a firewall may drop the packets, or the port is wrong.`
-            : ' The server stopped answering; the next round tries again.';
-      return {
-        ...base,
-        errorCode: 'TIMEOUT',
-        message: `${c.where} timed out (${candidate}) while ${c.step}.${hint}`,
-      };
-    }
-  }
-  for (const candidate of [low, code]) {
-    if (candidate && CONNECT_CODES.has(candidate)) {
-      const what =
-        candidate === 'ECONNREFUSED'
-          ? 'the connection was refused (nothing listens on that port, or a firewall rejects it)'
-          : candidate === 'NoConnection' || candidate === 'EConnectionClosed' || candidate === 'StateLogout'
-            ? 'the connection was closed'
-            : candidate === 'ClosedAfterConnectText'
-              ? 'the server closed the connection before its greeting'
-              : `the connection failed (${candidate})`;
-      const hint = c.established
-        ? ' The connection had worked before: the server may have restarted or dropped idle connections; the next round reconnects.'
-        : ' Check "server", "port" and "protocol", and that a firewall allows the connection.';
-      return {
-        ...base,
-        errorCode: 'CONNECT_FAILED',
-        message: `Could not talk to ${c.where} while ${c.step}: ${what}.${said}${hint}`,
-      };
-    }
-  }
-  return {
-    ...base,
-    errorCode: c.fallback,
-    message: `${c.where} failed while ${c.step}: ${text}${code ? ` [${code}]` : ''}.${said}`,
-  };
-}
-
-/** Defaults filled in; INVALID_SETTINGS for a zero, negative or fractional value. */
-export function validateImapTimeouts(t: ImapTimeouts | undefined): Required<ImapTimeouts> {
-  return validateTimeouts(DEFAULT_IMAP_TIMEOUTS, t);
-}
-
 /** Ascending UIDs as compact sets ("1:5,9,12:14"), at most MAX_RANGES_PER_COMMAND ranges each. */
 export function uidSets(uids: number[]): string[] {
   const sorted = [...new Set(uids)].sort((a, b) => a - b);
@@ -973,19 +546,4 @@ export function attachmentNames(node: MessageStructureObject): string[] {
   };
   walk(node, true);
   return names;
-}
-
-function toImapflowLogger(logger: ConnectorLogger): Logger {
-  // imapflow already hides credentials in its log entries; trace (raw bytes) is never forwarded. Its info
-  // entries (every connection, every command) are debug detail for an operator, and so are its errors: every
-  // failure reaches the caller as a coded MailintakeError that is reported once (the round's warning, the
-  // CLI's error line), and imapflow's raw copy of it (`ECONNREFUSED` as JSON above the CLI's explanation)
-  // only confused the admin reading `mailbox test`. Its warnings stay.
-  const forward = (level: 'debug' | 'warn' | 'error') => (obj: unknown) => {
-    const { msg, ...fields } = (typeof obj === 'object' && obj !== null ? obj : { msg: String(obj) }) as {
-      msg?: unknown;
-    } & Record<string, unknown>;
-    logger[level](typeof msg === 'string' ? `imap: ${msg}` : 'imap', fields);
-  };
-  return { debug: forward('debug'), info: forward('debug'), warn: forward('warn'), error: forward('debug') };
 }
