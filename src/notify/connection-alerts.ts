@@ -1,8 +1,10 @@
+import type { Updateable } from 'kysely';
 import { CONNECTION_CODES, ERROR_HELP, type MailintakeError } from '../kernel/errors.js';
 import { nowIso } from '../store/db.js';
+import type { MailboxTable } from '../store/schema.js';
 import { systemLog } from '../store/system-log.js';
 import type { Tx } from '../store/tx.js';
-import { readAlertSettings } from './alert-settings.js';
+import { type AlertSettings, readAlertSettings } from './alert-settings.js';
 import type { Notifier } from './notifier.js';
 
 /**
@@ -68,20 +70,16 @@ async function recordConnectionOutcome(
     .returning(['name', 'portal_id', 'consecutive_failures', 'failure_alerted'])
     .executeTakeFirst();
   if (!row) return null; // removed meanwhile
-  const settings = await readAlertSettings(tx);
-  const portal = async () =>
-    (await tx.selectFrom('portals').select('name').where('id', '=', row.portal_id).executeTakeFirst())
-      ?.name ?? String(row.portal_id);
+  const turn = await turnOfStreak(tx, notifier, round.mailboxId, CONNECTION_STREAK, failed, {
+    count: row.consecutive_failures,
+    alerted: row.failure_alerted,
+    portalId: row.portal_id,
+  });
 
-  if (failed && notifier && settings.enabled && row.consecutive_failures >= settings.threshold) {
+  if (turn?.is === 'alert') {
+    const { notifier, settings, portalName } = turn;
     const error = round.error!;
     const count = row.consecutive_failures;
-    await tx
-      .updateTable('mailboxes')
-      .set({ consecutive_failures: 0, failure_alerted: 1 })
-      .where('id', '=', round.mailboxId)
-      .execute();
-    const portalName = await portal();
     await notifier.record(tx, {
       event: 'connection-failure',
       portalId: row.portal_id,
@@ -115,10 +113,9 @@ async function recordConnectionOutcome(
     return 'connection-failure';
   }
 
-  if (!failed && row.failure_alerted === 1) {
-    await tx.updateTable('mailboxes').set({ failure_alerted: 0 }).where('id', '=', round.mailboxId).execute();
-    const portalName = await portal();
-    const notify = notifier !== undefined && settings.enabled;
+  if (turn?.is === 'recovered') {
+    const { notifier, portalName } = turn;
+    const notify = notifier !== null;
     if (notify) {
       await notifier.record(tx, {
         event: 'connection-recovered',
@@ -165,20 +162,16 @@ async function recordStoreOutcome(
     .returning(['name', 'portal_id', 'store_failures', 'store_alerted'])
     .executeTakeFirst();
   if (!row) return null;
-  const settings = await readAlertSettings(tx);
-  const portal = async () =>
-    (await tx.selectFrom('portals').select('name').where('id', '=', row.portal_id).executeTakeFirst())
-      ?.name ?? String(row.portal_id);
+  const turn = await turnOfStreak(tx, notifier, round.mailboxId, STORE_STREAK, failed, {
+    count: row.store_failures,
+    alerted: row.store_alerted,
+    portalId: row.portal_id,
+  });
 
-  if (failed && notifier && settings.enabled && row.store_failures >= settings.threshold) {
+  if (turn?.is === 'alert') {
+    const { notifier, settings, portalName } = turn;
     const error = round.storeError!;
     const count = row.store_failures;
-    await tx
-      .updateTable('mailboxes')
-      .set({ store_failures: 0, store_alerted: 1 })
-      .where('id', '=', round.mailboxId)
-      .execute();
-    const portalName = await portal();
     await notifier.record(tx, {
       event: 'mail-error',
       portalId: row.portal_id,
@@ -212,10 +205,9 @@ async function recordStoreOutcome(
     return 'store-failure';
   }
 
-  if (!failed && row.store_alerted === 1) {
-    await tx.updateTable('mailboxes').set({ store_alerted: 0 }).where('id', '=', round.mailboxId).execute();
-    const portalName = await portal();
-    const notify = notifier !== undefined && settings.enabled;
+  if (turn?.is === 'recovered') {
+    const { notifier, portalName } = turn;
+    const notify = notifier !== null;
     if (notify) {
       await notifier.record(tx, {
         event: 'mail-error',
@@ -236,4 +228,63 @@ async function recordStoreOutcome(
     return notify ? 'store-recovered' : null;
   }
   return null;
+}
+
+/** The two failure streaks a mailbox row counts, each with its "an alert went out" mark. */
+interface Streak {
+  /** What the row becomes when the alert goes out: the count starts again, the mark is set. */
+  alerted: Updateable<MailboxTable>;
+  /** What the row becomes once the recovery is told: the mark is cleared. */
+  recovered: Updateable<MailboxTable>;
+}
+const CONNECTION_STREAK: Streak = {
+  alerted: { consecutive_failures: 0, failure_alerted: 1 },
+  recovered: { failure_alerted: 0 },
+};
+const STORE_STREAK: Streak = {
+  alerted: { store_failures: 0, store_alerted: 1 },
+  recovered: { store_alerted: 0 },
+};
+
+type StreakTurn =
+  | { is: 'alert'; notifier: Notifier; settings: AlertSettings; portalName: string }
+  /** `notifier` is null when the recovery is only logged (no notifier, or alerts off). */
+  | { is: 'recovered'; notifier: Notifier | null; portalName: string };
+
+/**
+ * What a round's count means, the same for both streaks: at the threshold (with a notifier and alerts on),
+ * an alert is due and the count starts again; the first good round after an alert is a recovery, told only
+ * when alerts are on. The row is updated here; the caller words the notice. Null: nothing to tell.
+ */
+async function turnOfStreak(
+  tx: Tx,
+  notifier: Notifier | undefined,
+  mailboxId: number,
+  streak: Streak,
+  failed: boolean,
+  row: { count: number; alerted: number; portalId: number },
+): Promise<StreakTurn | null> {
+  const settings = await readAlertSettings(tx);
+  if (failed && notifier && settings.enabled && row.count >= settings.threshold) {
+    await tx.updateTable('mailboxes').set(streak.alerted).where('id', '=', mailboxId).execute();
+    return { is: 'alert', notifier, settings, portalName: await portalNameOf(tx, row.portalId) };
+  }
+  if (!failed && row.alerted === 1) {
+    await tx.updateTable('mailboxes').set(streak.recovered).where('id', '=', mailboxId).execute();
+    const portalName = await portalNameOf(tx, row.portalId);
+    return {
+      is: 'recovered',
+      notifier: notifier !== undefined && settings.enabled ? notifier : null,
+      portalName,
+    };
+  }
+  return null;
+}
+
+/** The portal's name for a notice; its id when the portal is gone. */
+async function portalNameOf(tx: Tx, portalId: number): Promise<string> {
+  return (
+    (await tx.selectFrom('portals').select('name').where('id', '=', portalId).executeTakeFirst())?.name ??
+    String(portalId)
+  );
 }

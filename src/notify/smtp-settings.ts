@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import { hostname } from '../connectors/settings.js';
-import { MailintakeError } from '../kernel/errors.js';
+import { type FieldProblem, invalidSettings } from '../kernel/plain-issues.js';
 import type { SecretBox } from '../kernel/secret-box.js';
 import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
 import type { AccessTokenSource } from '../oauth/token-source.js';
@@ -201,7 +201,7 @@ export class SmtpSettings {
       };
     }
     const s = validated(smtpInputSchema, input, 'SMTP settings');
-    const fields: { field: string; message: string }[] = [];
+    const fields: FieldProblem[] = [];
     if (s.caFile) {
       try {
         fs.accessSync(s.caFile, fs.constants.R_OK);
@@ -225,11 +225,7 @@ export class SmtpSettings {
         else fields.push({ field: 'password', message: 'required with "username"' });
       }
       if (fields.length > 0) {
-        throw new MailintakeError(
-          'INVALID_SETTINGS',
-          `Invalid SMTP settings (${fields.length} problem${fields.length === 1 ? '' : 's'}): ${fields.map((f) => f.field).join(', ')}`,
-          { details: { fields } },
-        );
+        throw invalidSettings('SMTP settings', fields);
       }
       const from = parseFromAddress(s.from)!;
       const stored: StoredSmtp = {

@@ -3,7 +3,7 @@ import { check, invalidSettings } from '../kernel/plain-issues.js';
 
 /**
  * Validates settings an admin wrote (a CLI file, an API body) against a zod schema; INVALID_SETTINGS names
- * every bad field, in the same plain words as mailboxes (config/plain-issues.ts).
+ * every bad field, in the same plain words as mailboxes (kernel/plain-issues.ts).
  */
 export function validated<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
   const result = check(schema, input, '(file)');
