@@ -1,6 +1,6 @@
 /**
  * Measurement (h), in its own Node process so that only this parse counts: one generated quoted-printable mail
- * through the real parser (pipeline/parse.ts) into a blob store in a temp directory, streamed from a generator
+ * through the real parser (mail/parse.ts) into a blob store in a temp directory, streamed from a generator
  * (never whole in memory). Prints one JSON line: peak RSS and seconds. Shape by BENCH_QP_SHAPE:
  * `attachment` (BENCH_QP_MB of quoted-printable attachment, 76-column lines with escapes) or `soft-breaks`
  * (a text body of BENCH_QP_MB of `=\r\n` only, which decodes to nothing).

@@ -22,7 +22,7 @@ import { type EngineName, freshConfig } from './support/engines.js';
 import { type SmtpTestServer, startSmtpServer } from './support/smtp.js';
 
 /**
- * Crash coverage made deterministic (DESIGN.md, guarantee 8): for every failpoint (src/failpoints.ts) and every
+ * Crash coverage made deterministic (DESIGN.md, guarantee 8): for every failpoint (src/kernel/failpoints.ts) and every
  * protocol it applies to, `mailintake fetch --once` is spawned with that failpoint armed to SIGKILL the
  * process, the test checks that it died there (SIGKILL, and the failpoint's marker on stderr — a failpoint
  * never reached fails the test) and that the crash left the state the failpoint names (committed but not

@@ -14,7 +14,7 @@ import { ENGINES, freshConfig } from './support/engines.js';
 
 /**
  * A subset of the hostile shapes (test/support/hostile-mimes.ts; all of them run through parseMail in
- * src/pipeline/hostile-mime.test.ts) through Dovecot, the fetch round and the store, on both engines: every one
+ * src/mail/hostile-mime.test.ts) through Dovecot, the fetch round and the store, on both engines: every one
  * ends as one request or as MAIL_TOO_COMPLEX in the error folder, each is followed by an ordinary mail that must
  * be taken in too, and the next round finds nothing left to retry.
  */

@@ -1,8 +1,9 @@
 import type { Readable } from 'node:stream';
 
 /**
- * The contract every mailbox protocol implements (IMAP now; POP3, EWS and Graph later). The fetch loop only
- * talks to this interface, so the exactly-once rules live in one place (src/intake) and not in each protocol.
+ * The contract every mailbox protocol implements (IMAP, POP3, EWS and Graph, one folder each). The fetch loop
+ * only talks to this interface, so the exactly-once rules live in one place (src/intake) and not in each
+ * protocol.
  *
  * Rules every implementation keeps:
  * - `identity` is stable for the life of the mail on the server and never a sequence number

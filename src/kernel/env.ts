@@ -73,7 +73,7 @@ export interface AppConfig {
   host: string;
   /**
    * MAILINTAKE_PUBLIC_URL without a trailing slash; the OAuth redirect URL is this + /oauth/callback. Unset: the
-   * runtime derives it (src/config/public-url.ts), so that `serve --port` and a CLI command agree.
+   * runtime derives it (src/features/oauth/public-url.ts), so that `serve --port` and a CLI command agree.
    */
   publicUrl?: string;
   /** Set by `serve` once it listens: the port the service really answers on (--port, MAILINTAKE_PORT, 0). */

@@ -39,7 +39,7 @@ export const ERROR_HELP = {
     'The mail was stored, but the server refused the after-fetch action (mark read, delete, move). It is not stored again.',
   MAIL_TOO_LARGE: 'The mail is larger than the configured maximum size.',
   MAIL_TOO_COMPLEX:
-    'The mail is built to cost more than it can be worth: a header block, a number of MIME parts or a multipart nesting beyond the parse limits (details.limit names which, details.max its value). Like PARSE_FAILED it goes to the error folder (when set; else it stays on the server) and is not retried. The limits are DEFAULT_PARSE_LIMITS in src/pipeline/parse.ts.',
+    'The mail is built to cost more than it can be worth: a header block, a number of MIME parts or a multipart nesting beyond the parse limits (details.limit names which, details.max its value). Like PARSE_FAILED it goes to the error folder (when set; else it stays on the server) and is not retried. The limits are DEFAULT_PARSE_LIMITS in src/mail/parse.ts.',
   // Sending notification mail (the connection failures above apply to the SMTP server as well)
   SEND_FAILED:
     'The outgoing SMTP server refused the notification mail (sender or every recipient); its answer is in serverResponse. Check "from" and the notification rules.',

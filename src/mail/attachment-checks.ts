@@ -4,7 +4,7 @@ import type { StoredPart } from './types.js';
 /**
  * Attachment and inline-image checks (the reference's "Notifications for Stripped Attachments"). Pure: the
  * decision is a function of the parts, the portal's policy and what `sniff` says about a blob's first bytes;
- * the only I/O is that injected `sniff` (see blobs/sniff.ts). A dropped item never drops the mail: the caller
+ * the only I/O is that injected `sniff` (see mail/sniff.ts). A dropped item never drops the mail: the caller
  * takes the mail in with `kept` and records `dropped` with its code and the reference's text.
  */
 

@@ -64,7 +64,7 @@ const hooks = MailParser.prototype as unknown as Partial<Hooks>;
 function assertHooks(): Hooks {
   if (typeof hooks.createNode !== 'function' || typeof hooks.processChunk !== 'function') {
     throw new Error(
-      'mailparser no longer has createNode/processChunk: body cutting (src/pipeline/body-cut.ts) must be adapted',
+      'mailparser no longer has createNode/processChunk: body cutting (src/mail/body-cut.ts) must be adapted',
     );
   }
   return hooks as Hooks;

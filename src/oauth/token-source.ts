@@ -3,7 +3,7 @@ import { MailintakeError } from '../kernel/errors.js';
 /**
  * Where a connector gets its OAuth 2.0 access token. Connectors never see refresh tokens, client secrets or the
  * token endpoint: they ask for a token when they log in (IMAP, POP3, SMTP) or send a request (Graph, EWS), and
- * say when the server refused one. Implemented by oauth/tokens.ts (stored, refreshed, shared between processes).
+ * say when the server refused one. Implemented by features/oauth/tokens.ts (stored, refreshed, shared between processes).
  */
 export interface AccessTokenSource {
   /**

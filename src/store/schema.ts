@@ -178,7 +178,7 @@ export interface ApiKeyTable {
 }
 
 /**
- * Attachments and inline images the checks dropped (pipeline/attachment-checks.ts). The body stays in the
+ * Attachments and inline images the checks dropped (mail/attachment-checks.ts). The body stays in the
  * blob store under `sha256`: an admin can still recover it. Written in the mail's own transaction.
  */
 export interface DroppedAttachmentTable {
@@ -206,7 +206,7 @@ export interface DroppedAttachmentTable {
 export interface SystemLogTable {
   id: Id;
   created_at: string;
-  /** Who: `api-key:<name>`, `cli:<os user>` or `system` (services/actor.ts). */
+  /** Who: `api-key:<name>`, `cli:<os user>` or `system` (kernel/actor.ts). */
   actor: ColumnType<string, string | undefined, string>;
   /** info | warn | error */
   level: string;
@@ -285,7 +285,7 @@ export interface ErrorMailTable {
   moved_back_at: string | null;
 }
 
-/** OAuth 2.0 tokens of a mailbox ('mailbox:<id>') or of the outgoing SMTP server ('smtp'); see oauth/tokens.ts. */
+/** OAuth 2.0 tokens of a mailbox ('mailbox:<id>') or of the outgoing SMTP server ('smtp'); see features/oauth/tokens.ts. */
 export interface OAuthTokenTable {
   owner: string;
   /** JSON of what the tokens were issued for (client, token URL, scope, account): a change invalidates them. */

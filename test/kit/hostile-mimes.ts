@@ -5,7 +5,7 @@ import type { ParsedMail } from '../../src/mail/types.js';
 /**
  * Mails built to hurt the parser, one generator per shape, each at a size that proves its class in well under a
  * second. Every shape must end as a parsed mail (checked for what it should keep) or as MAIL_TOO_COMPLEX naming
- * the limit it crossed; never a bare PARSE_FAILED, a hang, or a leftover temp file. src/pipeline/hostile-mime.test.ts runs
+ * the limit it crossed; never a bare PARSE_FAILED, a hang, or a leftover temp file. src/mail/hostile-mime.test.ts runs
  * every shape through parseMail; test/hostile-mime.test.ts takes a subset through Dovecot on both engines.
  */
 
