@@ -2,7 +2,8 @@ import type { Logger as AppLogger } from '../../kernel/logger.js';
 import { serverLabel, validateTimeouts } from '../net-errors.js';
 import type { MailboxSettings } from '../settings.js';
 
-// What the IMAP connector, its session and its errors share: how long to wait, how to log, how to name the server.
+// What the IMAP connector, its session and its errors share: how long to wait, how to log, and how to name
+// the server in a message.
 
 /** What the connector logs through: the project's structured logger. */
 export type ConnectorLogger = AppLogger;
