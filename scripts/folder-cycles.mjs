@@ -35,7 +35,7 @@ export function folderOf(file) {
   return `src/${parts[1]}/`;
 }
 
-/** Folder -> folder it imports -> one module import that proves it (for the message). */
+/** Folder -> folder it imports -> the module imports that make it so (every one is named in the message). */
 function folderGraph(modules) {
   const graph = new Map();
   for (const m of modules) {
@@ -44,8 +44,10 @@ function folderGraph(modules) {
     if (!graph.has(from)) graph.set(from, new Map());
     for (const dep of m.dependencies) {
       const to = folderOf(dep.resolved);
-      if (!to || to === from || graph.get(from).has(to)) continue;
-      graph.get(from).set(to, `${m.source} -> ${dep.resolved}`);
+      if (!to || to === from) continue;
+      const edges = graph.get(from);
+      if (!edges.has(to)) edges.set(to, new Set());
+      edges.get(to).add(`${m.source} -> ${dep.resolved}`);
     }
   }
   return graph;
@@ -125,7 +127,9 @@ if (cycles.length === 0) {
       if (shown.has(key)) continue;
       shown.add(key);
       console.error(`  cycle: ${loop.join(' -> ')}`);
-      for (let i = 0; i + 1 < loop.length; i += 1) console.error(`    ${graph.get(loop[i]).get(loop[i + 1])}`);
+      for (let i = 0; i + 1 < loop.length; i += 1) {
+        for (const edge of graph.get(loop[i]).get(loop[i + 1])) console.error(`    ${edge}`);
+      }
     }
   }
   console.error(`folder-cycles: ${cycles.length} cycle(s) between folders; imports must point one way only`);
