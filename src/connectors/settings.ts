@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { MailintakeError } from '../kernel/errors.js';
 import { check, type FieldProblem, invalidSettings } from '../kernel/plain-issues.js';
-import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
+import { type OAuthSettings, type OAuthUse, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
 
 /**
  * A mailbox as an admin writes it (CLI file, API body). Field names follow the ServiceDesk Plus reference
@@ -377,17 +377,31 @@ export const mailboxInputSchema = z
         }
       }
       if (m.oauth) {
-        const { issues } = resolveOAuth(m.oauth, m.protocol, {
+        addOAuthIssues(ctx, m.oauth, m.protocol, {
           graphEndpoint: m.graphEndpoint ?? DEFAULT_GRAPH_ENDPOINT,
         });
-        for (const i of issues)
-          ctx.addIssue({ code: 'custom', path: i.field.split('.'), message: i.message });
       }
     },
     { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
   );
 
 export type MailboxInput = z.input<typeof mailboxInputSchema>;
+
+/**
+ * What resolveOAuth finds wrong with an `oauth` block (a flow the provider or protocol cannot do, a missing
+ * secret), added to the schema's own issues so that every problem of the form is named in one answer. Shared
+ * by the mailbox and the outgoing SMTP server's settings.
+ */
+export function addOAuthIssues(
+  ctx: z.RefinementCtx,
+  oauth: z.output<typeof oauthInputSchema>,
+  use: OAuthUse,
+  opts: { graphEndpoint?: string } = {},
+): void {
+  for (const i of resolveOAuth(oauth, use, opts).issues) {
+    ctx.addIssue({ code: 'custom', path: i.field.split('.'), message: i.message });
+  }
+}
 /**
  * Validated settings. `server`, `port`, `username` and `password` are always filled so every connector and
  * display can rely on them: for Graph `server`/`port` are the endpoint's host and port, `username` the mailbox

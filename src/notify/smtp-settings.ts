@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { z } from 'zod';
-import { hostname } from '../connectors/settings.js';
+import { addOAuthIssues, hostname } from '../connectors/settings.js';
 import { type FieldProblem, invalidSettings } from '../kernel/plain-issues.js';
 import type { SecretBox } from '../kernel/secret-box.js';
 import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
@@ -76,9 +76,7 @@ export const smtpInputSchema = z
         if (s.password !== undefined) {
           ctx.addIssue({ code: 'custom', path: ['password'], message: 'not used with OAuth; leave it out' });
         }
-        for (const i of resolveOAuth(s.oauth, 'smtp').issues) {
-          ctx.addIssue({ code: 'custom', path: i.field.split('.'), message: i.message });
-        }
+        addOAuthIssues(ctx, s.oauth, 'smtp');
       }
       if (s.password !== undefined && s.username === undefined) {
         ctx.addIssue({ code: 'custom', path: ['password'], message: 'only used together with "username"' });
