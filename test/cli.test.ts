@@ -580,7 +580,7 @@ describe('the installed command', () => {
     const { spawn } = await import('node:child_process');
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mailintake-epipe-'));
     try {
-      const bin = path.resolve(import.meta.dirname, '../../bin/mailintake.js');
+      const bin = path.resolve(import.meta.dirname, '../bin/mailintake.js');
       const child = spawn(process.execPath, [bin, 'oauth', 'providers'], {
         env: { ...process.env, MAILINTAKE_DATA_DIR: dataDir, MAILINTAKE_LOG_LEVEL: 'silent' },
         stdio: ['ignore', 'pipe', 'pipe'],
