@@ -5,7 +5,7 @@ import type { Runtime } from '../src/app/runtime.js';
 import { openRuntime } from '../src/app/runtime.js';
 import type { Connector } from '../src/connectors/connector.js';
 import type { MailboxSettings } from '../src/connectors/settings.js';
-import type { FetchSummary } from '../src/features/views.js';
+import type { FetchSummary } from '../src/features/mailboxes/views.js';
 import { createApi } from '../src/http/app.js';
 import { MailboxLease } from '../src/intake/lease.js';
 import { openStore } from '../src/store/db.js';
