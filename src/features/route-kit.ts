@@ -27,11 +27,14 @@ export const errorBodySchema = z
       .enum(Object.keys(ERROR_HELP) as [ErrorCode, ...ErrorCode[]])
       .openapi({ description: 'A stable code; see the API description.' }),
     message: z.string(),
-    details: z.object({
-      fields: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
-      serverResponse: z.string().optional(),
-      hint: z.string().optional(),
-    }),
+    // open: a code adds what helps with it (the parameter, the server and step of a failed test, ...)
+    details: z
+      .object({
+        fields: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+        serverResponse: z.string().optional(),
+        hint: z.string().optional(),
+      })
+      .catchall(z.unknown()),
   })
   .openapi('Error');
 export type ErrorBody = z.infer<typeof errorBodySchema>;

@@ -43,7 +43,7 @@ export const mailboxViewSchema = z
     starttls: z.boolean(),
     caFile: z.string().nullable(),
     folder: z.string(),
-    afterFetch: afterFetchSchema.openapi({
+    afterFetch: z.enum(afterFetchSchema.options).openapi({
       description: 'IMAP, Graph and EWS: mark-read (default), delete, move. POP3: delete (default) or leave.',
     }),
     moveToFolder: z.string().nullable(),
