@@ -15,6 +15,7 @@ import { buildMail } from './kit/mails.js';
 import { deliverMaildir } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
+import { checkResponses } from './support/openapi-check.js';
 
 /**
  * Issue 10 item 5: one round per mailbox, whoever asks — the schedule, IDLE pushes, the API's "fetch now" and a
@@ -127,6 +128,7 @@ describe.each(ENGINES)('one round per mailbox, whoever asks, on %s', (engine) =>
         await rt.services.mailboxes.add(imapsMailbox(dovecot, 'held', 'held', { idle: false }));
         const key = (await rt.services.apiKeys.create('ops')).key;
         const api = createApi(rt.services);
+        checkResponses(api);
         const fetchNow = async (): Promise<FetchSummary[]> => {
           const res = await api.request('/api/v1/fetch', {
             method: 'POST',
@@ -196,6 +198,7 @@ describe.each(ENGINES)('one round per mailbox, whoever asks, on %s', (engine) =>
       await a.services.mailboxes.add(imapsMailbox(dovecot, 'storm', 'storm', { intervalSeconds: 10 }));
       const key = (await a.services.apiKeys.create('storm')).key;
       const api = createApi(a.services);
+      checkResponses(api);
       const fetchNow = async (): Promise<FetchSummary[]> => {
         const res = await api.request('/api/v1/fetch', {
           method: 'POST',

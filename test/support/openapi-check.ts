@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { RouteConfig } from '@hono/zod-openapi';
+import type { Hono } from 'hono';
 import type { z } from 'zod';
 import { type Api, ERROR_RESPONSES, errorBodySchema } from '../../src/features/route-kit.js';
 
@@ -44,8 +45,9 @@ export function declaredOperations(app: Api): Operation[] {
   return out.sort((a, b) => a.params - b.params);
 }
 
-export function checkResponses(app: Api): ResponseChecks {
-  const operations = declaredOperations(app);
+export function checkResponses(app: Hono): ResponseChecks {
+  if (!('openAPIRegistry' in app)) throw new Error('checkResponses needs the app createApi() made');
+  const operations = declaredOperations(app as Api);
   const state = { checked: 0, violations: [] as string[] };
   const target = app as unknown as {
     fetch: (req: Request, ...rest: unknown[]) => Response | Promise<Response>;
