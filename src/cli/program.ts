@@ -5,11 +5,18 @@ import os from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Runtime } from '../app/runtime.js';
-import { tokenStateFields } from '../features/oauth/fields.js';
 import type { FetchSummary, MailboxView } from '../features/mailboxes/views.js';
+import { tokenStateFields } from '../features/oauth/fields.js';
 import type { Page } from '../features/page.js';
 import type { PortalView } from '../features/portals/views.js';
-import type { AttachmentView, ConversationView, DroppedAttachmentView, IntakeLogEntry, RequestDetail, RequestSummary } from '../features/requests/views.js';
+import type {
+  AttachmentView,
+  ConversationView,
+  DroppedAttachmentView,
+  IntakeLogEntry,
+  RequestDetail,
+  RequestSummary,
+} from '../features/requests/views.js';
 import type { SystemLogEntry } from '../features/system-log/views.js';
 import { withActor } from '../kernel/actor.js';
 import type { AppConfig } from '../kernel/env.js';

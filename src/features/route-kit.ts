@@ -1,4 +1,4 @@
-import type { OpenAPIHono, RouteConfig } from '@hono/zod-openapi';
+import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { BlankEnv } from 'hono/types';
@@ -283,5 +283,3 @@ export function redact<T>(value: T, secrets: readonly string[]): T {
   for (const s of secrets) text = text.split(JSON.stringify(s).slice(1, -1)).join('[redacted]');
   return JSON.parse(text) as T;
 }
-
-export type { RouteConfig };
