@@ -165,24 +165,32 @@ export function idParams(what: string, description?: string) {
   });
 }
 
-const intQuery = (min: number, max: number, description?: string) =>
+/** A whole number in the query; `documentedMax`: the maximum the document names (offsets and ids have none). */
+const intQuery = (min: number, max: number, doc: { documentedMax?: number; description?: string } = {}) =>
   z
     .string()
     .regex(/^[0-9]{1,9}$/, 'must be a whole number')
     .transform(Number)
     .pipe(z.number().int().min(min).max(max))
     .optional()
-    .openapi({ type: 'integer', minimum: min, ...(description && { description }) });
-export const pageQuery = { limit: intQuery(1, MAX_PAGE), offset: intQuery(0, 1_000_000_000) };
+    .openapi({
+      type: 'integer',
+      minimum: min,
+      ...(doc.documentedMax !== undefined && { maximum: doc.documentedMax }),
+      ...(doc.description && { param: { description: doc.description } }),
+    });
+export const pageQuery = {
+  limit: intQuery(1, MAX_PAGE, { documentedMax: MAX_PAGE }),
+  offset: intQuery(0, 1_000_000_000),
+};
 /** `before`: only entries with a smaller id, to read a whole list page by page while new entries arrive. */
 export const keysetQuery = {
   ...pageQuery,
-  before: intQuery(
-    1,
-    999_999_999,
-    'Only entries with an id below this one. To read everything: ask with limit=' +
+  before: intQuery(1, 999_999_999, {
+    description:
+      'Only entries with an id below this one. To read everything: ask with limit=' +
       `${MAX_PAGE}, then again with before=<the last id> until a page has fewer than ${MAX_PAGE} entries.`,
-  ),
+  }),
 };
 /** A filter naming a mailbox or portal that does not exist is NOT_FOUND, never an empty page. */
 export const UNKNOWN_FILTER =

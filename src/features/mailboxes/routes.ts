@@ -24,7 +24,7 @@ const updateQuery = z.strictObject({
   pauseFetching: z
     .enum(['true', 'false'])
     .optional()
-    .openapi({ description: 'pause fetching if a fetch is running, to save anyway' }),
+    .openapi({ param: { description: 'pause fetching if a fetch is running, to save anyway' } }),
 });
 
 export const listMailboxes = createRoute({

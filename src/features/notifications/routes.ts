@@ -35,7 +35,7 @@ const notificationsQuery = z.strictObject({
   unread: z
     .enum(['true', 'false'], 'must be true or false')
     .optional()
-    .openapi({ description: 'true: only those not marked read' }),
+    .openapi({ param: { description: 'true: only those not marked read' } }),
   ...pageQuery,
 });
 // fields: the services validate (rules, SMTP, alerts name every bad field)

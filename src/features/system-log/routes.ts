@@ -14,7 +14,9 @@ const systemLogQuery = z.strictObject({
     .optional()
     .openapi({
       enum: [...SYSTEM_LOG_CATEGORIES],
-      description: 'Only this category; any other value is 400 INVALID_SETTINGS naming the categories',
+      param: {
+        description: 'Only this category; any other value is 400 INVALID_SETTINGS naming the categories',
+      },
     }),
   ...keysetQuery,
 });
