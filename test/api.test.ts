@@ -247,6 +247,14 @@ describe('list filters (generated from the documented query parameters)', () => 
     expect(filters).toBe(7);
   });
 
+  it('reads a query parameter given twice with its first value, on every list', async () => {
+    for (const { path } of lists) {
+      const res = await call('GET', `${path}?limit=1&limit=2`);
+      expect(res.status, `${path}: ${res.text}`).toBe(200);
+      expect(res.json().limit).toBe(1);
+    }
+  });
+
   it('accepts the one limit, 1 to MAX_PAGE, on every list, and refuses more', async () => {
     for (const { path } of lists) {
       const max = await call('GET', `${path}?limit=${MAX_PAGE}`);

@@ -192,6 +192,19 @@ export const keysetQuery = {
       `${MAX_PAGE}, then again with before=<the last id> until a page has fewer than ${MAX_PAGE} entries.`,
   }),
 };
+/**
+ * A query's fields. A name given twice (`?limit=1&limit=2`) counts with its first value, as the routes read
+ * queries before they were declared (the validator would see a list and refuse it).
+ */
+export function queryOf<T extends z.ZodRawShape>(shape: T) {
+  return z.transform(firstValues).pipe(z.strictObject(shape));
+}
+
+function firstValues(query: unknown): unknown {
+  if (!query || typeof query !== 'object') return query;
+  return Object.fromEntries(Object.entries(query).map(([k, v]) => [k, Array.isArray(v) ? v[0] : v]));
+}
+
 /** A filter naming a mailbox or portal that does not exist is NOT_FOUND, never an empty page. */
 export const UNKNOWN_FILTER =
   'A mailbox or portal named in a filter that does not exist answers 404 NOT_FOUND.';

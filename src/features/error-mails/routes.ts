@@ -1,13 +1,13 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { attachmentResponse } from '../download.js';
 import { pageOf } from '../page.js';
-import { type Api, download, errors, idParams, nameParams, ok, pageQuery } from '../route-kit.js';
+import { type Api, download, errors, idParams, nameParams, ok, pageQuery, queryOf } from '../route-kit.js';
 import type { Services } from '../services.js';
 import { errorMailReportSchema, errorMailViewSchema, moveToInboxResultSchema } from './views.js';
 
 /** The error folder: error mails, their sealed reports (opened here for the admin), POP3's kept mails. */
 
-const errorMailsQuery = z.strictObject({
+const errorMailsQuery = queryOf({
   mailbox: z.string().min(1).optional(),
   status: z.enum(['in-error-folder', 'moved-to-inbox']).optional(),
   ...pageQuery,

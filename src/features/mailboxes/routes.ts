@@ -8,6 +8,7 @@ import {
   nameParams,
   ok,
   parse,
+  queryOf,
   readJson,
   rememberSecrets,
 } from '../route-kit.js';
@@ -20,7 +21,7 @@ const MAILBOX_INPUT = { $ref: '#/components/schemas/MailboxInput' };
 const mailboxBody = z.record(z.string(), z.unknown(), 'must be a JSON object'); // fields: the service validates
 const fetchBody = z.strictObject({ mailbox: z.string().min(1).optional() });
 /** `?pauseFetching=true`: save even while the mailbox is fetched, pausing it (the reference's prompt). */
-const updateQuery = z.strictObject({
+const updateQuery = queryOf({
   pauseFetching: z
     .enum(['true', 'false'])
     .optional()

@@ -13,6 +13,7 @@ import {
   ok,
   pageQuery,
   parse,
+  queryOf,
   readJson,
   rememberSecrets,
 } from '../route-kit.js';
@@ -31,7 +32,7 @@ import {
 
 /** Bell notifications, notification rules, the outgoing SMTP server, connection alerts and the outbox. */
 
-const notificationsQuery = z.strictObject({
+const notificationsQuery = queryOf({
   unread: z
     .enum(['true', 'false'], 'must be true or false')
     .optional()

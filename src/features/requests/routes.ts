@@ -1,14 +1,23 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { attachmentResponse } from '../download.js';
 import { pageOf } from '../page.js';
-import { type Api, download, errors, idParams, keysetQuery, ok, UNKNOWN_FILTER } from '../route-kit.js';
+import {
+  type Api,
+  download,
+  errors,
+  idParams,
+  keysetQuery,
+  ok,
+  queryOf,
+  UNKNOWN_FILTER,
+} from '../route-kit.js';
 import type { Services } from '../services.js';
 import { intakeLogEntrySchema, outcomeSchema, requestDetailSchema, requestSummarySchema } from './views.js';
 
 /** Requests with their attachments, and the intake log with the raw mails as fetched. */
 
-const requestsQuery = z.strictObject({ portal: z.string().min(1).optional(), ...keysetQuery });
-const logQuery = z.strictObject({
+const requestsQuery = queryOf({ portal: z.string().min(1).optional(), ...keysetQuery });
+const logQuery = queryOf({
   mailbox: z.string().min(1).optional(),
   outcome: outcomeSchema.optional(),
   ...keysetQuery,

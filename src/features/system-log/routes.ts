@@ -1,11 +1,11 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { SYSTEM_LOG_CATEGORIES } from '../../store/system-log.js';
 import { pageOf } from '../page.js';
-import { type Api, errors, keysetQuery, ok } from '../route-kit.js';
+import { type Api, errors, keysetQuery, ok, queryOf } from '../route-kit.js';
 import type { Services } from '../services.js';
 import { systemLogEntrySchema } from './views.js';
 
-const systemLogQuery = z.strictObject({
+const systemLogQuery = queryOf({
   // the service names the categories when this is none of them
   category: z
     .string()
