@@ -31,7 +31,7 @@ import { ImapFlow } from 'imapflow';
 import pg from 'pg';
 import { openRuntime } from '../src/app/runtime.js';
 import { Pop3Client } from '../src/connectors/pop3/pop3-client.js';
-import type { FetchSummary } from '../src/features/views.js';
+import type { FetchSummary } from '../src/features/mailboxes/views.js';
 import { parseMail } from '../src/mail/parse.js';
 import { FileBlobStore } from '../src/store/blobs/blob-store.js';
 import { deliverMaildir } from '../test/support/deliver.js';

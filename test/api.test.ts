@@ -5,10 +5,10 @@ import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../src/app/runtime.js';
 import { openRuntime } from '../src/app/runtime.js';
+import { contentDisposition, downloadContentType } from '../src/features/download.js';
 import { MAX_PAGE } from '../src/features/requests/service.js';
 import type { Services } from '../src/features/services.js';
-import { contentDisposition, createApi, downloadContentType } from '../src/http/app.js';
-import { openApiDocument } from '../src/http/openapi.js';
+import { createApi, openApiDocument as generate } from '../src/http/app.js';
 import { loadConfig } from '../src/kernel/env.js';
 import { ERROR_HELP, MailintakeError } from '../src/kernel/errors.js';
 import { generatedName, INJECTED, inject } from './kit/file-names.js';
@@ -17,6 +17,7 @@ import { prng } from './kit/prng.js';
 import { appendImap, deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { freshConfig } from './support/engines.js';
+import { checkResponses, declaredOperations, type ResponseChecks } from './support/openapi-check.js';
 
 const PASSWORD = 'Correct-Horse-Battery-9';
 
@@ -34,8 +35,12 @@ const validMailbox = {
 
 let dataDir: string;
 let rt: Runtime;
-let app: Hono;
+let app: ReturnType<typeof createApi>;
 let key: string;
+/** Every answer the API tests receive is checked against the route's declared status and schema. */
+let checks: ResponseChecks;
+/** How many calls went to `app` (the others go to apps of their own, checked by checkers of their own). */
+let mainAppCalls = 0;
 const logged: string[] = [];
 /** Every response body seen, to check at the end that the password never left the server. */
 const bodies: string[] = [];
@@ -47,7 +52,15 @@ beforeAll(async () => {
   app = createApi(rt.services, {
     logger: { error: (msg, fields) => logged.push(JSON.stringify({ msg, fields })) },
   });
+  checks = checkResponses(app);
 });
+
+/**
+ * The generated document, read at collection time by the tests generated from it (no service is called to build
+ * it: the routes only declare themselves).
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the document is walked as plain JSON
+const openApiDocument: any = generate(createApi({} as Services));
 
 afterAll(async () => {
   await rt?.close();
@@ -69,7 +82,9 @@ async function call(
   if (opts.rawBody !== undefined) body = opts.rawBody;
   else if (opts.body !== undefined) body = JSON.stringify(opts.body);
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await (opts.target ?? app).request(url, { method, headers, body });
+  const target = opts.target ?? app;
+  if (target === app) mainAppCalls++;
+  const res = await target.request(url, { method, headers, body });
   const text = await res.text();
   bodies.push(text);
   return { status: res.status, headers: res.headers, text, json: () => JSON.parse(text) };
@@ -124,7 +139,7 @@ describe('OpenAPI document', () => {
         .map((r) => `${r.method} ${r.path.replace(/:([A-Za-z]+)/g, '{$1}')}`),
     );
     const documented = new Set(
-      Object.entries(openApiDocument.paths).flatMap(([p, item]) =>
+      Object.entries(openApiDocument.paths as Record<string, object>).flatMap(([p, item]) =>
         Object.keys(item)
           .filter((k) => ['get', 'put', 'post', 'patch', 'delete'].includes(k))
           .map((m) => `${m.toUpperCase()} ${p}`),
@@ -144,7 +159,9 @@ describe('OpenAPI document', () => {
 
 /** Every registered route as [METHOD, hono path]. */
 const routeList = (): [string, string][] =>
-  app.routes.filter((r) => r.method !== 'ALL').map((r) => [r.method, r.path] as [string, string]);
+  [...new Set(app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path}`))].map(
+    (r) => r.split(' ') as [string, string],
+  );
 
 describe('input errors have their own codes (generated from the route list)', () => {
   it('answers 400 INVALID_JSON, with line and column, on every route that takes a body', async () => {
@@ -228,6 +245,14 @@ describe('list filters (generated from the documented query parameters)', () => 
       ]);
     }
     expect(filters).toBe(7);
+  });
+
+  it('reads a query parameter given twice with its first value, on every list', async () => {
+    for (const { path } of lists) {
+      const res = await call('GET', `${path}?limit=1&limit=2`);
+      expect(res.status, `${path}: ${res.text}`).toBe(200);
+      expect(res.json().limit).toBe(1);
+    }
   });
 
   it('accepts the one limit, 1 to MAX_PAGE, on every list, and refuses more', async () => {
@@ -473,6 +498,7 @@ describe('unexpected errors', () => {
     const local = createApi(failing, {
       logger: { error: (msg, fields) => logged.push(JSON.stringify({ msg, fields })) },
     });
+    // not checked: a 500 is the answer to a fault, which no operation declares
     const res = await call('GET', '/api/v1/log', { target: local });
     expect(res.status).toBe(500);
     expect(res.json()).toEqual({ error: 'INTERNAL', message: expect.any(String), details: {} });
@@ -496,7 +522,10 @@ describe('the store unavailable', () => {
         },
       },
     };
-    const res = await call('GET', '/api/v1/log', { target: createApi(failing) });
+    const failingApp = createApi(failing);
+    const failingChecks = checkResponses(failingApp);
+    const res = await call('GET', '/api/v1/log', { target: failingApp });
+    expect(failingChecks).toMatchObject({ checked: 1, violations: [] });
     expect(res.status).toBe(503);
     expect(res.headers.get('retry-after')).toBe('30');
     expect(res.json()).toMatchObject({
@@ -682,7 +711,7 @@ describe('the error folder (real Dovecot, POP3S and IMAP)', () => {
   let dovecot: DovecotServer;
   let efDir: string;
   let efRt: Runtime;
-  let efApp: Hono;
+  let efApp: ReturnType<typeof createApi>;
   let efKey: string;
   const line = `${'0123456789'.repeat(7)}\r\n`;
   // over the 1 MB limit this runtime is started with (MAILINTAKE_MAX_MAIL_MB=1): MAIL_TOO_LARGE
@@ -702,6 +731,7 @@ describe('the error folder (real Dovecot, POP3S and IMAP)', () => {
     );
     efKey = (await efRt.services.apiKeys.create('error-folder')).key;
     efApp = createApi(efRt.services);
+    checkResponses(efApp);
   });
   afterAll(async () => {
     await efRt?.close();
@@ -808,7 +838,7 @@ describe('the error folder (real Dovecot, POP3S and IMAP)', () => {
 describe('on PostgreSQL', () => {
   let pg: Awaited<ReturnType<typeof freshConfig>>;
   let pgRt: Runtime;
-  let pgApp: Hono;
+  let pgApp: ReturnType<typeof createApi>;
   let pgKey: string;
   beforeAll(async () => {
     pg = await freshConfig('postgres');
@@ -817,6 +847,7 @@ describe('on PostgreSQL', () => {
     pgApp = createApi(pgRt.services, {
       logger: { error: (msg, fields) => logged.push(JSON.stringify({ msg, fields })) },
     });
+    checkResponses(pgApp);
   });
   afterAll(async () => {
     await pgRt?.close();
@@ -863,5 +894,64 @@ describe('paging', () => {
       expect((await call('GET', `${path}?before=1`)).json().items, path).toEqual([]);
       expect((await call('GET', `${path}?before=0`)).status, path).toBe(400);
     }
+  });
+});
+
+// Last: every answer the tests above received, against the route's declaration.
+describe('answers match their declaration (test/support/openapi-check.ts)', () => {
+  it('every answer the API tests received had a declared status and a body that fits its schema', () => {
+    expect(checks.violations).toEqual([]);
+    // every call() to app, and the downloads asked of app.request directly
+    expect(checks.checked).toBeGreaterThanOrEqual(mainAppCalls);
+    expect(checks.checked).toBeGreaterThan(100);
+  });
+
+  /** An app whose services answer what no declaration allows, to prove that the check catches it. */
+  function brokenApp(): ReturnType<typeof createApi> {
+    const broken: Services = {
+      ...rt.services,
+      // a field of the wrong type
+      portals: { ...rt.services.portals, list: async () => [{ id: 'one' }] as never },
+      // a field the schema does not declare
+      apiKeys: rt.services.apiKeys,
+      notifications: {
+        ...rt.services.notifications,
+        unreadCount: async () => ({ unread: 1, secret: 'x' }) as never,
+      },
+      // a status the operation does not declare (GET /mailboxes/{name} declares 200, 401, 404, 503)
+      mailboxes: {
+        ...rt.services.mailboxes,
+        get: async () => {
+          throw new MailintakeError('MAILBOX_BUSY', 'busy');
+        },
+      },
+    };
+    const local = createApi(broken);
+    checkResponses(local);
+    return local;
+  }
+
+  it('fails on a body that does not match, an undeclared field and an undeclared status', async () => {
+    const local = brokenApp();
+    const get = (url: string) => local.request(url, { headers: { Authorization: `Bearer ${key}` } });
+    await expect(get('/api/v1/portals')).rejects.toThrow(
+      /GET \/api\/v1\/portals → the body does not match its schema: 0\.id/,
+    );
+    await expect(get('/api/v1/notifications/unread-count')).rejects.toThrow(
+      /fields its schema does not declare: secret/,
+    );
+    await expect(get('/api/v1/mailboxes/support')).rejects.toThrow(/status 409 is not declared/);
+    // the same app answers a declared status and a fitting body without complaint
+    expect((await get('/api/v1/outbox')).status).toBe(200);
+  });
+
+  it('declares every route the app registers, and registers every route it declares', () => {
+    const declared = declaredOperations(app).map((o) => `${o.method} ${o.path}`);
+    expect(new Set(declared).size).toBe(declared.length);
+    expect(declared.sort()).toEqual(
+      routeList()
+        .map(([m, p]) => `${m} ${p.replace(/:([A-Za-z]+)/g, '{$1}')}`)
+        .sort(),
+    );
   });
 });

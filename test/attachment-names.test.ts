@@ -14,6 +14,7 @@ import { cliRunner } from './support/cli.js';
 import { deliverMaildir } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
+import { checkResponses } from './support/openapi-check.js';
 
 /**
  * International and hostile attachment names end to end (issue 10): real Dovecot, real store on both engines,
@@ -192,6 +193,7 @@ describe.each(ENGINES)('attachment names end to end, %s', (engine) => {
     rt = await openRuntime(fresh.config);
     key = (await rt.services.apiKeys.create('names-test')).key;
     api = createApi(rt.services);
+    checkResponses(api);
     dir = await mkdtemp(path.join(os.tmpdir(), 'mailintake-names-'));
   });
   afterAll(async () => {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRuntime } from '../src/app/runtime.js';
-import type { FetchSummary } from '../src/features/views.js';
+import type { FetchSummary } from '../src/features/mailboxes/views.js';
 import { openStore } from '../src/store/db.js';
 import { imapsMailbox } from './kit/mailboxes.js';
 import { buildMail } from './kit/mails.js';

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRuntime } from '../src/app/runtime.js';
 import { DEFAULT_ERROR_FOLDER } from '../src/connectors/settings.js';
-import type { FetchSummary } from '../src/features/views.js';
+import type { FetchSummary } from '../src/features/mailboxes/views.js';
 import {
   FAILPOINT_NAMES,
   type FailpointName,

@@ -5,6 +5,7 @@ import { createApi } from '../src/http/app.js';
 import { MailintakeError } from '../src/kernel/errors.js';
 import { openStore } from '../src/store/db.js';
 import { ENGINES, freshConfig } from './support/engines.js';
+import { checkResponses } from './support/openapi-check.js';
 
 /**
  * Issue 10 item 6, the ways in: the API's add and update (the CLI calls the same services) refuse a looping
@@ -22,6 +23,7 @@ describe.each(ENGINES)('looping folder settings on every path, on %s', (engine) 
     rt = await openRuntime(fresh.config);
     key = (await rt.services.apiKeys.create('loops')).key;
     api = createApi(rt.services);
+    checkResponses(api);
   });
   afterAll(async () => {
     await rt?.close();

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRuntime } from '../src/app/runtime.js';
 import type { WatchState } from '../src/connectors/imap/imap-watch.js';
-import type { FetchSummary } from '../src/features/views.js';
+import type { FetchSummary } from '../src/features/mailboxes/views.js';
 import { conditions } from './kit/conditions.js';
 import { buildMail } from './kit/mails.js';
 import { deliverMaildir } from './support/deliver.js';

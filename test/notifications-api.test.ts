@@ -1,12 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../src/app/runtime.js';
 import { openRuntime } from '../src/app/runtime.js';
 import { createApi } from '../src/http/app.js';
 import { loadConfig } from '../src/kernel/env.js';
+import { checkResponses, type ResponseChecks } from './support/openapi-check.js';
 import { type SmtpTestServer, startSmtpServer } from './support/smtp.js';
 
 /**
@@ -19,7 +19,9 @@ const SMTP_PASSWORD = 'Smtp-Api-Secret-77';
 
 let dataDir: string;
 let rt: Runtime;
-let app: Hono;
+let app: ReturnType<typeof createApi>;
+/** Every answer is checked against the route's declared status and schema. */
+let checks: ResponseChecks;
 let key: string;
 let smtpServer: SmtpTestServer;
 const bodies: string[] = [];
@@ -32,6 +34,7 @@ beforeAll(async () => {
   app = createApi(rt.services, {
     logger: { error: (msg, fields) => logged.push(JSON.stringify({ msg, fields })) },
   });
+  checks = checkResponses(app);
   smtpServer = await startSmtpServer({
     tls: 'starttls',
     auth: { username: 'mailer', password: SMTP_PASSWORD },
@@ -300,5 +303,12 @@ describe('secrets', () => {
     expect(bodies.length).toBeGreaterThan(20);
     for (const b of bodies) expect(b).not.toContain(SMTP_PASSWORD);
     for (const l of logged) expect(l).not.toContain(SMTP_PASSWORD);
+  });
+});
+
+describe('answers match their declaration (test/support/openapi-check.ts)', () => {
+  it('every answer had a declared status and a body that fits its schema', () => {
+    expect(checks.violations).toEqual([]);
+    expect(checks.checked).toBe(bodies.length);
   });
 });

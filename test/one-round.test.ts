@@ -5,7 +5,7 @@ import type { Runtime } from '../src/app/runtime.js';
 import { openRuntime } from '../src/app/runtime.js';
 import type { Connector } from '../src/connectors/connector.js';
 import type { MailboxSettings } from '../src/connectors/settings.js';
-import type { FetchSummary } from '../src/features/views.js';
+import type { FetchSummary } from '../src/features/mailboxes/views.js';
 import { createApi } from '../src/http/app.js';
 import { MailboxLease } from '../src/intake/lease.js';
 import { openStore } from '../src/store/db.js';
@@ -15,6 +15,7 @@ import { buildMail } from './kit/mails.js';
 import { deliverMaildir } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
+import { checkResponses } from './support/openapi-check.js';
 
 /**
  * Issue 10 item 5: one round per mailbox, whoever asks — the schedule, IDLE pushes, the API's "fetch now" and a
@@ -127,6 +128,7 @@ describe.each(ENGINES)('one round per mailbox, whoever asks, on %s', (engine) =>
         await rt.services.mailboxes.add(imapsMailbox(dovecot, 'held', 'held', { idle: false }));
         const key = (await rt.services.apiKeys.create('ops')).key;
         const api = createApi(rt.services);
+        checkResponses(api);
         const fetchNow = async (): Promise<FetchSummary[]> => {
           const res = await api.request('/api/v1/fetch', {
             method: 'POST',
@@ -196,6 +198,7 @@ describe.each(ENGINES)('one round per mailbox, whoever asks, on %s', (engine) =>
       await a.services.mailboxes.add(imapsMailbox(dovecot, 'storm', 'storm', { intervalSeconds: 10 }));
       const key = (await a.services.apiKeys.create('storm')).key;
       const api = createApi(a.services);
+      checkResponses(api);
       const fetchNow = async (): Promise<FetchSummary[]> => {
         const res = await api.request('/api/v1/fetch', {
           method: 'POST',

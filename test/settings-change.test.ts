@@ -8,6 +8,7 @@ import { buildMail } from './kit/mails.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
+import { checkResponses } from './support/openapi-check.js';
 
 /**
  * The reference: "If a mail fetching process is ongoing, the application will prompt to disable mail fetching
@@ -60,6 +61,7 @@ describe.each(ENGINES)('editing a mailbox while it is fetched, on %s', (engine) 
     });
     key = (await rt.services.apiKeys.create('ops-desk')).key;
     api = createApi(rt.services);
+    checkResponses(api);
   });
   afterAll(async () => {
     await rt?.close();

@@ -7,12 +7,13 @@ import { folderLoopIssues, type MailboxSettings } from '../connectors/settings.j
 import { ApiKeys } from '../features/api-keys/service.js';
 import { errorFolderServices } from '../features/error-mails/service.js';
 import { MailboxRepo } from '../features/mailboxes/service.js';
+import type { FetchSummary, MailboxView } from '../features/mailboxes/views.js';
 import { notificationServices } from '../features/notifications/service.js';
 import { resolvePublicUrl } from '../features/oauth/public-url.js';
 import { type OAuthOwner, OAuthTokens } from '../features/oauth/tokens.js';
+import type { PortalView } from '../features/portals/views.js';
 import { listSystemLog, RequestQueries } from '../features/requests/service.js';
 import type { Services } from '../features/services.js';
-import type { FetchSummary, MailboxView, PortalView } from '../features/views.js';
 import { ErrorFolder } from '../intake/error-folder.js';
 import { type DropNotifier, emptySummary, type FetchContext, fetchMailbox } from '../intake/fetch-mailbox.js';
 import { MailboxLease } from '../intake/lease.js';

@@ -5,20 +5,19 @@ import os from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Runtime } from '../app/runtime.js';
+import type { FetchSummary, MailboxView } from '../features/mailboxes/views.js';
 import { tokenStateFields } from '../features/oauth/fields.js';
+import type { Page } from '../features/page.js';
+import type { PortalView } from '../features/portals/views.js';
 import type {
   AttachmentView,
   ConversationView,
   DroppedAttachmentView,
-  FetchSummary,
   IntakeLogEntry,
-  MailboxView,
-  Page,
-  PortalView,
   RequestDetail,
   RequestSummary,
-  SystemLogEntry,
-} from '../features/views.js';
+} from '../features/requests/views.js';
+import type { SystemLogEntry } from '../features/system-log/views.js';
 import { withActor } from '../kernel/actor.js';
 import type { AppConfig } from '../kernel/env.js';
 import {

@@ -7,21 +7,15 @@ import type { SampleMail } from '../connectors/connector.js';
  * The error folder's (error mails, reports, move to inbox, key rotation) in services/error-mails.ts.
  */
 import type { providerPresets } from '../oauth/providers.js';
+import type { ApiKeyView } from './api-keys/views.js';
 import type { ErrorFolderServices } from './error-mails/service.js';
+import type { FetchSummary, MailboxView } from './mailboxes/views.js';
 import type { NotificationServices } from './notifications/service.js';
 import type { CompletedAuthorization, OAuthTokenView, StartedAuthorization } from './oauth/tokens.js';
-import type {
-  ApiKeyView,
-  AttachmentView,
-  FetchSummary,
-  IntakeLogEntry,
-  MailboxView,
-  Page,
-  PortalView,
-  RequestDetail,
-  RequestSummary,
-  SystemLogEntry,
-} from './views.js';
+import type { Page } from './page.js';
+import type { PortalView } from './portals/views.js';
+import type { AttachmentView, IntakeLogEntry, RequestDetail, RequestSummary } from './requests/views.js';
+import type { SystemLogEntry } from './system-log/views.js';
 
 export interface Services extends NotificationServices, ErrorFolderServices {
   portals: {

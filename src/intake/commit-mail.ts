@@ -1,5 +1,5 @@
 import { type Insertable, sql } from 'kysely';
-import type { Outcome } from '../features/views.js';
+import type { Outcome } from '../features/requests/views.js';
 import { MailintakeError } from '../kernel/errors.js';
 import { failpoint } from '../kernel/failpoints.js';
 import {

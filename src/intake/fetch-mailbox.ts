@@ -3,7 +3,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.js';
 import { serverLabel } from '../connectors/net-errors.js';
 import type { MailboxSettings } from '../connectors/settings.js';
-import type { FetchSummary } from '../features/views.js';
+import type { FetchSummary } from '../features/mailboxes/views.js';
 import { CONNECTION_CODES, isMailintakeError, MailintakeError, toMailintakeError } from '../kernel/errors.js';
 import { failpoint } from '../kernel/failpoints.js';
 import type { Logger } from '../kernel/logger.js';

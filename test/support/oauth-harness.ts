@@ -11,6 +11,7 @@ import { type CliRun, cliRunner } from './cli.js';
 import { runConsent } from './consent.js';
 import { type EngineName, freshConfig } from './engines.js';
 import { type OAuthTestClient, type OAuthTestServer, startOAuthServer } from './oauth-server.js';
+import { checkResponses } from './openapi-check.js';
 
 /**
  * What an OAuth 2.0 end-to-end test runs Mailintake against: a real authorization server (oidc-provider, see
@@ -128,6 +129,7 @@ export async function startOAuthHarness(engine: EngineName, o: OAuthHarnessOptio
     const app = createApi(rt.services, {
       logger: { error: (m, f) => transcript.push(m, JSON.stringify(f)) },
     });
+    checkResponses(app);
     const http: ServerType = serve({ fetch: app.fetch, port, hostname: '127.0.0.1' });
     opened.push(() => new Promise((r) => http.close(r)));
     const apiKey = (await rt.services.apiKeys.create('oauth-test')).key;

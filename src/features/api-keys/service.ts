@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { MailintakeError } from '../../kernel/errors.js';
 import { nowIso, type Store } from '../../store/db.js';
-import type { ApiKeyView } from '../views.js';
+import type { ApiKeyView } from './views.js';
 
 const hash = (key: string) => crypto.createHash('sha256').update(key).digest('hex');
 

@@ -13,9 +13,11 @@ import { nowIso, type Store } from '../../store/db.js';
 import type { ErrorMailTable } from '../../store/schema.js';
 import { systemLog } from '../../store/system-log.js';
 import { withTransaction } from '../../store/tx.js';
+import type { Page } from '../page.js';
 import { assertMailboxExists, page } from '../requests/service.js';
+import type { AttachmentView } from '../requests/views.js';
 import { type ResealResult, resealAll } from '../secret-key/service.js';
-import type { AttachmentView, ErrorMailView, MoveToInboxResult, Page } from '../views.js';
+import type { ErrorMailView, MoveToInboxResult } from './views.js';
 
 /** The error folder's operations in `Services` (services/index.ts). */
 export interface ErrorFolderServices {

@@ -14,7 +14,7 @@ import type { MailboxTable } from '../../store/schema.js';
 import { systemLog } from '../../store/system-log.js';
 import { withTransaction } from '../../store/tx.js';
 import { OAuthTokens } from '../oauth/tokens.js';
-import type { MailboxStatus, MailboxView } from '../views.js';
+import type { MailboxStatus, MailboxView } from './views.js';
 
 type MailboxRow = Selectable<MailboxTable> & {
   portal_name: string;

@@ -16,8 +16,8 @@ import { openSmtpTransport } from '../../notify/smtp-transport.js';
 import { validated } from '../../notify/validate.js';
 import { nowIso, type Store } from '../../store/db.js';
 import type { NotificationTable } from '../../store/schema.js';
+import type { Page } from '../page.js';
 import { page } from '../requests/service.js';
-import type { Page } from '../views.js';
 
 /** A bell notification, as admins see it. */
 export interface NotificationView {

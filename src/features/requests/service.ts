@@ -7,15 +7,15 @@ import type { RawPacks } from '../../store/blobs/raw-packs.js';
 import type { Store } from '../../store/db.js';
 import type { AttachmentTable, DroppedAttachmentTable, IntakeLogTable } from '../../store/schema.js';
 import { isSystemLogCategory, SYSTEM_LOG_CATEGORIES } from '../../store/system-log.js';
+import type { Page } from '../page.js';
+import type { SystemLogEntry } from '../system-log/views.js';
 import type {
   AttachmentView,
   DroppedAttachmentView,
   IntakeLogEntry,
-  Page,
   RequestDetail,
   RequestSummary,
-  SystemLogEntry,
-} from '../views.js';
+} from './views.js';
 
 /**
  * The largest page any list gives, the API's and the CLI's `limit` alike (they used to say 1000 while this said

@@ -1,0 +1,80 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { type Api, bodyDoc, errors, inputJsonSchema, nameParams, ok, parse, readJson } from '../route-kit.js';
+import type { Services } from '../services.js';
+import { attachmentPolicySchema, portalViewSchema } from './views.js';
+
+/** Portals: where requests land, with their threading switch and attachment policy. */
+
+const portalBody = z.strictObject({ name: z.string().min(1).max(100) });
+const portalPatchBody = z
+  .strictObject({
+    headerThreading: z.boolean('must be true or false').optional(),
+    // fields: the service validates (resolveAttachmentPolicy names every bad one)
+    attachmentPolicy: z.record(z.string(), z.unknown(), 'must be a JSON object').optional(),
+  })
+  .refine((b) => b.headerThreading !== undefined || b.attachmentPolicy !== undefined, {
+    message: 'give headerThreading or attachmentPolicy',
+  });
+
+/** The PATCH body as documented: the policy's fields, each optional and `null` to restore its default. */
+function portalPatchDoc(): Record<string, unknown> {
+  const patch = z.object(
+    Object.fromEntries(
+      Object.entries(attachmentPolicySchema.shape).map(([k, v]) => [
+        k,
+        (v as z.ZodType).nullable().optional(),
+      ]),
+    ),
+  );
+  return {
+    type: 'object',
+    properties: {
+      headerThreading: {
+        type: 'boolean',
+        description: 'false: only `##<request id>##` in the subject threads a reply',
+      },
+      attachmentPolicy: {
+        ...inputJsonSchema(patch.strict()),
+        description:
+          'Fields to change; the others keep their value. `null` restores a field’s default. ' +
+          'INVALID_SETTINGS names every bad field and nothing is saved.',
+      },
+    },
+    minProperties: 1,
+    additionalProperties: false,
+  };
+}
+
+export const listPortals = createRoute({
+  method: 'get',
+  path: '/api/v1/portals',
+  summary: 'List portals',
+  responses: { 200: ok('Portals', z.array(portalViewSchema)), ...errors(401) },
+});
+export const addPortal = createRoute({
+  method: 'post',
+  path: '/api/v1/portals',
+  summary: 'Add a portal',
+  request: { body: bodyDoc(portalBody) },
+  responses: { 201: ok('Added', portalViewSchema), ...errors(400, 401, 409) },
+});
+export const updatePortal = createRoute({
+  method: 'patch',
+  path: '/api/v1/portals/{name}',
+  summary: 'Change a portal’s settings',
+  request: { params: nameParams, body: bodyDoc(portalPatchDoc()) },
+  responses: { 200: ok('The portal', portalViewSchema), ...errors(400, 401, 404) },
+});
+
+export function mountPortalRoutes(app: Api, services: Services): void {
+  app.openapi(listPortals, async (c) => c.json(await services.portals.list(), 200));
+  app.openapi(addPortal, async (c) => {
+    const { name } = parse(portalBody, await readJson(c));
+    return c.json(await services.portals.add(name), 201);
+  });
+  app.openapi(updatePortal, async (c) => {
+    const { name } = c.req.valid('param');
+    const patch = parse(portalPatchBody, await readJson(c));
+    return c.json(await services.portals.update(name, patch), 200);
+  });
+}

@@ -1,0 +1,87 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { attachmentResponse } from '../download.js';
+import { pageOf } from '../page.js';
+import {
+  type Api,
+  download,
+  errors,
+  idParams,
+  keysetQuery,
+  ok,
+  queryOf,
+  UNKNOWN_FILTER,
+} from '../route-kit.js';
+import type { Services } from '../services.js';
+import { intakeLogEntrySchema, outcomeSchema, requestDetailSchema, requestSummarySchema } from './views.js';
+
+/** Requests with their attachments, and the intake log with the raw mails as fetched. */
+
+const requestsQuery = queryOf({ portal: z.string().min(1).optional(), ...keysetQuery });
+const logQuery = queryOf({
+  mailbox: z.string().min(1).optional(),
+  outcome: outcomeSchema.optional(),
+  ...keysetQuery,
+});
+
+export const listRequests = createRoute({
+  method: 'get',
+  path: '/api/v1/requests',
+  summary: 'List requests, newest first',
+  description: UNKNOWN_FILTER,
+  request: { query: requestsQuery },
+  responses: { 200: ok('A page of requests', pageOf(requestSummarySchema)), ...errors(400, 401, 404) },
+});
+export const showRequest = createRoute({
+  method: 'get',
+  path: '/api/v1/requests/{id}',
+  summary: 'Show a request with its conversations and attachment metadata',
+  request: { params: idParams('request', 'The request id (12 for request #12)') },
+  responses: { 200: ok('The request', requestDetailSchema), ...errors(400, 401, 404) },
+});
+export const attachmentContent = createRoute({
+  method: 'get',
+  path: '/api/v1/attachments/{id}/content',
+  summary: 'Download an attachment',
+  description:
+    'Always `Content-Disposition: attachment` with `X-Content-Type-Options: nosniff`; types a browser ' +
+    'would render as active content (HTML, SVG, XML) are served as application/octet-stream.',
+  request: { params: idParams('attachment') },
+  responses: { 200: download('The attachment’s bytes', '*/*'), ...errors(400, 401, 404) },
+});
+export const listLog = createRoute({
+  method: 'get',
+  path: '/api/v1/log',
+  summary: 'The intake log: one entry per mail fetched, with its outcome and the reasons',
+  description: UNKNOWN_FILTER,
+  request: { query: logQuery },
+  responses: { 200: ok('A page of log entries', pageOf(intakeLogEntrySchema)), ...errors(400, 401, 404) },
+});
+export const logRaw = createRoute({
+  method: 'get',
+  path: '/api/v1/log/{id}/raw',
+  summary: 'Download the raw mail of a log entry, as it was fetched',
+  description:
+    'The original source is kept for every mail taken in or failed, so nothing a parser missed is lost. ' +
+    'Served as an attachment (`mail-<id>.eml`).',
+  request: {
+    params: idParams(
+      'intake log entry',
+      "An intake-log id (a log entry's id, or a request's or conversation's logId), not a request id",
+    ),
+  },
+  responses: { 200: download('The raw RFC 5322 mail', 'message/rfc822'), ...errors(400, 401, 404) },
+});
+
+export function mountRequestRoutes(app: Api, services: Services): void {
+  app.openapi(listRequests, async (c) => c.json(await services.requests.list(c.req.valid('query')), 200));
+  app.openapi(showRequest, async (c) => c.json(await services.requests.show(c.req.valid('param').id), 200));
+  app.openapi(attachmentContent, async (c) => {
+    const { meta, open } = await services.requests.attachment(c.req.valid('param').id);
+    return attachmentResponse(meta, open());
+  });
+  app.openapi(listLog, async (c) => c.json(await services.log.list(c.req.valid('query')), 200));
+  app.openapi(logRaw, async (c) => {
+    const { meta, open } = await services.log.raw(c.req.valid('param').id);
+    return attachmentResponse(meta, open());
+  });
+}

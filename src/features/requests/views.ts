@@ -1,0 +1,114 @@
+import { z } from '@hono/zod-openapi';
+import { DROP_MESSAGES, type DropCode } from '../../mail/attachment-checks.js';
+import { timestamp } from '../page.js';
+
+/** What the API and the CLI show of requests, their mails and attachments, and the intake log. */
+
+export const addressSchema = z.object({ address: z.string(), name: z.string() }).openapi('Address');
+
+export const attachmentViewSchema = z
+  .object({
+    id: z.number().int(),
+    filename: z.string(),
+    contentType: z.string(),
+    size: z.number().int(),
+    sha256: z.string(),
+    contentId: z.string().nullable(),
+    disposition: z.enum(['attachment', 'inline']),
+    conversationId: z.number().int().nullable(),
+  })
+  .openapi('Attachment');
+export type AttachmentView = z.infer<typeof attachmentViewSchema>;
+
+const dropCodes = Object.keys(DROP_MESSAGES) as [DropCode, ...DropCode[]];
+
+/** An attachment or inline image the checks dropped; its body is still in the blob store (`sha256`). */
+export const droppedAttachmentViewSchema = attachmentViewSchema
+  .extend({
+    code: z.enum(dropCodes),
+    /** The reference's text for the code. */
+    message: z.string().openapi({ description: 'The reference’s text for the code' }),
+    detail: z.string().openapi({ description: 'What exactly was wrong with this item' }),
+    createdAt: timestamp(),
+  })
+  .openapi('DroppedAttachment', {
+    description:
+      'An attachment or inline image the checks dropped. The mail itself was taken in; the body is kept in the ' +
+      'blob store under `sha256`, so an admin can recover it.',
+  });
+export type DroppedAttachmentView = z.infer<typeof droppedAttachmentViewSchema>;
+
+const requestSummaryFields = {
+  id: z.number().int(),
+  portal: z.string(),
+  subject: z.string(),
+  requester: addressSchema.nullable(),
+  status: z.string(),
+  conversationCount: z.number().int(),
+  createdAt: timestamp(),
+  updatedAt: timestamp(),
+};
+export const requestSummarySchema = z.object(requestSummaryFields).openapi('RequestSummary');
+export type RequestSummary = z.infer<typeof requestSummarySchema>;
+
+/** The parts of a request's first mail and of a conversation that are the same. */
+const mailBodyFields = {
+  to: z.array(addressSchema),
+  cc: z.array(addressSchema),
+  messageId: z.string().nullable(),
+  text: z.string().nullable(),
+  html: z.string().nullable().openapi({ description: 'As received: untrusted, sanitise before display.' }),
+  date: z.string().nullable(),
+  mailbox: z.string().nullable(),
+  /** The intake-log entry of this mail (`mailintake raw LOGID`, GET /api/v1/log/{id}/raw); null if none. */
+  logId: z.number().int().nullable().openapi({
+    description: 'The intake-log entry of this mail: its raw source is GET /api/v1/log/{logId}/raw',
+  }),
+  attachments: z.array(attachmentViewSchema),
+  /** Items the attachment checks dropped, with code and reason. */
+  droppedAttachments: z.array(droppedAttachmentViewSchema),
+};
+
+export const conversationViewSchema = z
+  .object({
+    id: z.number().int(),
+    from: addressSchema.nullable(),
+    subject: z.string(),
+    createdAt: timestamp(),
+    ...mailBodyFields,
+  })
+  .openapi('Conversation');
+export type ConversationView = z.infer<typeof conversationViewSchema>;
+
+export const requestDetailSchema = z
+  .object({ ...requestSummaryFields, ...mailBodyFields, conversations: z.array(conversationViewSchema) })
+  .openapi('RequestDetail');
+export type RequestDetail = z.infer<typeof requestDetailSchema>;
+
+export const outcomeSchema = z.enum(['created', 'appended', 'ignored', 'error']);
+export type Outcome = z.infer<typeof outcomeSchema>;
+
+export const intakeLogEntrySchema = z
+  .object({
+    id: z.number().int(),
+    mailbox: z.string(),
+    serverIdentity: z.string(),
+    messageId: z.string().nullable(),
+    contentHash: z.string().nullable(),
+    /** The raw source as fetched is kept and can be downloaded (`log raw ID`, GET /api/v1/log/{id}/raw). */
+    rawAvailable: z.boolean(),
+    outcome: outcomeSchema,
+    requestId: z.number().int().nullable(),
+    conversationId: z.number().int().nullable(),
+    errorCode: z.string().nullable(),
+    reasons: z.array(z.string()),
+    subject: z.string().nullable(),
+    from: z.string().nullable(),
+    size: z.number().int().nullable(),
+    attempts: z.number().int(),
+    acknowledged: z.boolean(),
+    createdAt: timestamp(),
+    updatedAt: timestamp(),
+  })
+  .openapi('IntakeLogEntry');
+export type IntakeLogEntry = z.infer<typeof intakeLogEntrySchema>;

@@ -1,0 +1,34 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { SYSTEM_LOG_CATEGORIES } from '../../store/system-log.js';
+import { pageOf } from '../page.js';
+import { type Api, errors, keysetQuery, ok, queryOf } from '../route-kit.js';
+import type { Services } from '../services.js';
+import { systemLogEntrySchema } from './views.js';
+
+const systemLogQuery = queryOf({
+  // the service names the categories when this is none of them
+  category: z
+    .string()
+    .min(1)
+    .max(64)
+    .optional()
+    .openapi({
+      enum: [...SYSTEM_LOG_CATEGORIES],
+      param: {
+        description: 'Only this category; any other value is 400 INVALID_SETTINGS naming the categories',
+      },
+    }),
+  ...keysetQuery,
+});
+
+export const listSystemLog = createRoute({
+  method: 'get',
+  path: '/api/v1/system-log',
+  summary: 'The system log, newest first: what Mailintake did and why (e.g. dropped attachments)',
+  request: { query: systemLogQuery },
+  responses: { 200: ok('A page of system-log entries', pageOf(systemLogEntrySchema)), ...errors(400, 401) },
+});
+
+export function mountSystemLogRoutes(app: Api, services: Services): void {
+  app.openapi(listSystemLog, async (c) => c.json(await services.systemLog.list(c.req.valid('query')), 200));
+}
