@@ -1,53 +1,47 @@
 import { Argument, type Command, InvalidArgumentError, Option } from 'commander';
-import type { Runtime } from '../app/runtime.js';
-import { tokenStateFields } from '../features/oauth/fields.js';
-import { MailintakeError } from '../kernel/errors.js';
-import { MAX_PAGE } from '../kernel/limits.js';
-import { NOTIFICATION_EVENTS } from '../notify/notifier.js';
-import type { OutboxStatus } from '../notify/outbox.js';
-import type { NotificationRuleView } from '../notify/rules.js';
-import type { SmtpSettingsView } from '../notify/smtp-settings.js';
+import { MailintakeError } from '../../kernel/errors.js';
+import { NOTIFICATION_EVENTS } from '../../notify/notifier.js';
+import type { OutboxStatus } from '../../notify/outbox.js';
+import type { NotificationRuleView } from '../../notify/rules.js';
+import type { SmtpSettingsView } from '../../notify/smtp-settings.js';
+import {
+  type CliKit,
+  clean,
+  fields,
+  idArg,
+  intArg,
+  pageFooter,
+  pageOptions,
+  printConsentUrl,
+  table,
+  truncate,
+} from '../cli-kit.js';
+import { tokenStateFields } from '../oauth/fields.js';
 
 /**
  * The notification commands: `notifications` (the bell), `rules`, `smtp`, `alerts` and `outbox`. Thin like the
- * rest of the CLI (src/cli/main.ts hands in its helpers): parse, call one service, print.
+ * rest of the CLI: parse, call one service, print.
  */
-export interface CliKit {
-  leaf(parent: Command, spec: string, description: string): Command;
-  withRuntime(json: boolean, action: (rt: Runtime) => Promise<unknown>): Promise<void>;
-  line(text?: string): void;
-  printJson(value: unknown): void;
-  /** Reads a JSON settings file (or - for stdin); its `password` is cut out of everything printed. */
-  readSecretFile(file: string, what: string): Promise<unknown>;
-  clean(text: string, keepNewlines?: boolean): string;
-  table(headers: string[], rows: string[][]): string;
-  fields(pairs: [string, string][], indent?: string): string;
-  truncate(text: string, max: number): string;
-  pageFooter(page: { items: unknown[]; total: number; offset: number }): string;
-  intArg(min: number, max: number): (value: string) => number;
-}
-
 export function addNotificationCommands(program: Command, k: CliKit): void {
-  const { leaf, withRuntime, line, printJson, clean } = k;
-  const idArg = k.intArg(1, Number.MAX_SAFE_INTEGER);
+  const { leaf, withServices, line, printJson } = k;
 
   // notifications …
   const bell = program.command('notifications').description('bell notifications for admins');
-  leaf(bell, 'list', 'list notifications, newest first')
-    .option('--unread', 'only those not marked read')
-    .option('--limit <n>', 'at most n notifications', k.intArg(1, MAX_PAGE))
-    .option('--offset <n>', 'skip the first n', k.intArg(0, 1_000_000_000))
+  pageOptions(
+    leaf(bell, 'list', 'list notifications, newest first').option('--unread', 'only those not marked read'),
+    'notifications',
+  )
     .option('--full', 'print each notification’s text')
     .action(
       async (opts: { unread?: boolean; limit?: number; offset?: number; full?: boolean; json?: boolean }) => {
-        await withRuntime(!!opts.json, async (rt) => {
-          const page = await rt.services.notifications.list({
+        await withServices(!!opts.json, async (services) => {
+          const page = await services.notifications.list({
             unread: !!opts.unread,
             limit: opts.limit,
             offset: opts.offset,
           });
           if (opts.json) return printJson(page);
-          const { unread } = await rt.services.notifications.unreadCount();
+          const { unread } = await services.notifications.unreadCount();
           if (page.items.length === 0)
             return line(opts.unread ? 'No unread notifications.' : 'No notifications.');
           if (opts.full) {
@@ -58,7 +52,7 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
             }
           } else {
             line(
-              k.table(
+              table(
                 ['ID', 'TIME', 'EVENT', 'MAILBOX', 'READ', 'TITLE'],
                 page.items.map((n) => [
                   String(n.id),
@@ -66,18 +60,18 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
                   n.event,
                   n.mailbox ?? '-',
                   n.readAt ? 'yes' : 'no',
-                  k.truncate(n.title, 100),
+                  truncate(n.title, 100),
                 ]),
               ),
             );
           }
-          line(`${k.pageFooter(page)}; ${unread} unread`);
+          line(`${pageFooter(page)}; ${unread} unread`);
         });
       },
     );
   leaf(bell, 'count', 'how many notifications are unread').action(async (opts: { json?: boolean }) => {
-    await withRuntime(!!opts.json, async (rt) => {
-      const count = await rt.services.notifications.unreadCount();
+    await withServices(!!opts.json, async (services) => {
+      const count = await services.notifications.unreadCount();
       if (opts.json) return printJson(count);
       line(`${count.unread} unread notification${count.unread === 1 ? '' : 's'}`);
     });
@@ -86,7 +80,7 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
     .argument('[id]', 'notification id', idArg)
     .option('--all', 'mark every unread notification read')
     .action(async (id: number | undefined, opts: { all?: boolean; json?: boolean }) => {
-      await withRuntime(!!opts.json, async (rt) => {
+      await withServices(!!opts.json, async (services) => {
         if ((id === undefined) === !opts.all) {
           throw new MailintakeError('INVALID_SETTINGS', 'give a notification id or --all', {
             details: {
@@ -95,11 +89,11 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
           });
         }
         if (opts.all) {
-          const r = await rt.services.notifications.markAllRead();
+          const r = await services.notifications.markAllRead();
           if (opts.json) return printJson(r);
           return line(`${r.marked} notification${r.marked === 1 ? '' : 's'} marked read.`);
         }
-        const n = await rt.services.notifications.markRead(id!);
+        const n = await services.notifications.markRead(id!);
         if (opts.json) return printJson(n);
         line(`Notification #${n.id} marked read.`);
       });
@@ -108,8 +102,8 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
   // rules …
   const rules = program.command('rules').description('notification rules: who gets an email for which event');
   leaf(rules, 'list', 'list notification rules').action(async (opts: { json?: boolean }) => {
-    await withRuntime(!!opts.json, async (rt) => {
-      const list = await rt.services.notificationRules.list();
+    await withServices(!!opts.json, async (services) => {
+      const list = await services.notificationRules.list();
       if (opts.json) return printJson(list);
       if (list.length === 0) {
         return line(
@@ -126,8 +120,8 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
     .option('--disabled', 'store the rule switched off')
     .action(
       async (event: string, opts: { to: string[]; portal?: string; disabled?: boolean; json?: boolean }) => {
-        await withRuntime(!!opts.json, async (rt) => {
-          const rule = await rt.services.notificationRules.set({
+        await withServices(!!opts.json, async (services) => {
+          const rule = await services.notificationRules.set({
             event,
             recipients: opts.to,
             ...(opts.portal ? { portal: opts.portal } : {}),
@@ -146,8 +140,8 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
     leaf(rules, verb, `${verb} a notification rule`)
       .argument('<id>', 'rule id', idArg)
       .action(async (id: number, opts: { json?: boolean }) => {
-        await withRuntime(!!opts.json, async (rt) => {
-          const rule = await rt.services.notificationRules.setEnabled(id, enabled);
+        await withServices(!!opts.json, async (services) => {
+          const rule = await services.notificationRules.setEnabled(id, enabled);
           if (opts.json) return printJson(rule);
           line(`Rule ${rule.id} (${rule.event}) ${enabled ? 'enabled' : 'disabled'}.`);
         });
@@ -158,8 +152,8 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
   const smtp = program.command('smtp').description('the outgoing SMTP server for notification mail');
   leaf(smtp, 'show', 'show the SMTP settings (never the password)').action(
     async (opts: { json?: boolean }) => {
-      await withRuntime(!!opts.json, async (rt) => {
-        const s = await rt.services.smtp.get();
+      await withServices(!!opts.json, async (services) => {
+        const s = await services.smtp.get();
         if (opts.json) return printJson(s);
         if (!s)
           return line(
@@ -172,8 +166,8 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
   leaf(smtp, 'set', 'set the SMTP server from a JSON file (no password: keep the stored one)')
     .requiredOption('--file <file>', 'SMTP settings file, or - for stdin')
     .action(async (opts: { file: string; json?: boolean }) => {
-      await withRuntime(!!opts.json, async (rt) => {
-        const s = await rt.services.smtp.set(await k.readSecretFile(opts.file, 'SMTP settings'));
+      await withServices(!!opts.json, async (services) => {
+        const s = await services.smtp.set(await k.readSecretFile(opts.file, 'SMTP settings'));
         if (opts.json) return printJson(s);
         line('SMTP settings saved. Send a test mail with: mailintake smtp test --to ADDRESS');
         printSmtp(k, s);
@@ -182,8 +176,8 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
   leaf(smtp, 'test', 'send a test mail through the stored settings now')
     .requiredOption('--to <address>', 'who gets the test mail')
     .action(async (opts: { to: string; json?: boolean }) => {
-      await withRuntime(!!opts.json, async (rt) => {
-        const r = await rt.services.smtp.test({ to: opts.to });
+      await withServices(!!opts.json, async (services) => {
+        const r = await services.smtp.test({ to: opts.to });
         if (opts.json) return printJson(r);
         line(
           `Test mail to ${clean(r.to)} accepted by the server in ${r.durationMs} ms: ${clean(r.response)}`,
@@ -196,13 +190,14 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
     'authorize',
     'start the OAuth consent of the outgoing SMTP server: prints the URL to open',
   ).action(async (opts: { json?: boolean }) => {
-    await withRuntime(!!opts.json, async (rt) => {
-      const started = await rt.services.oauth.authorizeSmtp();
+    await withServices(!!opts.json, async (services) => {
+      const started = await services.oauth.authorizeSmtp();
       if (opts.json) return printJson(started);
-      line('Open this URL in a browser and sign in as the SMTP username:');
-      line();
-      line(`  ${started.authorizationUrl}`);
-      line();
+      printConsentUrl(
+        k,
+        'Open this URL in a browser and sign in as the SMTP username:',
+        started.authorizationUrl,
+      );
       line(
         `The provider returns the browser to ${started.redirectUrl} (register exactly this URL for the app).`,
       );
@@ -213,10 +208,10 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
   });
   leaf(smtp, 'oauth', 'show the OAuth token state of the outgoing SMTP server (never the tokens)').action(
     async (opts: { json?: boolean }) => {
-      await withRuntime(!!opts.json, async (rt) => {
-        const t = await rt.services.oauth.smtpStatus();
+      await withServices(!!opts.json, async (services) => {
+        const t = await services.oauth.smtpStatus();
         if (opts.json) return printJson(t);
-        line(k.fields(tokenStateFields(t)));
+        line(fields(tokenStateFields(t)));
       });
     },
   );
@@ -227,8 +222,8 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
     .description('notifications when a mailbox cannot be reached (consecutive failed rounds)');
   leaf(alerts, 'show', 'show the threshold and whether notifications are on').action(
     async (opts: { json?: boolean }) => {
-      await withRuntime(!!opts.json, async (rt) => {
-        const a = await rt.services.alerts.get();
+      await withServices(!!opts.json, async (services) => {
+        const a = await services.alerts.get();
         if (opts.json) return printJson(a);
         printAlerts(k, a);
       });
@@ -238,19 +233,19 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
     .option(
       '--threshold <n>',
       'consecutive failed rounds before admins and technicians are notified',
-      k.intArg(1, 10_000),
+      intArg(1, 10_000),
     )
     .addOption(
       new Option('--enabled <state>', 'on: notify at the threshold; off: only count').choices(['on', 'off']),
     )
     .action(async (opts: { threshold?: number; enabled?: 'on' | 'off'; json?: boolean }) => {
-      await withRuntime(!!opts.json, async (rt) => {
+      await withServices(!!opts.json, async (services) => {
         if (opts.threshold === undefined && opts.enabled === undefined) {
           throw new MailintakeError('INVALID_SETTINGS', 'nothing to change', {
             details: { fields: [{ field: '(options)', message: 'give --threshold and/or --enabled' }] },
           });
         }
-        const a = await rt.services.alerts.set({
+        const a = await services.alerts.set({
           ...(opts.threshold !== undefined ? { threshold: opts.threshold } : {}),
           ...(opts.enabled !== undefined ? { enabled: opts.enabled === 'on' } : {}),
         });
@@ -263,8 +258,8 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
   const outbox = program.command('outbox').description('notification mail waiting to be sent');
   leaf(outbox, 'status', 'what is waiting, being retried or given up').action(
     async (opts: { json?: boolean }) => {
-      await withRuntime(!!opts.json, async (rt) => {
-        const s = await rt.services.outbox.status();
+      await withServices(!!opts.json, async (services) => {
+        const s = await services.outbox.status();
         if (opts.json) return printJson(s);
         printOutbox(k, s);
       });
@@ -273,8 +268,8 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
   leaf(outbox, 'retry', 'put a given-up mail back in line')
     .argument('<id>', 'outbox mail id', idArg)
     .action(async (id: number, opts: { json?: boolean }) => {
-      await withRuntime(!!opts.json, async (rt) => {
-        const m = await rt.services.outbox.retry(id);
+      await withServices(!!opts.json, async (services) => {
+        const m = await services.outbox.retry(id);
         if (opts.json) return printJson(m);
         line(`Outbox mail ${m.id} is in line again.`);
       });
@@ -292,7 +287,7 @@ function commaList(value: string): string[] {
 
 function printRules(k: CliKit, list: NotificationRuleView[]): void {
   k.line(
-    k.table(
+    table(
       ['ID', 'EVENT', 'PORTAL', 'ENABLED', 'RECIPIENTS'],
       list.map((r) => [
         String(r.id),
@@ -308,7 +303,7 @@ function printRules(k: CliKit, list: NotificationRuleView[]): void {
 function printSmtp(k: CliKit, s: SmtpSettingsView): void {
   const tls = s.secure ? 'implicit TLS' : s.starttls ? 'STARTTLS required' : 'none (plain SMTP)';
   k.line(
-    k.fields(
+    fields(
       [
         ['server', `${s.host}:${s.port}`],
         ['TLS', tls],
@@ -325,7 +320,7 @@ function printSmtp(k: CliKit, s: SmtpSettingsView): void {
       '',
     ),
   );
-  for (const w of s.warnings) k.line(`warning: ${k.clean(w)}`);
+  for (const w of s.warnings) k.line(`warning: ${clean(w)}`);
 }
 
 function printAlerts(k: CliKit, a: { threshold: number; enabled: boolean }): void {
@@ -342,7 +337,7 @@ function printOutbox(k: CliKit, s: OutboxStatus): void {
   );
   if (s.unsent.length === 0) return;
   k.line(
-    k.table(
+    table(
       ['ID', 'STATE', 'EVENT', 'CREATED', 'ATTEMPTS', 'NEXT ATTEMPT', 'TO', 'LAST ERROR'],
       s.unsent.map((m) => [
         String(m.id),
@@ -351,8 +346,8 @@ function printOutbox(k: CliKit, s: OutboxStatus): void {
         m.createdAt,
         String(m.attempts),
         m.nextAttemptAt ?? '-',
-        k.truncate(m.recipients.join(', '), 60),
-        k.truncate(m.lastError ?? '-', 100),
+        truncate(m.recipients.join(', '), 60),
+        truncate(m.lastError ?? '-', 100),
       ]),
     ),
   );
