@@ -9,6 +9,7 @@ import {
   pageFooter,
   table,
 } from '../features/cli-kit.js';
+import type { Services } from '../features/services.js';
 import type { Page } from '../features/views.js';
 import { MailintakeError } from '../kernel/errors.js';
 import { MAX_PAGE } from '../kernel/limits.js';
@@ -74,13 +75,30 @@ export type WithRuntime = (json: boolean, action: (rt: Runtime) => Promise<unkno
 
 /** The kit every feature's commands get (see src/features/cli-kit.ts). */
 export function createKit(o: CliOutput, io: CliIo, withRuntime: WithRuntime): CliKit {
+  const withServices: CliKit['withServices'] = (json, action) =>
+    withRuntime(json, (rt) => action(rt.services));
   return {
     leaf: (parent: Command, spec: string, description: string) =>
       parent
         .command(spec)
         .description(description)
         .option('--json', 'machine-readable output (JSON on stdout)'),
-    withServices: (json, action) => withRuntime(json, (rt) => action(rt.services)),
+    withServices,
+    answer:
+      <A extends unknown[], R>(
+        call: (services: Services, ...args: A) => R | Promise<R>,
+        present: (result: R, ...args: A) => unknown,
+      ) =>
+      async (...commanderArgs: unknown[]) => {
+        // Commander calls an action with the command's arguments, then its options, then the command.
+        const args = commanderArgs.slice(0, -1) as A;
+        const { json } = commanderArgs[commanderArgs.length - 2] as { json?: boolean };
+        await withServices(!!json, async (services) => {
+          const result = await call(services, ...args);
+          if (json) return o.printJson(result);
+          return present(result, ...args);
+        });
+      },
     line: o.line,
     printJson: o.printJson,
     err: o.err,

@@ -20,6 +20,15 @@ export interface CliKit {
    * action returns is the exit code; an error is printed (coded) and gives exit 1.
    */
   withServices(json: boolean, action: (services: Services) => Promise<unknown>): Promise<void>;
+  /**
+   * The action of a command that calls one service and shows its answer: as JSON with --json, else through
+   * `present` (a number it returns is the exit code). Both get what Commander hands an action: the command's
+   * arguments, then its options.
+   */
+  answer<A extends unknown[], R>(
+    call: (services: Services, ...args: A) => R | Promise<R>,
+    present: (result: R, ...args: A) => unknown,
+  ): (...commanderArgs: unknown[]) => Promise<void>;
   line(text?: string): void;
   printJson(value: unknown): void;
   /** Text for the person at the terminal that must not mix with stdout (a file's bytes written there). */

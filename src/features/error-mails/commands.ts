@@ -1,6 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { type Command, Option } from 'commander';
+import type { ErrorReport } from '../../intake/error-folder.js';
 import { type CliKit, type Columns, clean, fields, idArg, pageOptions } from '../cli-kit.js';
 import type { ErrorMailView } from '../views.js';
 
@@ -9,7 +10,7 @@ import type { ErrorMailView } from '../views.js';
  * parse, call one service, print.
  */
 export function addErrorMailCommands(program: Command, k: CliKit): void {
-  const { leaf, withServices, line, printJson } = k;
+  const { leaf, withServices, answer, line, printJson } = k;
 
   const errors = program
     .command('errors')
@@ -33,37 +34,15 @@ export function addErrorMailCommands(program: Command, k: CliKit): void {
   );
   leaf(errors, 'show', 'show the report of an error mail (decrypted): mail details and the exception')
     .argument('<id>', 'error mail id', idArg)
-    .action(async (id: number, opts: { json?: boolean }) => {
-      await withServices(!!opts.json, async (services) => {
-        const { errorMail, report } = await services.errorMails.report(id);
-        if (opts.json) return printJson({ errorMail, report });
-        line(`Error mail #${errorMail.id} of mailbox ${clean(errorMail.mailbox)} (${errorMail.status})`);
-        line(
-          fields([
-            [
-              'where',
-              report.movedTo.location === 'server-folder'
-                ? `folder ${report.movedTo.folder}`
-                : 'kept by Mailintake (POP3)',
-            ],
-            ['server id', report.serverIdentity],
-            ['failed at', report.failedAt ?? '-'],
-            ['from', report.mail.from ?? '-'],
-            ['to', report.mail.to ?? '-'],
-            ['cc', report.mail.cc ?? '-'],
-            ['subject', report.mail.subject ?? '-'],
-            ['date', report.mail.date ?? '-'],
-            ['message-id', report.mail.messageId ?? '-'],
-            ['size', report.mail.size === null ? '-' : `${report.mail.size} bytes`],
-            ['intake log', report.intakeLogId === null ? '-' : `#${report.intakeLogId}`],
-            ['error', `${report.error.code}: ${report.error.message}`],
-          ]),
-        );
-        if (report.mail.headerProblem) line(`  note: ${clean(report.mail.headerProblem)}`);
-        for (const cause of report.error.causes) line(`  caused by: ${clean(cause)}`);
-        if (report.error.help) line(`  hint: ${report.error.help}`);
-      });
-    });
+    .action(
+      answer(
+        async (services, id: number) => {
+          const { errorMail, report } = await services.errorMails.report(id);
+          return { errorMail, report };
+        },
+        ({ errorMail, report }) => printErrorReport(k, errorMail, report),
+      ),
+    );
   leaf(errors, 'raw', 'POP3: save the raw mail Mailintake kept for an error mail (decrypted)')
     .argument('<id>', 'error mail id', idArg)
     .requiredOption('--out <file>', 'file to write (not overwritten if it exists)')
@@ -96,6 +75,34 @@ export function addErrorMailCommands(program: Command, k: CliKit): void {
         }
       });
     });
+}
+
+function printErrorReport(k: CliKit, errorMail: ErrorMailView, report: ErrorReport): void {
+  k.line(`Error mail #${errorMail.id} of mailbox ${clean(errorMail.mailbox)} (${errorMail.status})`);
+  k.line(
+    fields([
+      [
+        'where',
+        report.movedTo.location === 'server-folder'
+          ? `folder ${report.movedTo.folder}`
+          : 'kept by Mailintake (POP3)',
+      ],
+      ['server id', report.serverIdentity],
+      ['failed at', report.failedAt ?? '-'],
+      ['from', report.mail.from ?? '-'],
+      ['to', report.mail.to ?? '-'],
+      ['cc', report.mail.cc ?? '-'],
+      ['subject', report.mail.subject ?? '-'],
+      ['date', report.mail.date ?? '-'],
+      ['message-id', report.mail.messageId ?? '-'],
+      ['size', report.mail.size === null ? '-' : `${report.mail.size} bytes`],
+      ['intake log', report.intakeLogId === null ? '-' : `#${report.intakeLogId}`],
+      ['error', `${report.error.code}: ${report.error.message}`],
+    ]),
+  );
+  if (report.mail.headerProblem) k.line(`  note: ${clean(report.mail.headerProblem)}`);
+  for (const cause of report.error.causes) k.line(`  caused by: ${clean(cause)}`);
+  if (report.error.help) k.line(`  hint: ${report.error.help}`);
 }
 
 const ERROR_MAIL_COLUMNS: Columns<ErrorMailView> = {

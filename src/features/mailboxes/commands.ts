@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type CliKit, clean, fields, table } from '../cli-kit.js';
+import { type CliKit, type Columns, clean, fields, table } from '../cli-kit.js';
 import type { MailboxView } from '../views.js';
 
 /**
@@ -7,114 +7,118 @@ import type { MailboxView } from '../views.js';
  * the OAuth commands (authorize, oauth, oauth-revoke) are added next (src/features/oauth/commands.ts).
  */
 export function addMailboxCommands(program: Command, k: CliKit): Command {
-  const { leaf, withServices, line, printJson } = k;
+  const { leaf, answer, line } = k;
   const mailbox = program.command('mailbox').description('manage mailboxes (incoming mail servers)');
   leaf(mailbox, 'add', 'add a mailbox from a JSON file (see the README for the fields)')
     .requiredOption('--file <file>', 'mailbox settings file, or - for stdin')
-    .action(async (opts: { file: string; json?: boolean }) => {
-      await withServices(!!opts.json, async (services) => {
-        const view = await services.mailboxes.add(await k.readSecretFile(opts.file, 'mailbox'));
-        if (opts.json) return printJson(view);
-        line(`Mailbox ${clean(view.name)} added.`);
-        printMailbox(line, view);
-      });
-    });
-  leaf(mailbox, 'list', 'list mailboxes').action(async (opts: { json?: boolean }) => {
-    await withServices(!!opts.json, async (services) => {
-      const list = await services.mailboxes.list();
-      if (opts.json) return printJson(list);
-      if (list.length === 0)
-        return line('No mailboxes. Add one with: mailintake mailbox add --file mailbox.json');
-      line(
-        table(
-          ['NAME', 'PORTAL', 'SERVER', 'USER', 'ENABLED', 'LAST FETCH', 'LAST ERROR'],
-          list.map((m) => [
-            m.name,
-            m.portal,
-            serverUrl(m),
-            m.username,
-            m.enabled ? 'yes' : `no (${m.status})`,
-            m.state.lastFetchAt ?? '-',
-            m.state.lastErrorCode ?? '-',
-          ]),
-        ),
-      );
-    });
-  });
+    .action(
+      answer(
+        async (services, opts: { file: string }) =>
+          services.mailboxes.add(await k.readSecretFile(opts.file, 'mailbox')),
+        (view) => {
+          line(`Mailbox ${clean(view.name)} added.`);
+          printMailbox(line, view);
+        },
+      ),
+    );
+  leaf(mailbox, 'list', 'list mailboxes').action(
+    answer(
+      (services) => services.mailboxes.list(),
+      (list) => {
+        if (list.length === 0)
+          return line('No mailboxes. Add one with: mailintake mailbox add --file mailbox.json');
+        line(table(MAILBOX_COLUMNS.headers, list.map(MAILBOX_COLUMNS.row)));
+      },
+    ),
+  );
   leaf(mailbox, 'show', 'show one mailbox')
     .argument('<name>')
-    .action(async (name: string, opts: { json?: boolean }) => {
-      await withServices(!!opts.json, async (services) => {
-        const view = await services.mailboxes.get(name);
-        if (opts.json) return printJson(view);
-        printMailbox(line, view);
-      });
-    });
+    .action(
+      answer(
+        (services, name: string) => services.mailboxes.get(name),
+        (view) => printMailbox(line, view),
+      ),
+    );
   leaf(mailbox, 'update', 'replace a mailbox’s settings from a JSON file (no password: keep the stored one)')
     .argument('<name>')
     .requiredOption('--file <file>', 'mailbox settings file, or - for stdin')
     .option('--pause', 'if the mailbox is being fetched, pause fetching to save (enable it again afterwards)')
-    .action(async (name: string, opts: { file: string; pause?: boolean; json?: boolean }) => {
-      await withServices(!!opts.json, async (services) => {
-        const view = await services.mailboxes.update(name, await k.readSecretFile(opts.file, 'mailbox'), {
-          pauseFetching: !!opts.pause,
-        });
-        if (opts.json) return printJson(view);
-        line(`Mailbox ${clean(view.name)} updated.`);
-        if (!view.enabled && opts.pause) {
-          line(`Fetching is paused; run "mailintake mailbox enable ${clean(view.name)}" to resume it.`);
-        }
-        printMailbox(line, view);
-      });
-    });
+    .action(
+      answer(
+        async (services, name: string, opts: { file: string; pause?: boolean }) =>
+          services.mailboxes.update(name, await k.readSecretFile(opts.file, 'mailbox'), {
+            pauseFetching: !!opts.pause,
+          }),
+        (view, _name, opts) => {
+          line(`Mailbox ${clean(view.name)} updated.`);
+          if (!view.enabled && opts.pause) {
+            line(`Fetching is paused; run "mailintake mailbox enable ${clean(view.name)}" to resume it.`);
+          }
+          printMailbox(line, view);
+        },
+      ),
+    );
   leaf(mailbox, 'remove', 'remove a mailbox (its requests and history are kept)')
     .argument('<name>')
-    .action(async (name: string, opts: { json?: boolean }) => {
-      await withServices(!!opts.json, async (services) => {
-        const keptAs = await services.mailboxes.remove(name);
-        if (opts.json) return printJson({ removed: name, keptAs });
-        line(
-          `Mailbox ${clean(name)} removed. Its requests, intake log, error mails and notifications are kept; they now name it "${clean(keptAs)}".`,
-        );
-      });
-    });
+    .action(
+      answer(
+        async (services, name: string) => ({ removed: name, keptAs: await services.mailboxes.remove(name) }),
+        ({ removed, keptAs }) =>
+          line(
+            `Mailbox ${clean(removed)} removed. Its requests, intake log, error mails and notifications are kept; they now name it "${clean(keptAs)}".`,
+          ),
+      ),
+    );
   for (const [verb, enabled] of [
     ['enable', true],
     ['disable', false],
   ] as const) {
     leaf(mailbox, verb, `${verb} scheduled fetching of a mailbox`)
       .argument('<name>')
-      .action(async (name: string, opts: { json?: boolean }) => {
-        await withServices(!!opts.json, async (services) => {
-          const view = await services.mailboxes.setEnabled(name, enabled);
-          if (opts.json) return printJson(view);
-          line(`Mailbox ${clean(view.name)} ${enabled ? 'enabled' : 'disabled'}.`);
-        });
-      });
+      .action(
+        answer(
+          (services, name: string) => services.mailboxes.setEnabled(name, enabled),
+          (view) => line(`Mailbox ${clean(view.name)} ${enabled ? 'enabled' : 'disabled'}.`),
+        ),
+      );
   }
   leaf(mailbox, 'test', 'connect, log in and describe the oldest mail without processing it')
     .argument('<name>')
-    .action(async (name: string, opts: { json?: boolean }) => {
-      await withServices(!!opts.json, async (services) => {
-        const result = await services.mailboxes.test(name);
-        if (opts.json) return printJson(result);
-        line(`Mailbox ${clean(name)} reached in ${result.durationMs} ms.`);
-        const s = result.sample;
-        if (!s) return line('The folder is empty: no sample mail.');
-        line('Oldest mail:');
-        line(
-          fields([
-            ['from', s.from ?? '-'],
-            ['subject', s.subject ?? '-'],
-            ['date', s.date ?? '-'],
-            ['size', `${s.size} bytes`],
-            ['attachments', s.attachments.length ? s.attachments.join(', ') : '(none)'],
-          ]),
-        );
-      });
-    });
+    .action(
+      answer(
+        (services, name: string) => services.mailboxes.test(name),
+        (result, name) => {
+          line(`Mailbox ${clean(name)} reached in ${result.durationMs} ms.`);
+          const s = result.sample;
+          if (!s) return line('The folder is empty: no sample mail.');
+          line('Oldest mail:');
+          line(
+            fields([
+              ['from', s.from ?? '-'],
+              ['subject', s.subject ?? '-'],
+              ['date', s.date ?? '-'],
+              ['size', `${s.size} bytes`],
+              ['attachments', s.attachments.length ? s.attachments.join(', ') : '(none)'],
+            ]),
+          );
+        },
+      ),
+    );
   return mailbox;
 }
+
+const MAILBOX_COLUMNS: Columns<MailboxView> = {
+  headers: ['NAME', 'PORTAL', 'SERVER', 'USER', 'ENABLED', 'LAST FETCH', 'LAST ERROR'],
+  row: (m) => [
+    m.name,
+    m.portal,
+    serverUrl(m),
+    m.username,
+    m.enabled ? 'yes' : `no (${m.status})`,
+    m.state.lastFetchAt ?? '-',
+    m.state.lastErrorCode ?? '-',
+  ],
+};
 
 /** The URL scheme people know: pop3:// and pop3s:// (RFC 2384), imap:// and imaps:// (RFC 5092). */
 function serverUrl(m: MailboxView): string {

@@ -26,7 +26,7 @@ import type {
 
 /** `requests list | show`. */
 export function addRequestCommands(program: Command, k: CliKit): void {
-  const { leaf, withServices, line, printJson } = k;
+  const { leaf, withServices, answer, line } = k;
   const requests = program.command('requests').description('requests (tickets) created from mail');
   pageOptions(
     leaf(requests, 'list', 'list requests, newest first').option('--portal <portal>', 'only this portal'),
@@ -47,13 +47,12 @@ export function addRequestCommands(program: Command, k: CliKit): void {
     );
   leaf(requests, 'show', 'show a request (by request id) with its conversations and attachment metadata')
     .argument('<id>', 'request id: the number of #12 in "requests list"', idArg)
-    .action(async (id: number, opts: { json?: boolean }) => {
-      await withServices(!!opts.json, async (services) => {
-        const detail = await services.requests.show(id);
-        if (opts.json) return printJson(detail);
-        printRequest(line, detail);
-      });
-    });
+    .action(
+      answer(
+        (services, id: number) => services.requests.show(id),
+        (detail) => printRequest(line, detail),
+      ),
+    );
 }
 
 /**
@@ -187,15 +186,7 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
       ['created', r.createdAt],
     ]),
   );
-  printBody(line, r.text, r.html);
-  if (r.attachments.length) {
-    line('Attachments ([id]: save with `mailintake attachment get ID --out FILE`):');
-    for (const l of attachmentLines(r.attachments)) line(l);
-  }
-  if (r.droppedAttachments.length) {
-    line('Dropped attachments:');
-    for (const l of droppedLines(r.droppedAttachments)) line(l);
-  }
+  printParts(line, r, 'Attachments ([id]: save with `mailintake attachment get ID --out FILE`):');
   r.conversations.forEach((c: ConversationView, i) => {
     line('');
     line(`Conversation ${i + 1} (id ${c.id}): ${clean(c.subject)}`);
@@ -207,16 +198,25 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
         ['intake log', logLine(c.logId)],
       ]),
     );
-    printBody(line, c.text, c.html);
-    if (c.attachments.length) {
-      line('Attachments:');
-      for (const l of attachmentLines(c.attachments)) line(l);
-    }
-    if (c.droppedAttachments.length) {
-      line('Dropped attachments:');
-      for (const l of droppedLines(c.droppedAttachments)) line(l);
-    }
+    printParts(line, c, 'Attachments:');
   });
+}
+
+/** A request's or a conversation's body, the attachments kept and those dropped. */
+function printParts(
+  line: (t: string) => void,
+  mail: Pick<ConversationView, 'text' | 'html' | 'attachments' | 'droppedAttachments'>,
+  attachmentsTitle: string,
+): void {
+  printBody(line, mail.text, mail.html);
+  if (mail.attachments.length) {
+    line(attachmentsTitle);
+    for (const l of attachmentLines(mail.attachments)) line(l);
+  }
+  if (mail.droppedAttachments.length) {
+    line('Dropped attachments:');
+    for (const l of droppedLines(mail.droppedAttachments)) line(l);
+  }
 }
 
 function printBody(line: (t: string) => void, text: string | null, html: string | null): void {
