@@ -103,7 +103,10 @@ export function createKit(o: CliOutput, io: CliIo, withRuntime: WithRuntime): Cl
     printJson: o.printJson,
     err: o.err,
     color: o.color,
-    printList: (opts, list, columns, empty) => printList(o, io, opts, list, columns, empty),
+    listAction: (list, columns, empty) => (opts) =>
+      withServices(!!opts.json, (services) =>
+        printList(o, io, opts, (page) => list(services, opts, page), columns, empty),
+      ),
     readJsonFile: (file, what) => readJsonFile(io, file, what),
     readSecretFile: async (file, what) => {
       const value = await readJsonFile(io, file, what);

@@ -36,15 +36,15 @@ export interface CliKit {
   /** Whether the output may be coloured (a terminal, NO_COLOR unset). */
   readonly color: boolean;
   /**
-   * What every list command prints: all entries (`--all`, page after page by id), or one page as JSON or as a
-   * table with its footer; `empty` words an empty page.
+   * The action of every list command: all entries (`--all`, page after page by id), or one page as JSON or as
+   * a table with its footer; `empty` words an empty page. `list` asks the service for one page, with the
+   * command's options as its filters.
    */
-  printList<T extends { id: number }>(
-    opts: ListOptions,
-    list: (page: PageQuery) => Promise<Page<T>>,
+  listAction<O extends object, T extends { id: number }>(
+    list: (services: Services, opts: O, page: PageQuery) => Promise<Page<T>>,
     columns: Columns<T>,
     empty: (page: Page<T>) => string,
-  ): Promise<void>;
+  ): (opts: O & ListOptions) => Promise<void>;
   /** Reads a JSON file (or - for stdin); a file that cannot be read or parsed is a coded error. */
   readJsonFile(file: string, what: string): Promise<unknown>;
   /** Like readJsonFile, for settings with secrets: the password, access token and OAuth client secret in it are cut out of everything printed. */

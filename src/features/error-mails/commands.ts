@@ -21,16 +21,12 @@ export function addErrorMailCommands(program: Command, k: CliKit): void {
       new Option('--status <status>', 'only this status').choices(['in-error-folder', 'moved-to-inbox']),
     );
   pageOptions(list, 'entries').action(
-    async (opts: { mailbox?: string; status?: string; limit?: number; offset?: number; json?: boolean }) => {
-      await withServices(!!opts.json, (services) =>
-        k.printList(
-          opts,
-          (page) => services.errorMails.list({ mailbox: opts.mailbox, status: opts.status, ...page }),
-          ERROR_MAIL_COLUMNS,
-          () => 'No error mails.',
-        ),
-      );
-    },
+    k.listAction(
+      (services, opts: { mailbox?: string; status?: string }, page) =>
+        services.errorMails.list({ mailbox: opts.mailbox, status: opts.status, ...page }),
+      ERROR_MAIL_COLUMNS,
+      () => 'No error mails.',
+    ),
   );
   leaf(errors, 'show', 'show the report of an error mail (decrypted): mail details and the exception')
     .argument('<id>', 'error mail id', idArg)

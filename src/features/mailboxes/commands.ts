@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { type CliKit, type Columns, clean, fields, table } from '../cli-kit.js';
+import type { Services } from '../services.js';
 import type { MailboxView } from '../views.js';
 
 /**
@@ -87,24 +88,34 @@ export function addMailboxCommands(program: Command, k: CliKit): Command {
     .action(
       answer(
         (services, name: string) => services.mailboxes.test(name),
-        (result, name) => {
-          line(`Mailbox ${clean(name)} reached in ${result.durationMs} ms.`);
-          const s = result.sample;
-          if (!s) return line('The folder is empty: no sample mail.');
-          line('Oldest mail:');
-          line(
-            fields([
-              ['from', s.from ?? '-'],
-              ['subject', s.subject ?? '-'],
-              ['date', s.date ?? '-'],
-              ['size', `${s.size} bytes`],
-              ['attachments', s.attachments.length ? s.attachments.join(', ') : '(none)'],
-            ]),
-          );
-        },
+        (result, name) => printTestResult(k, name, result),
       ),
     );
   return mailbox;
+}
+
+/** `mailbox test`: how long the server took, and the oldest mail there (not processed). */
+function printTestResult(
+  k: CliKit,
+  name: string,
+  result: Awaited<ReturnType<Services['mailboxes']['test']>>,
+): void {
+  k.line(`Mailbox ${clean(name)} reached in ${result.durationMs} ms.`);
+  const s = result.sample;
+  if (!s) {
+    k.line('The folder is empty: no sample mail.');
+    return;
+  }
+  k.line('Oldest mail:');
+  k.line(
+    fields([
+      ['from', s.from ?? '-'],
+      ['subject', s.subject ?? '-'],
+      ['date', s.date ?? '-'],
+      ['size', `${s.size} bytes`],
+      ['attachments', s.attachments.length ? s.attachments.join(', ') : '(none)'],
+    ]),
+  );
 }
 
 const MAILBOX_COLUMNS: Columns<MailboxView> = {

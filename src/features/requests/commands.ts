@@ -26,7 +26,7 @@ import type {
 
 /** `requests list | show`. */
 export function addRequestCommands(program: Command, k: CliKit): void {
-  const { leaf, withServices, answer, line } = k;
+  const { leaf, answer, line } = k;
   const requests = program.command('requests').description('requests (tickets) created from mail');
   pageOptions(
     leaf(requests, 'list', 'list requests, newest first').option('--portal <portal>', 'only this portal'),
@@ -34,16 +34,12 @@ export function addRequestCommands(program: Command, k: CliKit): void {
   )
     .addOption(allOption())
     .action(
-      async (opts: { portal?: string; limit?: number; offset?: number; all?: boolean; json?: boolean }) => {
-        await withServices(!!opts.json, (services) =>
-          k.printList(
-            opts,
-            (page) => services.requests.list({ portal: opts.portal, ...page }),
-            REQUEST_COLUMNS,
-            (page) => (page.total === 0 ? 'No requests.' : 'No requests on this page.'),
-          ),
-        );
-      },
+      k.listAction(
+        (services, opts: { portal?: string }, page) =>
+          services.requests.list({ portal: opts.portal, ...page }),
+        REQUEST_COLUMNS,
+        (page) => (page.total === 0 ? 'No requests.' : 'No requests on this page.'),
+      ),
     );
   leaf(requests, 'show', 'show a request (by request id) with its conversations and attachment metadata')
     .argument('<id>', 'request id: the number of #12 in "requests list"', idArg)

@@ -42,29 +42,18 @@ export function addIntakeLogCommands(program: Command, k: CliKit): void {
   pageOptions(log, 'entries')
     .addOption(allOption())
     .action(
-      async (opts: {
-        mailbox?: string;
-        outcome?: string;
-        limit?: number;
-        offset?: number;
-        all?: boolean;
-        json?: boolean;
-      }) => {
-        await withServices(!!opts.json, (services) =>
-          k.printList(
-            opts,
-            (page) => services.log.list({ mailbox: opts.mailbox, outcome: opts.outcome, ...page }),
-            LOG_COLUMNS,
-            () => 'The intake log is empty.',
-          ),
-        );
-      },
+      k.listAction(
+        (services, opts: { mailbox?: string; outcome?: string }, page) =>
+          services.log.list({ mailbox: opts.mailbox, outcome: opts.outcome, ...page }),
+        LOG_COLUMNS,
+        () => 'The intake log is empty.',
+      ),
     );
 }
 
 /** `system-log`: what Mailintake did, why, and who. */
 export function addSystemLogCommands(program: Command, k: CliKit): void {
-  const { leaf, withServices } = k;
+  const { leaf } = k;
   const systemLog = leaf(
     program,
     'system-log',
@@ -73,16 +62,12 @@ export function addSystemLogCommands(program: Command, k: CliKit): void {
   pageOptions(systemLog, 'entries')
     .addOption(allOption())
     .action(
-      async (opts: { category?: string; limit?: number; offset?: number; all?: boolean; json?: boolean }) => {
-        await withServices(!!opts.json, (services) =>
-          k.printList(
-            opts,
-            (page) => services.systemLog.list({ category: opts.category, ...page }),
-            SYSTEM_LOG_COLUMNS,
-            () => 'The system log is empty.',
-          ),
-        );
-      },
+      k.listAction(
+        (services, opts: { category?: string }, page) =>
+          services.systemLog.list({ category: opts.category, ...page }),
+        SYSTEM_LOG_COLUMNS,
+        () => 'The system log is empty.',
+      ),
     );
 }
 
