@@ -1,0 +1,120 @@
+import { type Command, Option } from 'commander';
+import { MailintakeError } from '../../kernel/errors.js';
+import { type CliKit, clean, fields, table } from '../cli-kit.js';
+import type { PortalView } from './views.js';
+
+/** `portal list | add | show | set`. */
+export function addPortalCommands(program: Command, k: CliKit): void {
+  const { leaf, answer, line } = k;
+  const portal = program.command('portal').description('portals (help desks)');
+  leaf(portal, 'list', 'list portals').action(
+    answer(
+      (services) => services.portals.list(),
+      (list) =>
+        line(
+          table(
+            ['ID', 'NAME', 'HEADER THREADING'],
+            list.map((p) => [String(p.id), p.name, p.headerThreading ? 'on' : 'off']),
+          ),
+        ),
+    ),
+  );
+  leaf(portal, 'add', 'add a portal')
+    .argument('<name>')
+    .action(
+      answer(
+        (services, name: string) => services.portals.add(name),
+        (p) => line(`Portal ${clean(p.name)} added (id ${p.id}).`),
+      ),
+    );
+  leaf(portal, 'show', 'show a portal’s settings, with the effective attachment policy')
+    .argument('<name>')
+    .action(
+      answer(
+        async (services, name: string) => {
+          const p = (await services.portals.list()).find((x) => x.name === name);
+          if (!p) throw new MailintakeError('NOT_FOUND', `no portal named "${name}"`);
+          return p;
+        },
+        (p) => printPortal(line, p),
+      ),
+    );
+  leaf(portal, 'set', 'change a portal’s settings')
+    .argument('<name>')
+    .addOption(
+      new Option(
+        '--header-threading <mode>',
+        'off: only ##<request id>## in the subject threads a reply; on: In-Reply-To/References too',
+      ).choices(['on', 'off']),
+    )
+    .option(
+      '--attachment-policy <file>',
+      'JSON file with attachment-policy fields to change (null restores a default); "-" reads stdin',
+    )
+    .action(
+      answer(
+        async (services, name: string, opts: PortalSetOptions) =>
+          services.portals.update(name, await portalPatch(k, opts)),
+        (p, _name, opts) => {
+          if (opts.attachmentPolicy === undefined) {
+            return line(`Portal ${clean(p.name)}: header threading ${p.headerThreading ? 'on' : 'off'}.`);
+          }
+          printPortal(line, p);
+        },
+      ),
+    );
+}
+
+interface PortalSetOptions {
+  headerThreading?: 'on' | 'off';
+  attachmentPolicy?: string;
+}
+
+/** What `portal set` changes: the header threading and/or the attachment-policy fields of a JSON file. */
+async function portalPatch(
+  k: CliKit,
+  opts: PortalSetOptions,
+): Promise<{ headerThreading?: boolean; attachmentPolicy?: Record<string, unknown> }> {
+  if (opts.headerThreading === undefined && opts.attachmentPolicy === undefined) {
+    throw new MailintakeError('INVALID_SETTINGS', 'nothing to change', {
+      details: {
+        fields: [{ field: '(options)', message: 'give --header-threading and/or --attachment-policy' }],
+      },
+    });
+  }
+  const patch: { headerThreading?: boolean; attachmentPolicy?: Record<string, unknown> } = {};
+  if (opts.headerThreading !== undefined) patch.headerThreading = opts.headerThreading === 'on';
+  if (opts.attachmentPolicy !== undefined) {
+    const value = await k.readJsonFile(opts.attachmentPolicy, 'attachment policy');
+    if (!value || typeof value !== 'object' || Array.isArray(value)) {
+      throw new MailintakeError('INVALID_SETTINGS', 'the attachment policy must be a JSON object', {
+        details: { fields: [{ field: '(file)', message: 'must be a JSON object' }] },
+      });
+    }
+    patch.attachmentPolicy = value as Record<string, unknown>;
+  }
+  return patch;
+}
+
+function printPortal(line: (t: string) => void, p: PortalView): void {
+  const a = p.attachmentPolicy;
+  const mb = (n: number, off: string) => (n === -1 ? off : `${n} MB`);
+  line(`Portal ${clean(p.name)} (id ${p.id})`);
+  line(
+    fields([
+      ['header threading', p.headerThreading ? 'on' : 'off'],
+      ['max attachment size', mb(a.maxSizeMb, 'unlimited')],
+      ['max inline image size', mb(a.inlineImageMaxSizeMb, 'not checked')],
+      ['allowed extensions', a.allowedExtensions.join(', ') || 'all not denied'],
+      ['denied extensions', a.deniedExtensions.join(', ') || 'none'],
+      [
+        'file names',
+        a.fileNames === 'strict' ? 'strict (letters, digits, . - _ space)' : 'safe (unsafe names refused)',
+      ],
+      ['attachment checks', a.skipAttachmentValidation ? 'skipped' : 'on'],
+      ['inline image checks', a.skipInlineImageValidation ? 'skipped' : 'on'],
+      ['notify on drop', a.notifyOnDrop ? 'on' : 'off'],
+      ['notify on inline image drop', a.notifyOnInlineImageDrop ? 'on' : 'off'],
+    ]),
+  );
+}

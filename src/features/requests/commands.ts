@@ -1,0 +1,223 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Command } from 'commander';
+import { MailintakeError } from '../../kernel/errors.js';
+import {
+  allOption,
+  type CliKit,
+  type Columns,
+  clean,
+  fields,
+  idArg,
+  pageOptions,
+  truncate,
+} from '../cli-kit.js';
+import type {
+  AttachmentView,
+  ConversationView,
+  DroppedAttachmentView,
+  RequestDetail,
+  RequestSummary,
+} from './views.js';
+
+/** `requests list | show`. */
+export function addRequestCommands(program: Command, k: CliKit): void {
+  const { leaf, answer, line } = k;
+  const requests = program.command('requests').description('requests (tickets) created from mail');
+  pageOptions(
+    leaf(requests, 'list', 'list requests, newest first').option('--portal <portal>', 'only this portal'),
+    'requests',
+  )
+    .addOption(allOption())
+    .action(
+      k.listAction(
+        (services, opts: { portal?: string }, page) =>
+          services.requests.list({ portal: opts.portal, ...page }),
+        REQUEST_COLUMNS,
+        (page) => (page.total === 0 ? 'No requests.' : 'No requests on this page.'),
+      ),
+    );
+  leaf(requests, 'show', 'show a request (by request id) with its conversations and attachment metadata')
+    .argument('<id>', 'request id: the number of #12 in "requests list"', idArg)
+    .action(
+      answer(
+        (services, id: number) => services.requests.show(id),
+        (detail) => printRequest(line, detail),
+      ),
+    );
+}
+
+/**
+ * `attachment get ID --out FILE`: saves a kept attachment (the id `requests show` lists in brackets) byte for
+ * byte. The attachment is a customer's file, so the copy is created 0600, and an existing file is never
+ * replaced unless `--force` says so: a mistyped --out must not clobber someone's work.
+ *
+ * The file name the sender chose is shown, never used as a path: the admin names the file with --out.
+ */
+export function addAttachmentCommands(program: Command, k: CliKit): void {
+  const { leaf, withServices, line, printJson } = k;
+
+  const attachment = program.command('attachment').description('attachments kept with requests');
+  leaf(attachment, 'get', 'save an attachment (its id is in brackets in `requests show`) to a file')
+    .argument('<id>', 'attachment id', idArg)
+    .requiredOption(
+      '--out <file>',
+      'file to write (created 0600; never replaced unless --force), or - for stdout',
+    )
+    .option('--force', 'replace FILE if it exists')
+    .action(async (id: number, opts: { out: string; force?: boolean; json?: boolean }) => {
+      await withServices(!!opts.json, async (services) => {
+        if (opts.out === '-' && opts.json) {
+          throw new MailintakeError('INVALID_SETTINGS', '--out - writes the attachment to stdout', {
+            details: {
+              fields: [{ field: '--json', message: 'cannot be combined with --out - (both use stdout)' }],
+            },
+          });
+        }
+        const { meta, open } = await services.requests.attachment(id);
+        const what = `attachment #${id} "${clean(meta.filename)}" (${clean(meta.contentType)}, ${meta.size} bytes)`;
+        if (opts.out === '-') {
+          // The destination is stdout: not ended here, the process may still print (and closes it itself).
+          await pipeline(open(), k.binaryStdout(), { end: false });
+          k.err(`Wrote ${what} to stdout\n`);
+          return;
+        }
+        await saveTo(opts.out, !!opts.force, () => open());
+        const saved = { id, file: opts.out, filename: meta.filename, size: meta.size, sha256: meta.sha256 };
+        if (opts.json) return printJson(saved);
+        line(`Saved ${what} to ${clean(opts.out)}`);
+      });
+    });
+}
+
+/**
+ * Writes the stream to `file`. Without `force`: O_CREAT|O_EXCL ('wx'), which also refuses a symlink planted at
+ * that path; a failed copy is removed (we created it). With `force`: a temporary file next to the target,
+ * renamed over it once complete, so the old file is replaced whole or not at all and a symlink at `file` is
+ * replaced, not followed.
+ */
+async function saveTo(file: string, force: boolean, open: () => NodeJS.ReadableStream): Promise<void> {
+  const target = force
+    ? path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.part`)
+    : file;
+  const out = createWriteStream(target, { flags: 'wx', mode: 0o600 });
+  try {
+    // Opening is where --out is wrong (exists, no such folder, no permission); later errors are the copy's.
+    await once(out, 'open');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    if (code === 'EEXIST') {
+      throw new MailintakeError('CONFLICT', `${file} exists; give --force to replace it`, {
+        details: { fields: [{ field: '--out', message: `${file} exists (--force replaces it)` }] },
+      });
+    }
+    throw new MailintakeError('INVALID_SETTINGS', `Cannot write ${file}: ${code}`, {
+      details: { fields: [{ field: '--out', message: `cannot write ${file} (${code})` }] },
+    });
+  }
+  try {
+    await pipeline(open(), out);
+    if (force) await rename(target, file);
+  } catch (e) {
+    // We created `target` (O_EXCL): a half-written copy is ours to remove.
+    await unlink(target).catch(() => undefined);
+    throw e;
+  }
+}
+
+const REQUEST_COLUMNS: Columns<RequestSummary> = {
+  headers: ['ID', 'PORTAL', 'STATUS', 'CONV', 'FROM', 'SUBJECT', 'CREATED'],
+  row: (r) => [
+    `#${r.id}`,
+    r.portal,
+    r.status,
+    String(r.conversationCount),
+    r.requester?.address ?? '-',
+    truncate(r.subject, 60),
+    r.createdAt,
+  ],
+};
+
+/** A mail's intake-log id, with the command that saves its raw source (`raw` takes log ids, not request ids). */
+function logLine(id: number | null): string {
+  return id === null ? '-' : `#${id} (raw mail: mailintake raw ${id} --out FILE)`;
+}
+
+function addr(a: { address: string; name: string } | null): string {
+  if (!a) return '-';
+  return a.name ? `${a.name} <${a.address}>` : a.address;
+}
+
+function attachmentLines(list: AttachmentView[]): string[] {
+  return list.map(
+    (a) =>
+      `  [${a.id}] ${clean(a.filename)} (${clean(a.contentType)}, ${a.size} bytes${a.disposition === 'inline' ? ', inline' : ''})`,
+  );
+}
+
+function droppedLines(list: DroppedAttachmentView[]): string[] {
+  return list.map(
+    (d) =>
+      `  ${clean(d.filename)} (${d.size} bytes${d.disposition === 'inline' ? ', inline' : ''}): ${d.code} ${d.message} — ${clean(d.detail)}`,
+  );
+}
+
+function printRequest(line: (t: string) => void, r: RequestDetail): void {
+  line(`Request #${r.id}: ${clean(r.subject)}`);
+  line(
+    fields([
+      ['portal', r.portal],
+      ['status', r.status],
+      ['from', addr(r.requester)],
+      ['to', r.to.map(addr).join(', ') || '-'],
+      ['cc', r.cc.map(addr).join(', ') || '-'],
+      ['date', r.date ?? '-'],
+      ['mailbox', r.mailbox ?? '-'],
+      ['intake log', logLine(r.logId)],
+      ['message-id', r.messageId ?? '-'],
+      ['created', r.createdAt],
+    ]),
+  );
+  printParts(line, r, 'Attachments ([id]: save with `mailintake attachment get ID --out FILE`):');
+  r.conversations.forEach((c: ConversationView, i) => {
+    line('');
+    line(`Conversation ${i + 1} (id ${c.id}): ${clean(c.subject)}`);
+    line(
+      fields([
+        ['from', addr(c.from)],
+        ['date', c.date ?? '-'],
+        ['mailbox', c.mailbox ?? '-'],
+        ['intake log', logLine(c.logId)],
+      ]),
+    );
+    printParts(line, c, 'Attachments:');
+  });
+}
+
+/** A request's or a conversation's body, the attachments kept and those dropped. */
+function printParts(
+  line: (t: string) => void,
+  mail: Pick<ConversationView, 'text' | 'html' | 'attachments' | 'droppedAttachments'>,
+  attachmentsTitle: string,
+): void {
+  printBody(line, mail.text, mail.html);
+  if (mail.attachments.length) {
+    line(attachmentsTitle);
+    for (const l of attachmentLines(mail.attachments)) line(l);
+  }
+  if (mail.droppedAttachments.length) {
+    line('Dropped attachments:');
+    for (const l of droppedLines(mail.droppedAttachments)) line(l);
+  }
+}
+
+function printBody(line: (t: string) => void, text: string | null, html: string | null): void {
+  line('');
+  if (text) line(clean(text.trimEnd(), true).replace(/^/gm, '    '));
+  else if (html) line(`    (HTML only, ${html.length} characters; see the API or --json)`);
+  else line('    (no body)');
+}
