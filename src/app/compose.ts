@@ -3,18 +3,20 @@ import type { Connector } from '../connectors/connector.js';
 import { createConnector, type SamplingConnector } from '../connectors/factory.js';
 import type { WatchState } from '../connectors/imap/imap-watch.js';
 import type { MailboxSettings } from '../connectors/settings.js';
-import { ApiKeys } from '../features/api-keys/service.js';
-import { errorFolderServices } from '../features/error-mails/service.js';
+import { createApiKeysService } from '../features/api-keys/service.js';
+import { createErrorMailsService } from '../features/error-mails/service.js';
 import { createMailboxRepo, intakeMailbox, settingsOf, storedSettings } from '../features/mailboxes/repo.js';
 import { createMailboxesService } from '../features/mailboxes/service.js';
-import { notificationServices } from '../features/notifications/service.js';
+import { createNotificationServices } from '../features/notifications/service.js';
 import { resolvePublicUrl } from '../features/oauth/public-url.js';
 import { createOAuthService, forgetSmtpTokens, smtpTokenSource } from '../features/oauth/service.js';
 import { mailboxOAuthOwner, OAuthTokens } from '../features/oauth/tokens.js';
 import { createPortalRepo } from '../features/portals/repo.js';
 import { createPortalsService } from '../features/portals/service.js';
-import { listSystemLog, RequestQueries } from '../features/requests/service.js';
+import { createIntakeLogService, createRequestsService } from '../features/requests/service.js';
+import { createSecretKeyService } from '../features/secret-key/service.js';
 import type { Services } from '../features/services.js';
+import { createSystemLogService } from '../features/system-log/service.js';
 import type { FetchSummary } from '../features/views.js';
 import { ErrorFolder } from '../intake/error-folder.js';
 import type { DropNotifier, FetchContext } from '../intake/fetch-mailbox.js';
@@ -161,11 +163,9 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     ...(opts.onWatchState ? { onWatchState: opts.onWatchState } : {}),
   });
 
-  const queries = new RequestQueries(store, blobs, rawPacks);
-  const apiKeys = new ApiKeys(store);
   const services: Services = {
-    ...notificationServices({ store, smtp, sender }),
-    ...errorFolderServices({
+    ...createNotificationServices({ store, smtp, sender }),
+    errorMails: createErrorMailsService({
       store,
       blobs,
       box,
@@ -177,6 +177,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
       },
       connect,
     }),
+    secretKey: createSecretKeyService({ store, blobs, box }),
     oauth: createOAuthService({
       store,
       tokens: oauthTokens,
@@ -196,13 +197,9 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
       smtp,
       connect,
     }),
-    requests: {
-      list: (q) => queries.list(q),
-      show: (id) => queries.show(id),
-      attachment: (id) => queries.attachment(id),
-    },
-    log: { list: (q) => queries.log(q), raw: (id) => queries.raw(id) },
-    systemLog: { list: (q) => listSystemLog(store, q) },
+    requests: createRequestsService({ store, blobs, rawPacks }),
+    log: createIntakeLogService({ store, blobs, rawPacks }),
+    systemLog: createSystemLogService({ store }),
     fetch: {
       once: async (q) => {
         const names = q.mailbox
@@ -214,12 +211,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
         return out;
       },
     },
-    apiKeys: {
-      create: (name) => apiKeys.create(name),
-      list: () => apiKeys.list(),
-      revoke: (id) => apiKeys.revoke(id),
-      verify: (key) => apiKeys.verify(key),
-    },
+    apiKeys: createApiKeysService({ store }),
   };
 
   // Leftovers of batches that never committed (blobs, packs, partial files): swept at start, then periodically
