@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { MailintakeError } from '../kernel/errors.js';
 
 /** Which stored value is read: the table, the column and, when known, the row's id. */
@@ -34,4 +34,11 @@ export function parseStored<S extends z.ZodType>(schema: S, value: string, where
     });
   }
   return result.data;
+}
+
+const stringList = z.array(z.string());
+
+/** A stored list of strings (recipients, an intake log entry's reasons). */
+export function storedStrings(value: string, where: StoredPlace): string[] {
+  return parseStored(stringList, value, where);
 }

@@ -3,10 +3,9 @@ import { z } from 'zod';
 import type { Address } from '../../mail/types.js';
 import type { Store } from '../../store/db.js';
 import type { IntakeLogTable } from '../../store/schema.js';
-import { parseStored, type StoredPlace } from '../../store/stored-json.js';
+import { parseStored, type StoredPlace, storedStrings } from '../../store/stored-json.js';
 
 const addressListSchema = z.array(z.object({ address: z.string(), name: z.string() }));
-const reasonsSchema = z.array(z.string());
 
 /** A stored list of addresses (To, Cc of a request or conversation). */
 export const storedAddresses = (json: string, where: StoredPlace): Address[] =>
@@ -14,7 +13,7 @@ export const storedAddresses = (json: string, where: StoredPlace): Address[] =>
 
 /** The reasons of an intake log entry (the classifier's and the error's). */
 export const storedReasons = (r: { id: number; reasons: string }): string[] =>
-  parseStored(reasonsSchema, r.reasons, { table: 'intake_log', column: 'reasons', id: r.id });
+  storedStrings(r.reasons, { table: 'intake_log', column: 'reasons', id: r.id });
 
 export type IntakeLogRow = Selectable<IntakeLogTable> & { mailbox_name: string };
 
