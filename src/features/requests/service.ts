@@ -37,6 +37,15 @@ export async function assertMailboxExists(store: Store, name: string): Promise<v
   });
 }
 
+/** The To and Cc of a request's first mail or of a conversation, as stored. */
+const recipientsOf = (
+  table: 'requests' | 'conversations',
+  r: { id: number; to_addresses: string; cc_addresses: string },
+): { to: Address[]; cc: Address[] } => ({
+  to: storedAddresses(r.to_addresses, { table, column: 'to_addresses', id: r.id }),
+  cc: storedAddresses(r.cc_addresses, { table, column: 'cc_addresses', id: r.id }),
+});
+
 const person = (address: string | null, name: string | null): Address | null =>
   address ? { address, name: name ?? '' } : null;
 
@@ -69,8 +78,7 @@ export function createRequestsService(deps: {
       conversationCount: convs.length,
       createdAt: r.created_at,
       updatedAt: r.updated_at,
-      to: storedAddresses(r.to_addresses, { table: 'requests', column: 'to_addresses', id: r.id }),
-      cc: storedAddresses(r.cc_addresses, { table: 'requests', column: 'cc_addresses', id: r.id }),
+      ...recipientsOf('requests', r),
       messageId: r.message_id,
       text: r.text_body,
       html: r.html_body,
@@ -82,8 +90,7 @@ export function createRequestsService(deps: {
       conversations: convs.map((c) => ({
         id: c.id,
         from: person(c.from_address, c.from_name),
-        to: storedAddresses(c.to_addresses, { table: 'conversations', column: 'to_addresses', id: c.id }),
-        cc: storedAddresses(c.cc_addresses, { table: 'conversations', column: 'cc_addresses', id: c.id }),
+        ...recipientsOf('conversations', c),
         subject: c.subject,
         messageId: c.message_id,
         text: c.text_body,

@@ -41,36 +41,22 @@ export function createSealedRepo(store: Store) {
     },
     /** The sealed OAuth rows of a table, each named by its key column. */
     sealedOAuth: async (t: (typeof SEALED_OAUTH_TABLES)[number]) =>
-      t.table === 'oauth_tokens'
-        ? (await db.selectFrom('oauth_tokens').select(['owner', 'sealed']).execute()).map((r) => ({
-            id: r.owner,
-            sealed: r.sealed,
-          }))
-        : (await db.selectFrom('oauth_pending').select(['state', 'sealed']).execute()).map((r) => ({
-            id: r.state,
-            sealed: r.sealed,
-          })),
+      (await db.selectFrom(t.table).select([t.key, 'sealed']).execute()).map((r) => ({
+        id: (r as Record<string, string>)[t.key]!,
+        sealed: r.sealed,
+      })),
     swapSealedOAuth: async (
       t: (typeof SEALED_OAUTH_TABLES)[number],
       id: string,
       from: string,
       to: string,
     ) => {
-      if (t.table === 'oauth_tokens') {
-        await db
-          .updateTable('oauth_tokens')
-          .set({ sealed: to })
-          .where('owner', '=', id)
-          .where('sealed', '=', from)
-          .execute();
-      } else {
-        await db
-          .updateTable('oauth_pending')
-          .set({ sealed: to })
-          .where('state', '=', id)
-          .where('sealed', '=', from)
-          .execute();
-      }
+      await db
+        .updateTable(t.table)
+        .set({ sealed: to })
+        .where(t.key, '=', id)
+        .where('sealed', '=', from)
+        .execute();
     },
     /** Every blob an error mail points at (its sealed report, POP3's kept raw mail). */
     errorMailBlobs: async (): Promise<Set<string>> => {
