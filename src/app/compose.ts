@@ -5,7 +5,14 @@ import type { WatchState } from '../connectors/imap/imap-watch.js';
 import type { MailboxSettings } from '../connectors/settings.js';
 import { createApiKeysService } from '../features/api-keys/service.js';
 import { createErrorMailsService } from '../features/error-mails/service.js';
-import { createMailboxRepo, intakeMailbox, settingsOf, storedSettings } from '../features/mailboxes/repo.js';
+import { createFetchService } from '../features/fetch/service.js';
+import {
+  createMailboxRepo,
+  intakeMailbox,
+  type MailboxRepo,
+  scheduledRow,
+  settingsOf,
+} from '../features/mailboxes/repo.js';
 import { createMailboxesService } from '../features/mailboxes/service.js';
 import { createNotificationServices } from '../features/notifications/service.js';
 import { resolvePublicUrl } from '../features/oauth/public-url.js';
@@ -21,19 +28,19 @@ import type { FetchSummary } from '../features/views.js';
 import { ErrorFolder } from '../intake/error-folder.js';
 import type { DropNotifier, FetchContext } from '../intake/fetch-mailbox.js';
 import { MailboxLease } from '../intake/lease.js';
-import { createRoundRunner } from '../intake/round-runner.js';
+import { createRoundRunner, type RoundRunner } from '../intake/round-runner.js';
 import { createIntakeSchedule } from '../intake/watchers.js';
 import type { AppConfig } from '../kernel/env.js';
 import type { MailintakeError } from '../kernel/errors.js';
 import { createLogger, type Logger } from '../kernel/logger.js';
-import { loadSecretBox } from '../kernel/secret-box.js';
+import { loadSecretBox, type SecretBox } from '../kernel/secret-box.js';
 import { type OutboxAttempt, OutboxSender } from '../notify/outbox.js';
 import { SmtpSettings } from '../notify/smtp-settings.js';
 import { StoreNotifier } from '../notify/store-notifier.js';
 import { FileBlobStore } from '../store/blobs/blob-store.js';
 import { RawPacks } from '../store/blobs/raw-packs.js';
 import { SWEEP_INTERVAL_MS, type SweepResult, sweepGraceMs, sweepLeftovers } from '../store/blobs/sweep.js';
-import { openStore, openStoreWaiting } from '../store/db.js';
+import { openStore, openStoreWaiting, type Store } from '../store/db.js';
 import type { Runtime } from './runtime.js';
 
 export interface RuntimeOptions {
@@ -89,14 +96,12 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   // OAuth: one redirect URL for every consent (the state says whose); tokens per mailbox id, sealed
   const redirectUrl = `${await resolvePublicUrl(store, config)}/oauth/callback`;
   const oauthTokens = new OAuthTokens({ store, box, logger, redirectUrl });
-  const mailboxRepo = createMailboxRepo(store);
+  const mailboxes = createMailboxRepo(store);
   /** Every connection of a mailbox goes through here, so OAuth mailboxes always get their token source. */
   const connect = (settings: MailboxSettings, mailbox: { id: number }): SamplingConnector => {
     const who = mailboxOAuthOwner(mailbox.id, settings);
     return createConnector(settings, { logger, ...(who ? { tokens: oauthTokens.source(who) } : {}) });
   };
-  const lease = new MailboxLease(store, config.leaseSeconds);
-  const shutdown = new AbortController();
   // Notices (bell + outbox mail) are recorded in the transactions of what they tell about; the sender mails
   // them afterwards, woken by the notifier after each such commit and by its timer.
   const smtp = new SmtpSettings(store, box, smtpTokenSource(oauthTokens), forgetSmtpTokens);
@@ -106,16 +111,64 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     logger,
     ...(opts.onOutboxAttempt ? { onAttempt: opts.onOutboxAttempt } : {}),
   });
-  const notifier = new StoreNotifier(() => sender.kick());
   sender.start();
-  const fetchCtx: FetchContext = {
+  const base: Wiring = { config, opts, logger, box, store, blobs, rawPacks, mailboxes, oauthTokens, connect };
+  const intake = wireIntake(base, new StoreNotifier(() => sender.kick()));
+  const services = wireServices(base, { redirectUrl, smtp, sender, ...intake });
+  const sweeper = createSweeper(base);
+
+  let closed = false;
+  return {
+    config,
+    services,
+    startScheduler: () => {
+      intake.schedule.start();
+      sweeper.start();
+    },
+    watching: () => intake.schedule.watching(),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      intake.shutdown.abort();
+      const swept = sweeper.stop(); // no sweep starts from here on; the running one is awaited below
+      await intake.schedule.stop();
+      await swept;
+      await intake.rounds.idle(); // rounds the API or CLI asked for, stopping between mails (shutdown is aborted)
+      // after the rounds: a notice their last commits recorded is still sent (or left for the next start)
+      await sender.stop();
+      await intake.schedule.retired();
+      await store.close();
+    },
+  };
+}
+
+/** What every part of the runtime is built from. */
+interface Wiring {
+  config: AppConfig;
+  opts: RuntimeOptions;
+  logger: Logger;
+  box: SecretBox;
+  store: Store;
+  blobs: FileBlobStore;
+  rawPacks: RawPacks;
+  mailboxes: MailboxRepo;
+  oauthTokens: OAuthTokens;
+  connect(settings: MailboxSettings, mailbox: { id: number }): SamplingConnector;
+}
+
+/** The fetch rounds (one per mailbox at a time), the schedule and the IDLE watchers. */
+function wireIntake(w: Wiring, notifier: StoreNotifier) {
+  const { config, opts, logger, box, store, blobs, rawPacks, mailboxes, oauthTokens } = w;
+  const shutdown = new AbortController();
+  const lease = new MailboxLease(store, config.leaseSeconds);
+  const ctx: FetchContext = {
     store,
     blobs,
     rawPacks,
     lease,
     logger,
     connect: (settings, mailbox) => {
-      const connector = connect(settings, mailbox);
+      const connector = w.connect(settings, mailbox);
       return opts.wrapConnector ? opts.wrapConnector(connector, settings) : connector;
     },
     signal: shutdown.signal,
@@ -129,9 +182,9 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   };
   // Every round of this process goes through here (schedule, IDLE push, API, CLI): one per mailbox at a time
   const rounds = createRoundRunner({
-    ctx: fetchCtx,
+    ctx,
     load: async (name) => {
-      const row = await mailboxRepo.row(name);
+      const row = await mailboxes.row(name);
       return { mailbox: intakeMailbox(row), settings: settingsOf(box, row) };
     },
     logger,
@@ -140,21 +193,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   });
   const schedule = createIntakeSchedule({
     logger,
-    list: async () =>
-      (await mailboxRepo.rows()).map((r) => {
-        const s = storedSettings(r);
-        return {
-          id: r.id,
-          name: r.name,
-          enabled: r.enabled === 1,
-          protocol: r.protocol,
-          idle: s.idle ?? true,
-          intervalSeconds: s.intervalSeconds,
-          // the sealed secret is re-sealed (new nonce) on every update, so a changed password changes the key too
-          key: `${r.settings}\n${r.secrets}`,
-          settings: () => settingsOf(box, r),
-        };
-      }),
+    list: async () => (await mailboxes.rows()).map((r) => scheduledRow(box, r)),
     rounds,
     tokensFor: (id, settings) => {
       const who = mailboxOAuthOwner(id, settings);
@@ -162,17 +201,32 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     },
     ...(opts.onWatchState ? { onWatchState: opts.onWatchState } : {}),
   });
+  return { shutdown, lease, rounds, schedule };
+}
 
-  const services: Services = {
+/** Each feature's service, built with what it needs. */
+function wireServices(
+  w: Wiring,
+  more: {
+    redirectUrl: string;
+    smtp: SmtpSettings;
+    sender: OutboxSender;
+    lease: MailboxLease;
+    rounds: RoundRunner;
+  },
+): Services {
+  const { logger, box, store, blobs, rawPacks, mailboxes, oauthTokens, connect } = w;
+  const { redirectUrl, smtp, sender } = more;
+  return {
     ...createNotificationServices({ store, smtp, sender }),
     errorMails: createErrorMailsService({
       store,
       blobs,
       box,
-      lease,
+      lease: more.lease,
       logger,
       mailbox: async (name) => {
-        const row = await mailboxRepo.row(name);
+        const row = await mailboxes.row(name);
         return { id: row.id, name: row.name, settings: settingsOf(box, row) };
       },
       connect,
@@ -181,7 +235,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     oauth: createOAuthService({
       store,
       tokens: oauthTokens,
-      mailboxes: mailboxRepo,
+      mailboxes,
       box,
       smtp,
       redirectUrl,
@@ -191,7 +245,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     mailboxes: createMailboxesService({
       store,
       box,
-      repo: mailboxRepo,
+      repo: mailboxes,
       redirectUrl,
       tokens: oauthTokens,
       smtp,
@@ -200,64 +254,44 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     requests: createRequestsService({ store, blobs, rawPacks }),
     log: createIntakeLogService({ store, blobs, rawPacks }),
     systemLog: createSystemLogService({ store }),
-    fetch: {
-      once: async (q) => {
-        const names = q.mailbox
-          ? [(await mailboxRepo.row(q.mailbox)).name]
-          : (await mailboxRepo.rows()).filter((r) => r.enabled === 1).map((r) => r.name);
-        const out: FetchSummary[] = [];
-        // fresh: a caller asking mid-round may know of mail that round listed too early to see
-        for (const name of names) out.push(await rounds.run(name, { fresh: true }));
-        return out;
-      },
-    },
+    fetch: createFetchService({ mailboxes, rounds: more.rounds }),
     apiKeys: createApiKeysService({ store }),
   };
+}
 
-  // Leftovers of batches that never committed (blobs, packs, partial files): swept at start, then periodically
-  let closed = false;
+/** Leftovers of batches that never committed (blobs, packs, partial files): swept at start, then periodically. */
+function createSweeper(w: Wiring): { start(): void; stop(): Promise<void> } {
+  let stopped = false;
   let sweeping: Promise<void> = Promise.resolve();
-  let sweepTimer: NodeJS.Timeout | null = null;
+  let timer: NodeJS.Timeout | null = null;
   const sweep = () => {
+    // one sweep at a time: a slow disk never has two walking the same folders
     sweeping = sweeping.then(async () => {
-      if (closed) return;
+      if (stopped) return;
       try {
         const result = await sweepLeftovers({
-          store,
-          blobsDir: blobs.rootDir,
-          rawDir: rawPacks.rootDir,
-          graceMs: sweepGraceMs(config.leaseSeconds),
-          logger,
+          store: w.store,
+          blobsDir: w.blobs.rootDir,
+          rawDir: w.rawPacks.rootDir,
+          graceMs: sweepGraceMs(w.config.leaseSeconds),
+          logger: w.logger,
         });
-        opts.onSweep?.(result);
+        w.opts.onSweep?.(result);
       } catch (err) {
-        logger.error('sweep of leftovers failed', { error: String(err) });
+        w.logger.error('sweep of leftovers failed', { error: String(err) });
       }
     });
   };
-
   return {
-    config,
-    services,
-    startScheduler: () => {
-      schedule.start();
+    start: () => {
       sweep();
-      sweepTimer ??= setInterval(sweep, SWEEP_INTERVAL_MS);
-      sweepTimer.unref?.();
+      timer ??= setInterval(sweep, SWEEP_INTERVAL_MS);
+      timer.unref?.();
     },
-    watching: () => schedule.watching(),
-    close: async () => {
-      if (closed) return;
-      closed = true;
-      shutdown.abort();
-      await schedule.stop();
-      if (sweepTimer) clearInterval(sweepTimer);
+    stop: async () => {
+      stopped = true;
+      if (timer) clearInterval(timer);
       await sweeping;
-      await rounds.idle(); // rounds the API or CLI asked for, stopping between mails (shutdown is aborted)
-      // after the rounds: a notice their last commits recorded is still sent (or left for the next start)
-      await sender.stop();
-      await schedule.retired();
-      await store.close();
     },
   };
 }

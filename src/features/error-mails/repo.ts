@@ -91,3 +91,5 @@ export function createErrorMailRepo(store: Store) {
     },
   };
 }
+
+export type ErrorMailRepo = ReturnType<typeof createErrorMailRepo>;

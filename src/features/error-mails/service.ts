@@ -15,7 +15,7 @@ import { withTransaction } from '../../store/tx.js';
 import { assertMailboxExists } from '../requests/service.js';
 import type { ResealResult } from '../secret-key/service.js';
 import type { AttachmentView, ErrorMailView, MoveToInboxResult, Page } from '../views.js';
-import { createErrorMailRepo, type ErrorMailRow, storedReport } from './repo.js';
+import { createErrorMailRepo, type ErrorMailRepo, type ErrorMailRow, storedReport } from './repo.js';
 
 /** The error folder's operations in `Services` (services/index.ts). */
 export interface ErrorFolderServices {
@@ -97,74 +97,6 @@ export function createErrorMailsService(deps: ErrorMailsDeps): ErrorMailsService
     };
   };
 
-  /**
-   * The reference's "Move mails to inbox": every error mail of the mailbox still in the error folder goes back
-   * to the inbox (IMAP/Graph: moved on the server; POP3: its kept copy is taken in by the next round), and the
-   * rows are marked `moved-to-inbox`, which resets the count. Holds the fetch lease meanwhile, so no round
-   * moves a mail into the folder while it is being emptied. Rows whose mail is no longer in the folder are
-   * marked too (named in `notFound`): someone moved or deleted it, or an earlier attempt moved it and was cut
-   * short before marking.
-   */
-  const moveToInbox = async (name: string): Promise<MoveToInboxResult> => {
-    const mailbox = await deps.mailbox(name);
-    const { store, lease } = deps;
-    const hold = await lease.acquire(mailbox.id);
-    if (!hold) {
-      throw new MailintakeError('MAILBOX_BUSY', `mailbox "${name}" is being fetched right now; try again`);
-    }
-    try {
-      const open = await repo.openOf(mailbox.id);
-      const moved: number[] = [];
-      const notFound: number[] = [];
-      for (const r of open.filter((x) => x.location === 'kept-locally')) moved.push(r.id);
-      const onServer = open.filter((x) => x.location === 'server-folder');
-      if (onServer.length > 0) {
-        const connector = deps.connect(mailbox.settings, mailbox);
-        if (!connector.moveBack) {
-          throw new MailintakeError(
-            'INVALID_SETTINGS',
-            `mailbox "${name}" (${mailbox.settings.protocol}) cannot move mails back from its error folder`,
-          );
-        }
-        try {
-          await connector.open();
-          const byFolder = new Map<string, typeof onServer>();
-          for (const r of onServer) {
-            const folder = r.folder ?? '';
-            byFolder.set(folder, [...(byFolder.get(folder) ?? []), r]);
-          }
-          for (const [folder, rows] of byFolder) {
-            const wanted: WantedMail[] = rows.map((r) => ({
-              key: String(r.id),
-              identity: r.server_identity,
-              ...(r.size !== null && r.size !== undefined ? { size: Number(r.size) } : {}),
-              ...(r.raw_sha256 ? { sha256: r.raw_sha256 } : {}),
-            }));
-            const back = new Set(await connector.moveBack(folder, wanted));
-            for (const r of rows) (back.has(String(r.id)) ? moved : notFound).push(r.id);
-          }
-        } finally {
-          await connector.close();
-        }
-      }
-      const ids = [...moved, ...notFound];
-      await withTransaction(store, async (tx) => {
-        if (ids.length > 0) {
-          await repo.markMovedToInbox(tx, ids);
-        }
-        await systemLog(tx, {
-          level: 'info',
-          category: 'error-folder',
-          message: `mailbox ${name}: ${moved.length} error mails moved to the inbox${notFound.length ? `, ${notFound.length} no longer in the error folder` : ''}`,
-          details: { mailbox: name, change: 'moved-to-inbox', moved, notFound },
-        });
-      });
-      return { mailbox: name, moved, notFound, remaining: await repo.countOpen(mailbox.id) };
-    } finally {
-      await hold.release().catch(() => undefined);
-    }
-  };
-
   return {
     list: async (q) => {
       const window = page(q.limit, q.offset);
@@ -189,8 +121,80 @@ export function createErrorMailsService(deps: ErrorMailsDeps): ErrorMailsService
       return { errorMail: errorMailView(row), report };
     },
     raw,
-    moveToInbox,
+    moveToInbox: (name) => moveToInbox(deps, repo, name),
   };
+}
+
+/**
+ * The reference's "Move mails to inbox": every error mail of the mailbox still in the error folder goes back
+ * to the inbox (IMAP/Graph: moved on the server; POP3: its kept copy is taken in by the next round), and the
+ * rows are marked `moved-to-inbox`, which resets the count. Holds the fetch lease meanwhile, so no round
+ * moves a mail into the folder while it is being emptied. Rows whose mail is no longer in the folder are
+ * marked too (named in `notFound`): someone moved or deleted it, or an earlier attempt moved it and was cut
+ * short before marking.
+ */
+async function moveToInbox(
+  deps: ErrorMailsDeps,
+  repo: ErrorMailRepo,
+  name: string,
+): Promise<MoveToInboxResult> {
+  const mailbox = await deps.mailbox(name);
+  const { store, lease } = deps;
+  const hold = await lease.acquire(mailbox.id);
+  if (!hold) {
+    throw new MailintakeError('MAILBOX_BUSY', `mailbox "${name}" is being fetched right now; try again`);
+  }
+  try {
+    const open = await repo.openOf(mailbox.id);
+    const moved: number[] = [];
+    const notFound: number[] = [];
+    for (const r of open.filter((x) => x.location === 'kept-locally')) moved.push(r.id);
+    const onServer = open.filter((x) => x.location === 'server-folder');
+    if (onServer.length > 0) {
+      const connector = deps.connect(mailbox.settings, mailbox);
+      if (!connector.moveBack) {
+        throw new MailintakeError(
+          'INVALID_SETTINGS',
+          `mailbox "${name}" (${mailbox.settings.protocol}) cannot move mails back from its error folder`,
+        );
+      }
+      try {
+        await connector.open();
+        const byFolder = new Map<string, typeof onServer>();
+        for (const r of onServer) {
+          const folder = r.folder ?? '';
+          byFolder.set(folder, [...(byFolder.get(folder) ?? []), r]);
+        }
+        for (const [folder, rows] of byFolder) {
+          const wanted: WantedMail[] = rows.map((r) => ({
+            key: String(r.id),
+            identity: r.server_identity,
+            ...(r.size !== null && r.size !== undefined ? { size: Number(r.size) } : {}),
+            ...(r.raw_sha256 ? { sha256: r.raw_sha256 } : {}),
+          }));
+          const back = new Set(await connector.moveBack(folder, wanted));
+          for (const r of rows) (back.has(String(r.id)) ? moved : notFound).push(r.id);
+        }
+      } finally {
+        await connector.close();
+      }
+    }
+    const ids = [...moved, ...notFound];
+    await withTransaction(store, async (tx) => {
+      if (ids.length > 0) {
+        await repo.markMovedToInbox(tx, ids);
+      }
+      await systemLog(tx, {
+        level: 'info',
+        category: 'error-folder',
+        message: `mailbox ${name}: ${moved.length} error mails moved to the inbox${notFound.length ? `, ${notFound.length} no longer in the error folder` : ''}`,
+        details: { mailbox: name, change: 'moved-to-inbox', moved, notFound },
+      });
+    });
+    return { mailbox: name, moved, notFound, remaining: await repo.countOpen(mailbox.id) };
+  } finally {
+    await hold.release().catch(() => undefined);
+  }
 }
 
 function errorMailView(r: ErrorMailRow): ErrorMailView {

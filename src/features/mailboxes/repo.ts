@@ -2,6 +2,7 @@ import type { Selectable } from 'kysely';
 import { z } from 'zod';
 import type { MailboxAuth, MailboxOAuth, MailboxSettings } from '../../connectors/settings.js';
 import type { IntakeMailbox } from '../../intake/commit-mail.js';
+import type { ScheduledRow } from '../../intake/watchers.js';
 import { MailintakeError } from '../../kernel/errors.js';
 import type { SecretBox } from '../../kernel/secret-box.js';
 import { resolveAttachmentPolicy } from '../../mail/attachment-checks.js';
@@ -92,6 +93,22 @@ export function intakeMailbox(row: MailboxRow): IntakeMailbox {
     headerThreading: row.header_threading === 1,
     enabled: row.enabled === 1,
     attachmentPolicy: resolveAttachmentPolicy(storedAttachmentPolicy(row.attachment_policy, row.portal_id)),
+  };
+}
+
+/** The mailbox as the schedule and the IDLE watchers see it at each tick. */
+export function scheduledRow(box: SecretBox, row: MailboxRow): ScheduledRow {
+  const s = storedSettings(row);
+  return {
+    id: row.id,
+    name: row.name,
+    enabled: row.enabled === 1,
+    protocol: row.protocol,
+    idle: s.idle ?? true,
+    intervalSeconds: s.intervalSeconds,
+    // the sealed secret is re-sealed (new nonce) on every update, so a changed password changes the key too
+    key: `${row.settings}\n${row.secrets}`,
+    settings: () => settingsOf(box, row),
   };
 }
 

@@ -31,232 +31,242 @@ export interface MailboxesDeps {
 
 /** Mailbox rows ⇄ settings: the password lives sealed in `secrets`, everything else in `settings`. */
 export function createMailboxesService(deps: MailboxesDeps): MailboxesService {
-  const { store, box, repo } = deps;
-
-  /** An OAuth mailbox's view with its token state and the warnings about its app registration. */
-  const withTokenState = async (view: MailboxView, row: MailboxRow): Promise<MailboxView> => {
-    if (!view.oauth) return view;
-    const s = settingsOf(box, row);
-    const who = mailboxOAuthOwner(row.id, s);
-    if (!who) return view;
-    const warnings: string[] = [];
-    const out = await deps.smtp.oauth();
-    if (
-      s.protocol === 'graph' &&
-      out &&
-      out.oauth.clientId === who.oauth.clientId &&
-      s.emailAddress.some((a) => a.toLowerCase() === out.username.toLowerCase())
-    ) {
-      warnings.push(
-        `The outgoing SMTP server uses the same app (client ID ${who.oauth.clientId}) and mailbox (${out.username}): Microsoft throttles per app and mailbox, so fetching and sending share one limit. Register a second app for outgoing mail.`,
-      );
-    }
-    return { ...view, oauth: { ...view.oauth, tokens: await deps.tokens.view(who), warnings } };
-  };
-  const shown = (row: MailboxRow) => withTokenState(mailboxView(row, deps.redirectUrl), row);
-
-  /**
-   * Validates everything a person can get wrong, naming each field, before anything is stored, in one pass:
-   * the portal and caFile are checked even when other fields are bad, so a file is fixed in one round
-   * (they used to show up only once everything else was right).
-   */
-  const validate = async (input: unknown): Promise<{ settings: MailboxSettings; portalId: number }> => {
-    const { settings, fields } = checkMailboxInput(input);
-    const problems: FieldProblem[] = [...fields];
-    const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
-    const named = (field: string) => problems.some((f) => f.field === field);
-    // what the admin wrote, when the schema could not give it (another field was bad)
-    const portalName =
-      settings?.portal ??
-      (raw.portal === undefined ? 'default' : typeof raw.portal === 'string' ? raw.portal.trim() : '');
-    let portalId: number | undefined;
-    if (portalName && !named('portal')) {
-      portalId = await repo.portalId(portalName);
-      if (portalId === undefined)
-        problems.push({
-          field: 'portal',
-          message: `no portal named "${portalName}" (see: mailintake portal list)`,
-        });
-    }
-    const caFile = settings ? settings.caFile : typeof raw.caFile === 'string' ? raw.caFile : undefined;
-    if (caFile && !named('caFile')) {
-      try {
-        fs.accessSync(caFile, fs.constants.R_OK);
-      } catch (err) {
-        const why =
-          (err as NodeJS.ErrnoException).code === 'ENOENT'
-            ? 'there is no such file'
-            : 'it cannot be read by Mailintake';
-        problems.push({ field: 'caFile', message: `${why}: ${caFile}` });
-      }
-    }
-    if (!settings || problems.length > 0 || portalId === undefined) {
-      throw invalidSettings('mailbox settings', problems);
-    }
-    return { settings, portalId };
-  };
-
-  const assertNameFree = async (name: string): Promise<void> => {
-    if (await repo.nameTaken(name))
-      throw new MailintakeError('CONFLICT', `a mailbox named "${name}" exists already`);
-  };
-
-  const insert = async (input: unknown): Promise<MailboxRow> => {
-    const { settings, portalId } = await validate(input);
-    await assertNameFree(settings.name);
-    await withTransaction(store, async (tx) => {
-      await repo.insert(
-        tx,
-        mailboxColumns(box, settings, portalId),
-        settings.enabled ? null : 'admin',
-        nowIso(),
-      );
-      await systemLog(tx, {
-        level: 'info',
-        category: 'settings-changed',
-        message: `mailbox ${settings.name} added`,
-        details: { mailbox: settings.name, change: 'added', protocol: settings.protocol },
-      });
-    });
-    return repo.row(settings.name);
-  };
-
-  /**
-   * Replaces a mailbox's settings. While a fetch of it is running (its lease is held, here or in another
-   * process) the save needs `pauseFetching`, as the reference asks: without it FETCH_RUNNING (409); with it
-   * the mailbox is disabled in the same transaction as the save (the running round stops at its next batch,
-   * see fetch-mailbox.ts) and stays disabled until an admin enables it. `enabled` left out keeps the state.
-   */
-  const replace = async (
-    name: string,
-    input: unknown,
-    opts: { pauseFetching?: boolean } = {},
-  ): Promise<MailboxRow> => {
-    const current = await repo.row(name);
-    const fetching = current.lease_owner !== null && (current.lease_until ?? '') > nowIso();
-    if (fetching && !opts.pauseFetching) {
-      throw new MailintakeError(
-        'FETCH_RUNNING',
-        `mailbox "${name}" is being fetched right now; pause fetching to save (it then stays paused until you enable it)`,
-      );
-    }
-    const enabledGiven =
-      typeof input === 'object' && input !== null && (input as Record<string, unknown>).enabled !== undefined;
-    const before = settingsOf(box, current);
-    const { settings, portalId } = await validate(keepingSecrets(input, before, current.protocol, name));
-    if (settings.name !== name) await assertNameFree(settings.name);
-    let enabled = enabledGiven ? settings.enabled : current.enabled === 1;
-    let reason = enabledGiven ? (settings.enabled ? null : 'admin') : current.disabled_reason;
-    if (fetching) {
-      enabled = false;
-      reason = 'settings-changed';
-    }
-    const changes = settingChanges(current, before, settings, portalId);
-    // Tokens belong to the client, token URL, scope and account they were issued for: another one needs a new
-    // consent (kept when only other settings change).
-    const tokensStale = oauthBinding(before) !== oauthBinding(settings);
-    await withTransaction(store, async (tx) => {
-      if (tokensStale && (await OAuthTokens.forget(tx, mailboxOwnerId(current.id)))) {
-        await systemLog(tx, {
-          level: 'warn',
-          category: 'oauth',
-          message: `mailbox ${name}: OAuth settings changed; its tokens were discarded, authorize it again`,
-          details: { mailbox: name },
-        });
-      }
-      await repo.update(
-        tx,
-        current.id,
-        mailboxColumns(box, settings, portalId),
-        enabled,
-        enabled ? null : reason,
-      );
-      await systemLog(tx, {
-        level: 'info',
-        category: 'settings-changed',
-        message: fetching
-          ? `mailbox ${name} saved with fetching paused; it stays paused until enabled`
-          : `mailbox ${name} updated`,
-        details: {
-          mailbox: name,
-          change: 'updated',
-          ...(settings.name !== name ? { renamedTo: settings.name } : {}),
-          fields: changes,
-          ...(fetching ? { paused: true } : {}),
-        },
-      });
-    });
-    return repo.row(settings.name);
-  };
-
-  /** Enabling resumes a mailbox whatever stopped it (admin, paused settings, the error-folder limit). */
-  const setEnabled = async (name: string, enabled: boolean): Promise<MailboxRow> => {
-    const row = await repo.row(name);
-    await withTransaction(store, async (tx) => {
-      await repo.setEnabled(tx, row.id, enabled);
-      await systemLog(tx, {
-        level: 'info',
-        category: 'settings-changed',
-        message: `mailbox ${name} ${enabled ? 'enabled' : 'disabled'}`,
-        details: {
-          mailbox: name,
-          change: enabled ? 'enabled' : 'disabled',
-          // resuming a mailbox the error folder stopped or a settings change paused says what it resumed from
-          ...(enabled && row.disabled_reason ? { resumedFrom: row.disabled_reason } : {}),
-        },
-      });
-    });
-    return repo.row(name);
-  };
-
-  /**
-   * Removes a mailbox. Its row stays as a tombstone, renamed "<name> (removed #<id>)" (a space and brackets
-   * no mailbox name can have, so the name is free again and never collides), disabled, with its secrets and
-   * OAuth tokens wiped. Why not DELETE: requests, conversations, the intake log (the proof of what was taken
-   * in, and the raw mails), dropped attachments, error mails and notifications all point at the mailbox; they
-   * are the help desk's history and must outlive it. Deleting would either break those references (the
-   * foreign key failure a removal used to end in) or lose them. Keeping the id also means a mailbox added
-   * later never inherits this one's intake log (which would skip its mails as "already taken in").
-   * Refused with FETCH_RUNNING while a round holds the lease: the round would go on with the wiped secrets.
-   * Returns the name its history is kept under.
-   */
-  const remove = async (name: string): Promise<string> => {
-    const row = await repo.row(name);
-    const keptAs = `${name} (removed #${row.id})`;
-    await withTransaction(store, async (tx) => {
-      if (!(await repo.tombstone(tx, row.id, keptAs, box.seal(JSON.stringify({ password: '' }))))) {
-        // removed meanwhile by another admin: the outcome they wanted, said as it is
-        if (await repo.removedAt(tx, row.id))
-          throw new MailintakeError('NOT_FOUND', `no mailbox named "${name}" (it was just removed)`);
-        throw new MailintakeError(
-          'FETCH_RUNNING',
-          `mailbox "${name}" is being fetched right now; disable it, and remove it once the round has ended`,
-        );
-      }
-      await OAuthTokens.forget(tx, mailboxOwnerId(row.id));
-      await systemLog(tx, {
-        level: 'info',
-        category: 'settings-changed',
-        message: `mailbox ${name} removed; its requests and history are kept under "${keptAs}"`,
-        details: { mailbox: name, change: 'removed', keptAs },
-      });
-    });
-    return keptAs;
-  };
-
+  const { box, repo } = deps;
+  const shown = (row: MailboxRow) => withTokenState(deps, mailboxView(row, deps.redirectUrl), row);
   return {
     list: async () => Promise.all((await repo.rows()).map(shown)),
     get: async (name) => shown(await repo.row(name)),
-    add: async (input) => shown(await insert(input)),
-    update: async (name, input, o) => shown(await replace(name, input, o)),
-    setEnabled: async (name, enabled) => mailboxView(await setEnabled(name, enabled), deps.redirectUrl),
-    remove,
+    add: async (input) => shown(await insert(deps, input)),
+    update: async (name, input, o) => shown(await replace(deps, name, input, o)),
+    setEnabled: async (name, enabled) => mailboxView(await setEnabled(deps, name, enabled), deps.redirectUrl),
+    remove: (name) => remove(deps, name),
     test: async (name) => {
       const row = await repo.row(name);
       const settings = settingsOf(box, row);
       return testConnection(settings, () => deps.connect(settings, row));
     },
   };
+}
+
+/** An OAuth mailbox's view with its token state and the warnings about its app registration. */
+async function withTokenState(deps: MailboxesDeps, view: MailboxView, row: MailboxRow): Promise<MailboxView> {
+  const { box } = deps;
+  if (!view.oauth) return view;
+  const s = settingsOf(box, row);
+  const who = mailboxOAuthOwner(row.id, s);
+  if (!who) return view;
+  const warnings: string[] = [];
+  const out = await deps.smtp.oauth();
+  if (
+    s.protocol === 'graph' &&
+    out &&
+    out.oauth.clientId === who.oauth.clientId &&
+    s.emailAddress.some((a) => a.toLowerCase() === out.username.toLowerCase())
+  ) {
+    warnings.push(
+      `The outgoing SMTP server uses the same app (client ID ${who.oauth.clientId}) and mailbox (${out.username}): Microsoft throttles per app and mailbox, so fetching and sending share one limit. Register a second app for outgoing mail.`,
+    );
+  }
+  return { ...view, oauth: { ...view.oauth, tokens: await deps.tokens.view(who), warnings } };
+}
+
+/**
+ * Validates everything a person can get wrong, naming each field, before anything is stored, in one pass:
+ * the portal and caFile are checked even when other fields are bad, so a file is fixed in one round
+ * (they used to show up only once everything else was right).
+ */
+async function validate(
+  deps: MailboxesDeps,
+  input: unknown,
+): Promise<{ settings: MailboxSettings; portalId: number }> {
+  const { repo } = deps;
+  const { settings, fields } = checkMailboxInput(input);
+  const problems: FieldProblem[] = [...fields];
+  const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
+  const named = (field: string) => problems.some((f) => f.field === field);
+  // what the admin wrote, when the schema could not give it (another field was bad)
+  const portalName =
+    settings?.portal ??
+    (raw.portal === undefined ? 'default' : typeof raw.portal === 'string' ? raw.portal.trim() : '');
+  let portalId: number | undefined;
+  if (portalName && !named('portal')) {
+    portalId = await repo.portalId(portalName);
+    if (portalId === undefined)
+      problems.push({
+        field: 'portal',
+        message: `no portal named "${portalName}" (see: mailintake portal list)`,
+      });
+  }
+  const caFile = settings ? settings.caFile : typeof raw.caFile === 'string' ? raw.caFile : undefined;
+  if (caFile && !named('caFile')) {
+    try {
+      fs.accessSync(caFile, fs.constants.R_OK);
+    } catch (err) {
+      const why =
+        (err as NodeJS.ErrnoException).code === 'ENOENT'
+          ? 'there is no such file'
+          : 'it cannot be read by Mailintake';
+      problems.push({ field: 'caFile', message: `${why}: ${caFile}` });
+    }
+  }
+  if (!settings || problems.length > 0 || portalId === undefined) {
+    throw invalidSettings('mailbox settings', problems);
+  }
+  return { settings, portalId };
+}
+
+async function assertNameFree(deps: MailboxesDeps, name: string): Promise<void> {
+  const { repo } = deps;
+  if (await repo.nameTaken(name))
+    throw new MailintakeError('CONFLICT', `a mailbox named "${name}" exists already`);
+}
+
+async function insert(deps: MailboxesDeps, input: unknown): Promise<MailboxRow> {
+  const { store, box, repo } = deps;
+  const { settings, portalId } = await validate(deps, input);
+  await assertNameFree(deps, settings.name);
+  await withTransaction(store, async (tx) => {
+    await repo.insert(
+      tx,
+      mailboxColumns(box, settings, portalId),
+      settings.enabled ? null : 'admin',
+      nowIso(),
+    );
+    await systemLog(tx, {
+      level: 'info',
+      category: 'settings-changed',
+      message: `mailbox ${settings.name} added`,
+      details: { mailbox: settings.name, change: 'added', protocol: settings.protocol },
+    });
+  });
+  return repo.row(settings.name);
+}
+
+/**
+ * Replaces a mailbox's settings. While a fetch of it is running (its lease is held, here or in another
+ * process) the save needs `pauseFetching`, as the reference asks: without it FETCH_RUNNING (409); with it
+ * the mailbox is disabled in the same transaction as the save (the running round stops at its next batch,
+ * see fetch-mailbox.ts) and stays disabled until an admin enables it. `enabled` left out keeps the state.
+ */
+async function replace(
+  deps: MailboxesDeps,
+  name: string,
+  input: unknown,
+  opts: { pauseFetching?: boolean } = {},
+): Promise<MailboxRow> {
+  const { store, box, repo } = deps;
+  const current = await repo.row(name);
+  const fetching = current.lease_owner !== null && (current.lease_until ?? '') > nowIso();
+  if (fetching && !opts.pauseFetching) {
+    throw new MailintakeError(
+      'FETCH_RUNNING',
+      `mailbox "${name}" is being fetched right now; pause fetching to save (it then stays paused until you enable it)`,
+    );
+  }
+  const enabledGiven =
+    typeof input === 'object' && input !== null && (input as Record<string, unknown>).enabled !== undefined;
+  const before = settingsOf(box, current);
+  const { settings, portalId } = await validate(deps, keepingSecrets(input, before, current.protocol, name));
+  if (settings.name !== name) await assertNameFree(deps, settings.name);
+  let enabled = enabledGiven ? settings.enabled : current.enabled === 1;
+  let reason = enabledGiven ? (settings.enabled ? null : 'admin') : current.disabled_reason;
+  if (fetching) {
+    enabled = false;
+    reason = 'settings-changed';
+  }
+  const changes = settingChanges(current, before, settings, portalId);
+  // Tokens belong to the client, token URL, scope and account they were issued for: another one needs a new
+  // consent (kept when only other settings change).
+  const tokensStale = oauthBinding(before) !== oauthBinding(settings);
+  await withTransaction(store, async (tx) => {
+    if (tokensStale && (await OAuthTokens.forget(tx, mailboxOwnerId(current.id)))) {
+      await systemLog(tx, {
+        level: 'warn',
+        category: 'oauth',
+        message: `mailbox ${name}: OAuth settings changed; its tokens were discarded, authorize it again`,
+        details: { mailbox: name },
+      });
+    }
+    await repo.update(
+      tx,
+      current.id,
+      mailboxColumns(box, settings, portalId),
+      enabled,
+      enabled ? null : reason,
+    );
+    await systemLog(tx, {
+      level: 'info',
+      category: 'settings-changed',
+      message: fetching
+        ? `mailbox ${name} saved with fetching paused; it stays paused until enabled`
+        : `mailbox ${name} updated`,
+      details: {
+        mailbox: name,
+        change: 'updated',
+        ...(settings.name !== name ? { renamedTo: settings.name } : {}),
+        fields: changes,
+        ...(fetching ? { paused: true } : {}),
+      },
+    });
+  });
+  return repo.row(settings.name);
+}
+
+/** Enabling resumes a mailbox whatever stopped it (admin, paused settings, the error-folder limit). */
+async function setEnabled(deps: MailboxesDeps, name: string, enabled: boolean): Promise<MailboxRow> {
+  const { store, repo } = deps;
+  const row = await repo.row(name);
+  await withTransaction(store, async (tx) => {
+    await repo.setEnabled(tx, row.id, enabled);
+    await systemLog(tx, {
+      level: 'info',
+      category: 'settings-changed',
+      message: `mailbox ${name} ${enabled ? 'enabled' : 'disabled'}`,
+      details: {
+        mailbox: name,
+        change: enabled ? 'enabled' : 'disabled',
+        // resuming a mailbox the error folder stopped or a settings change paused says what it resumed from
+        ...(enabled && row.disabled_reason ? { resumedFrom: row.disabled_reason } : {}),
+      },
+    });
+  });
+  return repo.row(name);
+}
+
+/**
+ * Removes a mailbox. Its row stays as a tombstone, renamed "<name> (removed #<id>)" (a space and brackets
+ * no mailbox name can have, so the name is free again and never collides), disabled, with its secrets and
+ * OAuth tokens wiped. Why not DELETE: requests, conversations, the intake log (the proof of what was taken
+ * in, and the raw mails), dropped attachments, error mails and notifications all point at the mailbox; they
+ * are the help desk's history and must outlive it. Deleting would either break those references (the
+ * foreign key failure a removal used to end in) or lose them. Keeping the id also means a mailbox added
+ * later never inherits this one's intake log (which would skip its mails as "already taken in").
+ * Refused with FETCH_RUNNING while a round holds the lease: the round would go on with the wiped secrets.
+ * Returns the name its history is kept under.
+ */
+async function remove(deps: MailboxesDeps, name: string): Promise<string> {
+  const { store, box, repo } = deps;
+  const row = await repo.row(name);
+  const keptAs = `${name} (removed #${row.id})`;
+  await withTransaction(store, async (tx) => {
+    if (!(await repo.tombstone(tx, row.id, keptAs, box.seal(JSON.stringify({ password: '' }))))) {
+      // removed meanwhile by another admin: the outcome they wanted, said as it is
+      if (await repo.removedAt(tx, row.id))
+        throw new MailintakeError('NOT_FOUND', `no mailbox named "${name}" (it was just removed)`);
+      throw new MailintakeError(
+        'FETCH_RUNNING',
+        `mailbox "${name}" is being fetched right now; disable it, and remove it once the round has ended`,
+      );
+    }
+    await OAuthTokens.forget(tx, mailboxOwnerId(row.id));
+    await systemLog(tx, {
+      level: 'info',
+      category: 'settings-changed',
+      message: `mailbox ${name} removed; its requests and history are kept under "${keptAs}"`,
+      details: { mailbox: name, change: 'removed', keptAs },
+    });
+  });
+  return keptAs;
 }
 
 /**
