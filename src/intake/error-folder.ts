@@ -18,6 +18,7 @@ import type { BlobStore } from '../store/blobs/blob-store.js';
 import type { RawPacks } from '../store/blobs/raw-packs.js';
 import type { Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
+import { storedStrings } from '../store/stored-json.js';
 import { systemLog } from '../store/system-log.js';
 import { withTransaction } from '../store/tx.js';
 import type { IntakeMailbox } from './commit-mail.js';
@@ -229,7 +230,8 @@ export class ErrorFolder implements ErrorRoute {
       f.error ??
       new MailintakeError(
         (intake?.error_code ?? 'INTERNAL') as ErrorCode,
-        (JSON.parse(intake?.reasons ?? '[]') as string[])[0] ?? 'failed in an earlier round',
+        storedStrings(intake?.reasons ?? '[]', { table: 'intake_log', column: 'reasons' })[0] ??
+          'failed in an earlier round',
       );
     const folders = c.connector.traits.folders;
     const folder = folders ? (c.settings.errorFolder ?? DEFAULT_ERROR_FOLDER) : null;

@@ -4,6 +4,7 @@ import { failpoint } from '../kernel/failpoints.js';
 import type { Logger } from '../kernel/logger.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { MailOutboxTable } from '../store/schema.js';
+import { storedStrings } from '../store/stored-json.js';
 import type { SmtpConfig } from './smtp-settings.js';
 import { isPermanentRefusal, openSmtpTransport, type SmtpTransport } from './smtp-transport.js';
 
@@ -207,7 +208,7 @@ export class OutboxSender {
     let result: Awaited<ReturnType<SmtpTransport['send']>>;
     try {
       result = await transport.send({
-        to: JSON.parse(row.recipients) as string[],
+        to: storedStrings(row.recipients, { table: 'mail_outbox', column: 'recipients', id: row.id }),
         subject: row.subject,
         text: row.body,
         messageId: `<mailintake-outbox-${row.id}-${Date.parse(row.created_at)}@mailintake.invalid>`,
@@ -318,7 +319,7 @@ export function outboxView(r: Selectable<MailOutboxTable>): OutboxMailView {
   return {
     id: r.id,
     event: r.event,
-    recipients: JSON.parse(r.recipients) as string[],
+    recipients: storedStrings(r.recipients, { table: 'mail_outbox', column: 'recipients', id: r.id }),
     subject: r.subject,
     createdAt: r.created_at,
     attempts: r.attempts,

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { MailintakeError } from '../kernel/errors.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { NotificationRuleTable } from '../store/schema.js';
+import { storedStrings } from '../store/stored-json.js';
 import { systemLog } from '../store/system-log.js';
 import { type Tx, withTransaction } from '../store/tx.js';
 import { NOTIFICATION_EVENTS, type NotificationEvent } from './notifier.js';
@@ -68,7 +69,9 @@ export async function recipientsFor(
       ? q.where('portal_id', 'is', null)
       : q.where((eb) => eb.or([eb('portal_id', 'is', null), eb('portal_id', '=', portalId)]));
   const rows = await q.orderBy('id').execute();
-  return uniqueAddresses(rows.flatMap((r) => JSON.parse(r.recipients) as string[]));
+  return uniqueAddresses(
+    rows.flatMap((r) => storedStrings(r.recipients, { table: 'notification_rules', column: 'recipients' })),
+  );
 }
 
 type RuleRow = Selectable<NotificationRuleTable> & { portal_name: string | null };
@@ -185,7 +188,7 @@ function view(r: RuleRow): NotificationRuleView {
     id: r.id,
     event: r.event as NotificationEvent,
     portal: r.portal_name,
-    recipients: JSON.parse(r.recipients) as string[],
+    recipients: storedStrings(r.recipients, { table: 'notification_rules', column: 'recipients', id: r.id }),
     enabled: r.enabled === 1,
     createdAt: r.created_at,
     updatedAt: r.updated_at,

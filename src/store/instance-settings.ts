@@ -1,4 +1,6 @@
+import { z } from 'zod';
 import { nowIso } from './db.js';
+import { parseStored } from './stored-json.js';
 import type { Tx } from './tx.js';
 
 /**
@@ -16,7 +18,10 @@ export async function readSetting(tx: Tx, key: InstanceSettingKey): Promise<unkn
     .select('value')
     .where('key', '=', key)
     .executeTakeFirst();
-  return row ? (JSON.parse(row.value) as unknown) : undefined;
+  // the feature that owns the key checks the shape (notify/smtp-settings.ts, notify/alert-settings.ts)
+  return row
+    ? parseStored(z.unknown(), row.value, { table: 'instance_settings', column: 'value', id: key })
+    : undefined;
 }
 
 export async function writeSetting(tx: Tx, key: InstanceSettingKey, value: unknown): Promise<void> {

@@ -1,447 +1,381 @@
 import fs from 'node:fs';
-import type { Selectable } from 'kysely';
-import {
-  checkMailboxInput,
-  DEFAULT_ERROR_FOLDER,
-  type MailboxOAuth,
-  type MailboxSettings,
-} from '../../connectors/settings.js';
+import type { SamplingConnector } from '../../connectors/factory.js';
+import { checkMailboxInput, DEFAULT_ERROR_FOLDER, type MailboxSettings } from '../../connectors/settings.js';
 import { MailintakeError } from '../../kernel/errors.js';
 import { type FieldProblem, invalidSettings } from '../../kernel/plain-issues.js';
 import type { SecretBox } from '../../kernel/secret-box.js';
+import type { SmtpSettings } from '../../notify/smtp-settings.js';
 import { nowIso, type Store } from '../../store/db.js';
-import type { MailboxTable } from '../../store/schema.js';
 import { systemLog } from '../../store/system-log.js';
 import { withTransaction } from '../../store/tx.js';
-import { OAuthTokens } from '../oauth/tokens.js';
+import { mailboxOAuthOwner, mailboxOwnerId, OAuthTokens } from '../oauth/tokens.js';
+import type { Services } from '../services.js';
+import { type MailboxRepo, type MailboxRow, mailboxColumns, settingsOf, storedSettings } from './repo.js';
+import { testConnection } from './test-connection.js';
 import type { MailboxStatus, MailboxView } from './views.js';
 
-type MailboxRow = Selectable<MailboxTable> & {
-  portal_name: string;
-  header_threading: number;
-  attachment_policy: string;
-  /** Its error mails not moved back to the inbox (the reference's "total number of mails in error folder"). */
-  error_mails_open: number | string | null;
-};
+export type MailboxesService = Services['mailboxes'];
+
+export interface MailboxesDeps {
+  store: Store;
+  box: SecretBox;
+  repo: MailboxRepo;
+  /** The OAuth redirect URL shown with each OAuth mailbox (to register at the provider). */
+  redirectUrl: string;
+  tokens: OAuthTokens;
+  /** The outgoing server's OAuth settings: an OAuth mailbox's view warns when both share one app and mailbox. */
+  smtp: Pick<SmtpSettings, 'oauth'>;
+  /** The mailbox's connector (OAuth mailboxes get their token source there). */
+  connect(settings: MailboxSettings, mailbox: { id: number; name: string }): SamplingConnector;
+}
 
 /** Mailbox rows ⇄ settings: the password lives sealed in `secrets`, everything else in `settings`. */
-export class MailboxRepo {
-  constructor(
-    private readonly store: Store,
-    private readonly box: SecretBox,
-    /** The OAuth redirect URL shown with each OAuth mailbox (to register at the provider). */
-    private readonly redirectUrl = '',
-  ) {}
+export function createMailboxesService(deps: MailboxesDeps): MailboxesService {
+  const { box, repo } = deps;
+  const shown = (row: MailboxRow) => withTokenState(deps, mailboxView(row, deps.redirectUrl), row);
+  return {
+    list: async () => Promise.all((await repo.rows()).map(shown)),
+    get: async (name) => shown(await repo.row(name)),
+    add: async (input) => shown(await insert(deps, input)),
+    update: async (name, input, o) => shown(await replace(deps, name, input, o)),
+    setEnabled: async (name, enabled) => mailboxView(await setEnabled(deps, name, enabled), deps.redirectUrl),
+    remove: (name) => remove(deps, name),
+    test: async (name) => {
+      const row = await repo.row(name);
+      const settings = settingsOf(box, row);
+      return testConnection(settings, () => deps.connect(settings, row));
+    },
+  };
+}
 
-  private select() {
-    return this.store.db
-      .selectFrom('mailboxes')
-      .innerJoin('portals', 'portals.id', 'mailboxes.portal_id')
-      .selectAll('mailboxes')
-      .select(['portals.name as portal_name', 'portals.header_threading', 'portals.attachment_policy'])
-      .select((eb) =>
-        eb
-          .selectFrom('error_mails')
-          .select((e) => e.fn.countAll<number>().as('n'))
-          .whereRef('error_mails.mailbox_id', '=', 'mailboxes.id')
-          .where('error_mails.status', '=', 'in-error-folder')
-          .as('error_mails_open'),
-      )
-      .where('mailboxes.removed_at', 'is', null);
+/** An OAuth mailbox's view with its token state and the warnings about its app registration. */
+async function withTokenState(deps: MailboxesDeps, view: MailboxView, row: MailboxRow): Promise<MailboxView> {
+  const { box } = deps;
+  if (!view.oauth) return view;
+  const s = settingsOf(box, row);
+  const who = mailboxOAuthOwner(row.id, s);
+  if (!who) return view;
+  const warnings: string[] = [];
+  const out = await deps.smtp.oauth();
+  if (
+    s.protocol === 'graph' &&
+    out &&
+    out.oauth.clientId === who.oauth.clientId &&
+    s.emailAddress.some((a) => a.toLowerCase() === out.username.toLowerCase())
+  ) {
+    warnings.push(
+      `The outgoing SMTP server uses the same app (client ID ${who.oauth.clientId}) and mailbox (${out.username}): Microsoft throttles per app and mailbox, so fetching and sending share one limit. Register a second app for outgoing mail.`,
+    );
   }
+  return { ...view, oauth: { ...view.oauth, tokens: await deps.tokens.view(who), warnings } };
+}
 
-  async rows(): Promise<MailboxRow[]> {
-    return this.select().orderBy('mailboxes.name').execute();
-  }
-
-  async row(name: string): Promise<MailboxRow> {
-    const row = await this.select().where('mailboxes.name', '=', name).executeTakeFirst();
-    if (!row) throw new MailintakeError('NOT_FOUND', `no mailbox named "${name}"`);
-    return row;
-  }
-
-  settingsOf(row: MailboxRow): MailboxSettings {
-    const secrets = JSON.parse(this.box.open(row.secrets)) as {
-      password: string;
-      accessToken?: string;
-      oauthClientSecret?: string;
-    };
-    const stored = JSON.parse(row.settings) as Omit<MailboxSettings, 'password' | 'oauth'> & {
-      oauth?: Omit<MailboxOAuth, 'clientSecret'>;
-    };
-    const { oauth, ...rest } = stored;
-    return {
-      ...rest,
-      // rows saved before OAuth existed have no `auth`: Graph used its token, everything else a password
-      auth: stored.auth ?? (stored.protocol === 'graph' ? 'token' : 'password'),
-      password: secrets.password,
-      ...(secrets.accessToken !== undefined ? { accessToken: secrets.accessToken } : {}),
-      ...(oauth ? { oauth: { ...oauth, clientSecret: secrets.oauthClientSecret ?? '' } } : {}),
-    };
-  }
-
-  /** Whose OAuth tokens a mailbox uses (kept by id: a rename keeps them). */
-  static oauthOwner(id: number): string {
-    return `mailbox:${id}`;
-  }
-
-  view(row: MailboxRow, fetching = false): MailboxView {
-    const s = JSON.parse(row.settings) as Omit<MailboxSettings, 'password' | 'oauth'> & {
-      oauth?: Omit<MailboxOAuth, 'clientSecret'>;
-    };
-    return {
-      id: row.id,
-      name: row.name,
-      portal: row.portal_name,
-      protocol: row.protocol,
-      // Graph and EWS have no host to show: the endpoint URL (Graph Endpoint, Connect URL) is their "server"
-      server:
-        s.protocol === 'graph' && s.graphEndpoint
-          ? s.graphEndpoint
-          : s.protocol === 'ews' && s.connectUrl
-            ? s.connectUrl
-            : s.server,
-      port: s.port,
-      username: s.username,
-      auth: s.auth ?? (s.protocol === 'graph' ? 'token' : 'password'),
-      // the password, or Graph's static token: a secret the admin set (OAuth's are in `oauth`)
-      passwordSet: (s.auth ?? 'password') !== 'oauth2',
-      oauth: s.oauth
-        ? {
-            provider: s.oauth.provider,
-            flow: s.oauth.flow,
-            tenant: s.oauth.tenant ?? null,
-            clientId: s.oauth.clientId,
-            // the secret is required by validation, so a stored OAuth mailbox always has one
-            clientSecretSet: true,
-            authorizationUrl: s.oauth.authorizationUrl || null,
-            tokenUrl: s.oauth.tokenUrl,
-            scope: s.oauth.scope,
-            issuer: s.oauth.issuer,
-            redirectUrl: this.redirectUrl,
-            tokens: null,
-            warnings: [],
-          }
-        : null,
-      emailAddress: s.emailAddress,
-      starttls: s.starttls,
-      caFile: s.caFile ?? null,
-      folder: s.folder,
-      afterFetch: s.afterFetch,
-      moveToFolder: s.moveToFolder ?? null,
-      intervalSeconds: s.intervalSeconds,
-      // mailboxes stored before the setting existed have none: push is the default
-      idle: s.idle ?? true,
-      enabled: row.enabled === 1,
-      status: mailboxStatus(row),
-      moveToErrorFolder: s.moveToErrorFolder ?? false,
-      // POP3 has no folders: its error mails are kept by Mailintake
-      errorFolder:
-        s.protocol === 'pop' || s.protocol === 'pops' ? null : (s.errorFolder ?? DEFAULT_ERROR_FOLDER),
-      stopAfterErrors: s.stopAfterErrors ?? null,
-      notifyOnErrorFolder: s.notifyOnErrorFolder ?? true,
-      errorMails: Number(row.error_mails_open ?? 0),
-      state: {
-        lastFetchAt: row.last_fetch_at,
-        lastErrorCode: row.last_error_code,
-        lastErrorMessage: row.last_error_message,
-        consecutiveFailures: row.consecutive_failures,
-        fetching: fetching || (row.lease_until !== null && row.lease_until > nowIso()),
-      },
-      createdAt: row.created_at,
-      updatedAt: row.updated_at,
-    };
-  }
-
-  /**
-   * Validates everything a person can get wrong, naming each field, before anything is stored, in one pass:
-   * the portal and caFile are checked even when other fields are bad, so a file is fixed in one round
-   * (they used to show up only once everything else was right).
-   */
-  async validate(input: unknown): Promise<{ settings: MailboxSettings; portalId: number }> {
-    const { settings, fields } = checkMailboxInput(input);
-    const problems: FieldProblem[] = [...fields];
-    const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
-    const named = (field: string) => problems.some((f) => f.field === field);
-    // what the admin wrote, when the schema could not give it (another field was bad)
-    const portalName =
-      settings?.portal ??
-      (raw.portal === undefined ? 'default' : typeof raw.portal === 'string' ? raw.portal.trim() : '');
-    let portalId: number | undefined;
-    if (portalName && !named('portal')) {
-      const portal = await this.store.db
-        .selectFrom('portals')
-        .select('id')
-        .where('name', '=', portalName)
-        .executeTakeFirst();
-      if (portal) portalId = portal.id;
-      else
-        problems.push({
-          field: 'portal',
-          message: `no portal named "${portalName}" (see: mailintake portal list)`,
-        });
-    }
-    const caFile = settings ? settings.caFile : typeof raw.caFile === 'string' ? raw.caFile : undefined;
-    if (caFile && !named('caFile')) {
-      try {
-        fs.accessSync(caFile, fs.constants.R_OK);
-      } catch (err) {
-        const why =
-          (err as NodeJS.ErrnoException).code === 'ENOENT'
-            ? 'there is no such file'
-            : 'it cannot be read by Mailintake';
-        problems.push({ field: 'caFile', message: `${why}: ${caFile}` });
-      }
-    }
-    if (!settings || problems.length > 0 || portalId === undefined) {
-      throw invalidSettings('mailbox settings', problems);
-    }
-    return { settings, portalId };
-  }
-
-  async insert(input: unknown): Promise<MailboxRow> {
-    const { settings, portalId } = await this.validate(input);
-    await this.assertNameFree(settings.name);
-    const now = nowIso();
-    await withTransaction(this.store, async (tx) => {
-      await tx
-        .insertInto('mailboxes')
-        .values({
-          ...this.columns(settings, portalId),
-          disabled_reason: settings.enabled ? null : 'admin',
-          created_at: now,
-          updated_at: now,
-          consecutive_failures: 0,
-        })
-        .execute();
-      await systemLog(tx, {
-        level: 'info',
-        category: 'settings-changed',
-        message: `mailbox ${settings.name} added`,
-        details: { mailbox: settings.name, change: 'added', protocol: settings.protocol },
+/**
+ * Validates everything a person can get wrong, naming each field, before anything is stored, in one pass:
+ * the portal and caFile are checked even when other fields are bad, so a file is fixed in one round
+ * (they used to show up only once everything else was right).
+ */
+async function validate(
+  deps: MailboxesDeps,
+  input: unknown,
+): Promise<{ settings: MailboxSettings; portalId: number }> {
+  const { repo } = deps;
+  const { settings, fields } = checkMailboxInput(input);
+  const problems: FieldProblem[] = [...fields];
+  const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
+  const named = (field: string) => problems.some((f) => f.field === field);
+  // what the admin wrote, when the schema could not give it (another field was bad)
+  const portalName =
+    settings?.portal ??
+    (raw.portal === undefined ? 'default' : typeof raw.portal === 'string' ? raw.portal.trim() : '');
+  let portalId: number | undefined;
+  if (portalName && !named('portal')) {
+    portalId = await repo.portalId(portalName);
+    if (portalId === undefined)
+      problems.push({
+        field: 'portal',
+        message: `no portal named "${portalName}" (see: mailintake portal list)`,
       });
-    });
-    return this.row(settings.name);
   }
+  const caFile = settings ? settings.caFile : typeof raw.caFile === 'string' ? raw.caFile : undefined;
+  if (caFile && !named('caFile')) {
+    try {
+      fs.accessSync(caFile, fs.constants.R_OK);
+    } catch (err) {
+      const why =
+        (err as NodeJS.ErrnoException).code === 'ENOENT'
+          ? 'there is no such file'
+          : 'it cannot be read by Mailintake';
+      problems.push({ field: 'caFile', message: `${why}: ${caFile}` });
+    }
+  }
+  if (!settings || problems.length > 0 || portalId === undefined) {
+    throw invalidSettings('mailbox settings', problems);
+  }
+  return { settings, portalId };
+}
 
-  /**
-   * Replaces a mailbox's settings. While a fetch of it is running (its lease is held, here or in another
-   * process) the save needs `pauseFetching`, as the reference asks: without it FETCH_RUNNING (409); with it
-   * the mailbox is disabled in the same transaction as the save (the running round stops at its next batch,
-   * see fetch-mailbox.ts) and stays disabled until an admin enables it. `enabled` left out keeps the state.
-   */
-  async replace(name: string, input: unknown, opts: { pauseFetching?: boolean } = {}): Promise<MailboxRow> {
-    const current = await this.row(name);
-    const fetching = current.lease_owner !== null && (current.lease_until ?? '') > nowIso();
-    if (fetching && !opts.pauseFetching) {
+async function assertNameFree(deps: MailboxesDeps, name: string): Promise<void> {
+  const { repo } = deps;
+  if (await repo.nameTaken(name))
+    throw new MailintakeError('CONFLICT', `a mailbox named "${name}" exists already`);
+}
+
+async function insert(deps: MailboxesDeps, input: unknown): Promise<MailboxRow> {
+  const { store, box, repo } = deps;
+  const { settings, portalId } = await validate(deps, input);
+  await assertNameFree(deps, settings.name);
+  await withTransaction(store, async (tx) => {
+    await repo.insert(
+      tx,
+      mailboxColumns(box, settings, portalId),
+      settings.enabled ? null : 'admin',
+      nowIso(),
+    );
+    await systemLog(tx, {
+      level: 'info',
+      category: 'settings-changed',
+      message: `mailbox ${settings.name} added`,
+      details: { mailbox: settings.name, change: 'added', protocol: settings.protocol },
+    });
+  });
+  return repo.row(settings.name);
+}
+
+/**
+ * Replaces a mailbox's settings. While a fetch of it is running (its lease is held, here or in another
+ * process) the save needs `pauseFetching`, as the reference asks: without it FETCH_RUNNING (409); with it
+ * the mailbox is disabled in the same transaction as the save (the running round stops at its next batch,
+ * see fetch-mailbox.ts) and stays disabled until an admin enables it. `enabled` left out keeps the state.
+ */
+async function replace(
+  deps: MailboxesDeps,
+  name: string,
+  input: unknown,
+  opts: { pauseFetching?: boolean } = {},
+): Promise<MailboxRow> {
+  const { store, box, repo } = deps;
+  const current = await repo.row(name);
+  const fetching = current.lease_owner !== null && (current.lease_until ?? '') > nowIso();
+  if (fetching && !opts.pauseFetching) {
+    throw new MailintakeError(
+      'FETCH_RUNNING',
+      `mailbox "${name}" is being fetched right now; pause fetching to save (it then stays paused until you enable it)`,
+    );
+  }
+  const enabledGiven =
+    typeof input === 'object' && input !== null && (input as Record<string, unknown>).enabled !== undefined;
+  const before = settingsOf(box, current);
+  const { settings, portalId } = await validate(deps, keepingSecrets(input, before, current.protocol, name));
+  if (settings.name !== name) await assertNameFree(deps, settings.name);
+  let enabled = enabledGiven ? settings.enabled : current.enabled === 1;
+  let reason = enabledGiven ? (settings.enabled ? null : 'admin') : current.disabled_reason;
+  if (fetching) {
+    enabled = false;
+    reason = 'settings-changed';
+  }
+  const changes = settingChanges(current, before, settings, portalId);
+  // Tokens belong to the client, token URL, scope and account they were issued for: another one needs a new
+  // consent (kept when only other settings change).
+  const tokensStale = oauthBinding(before) !== oauthBinding(settings);
+  await withTransaction(store, async (tx) => {
+    if (tokensStale && (await OAuthTokens.forget(tx, mailboxOwnerId(current.id)))) {
+      await systemLog(tx, {
+        level: 'warn',
+        category: 'oauth',
+        message: `mailbox ${name}: OAuth settings changed; its tokens were discarded, authorize it again`,
+        details: { mailbox: name },
+      });
+    }
+    await repo.update(
+      tx,
+      current.id,
+      mailboxColumns(box, settings, portalId),
+      enabled,
+      enabled ? null : reason,
+    );
+    await systemLog(tx, {
+      level: 'info',
+      category: 'settings-changed',
+      message: fetching
+        ? `mailbox ${name} saved with fetching paused; it stays paused until enabled`
+        : `mailbox ${name} updated`,
+      details: {
+        mailbox: name,
+        change: 'updated',
+        ...(settings.name !== name ? { renamedTo: settings.name } : {}),
+        fields: changes,
+        ...(fetching ? { paused: true } : {}),
+      },
+    });
+  });
+  return repo.row(settings.name);
+}
+
+/** Enabling resumes a mailbox whatever stopped it (admin, paused settings, the error-folder limit). */
+async function setEnabled(deps: MailboxesDeps, name: string, enabled: boolean): Promise<MailboxRow> {
+  const { store, repo } = deps;
+  const row = await repo.row(name);
+  await withTransaction(store, async (tx) => {
+    await repo.setEnabled(tx, row.id, enabled);
+    await systemLog(tx, {
+      level: 'info',
+      category: 'settings-changed',
+      message: `mailbox ${name} ${enabled ? 'enabled' : 'disabled'}`,
+      details: {
+        mailbox: name,
+        change: enabled ? 'enabled' : 'disabled',
+        // resuming a mailbox the error folder stopped or a settings change paused says what it resumed from
+        ...(enabled && row.disabled_reason ? { resumedFrom: row.disabled_reason } : {}),
+      },
+    });
+  });
+  return repo.row(name);
+}
+
+/**
+ * Removes a mailbox. Its row stays as a tombstone, renamed "<name> (removed #<id>)" (a space and brackets
+ * no mailbox name can have, so the name is free again and never collides), disabled, with its secrets and
+ * OAuth tokens wiped. Why not DELETE: requests, conversations, the intake log (the proof of what was taken
+ * in, and the raw mails), dropped attachments, error mails and notifications all point at the mailbox; they
+ * are the help desk's history and must outlive it. Deleting would either break those references (the
+ * foreign key failure a removal used to end in) or lose them. Keeping the id also means a mailbox added
+ * later never inherits this one's intake log (which would skip its mails as "already taken in").
+ * Refused with FETCH_RUNNING while a round holds the lease: the round would go on with the wiped secrets.
+ * Returns the name its history is kept under.
+ */
+async function remove(deps: MailboxesDeps, name: string): Promise<string> {
+  const { store, box, repo } = deps;
+  const row = await repo.row(name);
+  const keptAs = `${name} (removed #${row.id})`;
+  await withTransaction(store, async (tx) => {
+    if (!(await repo.tombstone(tx, row.id, keptAs, box.seal(JSON.stringify({ password: '' }))))) {
+      // removed meanwhile by another admin: the outcome they wanted, said as it is
+      if (await repo.removedAt(tx, row.id))
+        throw new MailintakeError('NOT_FOUND', `no mailbox named "${name}" (it was just removed)`);
       throw new MailintakeError(
         'FETCH_RUNNING',
-        `mailbox "${name}" is being fetched right now; pause fetching to save (it then stays paused until you enable it)`,
+        `mailbox "${name}" is being fetched right now; disable it, and remove it once the round has ended`,
       );
     }
-    const enabledGiven =
-      typeof input === 'object' && input !== null && (input as Record<string, unknown>).enabled !== undefined;
-    const body = (typeof input === 'object' && input !== null ? { ...input } : input) as Record<
-      string,
-      unknown
-    >;
-    if (typeof body === 'object' && body !== null) {
-      // The password is never shown, so an edit form cannot send it back: a missing password keeps the stored one.
-      // Likewise a Graph mailbox's access token and the OAuth client secret. An edit that names neither a
-      // password nor `oauth` keeps the way the mailbox logs in.
-      const stored = this.settingsOf(current);
-      const graph = (body.protocol ?? current.protocol) === 'graph';
-      if (
-        body.oauth === undefined &&
-        body.password === undefined &&
-        body.accessToken === undefined &&
-        stored.oauth
-      ) {
-        const { clientSecret: _secret, ...kept } = stored.oauth;
-        body.oauth = kept;
-      }
-      const oauthBody = body.oauth as Record<string, unknown> | undefined;
-      if (
-        oauthBody &&
-        typeof oauthBody === 'object' &&
-        oauthBody.clientSecret === undefined &&
-        stored.oauth &&
-        (oauthBody.clientId === undefined || oauthBody.clientId === stored.oauth.clientId)
-      ) {
-        body.oauth = { ...oauthBody, clientSecret: stored.oauth.clientSecret };
-      }
-      if (
-        graph &&
-        body.oauth === undefined &&
-        body.accessToken === undefined &&
-        stored.accessToken !== undefined
-      ) {
-        body.accessToken = stored.accessToken;
-      }
-      if (!graph && body.oauth === undefined && body.password === undefined && stored.password) {
-        body.password = stored.password;
-      }
-      if (body.name === undefined) body.name = name;
-    }
-    const { settings, portalId } = await this.validate(body);
-    if (settings.name !== name) await this.assertNameFree(settings.name);
-    let enabled = enabledGiven ? settings.enabled : current.enabled === 1;
-    let reason = enabledGiven ? (settings.enabled ? null : 'admin') : current.disabled_reason;
-    if (fetching) {
-      enabled = false;
-      reason = 'settings-changed';
-    }
-    const before = this.settingsOf(current);
-    const changes = settingChanges(current, before, settings, portalId);
-    // Tokens belong to the client, token URL, scope and account they were issued for: another one needs a new
-    // consent (kept when only other settings change).
-    const tokensStale = oauthBinding(before) !== oauthBinding(settings);
-    await withTransaction(this.store, async (tx) => {
-      if (tokensStale && (await OAuthTokens.forget(tx, MailboxRepo.oauthOwner(current.id)))) {
-        await systemLog(tx, {
-          level: 'warn',
-          category: 'oauth',
-          message: `mailbox ${name}: OAuth settings changed; its tokens were discarded, authorize it again`,
-          details: { mailbox: name },
-        });
-      }
-      await tx
-        .updateTable('mailboxes')
-        .set({
-          ...this.columns(settings, portalId),
-          enabled: enabled ? 1 : 0,
-          disabled_reason: enabled ? null : reason,
-          updated_at: nowIso(),
-        })
-        .where('id', '=', current.id)
-        .execute();
-      await systemLog(tx, {
-        level: 'info',
-        category: 'settings-changed',
-        message: fetching
-          ? `mailbox ${name} saved with fetching paused; it stays paused until enabled`
-          : `mailbox ${name} updated`,
-        details: {
-          mailbox: name,
-          change: 'updated',
-          ...(settings.name !== name ? { renamedTo: settings.name } : {}),
-          fields: changes,
-          ...(fetching ? { paused: true } : {}),
-        },
-      });
+    await OAuthTokens.forget(tx, mailboxOwnerId(row.id));
+    await systemLog(tx, {
+      level: 'info',
+      category: 'settings-changed',
+      message: `mailbox ${name} removed; its requests and history are kept under "${keptAs}"`,
+      details: { mailbox: name, change: 'removed', keptAs },
     });
-    return this.row(settings.name);
-  }
+  });
+  return keptAs;
+}
 
-  private async assertNameFree(name: string): Promise<void> {
-    const taken = await this.store.db
-      .selectFrom('mailboxes')
-      .select('id')
-      .where('name', '=', name)
-      .executeTakeFirst();
-    if (taken) throw new MailintakeError('CONFLICT', `a mailbox named "${name}" exists already`);
+/**
+ * The password is never shown, so an edit form cannot send it back: a missing password keeps the stored one.
+ * Likewise a Graph mailbox's access token and the OAuth client secret. An edit that names neither a password
+ * nor `oauth` keeps the way the mailbox logs in.
+ */
+function keepingSecrets(input: unknown, stored: MailboxSettings, protocol: string, name: string): unknown {
+  if (typeof input !== 'object' || input === null) return input;
+  const body: Record<string, unknown> = { ...input };
+  const graph = (body.protocol ?? protocol) === 'graph';
+  if (
+    body.oauth === undefined &&
+    body.password === undefined &&
+    body.accessToken === undefined &&
+    stored.oauth
+  ) {
+    const { clientSecret: _secret, ...kept } = stored.oauth;
+    body.oauth = kept;
   }
+  const oauthBody = body.oauth as Record<string, unknown> | undefined;
+  if (
+    oauthBody &&
+    typeof oauthBody === 'object' &&
+    oauthBody.clientSecret === undefined &&
+    stored.oauth &&
+    (oauthBody.clientId === undefined || oauthBody.clientId === stored.oauth.clientId)
+  ) {
+    body.oauth = { ...oauthBody, clientSecret: stored.oauth.clientSecret };
+  }
+  if (
+    graph &&
+    body.oauth === undefined &&
+    body.accessToken === undefined &&
+    stored.accessToken !== undefined
+  ) {
+    body.accessToken = stored.accessToken;
+  }
+  if (!graph && body.oauth === undefined && body.password === undefined && stored.password) {
+    body.password = stored.password;
+  }
+  if (body.name === undefined) body.name = name;
+  return body;
+}
 
-  /** The stored form of validated settings: the password sealed apart from the rest. */
-  private columns(settings: MailboxSettings, portalId: number) {
-    const { password, accessToken, enabled, oauth, ...rest } = settings;
-    const { clientSecret, ...oauthPlain } = oauth ?? { clientSecret: undefined };
-    return {
-      name: settings.name,
-      portal_id: portalId,
-      protocol: settings.protocol,
-      enabled: enabled ? 1 : 0,
-      settings: JSON.stringify(oauth ? { ...rest, oauth: oauthPlain } : rest),
-      secrets: this.box.seal(
-        JSON.stringify({
-          password,
-          ...(accessToken !== undefined ? { accessToken } : {}),
-          ...(clientSecret !== undefined ? { oauthClientSecret: clientSecret } : {}),
-        }),
-      ),
-    };
-  }
-
-  /** Enabling resumes a mailbox whatever stopped it (admin, paused settings, the error-folder limit). */
-  async setEnabled(name: string, enabled: boolean): Promise<MailboxRow> {
-    const row = await this.row(name);
-    await withTransaction(this.store, async (tx) => {
-      await tx
-        .updateTable('mailboxes')
-        .set({ enabled: enabled ? 1 : 0, disabled_reason: enabled ? null : 'admin', updated_at: nowIso() })
-        .where('id', '=', row.id)
-        .execute();
-      await systemLog(tx, {
-        level: 'info',
-        category: 'settings-changed',
-        message: `mailbox ${name} ${enabled ? 'enabled' : 'disabled'}`,
-        details: {
-          mailbox: name,
-          change: enabled ? 'enabled' : 'disabled',
-          // resuming a mailbox the error folder stopped or a settings change paused says what it resumed from
-          ...(enabled && row.disabled_reason ? { resumedFrom: row.disabled_reason } : {}),
-        },
-      });
-    });
-    return this.row(name);
-  }
-
-  /**
-   * Removes a mailbox. Its row stays as a tombstone, renamed "<name> (removed #<id>)" (a space and brackets
-   * no mailbox name can have, so the name is free again and never collides), disabled, with its secrets and
-   * OAuth tokens wiped. Why not DELETE: requests, conversations, the intake log (the proof of what was taken
-   * in, and the raw mails), dropped attachments, error mails and notifications all point at the mailbox; they
-   * are the help desk's history and must outlive it. Deleting would either break those references (the
-   * foreign key failure a removal used to end in) or lose them. Keeping the id also means a mailbox added
-   * later never inherits this one's intake log (which would skip its mails as "already taken in").
-   * Refused with FETCH_RUNNING while a round holds the lease: the round would go on with the wiped secrets.
-   */
-  /** Returns the name its history is kept under. */
-  async remove(name: string): Promise<string> {
-    const row = await this.row(name);
-    const keptAs = `${name} (removed #${row.id})`;
-    await withTransaction(this.store, async (tx) => {
-      const now = nowIso();
-      const res = await tx
-        .updateTable('mailboxes')
-        .set({
-          name: keptAs,
-          enabled: 0,
-          disabled_reason: 'removed',
-          removed_at: now,
-          updated_at: now,
-          secrets: this.box.seal(JSON.stringify({ password: '' })),
-          lease_owner: null,
-          lease_until: null,
-        })
-        .where('id', '=', row.id)
-        .where('removed_at', 'is', null)
-        .where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_until', '<', now)]))
-        .executeTakeFirst();
-      if (Number(res.numUpdatedRows) !== 1) {
-        const current = await tx
-          .selectFrom('mailboxes')
-          .select('removed_at')
-          .where('id', '=', row.id)
-          .executeTakeFirst();
-        // removed meanwhile by another admin: the outcome they wanted, said as it is
-        if (current?.removed_at)
-          throw new MailintakeError('NOT_FOUND', `no mailbox named "${name}" (it was just removed)`);
-        throw new MailintakeError(
-          'FETCH_RUNNING',
-          `mailbox "${name}" is being fetched right now; disable it, and remove it once the round has ended`,
-        );
-      }
-      await OAuthTokens.forget(tx, MailboxRepo.oauthOwner(row.id));
-      await systemLog(tx, {
-        level: 'info',
-        category: 'settings-changed',
-        message: `mailbox ${name} removed; its requests and history are kept under "${keptAs}"`,
-        details: { mailbox: name, change: 'removed', keptAs },
-      });
-    });
-    return keptAs;
-  }
+export function mailboxView(row: MailboxRow, redirectUrl: string, fetching = false): MailboxView {
+  const s = storedSettings(row);
+  return {
+    id: row.id,
+    name: row.name,
+    portal: row.portal_name,
+    protocol: row.protocol,
+    // Graph and EWS have no host to show: the endpoint URL (Graph Endpoint, Connect URL) is their "server"
+    server:
+      s.protocol === 'graph' && s.graphEndpoint
+        ? s.graphEndpoint
+        : s.protocol === 'ews' && s.connectUrl
+          ? s.connectUrl
+          : s.server,
+    port: s.port,
+    username: s.username,
+    auth: s.auth,
+    // the password, or Graph's static token: a secret the admin set (OAuth's are in `oauth`)
+    passwordSet: s.auth !== 'oauth2',
+    oauth: s.oauth
+      ? {
+          provider: s.oauth.provider,
+          flow: s.oauth.flow,
+          tenant: s.oauth.tenant ?? null,
+          clientId: s.oauth.clientId,
+          // the secret is required by validation, so a stored OAuth mailbox always has one
+          clientSecretSet: true,
+          authorizationUrl: s.oauth.authorizationUrl || null,
+          tokenUrl: s.oauth.tokenUrl,
+          scope: s.oauth.scope,
+          issuer: s.oauth.issuer,
+          redirectUrl,
+          tokens: null,
+          warnings: [],
+        }
+      : null,
+    emailAddress: s.emailAddress,
+    starttls: s.starttls,
+    caFile: s.caFile ?? null,
+    folder: s.folder,
+    afterFetch: s.afterFetch,
+    moveToFolder: s.moveToFolder ?? null,
+    intervalSeconds: s.intervalSeconds,
+    // mailboxes stored before the setting existed have none: push is the default
+    idle: s.idle ?? true,
+    enabled: row.enabled === 1,
+    status: mailboxStatus(row),
+    moveToErrorFolder: s.moveToErrorFolder ?? false,
+    // POP3 has no folders: its error mails are kept by Mailintake
+    errorFolder:
+      s.protocol === 'pop' || s.protocol === 'pops' ? null : (s.errorFolder ?? DEFAULT_ERROR_FOLDER),
+    stopAfterErrors: s.stopAfterErrors ?? null,
+    notifyOnErrorFolder: s.notifyOnErrorFolder ?? true,
+    errorMails: Number(row.error_mails_open ?? 0),
+    state: {
+      lastFetchAt: row.last_fetch_at,
+      lastErrorCode: row.last_error_code,
+      lastErrorMessage: row.last_error_message,
+      consecutiveFailures: row.consecutive_failures,
+      fetching: fetching || (row.lease_until !== null && row.lease_until > nowIso()),
+    },
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
 }
 
 /** Fields a secret lives in: the log says that they changed, never what to. */
@@ -449,14 +383,8 @@ const SECRET_FIELDS = new Set(['password', 'accessToken', 'oauth.clientSecret'])
 
 /** What a mailbox's tokens were issued for (null without OAuth); see OAuthTokens.binding. */
 function oauthBinding(s: MailboxSettings): string | null {
-  if (s.auth !== 'oauth2' || !s.oauth) return null;
-  return OAuthTokens.binding({
-    owner: '',
-    label: '',
-    oauth: s.oauth,
-    username: s.username,
-    authorizeCommand: '',
-  });
+  const who = mailboxOAuthOwner(0, s);
+  return who ? OAuthTokens.binding(who) : null;
 }
 
 /**

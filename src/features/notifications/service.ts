@@ -1,4 +1,3 @@
-import type { Selectable } from 'kysely';
 import { z } from 'zod';
 import { MailintakeError } from '../../kernel/errors.js';
 import { type AlertSettings, readAlertSettings, updateAlertSettings } from '../../notify/alert-settings.js';
@@ -14,10 +13,10 @@ import { NotificationRules, type NotificationRuleView } from '../../notify/rules
 import { type SmtpSettings, type SmtpSettingsView, tlsMode } from '../../notify/smtp-settings.js';
 import { openSmtpTransport } from '../../notify/smtp-transport.js';
 import { validated } from '../../notify/validate.js';
-import { nowIso, type Store } from '../../store/db.js';
-import type { NotificationTable } from '../../store/schema.js';
+import type { Store } from '../../store/db.js';
+import { fetchPage, page } from '../../store/paging.js';
 import type { Page } from '../page.js';
-import { page } from '../requests/service.js';
+import { createNotificationRepo, type NotificationRow } from './repo.js';
 
 /** A bell notification, as admins see it. */
 export interface NotificationView {
@@ -77,64 +76,27 @@ export interface NotificationServices {
 
 const testSchema = z.strictObject({ to: z.email('must be a valid email address') });
 
-export function notificationServices(deps: {
+/** The bell, notification rules, the outgoing SMTP server, connection alerts and the outbox. */
+export function createNotificationServices(deps: {
   store: Store;
   smtp: SmtpSettings;
   sender: OutboxSender;
 }): NotificationServices {
   const { store, smtp, sender } = deps;
   const rules = new NotificationRules(store);
-  const select = () =>
-    store.db
-      .selectFrom('notifications')
-      .leftJoin('portals', 'portals.id', 'notifications.portal_id')
-      .leftJoin('mailboxes', 'mailboxes.id', 'notifications.mailbox_id')
-      .selectAll('notifications')
-      .select(['portals.name as portal_name', 'mailboxes.name as mailbox_name']);
+  const repo = createNotificationRepo(store);
 
   return {
     notifications: {
-      list: async (q) => {
-        const { limit, offset } = page(q.limit, q.offset);
-        let count = store.db.selectFrom('notifications');
-        let rows = select();
-        if (q.unread) {
-          count = count.where('read_at', 'is', null);
-          rows = rows.where('notifications.read_at', 'is', null);
-        }
-        const total = await count
-          .select((eb) => eb.fn.countAll<number | string>().as('n'))
-          .executeTakeFirstOrThrow();
-        const items = await rows.orderBy('notifications.id', 'desc').limit(limit).offset(offset).execute();
-        return { items: items.map(view), total: Number(total.n), limit, offset };
-      },
-      unreadCount: async () => {
-        const r = await store.db
-          .selectFrom('notifications')
-          .select((eb) => eb.fn.countAll<number | string>().as('n'))
-          .where('read_at', 'is', null)
-          .executeTakeFirstOrThrow();
-        return { unread: Number(r.n) };
-      },
+      list: async (q) => fetchPage(repo.list(q), page(q.limit, q.offset), view),
+      unreadCount: async () => ({ unread: await repo.unreadCount() }),
       markRead: async (id) => {
-        await store.db
-          .updateTable('notifications')
-          .set({ read_at: nowIso() })
-          .where('id', '=', id)
-          .where('read_at', 'is', null)
-          .execute();
-        const row = await select().where('notifications.id', '=', id).executeTakeFirst();
+        await repo.markRead(id);
+        const row = await repo.byId(id);
         if (!row) throw new MailintakeError('NOT_FOUND', `no notification with id ${id}`);
         return view(row);
       },
-      markAllRead: async () => {
-        const r = await store.db
-          .updateTable('notifications')
-          .set({ read_at: nowIso() })
-          .where('read_at', 'is', null)
-          .executeTakeFirst();
-        return { marked: Number(r.numUpdatedRows) };
-      },
+      markAllRead: async () => ({ marked: await repo.markAllRead() }),
     },
     notificationRules: {
       list: () => rules.list(),
@@ -192,9 +154,7 @@ export function notificationServices(deps: {
   };
 }
 
-function view(
-  r: Selectable<NotificationTable> & { portal_name: string | null; mailbox_name: string | null },
-): NotificationView {
+function view(r: NotificationRow): NotificationView {
   return {
     id: r.id,
     event: r.event as NotificationEvent,

@@ -1,6 +1,8 @@
 import crypto from 'node:crypto';
 import os from 'node:os';
 import type { Selectable } from 'kysely';
+import { z } from 'zod';
+import type { MailboxSettings } from '../../connectors/settings.js';
 import { currentActor } from '../../kernel/actor.js';
 import { MailintakeError, toMailintakeError } from '../../kernel/errors.js';
 import type { Logger } from '../../kernel/logger.js';
@@ -19,8 +21,14 @@ import {
 import type { AccessTokenSource } from '../../oauth/token-source.js';
 import { nowIso, type Store } from '../../store/db.js';
 import type { OAuthTokenTable } from '../../store/schema.js';
+import { parseStored } from '../../store/stored-json.js';
 import { systemLog } from '../../store/system-log.js';
 import { type Tx, withTransaction } from '../../store/tx.js';
+
+/** The PKCE verifier of a started consent, sealed until the provider redirects back. */
+const sealedPendingSchema = z.object({ codeVerifier: z.string() });
+/** An owner's tokens, sealed. */
+const sealedTokensSchema = z.object({ accessToken: z.string(), refreshToken: z.string().optional() });
 
 /** Whose tokens: a mailbox ('mailbox:<id>', stable across renames) or the outgoing SMTP server ('smtp'). */
 export interface OAuthOwner {
@@ -32,6 +40,27 @@ export interface OAuthOwner {
   username: string;
   /** The CLI command that starts its consent, for messages (e.g. `mailintake mailbox authorize support`). */
   authorizeCommand: string;
+}
+
+/** Whose OAuth tokens a mailbox uses: kept by id, so a rename keeps them. */
+export function mailboxOwnerId(id: number): string {
+  return `mailbox:${id}`;
+}
+
+/** The OAuth identity of a mailbox (null when it logs in with a password or a static token). */
+export function mailboxOAuthOwner(
+  id: number,
+  settings: Pick<MailboxSettings, 'auth' | 'oauth' | 'name' | 'username'>,
+): OAuthOwner | null {
+  return settings.auth === 'oauth2' && settings.oauth
+    ? {
+        owner: mailboxOwnerId(id),
+        label: `mailbox "${settings.name}"`,
+        oauth: settings.oauth,
+        username: settings.username,
+        authorizeCommand: `mailintake mailbox authorize ${settings.name}`,
+      }
+    : null;
 }
 
 /** A token is refreshed when it has less than this left, so a login or request never carries a dying one. */
@@ -258,8 +287,11 @@ export class OAuthTokens {
         { providerError: error },
       );
     }
-    const codeVerifier = (JSON.parse(this.o.box.open(pending.sealed)) as { codeVerifier: string })
-      .codeVerifier;
+    const { codeVerifier } = parseStored(sealedPendingSchema, this.o.box.open(pending.sealed), {
+      table: 'oauth_pending',
+      column: 'sealed',
+      id: pending.owner,
+    });
     let tokens: TokenSet;
     try {
       tokens = await exchangeCode(who.oauth, url, { state, codeVerifier, redirectUrl: pending.redirect_url });
@@ -649,7 +681,11 @@ export class OAuthTokens {
   }
 
   private openTokens(row: OAuthRow): Sealed {
-    return JSON.parse(this.o.box.open(row.sealed)) as Sealed;
+    return parseStored(sealedTokensSchema, this.o.box.open(row.sealed), {
+      table: 'oauth_tokens',
+      column: 'sealed',
+      id: row.owner,
+    });
   }
 }
 

@@ -4,6 +4,8 @@ import type { BlobStore } from '../../store/blobs/blob-store.js';
 import type { Store } from '../../store/db.js';
 import { systemLog } from '../../store/system-log.js';
 import { withTransaction } from '../../store/tx.js';
+import type { Services } from '../services.js';
+import { createSealedRepo, SEALED_OAUTH_TABLES } from './repo.js';
 
 /** What `secret-key reseal` did. */
 export interface ResealResult {
@@ -15,6 +17,17 @@ export interface ResealResult {
   oauthTokens: { resealed: number; current: number; unreadable: string[] };
   /** Error reports and POP3's kept error mails (blobs) sealed again / already current / not openable. */
   errorMailBlobs: { resealed: number; current: number; unreadable: string[] };
+}
+
+export type SecretKeyService = Services['secretKey'];
+
+/** Key rotation (see resealAll). */
+export function createSecretKeyService(deps: {
+  store: Store;
+  blobs: BlobStore;
+  box: SecretBox;
+}): SecretKeyService {
+  return { reseal: () => resealAll(deps) };
 }
 
 /**
@@ -31,6 +44,7 @@ export async function resealAll(deps: {
   box: SecretBox;
 }): Promise<ResealResult> {
   const { store, blobs, box } = deps;
+  const repo = createSealedRepo(store);
   const result: ResealResult = {
     mailboxSecrets: { resealed: 0, current: 0, unreadable: [] },
     instanceSecrets: { resealed: 0, current: 0, unreadable: [] },
@@ -38,7 +52,7 @@ export async function resealAll(deps: {
     oauthTokens: { resealed: 0, current: 0, unreadable: [] },
   };
 
-  const mailboxes = await store.db.selectFrom('mailboxes').select(['id', 'name', 'secrets']).execute();
+  const mailboxes = await repo.mailboxSecrets();
   for (const m of mailboxes) {
     let plain: string;
     try {
@@ -54,19 +68,13 @@ export async function resealAll(deps: {
     }
     const resealed = box.seal(plain);
     // compare-and-set: a mailbox updated meanwhile (new password) keeps its new value
-    await store.db
-      .updateTable('mailboxes')
-      .set({ secrets: resealed })
-      .where('id', '=', m.id)
-      .where('secrets', '=', m.secrets)
-      .execute();
+    await repo.swapMailboxSecrets(m.id, m.secrets, resealed);
     result.mailboxSecrets.resealed++;
   }
 
   // Instance settings are JSON; a sealed value is a top-level string field named `…Sealed` (smtp.passwordSealed).
-  const settings = await store.db.selectFrom('instance_settings').select(['key', 'value']).execute();
-  for (const setting of settings) {
-    const value = JSON.parse(setting.value) as unknown;
+  for (const setting of await repo.instanceSettings()) {
+    const value = setting.parsed;
     if (!value || typeof value !== 'object' || Array.isArray(value)) continue;
     const fields = value as Record<string, unknown>;
     let changed = false;
@@ -85,47 +93,27 @@ export async function resealAll(deps: {
       }
     }
     if (changed) {
-      await store.db
-        .updateTable('instance_settings')
-        .set({ value: JSON.stringify(fields) })
-        .where('key', '=', setting.key)
-        .where('value', '=', setting.value)
-        .execute();
+      await repo.swapInstanceSetting(setting.key, setting.value, JSON.stringify(fields));
     }
   }
 
   // OAuth tokens: compare-and-set like the mailboxes, so a refresh that saved new tokens meanwhile wins
-  for (const table of ['oauth_tokens', 'oauth_pending'] as const) {
-    const key = table === 'oauth_tokens' ? 'owner' : 'state';
-    const rows = await store.db.selectFrom(table).select([key, 'sealed']).execute();
-    for (const r of rows) {
-      const id = (r as Record<string, string>)[key]!;
+  for (const t of SEALED_OAUTH_TABLES) {
+    for (const { id, sealed } of await repo.sealedOAuth(t)) {
       try {
-        if (box.sealedWithCurrentKey(r.sealed)) {
+        if (box.sealedWithCurrentKey(sealed)) {
           result.oauthTokens.current++;
           continue;
         }
-        const resealed = box.seal(box.open(r.sealed));
-        await store.db
-          .updateTable(table)
-          .set({ sealed: resealed })
-          .where(key, '=', id)
-          .where('sealed', '=', r.sealed)
-          .execute();
+        await repo.swapSealedOAuth(t, id, sealed, box.seal(box.open(sealed)));
         result.oauthTokens.resealed++;
       } catch {
-        result.oauthTokens.unreadable.push(table === 'oauth_tokens' ? id : 'a consent in progress');
+        result.oauthTokens.unreadable.push(t.table === 'oauth_tokens' ? id : 'a consent in progress');
       }
     }
   }
 
-  const rows = await store.db.selectFrom('error_mails').select(['report_blob', 'raw_blob']).execute();
-  const keys = new Set<string>();
-  for (const r of rows) {
-    keys.add(r.report_blob);
-    if (r.raw_blob) keys.add(r.raw_blob);
-  }
-  for (const key of keys) {
+  for (const key of await repo.errorMailBlobs()) {
     const index = box.keyIndexOfSealedBytes(await head(blobs.get(key)));
     if (index === 0) {
       result.errorMailBlobs.current++;
@@ -141,14 +129,7 @@ export async function resealAll(deps: {
     sealed.once('error', (err) => opener.destroy(err));
     opener.once('error', (err) => sealer.destroy(err));
     const fresh = (await blobs.put(sealed.pipe(opener).pipe(sealer))).sha256;
-    await withTransaction(store, async (tx) => {
-      await tx
-        .updateTable('error_mails')
-        .set({ report_blob: fresh })
-        .where('report_blob', '=', key)
-        .execute();
-      await tx.updateTable('error_mails').set({ raw_blob: fresh }).where('raw_blob', '=', key).execute();
-    });
+    await withTransaction(store, (tx) => repo.repointErrorMailBlob(tx, key, fresh));
     await blobs.remove?.(key);
     result.errorMailBlobs.resealed++;
   }

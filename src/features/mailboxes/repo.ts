@@ -1,0 +1,224 @@
+import type { Selectable } from 'kysely';
+import { z } from 'zod';
+import type { MailboxAuth, MailboxOAuth, MailboxSettings } from '../../connectors/settings.js';
+import type { IntakeMailbox } from '../../intake/commit-mail.js';
+import type { ScheduledRow } from '../../intake/watchers.js';
+import { MailintakeError } from '../../kernel/errors.js';
+import type { SecretBox } from '../../kernel/secret-box.js';
+import { resolveAttachmentPolicy } from '../../mail/attachment-checks.js';
+import { nowIso, type Store } from '../../store/db.js';
+import type { MailboxTable } from '../../store/schema.js';
+import { parseStored } from '../../store/stored-json.js';
+import type { Tx } from '../../store/tx.js';
+import { storedAttachmentPolicy } from '../portals/repo.js';
+
+/** A mailbox row with its portal's columns and its open error mails. */
+export type MailboxRow = Selectable<MailboxTable> & {
+  portal_name: string;
+  header_threading: number;
+  attachment_policy: string;
+  /** Its error mails not moved back to the inbox (the reference's "total number of mails in error folder"). */
+  error_mails_open: number | string | null;
+};
+
+/** The `settings` column: the validated settings without their secrets (those are sealed in `secrets`). */
+export type StoredSettings = Omit<MailboxSettings, 'password' | 'accessToken' | 'oauth'> & {
+  oauth?: Omit<MailboxOAuth, 'clientSecret'>;
+};
+
+/**
+ * What every reader of `settings` relies on. The rest was validated when it was saved (connectors/settings.ts)
+ * and passes through as it is: rows saved by older versions lack newer fields, and a stricter check here would
+ * turn such a mailbox into an error instead of the defaults its readers apply.
+ */
+const storedSettingsSchema = z.looseObject({
+  name: z.string(),
+  protocol: z.enum(['imap', 'imaps', 'pop', 'pops', 'graph', 'ews']),
+  intervalSeconds: z.number(),
+  auth: z.enum(['password', 'oauth2', 'token']).optional(),
+  idle: z.boolean().optional(),
+  oauth: z.looseObject({ clientId: z.string() }).optional(),
+});
+
+/** The `secrets` column, opened. A removed mailbox keeps `{ password: '' }`. */
+const storedSecretsSchema = z.object({
+  password: z.string(),
+  accessToken: z.string().optional(),
+  oauthClientSecret: z.string().optional(),
+});
+
+/**
+ * A mailbox row's settings without secrets: the one decoding of the `settings` column (views, the scheduler, the
+ * IDLE watchers and settingsOf all read it here). Rows saved before OAuth existed have no `auth`: Graph used
+ * its token, everything else a password.
+ */
+export function storedSettings(row: {
+  id: number;
+  settings: string;
+}): StoredSettings & { auth: MailboxAuth } {
+  const parsed = parseStored(storedSettingsSchema, row.settings, {
+    table: 'mailboxes',
+    column: 'settings',
+    id: row.id,
+  });
+  const stored = parsed as typeof parsed & StoredSettings; // the fields not in the schema: see its comment
+  return { ...stored, auth: stored.auth ?? (stored.protocol === 'graph' ? 'token' : 'password') };
+}
+
+/** A mailbox row's full settings, secrets opened: what a connector gets. */
+export function settingsOf(
+  box: SecretBox,
+  row: { id: number; settings: string; secrets: string },
+): MailboxSettings {
+  const secrets = parseStored(storedSecretsSchema, box.open(row.secrets), {
+    table: 'mailboxes',
+    column: 'secrets',
+    id: row.id,
+  });
+  const { oauth, ...rest } = storedSettings(row);
+  return {
+    ...rest,
+    password: secrets.password,
+    ...(secrets.accessToken !== undefined ? { accessToken: secrets.accessToken } : {}),
+    ...(oauth ? { oauth: { ...oauth, clientSecret: secrets.oauthClientSecret ?? '' } } : {}),
+  };
+}
+
+/** The mailbox as a fetch round sees it; the portal's attachment policy is read with it, once per round. */
+export function intakeMailbox(row: MailboxRow): IntakeMailbox {
+  return {
+    id: row.id,
+    name: row.name,
+    portalId: row.portal_id,
+    headerThreading: row.header_threading === 1,
+    enabled: row.enabled === 1,
+    attachmentPolicy: resolveAttachmentPolicy(storedAttachmentPolicy(row.attachment_policy, row.portal_id)),
+  };
+}
+
+/** The mailbox as the schedule and the IDLE watchers see it at each tick. */
+export function scheduledRow(box: SecretBox, row: MailboxRow): ScheduledRow {
+  const s = storedSettings(row);
+  return {
+    id: row.id,
+    name: row.name,
+    enabled: row.enabled === 1,
+    protocol: row.protocol,
+    idle: s.idle ?? true,
+    intervalSeconds: s.intervalSeconds,
+    // the sealed secret is re-sealed (new nonce) on every update, so a changed password changes the key too
+    key: `${row.settings}\n${row.secrets}`,
+    settings: () => settingsOf(box, row),
+  };
+}
+
+/** The stored form of validated settings: the secrets sealed apart from the rest. */
+export function mailboxColumns(box: SecretBox, settings: MailboxSettings, portalId: number) {
+  const { password, accessToken, enabled, oauth, ...rest } = settings;
+  const { clientSecret, ...oauthPlain } = oauth ?? { clientSecret: undefined };
+  return {
+    name: settings.name,
+    portal_id: portalId,
+    protocol: settings.protocol,
+    enabled: enabled ? 1 : 0,
+    settings: JSON.stringify(oauth ? { ...rest, oauth: oauthPlain } : rest),
+    secrets: box.seal(
+      JSON.stringify({
+        password,
+        ...(accessToken !== undefined ? { accessToken } : {}),
+        ...(clientSecret !== undefined ? { oauthClientSecret: clientSecret } : {}),
+      }),
+    ),
+  };
+}
+
+type MailboxColumns = ReturnType<typeof mailboxColumns>;
+
+/** The mailboxes table: every query of the mailboxes feature. */
+export function createMailboxRepo(store: Store) {
+  const select = () =>
+    store.db
+      .selectFrom('mailboxes')
+      .innerJoin('portals', 'portals.id', 'mailboxes.portal_id')
+      .selectAll('mailboxes')
+      .select(['portals.name as portal_name', 'portals.header_threading', 'portals.attachment_policy'])
+      .select((eb) =>
+        eb
+          .selectFrom('error_mails')
+          .select((e) => e.fn.countAll<number>().as('n'))
+          .whereRef('error_mails.mailbox_id', '=', 'mailboxes.id')
+          .where('error_mails.status', '=', 'in-error-folder')
+          .as('error_mails_open'),
+      )
+      .where('mailboxes.removed_at', 'is', null);
+  return {
+    /** Every mailbox not removed, by name. */
+    rows: (): Promise<MailboxRow[]> => select().orderBy('mailboxes.name').execute(),
+    /** NOT_FOUND when there is no such mailbox (removed ones included). */
+    row: async (name: string): Promise<MailboxRow> => {
+      const row = await select().where('mailboxes.name', '=', name).executeTakeFirst();
+      if (!row) throw new MailintakeError('NOT_FOUND', `no mailbox named "${name}"`);
+      return row;
+    },
+    byId: (id: number): Promise<MailboxRow | undefined> =>
+      select().where('mailboxes.id', '=', id).executeTakeFirst(),
+    portalId: async (name: string): Promise<number | undefined> =>
+      (await store.db.selectFrom('portals').select('id').where('name', '=', name).executeTakeFirst())?.id,
+    /** Any row by that name, removed ones included (their names are never reused). */
+    nameTaken: async (name: string): Promise<boolean> =>
+      (await store.db.selectFrom('mailboxes').select('id').where('name', '=', name).executeTakeFirst()) !==
+      undefined,
+    insert: (tx: Tx, columns: MailboxColumns, disabledReason: string | null, now: string) =>
+      tx
+        .insertInto('mailboxes')
+        .values({
+          ...columns,
+          disabled_reason: disabledReason,
+          created_at: now,
+          updated_at: now,
+          consecutive_failures: 0,
+        })
+        .execute(),
+    update: (tx: Tx, id: number, columns: MailboxColumns, enabled: boolean, disabledReason: string | null) =>
+      tx
+        .updateTable('mailboxes')
+        .set({ ...columns, enabled: enabled ? 1 : 0, disabled_reason: disabledReason, updated_at: nowIso() })
+        .where('id', '=', id)
+        .execute(),
+    setEnabled: (tx: Tx, id: number, enabled: boolean) =>
+      tx
+        .updateTable('mailboxes')
+        .set({ enabled: enabled ? 1 : 0, disabled_reason: enabled ? null : 'admin', updated_at: nowIso() })
+        .where('id', '=', id)
+        .execute(),
+    /**
+     * Turns the row into its tombstone unless a round holds its lease; false when it did not (removed meanwhile,
+     * or being fetched: `removedAt` tells which).
+     */
+    tombstone: async (tx: Tx, id: number, keptAs: string, wipedSecrets: string): Promise<boolean> => {
+      const now = nowIso();
+      const res = await tx
+        .updateTable('mailboxes')
+        .set({
+          name: keptAs,
+          enabled: 0,
+          disabled_reason: 'removed',
+          removed_at: now,
+          updated_at: now,
+          secrets: wipedSecrets,
+          lease_owner: null,
+          lease_until: null,
+        })
+        .where('id', '=', id)
+        .where('removed_at', 'is', null)
+        .where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_until', '<', now)]))
+        .executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+    removedAt: async (tx: Tx, id: number): Promise<string | null | undefined> =>
+      (await tx.selectFrom('mailboxes').select('removed_at').where('id', '=', id).executeTakeFirst())
+        ?.removed_at,
+  };
+}
+
+export type MailboxRepo = ReturnType<typeof createMailboxRepo>;

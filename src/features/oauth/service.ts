@@ -1,0 +1,148 @@
+import type { Connector } from '../../connectors/connector.js';
+import type { MailboxSettings } from '../../connectors/settings.js';
+import { MailintakeError } from '../../kernel/errors.js';
+import type { SecretBox } from '../../kernel/secret-box.js';
+import type { SmtpOAuth, SmtpSettings } from '../../notify/smtp-settings.js';
+import { openSmtpTransport } from '../../notify/smtp-transport.js';
+import { providerPresets } from '../../oauth/providers.js';
+import type { AccessTokenSource } from '../../oauth/token-source.js';
+import type { Store } from '../../store/db.js';
+import { systemLog } from '../../store/system-log.js';
+import { type Tx, withTransaction } from '../../store/tx.js';
+import { type MailboxRepo, settingsOf } from '../mailboxes/repo.js';
+import type { Services } from '../services.js';
+import { mailboxOAuthOwner, type OAuthOwner, OAuthTokens } from './tokens.js';
+
+export type OAuthService = Services['oauth'];
+
+/** The outgoing SMTP server's tokens are kept under this owner (a mailbox's under `mailbox:<id>`). */
+const SMTP_OWNER = 'smtp';
+
+/** The OAuth identity of the outgoing SMTP server. */
+export function smtpOAuthOwner(o: SmtpOAuth): OAuthOwner {
+  return {
+    owner: SMTP_OWNER,
+    label: 'the outgoing SMTP server',
+    oauth: o.oauth,
+    username: o.username,
+    authorizeCommand: 'mailintake smtp authorize',
+  };
+}
+
+/** The token source SmtpSettings logs in with. */
+export function smtpTokenSource(tokens: OAuthTokens): (o: SmtpOAuth) => AccessTokenSource {
+  return (o) => tokens.source(smtpOAuthOwner(o));
+}
+
+/** Told by SmtpSettings when its OAuth settings changed: the tokens were issued for the old ones. */
+export async function forgetSmtpTokens(tx: Tx): Promise<void> {
+  if (await OAuthTokens.forget(tx, SMTP_OWNER)) {
+    await systemLog(tx, {
+      level: 'warn',
+      category: 'oauth',
+      message: 'outgoing SMTP server: OAuth settings changed; its tokens were discarded, authorize it again',
+    });
+  }
+}
+
+export interface OAuthDeps {
+  store: Store;
+  tokens: OAuthTokens;
+  mailboxes: MailboxRepo;
+  /** Opens the mailboxes' secrets (the client secret is sealed). */
+  box: SecretBox;
+  smtp: Pick<SmtpSettings, 'oauth' | 'config'>;
+  /** Mailintake's redirect URL (public base URL + /oauth/callback). */
+  redirectUrl: string;
+  /** A connector logging in with the given tokens (how a completed consent is checked). */
+  connectWith(settings: MailboxSettings, tokens: AccessTokenSource): Connector;
+}
+
+/** OAuth 2.0 consent and token state of mailboxes and of the outgoing SMTP server. */
+export function createOAuthService(deps: OAuthDeps): OAuthService {
+  const { tokens } = deps;
+  const oauthMailbox = async (name: string): Promise<OAuthOwner> => {
+    const row = await deps.mailboxes.row(name);
+    const who = mailboxOAuthOwner(row.id, settingsOf(deps.box, row));
+    if (!who) {
+      throw new MailintakeError(
+        'INVALID_SETTINGS',
+        `mailbox "${name}" does not use OAuth; set "oauth" in its settings first (provider, clientId, clientSecret)`,
+        { details: { fields: [{ field: 'oauth', message: 'not set' }] } },
+      );
+    }
+    return who;
+  };
+  const smtpOAuth = async (): Promise<OAuthOwner> => {
+    const o = await deps.smtp.oauth();
+    if (!o) {
+      throw new MailintakeError(
+        'INVALID_SETTINGS',
+        'the outgoing SMTP server does not use OAuth; set "oauth" and "username" in its settings first',
+        { details: { fields: [{ field: 'oauth', message: 'not set' }] } },
+      );
+    }
+    return smtpOAuthOwner(o);
+  };
+  /** Whose consent comes back, and how its new tokens are checked before they are kept. */
+  const resolveOwner = async (owner: string) => {
+    if (owner === SMTP_OWNER) {
+      const who = await smtpOAuth();
+      const config = await deps.smtp.config();
+      return {
+        who,
+        // log in to the SMTP server with the new token (nothing is sent)
+        verify: async (t: AccessTokenSource) => {
+          if (!config) throw new MailintakeError('NOT_FOUND', 'no outgoing SMTP server is configured');
+          const transport = await openSmtpTransport(config, { tokens: t });
+          try {
+            await transport.verify();
+          } finally {
+            transport.close();
+          }
+        },
+      };
+    }
+    const row = await deps.mailboxes.byId(Number(owner.replace(/^mailbox:/, '')));
+    const settings = row ? settingsOf(deps.box, row) : undefined;
+    const who = row && settings ? mailboxOAuthOwner(row.id, settings) : null;
+    if (!settings || !who) {
+      throw new MailintakeError(
+        'OAUTH_CONSENT_FAILED',
+        'The mailbox this authorization was started for was removed, or no longer uses OAuth.',
+      );
+    }
+    return {
+      who,
+      // the mail server judges whose token it is: log in as the mailbox's user with it
+      verify: async (t: AccessTokenSource) => {
+        const connector = deps.connectWith(settings, t);
+        try {
+          await connector.open();
+        } finally {
+          await connector.close();
+        }
+      },
+    };
+  };
+  return {
+    authorize: async (name) => tokens.start(await oauthMailbox(name)),
+    complete: (callbackUrl) => tokens.complete(callbackUrl, resolveOwner),
+    status: async (name) => tokens.view(await oauthMailbox(name)),
+    revoke: async (name) => {
+      const who = await oauthMailbox(name);
+      await withTransaction(deps.store, async (tx) => {
+        await OAuthTokens.forget(tx, who.owner);
+        await systemLog(tx, {
+          level: 'info',
+          category: 'oauth',
+          message: `tokens of ${who.label} discarded; it is not fetched until authorized again`,
+          details: { owner: who.owner },
+        });
+      });
+    },
+    providers: () => ({ redirectUrl: deps.redirectUrl, presets: providerPresets() }),
+    authorizeSmtp: async () => tokens.start(await smtpOAuth()),
+    smtpStatus: async () => tokens.view(await smtpOAuth()),
+  };
+}

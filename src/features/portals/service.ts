@@ -1,0 +1,79 @@
+import { MailintakeError } from '../../kernel/errors.js';
+import { resolveAttachmentPolicy } from '../../mail/attachment-checks.js';
+import type { Store } from '../../store/db.js';
+import { systemLog } from '../../store/system-log.js';
+import { withTransaction } from '../../store/tx.js';
+import type { Services } from '../services.js';
+import { createPortalRepo, portalView, storedAttachmentPolicy } from './repo.js';
+
+export type PortalsService = Services['portals'];
+
+const PORTAL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/** Portals: the help desks mail is taken into, each with its threading switch and attachment policy. */
+export function createPortalsService(deps: { store: Store }): PortalsService {
+  const { store } = deps;
+  const repo = createPortalRepo(store);
+  const existing = async (name: string) => {
+    const row = await repo.byName(name);
+    if (!row) throw new MailintakeError('NOT_FOUND', `no portal named "${name}"`);
+    return row;
+  };
+  return {
+    list: async () => (await repo.list()).map(portalView),
+    add: async (name) => {
+      if (!PORTAL_NAME.test(name)) {
+        throw new MailintakeError('INVALID_SETTINGS', 'invalid portal name', {
+          details: {
+            fields: [{ field: 'name', message: 'letters, digits, dot, hyphen, underscore; up to 100' }],
+          },
+        });
+      }
+      if (await repo.byName(name))
+        throw new MailintakeError('CONFLICT', `a portal named "${name}" exists already`);
+      await withTransaction(store, async (tx) => {
+        await repo.insert(tx, name);
+        await systemLog(tx, {
+          level: 'info',
+          category: 'settings-changed',
+          message: `portal ${name} added`,
+          details: { portal: name, change: 'added' },
+        });
+      });
+      return portalView(await existing(name));
+    },
+    update: async (name, patch) => {
+      const current = await existing(name);
+      const set: { header_threading?: number; attachment_policy?: string } = {};
+      if (patch.headerThreading !== undefined) set.header_threading = patch.headerThreading ? 1 : 0;
+      if (patch.attachmentPolicy !== undefined) {
+        // Field by field over what the admin set before; null restores a field's default. Only the fields
+        // set are stored, so a later change of a default reaches every portal that did not override it.
+        const merged: Record<string, unknown> = {
+          ...storedAttachmentPolicy(current.attachment_policy, current.id),
+          ...patch.attachmentPolicy,
+        };
+        for (const [k, v] of Object.entries(merged)) if (v === null) delete merged[k];
+        resolveAttachmentPolicy(merged); // INVALID_SETTINGS naming every bad field; nothing saved
+        set.attachment_policy = JSON.stringify(merged);
+      }
+      if (Object.keys(set).length > 0) {
+        await withTransaction(store, async (tx) => {
+          await repo.update(tx, name, set);
+          await systemLog(tx, {
+            level: 'info',
+            category: 'settings-changed',
+            message: `portal ${name} updated`,
+            details: {
+              portal: name,
+              change: 'updated',
+              ...(patch.headerThreading !== undefined ? { headerThreading: patch.headerThreading } : {}),
+              ...(patch.attachmentPolicy !== undefined ? { attachmentPolicy: patch.attachmentPolicy } : {}),
+            },
+          });
+        });
+      }
+      return portalView(await existing(name));
+    },
+  };
+}
