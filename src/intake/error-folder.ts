@@ -4,10 +4,10 @@ import type { AfterFetch, Connector, ConnectorTraits, RemoteMail } from '../conn
 import type { MailboxSettings } from '../connectors/settings.js';
 import { DEFAULT_ERROR_FOLDER } from '../connectors/settings.js';
 import {
-  CONNECTION_CODES,
   ERROR_HELP,
   type ErrorCode,
   MailintakeError,
+  roundRuleOf,
   toMailintakeError,
 } from '../kernel/errors.js';
 import { failpoint } from '../kernel/failpoints.js';
@@ -378,7 +378,7 @@ export class ErrorFolder implements ErrorRoute {
     } catch (err) {
       const coded = toMailintakeError(err, 'ACK_FAILED');
       // Recorded already: the next round lists these mails again and only finishes the move.
-      throw coded.code === 'ACK_FAILED' || CONNECTION_CODES.has(coded.code)
+      throw coded.code === 'ACK_FAILED' || roundRuleOf(coded) === 'stop-round'
         ? coded
         : new MailintakeError('ACK_FAILED', coded.message, { cause: err });
     }

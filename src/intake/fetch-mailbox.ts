@@ -4,7 +4,13 @@ import type { AfterFetch, Connector, RemoteMail } from '../connectors/connector.
 import { serverLabel } from '../connectors/net-errors.js';
 import type { MailboxSettings } from '../connectors/settings.js';
 import type { FetchSummary } from '../features/views.js';
-import { CONNECTION_CODES, isMailintakeError, MailintakeError, toMailintakeError } from '../kernel/errors.js';
+import {
+  isMailintakeError,
+  MailintakeError,
+  retriedNextRound,
+  roundRuleOf,
+  toMailintakeError,
+} from '../kernel/errors.js';
 import { failpoint } from '../kernel/failpoints.js';
 import type { Logger } from '../kernel/logger.js';
 import {
@@ -26,9 +32,6 @@ import { withTransaction } from '../store/tx.js';
 import { type BatchItem, commitBatch, type IntakeMailbox } from './commit-mail.js';
 import { type ErrorRoute, type FailedMail, leaveOnServer } from './error-folder.js';
 import type { LeaseHold, MailboxLease } from './lease.js';
-
-/** Per-mail error codes worth another attempt on the next round (the cause may be gone by then). */
-const RETRYABLE_MAIL_CODES = new Set(['STORE_FAILED', 'INTERNAL']);
 
 /** Small mails are fetched several at a time (one round trip); larger ones stream one by one. */
 const BATCH_MAIL_MAX_BYTES = 1024 * 1024;
@@ -196,8 +199,7 @@ async function takeIn(
   // keeping their identity (Graph): then they are taken in again like new mail.
   const route = ctx.errorRoute ?? leaveOnServer;
   const routeContext = { connector, mailbox, settings, notifier: ctx.notifier };
-  const isFinal = (k: Known | undefined) =>
-    k?.outcome === 'error' && !(k.errorCode && RETRYABLE_MAIL_CODES.has(k.errorCode));
+  const isFinal = (k: Known | undefined) => k?.outcome === 'error' && !retriedNextRound(k.errorCode);
   const failedBefore = waiting.filter((m) => isFinal(known.get(m.identity)));
   const released =
     failedBefore.length > 0 && route.released
@@ -319,7 +321,7 @@ async function takeIn(
           error: result.error.message,
         });
         // a retryable failure stays where it is and is tried again next round; the others are the route's
-        if (!RETRYABLE_MAIL_CODES.has(result.error.code)) failed.push({ mail, error: result.error });
+        if (roundRuleOf(result.error) !== 'retry-mail') failed.push({ mail, error: result.error });
         continue;
       }
       summary[result.outcome]++;
@@ -461,12 +463,12 @@ async function prepare(
     const coded = toMailintakeError(connectionFailure, 'TIMEOUT', 'the connection failed while downloading');
     // A source that failed with a code of its own that is not the connection's (a kept POP3 error mail whose
     // sealed copy does not open: STORE_FAILED) fails this mail only, and is retried next round.
-    if (!isMailintakeError(connectionFailure) || CONNECTION_CODES.has(coded.code)) throw coded;
+    if (!isMailintakeError(connectionFailure) || roundRuleOf(coded) === 'stop-round') throw coded;
     item.error = coded;
     item.rawSha256 = null;
   } else if (parsedResult.status === 'rejected') {
     const coded = toMailintakeError(parsedResult.reason, 'PARSE_FAILED');
-    if (CONNECTION_CODES.has(coded.code)) throw coded;
+    if (roundRuleOf(coded) === 'stop-round') throw coded;
     item.error = coded;
     if (coded.code === 'STORE_FAILED' && buffered) {
       // The store refused an attachment (a full disk), not the mail: parsed again without keeping anything, the
@@ -508,7 +510,7 @@ async function acknowledge(
   } catch (err) {
     const coded = toMailintakeError(err, 'ACK_FAILED');
     // Effects are committed; the mails are seen again next round and acknowledged then, never stored twice.
-    throw coded.code === 'ACK_FAILED' || CONNECTION_CODES.has(coded.code)
+    throw coded.code === 'ACK_FAILED' || roundRuleOf(coded) === 'stop-round'
       ? coded
       : new MailintakeError('ACK_FAILED', coded.message, { cause: err });
   }
