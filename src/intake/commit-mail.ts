@@ -1,5 +1,4 @@
 import { type Insertable, sql } from 'kysely';
-import type { Outcome } from '../features/views.js';
 import { MailintakeError } from '../kernel/errors.js';
 import { failpoint } from '../kernel/failpoints.js';
 import {
@@ -26,6 +25,7 @@ import type {
 } from '../store/schema.js';
 import { type SystemLogInput, systemLog } from '../store/system-log.js';
 import { type Tx, withTransaction } from '../store/tx.js';
+import type { CommittedOutcome } from './outcome.js';
 
 /** The mailbox a mail came in through, as the store knows it. */
 export interface IntakeMailbox {
@@ -43,16 +43,8 @@ export interface IntakeMailbox {
   enabled?: boolean;
 }
 
-export type CommitResult =
-  | { outcome: 'created'; requestId: number; reasons: string[]; dropped?: DroppedPart[] }
-  | {
-      outcome: 'appended';
-      requestId: number;
-      conversationId: number;
-      reasons: string[];
-      dropped?: DroppedPart[];
-    }
-  | { outcome: 'ignored'; requestId: number | null; reasons: string[] };
+/** A mail's outcome once its effect is decided (the error outcome is recorded as a row of its own). */
+type TakenIn = Exclude<CommittedOutcome, { outcome: 'error' }>;
 
 /** One fetched mail, ready to be committed: parsed, or failed with a coded error. */
 export interface BatchItem {
@@ -72,8 +64,6 @@ export interface BatchItem {
    */
   checked?: { kept: StoredPart[]; dropped: DroppedPart[] };
 }
-
-export type ItemResult = CommitResult | { outcome: 'error'; error: MailintakeError };
 
 /**
  * Commits a batch of fetched mails in ONE transaction: every mail's request or conversation, attachments,
@@ -95,7 +85,7 @@ export async function commitBatch(
   items: BatchItem[],
   /** Records the drop notification mails in the batch's transaction (the portal's switches decide); kicked after commit. */
   notifier?: Notifier,
-): Promise<ItemResult[]> {
+): Promise<CommittedOutcome[]> {
   for (const item of items) if (item.parsed) item.parsed = storableMail(item.parsed);
   try {
     let noticed = false;
@@ -110,7 +100,7 @@ export async function commitBatch(
     return results;
   } catch (err) {
     if (items.length > 1) {
-      const results: ItemResult[] = [];
+      const results: CommittedOutcome[] = [];
       for (const item of items) results.push(...(await commitBatch(store, mailbox, [item], notifier)));
       return results;
     }
@@ -144,7 +134,7 @@ export async function recordFailure(
   mailbox: IntakeMailbox,
   item: BatchItem,
   error: MailintakeError,
-): Promise<ItemResult> {
+): Promise<CommittedOutcome> {
   try {
     return await recordFullFailure(store, mailbox, item, error);
   } catch (err) {
@@ -165,7 +155,7 @@ export async function recordFailure(
       // ends here with that, coded and naming the database; the mail stays on the server for the next round.
       throw databaseError(lastErr, store, 'a minimal error row (after the mail and its full error row)');
     }
-    return { outcome: 'error', error: minimal };
+    return { outcome: 'error', identity: item.serverIdentity, error: minimal };
   }
 }
 
@@ -180,7 +170,7 @@ async function recordFullFailure(
   mailbox: IntakeMailbox,
   item: BatchItem,
   error: MailintakeError,
-): Promise<ItemResult> {
+): Promise<CommittedOutcome> {
   return withTransaction(store, async (tx) => {
     // A racing worker that committed this very mail meanwhile makes our insert break the unique constraint:
     // that is the guarantee working, not an error of the mail.
@@ -194,6 +184,7 @@ async function recordFullFailure(
     if (committed) {
       return {
         outcome: 'ignored',
+        identity: item.serverIdentity,
         requestId: committed.request_id,
         reasons: ['taken in meanwhile by another worker'],
       };
@@ -201,7 +192,7 @@ async function recordFullFailure(
     const batch = new BatchCommit(tx, mailbox, store.engine);
     batch.logError(item, error, item.parsed ?? undefined);
     await batch.flushLog();
-    return { outcome: 'error', error };
+    return { outcome: 'error', identity: item.serverIdentity, error };
   });
 }
 
@@ -290,7 +281,7 @@ class BatchCommit {
     private readonly notifier?: Notifier,
   ) {}
 
-  async run(items: BatchItem[]): Promise<ItemResult[]> {
+  async run(items: BatchItem[]): Promise<CommittedOutcome[]> {
     await this.lockIdentities(items);
     await this.loadKnownIds(items);
     const parsed = items.filter((i) => i.parsed && !i.error).length;
@@ -307,13 +298,13 @@ class BatchCommit {
           .reverse();
       this.ids = { requests: await draw('requests'), conversations: await draw('conversations') };
     }
-    const results: ItemResult[] = [];
+    const results: CommittedOutcome[] = [];
     for (const item of items) {
       if (!item.parsed || item.error) {
         const error = item.error ?? new MailintakeError('INTERNAL', 'a mail without a parse result');
         // A mail parsed and then refused by the store (a full disk) keeps its sender and subject in the row.
         this.logError(item, error, item.parsed ?? undefined);
-        results.push({ outcome: 'error', error });
+        results.push({ outcome: 'error', identity: item.serverIdentity, error });
         continue;
       }
       const result = await this.takeIn(item.parsed, item);
@@ -371,7 +362,7 @@ class BatchCommit {
     }
   }
 
-  private async takeIn(mail: ParsedMail, item: BatchItem): Promise<CommitResult> {
+  private async takeIn(mail: ParsedMail, item: BatchItem): Promise<TakenIn> {
     const candidates = threadCandidates(mail);
     const notes: string[] = [];
     const ownMessageIdRequest = await this.sameMailBefore(mail, notes);
@@ -465,14 +456,38 @@ class BatchCommit {
     return same.request_id;
   }
 
+  /**
+   * The classifier's answer (mail/classify.ts ThreadDecision) made into the mail's outcome: the one place a
+   * decision becomes created, appended or ignored, with the rows that go with it.
+   */
   private async apply(
     mail: ParsedMail,
     decision: ThreadDecision,
     reasons: string[],
     item: BatchItem,
-  ): Promise<CommitResult> {
-    if (decision.kind === 'duplicate') return { outcome: 'ignored', requestId: decision.requestId, reasons };
-    const common = {
+  ): Promise<TakenIn> {
+    const identity = item.serverIdentity;
+    if (decision.kind === 'duplicate')
+      return { outcome: 'ignored', identity, requestId: decision.requestId, reasons };
+    const { requestId, conversationId } =
+      decision.kind === 'new-request'
+        ? { requestId: await this.insertRequest(mail), conversationId: null }
+        : {
+            requestId: decision.requestId,
+            conversationId: await this.insertConversation(mail, decision.requestId),
+          };
+    this.recordParts(mail, item, requestId, conversationId);
+    const dropped = item.checked?.dropped ?? [];
+    this.recordDrops(dropped, identity, requestId, conversationId, reasons);
+    this.noticeDrops(mail, dropped, requestId, conversationId);
+    return conversationId === null
+      ? { outcome: 'created', identity, requestId, reasons, dropped }
+      : { outcome: 'appended', identity, requestId, conversationId, reasons, dropped };
+  }
+
+  /** The columns a request and a conversation share. */
+  private commonColumns(mail: ParsedMail) {
+    return {
       mailbox_id: this.mailbox.id,
       to_addresses: JSON.stringify(mail.to),
       cc_addresses: JSON.stringify(mail.cc),
@@ -483,46 +498,56 @@ class BatchCommit {
       mail_date: mail.date,
       created_at: this.now,
     };
-    let requestId: number;
-    let conversationId: number | null = null;
-    if (decision.kind === 'new-request') {
-      const row = {
-        ...common,
-        portal_id: this.mailbox.portalId,
-        requester_address: mail.from?.address ?? null,
-        requester_name: mail.from?.name || null,
-        status: 'open',
-        updated_at: this.now,
-      };
-      const id = this.ids?.requests.pop();
-      if (id === undefined) {
-        requestId = (
-          await this.tx.insertInto('requests').values(row).returning('id').executeTakeFirstOrThrow()
-        ).id;
-      } else {
-        requestId = id;
-        this.requestRows.push({ ...row, id });
-      }
-      this.newRequests.add(requestId);
+  }
+
+  /** A new request: inserted now (SQLite), or with an id drawn up front and inserted with the batch (PostgreSQL). */
+  private async insertRequest(mail: ParsedMail): Promise<number> {
+    const row = {
+      ...this.commonColumns(mail),
+      portal_id: this.mailbox.portalId,
+      requester_address: mail.from?.address ?? null,
+      requester_name: mail.from?.name || null,
+      status: 'open',
+      updated_at: this.now,
+    };
+    let requestId = this.ids?.requests.pop();
+    if (requestId === undefined) {
+      requestId = (await this.tx.insertInto('requests').values(row).returning('id').executeTakeFirstOrThrow())
+        .id;
     } else {
-      requestId = decision.requestId;
-      const row = {
-        ...common,
-        request_id: requestId,
-        from_address: mail.from?.address ?? null,
-        from_name: mail.from?.name || null,
-      };
-      const id = this.ids?.conversations.pop();
-      if (id === undefined) {
-        conversationId = (
-          await this.tx.insertInto('conversations').values(row).returning('id').executeTakeFirstOrThrow()
-        ).id;
-      } else {
-        conversationId = id;
-        this.conversationRows.push({ ...row, id });
-      }
-      this.touchedRequests.add(requestId);
+      this.requestRows.push({ ...row, id: requestId });
     }
+    this.newRequests.add(requestId);
+    return requestId;
+  }
+
+  /** A conversation on an existing request (inserted like insertRequest's rows). */
+  private async insertConversation(mail: ParsedMail, requestId: number): Promise<number> {
+    const row = {
+      ...this.commonColumns(mail),
+      request_id: requestId,
+      from_address: mail.from?.address ?? null,
+      from_name: mail.from?.name || null,
+    };
+    let conversationId = this.ids?.conversations.pop();
+    if (conversationId === undefined) {
+      conversationId = (
+        await this.tx.insertInto('conversations').values(row).returning('id').executeTakeFirstOrThrow()
+      ).id;
+    } else {
+      this.conversationRows.push({ ...row, id: conversationId });
+    }
+    this.touchedRequests.add(requestId);
+    return conversationId;
+  }
+
+  /** The kept attachments' rows and the mail's Message-ID row (the first mail with an id owns it). */
+  private recordParts(
+    mail: ParsedMail,
+    item: BatchItem,
+    requestId: number,
+    conversationId: number | null,
+  ): void {
     for (const a of item.checked?.kept ?? mail.attachments) {
       this.attachmentRows.push({
         request_id: requestId,
@@ -545,24 +570,27 @@ class BatchCommit {
         request_id: requestId,
       });
     }
-    const dropped = item.checked?.dropped ?? [];
-    this.recordDrops(dropped, item.serverIdentity, requestId, conversationId, reasons);
-    if (this.notifier && dropped.length > 0) {
-      this.notices.push(
-        ...dropNotices({
-          mailbox: { id: this.mailbox.id, name: this.mailbox.name, portalId: this.mailbox.portalId },
-          requestId,
-          conversationId,
-          subject: mail.subject,
-          from: mail.from?.address ?? null,
-          dropped,
-          policy: this.mailbox.attachmentPolicy ?? DEFAULT_ATTACHMENT_POLICY,
-        }),
-      );
-    }
-    return conversationId === null
-      ? { outcome: 'created', requestId, reasons, dropped }
-      : { outcome: 'appended', requestId, conversationId, reasons, dropped };
+  }
+
+  /** The drop notification mails, recorded with the batch's rows when a notifier is set (the portal's switches decide). */
+  private noticeDrops(
+    mail: ParsedMail,
+    dropped: DroppedPart[],
+    requestId: number,
+    conversationId: number | null,
+  ): void {
+    if (!this.notifier || dropped.length === 0) return;
+    this.notices.push(
+      ...dropNotices({
+        mailbox: { id: this.mailbox.id, name: this.mailbox.name, portalId: this.mailbox.portalId },
+        requestId,
+        conversationId,
+        subject: mail.subject,
+        from: mail.from?.address ?? null,
+        dropped,
+        policy: this.mailbox.attachmentPolicy ?? DEFAULT_ATTACHMENT_POLICY,
+      }),
+    );
   }
 
   /**
@@ -618,7 +646,7 @@ class BatchCommit {
     }
   }
 
-  private logOutcome(item: BatchItem, mail: ParsedMail, result: CommitResult): void {
+  private logOutcome(item: BatchItem, mail: ParsedMail, result: TakenIn): void {
     this.logRows.push({
       retry: item.retry,
       server_identity: item.serverIdentity,
@@ -627,7 +655,7 @@ class BatchCommit {
       content_hash: mail.contentHash,
       fingerprint: mailFingerprint(mail),
       ...rawColumns(item),
-      outcome: result.outcome as Outcome,
+      outcome: result.outcome,
       request_id: result.requestId,
       conversation_id: result.outcome === 'appended' ? result.conversationId : null,
       error_code: null,
