@@ -189,54 +189,8 @@ export interface RequestDetail extends RequestSummary {
   conversations: ConversationView[];
 }
 
-export type Outcome = 'created' | 'appended' | 'ignored' | 'error';
-
-export interface IntakeLogEntry {
-  id: number;
-  mailbox: string;
-  serverIdentity: string;
-  messageId: string | null;
-  contentHash: string | null;
-  /** The raw source as fetched is kept and can be downloaded (`log raw ID`, GET /api/v1/log/{id}/raw). */
-  rawAvailable: boolean;
-  outcome: Outcome;
-  requestId: number | null;
-  conversationId: number | null;
-  errorCode: string | null;
-  reasons: string[];
-  subject: string | null;
-  from: string | null;
-  size: number | null;
-  attempts: number;
-  acknowledged: boolean;
-  createdAt: string;
-  updatedAt: string;
-}
-
-/** One mailbox's result of one fetch round (`fetch --once` prints these). */
-export interface FetchSummary {
-  mailbox: string;
-  /** false: the mailbox could not be reached (or was busy); `error` says why. */
-  reached: boolean;
-  fetched: number;
-  created: number;
-  appended: number;
-  ignored: number;
-  errored: number;
-  /** Mails seen again after a crash or a failed acknowledgement: acknowledged now, no new effect. */
-  reacknowledged: number;
-  /** Mails that failed before with an error a retry cannot fix, left in the inbox (no error folder set). */
-  skippedErrors: number;
-  /** Mails moved to the error folder this round (POP3: kept by Mailintake and deleted from the server). */
-  movedToErrorFolder: number;
-  error: { code: string; message: string } | null;
-  /**
-   * The round ended early because the mailbox was disabled meanwhile: the reason ('settings-changed',
-   * 'error-folder-limit', 'admin'). Mails not reached stay on the server for a later round.
-   */
-  stopped: string | null;
-  durationMs: number;
-}
+// The intake's outcome types: defined where the round produces them (intake/outcome.ts).
+export type { FetchSummary, IntakeLogEntry, Outcome } from '../intake/outcome.js';
 
 export interface ApiKeyView {
   id: number;
