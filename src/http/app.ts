@@ -15,6 +15,7 @@ import {
   isMailintakeError,
   MailintakeError,
 } from '../kernel/errors.js';
+import { API_MAX_BODY_BYTES as MAX_BODY_BYTES } from '../kernel/limits.js';
 import { check, invalidSettings } from '../kernel/plain-issues.js';
 import { openApiDocument } from './openapi.js';
 
@@ -65,8 +66,6 @@ for (const code of CONNECTION_CODES) STATUS[code] = 502;
  * keyed by the request object so that nothing outlives the request.
  */
 const requestSecrets = new WeakMap<Request, string[]>();
-
-const MAX_BODY_BYTES = 1024 * 1024;
 
 /** Shorter secrets are not redacted: replacing "ab" everywhere would mangle the answer, not protect anything. */
 const MIN_REDACTED_LENGTH = 4;

@@ -1,6 +1,7 @@
 import { type Insertable, sql } from 'kysely';
 import { MailintakeError } from '../kernel/errors.js';
 import { failpoint } from '../kernel/failpoints.js';
+import { INSERT_ROWS, SQL_IN_LIST_MAX } from '../kernel/limits.js';
 import {
   type AttachmentPolicy,
   DEFAULT_ATTACHMENT_POLICY,
@@ -348,12 +349,12 @@ class BatchCommit {
     }
     const byKey = new Map([...ids].map((id) => [valueKey(id), id]));
     const all = [...byKey.keys()];
-    for (let i = 0; i < all.length; i += 500) {
+    for (let i = 0; i < all.length; i += SQL_IN_LIST_MAX) {
       const rows = await this.tx
         .selectFrom('message_ids')
         .select(['message_key', 'message_id', 'request_id'])
         .where('portal_id', '=', this.mailbox.portalId)
-        .where('message_key', 'in', all.slice(i, i + 500))
+        .where('message_key', 'in', all.slice(i, i + SQL_IN_LIST_MAX))
         .execute();
       // The key found the row; the full value decides (a sha256 collision must not thread a mail wrongly).
       for (const r of rows) {
@@ -690,38 +691,38 @@ class BatchCommit {
 
   private async flushRows(): Promise<void> {
     // Parents before children: requests, then conversations and attachments that refer to them.
-    for (let i = 0; i < this.requestRows.length; i += 100) {
+    for (let i = 0; i < this.requestRows.length; i += INSERT_ROWS.wide) {
       await this.tx
         .insertInto('requests')
-        .values(this.requestRows.slice(i, i + 100))
+        .values(this.requestRows.slice(i, i + INSERT_ROWS.wide))
         .execute();
     }
-    for (let i = 0; i < this.conversationRows.length; i += 100) {
+    for (let i = 0; i < this.conversationRows.length; i += INSERT_ROWS.wide) {
       await this.tx
         .insertInto('conversations')
-        .values(this.conversationRows.slice(i, i + 100))
+        .values(this.conversationRows.slice(i, i + INSERT_ROWS.wide))
         .execute();
     }
-    for (let i = 0; i < this.attachmentRows.length; i += 200) {
+    for (let i = 0; i < this.attachmentRows.length; i += INSERT_ROWS.parts) {
       await this.tx
         .insertInto('attachments')
-        .values(this.attachmentRows.slice(i, i + 200))
+        .values(this.attachmentRows.slice(i, i + INSERT_ROWS.parts))
         .execute();
     }
-    for (let i = 0; i < this.droppedRows.length; i += 200) {
+    for (let i = 0; i < this.droppedRows.length; i += INSERT_ROWS.parts) {
       await this.tx
         .insertInto('dropped_attachments')
-        .values(this.droppedRows.slice(i, i + 200))
+        .values(this.droppedRows.slice(i, i + INSERT_ROWS.parts))
         .execute();
     }
     if (this.systemLogEntries.length > 0) await systemLog(this.tx, this.systemLogEntries);
     // The drop emails commit with the drops they tell about: a crash after the commit delays them, never loses them.
     for (const notice of this.notices) await this.notifier!.record(this.tx, notice);
     this.noticed = this.notices.length > 0;
-    for (let i = 0; i < this.messageIdRows.length; i += 500) {
+    for (let i = 0; i < this.messageIdRows.length; i += INSERT_ROWS.messageIds) {
       await this.tx
         .insertInto('message_ids')
-        .values(this.messageIdRows.slice(i, i + 500))
+        .values(this.messageIdRows.slice(i, i + INSERT_ROWS.messageIds))
         .onConflict((oc) => oc.columns(['portal_id', 'message_key']).doNothing())
         .execute();
     }
@@ -767,10 +768,10 @@ class BatchCommit {
         updated_at: this.now,
       });
     }
-    for (let i = 0; i < fresh.length; i += 100) {
+    for (let i = 0; i < fresh.length; i += INSERT_ROWS.wide) {
       await this.tx
         .insertInto('intake_log')
-        .values(fresh.slice(i, i + 100))
+        .values(fresh.slice(i, i + INSERT_ROWS.wide))
         .execute();
     }
   }

@@ -11,6 +11,7 @@ import {
   toMailintakeError,
 } from '../kernel/errors.js';
 import { failpoint } from '../kernel/failpoints.js';
+import { ERROR_REPORT_HEADER_SCAN_BYTES as HEADER_SCAN_BYTES, SQL_IN_LIST_MAX } from '../kernel/limits.js';
 import type { Logger } from '../kernel/logger.js';
 import type { SecretBox } from '../kernel/secret-box.js';
 import type { Notifier } from '../notify/notifier.js';
@@ -137,8 +138,6 @@ export interface ErrorReport {
 }
 
 export const KEPT_PREFIX = 'kept;';
-/** Where the headers of a raw copy are looked for; a longer header block is cut here (its start is enough). */
-const HEADER_SCAN_BYTES = 256 * 1024;
 
 export interface ErrorFolderDeps {
   store: Store;
@@ -315,14 +314,14 @@ export class ErrorFolder implements ErrorRoute {
     const out = new Set<string>();
     const failedAt = new Map(failed.map((f) => [f.identity, f.failedAt]));
     const identities = [...failedAt.keys()];
-    for (let i = 0; i < identities.length; i += 500) {
+    for (let i = 0; i < identities.length; i += SQL_IN_LIST_MAX) {
       const rows = await this.deps.store.db
         .selectFrom('error_mails')
         .select(['server_identity', 'status', 'moved_back_at'])
         .where('mailbox_id', '=', mailboxId)
         // POP3's kept copies come back as mails of their own (`inbox`); the server's copy is never released
         .where('location', '=', 'server-folder')
-        .where('server_identity', 'in', identities.slice(i, i + 500))
+        .where('server_identity', 'in', identities.slice(i, i + SQL_IN_LIST_MAX))
         .orderBy('id')
         .execute();
       const latest = new Map<string, (typeof rows)[number]>();
@@ -544,8 +543,8 @@ export class KeptMailsConnector implements Connector {
     if (rows.length === 0) return [];
     const done = new Set<string>();
     const identities = rows.map((r) => `${KEPT_PREFIX}${r.id}`);
-    for (let i = 0; i < identities.length; i += 500) {
-      const slice = identities.slice(i, i + 500);
+    for (let i = 0; i < identities.length; i += SQL_IN_LIST_MAX) {
+      const slice = identities.slice(i, i + SQL_IN_LIST_MAX);
       // taken in (any outcome but a retryable or unrecorded error), or failed again and recorded as such
       for (const r of await store.db
         .selectFrom('intake_log')

@@ -1,4 +1,5 @@
 import { MailParser, type MailParserOptions } from 'mailparser';
+import { BODY_CUT_BACK_OFF_BYTES as BACK_OFF } from '../kernel/limits.js';
 import { StreamingQpDecoder } from './qp-stream.js';
 
 /**
@@ -156,8 +157,6 @@ const EMPTY = Buffer.alloc(0);
 const LF = 0x0a;
 const CR = 0x0d;
 const EQ = 0x3d;
-/** How far back a cut looks for a line end (RFC 5322 lines are at most 998 characters). */
-const BACK_OFF = 1000;
 
 function isHex(b: number | undefined): boolean {
   return (

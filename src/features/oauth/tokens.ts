@@ -3,6 +3,12 @@ import os from 'node:os';
 import type { Selectable } from 'kysely';
 import { currentActor } from '../../kernel/actor.js';
 import { MailintakeError, toMailintakeError } from '../../kernel/errors.js';
+import {
+  PENDING_TTL_MS,
+  REFRESH_LEASE_MS,
+  REFRESH_MARGIN_MS,
+  REFRESH_WAIT_POLL_MS,
+} from '../../kernel/limits.js';
 import type { Logger } from '../../kernel/logger.js';
 import type { SecretBox } from '../../kernel/secret-box.js';
 import {
@@ -22,6 +28,8 @@ import type { OAuthTokenTable } from '../../store/schema.js';
 import { systemLog } from '../../store/system-log.js';
 import { type Tx, withTransaction } from '../../store/tx.js';
 
+export { PENDING_TTL_MS, REFRESH_MARGIN_MS };
+
 /** Whose tokens: a mailbox ('mailbox:<id>', stable across renames) or the outgoing SMTP server ('smtp'). */
 export interface OAuthOwner {
   owner: string;
@@ -33,15 +41,6 @@ export interface OAuthOwner {
   /** The CLI command that starts its consent, for messages (e.g. `mailintake mailbox authorize support`). */
   authorizeCommand: string;
 }
-
-/** A token is refreshed when it has less than this left, so a login or request never carries a dying one. */
-export const REFRESH_MARGIN_MS = 60_000;
-/** An authorization link is valid this long (the admin signs in and consents meanwhile). */
-export const PENDING_TTL_MS = 10 * 60_000;
-/** How long one process may hold the refresh lease (a crashed holder's lease expires after this). */
-const REFRESH_LEASE_MS = 45_000;
-/** How often a process that waits for another one's refresh looks again. */
-const REFRESH_WAIT_POLL_MS = 200;
 
 export type OAuthState = 'not-authorized' | 'authorized' | 'reauthorize-required';
 
