@@ -60,7 +60,7 @@ export interface BatchItem {
   parsed: ParsedMail | null;
   error: MailintakeError | null;
   /**
-   * The attachment checks' verdict for `parsed.attachments` (run before the commit, see fetch-mailbox.ts):
+   * The attachment checks' verdict for `parsed.attachments` (run before the commit, see prepare.ts):
    * only `kept` become attachment rows; `dropped` are recorded with their code. Absent: all are kept.
    */
   checked?: { kept: StoredPart[]; dropped: DroppedPart[] };
@@ -394,7 +394,7 @@ class BatchCommit {
     const reasons = [...notes, ...decision.reasons];
     const auto = autoSubmitted(mail);
     if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
-    // nothing silent: a body cut for display (pipeline/body-cut.ts) says so where the admin looks
+    // nothing silent: a body cut for display (mail/body-cut.ts) says so where the admin looks
     if (mail.truncatedReason) reasons.push(mail.truncatedReason);
     const result = await this.apply(mail, decision, reasons, item);
     if (result.outcome !== 'ignored') {

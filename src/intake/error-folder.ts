@@ -27,8 +27,9 @@ import type { MailOutcome } from './outcome.js';
 /**
  * The reference's error folder ("Move messages to error folder"), per mailbox.
  *
- * A mail whose processing failed with a code a retry cannot fix (PARSE_FAILED, MAIL_TOO_LARGE…; STORE_FAILED
- * and INTERNAL are retried instead) is, when the mailbox has `moveToErrorFolder` on:
+ * A mail whose processing failed with a code a retry cannot fix (rule `error-folder` in kernel/errors.ts
+ * ROUND_RULES: PARSE_FAILED, MAIL_TOO_LARGE…; `retry-mail` codes are retried instead) is, when the mailbox has
+ * `moveToErrorFolder` on:
  * 1. reported: mail details and the exception, as JSON sealed with the secret box (AES-256-GCM) into a blob;
  *    POP3 also seals the raw mail, because it has no folder to keep it in;
  * 2. recorded, in ONE transaction: the `error_mails` row, a system-log entry (category `error-folder`), the

@@ -9,7 +9,7 @@ import { StreamingQpDecoder } from './qp-stream.js';
  * end of the mail: the decoded chunks, then one Buffer.concat copy, then a string, then the string with line ends
  * replaced, then the joined text and HTML. Measured: about 9 MB of RSS for each MB of text body, so a 95 MB body
  * peaked at 640 MB, and a cut made after parsing (as before) came too late to help. Attachments already stream;
- * the raw copy of the mail is kept whole by the intake (fetch-mailbox.ts), so nothing is lost by keeping only
+ * the raw copy of the mail is kept whole by the intake (intake/prepare.ts), so nothing is lost by keeping only
  * the first part of a huge body for display.
  *
  * No option of mailparser limits what it keeps (`maxHtmlLengthToParse` only skips the HTML-to-text
@@ -65,7 +65,7 @@ const hooks = MailParser.prototype as unknown as Partial<Hooks>;
 function assertHooks(): Hooks {
   if (typeof hooks.createNode !== 'function' || typeof hooks.processChunk !== 'function') {
     throw new Error(
-      'mailparser no longer has createNode/processChunk: body cutting (src/pipeline/body-cut.ts) must be adapted',
+      'mailparser no longer has createNode/processChunk: body cutting (src/mail/body-cut.ts) must be adapted',
     );
   }
   return hooks as Hooks;
