@@ -3,13 +3,12 @@ import { MailintakeError } from '../kernel/errors.js';
 import { failpoint } from '../kernel/failpoints.js';
 import { INSERT_ROWS, SQL_IN_LIST_MAX } from '../kernel/limits.js';
 import {
-  type AttachmentPolicy,
   DEFAULT_ATTACHMENT_POLICY,
   type DroppedPart,
   dropReason,
   isInlineImage,
 } from '../mail/attachment-checks.js';
-import { autoSubmitted, decideThread, mailFingerprint, threadCandidates } from '../mail/classify.js';
+import { mailFingerprint, threadCandidates } from '../mail/classify.js';
 import type { Address, ParsedMail, StoredPart, ThreadDecision } from '../mail/types.js';
 import { dropNotices } from '../notify/drop-notice.js';
 import type { Notice, Notifier } from '../notify/notifier.js';
@@ -26,23 +25,11 @@ import type {
 } from '../store/schema.js';
 import { type SystemLogInput, systemLog } from '../store/system-log.js';
 import { type Tx, withTransaction } from '../store/tx.js';
+import { type BatchMemory, classifyInBatch } from './classify-in-batch.js';
+import type { IntakeMailbox } from './intake-mailbox.js';
 import type { CommittedOutcome } from './outcome.js';
 
-/** The mailbox a mail came in through, as the store knows it. */
-export interface IntakeMailbox {
-  id: number;
-  name: string;
-  portalId: number;
-  headerThreading: boolean;
-  /** The portal's attachment policy, loaded once per round. Absent: the defaults (DEFAULT_ATTACHMENT_POLICY). */
-  attachmentPolicy?: AttachmentPolicy;
-  /**
-   * Enabled when the round started. Such a round stops at its next batch when the mailbox gets disabled
-   * meanwhile (paused to save settings, stopped by the error folder, disabled by an admin). A manual round of a
-   * disabled mailbox (`fetch --once --mailbox`) leaves it out and runs to the end.
-   */
-  enabled?: boolean;
-}
+export type { IntakeMailbox } from './intake-mailbox.js';
 
 /** A mail's outcome once its effect is decided (the error outcome is recorded as a row of its own). */
 type TakenIn = Exclude<CommittedOutcome, { outcome: 'error' }>;
@@ -239,28 +226,17 @@ type LogValues = Omit<
   'mailbox_id' | 'created_at' | 'updated_at' | 'acknowledged'
 >;
 
-/** What the batch has taken in so far, for the checks of the mails after it in the same batch. */
-interface Earlier {
-  messageId: string | null;
-  contentHash: string;
-  fingerprint: string;
-  requestId: number;
-}
-
 /** One batch inside one transaction: lookups up front, row inserts gathered, per-mail inserts only where ids are needed. */
 class BatchCommit {
   private readonly now = nowIso();
-  /** Message-ID → request, in this portal: looked up once for the batch, then grown as mails are taken in. */
-  private readonly knownIds = new Map<string, number>();
-  private readonly earlier: Earlier[] = [];
+  /** What the classify stage reads of the mails before (classify-in-batch.ts BatchMemory). */
+  private readonly memory: BatchMemory = { knownIds: new Map(), earlier: [], newRequests: new Set() };
   private readonly logRows: (LogValues & { retry: boolean })[] = [];
   private readonly attachmentRows: Insertable<AttachmentTable>[] = [];
   private readonly messageIdRows: Insertable<MessageIdTable>[] = [];
   private readonly droppedRows: Insertable<DroppedAttachmentTable>[] = [];
   private readonly systemLogEntries: SystemLogInput[] = [];
   private readonly touchedRequests = new Set<number>();
-  /** Requests created in this batch (a later mail of the batch may name one by its ##id##). */
-  private readonly newRequests = new Set<number>();
   /**
    * PostgreSQL: ids drawn from the tables' sequences up front, so that the batch's requests and conversations
    * go in as two multi-row INSERTs instead of a round trip each. SQLite runs in-process (no round trips):
@@ -358,47 +334,17 @@ class BatchCommit {
         .execute();
       // The key found the row; the full value decides (a sha256 collision must not thread a mail wrongly).
       for (const r of rows) {
-        if (byKey.get(r.message_key) === r.message_id) this.knownIds.set(r.message_id, r.request_id);
+        if (byKey.get(r.message_key) === r.message_id) this.memory.knownIds.set(r.message_id, r.request_id);
       }
     }
   }
 
+  /** Classify (classify-in-batch.ts), then apply: the mail's rows, and what later mails of the batch must know. */
   private async takeIn(mail: ParsedMail, item: BatchItem): Promise<TakenIn> {
-    const candidates = threadCandidates(mail);
-    const notes: string[] = [];
-    const ownMessageIdRequest = await this.sameMailBefore(mail, notes);
-    const byMessageId = new Map<string, number>();
-    for (const id of candidates.headerIds) {
-      const requestId = this.knownIds.get(id);
-      if (requestId !== undefined) byMessageId.set(id, requestId);
-    }
-    let subjectRequestExists = false;
-    if (candidates.subjectRequestId !== null && this.newRequests.has(candidates.subjectRequestId)) {
-      subjectRequestExists = true;
-    } else if (candidates.subjectRequestId !== null) {
-      const r = await this.tx
-        .selectFrom('requests')
-        .select('id')
-        .where('id', '=', candidates.subjectRequestId)
-        .where('portal_id', '=', this.mailbox.portalId)
-        .executeTakeFirst();
-      subjectRequestExists = r !== undefined;
-      if (!r)
-        notes.push(`subject names ##${candidates.subjectRequestId}## but this portal has no such request`);
-    }
-    const decision = decideThread(
-      mail,
-      { headerThreading: this.mailbox.headerThreading },
-      { ownMessageIdRequest, byMessageId, subjectRequestExists },
-    );
-    const reasons = [...notes, ...decision.reasons];
-    const auto = autoSubmitted(mail);
-    if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
-    // nothing silent: a body cut for display (mail/body-cut.ts) says so where the admin looks
-    if (mail.truncatedReason) reasons.push(mail.truncatedReason);
+    const { decision, reasons } = await classifyInBatch(this.tx, this.mailbox, this.memory, mail);
     const result = await this.apply(mail, decision, reasons, item);
     if (result.outcome !== 'ignored') {
-      this.earlier.push({
+      this.memory.earlier.push({
         messageId: mail.messageId,
         contentHash: mail.contentHash,
         fingerprint: mailFingerprint(mail),
@@ -406,55 +352,6 @@ class BatchCommit {
       });
     }
     return result;
-  }
-
-  /**
-   * The request this very mail was taken in for already, if it was: the same mail sent to several of our
-   * mailboxes (To: support, Cc: helpdesk), or seen again under a new server identity.
-   */
-  private async sameMailBefore(mail: ParsedMail, notes: string[]): Promise<number | null> {
-    const fingerprint = mailFingerprint(mail);
-    if (mail.messageId) {
-      const known = this.knownIds.get(mail.messageId);
-      if (known === undefined) return null;
-      // Some mailers reuse Message-IDs for different mails (a monitoring script sending "disk full" again and
-      // again); treating those as copies would silently drop a customer's mail. A copy delivered to two of our
-      // mailboxes differs only in the headers servers add on the way, so its fingerprint (sender, subject,
-      // date, bodies, attachments) matches an earlier copy's.
-      if (this.earlier.some((e) => e.messageId === mail.messageId && e.fingerprint === fingerprint))
-        return known;
-      const before = await this.tx
-        .selectFrom('intake_log')
-        .innerJoin('mailboxes', 'mailboxes.id', 'intake_log.mailbox_id')
-        .select('intake_log.id')
-        .where('mailboxes.portal_id', '=', this.mailbox.portalId)
-        .where('intake_log.message_key', '=', valueKey(mail.messageId))
-        .where('intake_log.fingerprint', '=', fingerprint)
-        .where('intake_log.message_id', '=', mail.messageId)
-        .where('intake_log.outcome', 'in', ['created', 'appended'])
-        .executeTakeFirst();
-      if (before) return known;
-      notes.push(`Message-ID <${mail.messageId}> was used before by a different mail; not treated as a copy`);
-      return null;
-    }
-    // Without a Message-ID, the content hash is the only way to recognise a mail that came back under a new
-    // server identity (UIDVALIDITY reset, a move and back). Only within the same mailbox: copies delivered
-    // to two mailboxes differ in their Received headers anyway.
-    const inBatch = this.earlier.find((e) => e.messageId === null && e.contentHash === mail.contentHash);
-    if (inBatch) {
-      notes.push('same content as an earlier mail of this round');
-      return inBatch.requestId;
-    }
-    const same = await this.tx
-      .selectFrom('intake_log')
-      .select(['request_id', 'server_identity'])
-      .where('mailbox_id', '=', this.mailbox.id)
-      .where('content_hash', '=', mail.contentHash)
-      .where('outcome', 'in', ['created', 'appended'])
-      .executeTakeFirst();
-    if (same?.request_id == null) return null;
-    notes.push(`same content as ${same.server_identity}, taken in before`);
-    return same.request_id;
   }
 
   /**
@@ -518,7 +415,7 @@ class BatchCommit {
     } else {
       this.requestRows.push({ ...row, id: requestId });
     }
-    this.newRequests.add(requestId);
+    this.memory.newRequests.add(requestId);
     return requestId;
   }
 
@@ -562,8 +459,8 @@ class BatchCommit {
         created_at: this.now,
       });
     }
-    if (mail.messageId && !this.knownIds.has(mail.messageId)) {
-      this.knownIds.set(mail.messageId, requestId);
+    if (mail.messageId && !this.memory.knownIds.has(mail.messageId)) {
+      this.memory.knownIds.set(mail.messageId, requestId);
       this.messageIdRows.push({
         portal_id: this.mailbox.portalId,
         message_key: valueKey(mail.messageId),

@@ -21,7 +21,7 @@ import type { Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
 import { systemLog } from '../store/system-log.js';
 import { type Tx, withTransaction } from '../store/tx.js';
-import type { IntakeMailbox } from './commit-mail.js';
+import type { IntakeMailbox } from './intake-mailbox.js';
 import type { MailOutcome } from './outcome.js';
 
 /**

@@ -3,7 +3,7 @@ import type { MailboxSettings } from '../connectors/settings.js';
 import { type MailintakeError, toMailintakeError } from '../kernel/errors.js';
 import { recordRoundOutcome } from '../notify/connection-alerts.js';
 import { withTransaction } from '../store/tx.js';
-import type { IntakeMailbox } from './commit-mail.js';
+import type { IntakeMailbox } from './intake-mailbox.js';
 import { emptySummary, type FetchSummary } from './outcome.js';
 import { type FetchContext, type StoreOutcome, takeIn } from './round.js';
 
