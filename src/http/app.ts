@@ -27,6 +27,7 @@ import {
   isMailintakeError,
   MailintakeError,
 } from '../kernel/errors.js';
+import { API_MAX_BODY_BYTES as MAX_BODY_BYTES } from '../kernel/limits.js';
 
 /**
  * The REST API: the app, authentication, the error answers and the features' routes. Each feature declares its
@@ -69,8 +70,6 @@ const STATUS: Partial<Record<ErrorCode, 400 | 401 | 404 | 409 | 502 | 503>> = {
   STORE_FAILED: 503,
 };
 for (const code of CONNECTION_CODES) STATUS[code] = 502;
-
-const MAX_BODY_BYTES = 1024 * 1024;
 
 const DOCUMENT_INFO = {
   title: 'Mailintake API',

@@ -1,15 +1,14 @@
 import { type Insertable, sql } from 'kysely';
-import type { Outcome } from '../features/requests/views.js';
 import { MailintakeError } from '../kernel/errors.js';
 import { failpoint } from '../kernel/failpoints.js';
+import { INSERT_ROWS, SQL_IN_LIST_MAX } from '../kernel/limits.js';
 import {
-  type AttachmentPolicy,
   DEFAULT_ATTACHMENT_POLICY,
   type DroppedPart,
   dropReason,
   isInlineImage,
 } from '../mail/attachment-checks.js';
-import { autoSubmitted, decideThread, mailFingerprint, threadCandidates } from '../mail/classify.js';
+import { mailFingerprint, threadCandidates } from '../mail/classify.js';
 import type { Address, ParsedMail, StoredPart, ThreadDecision } from '../mail/types.js';
 import { dropNotices } from '../notify/drop-notice.js';
 import type { Notice, Notifier } from '../notify/notifier.js';
@@ -26,33 +25,14 @@ import type {
 } from '../store/schema.js';
 import { type SystemLogInput, systemLog } from '../store/system-log.js';
 import { type Tx, withTransaction } from '../store/tx.js';
+import { type BatchMemory, classifyInBatch } from './classify-in-batch.js';
+import type { IntakeMailbox } from './intake-mailbox.js';
+import type { CommittedOutcome } from './outcome.js';
 
-/** The mailbox a mail came in through, as the store knows it. */
-export interface IntakeMailbox {
-  id: number;
-  name: string;
-  portalId: number;
-  headerThreading: boolean;
-  /** The portal's attachment policy, loaded once per round. Absent: the defaults (DEFAULT_ATTACHMENT_POLICY). */
-  attachmentPolicy?: AttachmentPolicy;
-  /**
-   * Enabled when the round started. Such a round stops at its next batch when the mailbox gets disabled
-   * meanwhile (paused to save settings, stopped by the error folder, disabled by an admin). A manual round of a
-   * disabled mailbox (`fetch --once --mailbox`) leaves it out and runs to the end.
-   */
-  enabled?: boolean;
-}
+export type { IntakeMailbox } from './intake-mailbox.js';
 
-export type CommitResult =
-  | { outcome: 'created'; requestId: number; reasons: string[]; dropped?: DroppedPart[] }
-  | {
-      outcome: 'appended';
-      requestId: number;
-      conversationId: number;
-      reasons: string[];
-      dropped?: DroppedPart[];
-    }
-  | { outcome: 'ignored'; requestId: number | null; reasons: string[] };
+/** A mail's outcome once its effect is decided (the error outcome is recorded as a row of its own). */
+type TakenIn = Exclude<CommittedOutcome, { outcome: 'error' }>;
 
 /** One fetched mail, ready to be committed: parsed, or failed with a coded error. */
 export interface BatchItem {
@@ -67,13 +47,11 @@ export interface BatchItem {
   parsed: ParsedMail | null;
   error: MailintakeError | null;
   /**
-   * The attachment checks' verdict for `parsed.attachments` (run before the commit, see fetch-mailbox.ts):
+   * The attachment checks' verdict for `parsed.attachments` (run before the commit, see prepare.ts):
    * only `kept` become attachment rows; `dropped` are recorded with their code. Absent: all are kept.
    */
   checked?: { kept: StoredPart[]; dropped: DroppedPart[] };
 }
-
-export type ItemResult = CommitResult | { outcome: 'error'; error: MailintakeError };
 
 /**
  * Commits a batch of fetched mails in ONE transaction: every mail's request or conversation, attachments,
@@ -95,7 +73,7 @@ export async function commitBatch(
   items: BatchItem[],
   /** Records the drop notification mails in the batch's transaction (the portal's switches decide); kicked after commit. */
   notifier?: Notifier,
-): Promise<ItemResult[]> {
+): Promise<CommittedOutcome[]> {
   for (const item of items) if (item.parsed) item.parsed = storableMail(item.parsed);
   try {
     let noticed = false;
@@ -110,7 +88,7 @@ export async function commitBatch(
     return results;
   } catch (err) {
     if (items.length > 1) {
-      const results: ItemResult[] = [];
+      const results: CommittedOutcome[] = [];
       for (const item of items) results.push(...(await commitBatch(store, mailbox, [item], notifier)));
       return results;
     }
@@ -144,7 +122,7 @@ export async function recordFailure(
   mailbox: IntakeMailbox,
   item: BatchItem,
   error: MailintakeError,
-): Promise<ItemResult> {
+): Promise<CommittedOutcome> {
   try {
     return await recordFullFailure(store, mailbox, item, error);
   } catch (err) {
@@ -165,7 +143,7 @@ export async function recordFailure(
       // ends here with that, coded and naming the database; the mail stays on the server for the next round.
       throw databaseError(lastErr, store, 'a minimal error row (after the mail and its full error row)');
     }
-    return { outcome: 'error', error: minimal };
+    return { outcome: 'error', identity: item.serverIdentity, error: minimal };
   }
 }
 
@@ -180,7 +158,7 @@ async function recordFullFailure(
   mailbox: IntakeMailbox,
   item: BatchItem,
   error: MailintakeError,
-): Promise<ItemResult> {
+): Promise<CommittedOutcome> {
   return withTransaction(store, async (tx) => {
     // A racing worker that committed this very mail meanwhile makes our insert break the unique constraint:
     // that is the guarantee working, not an error of the mail.
@@ -194,6 +172,7 @@ async function recordFullFailure(
     if (committed) {
       return {
         outcome: 'ignored',
+        identity: item.serverIdentity,
         requestId: committed.request_id,
         reasons: ['taken in meanwhile by another worker'],
       };
@@ -201,7 +180,7 @@ async function recordFullFailure(
     const batch = new BatchCommit(tx, mailbox, store.engine);
     batch.logError(item, error, item.parsed ?? undefined);
     await batch.flushLog();
-    return { outcome: 'error', error };
+    return { outcome: 'error', identity: item.serverIdentity, error };
   });
 }
 
@@ -247,28 +226,17 @@ type LogValues = Omit<
   'mailbox_id' | 'created_at' | 'updated_at' | 'acknowledged'
 >;
 
-/** What the batch has taken in so far, for the checks of the mails after it in the same batch. */
-interface Earlier {
-  messageId: string | null;
-  contentHash: string;
-  fingerprint: string;
-  requestId: number;
-}
-
 /** One batch inside one transaction: lookups up front, row inserts gathered, per-mail inserts only where ids are needed. */
 class BatchCommit {
   private readonly now = nowIso();
-  /** Message-ID → request, in this portal: looked up once for the batch, then grown as mails are taken in. */
-  private readonly knownIds = new Map<string, number>();
-  private readonly earlier: Earlier[] = [];
+  /** What the classify stage reads of the mails before (classify-in-batch.ts BatchMemory). */
+  private readonly memory: BatchMemory = { knownIds: new Map(), earlier: [], newRequests: new Set() };
   private readonly logRows: (LogValues & { retry: boolean })[] = [];
   private readonly attachmentRows: Insertable<AttachmentTable>[] = [];
   private readonly messageIdRows: Insertable<MessageIdTable>[] = [];
   private readonly droppedRows: Insertable<DroppedAttachmentTable>[] = [];
   private readonly systemLogEntries: SystemLogInput[] = [];
   private readonly touchedRequests = new Set<number>();
-  /** Requests created in this batch (a later mail of the batch may name one by its ##id##). */
-  private readonly newRequests = new Set<number>();
   /**
    * PostgreSQL: ids drawn from the tables' sequences up front, so that the batch's requests and conversations
    * go in as two multi-row INSERTs instead of a round trip each. SQLite runs in-process (no round trips):
@@ -290,7 +258,7 @@ class BatchCommit {
     private readonly notifier?: Notifier,
   ) {}
 
-  async run(items: BatchItem[]): Promise<ItemResult[]> {
+  async run(items: BatchItem[]): Promise<CommittedOutcome[]> {
     await this.lockIdentities(items);
     await this.loadKnownIds(items);
     const parsed = items.filter((i) => i.parsed && !i.error).length;
@@ -307,13 +275,13 @@ class BatchCommit {
           .reverse();
       this.ids = { requests: await draw('requests'), conversations: await draw('conversations') };
     }
-    const results: ItemResult[] = [];
+    const results: CommittedOutcome[] = [];
     for (const item of items) {
       if (!item.parsed || item.error) {
         const error = item.error ?? new MailintakeError('INTERNAL', 'a mail without a parse result');
         // A mail parsed and then refused by the store (a full disk) keeps its sender and subject in the row.
         this.logError(item, error, item.parsed ?? undefined);
-        results.push({ outcome: 'error', error });
+        results.push({ outcome: 'error', identity: item.serverIdentity, error });
         continue;
       }
       const result = await this.takeIn(item.parsed, item);
@@ -357,56 +325,26 @@ class BatchCommit {
     }
     const byKey = new Map([...ids].map((id) => [valueKey(id), id]));
     const all = [...byKey.keys()];
-    for (let i = 0; i < all.length; i += 500) {
+    for (let i = 0; i < all.length; i += SQL_IN_LIST_MAX) {
       const rows = await this.tx
         .selectFrom('message_ids')
         .select(['message_key', 'message_id', 'request_id'])
         .where('portal_id', '=', this.mailbox.portalId)
-        .where('message_key', 'in', all.slice(i, i + 500))
+        .where('message_key', 'in', all.slice(i, i + SQL_IN_LIST_MAX))
         .execute();
       // The key found the row; the full value decides (a sha256 collision must not thread a mail wrongly).
       for (const r of rows) {
-        if (byKey.get(r.message_key) === r.message_id) this.knownIds.set(r.message_id, r.request_id);
+        if (byKey.get(r.message_key) === r.message_id) this.memory.knownIds.set(r.message_id, r.request_id);
       }
     }
   }
 
-  private async takeIn(mail: ParsedMail, item: BatchItem): Promise<CommitResult> {
-    const candidates = threadCandidates(mail);
-    const notes: string[] = [];
-    const ownMessageIdRequest = await this.sameMailBefore(mail, notes);
-    const byMessageId = new Map<string, number>();
-    for (const id of candidates.headerIds) {
-      const requestId = this.knownIds.get(id);
-      if (requestId !== undefined) byMessageId.set(id, requestId);
-    }
-    let subjectRequestExists = false;
-    if (candidates.subjectRequestId !== null && this.newRequests.has(candidates.subjectRequestId)) {
-      subjectRequestExists = true;
-    } else if (candidates.subjectRequestId !== null) {
-      const r = await this.tx
-        .selectFrom('requests')
-        .select('id')
-        .where('id', '=', candidates.subjectRequestId)
-        .where('portal_id', '=', this.mailbox.portalId)
-        .executeTakeFirst();
-      subjectRequestExists = r !== undefined;
-      if (!r)
-        notes.push(`subject names ##${candidates.subjectRequestId}## but this portal has no such request`);
-    }
-    const decision = decideThread(
-      mail,
-      { headerThreading: this.mailbox.headerThreading },
-      { ownMessageIdRequest, byMessageId, subjectRequestExists },
-    );
-    const reasons = [...notes, ...decision.reasons];
-    const auto = autoSubmitted(mail);
-    if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
-    // nothing silent: a body cut for display (pipeline/body-cut.ts) says so where the admin looks
-    if (mail.truncatedReason) reasons.push(mail.truncatedReason);
+  /** Classify (classify-in-batch.ts), then apply: the mail's rows, and what later mails of the batch must know. */
+  private async takeIn(mail: ParsedMail, item: BatchItem): Promise<TakenIn> {
+    const { decision, reasons } = await classifyInBatch(this.tx, this.mailbox, this.memory, mail);
     const result = await this.apply(mail, decision, reasons, item);
     if (result.outcome !== 'ignored') {
-      this.earlier.push({
+      this.memory.earlier.push({
         messageId: mail.messageId,
         contentHash: mail.contentHash,
         fingerprint: mailFingerprint(mail),
@@ -417,62 +355,37 @@ class BatchCommit {
   }
 
   /**
-   * The request this very mail was taken in for already, if it was: the same mail sent to several of our
-   * mailboxes (To: support, Cc: helpdesk), or seen again under a new server identity.
+   * The classifier's answer (mail/classify.ts ThreadDecision) made into the mail's outcome: the one place a
+   * decision becomes created, appended or ignored, with the rows that go with it.
    */
-  private async sameMailBefore(mail: ParsedMail, notes: string[]): Promise<number | null> {
-    const fingerprint = mailFingerprint(mail);
-    if (mail.messageId) {
-      const known = this.knownIds.get(mail.messageId);
-      if (known === undefined) return null;
-      // Some mailers reuse Message-IDs for different mails (a monitoring script sending "disk full" again and
-      // again); treating those as copies would silently drop a customer's mail. A copy delivered to two of our
-      // mailboxes differs only in the headers servers add on the way, so its fingerprint (sender, subject,
-      // date, bodies, attachments) matches an earlier copy's.
-      if (this.earlier.some((e) => e.messageId === mail.messageId && e.fingerprint === fingerprint))
-        return known;
-      const before = await this.tx
-        .selectFrom('intake_log')
-        .innerJoin('mailboxes', 'mailboxes.id', 'intake_log.mailbox_id')
-        .select('intake_log.id')
-        .where('mailboxes.portal_id', '=', this.mailbox.portalId)
-        .where('intake_log.message_key', '=', valueKey(mail.messageId))
-        .where('intake_log.fingerprint', '=', fingerprint)
-        .where('intake_log.message_id', '=', mail.messageId)
-        .where('intake_log.outcome', 'in', ['created', 'appended'])
-        .executeTakeFirst();
-      if (before) return known;
-      notes.push(`Message-ID <${mail.messageId}> was used before by a different mail; not treated as a copy`);
-      return null;
-    }
-    // Without a Message-ID, the content hash is the only way to recognise a mail that came back under a new
-    // server identity (UIDVALIDITY reset, a move and back). Only within the same mailbox: copies delivered
-    // to two mailboxes differ in their Received headers anyway.
-    const inBatch = this.earlier.find((e) => e.messageId === null && e.contentHash === mail.contentHash);
-    if (inBatch) {
-      notes.push('same content as an earlier mail of this round');
-      return inBatch.requestId;
-    }
-    const same = await this.tx
-      .selectFrom('intake_log')
-      .select(['request_id', 'server_identity'])
-      .where('mailbox_id', '=', this.mailbox.id)
-      .where('content_hash', '=', mail.contentHash)
-      .where('outcome', 'in', ['created', 'appended'])
-      .executeTakeFirst();
-    if (same?.request_id == null) return null;
-    notes.push(`same content as ${same.server_identity}, taken in before`);
-    return same.request_id;
-  }
-
   private async apply(
     mail: ParsedMail,
     decision: ThreadDecision,
     reasons: string[],
     item: BatchItem,
-  ): Promise<CommitResult> {
-    if (decision.kind === 'duplicate') return { outcome: 'ignored', requestId: decision.requestId, reasons };
-    const common = {
+  ): Promise<TakenIn> {
+    const identity = item.serverIdentity;
+    if (decision.kind === 'duplicate')
+      return { outcome: 'ignored', identity, requestId: decision.requestId, reasons };
+    const { requestId, conversationId } =
+      decision.kind === 'new-request'
+        ? { requestId: await this.insertRequest(mail), conversationId: null }
+        : {
+            requestId: decision.requestId,
+            conversationId: await this.insertConversation(mail, decision.requestId),
+          };
+    this.recordParts(mail, item, requestId, conversationId);
+    const dropped = item.checked?.dropped ?? [];
+    this.recordDrops(dropped, identity, requestId, conversationId, reasons);
+    this.noticeDrops(mail, dropped, requestId, conversationId);
+    return conversationId === null
+      ? { outcome: 'created', identity, requestId, reasons, dropped }
+      : { outcome: 'appended', identity, requestId, conversationId, reasons, dropped };
+  }
+
+  /** The columns a request and a conversation share. */
+  private commonColumns(mail: ParsedMail) {
+    return {
       mailbox_id: this.mailbox.id,
       to_addresses: JSON.stringify(mail.to),
       cc_addresses: JSON.stringify(mail.cc),
@@ -483,46 +396,56 @@ class BatchCommit {
       mail_date: mail.date,
       created_at: this.now,
     };
-    let requestId: number;
-    let conversationId: number | null = null;
-    if (decision.kind === 'new-request') {
-      const row = {
-        ...common,
-        portal_id: this.mailbox.portalId,
-        requester_address: mail.from?.address ?? null,
-        requester_name: mail.from?.name || null,
-        status: 'open',
-        updated_at: this.now,
-      };
-      const id = this.ids?.requests.pop();
-      if (id === undefined) {
-        requestId = (
-          await this.tx.insertInto('requests').values(row).returning('id').executeTakeFirstOrThrow()
-        ).id;
-      } else {
-        requestId = id;
-        this.requestRows.push({ ...row, id });
-      }
-      this.newRequests.add(requestId);
+  }
+
+  /** A new request: inserted now (SQLite), or with an id drawn up front and inserted with the batch (PostgreSQL). */
+  private async insertRequest(mail: ParsedMail): Promise<number> {
+    const row = {
+      ...this.commonColumns(mail),
+      portal_id: this.mailbox.portalId,
+      requester_address: mail.from?.address ?? null,
+      requester_name: mail.from?.name || null,
+      status: 'open',
+      updated_at: this.now,
+    };
+    let requestId = this.ids?.requests.pop();
+    if (requestId === undefined) {
+      requestId = (await this.tx.insertInto('requests').values(row).returning('id').executeTakeFirstOrThrow())
+        .id;
     } else {
-      requestId = decision.requestId;
-      const row = {
-        ...common,
-        request_id: requestId,
-        from_address: mail.from?.address ?? null,
-        from_name: mail.from?.name || null,
-      };
-      const id = this.ids?.conversations.pop();
-      if (id === undefined) {
-        conversationId = (
-          await this.tx.insertInto('conversations').values(row).returning('id').executeTakeFirstOrThrow()
-        ).id;
-      } else {
-        conversationId = id;
-        this.conversationRows.push({ ...row, id });
-      }
-      this.touchedRequests.add(requestId);
+      this.requestRows.push({ ...row, id: requestId });
     }
+    this.memory.newRequests.add(requestId);
+    return requestId;
+  }
+
+  /** A conversation on an existing request (inserted like insertRequest's rows). */
+  private async insertConversation(mail: ParsedMail, requestId: number): Promise<number> {
+    const row = {
+      ...this.commonColumns(mail),
+      request_id: requestId,
+      from_address: mail.from?.address ?? null,
+      from_name: mail.from?.name || null,
+    };
+    let conversationId = this.ids?.conversations.pop();
+    if (conversationId === undefined) {
+      conversationId = (
+        await this.tx.insertInto('conversations').values(row).returning('id').executeTakeFirstOrThrow()
+      ).id;
+    } else {
+      this.conversationRows.push({ ...row, id: conversationId });
+    }
+    this.touchedRequests.add(requestId);
+    return conversationId;
+  }
+
+  /** The kept attachments' rows and the mail's Message-ID row (the first mail with an id owns it). */
+  private recordParts(
+    mail: ParsedMail,
+    item: BatchItem,
+    requestId: number,
+    conversationId: number | null,
+  ): void {
     for (const a of item.checked?.kept ?? mail.attachments) {
       this.attachmentRows.push({
         request_id: requestId,
@@ -536,8 +459,8 @@ class BatchCommit {
         created_at: this.now,
       });
     }
-    if (mail.messageId && !this.knownIds.has(mail.messageId)) {
-      this.knownIds.set(mail.messageId, requestId);
+    if (mail.messageId && !this.memory.knownIds.has(mail.messageId)) {
+      this.memory.knownIds.set(mail.messageId, requestId);
       this.messageIdRows.push({
         portal_id: this.mailbox.portalId,
         message_key: valueKey(mail.messageId),
@@ -545,24 +468,27 @@ class BatchCommit {
         request_id: requestId,
       });
     }
-    const dropped = item.checked?.dropped ?? [];
-    this.recordDrops(dropped, item.serverIdentity, requestId, conversationId, reasons);
-    if (this.notifier && dropped.length > 0) {
-      this.notices.push(
-        ...dropNotices({
-          mailbox: { id: this.mailbox.id, name: this.mailbox.name, portalId: this.mailbox.portalId },
-          requestId,
-          conversationId,
-          subject: mail.subject,
-          from: mail.from?.address ?? null,
-          dropped,
-          policy: this.mailbox.attachmentPolicy ?? DEFAULT_ATTACHMENT_POLICY,
-        }),
-      );
-    }
-    return conversationId === null
-      ? { outcome: 'created', requestId, reasons, dropped }
-      : { outcome: 'appended', requestId, conversationId, reasons, dropped };
+  }
+
+  /** The drop notification mails, recorded with the batch's rows when a notifier is set (the portal's switches decide). */
+  private noticeDrops(
+    mail: ParsedMail,
+    dropped: DroppedPart[],
+    requestId: number,
+    conversationId: number | null,
+  ): void {
+    if (!this.notifier || dropped.length === 0) return;
+    this.notices.push(
+      ...dropNotices({
+        mailbox: { id: this.mailbox.id, name: this.mailbox.name, portalId: this.mailbox.portalId },
+        requestId,
+        conversationId,
+        subject: mail.subject,
+        from: mail.from?.address ?? null,
+        dropped,
+        policy: this.mailbox.attachmentPolicy ?? DEFAULT_ATTACHMENT_POLICY,
+      }),
+    );
   }
 
   /**
@@ -618,7 +544,7 @@ class BatchCommit {
     }
   }
 
-  private logOutcome(item: BatchItem, mail: ParsedMail, result: CommitResult): void {
+  private logOutcome(item: BatchItem, mail: ParsedMail, result: TakenIn): void {
     this.logRows.push({
       retry: item.retry,
       server_identity: item.serverIdentity,
@@ -627,7 +553,7 @@ class BatchCommit {
       content_hash: mail.contentHash,
       fingerprint: mailFingerprint(mail),
       ...rawColumns(item),
-      outcome: result.outcome as Outcome,
+      outcome: result.outcome,
       request_id: result.requestId,
       conversation_id: result.outcome === 'appended' ? result.conversationId : null,
       error_code: null,
@@ -662,38 +588,38 @@ class BatchCommit {
 
   private async flushRows(): Promise<void> {
     // Parents before children: requests, then conversations and attachments that refer to them.
-    for (let i = 0; i < this.requestRows.length; i += 100) {
+    for (let i = 0; i < this.requestRows.length; i += INSERT_ROWS.wide) {
       await this.tx
         .insertInto('requests')
-        .values(this.requestRows.slice(i, i + 100))
+        .values(this.requestRows.slice(i, i + INSERT_ROWS.wide))
         .execute();
     }
-    for (let i = 0; i < this.conversationRows.length; i += 100) {
+    for (let i = 0; i < this.conversationRows.length; i += INSERT_ROWS.wide) {
       await this.tx
         .insertInto('conversations')
-        .values(this.conversationRows.slice(i, i + 100))
+        .values(this.conversationRows.slice(i, i + INSERT_ROWS.wide))
         .execute();
     }
-    for (let i = 0; i < this.attachmentRows.length; i += 200) {
+    for (let i = 0; i < this.attachmentRows.length; i += INSERT_ROWS.parts) {
       await this.tx
         .insertInto('attachments')
-        .values(this.attachmentRows.slice(i, i + 200))
+        .values(this.attachmentRows.slice(i, i + INSERT_ROWS.parts))
         .execute();
     }
-    for (let i = 0; i < this.droppedRows.length; i += 200) {
+    for (let i = 0; i < this.droppedRows.length; i += INSERT_ROWS.parts) {
       await this.tx
         .insertInto('dropped_attachments')
-        .values(this.droppedRows.slice(i, i + 200))
+        .values(this.droppedRows.slice(i, i + INSERT_ROWS.parts))
         .execute();
     }
     if (this.systemLogEntries.length > 0) await systemLog(this.tx, this.systemLogEntries);
     // The drop emails commit with the drops they tell about: a crash after the commit delays them, never loses them.
     for (const notice of this.notices) await this.notifier!.record(this.tx, notice);
     this.noticed = this.notices.length > 0;
-    for (let i = 0; i < this.messageIdRows.length; i += 500) {
+    for (let i = 0; i < this.messageIdRows.length; i += INSERT_ROWS.messageIds) {
       await this.tx
         .insertInto('message_ids')
-        .values(this.messageIdRows.slice(i, i + 500))
+        .values(this.messageIdRows.slice(i, i + INSERT_ROWS.messageIds))
         .onConflict((oc) => oc.columns(['portal_id', 'message_key']).doNothing())
         .execute();
     }
@@ -739,10 +665,10 @@ class BatchCommit {
         updated_at: this.now,
       });
     }
-    for (let i = 0; i < fresh.length; i += 100) {
+    for (let i = 0; i < fresh.length; i += INSERT_ROWS.wide) {
       await this.tx
         .insertInto('intake_log')
-        .values(fresh.slice(i, i + 100))
+        .values(fresh.slice(i, i + INSERT_ROWS.wide))
         .execute();
     }
   }

@@ -4,13 +4,14 @@ import type { AfterFetch, Connector, ConnectorTraits, RemoteMail } from '../conn
 import type { MailboxSettings } from '../connectors/settings.js';
 import { DEFAULT_ERROR_FOLDER } from '../connectors/settings.js';
 import {
-  CONNECTION_CODES,
   ERROR_HELP,
   type ErrorCode,
   MailintakeError,
+  roundRuleOf,
   toMailintakeError,
 } from '../kernel/errors.js';
 import { failpoint } from '../kernel/failpoints.js';
+import { ERROR_REPORT_HEADER_SCAN_BYTES as HEADER_SCAN_BYTES, SQL_IN_LIST_MAX } from '../kernel/limits.js';
 import type { Logger } from '../kernel/logger.js';
 import type { SecretBox } from '../kernel/secret-box.js';
 import type { Notifier } from '../notify/notifier.js';
@@ -20,14 +21,16 @@ import type { Store } from '../store/db.js';
 import { nowIso } from '../store/db.js';
 import { storedStrings } from '../store/stored-json.js';
 import { systemLog } from '../store/system-log.js';
-import { withTransaction } from '../store/tx.js';
-import type { IntakeMailbox } from './commit-mail.js';
+import { type Tx, withTransaction } from '../store/tx.js';
+import type { IntakeMailbox } from './intake-mailbox.js';
+import type { MailOutcome } from './outcome.js';
 
 /**
  * The reference's error folder ("Move messages to error folder"), per mailbox.
  *
- * A mail whose processing failed with a code a retry cannot fix (PARSE_FAILED, MAIL_TOO_LARGE…; STORE_FAILED
- * and INTERNAL are retried instead) is, when the mailbox has `moveToErrorFolder` on:
+ * A mail whose processing failed with a code a retry cannot fix (rule `error-folder` in kernel/errors.ts
+ * ROUND_RULES: PARSE_FAILED, MAIL_TOO_LARGE…; `retry-mail` codes are retried instead) is, when the mailbox has
+ * `moveToErrorFolder` on:
  * 1. reported: mail details and the exception, as JSON sealed with the secret box (AES-256-GCM) into a blob;
  *    POP3 also seals the raw mail, because it has no folder to keep it in;
  * 2. recorded, in ONE transaction: the `error_mails` row, a system-log entry (category `error-folder`), the
@@ -62,10 +65,11 @@ export interface FailedMail {
 }
 
 export interface RouteResult {
-  /** Mails moved to the error folder (or, POP3, kept and deleted) in this call. */
-  routed: number;
-  /** Mails left where they are: the mailbox does not move failed mail aside. */
-  left: number;
+  /**
+   * Per mail: moved to the error folder (or, POP3, kept and deleted) in this call; or left where it is, as the
+   * mailbox does not move failed mail aside (`skipped` when it failed in an earlier round, `left` this round).
+   */
+  outcomes: RouteOutcome[];
   /** The mailbox reached its error-folder limit: the round must end now. */
   stop: boolean;
   /**
@@ -88,9 +92,17 @@ export interface ErrorRoute {
   inbox?(connector: Connector, mailbox: IntakeMailbox): Connector;
 }
 
+/** What the error route made of one failed mail. */
+export type RouteOutcome = Extract<MailOutcome, { outcome: 'moved-to-error-folder' | 'left' | 'skipped' }>;
+
+/** A failed mail left where it is: `skipped` when it failed in an earlier round (its error is read from the log). */
+function leftOutcome(f: FailedMail): RouteOutcome {
+  return { outcome: f.error === null ? 'skipped' : 'left', identity: f.mail.identity };
+}
+
 /** The behaviour without an error folder: a failed mail stays where it is, and later rounds skip it. */
 export const leaveOnServer: ErrorRoute = {
-  route: async (_c, failed) => ({ routed: 0, left: failed.length, stop: false }),
+  route: async (_c, failed) => ({ outcomes: failed.map(leftOutcome), stop: false }),
 };
 
 /** The report sealed for every error mail. */
@@ -128,8 +140,6 @@ export interface ErrorReport {
 }
 
 export const KEPT_PREFIX = 'kept;';
-/** Where the headers of a raw copy are looked for; a longer header block is cut here (its start is enough). */
-const HEADER_SCAN_BYTES = 256 * 1024;
 
 export interface ErrorFolderDeps {
   store: Store;
@@ -157,7 +167,7 @@ export class ErrorFolder implements ErrorRoute {
   constructor(private readonly deps: ErrorFolderDeps) {}
 
   async route(c: ErrorRouteContext, failed: FailedMail[]): Promise<RouteResult> {
-    const result: RouteResult = { routed: 0, left: 0, stop: false };
+    const result: RouteResult = { outcomes: [], stop: false };
     const toMove: { mail: RemoteMail; folder: string | null }[] = [];
     for (const f of failed) {
       // Recorded already: in the error folder (the move is still to do), or — POP3 — kept by us, whatever its
@@ -175,7 +185,7 @@ export class ErrorFolder implements ErrorRoute {
         continue;
       }
       if (!c.settings.moveToErrorFolder) {
-        result.left++;
+        result.outcomes.push(leftOutcome(f));
         continue;
       }
       const recorded = await this.record(c, f);
@@ -188,7 +198,8 @@ export class ErrorFolder implements ErrorRoute {
     if (toMove.length > 0) failpoint('after-error-record');
     try {
       await this.moveAside(c, toMove);
-      result.routed = toMove.length;
+      for (const { mail } of toMove)
+        result.outcomes.push({ outcome: 'moved-to-error-folder', identity: mail.identity });
     } catch (err) {
       const coded = toMailintakeError(err, 'ACK_FAILED');
       if (coded.code !== 'ACK_FAILED') throw coded;
@@ -208,24 +219,7 @@ export class ErrorFolder implements ErrorRoute {
     f: FailedMail,
   ): Promise<{ folder?: string | null; stop: boolean }> {
     const { store, blobs, box } = this.deps;
-    const intake = await store.db
-      .selectFrom('intake_log')
-      .select([
-        'id',
-        'error_code',
-        'reasons',
-        'raw_sha256',
-        'raw_pack',
-        'raw_offset',
-        'raw_length',
-        'size',
-        'subject',
-        'from_address',
-        'updated_at',
-      ])
-      .where('mailbox_id', '=', c.mailbox.id)
-      .where('server_identity', '=', f.mail.identity)
-      .executeTakeFirst();
+    const intake = await this.intakeRow(c.mailbox.id, f.mail.identity);
     const error =
       f.error ??
       new MailintakeError(
@@ -245,107 +239,18 @@ export class ErrorFolder implements ErrorRoute {
     const report = await this.report(c, f.mail, error, intake, folder);
     const reportBlob = (await blobs.put(Readable.from([box.sealBytes(Buffer.from(JSON.stringify(report)))])))
       .sha256;
-
+    const entry: ErrorEntry = {
+      mail: f.mail,
+      error,
+      report,
+      reportBlob,
+      rawBlob,
+      folder,
+      intakeLogId: intake?.id ?? null,
+    };
     const outcome = await withTransaction(store, async (tx) => {
-      const already = await tx
-        .selectFrom('error_mails')
-        .select('id')
-        .where('mailbox_id', '=', c.mailbox.id)
-        .where('server_identity', '=', f.mail.identity)
-        .where('status', '=', 'in-error-folder')
-        .executeTakeFirst();
-      if (already) return { inserted: false, stop: false };
-      const now = nowIso();
-      await tx
-        .insertInto('error_mails')
-        .values({
-          mailbox_id: c.mailbox.id,
-          server_identity: f.mail.identity,
-          error_code: error.code,
-          location: folders ? 'server-folder' : 'kept-locally',
-          folder,
-          report_blob: reportBlob,
-          raw_blob: rawBlob,
-          status: 'in-error-folder',
-          created_at: now,
-          moved_back_at: null,
-        })
-        .execute();
-      const where = folder ? `the error folder "${folder}"` : 'the error mails kept by Mailintake (POP3)';
-      const what = describe(report);
-      await systemLog(tx, {
-        level: 'warn',
-        category: 'error-folder',
-        message: `mailbox ${c.mailbox.name}: mail ${what} failed with ${error.code} and was moved to ${where}`,
-        details: {
-          mailbox: c.mailbox.name,
-          serverIdentity: f.mail.identity,
-          code: error.code,
-          error: error.message,
-          location: folders ? 'server-folder' : 'kept-locally',
-          folder,
-          intakeLogId: intake?.id ?? null,
-        },
-      });
-      if (c.settings.notifyOnErrorFolder && c.notifier) {
-        await c.notifier.record(tx, {
-          event: 'mail-error',
-          portalId: c.mailbox.portalId,
-          mailboxId: c.mailbox.id,
-          title: `Mail moved to the error folder of ${c.mailbox.name}`,
-          body:
-            `A mail could not be processed and was moved to ${where}.\n` +
-            `From: ${report.mail.from ?? '(unknown)'}\nSubject: ${report.mail.subject ?? '(unknown)'}\n` +
-            `Error: ${error.code}: ${error.message}\n\n` +
-            `Fix the cause, then use "move mails to inbox" (mailintake errors move-to-inbox ${c.mailbox.name}); ` +
-            `the full report is in "mailintake errors list --mailbox ${c.mailbox.name}".`,
-          email: true,
-        });
-      }
-      const limit = c.settings.stopAfterErrors;
-      if (limit === undefined) return { inserted: true, stop: false };
-      const { n } = await tx
-        .selectFrom('error_mails')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('mailbox_id', '=', c.mailbox.id)
-        .where('status', '=', 'in-error-folder')
-        .executeTakeFirstOrThrow();
-      if (Number(n) < limit) return { inserted: true, stop: false };
-      const mailbox = await tx
-        .selectFrom('mailboxes')
-        .select('enabled')
-        .where('id', '=', c.mailbox.id)
-        .executeTakeFirstOrThrow();
-      if (mailbox.enabled === 1) {
-        await tx
-          .updateTable('mailboxes')
-          .set({ enabled: 0, disabled_reason: 'error-folder-limit', updated_at: now })
-          .where('id', '=', c.mailbox.id)
-          .execute();
-        await systemLog(tx, {
-          level: 'error',
-          category: 'error-folder',
-          message: `mailbox ${c.mailbox.name}: fetching stopped, ${Number(n)} mails are in the error folder (limit ${limit})`,
-          details: { mailbox: c.mailbox.name, change: 'stopped-by-errors', count: Number(n), limit },
-        });
-        if (c.notifier) {
-          await c.notifier.record(tx, {
-            event: 'mail-error',
-            portalId: c.mailbox.portalId,
-            mailboxId: c.mailbox.id,
-            title: `Mail fetching stopped for ${c.mailbox.name}`,
-            body:
-              `${Number(n)} mails are in the error folder of ${c.mailbox.name}, the limit set in "stop mail ` +
-              `fetching after ${limit} mails". No mail is fetched from this mailbox until an admin enables it ` +
-              `again (mailintake mailbox enable ${c.mailbox.name}); fix the cause and move the mails to the ` +
-              `inbox first, or fetching stops again at the next failing mail.`,
-            bell: true,
-            email: c.settings.notifyOnErrorFolder,
-          });
-        }
-      }
-      // Limit reached: the round ends here, also when the mailbox was disabled already (a manual round).
-      return { inserted: true, stop: true };
+      if (!(await insertErrorMail(tx, c, entry))) return { inserted: false, stop: false };
+      return { inserted: true, stop: await reachedLimit(tx, c) };
     });
     if (!outcome.inserted) return { stop: false };
     c.notifier?.kick();
@@ -356,6 +261,28 @@ export class ErrorFolder implements ErrorRoute {
       ...(outcome.stop ? { stopped: 'error-folder-limit' } : {}),
     });
     return { folder, stop: outcome.stop };
+  }
+
+  /** The failed attempt's intake-log row: the error, the raw copy and the mail's details for the report. */
+  private intakeRow(mailboxId: number, identity: string): Promise<IntakeRow | undefined> {
+    return this.deps.store.db
+      .selectFrom('intake_log')
+      .select([
+        'id',
+        'error_code',
+        'reasons',
+        'raw_sha256',
+        'raw_pack',
+        'raw_offset',
+        'raw_length',
+        'size',
+        'subject',
+        'from_address',
+        'updated_at',
+      ])
+      .where('mailbox_id', '=', mailboxId)
+      .where('server_identity', '=', identity)
+      .executeTakeFirst();
   }
 
   /** The server side, after the records committed: move to the error folder, or (POP3) delete. */
@@ -380,7 +307,7 @@ export class ErrorFolder implements ErrorRoute {
     } catch (err) {
       const coded = toMailintakeError(err, 'ACK_FAILED');
       // Recorded already: the next round lists these mails again and only finishes the move.
-      throw coded.code === 'ACK_FAILED' || CONNECTION_CODES.has(coded.code)
+      throw coded.code === 'ACK_FAILED' || roundRuleOf(coded) === 'stop-round'
         ? coded
         : new MailintakeError('ACK_FAILED', coded.message, { cause: err });
     }
@@ -390,14 +317,14 @@ export class ErrorFolder implements ErrorRoute {
     const out = new Set<string>();
     const failedAt = new Map(failed.map((f) => [f.identity, f.failedAt]));
     const identities = [...failedAt.keys()];
-    for (let i = 0; i < identities.length; i += 500) {
+    for (let i = 0; i < identities.length; i += SQL_IN_LIST_MAX) {
       const rows = await this.deps.store.db
         .selectFrom('error_mails')
         .select(['server_identity', 'status', 'moved_back_at'])
         .where('mailbox_id', '=', mailboxId)
         // POP3's kept copies come back as mails of their own (`inbox`); the server's copy is never released
         .where('location', '=', 'server-folder')
-        .where('server_identity', 'in', identities.slice(i, i + 500))
+        .where('server_identity', 'in', identities.slice(i, i + SQL_IN_LIST_MAX))
         .orderBy('id')
         .execute();
       const latest = new Map<string, (typeof rows)[number]>();
@@ -619,8 +546,8 @@ export class KeptMailsConnector implements Connector {
     if (rows.length === 0) return [];
     const done = new Set<string>();
     const identities = rows.map((r) => `${KEPT_PREFIX}${r.id}`);
-    for (let i = 0; i < identities.length; i += 500) {
-      const slice = identities.slice(i, i + 500);
+    for (let i = 0; i < identities.length; i += SQL_IN_LIST_MAX) {
+      const slice = identities.slice(i, i + SQL_IN_LIST_MAX);
       // taken in (any outcome but a retryable or unrecorded error), or failed again and recorded as such
       for (const r of await store.db
         .selectFrom('intake_log')
@@ -687,4 +614,129 @@ export class KeptMailsConnector implements Connector {
 
 function isKept(mail: RemoteMail): boolean {
   return mail.identity.startsWith(KEPT_PREFIX);
+}
+
+/** One error mail, its report sealed and stored, ready for its row. */
+interface ErrorEntry {
+  mail: RemoteMail;
+  error: MailintakeError;
+  report: ErrorReport;
+  reportBlob: string;
+  rawBlob: string | null;
+  folder: string | null;
+  intakeLogId: number | null;
+}
+
+/**
+ * The error mail's row, its system-log entry and its `mail-error` notice, in the caller's transaction. False when
+ * an open row was there already (a racing round recorded it): nothing is written twice.
+ */
+async function insertErrorMail(tx: Tx, c: ErrorRouteContext, e: ErrorEntry): Promise<boolean> {
+  const already = await tx
+    .selectFrom('error_mails')
+    .select('id')
+    .where('mailbox_id', '=', c.mailbox.id)
+    .where('server_identity', '=', e.mail.identity)
+    .where('status', '=', 'in-error-folder')
+    .executeTakeFirst();
+  if (already) return false;
+  const location = e.folder === null ? 'kept-locally' : 'server-folder';
+  await tx
+    .insertInto('error_mails')
+    .values({
+      mailbox_id: c.mailbox.id,
+      server_identity: e.mail.identity,
+      error_code: e.error.code,
+      location,
+      folder: e.folder,
+      report_blob: e.reportBlob,
+      raw_blob: e.rawBlob,
+      status: 'in-error-folder',
+      created_at: nowIso(),
+      moved_back_at: null,
+    })
+    .execute();
+  const where = e.folder ? `the error folder "${e.folder}"` : 'the error mails kept by Mailintake (POP3)';
+  await systemLog(tx, {
+    level: 'warn',
+    category: 'error-folder',
+    message: `mailbox ${c.mailbox.name}: mail ${describe(e.report)} failed with ${e.error.code} and was moved to ${where}`,
+    details: {
+      mailbox: c.mailbox.name,
+      serverIdentity: e.mail.identity,
+      code: e.error.code,
+      error: e.error.message,
+      location,
+      folder: e.folder,
+      intakeLogId: e.intakeLogId,
+    },
+  });
+  if (c.settings.notifyOnErrorFolder && c.notifier) {
+    await c.notifier.record(tx, {
+      event: 'mail-error',
+      portalId: c.mailbox.portalId,
+      mailboxId: c.mailbox.id,
+      title: `Mail moved to the error folder of ${c.mailbox.name}`,
+      body:
+        `A mail could not be processed and was moved to ${where}.\n` +
+        `From: ${e.report.mail.from ?? '(unknown)'}\nSubject: ${e.report.mail.subject ?? '(unknown)'}\n` +
+        `Error: ${e.error.code}: ${e.error.message}\n\n` +
+        `Fix the cause, then use "move mails to inbox" (mailintake errors move-to-inbox ${c.mailbox.name}); ` +
+        `the full report is in "mailintake errors list --mailbox ${c.mailbox.name}".`,
+      email: true,
+    });
+  }
+  return true;
+}
+
+/**
+ * "Stop mail fetching after N mails": true when the open error mails reached the limit; the mailbox is then
+ * disabled (if it still is enabled) with its entry and bell notice, in the caller's transaction. The round
+ * ends there, also when the mailbox was disabled already (a manual round).
+ */
+async function reachedLimit(tx: Tx, c: ErrorRouteContext): Promise<boolean> {
+  const limit = c.settings.stopAfterErrors;
+  if (limit === undefined) return false;
+  const { n } = await tx
+    .selectFrom('error_mails')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('mailbox_id', '=', c.mailbox.id)
+    .where('status', '=', 'in-error-folder')
+    .executeTakeFirstOrThrow();
+  if (Number(n) < limit) return false;
+  const mailbox = await tx
+    .selectFrom('mailboxes')
+    .select('enabled')
+    .where('id', '=', c.mailbox.id)
+    .executeTakeFirstOrThrow();
+  if (mailbox.enabled === 1) await stopByErrors(tx, c, Number(n), limit);
+  return true;
+}
+
+async function stopByErrors(tx: Tx, c: ErrorRouteContext, count: number, limit: number): Promise<void> {
+  await tx
+    .updateTable('mailboxes')
+    .set({ enabled: 0, disabled_reason: 'error-folder-limit', updated_at: nowIso() })
+    .where('id', '=', c.mailbox.id)
+    .execute();
+  await systemLog(tx, {
+    level: 'error',
+    category: 'error-folder',
+    message: `mailbox ${c.mailbox.name}: fetching stopped, ${count} mails are in the error folder (limit ${limit})`,
+    details: { mailbox: c.mailbox.name, change: 'stopped-by-errors', count, limit },
+  });
+  if (!c.notifier) return;
+  await c.notifier.record(tx, {
+    event: 'mail-error',
+    portalId: c.mailbox.portalId,
+    mailboxId: c.mailbox.id,
+    title: `Mail fetching stopped for ${c.mailbox.name}`,
+    body:
+      `${count} mails are in the error folder of ${c.mailbox.name}, the limit set in "stop mail ` +
+      `fetching after ${limit} mails". No mail is fetched from this mailbox until an admin enables it ` +
+      `again (mailintake mailbox enable ${c.mailbox.name}); fix the cause and move the mails to the ` +
+      `inbox first, or fetching stops again at the next failing mail.`,
+    bell: true,
+    email: c.settings.notifyOnErrorFolder,
+  });
 }

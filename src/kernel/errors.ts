@@ -39,7 +39,7 @@ export const ERROR_HELP = {
     'The mail was stored, but the server refused the after-fetch action (mark read, delete, move). It is not stored again.',
   MAIL_TOO_LARGE: 'The mail is larger than the configured maximum size.',
   MAIL_TOO_COMPLEX:
-    'The mail is built to cost more than it can be worth: a header block, a number of MIME parts or a multipart nesting beyond the parse limits (details.limit names which, details.max its value). Like PARSE_FAILED it goes to the error folder (when set; else it stays on the server) and is not retried. The limits are DEFAULT_PARSE_LIMITS in src/mail/parse.ts.',
+    'The mail is built to cost more than it can be worth: a header block, a number of MIME parts or a multipart nesting beyond the parse limits (details.limit names which, details.max its value). Like PARSE_FAILED it goes to the error folder (when set; else it stays on the server) and is not retried. The limits are DEFAULT_PARSE_LIMITS in src/kernel/limits.ts.',
   // Sending notification mail (the connection failures above apply to the SMTP server as well)
   SEND_FAILED:
     'The outgoing SMTP server refused the notification mail (sender or every recipient); its answer is in serverResponse. Check "from" and the notification rules.',
@@ -62,20 +62,74 @@ export const ERROR_HELP = {
 
 export type ErrorCode = keyof typeof ERROR_HELP;
 
-/** Codes of failures that concern the connection to the mailbox as a whole, not one mail. */
-export const CONNECTION_CODES: ReadonlySet<ErrorCode> = new Set([
-  'DNS_FAILED',
-  'CONNECT_FAILED',
-  'TLS_FAILED',
-  'AUTH_FAILED',
-  'FOLDER_NOT_FOUND',
-  'TIMEOUT',
-  'PROTOCOL_ERROR',
-  'OAUTH_NOT_AUTHORIZED',
-  'OAUTH_REAUTHORIZE_REQUIRED',
-  'OAUTH_CLIENT_REJECTED',
-  'OAUTH_PROVIDER_UNAVAILABLE',
-]);
+/**
+ * What a failure with this code means for a fetch round: the ONE retry rule. The round (intake/) acts on
+ * `roundRuleOf(err)` and on nothing else; `retryable` below is derived from the same table.
+ * - `stop-round`: the connection to the mailbox failed, not one mail. The round ends there; every mail not yet
+ *   taken in stays on the server untouched and the next scheduled round tries again (and counts towards the
+ *   connection alert).
+ * - `retry-mail`: this mail failed for a cause outside the mail (the database or the disk, a bug). It stays on
+ *   the server unacknowledged with an `error` row, and is tried again next round; the loop goes on.
+ * - `error-folder`: the mail itself is the problem; trying again cannot help. The error route takes it (moved to
+ *   the error folder with a report, or left on the server and skipped), and the loop goes on.
+ * - `outside-round`: never the failure of one mail (settings, the API, the CLI, the after-fetch action, the
+ *   lease). Should one ever be recorded for a mail, it is handled like `error-folder`: nothing says a retry helps.
+ */
+export type RoundRule = 'stop-round' | 'retry-mail' | 'error-folder' | 'outside-round';
+
+export const ROUND_RULES: { readonly [C in ErrorCode]: RoundRule } = {
+  DNS_FAILED: 'stop-round',
+  CONNECT_FAILED: 'stop-round',
+  TLS_FAILED: 'stop-round',
+  AUTH_FAILED: 'stop-round',
+  FOLDER_NOT_FOUND: 'stop-round',
+  TIMEOUT: 'stop-round',
+  PROTOCOL_ERROR: 'stop-round',
+  OAUTH_NOT_AUTHORIZED: 'stop-round',
+  OAUTH_REAUTHORIZE_REQUIRED: 'stop-round',
+  OAUTH_CLIENT_REJECTED: 'stop-round',
+  OAUTH_PROVIDER_UNAVAILABLE: 'stop-round',
+  OAUTH_CONSENT_FAILED: 'outside-round',
+  MAILBOX_BUSY: 'outside-round',
+  FETCH_RUNNING: 'outside-round',
+  PARSE_FAILED: 'error-folder',
+  STORE_FAILED: 'retry-mail',
+  // The mail was committed; the acknowledgement is repeated next round (it ends the round, see intake/acknowledge.ts)
+  ACK_FAILED: 'outside-round',
+  MAIL_TOO_LARGE: 'error-folder',
+  MAIL_TOO_COMPLEX: 'error-folder',
+  SEND_FAILED: 'outside-round',
+  INVALID_SETTINGS: 'outside-round',
+  INVALID_JSON: 'outside-round',
+  INVALID_ID: 'outside-round',
+  NOT_FOUND: 'outside-round',
+  CONFLICT: 'outside-round',
+  UNAUTHORIZED: 'outside-round',
+  STORE_NOT_FOUND: 'outside-round',
+  PORT_IN_USE: 'outside-round',
+  // An unexpected error is not known to be the mail's fault: the mail gets another chance next round.
+  INTERNAL: 'retry-mail',
+};
+
+/** The rule of a code as stored (the intake log's `error_code`); an unknown or missing code retries nothing. */
+export function roundRuleOfCode(code: string | null): RoundRule {
+  return code !== null && Object.hasOwn(ROUND_RULES, code) ? ROUND_RULES[code as ErrorCode] : 'error-folder';
+}
+
+/** What the round does with this failure. The only place the round decides between retrying and routing. */
+export function roundRuleOf(err: MailintakeError): RoundRule {
+  return ROUND_RULES[err.code];
+}
+
+/** Whether the next round takes this mail in again (`retry-mail`), rather than the error route. */
+export function retriedNextRound(code: string | null): boolean {
+  return roundRuleOfCode(code) === 'retry-mail';
+}
+
+/** Codes of failures that concern the connection to the mailbox as a whole, not one mail (`stop-round`). */
+export const CONNECTION_CODES: ReadonlySet<ErrorCode> = new Set(
+  (Object.keys(ROUND_RULES) as ErrorCode[]).filter((code) => ROUND_RULES[code] === 'stop-round'),
+);
 
 export interface ErrorDetails {
   /** For INVALID_SETTINGS: every bad field with the reason. */
@@ -88,6 +142,14 @@ export interface ErrorDetails {
 export class MailintakeError extends Error {
   override readonly name = 'MailintakeError';
   readonly code: ErrorCode;
+  /**
+   * Whether repeating the same operation later can succeed: by default derived from ROUND_RULES (`stop-round`
+   * and `retry-mail` are). Kept per instance only where the raiser knows better about this one failure — a
+   * connector whose server refused the password or the mechanism (it will refuse again until an admin acts), the
+   * store for a corrupt SQLite file (waiting for it at start is pointless), the parser for a source that broke
+   * mid-stream. The round does not read it per instance: it acts on `roundRuleOf`, and a round is retried on
+   * schedule anyway; `openStoreWaiting` (store/db.ts) and API clients read it.
+   */
   readonly retryable: boolean;
   readonly details: ErrorDetails;
 
@@ -98,7 +160,7 @@ export class MailintakeError extends Error {
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.code = code;
-    this.retryable = opts.retryable ?? CONNECTION_CODES.has(code);
+    this.retryable = opts.retryable ?? retryableByRule(code);
     this.details = opts.details ?? {};
   }
 
@@ -116,4 +178,9 @@ export function toMailintakeError(err: unknown, fallback: ErrorCode, message?: s
   if (isMailintakeError(err)) return err;
   const text = err instanceof Error ? err.message : String(err);
   return new MailintakeError(fallback, message ? `${message}: ${text}` : text, { cause: err });
+}
+
+function retryableByRule(code: ErrorCode): boolean {
+  const rule = ROUND_RULES[code];
+  return rule === 'stop-round' || rule === 'retry-mail';
 }

@@ -22,10 +22,10 @@ import { MailintakeError } from './errors.js';
  * comparison with null.
  *
  * Where they are (one line each):
- *   after-parse        fetch-mailbox.ts: a mail downloaded and parsed, its blobs written but not flushed
- *   after-blob-write   fetch-mailbox.ts: the batch's blobs and raw copies flushed (durable), nothing committed
+ *   after-parse        round.ts: a mail downloaded and parsed, its blobs written but not flushed
+ *   after-blob-write   round.ts: the batch's blobs and raw copies flushed (durable), nothing committed
  *   before-commit      commit-mail.ts: inside the batch's transaction, every row written, before COMMIT
- *   after-commit       fetch-mailbox.ts: the batch committed, not yet acknowledged on the server
+ *   after-commit       round.ts: the batch committed, not yet acknowledged on the server
  *   between-store-deleted-and-expunge   imap/connector.ts: STORE +FLAGS \Deleted done, UID EXPUNGE not sent
  *   between-dele-and-quit               pop3-connector.ts: DELEs sent, no QUIT (the server forgets them)
  *   after-error-record error-folder.ts: the error-mail row committed, the mail not yet moved aside

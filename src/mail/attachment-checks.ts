@@ -1,4 +1,8 @@
 import { MailintakeError } from '../kernel/errors.js';
+import {
+  ATTACHMENT_POLICY_MAX_LIMIT_MB as MAX_LIMIT_MB,
+  FILE_NAME_MAX_BYTES as MAX_NAME_BYTES,
+} from '../kernel/limits.js';
 import type { StoredPart } from './types.js';
 
 /**
@@ -119,8 +123,6 @@ const SWITCH_FIELDS = [
   'notifyOnDrop',
   'notifyOnInlineImageDrop',
 ] as const;
-/** A limit beyond this (1 TB) is a typo, not a policy. */
-const MAX_LIMIT_MB = 1024 * 1024;
 const EXTENSION = /^[\p{L}\p{N}][\p{L}\p{N}_-]{0,31}$/u;
 
 /**
@@ -279,9 +281,6 @@ function checkPart(part: StoredPart, policy: AttachmentPolicy, inlineImage: bool
 }
 
 // ---- file names -------------------------------------------------------------------------------------------
-
-/** NAME_MAX of common file systems (ext4, NTFS in UTF-16 units, APFS): a longer name cannot be saved as is. */
-const MAX_NAME_BYTES = 255;
 
 /** Why a file name was refused: a stable word per rule (tests and admins group by it), with the detail. */
 export type FileNameRule =

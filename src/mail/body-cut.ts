@@ -1,4 +1,5 @@
 import { MailParser, type MailParserOptions } from 'mailparser';
+import { BODY_CUT_BACK_OFF_BYTES as BACK_OFF } from '../kernel/limits.js';
 import { StreamingQpDecoder } from './qp-stream.js';
 
 /**
@@ -8,7 +9,7 @@ import { StreamingQpDecoder } from './qp-stream.js';
  * end of the mail: the decoded chunks, then one Buffer.concat copy, then a string, then the string with line ends
  * replaced, then the joined text and HTML. Measured: about 9 MB of RSS for each MB of text body, so a 95 MB body
  * peaked at 640 MB, and a cut made after parsing (as before) came too late to help. Attachments already stream;
- * the raw copy of the mail is kept whole by the intake (fetch-mailbox.ts), so nothing is lost by keeping only
+ * the raw copy of the mail is kept whole by the intake (intake/prepare.ts), so nothing is lost by keeping only
  * the first part of a huge body for display.
  *
  * No option of mailparser limits what it keeps (`maxHtmlLengthToParse` only skips the HTML-to-text
@@ -156,8 +157,6 @@ const EMPTY = Buffer.alloc(0);
 const LF = 0x0a;
 const CR = 0x0d;
 const EQ = 0x3d;
-/** How far back a cut looks for a line end (RFC 5322 lines are at most 998 characters). */
-const BACK_OFF = 1000;
 
 function isHex(b: number | undefined): boolean {
   return (

@@ -3,6 +3,7 @@ import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { AddressObject, AttachmentStream, EmailAddress, HeaderLines, MessageText } from 'mailparser';
 import { isMailintakeError, MailintakeError } from '../kernel/errors.js';
+import { DEFAULT_PARSE_LIMITS as PARSE_LIMIT_DEFAULTS } from '../kernel/limits.js';
 import type { BlobStore } from '../store/blobs/blob-store.js';
 import { CuttingMailParser } from './body-cut.js';
 import type { Address, ParsedMail, StoredPart } from './types.js';
@@ -43,18 +44,8 @@ export interface ParseLimits {
   maxDepth: number;
 }
 
-export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({
-  maxMailBytes: 100 * 1024 * 1024,
-  // Memory, not readability, sets this: a kept body costs about ten times its size in RSS on its way through
-  // mailparser, the store and the trace (measured in `npm run bench` (e)/(f)), and three mailboxes may be taking
-  // in such a mail at once. 4 MiB of text is some 2,000 printed pages; the raw copy keeps the rest.
-  maxTextBytes: 4 * 1024 * 1024,
-  // mailsplit's own defaults (1 MiB, 1000 nodes), now named and settable: real mails with the longest
-  // headers (long Received chains, big DKIM/ARC sets, 1,000 recipients) stay well under 1 MiB.
-  maxHeaderBytes: 1024 * 1024,
-  maxParts: 1000,
-  maxDepth: 100,
-});
+/** The defaults, with why each has its value: kernel/limits.ts (every limit is there). */
+export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = PARSE_LIMIT_DEFAULTS;
 
 /** The limits MAIL_TOO_COMPLEX names in `details.limit`. */
 export type ComplexityLimit = 'maxHeaderBytes' | 'maxParts' | 'maxDepth';

@@ -1,5 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { decode } from 'libqp';
+import { QP_MAX_CARRY_BYTES as MAX_CARRY } from '../kernel/limits.js';
 
 /**
  * Quoted-printable decoding that streams.
@@ -14,7 +15,6 @@ import { decode } from 'libqp';
  * MAX_CARRY, before a `=` that may start an incomplete escape and before trailing white space (which `decode`
  * strips as if it ended a line). At most MAX_CARRY bytes plus one chunk are held.
  */
-const MAX_CARRY = 64 * 1024;
 
 export class StreamingQpDecoder extends Transform {
   #carry = '';

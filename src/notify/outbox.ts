@@ -1,12 +1,22 @@
 import type { Selectable } from 'kysely';
 import { MailintakeError, toMailintakeError } from '../kernel/errors.js';
 import { failpoint } from '../kernel/failpoints.js';
+import {
+  OUTBOX_BATCH as BATCH,
+  OUTBOX_MAX_ATTEMPTS as DEFAULT_MAX_ATTEMPTS,
+  OUTBOX_CLAIM_MS,
+  OUTBOX_POLL_MS,
+  OUTBOX_RETRY_FIRST_MS,
+  OUTBOX_RETRY_MAX_MS,
+} from '../kernel/limits.js';
 import type { Logger } from '../kernel/logger.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { MailOutboxTable } from '../store/schema.js';
 import { storedStrings } from '../store/stored-json.js';
 import type { SmtpConfig } from './smtp-settings.js';
 import { isPermanentRefusal, openSmtpTransport, type SmtpTransport } from './smtp-transport.js';
+
+export { DEFAULT_MAX_ATTEMPTS };
 
 /**
  * The outbox sender: sends the notification mail that notices recorded (notify/store-notifier.ts) once their
@@ -53,11 +63,8 @@ export interface OutboxSenderOptions {
   onAttempt?: (attempt: OutboxAttempt) => void;
 }
 
-export const DEFAULT_MAX_ATTEMPTS = 12;
-const BATCH = 100;
-
 export function defaultRetryDelayMs(attempts: number): number {
-  return Math.min(60_000 * 2 ** Math.max(0, attempts - 1), 3_600_000);
+  return Math.min(OUTBOX_RETRY_FIRST_MS * 2 ** Math.max(0, attempts - 1), OUTBOX_RETRY_MAX_MS);
 }
 
 export interface DrainResult {
@@ -82,8 +89,8 @@ export class OutboxSender {
   private warnedUnconfigured = false;
 
   constructor(private readonly opts: OutboxSenderOptions) {
-    this.pollMs = opts.pollMs ?? 30_000;
-    this.claimMs = opts.claimMs ?? 600_000;
+    this.pollMs = opts.pollMs ?? OUTBOX_POLL_MS;
+    this.claimMs = opts.claimMs ?? OUTBOX_CLAIM_MS;
     this.retryDelayMs = opts.retryDelayMs ?? defaultRetryDelayMs;
     this.maxAttempts = opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     this.now = opts.now ?? (() => new Date());

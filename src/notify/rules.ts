@@ -1,6 +1,7 @@
 import type { Selectable } from 'kysely';
 import { z } from 'zod';
 import { MailintakeError } from '../kernel/errors.js';
+import { RULE_MAX_RECIPIENTS as MAX_RECIPIENTS } from '../kernel/limits.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { NotificationRuleTable } from '../store/schema.js';
 import { storedStrings } from '../store/stored-json.js';
@@ -25,8 +26,6 @@ export interface NotificationRuleView {
   createdAt: string;
   updatedAt: string;
 }
-
-const MAX_RECIPIENTS = 100;
 
 export const ruleInputSchema = z.strictObject({
   event: z.enum(NOTIFICATION_EVENTS, {

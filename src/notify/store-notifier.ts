@@ -1,11 +1,8 @@
+import { NOTICE_MAX_BODY as MAX_BODY, NOTICE_MAX_TITLE as MAX_TITLE } from '../kernel/limits.js';
 import { nowIso } from '../store/db.js';
 import type { Tx } from '../store/tx.js';
 import type { Notice, Notifier } from './notifier.js';
 import { recipientsFor } from './rules.js';
-
-/** Longest bell title / mail subject kept; a subject quoted from a mail can be anything. */
-const MAX_TITLE = 200;
-const MAX_BODY = 20_000;
 
 /**
  * The Notifier: a bell row for admins (when asked) and an outbox mail to the event's recipients from the

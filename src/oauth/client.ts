@@ -1,5 +1,6 @@
 import * as oidc from 'openid-client';
 import { type ErrorCode, MailintakeError } from '../kernel/errors.js';
+import { TOKEN_ENDPOINT_TIMEOUT_SECONDS } from '../kernel/limits.js';
 import { isLoopbackHost, type OAuthSettings } from './providers.js';
 
 /**
@@ -17,9 +18,6 @@ export interface TokenSet {
   /** The scope granted, when the provider said; else the one asked for. */
   scope: string;
 }
-
-/** How long the token endpoint may take before the attempt counts as OAUTH_PROVIDER_UNAVAILABLE. */
-const TOKEN_ENDPOINT_TIMEOUT_SECONDS = 20;
 
 export function configuration(s: OAuthClientSettings): oidc.Configuration {
   const server: oidc.ServerMetadata = {

@@ -13,6 +13,12 @@ import {
 } from 'kysely';
 import pg from 'pg';
 import { isMailintakeError, MailintakeError } from '../kernel/errors.js';
+import {
+  PG_CONNECT_TIMEOUT_MS,
+  SQLITE_BUSY_TIMEOUT_MS,
+  STORE_WAIT_FIRST_MS,
+  STORE_WAIT_MAX_MS,
+} from '../kernel/limits.js';
 import { createLogger, type Logger } from '../kernel/logger.js';
 import type { Engine } from './engine.js';
 import { migrate } from './migrations/index.js';
@@ -77,7 +83,7 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('foreign_keys = ON');
     // `serve` and a CLI `fetch --once` may share the file; wait for the writer instead of failing at once.
-    sqlite.pragma('busy_timeout = 10000');
+    sqlite.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
     db = new Kysely<Database>({ dialect: coded(new SqliteDialect({ database: sqlite }), location) });
   }
   try {
@@ -121,7 +127,7 @@ export async function openStoreWaiting(
     } catch (err) {
       if (!isMailintakeError(err) || err.code !== 'STORE_FAILED' || !err.retryable || opts.signal?.aborted)
         throw err;
-      const delay = Math.min(1000 * 2 ** attempt, opts.maxDelayMs ?? 30_000);
+      const delay = Math.min(STORE_WAIT_FIRST_MS * 2 ** attempt, opts.maxDelayMs ?? STORE_WAIT_MAX_MS);
       opts.onWait(err, delay);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, delay);
@@ -150,7 +156,7 @@ function postgresPool(url: string, logger: Logger): pg.Pool {
     max: 10,
     // a database that accepts TCP but never answers (a half-dead host, a full backlog) fails the query as
     // STORE_FAILED instead of hanging the round and the lease forever
-    connectionTimeoutMillis: 15_000,
+    connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
     // a connection a firewall or proxy dropped silently is noticed by TCP keepalive instead of on first use
     keepAlive: true,
   });

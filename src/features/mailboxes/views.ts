@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { afterFetchSchema } from '../../connectors/settings.js';
+import type { FetchSummary } from '../../intake/outcome.js';
 import { mailboxOAuthSchema } from '../oauth/views.js';
 import { timestamp } from '../page.js';
 
@@ -120,5 +121,6 @@ export const fetchSummarySchema = z
     }),
     durationMs: z.number().int(),
   })
-  .openapi('FetchSummary');
-export type FetchSummary = z.infer<typeof fetchSummarySchema>;
+  .openapi('FetchSummary') satisfies z.ZodType<FetchSummary>;
+/** The round's summary is intake's type (intake/outcome.ts); the schema above describes it for the API. */
+export type { FetchSummary } from '../../intake/outcome.js';

@@ -5,6 +5,12 @@ import { z } from 'zod';
 import type { MailboxSettings } from '../../connectors/settings.js';
 import { currentActor } from '../../kernel/actor.js';
 import { MailintakeError, toMailintakeError } from '../../kernel/errors.js';
+import {
+  PENDING_TTL_MS,
+  REFRESH_LEASE_MS,
+  REFRESH_MARGIN_MS,
+  REFRESH_WAIT_POLL_MS,
+} from '../../kernel/limits.js';
 import type { Logger } from '../../kernel/logger.js';
 import type { SecretBox } from '../../kernel/secret-box.js';
 import {
@@ -29,6 +35,8 @@ import { type Tx, withTransaction } from '../../store/tx.js';
 const sealedPendingSchema = z.object({ codeVerifier: z.string() });
 /** An owner's tokens, sealed. */
 const sealedTokensSchema = z.object({ accessToken: z.string(), refreshToken: z.string().optional() });
+
+export { PENDING_TTL_MS, REFRESH_MARGIN_MS };
 
 /** Whose tokens: a mailbox ('mailbox:<id>', stable across renames) or the outgoing SMTP server ('smtp'). */
 export interface OAuthOwner {
@@ -62,15 +70,6 @@ export function mailboxOAuthOwner(
       }
     : null;
 }
-
-/** A token is refreshed when it has less than this left, so a login or request never carries a dying one. */
-export const REFRESH_MARGIN_MS = 60_000;
-/** An authorization link is valid this long (the admin signs in and consents meanwhile). */
-export const PENDING_TTL_MS = 10 * 60_000;
-/** How long one process may hold the refresh lease (a crashed holder's lease expires after this). */
-const REFRESH_LEASE_MS = 45_000;
-/** How often a process that waits for another one's refresh looks again. */
-const REFRESH_WAIT_POLL_MS = 200;
 
 export type OAuthState = 'not-authorized' | 'authorized' | 'reauthorize-required';
 

@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import type { IntakeLogEntry, Outcome } from '../../intake/outcome.js';
 import { DROP_MESSAGES, type DropCode } from '../../mail/attachment-checks.js';
 import { timestamp } from '../page.js';
 
@@ -85,8 +86,9 @@ export const requestDetailSchema = z
   .openapi('RequestDetail');
 export type RequestDetail = z.infer<typeof requestDetailSchema>;
 
-export const outcomeSchema = z.enum(['created', 'appended', 'ignored', 'error']);
-export type Outcome = z.infer<typeof outcomeSchema>;
+export const outcomeSchema = z.enum(['created', 'appended', 'ignored', 'error']) satisfies z.ZodType<Outcome>;
+/** The intake log's types are intake's (intake/outcome.ts); the schemas here describe them for the API. */
+export type { IntakeLogEntry, Outcome } from '../../intake/outcome.js';
 
 export const intakeLogEntrySchema = z
   .object({
@@ -110,5 +112,4 @@ export const intakeLogEntrySchema = z
     createdAt: timestamp(),
     updatedAt: timestamp(),
   })
-  .openapi('IntakeLogEntry');
-export type IntakeLogEntry = z.infer<typeof intakeLogEntrySchema>;
+  .openapi('IntakeLogEntry') satisfies z.ZodType<IntakeLogEntry>;

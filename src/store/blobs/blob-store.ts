@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { MailintakeError } from '../../kernel/errors.js';
+import { BLOB_HEAD_BYTES as HEAD_BYTES } from '../../kernel/limits.js';
 import { diskError } from './disk-errors.js';
 
 /**
@@ -37,7 +38,6 @@ export interface BlobStore {
 }
 
 const KEY = /^[0-9a-f]{64}$/;
-const HEAD_BYTES = 16 * 1024;
 
 /** Whether a string is a blob key: exactly 64 lower-case hex digits (a sha256). */
 export function isBlobKey(value: string): boolean {

@@ -2,20 +2,20 @@ import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import { lstat, opendir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import {
+  SQL_IN_LIST_MAX as CHUNK,
+  SWEEP_SET_ASIDE_STALE_MS as SET_ASIDE_STALE_MS,
+  SWEEP_GRACE_LEASES,
+  SWEEP_INTERVAL_MS,
+  SWEEP_MIN_GRACE_MS,
+} from '../../kernel/limits.js';
 import type { Logger } from '../../kernel/logger.js';
 import type { Store } from '../db.js';
 import { systemLog } from '../system-log.js';
 import { withTransaction } from '../tx.js';
 import { isBlobKey } from './blob-store.js';
 
-/** How often `serve` sweeps (and once at its start). */
-export const SWEEP_INTERVAL_MS = 30 * 60 * 1000;
-/** The shortest grace period: a file younger than this is never swept, whatever the lease time. */
-export const SWEEP_MIN_GRACE_MS = 60 * 60 * 1000;
-/** Lease periods a file must be older than to be swept. */
-export const SWEEP_GRACE_LEASES = 30;
-/** Keys asked of the database at once (well under SQLite's and PostgreSQL's parameter limits). */
-const CHUNK = 500;
+export { SWEEP_GRACE_LEASES, SWEEP_INTERVAL_MS, SWEEP_MIN_GRACE_MS };
 
 /**
  * How old a leftover must be before it is swept. A round writes its blobs and its batch's pack BEFORE the commit
@@ -186,8 +186,6 @@ async function removeIfOld(path: string, cutoff: number, count: SweepCount): Pro
   count.bytes += st.size;
 }
 
-/** A blob set aside longer than this belongs to a sweep that was cut off (a decision takes milliseconds). */
-const SET_ASIDE_STALE_MS = 10 * 60 * 1000;
 const SET_ASIDE = /^([0-9a-f]{64})\.[0-9a-f]{16}\.swept$/;
 
 /** Moves the blob aside, looks at it again, deletes it if still old, else puts it back. */
