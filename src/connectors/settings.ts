@@ -1,5 +1,13 @@
 import { z } from 'zod';
 import { MailintakeError } from '../kernel/errors.js';
+import {
+  ERROR_FOLDER_NAME_MAX_CHARS,
+  MAILBOX_INTERVAL_DEFAULT_SECONDS,
+  MAILBOX_INTERVAL_MAX_SECONDS,
+  MAILBOX_INTERVAL_MIN_SECONDS,
+  MAILBOX_NAME_MAX_CHARS,
+  STOP_AFTER_ERRORS_MAX,
+} from '../kernel/limits.js';
 import { check, type FieldProblem, invalidSettings } from '../kernel/plain-issues.js';
 import type { SecretBox } from '../kernel/secret-box.js';
 import { type OAuthSettings, type OAuthUse, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
@@ -145,7 +153,7 @@ export const mailboxInputSchema = z
       .string()
       .trim()
       .min(1)
-      .max(100)
+      .max(MAILBOX_NAME_MAX_CHARS)
       .regex(
         /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
         'letters, digits, dot, hyphen and underscore; starts with a letter or digit',
@@ -191,17 +199,27 @@ export const mailboxInputSchema = z
      */
     moveToErrorFolder: z.boolean().default(false),
     /** The reference's "Name of the error folder" (IMAP, EWS, Graph). */
-    errorFolder: z.string().trim().min(1, 'the error folder name is required').max(200).optional(),
+    errorFolder: z
+      .string()
+      .trim()
+      .min(1, 'the error folder name is required')
+      .max(ERROR_FOLDER_NAME_MAX_CHARS)
+      .optional(),
     /** The reference's "Stop mail fetching after [N] mails" in the error folder; left out: never stop. */
     stopAfterErrors: z
       .number()
       .int()
       .min(1, 'at least 1 (leave it out to never stop)')
-      .max(100_000)
+      .max(STOP_AFTER_ERRORS_MAX)
       .optional(),
     /** The reference's "Notify by email when a mail is moved from inbox to error folder". */
     notifyOnErrorFolder: z.boolean().default(true),
-    intervalSeconds: z.number().int().min(10, 'at least 10 seconds').max(86_400).default(60),
+    intervalSeconds: z
+      .number()
+      .int()
+      .min(MAILBOX_INTERVAL_MIN_SECONDS, `at least ${MAILBOX_INTERVAL_MIN_SECONDS} seconds`)
+      .max(MAILBOX_INTERVAL_MAX_SECONDS)
+      .default(MAILBOX_INTERVAL_DEFAULT_SECONDS),
     /** IMAP IDLE push (a new mail is fetched within a second); false: only the schedule. */
     idle: z.boolean().default(true),
     enabled: z.boolean().default(true),

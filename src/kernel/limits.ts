@@ -154,7 +154,7 @@ export const SMTP_TIMEOUTS = { connectionMs: 15_000, greetingMs: 15_000, socketM
 
 // ---- The schedule (intake/scheduler.ts) ---------------------------------------------------------------------
 
-/** How often the scheduler looks for due mailboxes, in milliseconds; interval settings are whole seconds (≥ 10). */
+/** How often the scheduler looks for due mailboxes, in milliseconds; mailbox intervals are whole seconds. */
 export const SCHEDULER_TICK_MS = 1000;
 
 // ---- Mailbox connections, all protocols (connectors/) -------------------------------------------------------
@@ -258,6 +258,35 @@ export const EWS_MAX_TAIL_BYTES = 64 * KiB;
 export const EWS_BUSY_WORDS_MAX_CHARS = 300;
 /** Back-off when a busy answer names no wait, in milliseconds: 1, 2, 4, 8 s… */
 export const EWS_BACKOFF_BASE_MS = 1_000;
+
+// ---- Settings an admin types (connectors/settings.ts, notify/) -----------------------------------------------
+// Lengths are in characters. Each bound is far above any real value: it only keeps a pasted file or a typo out
+// of the database, the logs and every list that shows the value.
+
+/** A mailbox's name: a short handle used in CLI commands, logs and notifications. */
+export const MAILBOX_NAME_MAX_CHARS = 100;
+/** The name of a mailbox's error folder. */
+export const ERROR_FOLDER_NAME_MAX_CHARS = 200;
+/** The reference's "Stop mail fetching after [N] mails" in the error folder: beyond this, leave it out instead. */
+export const STOP_AFTER_ERRORS_MAX = 100_000;
+/**
+ * A mailbox's fetch interval, in seconds: at least 10 (a mail server is not polled in a tight loop; IDLE is the
+ * way to be quick), at most a day, 60 when not set.
+ */
+export const MAILBOX_INTERVAL_MIN_SECONDS = 10;
+export const MAILBOX_INTERVAL_MAX_SECONDS = 86_400;
+export const MAILBOX_INTERVAL_DEFAULT_SECONDS = 60;
+/** The outgoing SMTP server's username, password and From address. */
+export const SMTP_USERNAME_MAX_CHARS = 500;
+export const SMTP_PASSWORD_MAX_CHARS = 1000;
+export const SMTP_FROM_MAX_CHARS = 400;
+/** A portal name in a notification rule. */
+export const RULE_PORTAL_NAME_MAX_CHARS = 100;
+/**
+ * Failed rounds in a row before a connection alert: beyond 10,000 (about a week at a 60 s interval) a
+ * threshold is a typo.
+ */
+export const ALERT_THRESHOLD_MAX = 10_000;
 
 // ---- OAuth (oauth/, features/oauth/) ------------------------------------------------------------------------
 

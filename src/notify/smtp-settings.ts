@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import { addOAuthIssues, hostname, storedMailboxSettings } from '../connectors/settings.js';
+import { SMTP_FROM_MAX_CHARS, SMTP_PASSWORD_MAX_CHARS, SMTP_USERNAME_MAX_CHARS } from '../kernel/limits.js';
 import { type FieldProblem, invalidSettings } from '../kernel/plain-issues.js';
 import type { SecretBox } from '../kernel/secret-box.js';
 import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
@@ -47,13 +48,13 @@ export const smtpInputSchema = z
     username: z
       .string()
       .min(1, 'must not be empty (leave it out for a server without login)')
-      .max(500)
+      .max(SMTP_USERNAME_MAX_CHARS)
       .optional(),
     /** Kept when left out on an update with the same username. */
-    password: z.string().min(1, 'must not be empty').max(1000).optional(),
+    password: z.string().min(1, 'must not be empty').max(SMTP_PASSWORD_MAX_CHARS).optional(),
     from: z
       .string()
-      .max(400)
+      .max(SMTP_FROM_MAX_CHARS)
       .refine((v) => parseFromAddress(v) !== null, FROM_HELP),
     caFile: z.string().min(1).optional(),
     /**
