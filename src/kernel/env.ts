@@ -37,7 +37,7 @@ const envSchema = z.object({
     )
     .optional(),
   /**
-   * Largest mail taken in, in MB (default 100); a larger one fails with MAIL_TOO_LARGE (error folder). -1:
+   * Largest mail taken in, in MB (default DEFAULT_MAX_MAIL_MB, 100); a larger one fails with MAIL_TOO_LARGE (error folder). -1:
    * unlimited. 0 or a fraction is refused: it must not silently switch the protection against mail bombs off.
    */
   MAILINTAKE_MAX_MAIL_MB: z.coerce

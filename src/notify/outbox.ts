@@ -319,7 +319,7 @@ export interface OutboxStatus {
   retrying: number;
   failed: number;
   sent: number;
-  /** Every mail not sent yet (pending, retrying, failed), oldest first, at most 1000. */
+  /** Every mail not sent yet (pending, retrying, failed), oldest first, at most OUTBOX_LIST_MAX. */
   unsent: OutboxMailView[];
 }
 
