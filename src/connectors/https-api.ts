@@ -1,3 +1,4 @@
+import { HTTPS_MAX_ATTEMPTS, HTTPS_MAX_TOTAL_WAIT_MS, HTTPS_REQUEST_TIMEOUT_MS } from '../kernel/limits.js';
 import type { Logger } from '../kernel/logger.js';
 import type { AccessTokenSource } from '../oauth/token-source.js';
 
@@ -16,8 +17,11 @@ export interface RetryLimits {
   maxTotalWaitMs: number;
 }
 
-export const DEFAULT_REQUEST_TIMEOUTS: RequestTimeouts = { requestMs: 60_000 };
-export const DEFAULT_RETRY_LIMITS: RetryLimits = { maxAttempts: 5, maxTotalWaitMs: 120_000 };
+export const DEFAULT_REQUEST_TIMEOUTS: RequestTimeouts = { requestMs: HTTPS_REQUEST_TIMEOUT_MS };
+export const DEFAULT_RETRY_LIMITS: RetryLimits = {
+  maxAttempts: HTTPS_MAX_ATTEMPTS,
+  maxTotalWaitMs: HTTPS_MAX_TOTAL_WAIT_MS,
+};
 
 /** The options of an HTTPS connector besides the mailbox's settings. */
 export interface HttpsApiOptions {

@@ -1,6 +1,15 @@
 import { z } from 'zod';
 import { MailintakeError } from '../kernel/errors.js';
+import {
+  ERROR_FOLDER_NAME_MAX_CHARS,
+  MAILBOX_INTERVAL_DEFAULT_SECONDS,
+  MAILBOX_INTERVAL_MAX_SECONDS,
+  MAILBOX_INTERVAL_MIN_SECONDS,
+  MAILBOX_NAME_MAX_CHARS,
+  STOP_AFTER_ERRORS_MAX,
+} from '../kernel/limits.js';
 import { check, type FieldProblem, invalidSettings } from '../kernel/plain-issues.js';
+import type { SecretBox } from '../kernel/secret-box.js';
 import { type OAuthSettings, type OAuthUse, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
 
 /**
@@ -144,7 +153,7 @@ export const mailboxInputSchema = z
       .string()
       .trim()
       .min(1)
-      .max(100)
+      .max(MAILBOX_NAME_MAX_CHARS)
       .regex(
         /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
         'letters, digits, dot, hyphen and underscore; starts with a letter or digit',
@@ -190,17 +199,27 @@ export const mailboxInputSchema = z
      */
     moveToErrorFolder: z.boolean().default(false),
     /** The reference's "Name of the error folder" (IMAP, EWS, Graph). */
-    errorFolder: z.string().trim().min(1, 'the error folder name is required').max(200).optional(),
+    errorFolder: z
+      .string()
+      .trim()
+      .min(1, 'the error folder name is required')
+      .max(ERROR_FOLDER_NAME_MAX_CHARS)
+      .optional(),
     /** The reference's "Stop mail fetching after [N] mails" in the error folder; left out: never stop. */
     stopAfterErrors: z
       .number()
       .int()
       .min(1, 'at least 1 (leave it out to never stop)')
-      .max(100_000)
+      .max(STOP_AFTER_ERRORS_MAX)
       .optional(),
     /** The reference's "Notify by email when a mail is moved from inbox to error folder". */
     notifyOnErrorFolder: z.boolean().default(true),
-    intervalSeconds: z.number().int().min(10, 'at least 10 seconds').max(86_400).default(60),
+    intervalSeconds: z
+      .number()
+      .int()
+      .min(MAILBOX_INTERVAL_MIN_SECONDS, `at least ${MAILBOX_INTERVAL_MIN_SECONDS} seconds`)
+      .max(MAILBOX_INTERVAL_MAX_SECONDS)
+      .default(MAILBOX_INTERVAL_DEFAULT_SECONDS),
     /** IMAP IDLE push (a new mail is fetched within a second); false: only the schedule. */
     idle: z.boolean().default(true),
     enabled: z.boolean().default(true),
@@ -427,6 +446,82 @@ export type MailboxSettings = Omit<
 
 export type MailboxAuth = 'password' | 'oauth2' | 'token';
 export type MailboxOAuth = OAuthSettings & { clientSecret: string };
+
+// ---- A stored mailbox: the one decoding of its row ----------------------------------------------------------
+
+/** The `settings` column: the validated settings without their secrets (those are sealed in `secrets`). */
+export type StoredSettings = Omit<MailboxSettings, 'password' | 'accessToken' | 'oauth'> & {
+  oauth?: Omit<MailboxOAuth, 'clientSecret'>;
+};
+
+/**
+ * Reads a stored JSON column with its schema, or throws the coded error naming the row: store/stored-json.ts's
+ * parseStored. Callers pass it in because connectors/ may not import store/ (.dependency-cruiser.cjs).
+ */
+export type ParseStored = <S extends z.ZodType>(
+  schema: S,
+  value: string,
+  where: { table: string; column: string; id?: number | string },
+) => z.output<S>;
+
+/**
+ * What every reader of `settings` relies on. The rest was validated when it was saved (mailboxInputSchema)
+ * and passes through as it is: rows saved by older versions lack newer fields, and a stricter check here would
+ * turn such a mailbox into an error instead of the defaults its readers apply.
+ */
+const storedSettingsSchema = z.looseObject({
+  name: z.string(),
+  protocol: z.enum(['imap', 'imaps', 'pop', 'pops', 'graph', 'ews']),
+  intervalSeconds: z.number(),
+  auth: z.enum(['password', 'oauth2', 'token']).optional(),
+  idle: z.boolean().optional(),
+  oauth: z.looseObject({ clientId: z.string() }).optional(),
+});
+
+/** The `secrets` column, opened. A removed mailbox keeps `{ password: '' }`. */
+const storedSecretsSchema = z.object({
+  password: z.string(),
+  accessToken: z.string().optional(),
+  oauthClientSecret: z.string().optional(),
+});
+
+/**
+ * A mailbox row's settings without secrets: the one decoding of the `settings` column (views, the scheduler, the
+ * IDLE watchers, the outgoing server's warnings and storedMailboxSettingsWithSecrets all read it here). Rows
+ * saved before OAuth existed have no `auth`: Graph used its token, everything else a password.
+ */
+export function storedMailboxSettings(
+  row: { id: number; settings: string },
+  parse: ParseStored,
+): StoredSettings & { auth: MailboxAuth } {
+  const parsed = parse(storedSettingsSchema, row.settings, {
+    table: 'mailboxes',
+    column: 'settings',
+    id: row.id,
+  });
+  const stored = parsed as typeof parsed & StoredSettings; // the fields not in the schema: see its comment
+  return { ...stored, auth: stored.auth ?? (stored.protocol === 'graph' ? 'token' : 'password') };
+}
+
+/** A mailbox row's full settings, secrets opened: what a connector gets. */
+export function storedMailboxSettingsWithSecrets(
+  box: SecretBox,
+  row: { id: number; settings: string; secrets: string },
+  parse: ParseStored,
+): MailboxSettings {
+  const secrets = parse(storedSecretsSchema, box.open(row.secrets), {
+    table: 'mailboxes',
+    column: 'secrets',
+    id: row.id,
+  });
+  const { oauth, ...rest } = storedMailboxSettings(row, parse);
+  return {
+    ...rest,
+    password: secrets.password,
+    ...(secrets.accessToken !== undefined ? { accessToken: secrets.accessToken } : {}),
+    ...(oauth ? { oauth: { ...oauth, clientSecret: secrets.oauthClientSecret ?? '' } } : {}),
+  };
+}
 
 /** Microsoft 365's EWS endpoint, the Connect URL when provider "microsoft" is chosen without one. */
 export const EXCHANGE_ONLINE_EWS_URL = 'https://outlook.office365.com/EWS/Exchange.asmx';

@@ -1,3 +1,4 @@
+import { SCHEDULER_TICK_MS } from '../kernel/limits.js';
 import type { Logger } from '../kernel/logger.js';
 
 export interface ScheduledMailbox {
@@ -48,7 +49,7 @@ export class Scheduler {
 
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.tick(), this.opts.tickMs ?? 1000);
+    this.timer = setTimeout(() => void this.tick(), this.opts.tickMs ?? SCHEDULER_TICK_MS);
     this.timer.unref?.();
   }
 

@@ -1,5 +1,12 @@
 import path from 'node:path';
 import { z } from 'zod';
+import {
+  DEFAULT_LEASE_SECONDS,
+  DEFAULT_MAX_MAIL_MB,
+  MAX_LEASE_SECONDS,
+  MAX_MAIL_MB_CEILING,
+  MIN_LEASE_SECONDS,
+} from './limits.js';
 import { ConfigError, DEFAULT_DATA_DIR } from './store-location.js';
 
 export { ConfigError };
@@ -30,14 +37,17 @@ const envSchema = z.object({
     )
     .optional(),
   /**
-   * Largest mail taken in, in MB (default 100); a larger one fails with MAIL_TOO_LARGE (error folder). -1:
+   * Largest mail taken in, in MB (default DEFAULT_MAX_MAIL_MB, 100); a larger one fails with MAIL_TOO_LARGE (error folder). -1:
    * unlimited. 0 or a fraction is refused: it must not silently switch the protection against mail bombs off.
    */
   MAILINTAKE_MAX_MAIL_MB: z.coerce
     .number()
     .int('a whole number of MB')
-    .refine((n) => n === -1 || (n >= 1 && n <= 1_000_000), 'from 1 to 1000000, or -1 for unlimited')
-    .default(100),
+    .refine(
+      (n) => n === -1 || (n >= 1 && n <= MAX_MAIL_MB_CEILING),
+      `from 1 to ${MAX_MAIL_MB_CEILING}, or -1 for unlimited`,
+    )
+    .default(DEFAULT_MAX_MAIL_MB),
   MAILINTAKE_PORT: z.coerce.number().int().min(1).max(65535).default(8025),
   MAILINTAKE_HOST: z.string().min(1).default('127.0.0.1'),
   /**
@@ -57,7 +67,12 @@ const envSchema = z.object({
     }, 'must be an http(s):// base URL such as https://helpdesk.example.com, without query or fragment')
     .optional(),
   /** How long a fetch lease lasts without renewal; a crashed worker's mailbox is free again after this. */
-  MAILINTAKE_LEASE_SECONDS: z.coerce.number().int().min(5).max(3600).default(120),
+  MAILINTAKE_LEASE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(MIN_LEASE_SECONDS)
+    .max(MAX_LEASE_SECONDS)
+    .default(DEFAULT_LEASE_SECONDS),
   MAILINTAKE_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 });
 

@@ -12,6 +12,25 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const MINUTE_MS = 60_000;
 
+// ---- The environment (kernel/env.ts) ------------------------------------------------------------------------
+
+/**
+ * MAILINTAKE_MAX_MAIL_MB unset: the largest mail taken in, in MB. Above what common mail servers accept for one
+ * message, so a real mail rarely meets it; a mail bomb or a damaged source does.
+ */
+export const DEFAULT_MAX_MAIL_MB = 100;
+/** The largest MAILINTAKE_MAX_MAIL_MB accepted, in MB (1 TB): beyond it the value is a typo; -1 is unlimited. */
+export const MAX_MAIL_MB_CEILING = 1_000_000;
+/**
+ * MAILINTAKE_LEASE_SECONDS unset: how long a fetch lease lasts without renewal, in seconds. A crashed worker's
+ * mailbox is free again after this.
+ */
+export const DEFAULT_LEASE_SECONDS = 120;
+/** The shortest lease accepted, in seconds: below it a slow database round trip could lose a live lease. */
+export const MIN_LEASE_SECONDS = 5;
+/** The longest lease accepted, in seconds: a crashed worker must not block its mailboxes for more than an hour. */
+export const MAX_LEASE_SECONDS = 3600;
+
 // ---- Lists (API and CLI) ------------------------------------------------------------------------------------
 
 /** The largest page of any list (requests, intake log, system log, error mails, notifications). */
@@ -25,7 +44,7 @@ export const MAX_PAGE = 1000;
  */
 export const DEFAULT_PARSE_LIMITS = Object.freeze({
   /** Largest mail taken in; larger fails with MAIL_TOO_LARGE (error folder). */
-  maxMailBytes: 100 * MiB,
+  maxMailBytes: DEFAULT_MAX_MAIL_MB * MiB,
   // Memory, not readability, sets this: a kept body costs about ten times its size in RSS on its way through
   // mailparser, the store and the trace (measured in `npm run bench` (e)/(f)), and three mailboxes may be taking
   // in such a mail at once. 4 MiB of text is some 2,000 printed pages; the raw copy keeps the rest.
@@ -123,6 +142,151 @@ export const NOTICE_MAX_TITLE = 200;
 export const NOTICE_MAX_BODY = 20_000;
 /** Recipients of one notification rule. */
 export const RULE_MAX_RECIPIENTS = 100;
+/** Longest error kept with an outbox mail (its last_error column), in characters: the code and the server's words. */
+export const OUTBOX_LAST_ERROR_MAX_CHARS = 2000;
+/** Most outbox mails listed at once (the mails not sent yet); a healthy outbox holds a handful. */
+export const OUTBOX_LIST_MAX = 1000;
+/**
+ * The outgoing SMTP server's timeouts (nodemailer's connection, greeting and socket timeouts), in milliseconds:
+ * bounded waits, so a hung server does not hold a claimed outbox mail (or a `smtp test`) for long.
+ */
+export const SMTP_TIMEOUTS = { connectionMs: 15_000, greetingMs: 15_000, socketMs: 60_000 } as const;
+
+// ---- The schedule (intake/scheduler.ts) ---------------------------------------------------------------------
+
+/** How often the scheduler looks for due mailboxes, in milliseconds; mailbox intervals are whole seconds. */
+export const SCHEDULER_TICK_MS = 1000;
+
+// ---- Mailbox connections, all protocols (connectors/) -------------------------------------------------------
+
+/**
+ * Longest piece of a server's own words (an error answer, a fault text) quoted in an error message, in
+ * characters: enough for any real explanation, not a whole HTML error page in the system log.
+ */
+export const SERVER_WORDS_MAX_CHARS = 500;
+
+// ---- IMAP (connectors/imap/) --------------------------------------------------------------------------------
+
+/**
+ * Default IMAP timeouts, in milliseconds: the TCP/TLS connection, the server's greeting, and silence on an
+ * established connection (5 min: a 50 MB FETCH over a slow line can be slow).
+ */
+export const IMAP_TIMEOUTS = { connectMs: 15_000, greetingMs: 15_000, socketMs: 5 * MINUTE_MS } as const;
+/**
+ * Longest UID set per command. Dovecot rejects command lines over 64 KB (imap_max_line_length) and other
+ * servers have lower limits; a scattered set ("1,3,5,…") of 500 ranges stays far below that.
+ */
+export const IMAP_MAX_RANGES_PER_COMMAND = 500;
+/**
+ * IDLE is ended and started again after this, in milliseconds: servers may drop an IDLE quiet for 30 minutes
+ * (RFC 2177 advises re-issuing it at least every 29), and some NAT boxes forget a quiet connection sooner.
+ */
+export const IDLE_RESTART_MS = 25 * MINUTE_MS;
+/** An IDLE watcher's reconnect back-off, in milliseconds: the first pause, doubling up to the last. */
+export const IDLE_WATCH_BACKOFF = { initialMs: 1_000, maxMs: 5 * MINUTE_MS } as const;
+/** An IDLE session that lasted this long was healthy, in milliseconds: the next reconnect backs off from the start. */
+export const IDLE_HEALTHY_SESSION_MS = 60_000;
+/** An IDLE that ends sooner than this after it began is a quick end, in milliseconds (see IDLE_MAX_QUICK_ENDS). */
+export const IDLE_QUICK_END_MS = 1_000;
+/** IDLE ending this many times in a row within a second each is a broken server, not keepalives. */
+export const IDLE_MAX_QUICK_ENDS = 10;
+
+// ---- POP3 (connectors/pop3/) --------------------------------------------------------------------------------
+
+/**
+ * Default POP3 timeouts, in milliseconds: the TCP/TLS connection, the server's greeting, and silence while an
+ * answer is awaited (5 min: a 50 MB RETR over a slow line can be slow).
+ */
+export const POP3_TIMEOUTS = { connectMs: 15_000, greetingMs: 15_000, commandMs: 5 * MINUTE_MS } as const;
+/** Commands in flight at once when the server announces PIPELINING (RFC 2449 §6.6); more gains nothing. */
+export const POP3_PIPELINE_WINDOW = 32;
+/**
+ * Longest status line read, in bytes. RFC 1939 §3 says 512 octets; servers add capability text, so allow more,
+ * but a server sending megabytes without a CRLF must not grow our buffer without end.
+ */
+export const POP3_MAX_STATUS_LINE_BYTES = 8 * KiB;
+/** Longest server line quoted in an error message, in characters (longer ones are cut with "…"). */
+export const POP3_QUOTED_LINE_MAX_CHARS = 200;
+/**
+ * Bytes of a streamed mail buffered before the socket is paused: small, so memory stays bounded whatever the
+ * mail's size, large enough that a fast server is not paused every packet.
+ */
+export const POP3_STREAM_BUFFER_BYTES = 256 * KiB;
+/** Mails up to this size are read whole by sample() to name their attachments; larger ones by headers only. */
+export const POP3_SAMPLE_FULL_MAX_BYTES = 10 * MiB;
+
+// ---- Graph and EWS over HTTPS (connectors/https-api.ts) -----------------------------------------------------
+
+/** Longest wait for one HTTPS request's answer, in milliseconds (a listing page or a mail's headers). */
+export const HTTPS_REQUEST_TIMEOUT_MS = 60_000;
+/** Attempts per HTTPS request, the first included, while the server throttles or is busy. */
+export const HTTPS_MAX_ATTEMPTS = 5;
+/** Longest total wait for one HTTPS request across its retries, in milliseconds; then the round gives up. */
+export const HTTPS_MAX_TOTAL_WAIT_MS = 120_000;
+
+// ---- Microsoft Graph (connectors/graph/) --------------------------------------------------------------------
+
+/** Mails per listing page ($top). */
+export const GRAPH_PAGE_SIZE = 50;
+/** `$value` requests in flight in fetchMany: Exchange's MailboxConcurrency limit is 4 per app and mailbox. */
+export const GRAPH_FETCH_CONCURRENCY = 4;
+/** Pages per listing: 2,000 × 50 = 100,000 mails; a server that never stops paging must not loop forever. */
+export const GRAPH_MAX_PAGES = 2_000;
+/** Back-off when a 429/503 carries no Retry-After, in milliseconds: 1, 2, 4, 8 s… */
+export const GRAPH_BACKOFF_BASE_MS = 1_000;
+
+// ---- Exchange Web Services (connectors/ews/) ----------------------------------------------------------------
+
+/** Items per FindItem page. */
+export const EWS_PAGE_SIZE = 100;
+/** Pages per listing: 1,000 × 100 = 100,000 mails; a server that never stops paging must not loop forever. */
+export const EWS_MAX_PAGES = 1_000;
+/** Mails per UpdateItem / DeleteItem / MoveItem. */
+export const EWS_CHANGE_CHUNK = 100;
+/** Mails per GetItem in fetchMany, and their total listed size in bytes: the answer is parsed whole. */
+export const EWS_FETCH_CHUNK_COUNT = 50;
+export const EWS_FETCH_CHUNK_BYTES = 8 * MiB;
+/** Most bytes of an answer read into memory (fetchMany: the chunk's base64 plus the envelope). */
+export const EWS_MAX_ANSWER_BYTES = 64 * MiB;
+/** Most bytes of an error answer (not 200) read, to quote it: an HTML error page, not a mail. */
+export const EWS_MAX_ERROR_ANSWER_BYTES = 256 * KiB;
+/** Most bytes before the MimeContent of a streamed mail; an error answer is a few hundred. */
+export const EWS_MAX_HEAD_BYTES = 1 * MiB;
+/** Most bytes after the MimeContent of a streamed mail: only the closing tags of the envelope come there. */
+export const EWS_MAX_TAIL_BYTES = 64 * KiB;
+/** Longest piece of a busy front end's answer quoted with the retry, in characters. */
+export const EWS_BUSY_WORDS_MAX_CHARS = 300;
+/** Back-off when a busy answer names no wait, in milliseconds: 1, 2, 4, 8 s… */
+export const EWS_BACKOFF_BASE_MS = 1_000;
+
+// ---- Settings an admin types (connectors/settings.ts, notify/) -----------------------------------------------
+// Lengths are in characters. Each bound is far above any real value: it only keeps a pasted file or a typo out
+// of the database, the logs and every list that shows the value.
+
+/** A mailbox's name: a short handle used in CLI commands, logs and notifications. */
+export const MAILBOX_NAME_MAX_CHARS = 100;
+/** The name of a mailbox's error folder. */
+export const ERROR_FOLDER_NAME_MAX_CHARS = 200;
+/** The reference's "Stop mail fetching after [N] mails" in the error folder: beyond this, leave it out instead. */
+export const STOP_AFTER_ERRORS_MAX = 100_000;
+/**
+ * A mailbox's fetch interval, in seconds: at least 10 (a mail server is not polled in a tight loop; IDLE is the
+ * way to be quick), at most a day, 60 when not set.
+ */
+export const MAILBOX_INTERVAL_MIN_SECONDS = 10;
+export const MAILBOX_INTERVAL_MAX_SECONDS = 86_400;
+export const MAILBOX_INTERVAL_DEFAULT_SECONDS = 60;
+/** The outgoing SMTP server's username, password and From address. */
+export const SMTP_USERNAME_MAX_CHARS = 500;
+export const SMTP_PASSWORD_MAX_CHARS = 1000;
+export const SMTP_FROM_MAX_CHARS = 400;
+/** A portal name in a notification rule. */
+export const RULE_PORTAL_NAME_MAX_CHARS = 100;
+/**
+ * Failed rounds in a row before a connection alert: beyond 10,000 (about a week at a 60 s interval) a
+ * threshold is a typo.
+ */
+export const ALERT_THRESHOLD_MAX = 10_000;
 
 // ---- OAuth (oauth/, features/oauth/) ------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ALERT_THRESHOLD_MAX } from '../kernel/limits.js';
 import type { Store } from '../store/db.js';
 import { readSetting, writeSetting } from '../store/instance-settings.js';
 import { systemLog } from '../store/system-log.js';
@@ -21,7 +22,7 @@ const KEY = 'connection-alerts';
 
 /**
  * At least 1 (every failed round notifies); `0` is refused, not read as "off": the switch is `enabled`.
- * At most 10,000 rounds: beyond that (about a week at a 60 s interval) a threshold is a typo.
+ * At most ALERT_THRESHOLD_MAX rounds (kernel/limits.ts says why).
  */
 export const alertPatchSchema = z
   .strictObject({
@@ -29,7 +30,7 @@ export const alertPatchSchema = z
       .number('must be a number')
       .int('must be a whole number')
       .min(1, 'at least 1 (turn notifications off with "enabled": false)')
-      .max(10_000),
+      .max(ALERT_THRESHOLD_MAX),
     enabled: z.boolean('must be true or false'),
   })
   .partial()

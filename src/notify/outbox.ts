@@ -5,6 +5,8 @@ import {
   OUTBOX_BATCH as BATCH,
   OUTBOX_MAX_ATTEMPTS as DEFAULT_MAX_ATTEMPTS,
   OUTBOX_CLAIM_MS,
+  OUTBOX_LAST_ERROR_MAX_CHARS,
+  OUTBOX_LIST_MAX,
   OUTBOX_POLL_MS,
   OUTBOX_RETRY_FIRST_MS,
   OUTBOX_RETRY_MAX_MS,
@@ -267,7 +269,7 @@ export class OutboxSender {
     await db
       .updateTable('mail_outbox')
       .set({
-        last_error: `${error.code}: ${error.message}`.slice(0, 2000),
+        last_error: `${error.code}: ${error.message}`.slice(0, OUTBOX_LAST_ERROR_MAX_CHARS),
         ...(gaveUp ? { failed_at: nowIso() } : { next_attempt_at: next }),
       })
       .where('id', '=', row.id)
@@ -317,7 +319,7 @@ export interface OutboxStatus {
   retrying: number;
   failed: number;
   sent: number;
-  /** Every mail not sent yet (pending, retrying, failed), oldest first, at most 1000. */
+  /** Every mail not sent yet (pending, retrying, failed), oldest first, at most OUTBOX_LIST_MAX. */
   unsent: OutboxMailView[];
 }
 
@@ -344,7 +346,7 @@ export async function outboxStatus(store: Store, smtpConfigured: boolean): Promi
     .selectAll()
     .where('sent_at', 'is', null)
     .orderBy('id')
-    .limit(1000)
+    .limit(OUTBOX_LIST_MAX)
     .execute();
   const sent = await store.db
     .selectFrom('mail_outbox')

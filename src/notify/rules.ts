@@ -1,7 +1,7 @@
 import type { Selectable } from 'kysely';
 import { z } from 'zod';
 import { MailintakeError } from '../kernel/errors.js';
-import { RULE_MAX_RECIPIENTS as MAX_RECIPIENTS } from '../kernel/limits.js';
+import { RULE_MAX_RECIPIENTS as MAX_RECIPIENTS, RULE_PORTAL_NAME_MAX_CHARS } from '../kernel/limits.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { NotificationRuleTable } from '../store/schema.js';
 import { storedStrings } from '../store/stored-json.js';
@@ -32,7 +32,7 @@ export const ruleInputSchema = z.strictObject({
     error: `must be one of ${NOTIFICATION_EVENTS.map((e) => `"${e}"`).join(', ')}`,
   }),
   /** A portal name; absent or null: every portal. */
-  portal: z.string().trim().min(1).max(100).nullable().optional(),
+  portal: z.string().trim().min(1).max(RULE_PORTAL_NAME_MAX_CHARS).nullable().optional(),
   recipients: z
     .array(z.email('each recipient must be a valid email address').max(254), 'must be a list of addresses')
     .min(1, 'at least one address (disable the rule to notify nobody)')

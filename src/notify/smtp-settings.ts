@@ -1,12 +1,14 @@
 import fs from 'node:fs';
 import { z } from 'zod';
-import { addOAuthIssues, hostname } from '../connectors/settings.js';
+import { addOAuthIssues, hostname, storedMailboxSettings } from '../connectors/settings.js';
+import { SMTP_FROM_MAX_CHARS, SMTP_PASSWORD_MAX_CHARS, SMTP_USERNAME_MAX_CHARS } from '../kernel/limits.js';
 import { type FieldProblem, invalidSettings } from '../kernel/plain-issues.js';
 import type { SecretBox } from '../kernel/secret-box.js';
 import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
 import type { AccessTokenSource } from '../oauth/token-source.js';
 import type { Store } from '../store/db.js';
 import { readSetting, writeSetting } from '../store/instance-settings.js';
+import { parseStored } from '../store/stored-json.js';
 import { systemLog } from '../store/system-log.js';
 import { type Tx, withTransaction } from '../store/tx.js';
 import { validated } from './validate.js';
@@ -46,13 +48,13 @@ export const smtpInputSchema = z
     username: z
       .string()
       .min(1, 'must not be empty (leave it out for a server without login)')
-      .max(500)
+      .max(SMTP_USERNAME_MAX_CHARS)
       .optional(),
     /** Kept when left out on an update with the same username. */
-    password: z.string().min(1, 'must not be empty').max(1000).optional(),
+    password: z.string().min(1, 'must not be empty').max(SMTP_PASSWORD_MAX_CHARS).optional(),
     from: z
       .string()
-      .max(400)
+      .max(SMTP_FROM_MAX_CHARS)
       .refine((v) => parseFromAddress(v) !== null, FROM_HELP),
     caFile: z.string().min(1).optional(),
     /**
@@ -297,14 +299,14 @@ async function graphWarnings(tx: Tx, s: StoredSmtp): Promise<string[]> {
   if (!s.oauth || !s.username) return [];
   const rows = await tx
     .selectFrom('mailboxes')
-    .select(['name', 'settings'])
+    .select(['id', 'name', 'settings'])
     .where('protocol', '=', 'graph')
     .where('removed_at', 'is', null)
     .execute();
   const user = s.username.toLowerCase();
   const out: string[] = [];
   for (const r of rows) {
-    const m = JSON.parse(r.settings) as { emailAddress?: string[]; oauth?: { clientId?: string } };
+    const m = storedMailboxSettings(r, parseStored);
     if (
       m.oauth?.clientId === s.oauth.clientId &&
       (m.emailAddress ?? []).some((a) => a.toLowerCase() === user)

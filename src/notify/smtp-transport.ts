@@ -9,6 +9,7 @@ import {
   scrubPassword,
 } from '../connectors/net-errors.js';
 import { MailintakeError } from '../kernel/errors.js';
+import { SMTP_TIMEOUTS } from '../kernel/limits.js';
 import { type AccessTokenSource, scrubTokens } from '../oauth/token-source.js';
 import type { SmtpConfig } from './smtp-settings.js';
 
@@ -47,9 +48,6 @@ export interface SmtpTransport {
   verify(): Promise<void>;
   close(): void;
 }
-
-/** Bounded waits: a hung server must not hold a claimed outbox row (or a `smtp test`) for long. */
-export const SMTP_TIMEOUTS = { connectionMs: 15_000, greetingMs: 15_000, socketMs: 60_000 } as const;
 
 /**
  * `reuse`: one connection for several mails (the outbox sends a burst in one pass: one TLS handshake and one

@@ -2,6 +2,19 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../kernel/errors.js';
+import {
+  EWS_BACKOFF_BASE_MS as BACKOFF_BASE_MS,
+  EWS_CHANGE_CHUNK as CHANGE_CHUNK,
+  EWS_BUSY_WORDS_MAX_CHARS,
+  EWS_MAX_ERROR_ANSWER_BYTES,
+  EWS_FETCH_CHUNK_BYTES as FETCH_CHUNK_BYTES,
+  EWS_FETCH_CHUNK_COUNT as FETCH_CHUNK_COUNT,
+  EWS_MAX_ANSWER_BYTES as MAX_ANSWER_BYTES,
+  EWS_MAX_HEAD_BYTES as MAX_HEAD_BYTES,
+  EWS_MAX_PAGES as MAX_PAGES,
+  EWS_PAGE_SIZE as PAGE_SIZE,
+  SERVER_WORDS_MAX_CHARS,
+} from '../../kernel/limits.js';
 import { type AccessTokenSource, requireTokenSource, SentTokens } from '../../oauth/token-source.js';
 import { applyAfterFetch } from '../acknowledge.js';
 import type {
@@ -103,20 +116,6 @@ export interface EwsHandle {
 }
 
 const IDENTITY_PREFIX = 'ews;';
-const PAGE_SIZE = 100;
-/** Pages per listing: 1,000 × 100 = 100,000 mails; a server that never stops paging must not loop forever. */
-const MAX_PAGES = 1_000;
-/** Mails per UpdateItem / DeleteItem / MoveItem. */
-const CHANGE_CHUNK = 100;
-/** Mails per GetItem in fetchMany, and their total listed size: the answer is parsed whole. */
-const FETCH_CHUNK_COUNT = 50;
-const FETCH_CHUNK_BYTES = 8 * 1024 * 1024;
-/** Most bytes of an answer read into memory (fetchMany: the chunk's base64 plus the envelope). */
-const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
-/** Most bytes before the MimeContent of a streamed mail; an error answer is a few hundred. */
-const MAX_HEAD_BYTES = 1024 * 1024;
-/** Back-off when a busy answer names no wait: 1, 2, 4, 8 s… */
-const BACKOFF_BASE_MS = 1_000;
 const RETRY_STATUSES: ReadonlySet<number> = new Set([502, 503, 504]);
 const SAMPLE_PROPERTIES = [
   'item:Subject',
@@ -782,7 +781,7 @@ export class EwsConnector implements Connector {
   private async failedStatus(res: EwsResponse, step: string, o: CallOptions): Promise<Attempt<never>> {
     let body = '';
     try {
-      body = await this.readText(res, step, 256 * 1024);
+      body = await this.readText(res, step, EWS_MAX_ERROR_ANSWER_BYTES);
     } catch (err) {
       if (res.status === 401 || res.status === 403) body = '';
       else throw err;
@@ -849,7 +848,7 @@ export class EwsConnector implements Connector {
               .replace(/<[^>]*>/g, ' ')
               .replace(/\s+/g, ' ')
               .trim()
-              .slice(0, 300),
+              .slice(0, EWS_BUSY_WORDS_MAX_CHARS),
           ),
           status: res.status,
         },
@@ -860,7 +859,7 @@ export class EwsConnector implements Connector {
         .replace(/<[^>]*>/g, ' ')
         .replace(/\s+/g, ' ')
         .trim()
-        .slice(0, 500),
+        .slice(0, SERVER_WORDS_MAX_CHARS),
     );
     if (said) details.serverResponse = said;
     throw new MailintakeError(
@@ -975,7 +974,9 @@ export class EwsConnector implements Connector {
 
   /** The server's words for a message: cut short, and never the password or a token even if a server echoes it. */
   private said(words: string): string {
-    return this.sentTokens.scrub(scrubPassword(words.trim(), this.settings.password)).slice(0, 500);
+    return this.sentTokens
+      .scrub(scrubPassword(words.trim(), this.settings.password))
+      .slice(0, SERVER_WORDS_MAX_CHARS);
   }
 
   /** What Node, OpenSSL or the NTLM handshake threw, as the same coded errors the other connectors use. */

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { EWS_MAX_TAIL_BYTES as MAX_TAIL_BYTES } from '../../kernel/limits.js';
 
 /**
  * A GetItem answer for one mail carries the raw MIME as base64 text inside the SOAP envelope
@@ -13,8 +14,6 @@ import { Readable } from 'node:stream';
 /** The MimeContent start tag, whatever the prefix (Exchange writes `t:`). Searched in latin1 text. */
 const START_TAG = /<(?:[A-Za-z_][\w.-]*:)?MimeContent\b[^>]*>/;
 const BASE64_CHARS = /^[A-Za-z0-9+/=]*$/;
-/** What may come after the base64: the closing tags of the envelope. */
-const MAX_TAIL_BYTES = 64 * 1024;
 
 export type MimeAnswer =
   /** The answer carries MimeContent: its decoded bytes, streamed. */

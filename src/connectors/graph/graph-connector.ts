@@ -3,6 +3,13 @@ import { PassThrough, Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../kernel/errors.js';
 import {
+  GRAPH_BACKOFF_BASE_MS as BACKOFF_BASE_MS,
+  GRAPH_FETCH_CONCURRENCY as FETCH_CONCURRENCY,
+  GRAPH_MAX_PAGES as MAX_PAGES,
+  GRAPH_PAGE_SIZE as PAGE_SIZE,
+  SERVER_WORDS_MAX_CHARS,
+} from '../../kernel/limits.js';
+import {
   type AccessTokenSource,
   requireTokenSource,
   SentTokens,
@@ -87,13 +94,6 @@ export interface GraphHandle {
 }
 
 const IDENTITY_PREFIX = 'graph;';
-const PAGE_SIZE = 50;
-/** `$value` requests in flight in fetchMany: Exchange's MailboxConcurrency limit is 4 per app and mailbox. */
-const FETCH_CONCURRENCY = 4;
-/** Pages per listing: 2,000 × 50 = 100,000 mails; a server that never stops paging must not loop forever. */
-const MAX_PAGES = 2_000;
-/** Back-off when a 429/503 carries no Retry-After: 1, 2, 4, 8 s… */
-const BACKOFF_BASE_MS = 1_000;
 const RETRY_STATUSES: ReadonlySet<number> = new Set([429, 503, 504]);
 /** PR_MESSAGE_SIZE as Graph names it in a single-value extended property. */
 const SIZE_PROPERTY = 'Integer 0x0E08';
@@ -586,7 +586,9 @@ export class GraphConnector implements Connector {
       // not Graph's JSON (a proxy's HTML page): the raw text, cut short, is still the server's words
     }
     const serverResponse = this.sentTokens.scrub(
-      graphCode || graphMessage ? `${graphCode ?? ''}: ${graphMessage ?? ''}` : text.slice(0, 500),
+      graphCode || graphMessage
+        ? `${graphCode ?? ''}: ${graphMessage ?? ''}`
+        : text.slice(0, SERVER_WORDS_MAX_CHARS),
     );
     const said = serverResponse ? ` The server said: "${serverResponse}".` : '';
     const details: ErrorDetails = { server: this.where, step, status: res.status };

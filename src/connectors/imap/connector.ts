@@ -3,6 +3,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { ImapFlow, type MessageStructureObject } from 'imapflow';
 import { type ErrorCode, MailintakeError } from '../../kernel/errors.js';
 import { failpoint } from '../../kernel/failpoints.js';
+import { IMAP_MAX_RANGES_PER_COMMAND as MAX_RANGES_PER_COMMAND } from '../../kernel/limits.js';
 import type { AccessTokenSource } from '../../oauth/token-source.js';
 import { applyAfterFetch } from '../acknowledge.js';
 import type {
@@ -50,12 +51,6 @@ export interface ImapHandle {
   uid: number;
   uidValidity: string;
 }
-
-/**
- * Longest UID set per command. Dovecot rejects command lines over 64 KB (imap_max_line_length) and other
- * servers have lower limits; a scattered set ("1,3,5,…") of 500 ranges stays far below that.
- */
-const MAX_RANGES_PER_COMMAND = 500;
 
 export class ImapConnector implements Connector {
   readonly traits: ConnectorTraits = { keepAction: 'mark-read', listsKeptMail: false, folders: true };

@@ -1,5 +1,12 @@
 import { type ExistsEvent, ImapFlow } from 'imapflow';
 import { MailintakeError, toMailintakeError } from '../../kernel/errors.js';
+import {
+  IDLE_HEALTHY_SESSION_MS as HEALTHY_SESSION_MS,
+  IDLE_QUICK_END_MS,
+  IDLE_RESTART_MS,
+  IDLE_WATCH_BACKOFF,
+  IDLE_MAX_QUICK_ENDS as MAX_QUICK_IDLE_ENDS,
+} from '../../kernel/limits.js';
 import type { Logger } from '../../kernel/logger.js';
 import type { AccessTokenSource } from '../../oauth/token-source.js';
 import type { MailboxSettings } from '../settings.js';
@@ -49,12 +56,8 @@ export interface WatchImapOptions {
   tokens?: AccessTokenSource;
 }
 
-export const DEFAULT_IDLE_RESTART_MS = 25 * 60_000;
-export const DEFAULT_WATCH_BACKOFF = { initialMs: 1_000, maxMs: 5 * 60_000 } as const;
-/** A session that lasted this long was healthy: the next reconnect starts the backoff from its first step. */
-const HEALTHY_SESSION_MS = 60_000;
-/** IDLE ending this many times in a row within a second each is a broken server, not keepalives. */
-const MAX_QUICK_IDLE_ENDS = 10;
+export const DEFAULT_IDLE_RESTART_MS = IDLE_RESTART_MS;
+export const DEFAULT_WATCH_BACKOFF = IDLE_WATCH_BACKOFF;
 
 /**
  * Watches the mailbox's folder until `signal` aborts (resolves 'stopped') or the server turns out to lack
@@ -248,7 +251,7 @@ async function runSession(
         throw new MailintakeError('PROTOCOL_ERROR', `${imapServerLabel(settings)} ended IDLE with a failure`);
       }
       // IDLE also ends when imapflow's keepalive NOOP breaks it: start it again, but not in a tight loop
-      quickEnds = Date.now() - started < 1_000 ? quickEnds + 1 : 0;
+      quickEnds = Date.now() - started < IDLE_QUICK_END_MS ? quickEnds + 1 : 0;
       if (quickEnds >= MAX_QUICK_IDLE_ENDS) {
         throw new MailintakeError(
           'PROTOCOL_ERROR',

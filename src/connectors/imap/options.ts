@@ -1,3 +1,4 @@
+import { IMAP_TIMEOUTS } from '../../kernel/limits.js';
 import type { Logger as AppLogger } from '../../kernel/logger.js';
 import { serverLabel, validateTimeouts } from '../net-errors.js';
 import type { MailboxSettings } from '../settings.js';
@@ -17,11 +18,7 @@ export interface ImapTimeouts {
   socketMs?: number;
 }
 
-export const DEFAULT_IMAP_TIMEOUTS: Required<ImapTimeouts> = {
-  connectMs: 15_000,
-  greetingMs: 15_000,
-  socketMs: 5 * 60_000,
-};
+export const DEFAULT_IMAP_TIMEOUTS: Required<ImapTimeouts> = { ...IMAP_TIMEOUTS };
 
 /** Defaults filled in; INVALID_SETTINGS for a zero, negative or fractional value. */
 export function validateImapTimeouts(t: ImapTimeouts | undefined): Required<ImapTimeouts> {

@@ -2,6 +2,13 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { type ErrorCode, type ErrorDetails, MailintakeError } from '../../kernel/errors.js';
+import {
+  POP3_MAX_STATUS_LINE_BYTES as MAX_STATUS_LINE,
+  POP3_PIPELINE_WINDOW,
+  POP3_QUOTED_LINE_MAX_CHARS,
+  POP3_STREAM_BUFFER_BYTES,
+  POP3_TIMEOUTS,
+} from '../../kernel/limits.js';
 import { oauthbearerPayload, xoauth2Payload } from '../../oauth/token-source.js';
 import {
   certificateProblem,
@@ -41,20 +48,10 @@ export interface Pop3Timeouts {
   commandMs: number;
 }
 
-export const DEFAULT_POP3_TIMEOUTS: Pop3Timeouts = {
-  connectMs: 15_000,
-  greetingMs: 15_000,
-  commandMs: 5 * 60_000,
-};
+export const DEFAULT_POP3_TIMEOUTS: Pop3Timeouts = { ...POP3_TIMEOUTS };
 
 /** Commands in flight at once when the server announces PIPELINING (RFC 2449 §6.6). */
-export const DEFAULT_PIPELINE_WINDOW = 32;
-
-/**
- * A status line is at most 512 octets (RFC 1939 §3); servers add capability text, so allow more, but a server
- * sending megabytes without a CRLF must not grow our buffer without end.
- */
-const MAX_STATUS_LINE = 8 * 1024;
+export const DEFAULT_PIPELINE_WINDOW = POP3_PIPELINE_WINDOW;
 
 export type Pop3Security = 'tls' | 'starttls' | 'none';
 
@@ -580,7 +577,7 @@ export class Pop3Client {
     return new Promise<Readable>((resolve, reject) => {
       const stream = new Readable({
         // a small buffer: the socket is paused once this fills, so memory stays bounded whatever the mail size
-        highWaterMark: 256 * 1024,
+        highWaterMark: POP3_STREAM_BUFFER_BYTES,
         read: () => this.resume(),
         destroy: (err, cb) => {
           // the reader gave up before the end: the rest of the answer would arrive unasked; the connection
@@ -973,5 +970,5 @@ function lines(body: Buffer): string[] {
 }
 
 function truncate(line: string): string {
-  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
+  return line.length > POP3_QUOTED_LINE_MAX_CHARS ? `${line.slice(0, POP3_QUOTED_LINE_MAX_CHARS)}…` : line;
 }

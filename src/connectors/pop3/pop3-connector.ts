@@ -2,6 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { type AddressObject, simpleParser } from 'mailparser';
 import { MailintakeError } from '../../kernel/errors.js';
 import { failpoint } from '../../kernel/failpoints.js';
+import { POP3_SAMPLE_FULL_MAX_BYTES as SAMPLE_FULL_MAX_BYTES } from '../../kernel/limits.js';
 import type { Logger } from '../../kernel/logger.js';
 import { type AccessTokenSource, requireTokenSource } from '../../oauth/token-source.js';
 import type { AfterFetch, Connector, ConnectorTraits, RemoteMail, SampleMail } from '../connector.js';
@@ -57,9 +58,6 @@ export interface Pop3Handle {
 }
 
 const IDENTITY_PREFIX = 'pop3;';
-
-/** Mails up to this size are read whole by sample() to name their attachments; larger ones by headers only. */
-const SAMPLE_FULL_MAX_BYTES = 10 * 1024 * 1024;
 
 export class Pop3Connector implements Connector {
   readonly traits: ConnectorTraits = { keepAction: 'leave', listsKeptMail: true, folders: false };

@@ -1,6 +1,11 @@
 import type { Selectable } from 'kysely';
-import { z } from 'zod';
-import type { MailboxAuth, MailboxOAuth, MailboxSettings } from '../../connectors/settings.js';
+import {
+  type MailboxAuth,
+  type MailboxSettings,
+  type StoredSettings,
+  storedMailboxSettings,
+  storedMailboxSettingsWithSecrets,
+} from '../../connectors/settings.js';
 import type { IntakeMailbox } from '../../intake/commit-mail.js';
 import type { ScheduledRow } from '../../intake/watchers.js';
 import { MailintakeError } from '../../kernel/errors.js';
@@ -21,48 +26,14 @@ export type MailboxRow = Selectable<MailboxTable> & {
   error_mails_open: number | string | null;
 };
 
-/** The `settings` column: the validated settings without their secrets (those are sealed in `secrets`). */
-export type StoredSettings = Omit<MailboxSettings, 'password' | 'accessToken' | 'oauth'> & {
-  oauth?: Omit<MailboxOAuth, 'clientSecret'>;
-};
+export type { StoredSettings } from '../../connectors/settings.js';
 
-/**
- * What every reader of `settings` relies on. The rest was validated when it was saved (connectors/settings.ts)
- * and passes through as it is: rows saved by older versions lack newer fields, and a stricter check here would
- * turn such a mailbox into an error instead of the defaults its readers apply.
- */
-const storedSettingsSchema = z.looseObject({
-  name: z.string(),
-  protocol: z.enum(['imap', 'imaps', 'pop', 'pops', 'graph', 'ews']),
-  intervalSeconds: z.number(),
-  auth: z.enum(['password', 'oauth2', 'token']).optional(),
-  idle: z.boolean().optional(),
-  oauth: z.looseObject({ clientId: z.string() }).optional(),
-});
-
-/** The `secrets` column, opened. A removed mailbox keeps `{ password: '' }`. */
-const storedSecretsSchema = z.object({
-  password: z.string(),
-  accessToken: z.string().optional(),
-  oauthClientSecret: z.string().optional(),
-});
-
-/**
- * A mailbox row's settings without secrets: the one decoding of the `settings` column (views, the scheduler, the
- * IDLE watchers and settingsOf all read it here). Rows saved before OAuth existed have no `auth`: Graph used
- * its token, everything else a password.
- */
+/** A mailbox row's settings without secrets, decoded by connectors/settings.ts (the one decoder). */
 export function storedSettings(row: {
   id: number;
   settings: string;
 }): StoredSettings & { auth: MailboxAuth } {
-  const parsed = parseStored(storedSettingsSchema, row.settings, {
-    table: 'mailboxes',
-    column: 'settings',
-    id: row.id,
-  });
-  const stored = parsed as typeof parsed & StoredSettings; // the fields not in the schema: see its comment
-  return { ...stored, auth: stored.auth ?? (stored.protocol === 'graph' ? 'token' : 'password') };
+  return storedMailboxSettings(row, parseStored);
 }
 
 /** A mailbox row's full settings, secrets opened: what a connector gets. */
@@ -70,18 +41,7 @@ export function settingsOf(
   box: SecretBox,
   row: { id: number; settings: string; secrets: string },
 ): MailboxSettings {
-  const secrets = parseStored(storedSecretsSchema, box.open(row.secrets), {
-    table: 'mailboxes',
-    column: 'secrets',
-    id: row.id,
-  });
-  const { oauth, ...rest } = storedSettings(row);
-  return {
-    ...rest,
-    password: secrets.password,
-    ...(secrets.accessToken !== undefined ? { accessToken: secrets.accessToken } : {}),
-    ...(oauth ? { oauth: { ...oauth, clientSecret: secrets.oauthClientSecret ?? '' } } : {}),
-  };
+  return storedMailboxSettingsWithSecrets(box, row, parseStored);
 }
 
 /** The mailbox as a fetch round sees it; the portal's attachment policy is read with it, once per round. */
