@@ -62,7 +62,7 @@ async function openForCommand(run: CliRun, json: boolean, opts: RuntimeOptions):
   // Imported here, not at the top: `--help` and usage errors must not pay for zod, the database drivers,
   // the IMAP and MIME libraries (1.5-2 s on a small machine before this was lazy).
   const { loadConfig } = await import('../kernel/env.js');
-  const { openRuntime } = await import('../app/runtime.js');
+  const { openRuntime } = await import('../app/compose.js');
   const config = loadConfig(run.env);
   const where = storeLocation(run.env);
   const created = checkStore(where, run.commandPath);
