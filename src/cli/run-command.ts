@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Runtime } from '../app/runtime.js';
-import { clean, paint } from '../features/cli-kit.js';
+import { clean, paint } from '../features/shared/cli-kit.js';
 import { withActor } from '../kernel/actor.js';
 import type { AppConfig } from '../kernel/env.js';
 import { CONNECTION_CODES, ERROR_HELP, isMailintakeError, MailintakeError } from '../kernel/errors.js';

@@ -15,7 +15,7 @@ import { openSmtpTransport } from '../../notify/smtp-transport.js';
 import { validated } from '../../notify/validate.js';
 import type { Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
-import type { Page } from '../page.js';
+import type { Page } from '../shared/page.js';
 import { createNotificationRepo, type NotificationRow } from './repo.js';
 
 /** A bell notification, as admins see it. */

@@ -10,10 +10,28 @@ import type { Store } from '../../store/db.js';
 import { systemLog } from '../../store/system-log.js';
 import { type Tx, withTransaction } from '../../store/tx.js';
 import { type MailboxRepo, settingsOf } from '../mailboxes/repo.js';
-import type { Services } from '../services.js';
+import type { CompletedAuthorization, OAuthTokenView, StartedAuthorization } from './tokens.js';
 import { mailboxOAuthOwner, type OAuthOwner, OAuthTokens } from './tokens.js';
 
-export type OAuthService = Services['oauth'];
+/** OAuth 2.0 consent and token state (never a token). */
+export interface OAuthService {
+  /** Starts a consent for a mailbox: the URL to open; OAUTH_CONSENT_FAILED when the provider refuses it at once. */
+  authorize(mailbox: string): Promise<StartedAuthorization>;
+  /**
+   * Completes a consent with the URL the provider redirected the browser to (the callback page calls this;
+   * the CLI takes a pasted address). OAUTH_CONSENT_FAILED says what to fix.
+   */
+  complete(callbackUrl: string): Promise<CompletedAuthorization>;
+  /** The mailbox's token state: status, account, scope, expiry, last refresh, last error. */
+  status(mailbox: string): Promise<OAuthTokenView>;
+  /** Forgets the mailbox's tokens (it is not fetched until authorized again). */
+  revoke(mailbox: string): Promise<void>;
+  /** Provider presets: the scope each fills per protocol, and the redirect URL to register. */
+  providers(): { redirectUrl: string; presets: ReturnType<typeof providerPresets> };
+  /** The outgoing SMTP server's consent (SASL XOAUTH2), like a mailbox's. */
+  authorizeSmtp(): Promise<StartedAuthorization>;
+  smtpStatus(): Promise<OAuthTokenView>;
+}
 
 /** The outgoing SMTP server's tokens are kept under this owner (a mailbox's under `mailbox:<id>`). */
 const SMTP_OWNER = 'smtp';
