@@ -7,13 +7,13 @@ import { type CliKit, type Columns, clean, fields, idArg, pageOptions } from '..
 import type { ErrorMailsService } from './service.js';
 import type { ErrorMailView } from './views.js';
 
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<{ errorMails: ErrorMailsService; mailboxes: MailboxesService }>;
+
 /**
  * The error folder's commands: `errors list | show | raw | move-to-inbox`. Thin like the rest of the CLI:
  * parse, call one service, print.
  */
-/** The services these commands use (their slices of Services). */
-type Kit = CliKit<{ errorMails: ErrorMailsService; mailboxes: MailboxesService }>;
-
 export function addErrorMailCommands(program: Command, k: Kit): void {
   const { leaf, withServices, answer, line, printJson } = k;
 

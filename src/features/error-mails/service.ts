@@ -19,7 +19,7 @@ import type { Page } from '../shared/page.js';
 import { createErrorMailRepo, type ErrorMailRepo, type ErrorMailRow, storedReport } from './repo.js';
 import type { ErrorMailView, MoveToInboxResult } from './views.js';
 
-/** The error folder's operations in `Services` (services/index.ts). */
+/** The error folder's operations in `Services` (features/services.ts). */
 export interface ErrorFolderServices {
   errorMails: {
     /** Newest first; `mailbox` NOT_FOUND when unknown; `status` 'in-error-folder' or 'moved-to-inbox'. */

@@ -3,13 +3,13 @@ import { type CliKit, type Columns, clean, fields, table } from '../shared/cli-k
 import type { MailboxesService } from './service.js';
 import type { MailboxView } from './views.js';
 
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<{ mailboxes: MailboxesService }>;
+
 /**
  * `mailbox add | list | show | update | remove | enable | disable | test`. Returns the `mailbox` command, where
  * the OAuth commands (authorize, oauth, oauth-revoke) are added next (src/features/oauth/commands.ts).
  */
-/** The services these commands use (their slices of Services). */
-type Kit = CliKit<{ mailboxes: MailboxesService }>;
-
 export function addMailboxCommands(program: Command, k: Kit): Command {
   const { leaf, answer, line } = k;
   const mailbox = program.command('mailbox').description('manage mailboxes (incoming mail servers)');

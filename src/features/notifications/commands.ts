@@ -21,13 +21,13 @@ import {
 import type { Page } from '../shared/page.js';
 import type { NotificationServices, NotificationView } from './service.js';
 
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<NotificationServices & { oauth: OAuthService }>;
+
 /**
  * The notification commands: `notifications` (the bell), `rules`, `smtp`, `alerts` and `outbox`. Thin like the
  * rest of the CLI: parse, call one service, print.
  */
-/** The services these commands use (their slices of Services). */
-type Kit = CliKit<NotificationServices & { oauth: OAuthService }>;
-
 export function addNotificationCommands(program: Command, k: Kit): void {
   addBellCommands(program, k);
   addRuleCommands(program, k);

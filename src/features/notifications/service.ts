@@ -38,7 +38,7 @@ export interface SmtpTestResult {
   durationMs: number;
 }
 
-/** The notification part of the Services interface (services/index.ts): bell, rules, SMTP, alerts, outbox. */
+/** The notification part of the Services interface (features/services.ts): bell, rules, SMTP, alerts, outbox. */
 export interface NotificationServices {
   notifications: {
     /** Newest first; `unread`: only those not marked read. */

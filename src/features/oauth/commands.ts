@@ -4,13 +4,13 @@ import { tokenStateFields } from './fields.js';
 import type { OAuthService } from './service.js';
 import type { CompletedAuthorization, StartedAuthorization } from './tokens.js';
 
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<{ oauth: OAuthService }>;
+
 /**
  * OAuth 2.0 consent and token state: `mailbox authorize | oauth | oauth-revoke` (on the `mailbox` command) and
  * `oauth complete | providers`.
  */
-/** The services these commands use (their slices of Services). */
-type Kit = CliKit<{ oauth: OAuthService }>;
-
 export function addOAuthCommands(program: Command, mailbox: Command, k: Kit): void {
   const { leaf, answer, line } = k;
   leaf(mailbox, 'authorize', 'start the OAuth consent of a mailbox: prints the URL to open')

@@ -4,10 +4,10 @@ import { type CliKit, clean, fields, table } from '../shared/cli-kit.js';
 import type { PortalsService } from './service.js';
 import type { PortalView } from './views.js';
 
-/** `portal list | add | show | set`. */
 /** The services these commands use (their slices of Services). */
 type Kit = CliKit<{ portals: PortalsService }>;
 
+/** `portal list | add | show | set`. */
 export function addPortalCommands(program: Command, k: Kit): void {
   const { leaf, answer, line } = k;
   const portal = program.command('portal').description('portals (help desks)');

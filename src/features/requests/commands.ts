@@ -25,10 +25,10 @@ import type {
   RequestSummary,
 } from './views.js';
 
-/** `requests list | show`. */
 /** The services these commands use (their slices of Services). */
 type Kit = CliKit<{ requests: RequestsService }>;
 
+/** `requests list | show`. */
 export function addRequestCommands(program: Command, k: Kit): void {
   const { leaf, answer, line } = k;
   const requests = program.command('requests').description('requests (tickets) created from mail');

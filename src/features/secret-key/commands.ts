@@ -2,10 +2,10 @@ import type { Command } from 'commander';
 import type { CliKit } from '../shared/cli-kit.js';
 import type { ResealResult, SecretKeyService } from './service.js';
 
-/** `secret-key reseal`: the second step of a key rotation. */
 /** The services these commands use (their slices of Services). */
 type Kit = CliKit<{ secretKey: SecretKeyService }>;
 
+/** `secret-key reseal`: the second step of a key rotation. */
 export function addSecretKeyCommands(program: Command, k: Kit): void {
   const key = program
     .command('secret-key')

@@ -8,10 +8,10 @@ import { allOption, type CliKit, type Columns, idArg, pageOptions, truncate } fr
 import type { SystemLogService } from './service.js';
 import type { SystemLogEntry } from './views.js';
 
-/** The intake log: `raw` (a fetched mail's bytes, by log id) and `log` (every mail fetched, its outcome and why). */
 /** The services these commands use (their slices of Services). */
 type Kit = CliKit<{ log: IntakeLogService; systemLog: SystemLogService }>;
 
+/** The intake log: `raw` (a fetched mail's bytes, by log id) and `log` (every mail fetched, its outcome and why). */
 export function addIntakeLogCommands(program: Command, k: Kit): void {
   const { leaf, withServices, line, printJson } = k;
   leaf(
