@@ -1,7 +1,7 @@
 import { text } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
-import { openRuntime } from '../src/app/runtime.js';
 import { main } from '../src/cli/program.js';
 import type { DropEvent } from '../src/intake/fetch-mailbox.js';
 import { imapsMailbox } from './kit/mailboxes.js';

@@ -1,7 +1,7 @@
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
-import { openRuntime } from '../src/app/runtime.js';
 import { CUT_MARKER_TEXT, DEFAULT_PARSE_LIMITS } from '../src/mail/parse.js';
 import { imapsMailbox } from './kit/mailboxes.js';
 import { buildMail } from './kit/mails.js';

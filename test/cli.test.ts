@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/compose.js';
 import { main } from '../src/cli/program.js';
 import { MAX_PAGE } from '../src/features/requests/service.js';
 import { createApi } from '../src/http/app.js';

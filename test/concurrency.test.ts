@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/compose.js';
 import type { FetchSummary } from '../src/features/mailboxes/views.js';
 import { openStore } from '../src/store/db.js';
 import { imapsMailbox } from './kit/mailboxes.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
-import { openRuntime } from '../src/app/runtime.js';
 import { ERROR_HELP } from '../src/kernel/errors.js';
 import { type CorpusMail, corpusMails, corpusRoot, hasCorpus } from './kit/corpus.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';

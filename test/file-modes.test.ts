@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/compose.js';
 import { main } from '../src/cli/program.js';
 import { conditions } from './kit/conditions.js';
 import { buildMail } from './kit/mails.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
-import { openRuntime } from '../src/app/runtime.js';
 import { createApi } from '../src/http/app.js';
 import { MailintakeError } from '../src/kernel/errors.js';
 import { openStore } from '../src/store/db.js';

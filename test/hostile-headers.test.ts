@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime, type Runtime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/compose.js';
+import type { Runtime } from '../src/app/runtime.js';
 import { commitBatch, recordFailure } from '../src/intake/commit-mail.js';
 import { MailintakeError } from '../src/kernel/errors.js';
 import type { ParsedMail } from '../src/mail/types.js';

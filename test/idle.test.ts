@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/compose.js';
 import type { WatchState } from '../src/connectors/imap/imap-watch.js';
 import type { FetchSummary } from '../src/features/mailboxes/views.js';
 import { conditions } from './kit/conditions.js';

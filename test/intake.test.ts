@@ -1,8 +1,8 @@
 import { buffer, text } from 'node:stream/consumers';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
-import { openRuntime } from '../src/app/runtime.js';
 import type { AppConfig } from '../src/kernel/env.js';
 import { openStore } from '../src/store/db.js';
 import { imapsMailbox } from './kit/mailboxes.js';

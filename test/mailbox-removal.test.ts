@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
+import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
-import { openRuntime } from '../src/app/runtime.js';
 import { nowIso, openStore, type Store } from '../src/store/db.js';
 import { ENGINES, freshConfig } from './support/engines.js';
 

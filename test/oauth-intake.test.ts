@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/compose.js';
 import { buildMail } from './kit/mails.js';
 import { runConsent } from './support/consent.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';

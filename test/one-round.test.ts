@@ -1,8 +1,7 @@
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RuntimeOptions } from '../src/app/compose.js';
+import { openRuntime, type RuntimeOptions } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
-import { openRuntime } from '../src/app/runtime.js';
 import type { Connector } from '../src/connectors/connector.js';
 import type { MailboxSettings } from '../src/connectors/settings.js';
 import type { FetchSummary } from '../src/features/mailboxes/views.js';

@@ -7,7 +7,7 @@ import SQLite from 'better-sqlite3';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/compose.js';
 import { loadConfig } from '../src/kernel/env.js';
 import { isMailintakeError, type MailintakeError } from '../src/kernel/errors.js';
 import { createLogger } from '../src/kernel/logger.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
-import { openRuntime } from '../src/app/runtime.js';
 import { buildMail } from './kit/mails.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';

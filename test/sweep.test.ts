@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/compose.js';
 import { createLogger } from '../src/kernel/logger.js';
 import { FileBlobStore } from '../src/store/blobs/blob-store.js';
 import { RawPacks } from '../src/store/blobs/raw-packs.js';

@@ -10,6 +10,7 @@ import {
   createMailboxRepo,
   intakeMailbox,
   type MailboxRepo,
+  openedMailboxes,
   scheduledRow,
   settingsOf,
 } from '../features/mailboxes/repo.js';
@@ -235,8 +236,7 @@ function wireServices(
     oauth: createOAuthService({
       store,
       tokens: oauthTokens,
-      mailboxes,
-      box,
+      mailboxes: openedMailboxes(mailboxes, box),
       smtp,
       redirectUrl,
       connectWith: (settings, tokens) => createConnector(settings, { logger, tokens }),

@@ -18,5 +18,3 @@ export interface Runtime {
   /** Stops the scheduler and the IDLE watchers (waiting for running fetches to finish their current mail), closes the store. */
   close(): Promise<void>;
 }
-
-export { openRuntime } from './compose.js';

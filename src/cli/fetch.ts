@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
-import { type CliKit, clean, paint, table } from '../features/cli-kit.js';
+import type { FetchService } from '../features/fetch/service.js';
 import type { FetchSummary } from '../features/mailboxes/views.js';
+import { type CliKit, clean, paint, table } from '../features/shared/cli-kit.js';
 import { ERROR_HELP, type ErrorCode } from '../kernel/errors.js';
 import { EXIT } from './run-command.js';
 
 /** `fetch --once`: one round now, each mailbox's counts, and why one was not reached or stopped. */
-export function addFetchCommand(program: Command, k: CliKit): void {
+export function addFetchCommand(program: Command, k: CliKit<{ fetch: FetchService }>): void {
   k.leaf(program, 'fetch', 'fetch the enabled mailboxes (or one) once and print what happened')
     .requiredOption('--once', 'one round, then exit (serve fetches on schedule)')
     .option('--mailbox <name>', 'only this mailbox (enabled or not)')
@@ -27,7 +28,7 @@ export function addFetchCommand(program: Command, k: CliKit): void {
     });
 }
 
-function printFetch(k: CliKit, summaries: FetchSummary[]): void {
+function printFetch(k: CliKit<{ fetch: FetchService }>, summaries: FetchSummary[]): void {
   const { line, color } = k;
   if (summaries.length === 0) {
     line('No enabled mailboxes to fetch.');

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { Runtime } from '../app/runtime.js';
+import type { Services } from '../features/services.js';
 import {
   type CliKit,
   type Columns,
@@ -8,9 +9,8 @@ import {
   type PageQuery,
   pageFooter,
   table,
-} from '../features/cli-kit.js';
-import type { Page } from '../features/page.js';
-import type { Services } from '../features/services.js';
+} from '../features/shared/cli-kit.js';
+import type { Page } from '../features/shared/page.js';
 import { MailintakeError } from '../kernel/errors.js';
 import { MAX_PAGE } from '../kernel/limits.js';
 
@@ -73,9 +73,9 @@ export function createOutput(io: CliIo, env: NodeJS.ProcessEnv): CliOutput {
 /** Opens the runtime for one command (src/cli/run-command.ts). */
 export type WithRuntime = (json: boolean, action: (rt: Runtime) => Promise<unknown>) => Promise<void>;
 
-/** The kit every feature's commands get (see src/features/cli-kit.ts). */
-export function createKit(o: CliOutput, io: CliIo, withRuntime: WithRuntime): CliKit {
-  const withServices: CliKit['withServices'] = (json, action) =>
+/** The kit every feature's commands get (see src/features/shared/cli-kit.ts). */
+export function createKit(o: CliOutput, io: CliIo, withRuntime: WithRuntime): CliKit<Services> {
+  const withServices: CliKit<Services>['withServices'] = (json, action) =>
     withRuntime(json, (rt) => action(rt.services));
   return {
     leaf: (parent: Command, spec: string, description: string) =>

@@ -1,6 +1,5 @@
 import { Command, CommanderError } from 'commander';
 import { addApiKeyCommands } from '../features/api-keys/commands.js';
-import type { CliKit } from '../features/cli-kit.js';
 import { addErrorMailCommands } from '../features/error-mails/commands.js';
 import { addMailboxCommands } from '../features/mailboxes/commands.js';
 import { addNotificationCommands } from '../features/notifications/commands.js';
@@ -8,6 +7,8 @@ import { addOAuthCommands } from '../features/oauth/commands.js';
 import { addPortalCommands } from '../features/portals/commands.js';
 import { addAttachmentCommands, addRequestCommands } from '../features/requests/commands.js';
 import { addSecretKeyCommands } from '../features/secret-key/commands.js';
+import type { Services } from '../features/services.js';
+import type { CliKit } from '../features/shared/cli-kit.js';
 import { addIntakeLogCommands, addSystemLogCommands } from '../features/system-log/commands.js';
 import { storeLocation } from '../kernel/store-location.js';
 import { addFetchCommand } from './fetch.js';
@@ -78,7 +79,7 @@ function rootCommand(run: CliRun): Command {
 }
 
 /** In the order `mailintake --help` lists them. */
-function mountCommands(program: Command, kit: CliKit, run: CliRun): void {
+function mountCommands(program: Command, kit: CliKit<Services>, run: CliRun): void {
   addServeCommand(program, kit, run);
   const mailbox = addMailboxCommands(program, kit);
   addOAuthCommands(program, mailbox, kit);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Runtime } from '../app/runtime.js';
-import { clean, paint } from '../features/cli-kit.js';
+import { clean, paint } from '../features/shared/cli-kit.js';
 import { withActor } from '../kernel/actor.js';
 import type { AppConfig } from '../kernel/env.js';
 import { CONNECTION_CODES, ERROR_HELP, isMailintakeError, MailintakeError } from '../kernel/errors.js';
@@ -62,7 +62,7 @@ async function openForCommand(run: CliRun, json: boolean, opts: RuntimeOptions):
   // Imported here, not at the top: `--help` and usage errors must not pay for zod, the database drivers,
   // the IMAP and MIME libraries (1.5-2 s on a small machine before this was lazy).
   const { loadConfig } = await import('../kernel/env.js');
-  const { openRuntime } = await import('../app/runtime.js');
+  const { openRuntime } = await import('../app/compose.js');
   const config = loadConfig(run.env);
   const where = storeLocation(run.env);
   const created = checkStore(where, run.commandPath);

@@ -1,7 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
 import type { Runtime } from '../app/runtime.js';
-import { type CliKit, intArg } from '../features/cli-kit.js';
+import type { Services } from '../features/services.js';
+import { type CliKit, intArg } from '../features/shared/cli-kit.js';
 import { MailintakeError } from '../kernel/errors.js';
 import { createLogger } from '../kernel/logger.js';
 import { storeLocation } from '../kernel/store-location.js';
@@ -12,7 +13,7 @@ import { type CliRun, EXIT, withRuntime } from './run-command.js';
  * `serve`: the REST API and the fetch scheduler in one process, until SIGINT/SIGTERM (or the io's stopSignal).
  * The HTTP server and the API are imported when it runs, not for `--help`.
  */
-export function addServeCommand(program: Command, k: CliKit, run: CliRun): void {
+export function addServeCommand(program: Command, k: CliKit<Services>, run: CliRun): void {
   k.leaf(program, 'serve', 'run the REST API and the fetch scheduler')
     .option('--port <n>', 'port to listen on (default: MAILINTAKE_PORT or 8025)', intArg(0, 65535))
     .option('--host <host>', 'address to listen on (default: MAILINTAKE_HOST or 127.0.0.1)')

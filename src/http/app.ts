@@ -3,11 +3,13 @@ import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { BlankEnv } from 'hono/types';
 import { mountErrorMailRoutes } from '../features/error-mails/routes.js';
+import { mountFetchRoutes } from '../features/fetch/routes.js';
 import { mountMailboxRoutes } from '../features/mailboxes/routes.js';
 import { mountNotificationRoutes } from '../features/notifications/routes.js';
 import { mountOAuthCallback, mountOAuthRoutes } from '../features/oauth/routes.js';
 import { mountPortalRoutes } from '../features/portals/routes.js';
 import { mountRequestRoutes } from '../features/requests/routes.js';
+import type { Services } from '../features/services.js';
 import {
   type Api,
   type ErrorBody,
@@ -16,8 +18,7 @@ import {
   redact,
   registerErrorComponents,
   secretsOf,
-} from '../features/route-kit.js';
-import type { Services } from '../features/services.js';
+} from '../features/shared/route-kit.js';
 import { mountSystemLogRoutes } from '../features/system-log/routes.js';
 import { withActor } from '../kernel/actor.js';
 import {
@@ -117,6 +118,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Api {
   });
 
   mountMailboxRoutes(app, services);
+  mountFetchRoutes(app, services);
   mountOAuthRoutes(app, services);
   mountOAuthCallback(app, services, (message, fields) => logger.error(message, fields));
   mountPortalRoutes(app, services);

@@ -1,7 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import { type ServerType, serve } from '@hono/node-server';
 import { expect } from 'vitest';
-import { openRuntime, type Runtime } from '../../src/app/runtime.js';
+import { openRuntime } from '../../src/app/compose.js';
+import type { Runtime } from '../../src/app/runtime.js';
 import { createApi } from '../../src/http/app.js';
 import type { AppConfig } from '../../src/kernel/env.js';
 import { createLogger } from '../../src/kernel/logger.js';

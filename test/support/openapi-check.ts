@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { RouteConfig } from '@hono/zod-openapi';
 import type { Hono } from 'hono';
 import type { z } from 'zod';
-import { type Api, ERROR_RESPONSES, errorBodySchema } from '../../src/features/route-kit.js';
+import { type Api, ERROR_RESPONSES, errorBodySchema } from '../../src/features/shared/route-kit.js';
 
 /**
  * Checks every answer of the API against the route's declaration (the same createRoute objects the OpenAPI

@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
-import { type CliKit, clean, idArg, table } from '../cli-kit.js';
+import { type CliKit, clean, idArg, table } from '../shared/cli-kit.js';
+import type { ApiKeysService } from './service.js';
+
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<{ apiKeys: ApiKeysService }>;
 
 /** `apikey create | list | revoke`: the keys of the REST API (a key is shown once, at its creation). */
-export function addApiKeyCommands(program: Command, k: CliKit): void {
+export function addApiKeyCommands(program: Command, k: Kit): void {
   const { leaf, answer, line } = k;
   const apikey = program.command('apikey').description('API keys for the REST API');
   leaf(apikey, 'create', 'create an API key (shown once)')

@@ -1,10 +1,17 @@
 import crypto from 'node:crypto';
 import { MailintakeError } from '../../kernel/errors.js';
 import type { Store } from '../../store/db.js';
-import type { Services } from '../services.js';
 import { createApiKeyRepo } from './repo.js';
+import type { ApiKeyView } from './views.js';
 
-export type ApiKeysService = Services['apiKeys'];
+export interface ApiKeysService {
+  /** Returns the key once; only its hash is stored. */
+  create(name: string): Promise<{ key: string; view: ApiKeyView }>;
+  list(): Promise<ApiKeyView[]>;
+  revoke(id: number): Promise<void>;
+  /** The key's name when the presented key is valid (constant-time compare of hashes), else null; records last use. */
+  verify(presented: string): Promise<string | null>;
+}
 
 const hash = (key: string) => crypto.createHash('sha256').update(key).digest('hex');
 

@@ -2,14 +2,19 @@ import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { type Command, Option } from 'commander';
 import type { ErrorReport } from '../../intake/error-folder.js';
-import { type CliKit, type Columns, clean, fields, idArg, pageOptions } from '../cli-kit.js';
+import type { MailboxesService } from '../mailboxes/service.js';
+import { type CliKit, type Columns, clean, fields, idArg, pageOptions } from '../shared/cli-kit.js';
+import type { ErrorMailsService } from './service.js';
 import type { ErrorMailView } from './views.js';
+
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<{ errorMails: ErrorMailsService; mailboxes: MailboxesService }>;
 
 /**
  * The error folder's commands: `errors list | show | raw | move-to-inbox`. Thin like the rest of the CLI:
  * parse, call one service, print.
  */
-export function addErrorMailCommands(program: Command, k: CliKit): void {
+export function addErrorMailCommands(program: Command, k: Kit): void {
   const { leaf, withServices, answer, line, printJson } = k;
 
   const errors = program
@@ -73,7 +78,7 @@ export function addErrorMailCommands(program: Command, k: CliKit): void {
     });
 }
 
-function printErrorReport(k: CliKit, errorMail: ErrorMailView, report: ErrorReport): void {
+function printErrorReport(k: Kit, errorMail: ErrorMailView, report: ErrorReport): void {
   k.line(`Error mail #${errorMail.id} of mailbox ${clean(errorMail.mailbox)} (${errorMail.status})`);
   k.line(
     fields([

@@ -1,8 +1,17 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { attachmentResponse } from '../download.js';
-import { pageOf } from '../page.js';
-import { type Api, download, errors, idParams, nameParams, ok, pageQuery, queryOf } from '../route-kit.js';
-import type { Services } from '../services.js';
+import { attachmentResponse } from '../shared/download.js';
+import { pageOf } from '../shared/page.js';
+import {
+  type Api,
+  download,
+  errors,
+  idParams,
+  nameParams,
+  ok,
+  pageQuery,
+  queryOf,
+} from '../shared/route-kit.js';
+import type { ErrorMailsService } from './service.js';
 import { errorMailReportSchema, errorMailViewSchema, moveToInboxResultSchema } from './views.js';
 
 /** The error folder: error mails, their sealed reports (opened here for the admin), POP3's kept mails. */
@@ -56,7 +65,7 @@ export const moveToInbox = createRoute({
   responses: { 200: ok('What was moved', moveToInboxResultSchema), ...errors(400, 401, 404, 409, 502) },
 });
 
-export function mountErrorMailRoutes(app: Api, services: Services): void {
+export function mountErrorMailRoutes(app: Api, services: { errorMails: ErrorMailsService }): void {
   app.openapi(listErrorMails, async (c) => c.json(await services.errorMails.list(c.req.valid('query')), 200));
   app.openapi(errorMailReport, async (c) =>
     c.json(await services.errorMails.report(c.req.valid('param').id), 200),

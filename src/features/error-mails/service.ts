@@ -12,14 +12,14 @@ import type { Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
 import { systemLog } from '../../store/system-log.js';
 import { withTransaction } from '../../store/tx.js';
-import type { Page } from '../page.js';
 import { assertMailboxExists } from '../requests/service.js';
 import type { AttachmentView } from '../requests/views.js';
-import type { ResealResult } from '../secret-key/service.js';
+import type { SecretKeyService } from '../secret-key/service.js';
+import type { Page } from '../shared/page.js';
 import { createErrorMailRepo, type ErrorMailRepo, type ErrorMailRow, storedReport } from './repo.js';
 import type { ErrorMailView, MoveToInboxResult } from './views.js';
 
-/** The error folder's operations in `Services` (services/index.ts). */
+/** The error folder's operations in `Services` (features/services.ts). */
 export interface ErrorFolderServices {
   errorMails: {
     /** Newest first; `mailbox` NOT_FOUND when unknown; `status` 'in-error-folder' or 'moved-to-inbox'. */
@@ -36,10 +36,7 @@ export interface ErrorFolderServices {
     /** The reference's "Move mails to inbox" (see ErrorMails.moveToInbox). */
     moveToInbox(mailbox: string): Promise<MoveToInboxResult>;
   };
-  secretKey: {
-    /** Key rotation: seals everything sealed with a previous key again with the current one. */
-    reseal(): Promise<ResealResult>;
-  };
+  secretKey: SecretKeyService;
 }
 
 export type ErrorMailsService = ErrorFolderServices['errorMails'];

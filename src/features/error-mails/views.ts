@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { timestamp } from '../page.js';
+import { timestamp } from '../shared/page.js';
 
 /** A mail in a mailbox's error folder (or moved back from it); its report is sealed, see errorReportSchema. */
 export const errorMailViewSchema = z

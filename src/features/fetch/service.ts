@@ -1,9 +1,11 @@
 import type { RoundRunner } from '../../intake/round-runner.js';
 import type { MailboxRepo } from '../mailboxes/repo.js';
 import type { FetchSummary } from '../mailboxes/views.js';
-import type { Services } from '../services.js';
 
-export type FetchService = Services['fetch'];
+export interface FetchService {
+  /** One round over the enabled mailboxes (or the one named, enabled or not). */
+  once(q: { mailbox?: string }): Promise<FetchSummary[]>;
+}
 
 /** "Fetch now" (API, CLI): rounds through the same runner as the schedule, so they never meet at the lease. */
 export function createFetchService(deps: { mailboxes: MailboxRepo; rounds: RoundRunner }): FetchService {

@@ -1,13 +1,16 @@
 import type { Command } from 'commander';
-import { type CliKit, type Columns, clean, fields, table } from '../cli-kit.js';
-import type { Services } from '../services.js';
+import { type CliKit, type Columns, clean, fields, table } from '../shared/cli-kit.js';
+import type { MailboxesService } from './service.js';
 import type { MailboxView } from './views.js';
+
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<{ mailboxes: MailboxesService }>;
 
 /**
  * `mailbox add | list | show | update | remove | enable | disable | test`. Returns the `mailbox` command, where
  * the OAuth commands (authorize, oauth, oauth-revoke) are added next (src/features/oauth/commands.ts).
  */
-export function addMailboxCommands(program: Command, k: CliKit): Command {
+export function addMailboxCommands(program: Command, k: Kit): Command {
   const { leaf, answer, line } = k;
   const mailbox = program.command('mailbox').description('manage mailboxes (incoming mail servers)');
   leaf(mailbox, 'add', 'add a mailbox from a JSON file (see the README for the fields)')
@@ -95,11 +98,7 @@ export function addMailboxCommands(program: Command, k: CliKit): Command {
 }
 
 /** `mailbox test`: how long the server took, and the oldest mail there (not processed). */
-function printTestResult(
-  k: CliKit,
-  name: string,
-  result: Awaited<ReturnType<Services['mailboxes']['test']>>,
-): void {
+function printTestResult(k: Kit, name: string, result: Awaited<ReturnType<MailboxesService['test']>>): void {
   k.line(`Mailbox ${clean(name)} reached in ${result.durationMs} ms.`);
   const s = result.sample;
   if (!s) {

@@ -182,3 +182,20 @@ export function createMailboxRepo(store: Store) {
 }
 
 export type MailboxRepo = ReturnType<typeof createMailboxRepo>;
+
+/**
+ * Mailboxes with their settings opened (secrets included): by name (NOT_FOUND when unknown) or by id
+ * (undefined when removed). What the OAuth consent needs (oauth/service.ts OAuthMailboxes).
+ */
+export function openedMailboxes(repo: MailboxRepo, box: SecretBox) {
+  return {
+    named: async (name: string) => {
+      const row = await repo.row(name);
+      return { id: row.id, settings: settingsOf(box, row) };
+    },
+    byId: async (id: number) => {
+      const row = await repo.byId(id);
+      return row ? { id: row.id, settings: settingsOf(box, row) } : undefined;
+    },
+  };
+}

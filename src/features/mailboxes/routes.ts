@@ -11,15 +11,17 @@ import {
   queryOf,
   readJson,
   rememberSecrets,
-} from '../route-kit.js';
-import type { Services } from '../services.js';
-import { fetchSummarySchema, mailboxTestSchema, mailboxViewSchema } from './views.js';
+} from '../shared/route-kit.js';
+import type { MailboxesService } from './service.js';
+import { mailboxTestSchema, mailboxViewSchema } from './views.js';
 
-/** Mailboxes: settings (fields validated by the service), switching fetching on and off, the test, one round. */
+/**
+ * Mailboxes: settings (fields validated by the service), switching fetching on and off, the test. One round
+ * ("fetch now") is the fetch feature's route (fetch/routes.ts).
+ */
 
 const MAILBOX_INPUT = { $ref: '#/components/schemas/MailboxInput' };
 const mailboxBody = z.record(z.string(), z.unknown(), 'must be a JSON object'); // fields: the service validates
-const fetchBody = z.strictObject({ mailbox: z.string().min(1).optional() });
 /** `?pauseFetching=true`: save even while the mailbox is fetched, pausing it (the reference's prompt). */
 const updateQuery = queryOf({
   pauseFetching: z
@@ -93,21 +95,8 @@ export const disableMailbox = createRoute({
   request: { params: nameParams },
   responses: { 200: ok('The mailbox', mailboxViewSchema), ...errors(401, 404) },
 });
-export const fetchOnce = createRoute({
-  method: 'post',
-  path: '/api/v1/fetch',
-  summary: 'One fetch round over the enabled mailboxes, or the one named (enabled or not)',
-  request: { body: bodyDoc(fetchBody, false) },
-  responses: {
-    200: ok(
-      'One summary per mailbox; `reached: false` with `error` when it could not be reached',
-      z.array(fetchSummarySchema),
-    ),
-    ...errors(400, 401, 404, 409, 502),
-  },
-});
 
-export function mountMailboxRoutes(app: Api, services: Services): void {
+export function mountMailboxRoutes(app: Api, services: { mailboxes: MailboxesService }): void {
   app.openAPIRegistry.registerComponent('schemas', 'MailboxInput', mailboxInputDoc());
   app.openapi(listMailboxes, async (c) => c.json(await services.mailboxes.list(), 200));
   app.openapi(addMailbox, async (c) => {
@@ -139,10 +128,6 @@ export function mountMailboxRoutes(app: Api, services: Services): void {
   app.openapi(disableMailbox, async (c) =>
     c.json(await services.mailboxes.setEnabled(c.req.valid('param').name, false), 200),
   );
-  app.openapi(fetchOnce, async (c) => {
-    const body = parse(fetchBody, await readJson(c, { optional: true }));
-    return c.json(await services.fetch.once(body.mailbox ? { mailbox: body.mailbox } : {}), 200);
-  });
 }
 
 /**

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { SampleMail } from '../../connectors/connector.js';
 import type { SamplingConnector } from '../../connectors/factory.js';
 import { checkMailboxInput, DEFAULT_ERROR_FOLDER, type MailboxSettings } from '../../connectors/settings.js';
 import { MailintakeError } from '../../kernel/errors.js';
@@ -9,12 +10,27 @@ import { nowIso, type Store } from '../../store/db.js';
 import { systemLog } from '../../store/system-log.js';
 import { withTransaction } from '../../store/tx.js';
 import { mailboxOAuthOwner, mailboxOwnerId, OAuthTokens } from '../oauth/tokens.js';
-import type { Services } from '../services.js';
 import { type MailboxRepo, type MailboxRow, mailboxColumns, settingsOf, storedSettings } from './repo.js';
 import { testConnection } from './test-connection.js';
 import type { MailboxStatus, MailboxView } from './views.js';
 
-export type MailboxesService = Services['mailboxes'];
+export interface MailboxesService {
+  list(): Promise<MailboxView[]>;
+  get(name: string): Promise<MailboxView>;
+  /** Validates (INVALID_SETTINGS naming every bad field), seals the password, stores. CONFLICT on a taken name. */
+  add(input: unknown): Promise<MailboxView>;
+  /**
+   * Replaces settings; a missing `password` keeps the stored one, a missing `enabled` keeps the state.
+   * While the mailbox is being fetched: FETCH_RUNNING unless `pauseFetching`, which disables it with the
+   * save (the running round stops at its next batch) until an admin enables it again.
+   */
+  update(name: string, input: unknown, opts?: { pauseFetching?: boolean }): Promise<MailboxView>;
+  setEnabled(name: string, enabled: boolean): Promise<MailboxView>;
+  /** Keeps the mailbox's history under a new name, which it returns. */
+  remove(name: string): Promise<string>;
+  /** The reference's "fetch a sample mail": connect, log in, describe the oldest mail, change nothing. */
+  test(name: string): Promise<{ ok: true; sample: SampleMail | null; durationMs: number }>;
+}
 
 export interface MailboxesDeps {
   store: Store;

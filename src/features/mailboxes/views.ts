@@ -2,7 +2,7 @@ import { z } from '@hono/zod-openapi';
 import { afterFetchSchema } from '../../connectors/settings.js';
 import type { FetchSummary } from '../../intake/outcome.js';
 import { mailboxOAuthSchema } from '../oauth/views.js';
-import { timestamp } from '../page.js';
+import { timestamp } from '../shared/page.js';
 
 export type { MailboxOAuthView } from '../oauth/views.js';
 

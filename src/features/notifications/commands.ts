@@ -4,6 +4,8 @@ import { NOTIFICATION_EVENTS } from '../../notify/notifier.js';
 import type { OutboxStatus } from '../../notify/outbox.js';
 import type { NotificationRuleView } from '../../notify/rules.js';
 import type { SmtpSettingsView } from '../../notify/smtp-settings.js';
+import { tokenStateFields } from '../oauth/fields.js';
+import type { OAuthService } from '../oauth/service.js';
 import {
   type CliKit,
   clean,
@@ -15,16 +17,18 @@ import {
   printConsentUrl,
   table,
   truncate,
-} from '../cli-kit.js';
-import { tokenStateFields } from '../oauth/fields.js';
-import type { Page } from '../page.js';
-import type { NotificationView } from './service.js';
+} from '../shared/cli-kit.js';
+import type { Page } from '../shared/page.js';
+import type { NotificationServices, NotificationView } from './service.js';
+
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<NotificationServices & { oauth: OAuthService }>;
 
 /**
  * The notification commands: `notifications` (the bell), `rules`, `smtp`, `alerts` and `outbox`. Thin like the
  * rest of the CLI: parse, call one service, print.
  */
-export function addNotificationCommands(program: Command, k: CliKit): void {
+export function addNotificationCommands(program: Command, k: Kit): void {
   addBellCommands(program, k);
   addRuleCommands(program, k);
   addSmtpCommands(program, k);
@@ -33,7 +37,7 @@ export function addNotificationCommands(program: Command, k: CliKit): void {
 }
 
 /** `notifications list | count | read`: the bell. */
-function addBellCommands(program: Command, k: CliKit): void {
+function addBellCommands(program: Command, k: Kit): void {
   const { leaf, withServices, answer, line, printJson } = k;
   const bell = program.command('notifications').description('bell notifications for admins');
   pageOptions(
@@ -84,7 +88,7 @@ function addBellCommands(program: Command, k: CliKit): void {
 }
 
 /** `rules list | set | enable | disable`: who gets an email for which event. */
-function addRuleCommands(program: Command, k: CliKit): void {
+function addRuleCommands(program: Command, k: Kit): void {
   const { leaf, answer, line } = k;
   const rules = program.command('rules').description('notification rules: who gets an email for which event');
   leaf(rules, 'list', 'list notification rules').action(
@@ -136,7 +140,7 @@ function addRuleCommands(program: Command, k: CliKit): void {
 }
 
 /** `smtp show | set | test | authorize | oauth`: the outgoing server for notification mail. */
-function addSmtpCommands(program: Command, k: CliKit): void {
+function addSmtpCommands(program: Command, k: Kit): void {
   const { leaf, answer, line } = k;
   const smtp = program.command('smtp').description('the outgoing SMTP server for notification mail');
   leaf(smtp, 'show', 'show the SMTP settings (never the password)').action(
@@ -206,7 +210,7 @@ function addSmtpCommands(program: Command, k: CliKit): void {
 }
 
 /** `alerts show | set`: notifications when a mailbox cannot be reached. */
-function addAlertCommands(program: Command, k: CliKit): void {
+function addAlertCommands(program: Command, k: Kit): void {
   const { leaf, answer } = k;
   const alerts = program
     .command('alerts')
@@ -245,7 +249,7 @@ function addAlertCommands(program: Command, k: CliKit): void {
 }
 
 /** `outbox status | retry`: notification mail waiting to be sent. */
-function addOutboxCommands(program: Command, k: CliKit): void {
+function addOutboxCommands(program: Command, k: Kit): void {
   const { leaf, answer, line } = k;
   const outbox = program.command('outbox').description('notification mail waiting to be sent');
   leaf(outbox, 'status', 'what is waiting, being retried or given up').action(
@@ -271,7 +275,7 @@ interface BellListOptions {
   full?: boolean;
 }
 
-function printBell(k: CliKit, page: Page<NotificationView>, unread: number, opts: BellListOptions): void {
+function printBell(k: Kit, page: Page<NotificationView>, unread: number, opts: BellListOptions): void {
   if (page.items.length === 0) {
     k.line(opts.unread ? 'No unread notifications.' : 'No notifications.');
     return;
@@ -309,7 +313,7 @@ function commaList(value: string): string[] {
   return list;
 }
 
-function printRules(k: CliKit, list: NotificationRuleView[]): void {
+function printRules(k: Kit, list: NotificationRuleView[]): void {
   k.line(
     table(
       ['ID', 'EVENT', 'PORTAL', 'ENABLED', 'RECIPIENTS'],
@@ -324,7 +328,7 @@ function printRules(k: CliKit, list: NotificationRuleView[]): void {
   );
 }
 
-function printSmtp(k: CliKit, s: SmtpSettingsView): void {
+function printSmtp(k: Kit, s: SmtpSettingsView): void {
   const tls = s.secure ? 'implicit TLS' : s.starttls ? 'STARTTLS required' : 'none (plain SMTP)';
   k.line(
     fields(
@@ -347,7 +351,7 @@ function printSmtp(k: CliKit, s: SmtpSettingsView): void {
   for (const w of s.warnings) k.line(`warning: ${clean(w)}`);
 }
 
-function printAlerts(k: CliKit, a: { threshold: number; enabled: boolean }): void {
+function printAlerts(k: Kit, a: { threshold: number; enabled: boolean }): void {
   k.line(
     a.enabled
       ? `Connection-failure notifications are on: after ${a.threshold} consecutive failed rounds of a mailbox, admins get a bell notification and the "connection-failure" rule's recipients an email; the count then starts again.`
@@ -355,7 +359,7 @@ function printAlerts(k: CliKit, a: { threshold: number; enabled: boolean }): voi
   );
 }
 
-function printOutbox(k: CliKit, s: OutboxStatus): void {
+function printOutbox(k: Kit, s: OutboxStatus): void {
   k.line(
     `${s.pending} pending, ${s.retrying} being retried, ${s.failed} given up, ${s.sent} sent${s.smtpConfigured ? '' : ' — no SMTP server is configured: mail waits (mailintake smtp set)'}`,
   );

@@ -3,7 +3,7 @@ import { MailintakeError } from '../../kernel/errors.js';
 import { alertPatchSchema } from '../../notify/alert-settings.js';
 import { ruleInputSchema } from '../../notify/rules.js';
 import { smtpInputSchema } from '../../notify/smtp-settings.js';
-import { pageOf } from '../page.js';
+import { pageOf } from '../shared/page.js';
 import {
   type Api,
   bodyDoc,
@@ -16,8 +16,8 @@ import {
   queryOf,
   readJson,
   rememberSecrets,
-} from '../route-kit.js';
-import type { Services } from '../services.js';
+} from '../shared/route-kit.js';
+import type { NotificationServices } from './service.js';
 import {
   connectionAlertsSchema,
   markedCountSchema,
@@ -150,7 +150,7 @@ export const retryOutboxMail = createRoute({
   responses: { 200: ok('The mail', outboxMailViewSchema), ...errors(400, 401, 404, 409) },
 });
 
-export function mountNotificationRoutes(app: Api, services: Services): void {
+export function mountNotificationRoutes(app: Api, services: NotificationServices): void {
   app.openAPIRegistry.registerComponent('schemas', 'NotificationRuleInput', inputJsonSchema(ruleInputSchema));
   app.openAPIRegistry.registerComponent('schemas', 'SmtpInput', smtpInputDoc());
   mountBell(app, services);
@@ -175,7 +175,7 @@ export function mountNotificationRoutes(app: Api, services: Services): void {
   );
 }
 
-function mountBell(app: Api, services: Services): void {
+function mountBell(app: Api, services: NotificationServices): void {
   app.openapi(listNotifications, async (c) => {
     const { unread, ...q } = c.req.valid('query');
     return c.json(await services.notifications.list({ ...q, unread: unread === 'true' }), 200);
@@ -187,7 +187,7 @@ function mountBell(app: Api, services: Services): void {
   );
 }
 
-function mountSmtp(app: Api, services: Services): void {
+function mountSmtp(app: Api, services: NotificationServices): void {
   app.openapi(getSmtp, async (c) => {
     const smtp = await services.smtp.get();
     if (!smtp) throw new MailintakeError('NOT_FOUND', 'no outgoing SMTP server is configured');

@@ -15,7 +15,7 @@ import { openSmtpTransport } from '../../notify/smtp-transport.js';
 import { validated } from '../../notify/validate.js';
 import type { Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
-import type { Page } from '../page.js';
+import type { Page } from '../shared/page.js';
 import { createNotificationRepo, type NotificationRow } from './repo.js';
 
 /** A bell notification, as admins see it. */
@@ -38,7 +38,7 @@ export interface SmtpTestResult {
   durationMs: number;
 }
 
-/** The notification part of the Services interface (services/index.ts): bell, rules, SMTP, alerts, outbox. */
+/** The notification part of the Services interface (features/services.ts): bell, rules, SMTP, alerts, outbox. */
 export interface NotificationServices {
   notifications: {
     /** Newest first; `unread`: only those not marked read. */

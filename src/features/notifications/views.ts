@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { NOTIFICATION_EVENTS } from '../../notify/notifier.js';
-import { timestamp } from '../page.js';
+import { timestamp } from '../shared/page.js';
 
 /**
  * What the API shows of notifications: the bell, rules, the outgoing SMTP server, connection alerts, the outbox.

@@ -1,14 +1,17 @@
 import type { Command } from 'commander';
-import { type CliKit, clean, fields, printConsentUrl } from '../cli-kit.js';
-import type { Services } from '../services.js';
+import { type CliKit, clean, fields, printConsentUrl } from '../shared/cli-kit.js';
 import { tokenStateFields } from './fields.js';
+import type { OAuthService } from './service.js';
 import type { CompletedAuthorization, StartedAuthorization } from './tokens.js';
+
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<{ oauth: OAuthService }>;
 
 /**
  * OAuth 2.0 consent and token state: `mailbox authorize | oauth | oauth-revoke` (on the `mailbox` command) and
  * `oauth complete | providers`.
  */
-export function addOAuthCommands(program: Command, mailbox: Command, k: CliKit): void {
+export function addOAuthCommands(program: Command, mailbox: Command, k: Kit): void {
   const { leaf, answer, line } = k;
   leaf(mailbox, 'authorize', 'start the OAuth consent of a mailbox: prints the URL to open')
     .argument('<name>')
@@ -64,7 +67,7 @@ export function addOAuthCommands(program: Command, mailbox: Command, k: CliKit):
   );
 }
 
-function printStarted(k: CliKit, name: string, started: StartedAuthorization): void {
+function printStarted(k: Kit, name: string, started: StartedAuthorization): void {
   printConsentUrl(
     k,
     `Open this URL in a browser and sign in as the user of mailbox ${clean(name)}:`,
@@ -79,7 +82,7 @@ function printStarted(k: CliKit, name: string, started: StartedAuthorization): v
   );
 }
 
-function printCompleted(k: CliKit, done: CompletedAuthorization): void {
+function printCompleted(k: Kit, done: CompletedAuthorization): void {
   k.line(
     `${clean(done.label.charAt(0).toUpperCase() + done.label.slice(1))} authorized${done.account ? ` for ${clean(done.account)}` : ''}.`,
   );
@@ -93,7 +96,7 @@ function printCompleted(k: CliKit, done: CompletedAuthorization): void {
   for (const w of done.warnings) k.line(`warning: ${clean(w)}`);
 }
 
-function printProviders(k: CliKit, p: ReturnType<Services['oauth']['providers']>): void {
+function printProviders(k: Kit, p: ReturnType<OAuthService['providers']>): void {
   k.line(`Redirect URL to register at the provider: ${p.redirectUrl}`);
   for (const [provider, uses] of Object.entries(p.presets)) {
     k.line();

@@ -1,9 +1,9 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { withActor } from '../../kernel/actor.js';
 import { isMailintakeError } from '../../kernel/errors.js';
-import { type Api, bodyDoc, errors, nameParams, ok, parse, readJson } from '../route-kit.js';
-import type { Services } from '../services.js';
+import { type Api, bodyDoc, errors, nameParams, ok, parse, readJson } from '../shared/route-kit.js';
 import { authorizedPage, failedPage } from './pages.js';
+import type { OAuthService } from './service.js';
 import {
   oauthAuthorizationSchema,
   oauthCompletedSchema,
@@ -86,7 +86,7 @@ export const callbackPage = createRoute({
   },
 });
 
-export function mountOAuthRoutes(app: Api, services: Services): void {
+export function mountOAuthRoutes(app: Api, services: { oauth: OAuthService }): void {
   app.openapi(authorizeMailbox, async (c) =>
     c.json(await services.oauth.authorize(c.req.valid('param').name), 200),
   );
@@ -112,7 +112,7 @@ export function mountOAuthRoutes(app: Api, services: Services): void {
  */
 export function mountOAuthCallback(
   app: Api,
-  services: Services,
+  services: { oauth: OAuthService },
   logError: (message: string, fields: Record<string, unknown>) => void,
 ): void {
   app.openapi(callbackPage, async (c) => {

@@ -1,7 +1,6 @@
 import type { Connector } from '../../connectors/connector.js';
 import type { MailboxSettings } from '../../connectors/settings.js';
 import { MailintakeError } from '../../kernel/errors.js';
-import type { SecretBox } from '../../kernel/secret-box.js';
 import type { SmtpOAuth, SmtpSettings } from '../../notify/smtp-settings.js';
 import { openSmtpTransport } from '../../notify/smtp-transport.js';
 import { providerPresets } from '../../oauth/providers.js';
@@ -9,11 +8,28 @@ import type { AccessTokenSource } from '../../oauth/token-source.js';
 import type { Store } from '../../store/db.js';
 import { systemLog } from '../../store/system-log.js';
 import { type Tx, withTransaction } from '../../store/tx.js';
-import { type MailboxRepo, settingsOf } from '../mailboxes/repo.js';
-import type { Services } from '../services.js';
+import type { CompletedAuthorization, OAuthTokenView, StartedAuthorization } from './tokens.js';
 import { mailboxOAuthOwner, type OAuthOwner, OAuthTokens } from './tokens.js';
 
-export type OAuthService = Services['oauth'];
+/** OAuth 2.0 consent and token state (never a token). */
+export interface OAuthService {
+  /** Starts a consent for a mailbox: the URL to open; OAUTH_CONSENT_FAILED when the provider refuses it at once. */
+  authorize(mailbox: string): Promise<StartedAuthorization>;
+  /**
+   * Completes a consent with the URL the provider redirected the browser to (the callback page calls this;
+   * the CLI takes a pasted address). OAUTH_CONSENT_FAILED says what to fix.
+   */
+  complete(callbackUrl: string): Promise<CompletedAuthorization>;
+  /** The mailbox's token state: status, account, scope, expiry, last refresh, last error. */
+  status(mailbox: string): Promise<OAuthTokenView>;
+  /** Forgets the mailbox's tokens (it is not fetched until authorized again). */
+  revoke(mailbox: string): Promise<void>;
+  /** Provider presets: the scope each fills per protocol, and the redirect URL to register. */
+  providers(): { redirectUrl: string; presets: ReturnType<typeof providerPresets> };
+  /** The outgoing SMTP server's consent (SASL XOAUTH2), like a mailbox's. */
+  authorizeSmtp(): Promise<StartedAuthorization>;
+  smtpStatus(): Promise<OAuthTokenView>;
+}
 
 /** The outgoing SMTP server's tokens are kept under this owner (a mailbox's under `mailbox:<id>`). */
 const SMTP_OWNER = 'smtp';
@@ -45,12 +61,22 @@ export async function forgetSmtpTokens(tx: Tx): Promise<void> {
   }
 }
 
+/**
+ * The mailboxes as a consent needs them: id and settings with the secrets opened (the client secret is
+ * sealed). The mailboxes feature provides it (mailboxes/repo.ts openedMailboxes) and compose.ts wires it in:
+ * the mailboxes feature uses this one's tokens, so this one does not import it back.
+ */
+export interface OAuthMailboxes {
+  /** NOT_FOUND when no mailbox has that name. */
+  named(name: string): Promise<{ id: number; settings: MailboxSettings }>;
+  /** undefined when the mailbox was removed. */
+  byId(id: number): Promise<{ id: number; settings: MailboxSettings } | undefined>;
+}
+
 export interface OAuthDeps {
   store: Store;
   tokens: OAuthTokens;
-  mailboxes: MailboxRepo;
-  /** Opens the mailboxes' secrets (the client secret is sealed). */
-  box: SecretBox;
+  mailboxes: OAuthMailboxes;
   smtp: Pick<SmtpSettings, 'oauth' | 'config'>;
   /** Mailintake's redirect URL (public base URL + /oauth/callback). */
   redirectUrl: string;
@@ -62,8 +88,8 @@ export interface OAuthDeps {
 export function createOAuthService(deps: OAuthDeps): OAuthService {
   const { tokens } = deps;
   const oauthMailbox = async (name: string): Promise<OAuthOwner> => {
-    const row = await deps.mailboxes.row(name);
-    const who = mailboxOAuthOwner(row.id, settingsOf(deps.box, row));
+    const mailbox = await deps.mailboxes.named(name);
+    const who = mailboxOAuthOwner(mailbox.id, mailbox.settings);
     if (!who) {
       throw new MailintakeError(
         'INVALID_SETTINGS',
@@ -103,9 +129,9 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
         },
       };
     }
-    const row = await deps.mailboxes.byId(Number(owner.replace(/^mailbox:/, '')));
-    const settings = row ? settingsOf(deps.box, row) : undefined;
-    const who = row && settings ? mailboxOAuthOwner(row.id, settings) : null;
+    const mailbox = await deps.mailboxes.byId(Number(owner.replace(/^mailbox:/, '')));
+    const settings = mailbox?.settings;
+    const who = mailbox && settings ? mailboxOAuthOwner(mailbox.id, settings) : null;
     if (!settings || !who) {
       throw new MailintakeError(
         'OAUTH_CONSENT_FAILED',

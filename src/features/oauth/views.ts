@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { timestamp } from '../page.js';
+import { timestamp } from '../shared/page.js';
 
 /** What admins see of OAuth: the settings without the secret, the tokens' state without a token. */
 

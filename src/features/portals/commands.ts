@@ -1,10 +1,14 @@
 import { type Command, Option } from 'commander';
 import { MailintakeError } from '../../kernel/errors.js';
-import { type CliKit, clean, fields, table } from '../cli-kit.js';
+import { type CliKit, clean, fields, table } from '../shared/cli-kit.js';
+import type { PortalsService } from './service.js';
 import type { PortalView } from './views.js';
 
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<{ portals: PortalsService }>;
+
 /** `portal list | add | show | set`. */
-export function addPortalCommands(program: Command, k: CliKit): void {
+export function addPortalCommands(program: Command, k: Kit): void {
   const { leaf, answer, line } = k;
   const portal = program.command('portal').description('portals (help desks)');
   leaf(portal, 'list', 'list portals').action(
@@ -72,7 +76,7 @@ interface PortalSetOptions {
 
 /** What `portal set` changes: the header threading and/or the attachment-policy fields of a JSON file. */
 async function portalPatch(
-  k: CliKit,
+  k: Kit,
   opts: PortalSetOptions,
 ): Promise<{ headerThreading?: boolean; attachmentPolicy?: Record<string, unknown> }> {
   if (opts.headerThreading === undefined && opts.attachmentPolicy === undefined) {

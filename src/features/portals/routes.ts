@@ -1,6 +1,15 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { type Api, bodyDoc, errors, inputJsonSchema, nameParams, ok, parse, readJson } from '../route-kit.js';
-import type { Services } from '../services.js';
+import {
+  type Api,
+  bodyDoc,
+  errors,
+  inputJsonSchema,
+  nameParams,
+  ok,
+  parse,
+  readJson,
+} from '../shared/route-kit.js';
+import type { PortalsService } from './service.js';
 import { attachmentPolicySchema, portalViewSchema } from './views.js';
 
 /** Portals: where requests land, with their threading switch and attachment policy. */
@@ -66,7 +75,7 @@ export const updatePortal = createRoute({
   responses: { 200: ok('The portal', portalViewSchema), ...errors(400, 401, 404) },
 });
 
-export function mountPortalRoutes(app: Api, services: Services): void {
+export function mountPortalRoutes(app: Api, services: { portals: PortalsService }): void {
   app.openapi(listPortals, async (c) => c.json(await services.portals.list(), 200));
   app.openapi(addPortal, async (c) => {
     const { name } = parse(portalBody, await readJson(c));

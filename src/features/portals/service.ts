@@ -3,10 +3,23 @@ import { resolveAttachmentPolicy } from '../../mail/attachment-checks.js';
 import type { Store } from '../../store/db.js';
 import { systemLog } from '../../store/system-log.js';
 import { withTransaction } from '../../store/tx.js';
-import type { Services } from '../services.js';
 import { createPortalRepo, portalView, storedAttachmentPolicy } from './repo.js';
+import type { PortalView } from './views.js';
 
-export type PortalsService = Services['portals'];
+export interface PortalsService {
+  list(): Promise<PortalView[]>;
+  /** Creates a portal (name: letters, digits, dot, hyphen, underscore). */
+  add(name: string): Promise<PortalView>;
+  /** The reference's switch: headerThreading false → only `##id##` in the subject threads mails. */
+  /**
+   * `attachmentPolicy`: fields to change (pipeline/attachment-checks.ts); `null` for a field restores its
+   * default. INVALID_SETTINGS names every bad field; nothing is saved then.
+   */
+  update(
+    name: string,
+    patch: { headerThreading?: boolean; attachmentPolicy?: Record<string, unknown> },
+  ): Promise<PortalView>;
+}
 
 const PORTAL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 

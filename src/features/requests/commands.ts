@@ -15,7 +15,8 @@ import {
   idArg,
   pageOptions,
   truncate,
-} from '../cli-kit.js';
+} from '../shared/cli-kit.js';
+import type { RequestsService } from './service.js';
 import type {
   AttachmentView,
   ConversationView,
@@ -24,8 +25,11 @@ import type {
   RequestSummary,
 } from './views.js';
 
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<{ requests: RequestsService }>;
+
 /** `requests list | show`. */
-export function addRequestCommands(program: Command, k: CliKit): void {
+export function addRequestCommands(program: Command, k: Kit): void {
   const { leaf, answer, line } = k;
   const requests = program.command('requests').description('requests (tickets) created from mail');
   pageOptions(
@@ -58,7 +62,7 @@ export function addRequestCommands(program: Command, k: CliKit): void {
  *
  * The file name the sender chose is shown, never used as a path: the admin names the file with --out.
  */
-export function addAttachmentCommands(program: Command, k: CliKit): void {
+export function addAttachmentCommands(program: Command, k: Kit): void {
   const { leaf, withServices, line, printJson } = k;
 
   const attachment = program.command('attachment').description('attachments kept with requests');

@@ -1,6 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { attachmentResponse } from '../download.js';
-import { pageOf } from '../page.js';
+import { attachmentResponse } from '../shared/download.js';
+import { pageOf } from '../shared/page.js';
 import {
   type Api,
   download,
@@ -10,8 +10,8 @@ import {
   ok,
   queryOf,
   UNKNOWN_FILTER,
-} from '../route-kit.js';
-import type { Services } from '../services.js';
+} from '../shared/route-kit.js';
+import type { IntakeLogService, RequestsService } from './service.js';
 import { intakeLogEntrySchema, outcomeSchema, requestDetailSchema, requestSummarySchema } from './views.js';
 
 /** Requests with their attachments, and the intake log with the raw mails as fetched. */
@@ -72,7 +72,10 @@ export const logRaw = createRoute({
   responses: { 200: download('The raw RFC 5322 mail', 'message/rfc822'), ...errors(400, 401, 404) },
 });
 
-export function mountRequestRoutes(app: Api, services: Services): void {
+export function mountRequestRoutes(
+  app: Api,
+  services: { requests: RequestsService; log: IntakeLogService },
+): void {
   app.openapi(listRequests, async (c) => c.json(await services.requests.list(c.req.valid('query')), 200));
   app.openapi(showRequest, async (c) => c.json(await services.requests.show(c.req.valid('param').id), 200));
   app.openapi(attachmentContent, async (c) => {

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { Selectable } from 'kysely';
 import { MailintakeError } from '../../kernel/errors.js';
 import type { DropCode } from '../../mail/attachment-checks.js';
@@ -7,9 +8,15 @@ import type { RawPacks } from '../../store/blobs/raw-packs.js';
 import type { Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
 import type { AttachmentTable, DroppedAttachmentTable } from '../../store/schema.js';
-import type { Services } from '../services.js';
+import type { Page } from '../shared/page.js';
 import { createRequestRepo, type IntakeLogRow, storedAddresses, storedReasons } from './repo.js';
-import type { AttachmentView, DroppedAttachmentView, IntakeLogEntry, RequestDetail } from './views.js';
+import type {
+  AttachmentView,
+  DroppedAttachmentView,
+  IntakeLogEntry,
+  RequestDetail,
+  RequestSummary,
+} from './views.js';
 
 /**
  * The largest page any list gives, the API's and the CLI's `limit` alike (they used to say 1000 while this said
@@ -17,8 +24,28 @@ import type { AttachmentView, DroppedAttachmentView, IntakeLogEntry, RequestDeta
  */
 export { MAX_PAGE } from '../../kernel/limits.js';
 
-export type RequestsService = Services['requests'];
-export type IntakeLogService = Services['log'];
+export interface RequestsService {
+  /** Newest first. `before`: only ids below it (page on from the last id seen; new requests do not shift it). */
+  list(q: {
+    portal?: string;
+    limit?: number;
+    offset?: number;
+    before?: number;
+  }): Promise<Page<RequestSummary>>;
+  show(id: number): Promise<RequestDetail>;
+  attachment(id: number): Promise<{ meta: AttachmentView; open(): Readable }>;
+}
+export interface IntakeLogService {
+  list(q: {
+    mailbox?: string;
+    outcome?: string;
+    limit?: number;
+    offset?: number;
+    before?: number;
+  }): Promise<Page<IntakeLogEntry>>;
+  /** The raw mail of a log entry, as it was fetched (message/rfc822). */
+  raw(id: number): Promise<{ meta: AttachmentView; open(): Readable }>;
+}
 
 /**
  * A filter naming something that does not exist is an error, not an empty list: "no entries" for a mistyped

@@ -1,7 +1,7 @@
 import { z } from '@hono/zod-openapi';
 import type { IntakeLogEntry, Outcome } from '../../intake/outcome.js';
 import { DROP_MESSAGES, type DropCode } from '../../mail/attachment-checks.js';
-import { timestamp } from '../page.js';
+import { timestamp } from '../shared/page.js';
 
 /** What the API and the CLI show of requests, their mails and attachments, and the intake log. */
 

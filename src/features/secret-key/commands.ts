@@ -1,9 +1,12 @@
 import type { Command } from 'commander';
-import type { CliKit } from '../cli-kit.js';
-import type { ResealResult } from './service.js';
+import type { CliKit } from '../shared/cli-kit.js';
+import type { ResealResult, SecretKeyService } from './service.js';
+
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<{ secretKey: SecretKeyService }>;
 
 /** `secret-key reseal`: the second step of a key rotation. */
-export function addSecretKeyCommands(program: Command, k: CliKit): void {
+export function addSecretKeyCommands(program: Command, k: Kit): void {
   const key = program
     .command('secret-key')
     .description('the key that seals passwords, tokens and error reports');
@@ -20,7 +23,7 @@ export function addSecretKeyCommands(program: Command, k: CliKit): void {
 }
 
 /** What was resealed; exit 1 while something is still sealed with a key that is not configured. */
-function printResealed(k: CliKit, r: ResealResult): number | undefined {
+function printResealed(k: Kit, r: ResealResult): number | undefined {
   const { line } = k;
   line(
     `Mailbox secrets: ${r.mailboxSecrets.resealed} resealed, ${r.mailboxSecrets.current} already current.`,

@@ -4,7 +4,6 @@ import type { BlobStore } from '../../store/blobs/blob-store.js';
 import type { Store } from '../../store/db.js';
 import { systemLog } from '../../store/system-log.js';
 import { withTransaction } from '../../store/tx.js';
-import type { Services } from '../services.js';
 import { createSealedRepo, SEALED_OAUTH_TABLES } from './repo.js';
 
 /** What `secret-key reseal` did. */
@@ -19,7 +18,10 @@ export interface ResealResult {
   errorMailBlobs: { resealed: number; current: number; unreadable: string[] };
 }
 
-export type SecretKeyService = Services['secretKey'];
+export interface SecretKeyService {
+  /** Key rotation: seals everything sealed with a previous key again with the current one. */
+  reseal(): Promise<ResealResult>;
+}
 
 /** Key rotation (see resealAll). */
 export function createSecretKeyService(deps: {

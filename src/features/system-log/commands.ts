@@ -2,12 +2,17 @@ import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { type Command, Option } from 'commander';
 import { SYSTEM_LOG_CATEGORIES } from '../../kernel/system-log-categories.js';
-import { allOption, type CliKit, type Columns, idArg, pageOptions, truncate } from '../cli-kit.js';
+import type { IntakeLogService } from '../requests/service.js';
 import type { IntakeLogEntry } from '../requests/views.js';
+import { allOption, type CliKit, type Columns, idArg, pageOptions, truncate } from '../shared/cli-kit.js';
+import type { SystemLogService } from './service.js';
 import type { SystemLogEntry } from './views.js';
 
+/** The services these commands use (their slices of Services). */
+type Kit = CliKit<{ log: IntakeLogService; systemLog: SystemLogService }>;
+
 /** The intake log: `raw` (a fetched mail's bytes, by log id) and `log` (every mail fetched, its outcome and why). */
-export function addIntakeLogCommands(program: Command, k: CliKit): void {
+export function addIntakeLogCommands(program: Command, k: Kit): void {
   const { leaf, withServices, line, printJson } = k;
   leaf(
     program,
@@ -53,7 +58,7 @@ export function addIntakeLogCommands(program: Command, k: CliKit): void {
 }
 
 /** `system-log`: what Mailintake did, why, and who. */
-export function addSystemLogCommands(program: Command, k: CliKit): void {
+export function addSystemLogCommands(program: Command, k: Kit): void {
   const { leaf } = k;
   const systemLog = leaf(
     program,

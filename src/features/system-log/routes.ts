@@ -1,8 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { SYSTEM_LOG_CATEGORIES } from '../../store/system-log.js';
-import { pageOf } from '../page.js';
-import { type Api, errors, keysetQuery, ok, queryOf } from '../route-kit.js';
-import type { Services } from '../services.js';
+import { pageOf } from '../shared/page.js';
+import { type Api, errors, keysetQuery, ok, queryOf } from '../shared/route-kit.js';
+import type { SystemLogService } from './service.js';
 import { systemLogEntrySchema } from './views.js';
 
 const systemLogQuery = queryOf({
@@ -29,6 +29,6 @@ export const listSystemLog = createRoute({
   responses: { 200: ok('A page of system-log entries', pageOf(systemLogEntrySchema)), ...errors(400, 401) },
 });
 
-export function mountSystemLogRoutes(app: Api, services: Services): void {
+export function mountSystemLogRoutes(app: Api, services: { systemLog: SystemLogService }): void {
   app.openapi(listSystemLog, async (c) => c.json(await services.systemLog.list(c.req.valid('query')), 200));
 }

@@ -2,10 +2,19 @@ import { MailintakeError } from '../../kernel/errors.js';
 import type { Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
 import { isSystemLogCategory, SYSTEM_LOG_CATEGORIES } from '../../store/system-log.js';
-import type { Services } from '../services.js';
+import type { Page } from '../shared/page.js';
 import { createSystemLogRepo, storedDetails } from './repo.js';
+import type { SystemLogEntry } from './views.js';
 
-export type SystemLogService = Services['systemLog'];
+export interface SystemLogService {
+  /** Newest first. */
+  list(q: {
+    category?: string;
+    limit?: number;
+    offset?: number;
+    before?: number;
+  }): Promise<Page<SystemLogEntry>>;
+}
 
 /** The system log, newest first: who changed what, and what the service itself did. */
 export function createSystemLogService(deps: { store: Store }): SystemLogService {

@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { timestamp } from '../page.js';
+import { timestamp } from '../shared/page.js';
 
 export const systemLogEntrySchema = z
   .object({

@@ -1,5 +1,4 @@
 import { Readable } from 'node:stream';
-import type { AttachmentView } from './requests/views.js';
 
 /**
  * Downloads (attachments, raw mails): the stored bytes served so that no browser renders them as part of our
@@ -74,7 +73,14 @@ export function contentDisposition(filename: string): string {
   return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
 }
 
-export function attachmentResponse(meta: AttachmentView, body: Readable): Response {
+/** What a download needs to know of the stored bytes (a request's attachment, a raw mail, an error mail). */
+export interface DownloadMeta {
+  filename: string;
+  contentType: string;
+  size: number;
+}
+
+export function attachmentResponse(meta: DownloadMeta, body: Readable): Response {
   return new Response(Readable.toWeb(body) as unknown as ReadableStream<Uint8Array>, {
     status: 200,
     headers: {

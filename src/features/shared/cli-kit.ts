@@ -1,7 +1,6 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { MAX_PAGE } from '../kernel/limits.js';
+import { MAX_PAGE } from '../../kernel/limits.js';
 import type { Page } from './page.js';
-import type { Services } from './services.js';
 
 /**
  * What every feature's commands.ts gets from the CLI (src/cli/kit.ts builds it): output, the runtime's
@@ -11,22 +10,26 @@ import type { Services } from './services.js';
  *
  * This module is loaded by `mailintake --help`: nothing here may import a heavy module, and the services come
  * only through `withServices` (the runtime is opened lazily).
+ *
+ * `S` is the services a command may use: a feature's commands declare only their own slices
+ * (`CliKit<{ mailboxes: MailboxesService }>`), so no feature imports the aggregate Services (src/cli hands
+ * them the whole kit, which fits every such slice).
  */
-export interface CliKit {
+export interface CliKit<S> {
   /** A leaf command: every one takes --json (JSON on stdout and nothing else there). */
   leaf(parent: Command, spec: string, description: string): Command;
   /**
    * Opens the runtime for one command, runs `action` with its services and always closes it. A number the
    * action returns is the exit code; an error is printed (coded) and gives exit 1.
    */
-  withServices(json: boolean, action: (services: Services) => Promise<unknown>): Promise<void>;
+  withServices(json: boolean, action: (services: S) => Promise<unknown>): Promise<void>;
   /**
    * The action of a command that calls one service and shows its answer: as JSON with --json, else through
    * `present` (a number it returns is the exit code). Both get what Commander hands an action: the command's
    * arguments, then its options.
    */
   answer<A extends unknown[], R>(
-    call: (services: Services, ...args: A) => R | Promise<R>,
+    call: (services: S, ...args: A) => R | Promise<R>,
     present: (result: R, ...args: A) => unknown,
   ): (...commanderArgs: unknown[]) => Promise<void>;
   line(text?: string): void;
@@ -41,7 +44,7 @@ export interface CliKit {
    * command's options as its filters.
    */
   listAction<O extends object, T extends { id: number }>(
-    list: (services: Services, opts: O, page: PageQuery) => Promise<Page<T>>,
+    list: (services: S, opts: O, page: PageQuery) => Promise<Page<T>>,
     columns: Columns<T>,
     empty: (page: Page<T>) => string,
   ): (opts: O & ListOptions) => Promise<void>;
@@ -152,7 +155,7 @@ export function pageFooter(page: { items: unknown[]; total: number; offset: numb
 }
 
 /** The three lines of a consent's start (mailbox authorize, smtp authorize): the URL to open, set apart. */
-export function printConsentUrl(k: CliKit, intro: string, url: string): void {
+export function printConsentUrl(k: Pick<CliKit<unknown>, 'line'>, intro: string, url: string): void {
   k.line(intro);
   k.line();
   k.line(`  ${url}`);

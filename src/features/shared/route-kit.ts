@@ -2,9 +2,9 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { BlankEnv } from 'hono/types';
-import { ERROR_HELP, type ErrorCode, MailintakeError } from '../kernel/errors.js';
-import { MAX_PAGE } from '../kernel/limits.js';
-import { invalidSettings, plainFields } from '../kernel/plain-issues.js';
+import { ERROR_HELP, type ErrorCode, MailintakeError } from '../../kernel/errors.js';
+import { MAX_PAGE } from '../../kernel/limits.js';
+import { invalidSettings, plainFields } from '../../kernel/plain-issues.js';
 
 /**
  * What every feature's routes.ts shares: the error answers each operation declares, the path and paging
