@@ -13,6 +13,7 @@ import {
 import type { Page } from '../features/shared/page.js';
 import { MailintakeError } from '../kernel/errors.js';
 import { MAX_PAGE } from '../kernel/limits.js';
+import { MIN_REDACTED_LENGTH, secretsIn } from '../kernel/secrets.js';
 
 export interface CliIo {
   stdout?: (text: string) => void;
@@ -39,9 +40,6 @@ export interface CliOutput {
   /** A secret read in this run (a mailbox file's password): cut out of everything printed from now on. */
   keepSecret(secret: string): void;
 }
-
-/** Shorter secrets are not redacted: replacing "ab" everywhere would mangle the output, not protect anything. */
-const MIN_REDACTED_LENGTH = 4;
 
 export function createOutput(io: CliIo, env: NodeJS.ProcessEnv): CliOutput {
   const isTTY = io.isTTY ?? (io.stdout ? false : process.stdout.isTTY === true);
@@ -193,13 +191,6 @@ function drained(stream: NodeJS.WriteStream): Promise<void> {
 }
 
 // ---- settings files ---------------------------------------------------------------------------------------------
-
-/** The secrets a settings file may hold (a Graph mailbox's accessToken is a secret like a password). */
-function secretsIn(value: unknown): string[] {
-  if (!value || typeof value !== 'object') return [];
-  const v = value as { password?: unknown; accessToken?: unknown; oauth?: { clientSecret?: unknown } | null };
-  return [v.password, v.accessToken, v.oauth?.clientSecret].filter((s): s is string => typeof s === 'string');
-}
 
 async function readJsonFile(io: CliIo, file: string, what: string): Promise<unknown> {
   let text: string;

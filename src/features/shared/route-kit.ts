@@ -5,6 +5,7 @@ import type { BlankEnv } from 'hono/types';
 import { ERROR_HELP, type ErrorCode, MailintakeError } from '../../kernel/errors.js';
 import { MAX_PAGE } from '../../kernel/limits.js';
 import { invalidSettings, plainFields } from '../../kernel/plain-issues.js';
+import { secretsIn } from '../../kernel/secrets.js';
 
 /**
  * What every feature's routes.ts shares: the error answers each operation declares, the path and paging
@@ -281,16 +282,9 @@ function jsonErrorPosition(text: string, err: unknown): string {
  */
 const requestSecrets = new WeakMap<Request, string[]>();
 
-/** Shorter secrets are not redacted: replacing "ab" everywhere would mangle the answer, not protect anything. */
-const MIN_REDACTED_LENGTH = 4;
-
 /** Remembers a body's secrets (password, token, client secret) so that the error answer can cut them out. */
 export function rememberSecrets(c: Context, body: unknown): void {
-  if (!body || typeof body !== 'object') return;
-  const b = body as { password?: unknown; accessToken?: unknown; oauth?: { clientSecret?: unknown } };
-  const secrets = [b.password, b.accessToken, b.oauth?.clientSecret].filter(
-    (v): v is string => typeof v === 'string' && v.length >= MIN_REDACTED_LENGTH,
-  );
+  const secrets = secretsIn(body);
   if (secrets.length > 0) requestSecrets.set(c.req.raw, secrets);
 }
 
