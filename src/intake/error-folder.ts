@@ -44,7 +44,7 @@ import type { MailOutcome } from './outcome.js';
  * the mail again — one row, one log entry, one notice. A crash before the record leaves an `error` row in the
  * intake log and no error row: the next round reports and moves the mail then.
  *
- * "Move mails to inbox" (services/error-mails.ts) sets the rows to `moved-to-inbox` (the count is the open
+ * "Move mails to inbox" (features/error-mails/service.ts) sets the rows to `moved-to-inbox` (the count is the open
  * rows, so it resets once all are back). IMAP gives the moved mails new UIDs, which the intake log has never
  * seen; Graph keeps their ids, so `released` tells the loop to take such an identity in again; POP3's kept
  * copies are offered by `inbox` as mails of their own (`kept;<row id>`) until one has an outcome.

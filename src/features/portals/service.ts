@@ -12,7 +12,7 @@ export interface PortalsService {
   add(name: string): Promise<PortalView>;
   /** The reference's switch: headerThreading false → only `##id##` in the subject threads mails. */
   /**
-   * `attachmentPolicy`: fields to change (pipeline/attachment-checks.ts); `null` for a field restores its
+   * `attachmentPolicy`: fields to change (mail/attachment-checks.ts); `null` for a field restores its
    * default. INVALID_SETTINGS names every bad field; nothing is saved then.
    */
   update(
