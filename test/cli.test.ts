@@ -15,6 +15,7 @@ import { cliRunner } from './support/cli.js';
 import { appendImap, deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
+import { checkResponses } from './support/openapi-check.js';
 
 const PASSWORD = 'Tr0ub4dor&3-not-for-print';
 
@@ -271,7 +272,9 @@ describe('apikey', () => {
     const ask = async () => {
       const rt = await openRuntime(loadConfig(env));
       try {
-        const res = await createApi(rt.services).request('/api/v1/mailboxes', {
+        const api = createApi(rt.services);
+        checkResponses(api);
+        const res = await api.request('/api/v1/mailboxes', {
           headers: { Authorization: `Bearer ${key}` },
         });
         return res.status;
