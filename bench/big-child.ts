@@ -6,7 +6,7 @@
  * users, one mailbox each, all fetched at the same time (as `serve`'s scheduler runs mailboxes side by side).
  */
 import { readFileSync } from 'node:fs';
-import { openRuntime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/compose.js';
 import { type EngineName, freshConfig } from '../test/support/engines.js';
 
 interface ChildInput {

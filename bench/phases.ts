@@ -8,9 +8,9 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
-import { openRuntime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/compose.js';
 import { createConnector } from '../src/connectors/factory.js';
-import { MailboxRepo } from '../src/features/mailboxes/service.js';
+import { createMailboxRepo, intakeMailbox, settingsOf } from '../src/features/mailboxes/repo.js';
 import { fetchMailbox } from '../src/intake/fetch-mailbox.js';
 import { MailboxLease } from '../src/intake/lease.js';
 import { silentLogger } from '../src/kernel/logger.js';
@@ -130,11 +130,8 @@ try {
       });
       await rt.close();
       const store = await openStore({ databaseUrl: fresh.config.databaseUrl, dataDir: fresh.config.dataDir });
-      const repo = new MailboxRepo(
-        store,
-        loadSecretBox({ secretKey: fresh.config.secretKey, dataDir: fresh.config.dataDir }),
-      );
-      const row = await repo.row('bench');
+      const box = loadSecretBox({ secretKey: fresh.config.secretKey, dataDir: fresh.config.dataDir });
+      const row = await createMailboxRepo(store).row('bench');
       const blobs = timed(new FileBlobStore(path.join(fresh.config.dataDir, 'blobs')), 'blobs', ['put']);
       times.clear();
       const t0 = now();
@@ -155,8 +152,8 @@ try {
               'close',
             ]),
         },
-        { id: row.id, name: row.name, portalId: row.portal_id, headerThreading: row.header_threading === 1 },
-        repo.settingsOf(row),
+        intakeMailbox(row),
+        settingsOf(box, row),
       );
       const total = now() - t0;
       await store.close();

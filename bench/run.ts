@@ -29,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ImapFlow } from 'imapflow';
 import pg from 'pg';
-import { openRuntime } from '../src/app/runtime.js';
+import { openRuntime } from '../src/app/compose.js';
 import { Pop3Client } from '../src/connectors/pop3/pop3-client.js';
 import type { FetchSummary } from '../src/features/mailboxes/views.js';
 import { parseMail } from '../src/mail/parse.js';
