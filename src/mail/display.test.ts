@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import type { ChildNode, Element } from 'domhandler';
+import type { ChildNode } from 'domhandler';
 import { parseDocument } from 'htmlparser2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corpusMails, hasCorpus } from '../../test/kit/corpus.js';
@@ -14,18 +14,12 @@ import {
   HOSTILE_FRAGMENTS,
   HOSTILE_STYLES,
   HOSTILE_URLS,
+  htmlSafetyProblems,
   SCHEME_ENCODINGS,
 } from '../../test/kit/xss-vectors.js';
 import { isMailintakeError } from '../kernel/errors.js';
 import { FileBlobStore } from '../store/blobs/blob-store.js';
-import {
-  MAIL_ATTRIBUTES,
-  MAIL_STYLES,
-  MAIL_TAGS,
-  plainTextToHtml,
-  type SanitizeOptions,
-  sanitizeMailHtml,
-} from './display.js';
+import { MAIL_TAGS, plainTextToHtml, type SanitizeOptions, sanitizeMailHtml } from './display.js';
 import { parseMail } from './parse.js';
 
 /**
@@ -41,84 +35,6 @@ const opts = (remoteImages = false): SanitizeOptions => ({
   cidUrl: (id) => (id === 'logo@x' ? `${INLINE}7` : null),
 });
 
-const FORBIDDEN = new Set([
-  'script',
-  'style',
-  'iframe',
-  'object',
-  'embed',
-  'base',
-  'meta',
-  'form',
-  'link',
-  'svg',
-  'math',
-]);
-const SAFE_DATA_IMAGE = /^data:image\/(?:png|gif|jpeg|jpg|webp);base64,[a-z0-9+/=\s]+$/i;
-const HOSTILE_CSS = /url\s*\(|expression|\\|behavior|binding|var\s*\(|env\s*\(|@import|javascript/i;
-
-/** The scheme a browser reads, computed independently of display.ts: controls, whitespace, format chars out. */
-function scheme(url: string): string | null {
-  const s = url.replace(/[\s\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+/gu, '').toLowerCase();
-  if (s.startsWith('//')) return '//';
-  return /^([a-z][a-z0-9+.-]*):/.exec(s)?.[1] ?? null;
-}
-
-/** Every way the output breaks the rules, as a browser would parse it; [] when safe. */
-function problems(html: string, remoteImages = false): string[] {
-  const found: string[] = [];
-  const walk = (nodes: ChildNode[]) => {
-    for (const n of nodes) {
-      if (n.type === 'tag' || n.type === 'script' || n.type === 'style') {
-        const el = n as Element;
-        const tag = el.name.toLowerCase();
-        if (FORBIDDEN.has(tag)) found.push(`forbidden element <${tag}>`);
-        if (!MAIL_TAGS.includes(tag)) found.push(`element <${tag}> not in the allow-list`);
-        const allowed = new Set([...(MAIL_ATTRIBUTES['*'] ?? []), ...(MAIL_ATTRIBUTES[tag] ?? [])]);
-        for (const [name, value] of Object.entries(el.attribs)) {
-          const a = name.toLowerCase();
-          if (a.startsWith('on')) found.push(`handler ${a} on <${tag}>`);
-          if (!allowed.has(a)) found.push(`attribute ${a} not allowed on <${tag}>`);
-          if (a === 'href') {
-            const s = scheme(value);
-            if (s !== 'http' && s !== 'https' && s !== 'mailto') found.push(`href scheme ${s} in ${value}`);
-          }
-          if (a === 'src') {
-            const s = scheme(value);
-            const ok =
-              value.startsWith(INLINE) ||
-              SAFE_DATA_IMAGE.test(value) ||
-              (remoteImages && (s === 'http' || s === 'https'));
-            if (!ok) found.push(`img src ${value}`);
-          }
-          if (a === 'style') found.push(...styleProblems(value));
-        }
-        if (tag === 'a' && (el.attribs.target !== '_blank' || el.attribs.rel !== 'noopener noreferrer'))
-          found.push(`link without target/rel: ${JSON.stringify(el.attribs)}`);
-        walk(el.children);
-      } else if (n.type === 'root' || 'children' in n) {
-        walk((n as Element).children ?? []);
-      }
-    }
-  };
-  walk(parseDocument(html, { decodeEntities: true, lowerCaseTags: true }).children);
-  return found;
-}
-
-function styleProblems(style: string): string[] {
-  const found: string[] = [];
-  for (const decl of style.split(';')) {
-    if (decl.trim() === '') continue;
-    const colon = decl.indexOf(':');
-    const prop = decl.slice(0, colon).trim().toLowerCase();
-    const value = decl.slice(colon + 1);
-    if (colon < 0 || !(prop in MAIL_STYLES)) found.push(`css property ${prop || decl}`);
-    if (HOSTILE_CSS.test(value)) found.push(`css value ${prop}:${value}`);
-    if (prop.startsWith('margin') && value.includes('-')) found.push(`negative margin ${value}`);
-  }
-  return found;
-}
-
 /** Runs the cases, collecting every failure (a thrown error counts) with its input, so one report shows all. */
 function check(cases: Iterable<{ name: string; html: string }>, remoteImages = false): number {
   const failures: string[] = [];
@@ -127,7 +43,7 @@ function check(cases: Iterable<{ name: string; html: string }>, remoteImages = f
     n++;
     try {
       const out = sanitizeMailHtml(c.html, opts(remoteImages)).html;
-      const p = problems(out, remoteImages);
+      const p = htmlSafetyProblems(out, { remoteImages, inlinePrefix: INLINE });
       if (p.length > 0) failures.push(`${c.name}: ${p.join('; ')}\n  in:  ${c.html}\n  out: ${out}`);
       // Sanitising the output again changes nothing: what a second parse sees is what was checked.
       const again = sanitizeMailHtml(out, opts(remoteImages)).html;
@@ -245,7 +161,7 @@ describe('sanitizeMailHtml: generated XSS vectors × carrier tags × encodings',
     expect(shown.blockedRemoteImages).toBe(1); // protocol-relative stays out: it would follow the console's scheme
     expect(shown.html).toContain('<img src="https://t.example/a.gif" />');
     expect(shown.html).toContain('<img src="http://t.example/b.gif" />');
-    expect(problems(shown.html, true)).toEqual([]);
+    expect(htmlSafetyProblems(shown.html, { remoteImages: true, inlinePrefix: INLINE })).toEqual([]);
   });
 
   it('relative and fragment links lose their href (they would point into the console)', () => {
@@ -285,7 +201,7 @@ describe('sanitizeMailHtml: generated XSS vectors × carrier tags × encodings',
       let s = '';
       for (let j = 0; j < 60; j++) s += pieces[Math.floor(rand() * pieces.length)];
       const out = sanitizeMailHtml(s, opts()).html;
-      expect(problems(out), s).toEqual([]);
+      expect(htmlSafetyProblems(out, { remoteImages: false, inlinePrefix: INLINE }), s).toEqual([]);
     }
   });
 });
@@ -322,7 +238,7 @@ describe.skipIf(!hasCorpus)('sanitizeMailHtml on every HTML body of the corpus',
             remoteImages,
             cidUrl: (id) => (cids.has(id) ? `${INLINE}${cids.get(id)}` : null),
           });
-          const p = problems(out.html, remoteImages);
+          const p = htmlSafetyProblems(out.html, { remoteImages, inlinePrefix: INLINE });
           if (p.length > 0) failures.push(`${name}: ${p.slice(0, 5).join('; ')}`);
           if (remoteImages && out.blockedRemoteImages !== 0 && !/src\s*=\s*["']?\s*\/\//i.test(mail.html))
             failures.push(`${name}: ${out.blockedRemoteImages} blocked with images shown`);

@@ -1,3 +1,7 @@
+import type { ChildNode, Element } from 'domhandler';
+import { parseDocument } from 'htmlparser2';
+import { MAIL_ATTRIBUTES, MAIL_STYLES, MAIL_TAGS } from '../../src/mail/display.js';
+
 /**
  * Hostile mail HTML, generated: the XSS cheat-sheet classes as vectors, each placed on or inside every carrier
  * tag, with each encoding variant of its scheme or handler name. Pure (no I/O), so the unit tier
@@ -205,4 +209,89 @@ export function hostileMailHtml(cid: string): string {
     ...HOSTILE_STYLES.map((s) => `<div style="${s.replace(/"/g, '&quot;')}">styled</div>`),
     ...SCHEME_ENCODINGS.map((e) => `<a href="${e.encode('javascript')}alert(1)">${e.name}</a>`),
   ].join('\n');
+}
+
+const FORBIDDEN = new Set([
+  'script',
+  'style',
+  'iframe',
+  'object',
+  'embed',
+  'base',
+  'meta',
+  'form',
+  'link',
+  'svg',
+  'math',
+]);
+const SAFE_DATA_IMAGE = /^data:image\/(?:png|gif|jpeg|jpg|webp);base64,[a-z0-9+/=\s]+$/i;
+const HOSTILE_CSS = /url\s*\(|expression|\\|behavior|binding|var\s*\(|env\s*\(|@import|javascript/i;
+
+/** The scheme a browser reads, computed independently of display.ts: controls, whitespace, format chars out. */
+function scheme(url: string): string | null {
+  const s = url.replace(/[\s\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+/gu, '').toLowerCase();
+  if (s.startsWith('//')) return '//';
+  return /^([a-z][a-z0-9+.-]*):/.exec(s)?.[1] ?? null;
+}
+
+/**
+ * Every way sanitised mail HTML breaks the rules, read from its parsed form (htmlparser2, not the version inside
+ * sanitize-html), as a browser would build it; [] when safe. Inline images must start with `inlinePrefix`.
+ */
+export function htmlSafetyProblems(
+  html: string,
+  o: { remoteImages: boolean; inlinePrefix: string },
+): string[] {
+  const { remoteImages } = o;
+  const found: string[] = [];
+  const walk = (nodes: ChildNode[]) => {
+    for (const n of nodes) {
+      if (n.type === 'tag' || n.type === 'script' || n.type === 'style') {
+        const el = n as Element;
+        const tag = el.name.toLowerCase();
+        if (FORBIDDEN.has(tag)) found.push(`forbidden element <${tag}>`);
+        if (!MAIL_TAGS.includes(tag)) found.push(`element <${tag}> not in the allow-list`);
+        const allowed = new Set([...(MAIL_ATTRIBUTES['*'] ?? []), ...(MAIL_ATTRIBUTES[tag] ?? [])]);
+        for (const [name, value] of Object.entries(el.attribs)) {
+          const a = name.toLowerCase();
+          if (a.startsWith('on')) found.push(`handler ${a} on <${tag}>`);
+          if (!allowed.has(a)) found.push(`attribute ${a} not allowed on <${tag}>`);
+          if (a === 'href') {
+            const s = scheme(value);
+            if (s !== 'http' && s !== 'https' && s !== 'mailto') found.push(`href scheme ${s} in ${value}`);
+          }
+          if (a === 'src') {
+            const s = scheme(value);
+            const ok =
+              value.startsWith(o.inlinePrefix) ||
+              SAFE_DATA_IMAGE.test(value) ||
+              (remoteImages && (s === 'http' || s === 'https'));
+            if (!ok) found.push(`img src ${value}`);
+          }
+          if (a === 'style') found.push(...styleProblems(value));
+        }
+        if (tag === 'a' && (el.attribs.target !== '_blank' || el.attribs.rel !== 'noopener noreferrer'))
+          found.push(`link without target/rel: ${JSON.stringify(el.attribs)}`);
+        walk(el.children);
+      } else if (n.type === 'root' || 'children' in n) {
+        walk((n as Element).children ?? []);
+      }
+    }
+  };
+  walk(parseDocument(html, { decodeEntities: true, lowerCaseTags: true }).children);
+  return found;
+}
+
+function styleProblems(style: string): string[] {
+  const found: string[] = [];
+  for (const decl of style.split(';')) {
+    if (decl.trim() === '') continue;
+    const colon = decl.indexOf(':');
+    const prop = decl.slice(0, colon).trim().toLowerCase();
+    const value = decl.slice(colon + 1);
+    if (colon < 0 || !(prop in MAIL_STYLES)) found.push(`css property ${prop || decl}`);
+    if (HOSTILE_CSS.test(value)) found.push(`css value ${prop}:${value}`);
+    if (prop.startsWith('margin') && value.includes('-')) found.push(`negative margin ${value}`);
+  }
+  return found;
 }

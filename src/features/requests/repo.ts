@@ -89,6 +89,38 @@ export function createRequestRepo(store: Store) {
         .execute(),
     attachment: (id: number) =>
       db.selectFrom('attachments').selectAll().where('id', '=', id).executeTakeFirst(),
+    /** The bodies of one mail of a request: its first mail (conversationId null) or one of its conversations. */
+    mailBody: (requestId: number, conversationId: number | null) =>
+      conversationId === null
+        ? db
+            .selectFrom('requests')
+            .select(['id', 'text_body', 'html_body'])
+            .where('id', '=', requestId)
+            .executeTakeFirst()
+        : db
+            .selectFrom('conversations')
+            .select(['id', 'text_body', 'html_body'])
+            .where('request_id', '=', requestId)
+            .where('id', '=', conversationId)
+            .executeTakeFirst(),
+    /** The parts with a Content-ID of one mail of a request (its first mail when conversationId is null). */
+    contentIdsOf: (requestId: number, conversationId: number | null) =>
+      db
+        .selectFrom('attachments')
+        .select(['id', 'content_id'])
+        .where('request_id', '=', requestId)
+        .where('content_id', 'is not', null)
+        .where('conversation_id', conversationId === null ? 'is' : '=', conversationId)
+        .orderBy('id')
+        .execute(),
+    /** One attachment, only when it belongs to that request. */
+    attachmentOfRequest: (requestId: number, attachmentId: number) =>
+      db
+        .selectFrom('attachments')
+        .selectAll()
+        .where('id', '=', attachmentId)
+        .where('request_id', '=', requestId)
+        .executeTakeFirst(),
     /** Where an intake log entry's raw mail is kept (a blob, or a slice of a raw pack). */
     rawOf: (logId: number) =>
       db

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Selectable } from 'kysely';
 import { MailintakeError } from '../../kernel/errors.js';
 import type { DropCode } from '../../mail/attachment-checks.js';
+import { plainTextToHtml, sanitizeMailHtml } from '../../mail/display.js';
 import type { Address } from '../../mail/types.js';
 import type { BlobStore } from '../../store/blobs/blob-store.js';
 import type { RawPacks } from '../../store/blobs/raw-packs.js';
@@ -34,6 +35,26 @@ export interface RequestsService {
   }): Promise<Page<RequestSummary>>;
   show(id: number): Promise<RequestDetail>;
   attachment(id: number): Promise<{ meta: AttachmentView; open(): Readable }>;
+  /**
+   * One mail of a request made safe to show (mail/display.ts): its first mail when `conversationId` is null,
+   * else that conversation (404 unless it belongs to the request). The HTML body sanitised, or the plain text
+   * as HTML. `cid:` images point at `inlineUrl(attachmentId)` for the parts of that same mail; remote images
+   * are left out (and counted) unless `remoteImages`.
+   */
+  body(q: {
+    requestId: number;
+    conversationId: number | null;
+    remoteImages: boolean;
+    inlineUrl: (attachmentId: number) => string;
+  }): Promise<MailBodyView>;
+  /** An attachment of that request (404 for another request's), for the inline images of `body`. */
+  inlinePart(requestId: number, attachmentId: number): Promise<{ meta: AttachmentView; open(): Readable }>;
+}
+
+/** A mail body ready for the sandboxed frame: an HTML fragment, and how many remote images were left out. */
+export interface MailBodyView {
+  html: string;
+  blockedRemoteImages: number;
 }
 export interface IntakeLogService {
   list(q: {
@@ -154,6 +175,37 @@ export function createRequestsService(deps: {
     attachment: async (id) => {
       const a = await repo.attachment(id);
       if (!a) throw new MailintakeError('NOT_FOUND', `no attachment #${id}`);
+      return { meta: attachmentView(a), open: () => deps.blobs.get(a.sha256) };
+    },
+    body: async (q) => {
+      const mail = await repo.mailBody(q.requestId, q.conversationId);
+      if (!mail) {
+        throw new MailintakeError(
+          'NOT_FOUND',
+          q.conversationId === null
+            ? `no request #${q.requestId}`
+            : `no conversation #${q.conversationId} in request #${q.requestId}`,
+        );
+      }
+      if (mail.html_body !== null && mail.html_body.trim() !== '') {
+        const parts = await repo.contentIdsOf(q.requestId, q.conversationId);
+        const byCid = new Map<string, number>();
+        for (const p of parts)
+          if (p.content_id !== null && !byCid.has(p.content_id)) byCid.set(p.content_id, p.id);
+        return sanitizeMailHtml(mail.html_body, {
+          remoteImages: q.remoteImages,
+          cidUrl: (cid) => {
+            const id = byCid.get(cid) ?? byCid.get(cid.replace(/^<|>$/g, ''));
+            return id === undefined ? null : q.inlineUrl(id);
+          },
+        });
+      }
+      return { html: plainTextToHtml(mail.text_body ?? ''), blockedRemoteImages: 0 };
+    },
+    inlinePart: async (requestId, attachmentId) => {
+      const a = await repo.attachmentOfRequest(requestId, attachmentId);
+      if (!a)
+        throw new MailintakeError('NOT_FOUND', `no attachment #${attachmentId} in request #${requestId}`);
       return { meta: attachmentView(a), open: () => deps.blobs.get(a.sha256) };
     },
   };
