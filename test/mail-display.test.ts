@@ -30,6 +30,7 @@ describe.each(ENGINES)('the mail body frame on %s', (engine) => {
   let app: Hono;
   let requestId: number;
   let conversationId: number;
+  let secondReplyId: number;
   const png = Buffer.from(
     'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==',
     'base64',
@@ -76,10 +77,22 @@ describe.each(ENGINES)('the mail body frame on %s', (engine) => {
       }),
     ]);
     expect((await rt.services.fetch.once({ mailbox: 'hostile' }))[0]).toMatchObject({ appended: 1 });
+    // A second reply whose HTML names the first mail's Content-ID without carrying the part: cids are per mail.
+    await deliverMaildir(dovecot, 'hostile', [
+      buildMail({
+        messageId: 'reply2@example.test',
+        inReplyTo: 'xss@example.test',
+        subject: 'Re: Hostile HTML',
+        body: 'second reply',
+        html: '<p>Second reply <img src="cid:logo@x" alt="borrowed"></p>',
+      }),
+    ]);
+    expect((await rt.services.fetch.once({ mailbox: 'hostile' }))[0]).toMatchObject({ appended: 1 });
     const list = await rt.services.requests.list({});
     requestId = list.items[0]!.id;
     const req = await rt.services.requests.show(requestId);
     conversationId = req.conversations[0]!.id;
+    secondReplyId = req.conversations[1]!.id;
   });
   afterAll(async () => {
     await rt?.close();
@@ -185,6 +198,14 @@ describe.each(ENGINES)('the mail body frame on %s', (engine) => {
       '<a href="mailto:me@example.test" target="_blank" rel="noopener noreferrer">me@example.test</a>.',
     );
     expect(elements(doc).filter((e) => e.name === 'script')).toEqual([]);
+  });
+
+  it("resolves cid: only among the parts of the same mail (a reply cannot borrow the first mail's image)", async () => {
+    const res = await app.request(bodyPath(requestId, secondReplyId));
+    expect(res.status).toBe(200);
+    const doc = await res.text();
+    expect(doc).toContain('<p>Second reply </p>');
+    expect(elements(doc).filter((e) => e.name === 'img')).toEqual([]);
   });
 
   it('answers 404 for an unknown request or a conversation of another request', async () => {
