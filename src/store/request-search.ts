@@ -52,3 +52,14 @@ export function requestMatches(engine: Engine, q: string): RawBuilder<boolean> {
 function qualified(expression: string): string {
   return expression.replace(/\b(subject|requester_name|requester_address|text_body)\b/g, 'requests.$1');
 }
+
+/**
+ * SQLite: the FTS5 query of `q`, or null when no word of it can match. A list that searches joins
+ * request_search and orders by its rowid (the request id), so that FTS5 yields matches newest first and the
+ * page stops after `limit` of them: as an `id in (...)` condition every match was collected first, and a word
+ * found in most requests cost a full pass per page.
+ */
+export function sqliteMatch(q: string): string | null {
+  const terms = searchTerms(q);
+  return terms.length === 0 ? null : fts5Query(terms);
+}

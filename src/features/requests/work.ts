@@ -1,9 +1,10 @@
+import { sql } from 'kysely';
 import { currentActor } from '../../kernel/actor.js';
 import { MailintakeError } from '../../kernel/errors.js';
 import type { Address } from '../../mail/types.js';
 import { nowIso, type Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
-import { requestMatches } from '../../store/request-search.js';
+import { requestMatches, sqliteMatch } from '../../store/request-search.js';
 import { withTransaction } from '../../store/tx.js';
 import type { Page } from '../shared/page.js';
 import {
@@ -71,8 +72,27 @@ const person = (address: string | null, name: string | null): Address | null =>
 /** The list query: newest first, filtered; only the columns a summary shows (never the bodies). */
 export function filteredRequests(store: Store, f: RequestFilter & { id?: number }) {
   const db = store.db;
-  let base = db.selectFrom('requests').innerJoin('portals', 'portals.id', 'requests.portal_id');
-  if (f.portal) base = base.where('portals.name', '=', f.portal);
+  // No join: each engine then plans on requests alone (an index on the filter, or the id order for a page);
+  // with portals joined, SQLite drove the query from portals and read every request of the portal.
+  let base = db.selectFrom('requests');
+  // SQLite's search joins the FTS5 table (see sqliteMatch); its columns are only named in SQL, so the join
+  // keeps the type of the plain query
+  const match = store.engine === 'sqlite' && f.q !== undefined ? sqliteMatch(f.q) : null;
+  if (match !== null) {
+    base = base.innerJoin(
+      sql<{ rowid: number }>`request_search`.as('request_search'),
+      'request_search.rowid',
+      'requests.id',
+    ) as unknown as typeof base;
+    base = base.where(sql<boolean>`request_search match ${match}`);
+  } else if (f.q !== undefined) {
+    base = base.where(requestMatches(store.engine, f.q));
+  }
+  if (f.portal) {
+    base = base.where('requests.portal_id', 'in', (eb) =>
+      eb.selectFrom('portals').select('portals.id').where('portals.name', '=', f.portal!),
+    );
+  }
   if (f.mailbox) {
     base = base.where('requests.mailbox_id', 'in', (eb) =>
       eb.selectFrom('mailboxes').select('mailboxes.id').where('mailboxes.name', '=', f.mailbox!),
@@ -84,11 +104,18 @@ export function filteredRequests(store: Store, f: RequestFilter & { id?: number 
       eb(eb.fn('lower', ['requests.requester_address']), '=', f.requester!.toLowerCase()),
     );
   }
-  if (f.q !== undefined) base = base.where(requestMatches(store.engine, f.q));
   if (f.before !== undefined) base = base.where('requests.id', '<', f.before);
   if (f.id !== undefined) base = base.where('requests.id', '=', f.id);
+  // searching alone (paging aside), SQLite counts the matches in the FTS5 table, without a lookup per match
+  const onlySearch =
+    match !== null && !f.portal && !f.mailbox && !f.status && !f.requester && f.id === undefined;
+  let ftsCount = db
+    .selectFrom(sql<{ rowid: number }>`request_search`.as('request_search'))
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where(sql<boolean>`request_search match ${match}`);
+  if (f.before !== undefined) ftsCount = ftsCount.where(sql<boolean>`rowid < ${f.before}`);
   return {
-    count: base.select((eb) => eb.fn.countAll<number>().as('n')),
+    count: onlySearch ? ftsCount : base.select((eb) => eb.fn.countAll<number>().as('n')),
     rows: base
       .select([
         'requests.id',
@@ -99,8 +126,14 @@ export function filteredRequests(store: Store, f: RequestFilter & { id?: number 
         'requests.assignee',
         'requests.created_at',
         'requests.updated_at',
-        'portals.name as portal_name',
       ])
+      .select((eb) =>
+        eb
+          .selectFrom('portals')
+          .select('portals.name')
+          .whereRef('portals.id', '=', 'requests.portal_id')
+          .as('portal_name'),
+      )
       .select((eb) =>
         eb
           .selectFrom('conversations')
@@ -108,7 +141,7 @@ export function filteredRequests(store: Store, f: RequestFilter & { id?: number 
           .whereRef('conversations.request_id', '=', 'requests.id')
           .as('conversation_count'),
       )
-      .orderBy('requests.id', 'desc'),
+      .orderBy(match !== null ? sql`request_search.rowid` : sql`requests.id`, 'desc'),
   };
 }
 
@@ -117,7 +150,7 @@ type SummaryRow = Awaited<ReturnType<ReturnType<typeof filteredRequests>['rows']
 export function summaryView(r: SummaryRow): RequestSummary {
   return {
     id: r.id,
-    portal: r.portal_name,
+    portal: r.portal_name ?? '',
     subject: r.subject,
     requester: person(r.requester_address, r.requester_name),
     status: checkStatusStored(r.status),
