@@ -1,9 +1,16 @@
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
+import { filteredRequests } from '../src/features/requests/work.js';
 import { createApi } from '../src/http/app.js';
 import { withActor } from '../src/kernel/actor.js';
-import { nowIso, openStore, type Store } from '../src/store/db.js';
+import { type Engine, nowIso, openStore, type Store } from '../src/store/db.js';
+import { migrateTo } from '../src/store/migrations/index.js';
+import type { Database } from '../src/store/schema.js';
 import { cliRunner } from './support/cli.js';
 import { ENGINES, freshConfig } from './support/engines.js';
 import { checkResponses, type ResponseChecks } from './support/openapi-check.js';
@@ -289,6 +296,48 @@ describe.each(ENGINES)('requests at work, %s', (engine) => {
         q += run % 2 ? special[rand(special.length)] : String.fromCharCode(rand(0x10000));
       }
       await expect(rt.services.requests.list({ q }), JSON.stringify(q)).resolves.toBeDefined();
+    }
+  });
+});
+
+describe.each(ENGINES)('migrations 0009 and 0010 on existing requests, %s', (engine) => {
+  it('makes every status valid, leaves nobody assigned, and indexes the rows already there', async () => {
+    const fresh = await freshConfig(engine);
+    const db = new Kysely<Database>({
+      dialect:
+        engine === 'postgres'
+          ? new PostgresDialect({ pool: new pg.Pool({ connectionString: fresh.env.DATABASE_URL, max: 2 }) })
+          : new SqliteDialect({ database: new SQLite(path.join(fresh.config.dataDir, 'mailintake.sqlite')) }),
+    });
+    try {
+      await migrateTo(db as Kysely<unknown>, engine as Engine, '0007_store_keys');
+      const now = '2026-01-01T00:00:00.000Z';
+      await sql`insert into portals (name, created_at) values ('p', ${now})`.execute(db);
+      await sql`insert into requests (portal_id, subject, requester_address, requester_name, to_addresses,
+          cc_addresses, text_body, status, created_at, updated_at)
+        values (1, 'Old printer', 'old@example.test', 'Olga Old', '[]', '[]', 'kept before the search existed', 'open', ${now}, ${now}),
+          (1, 'Odd', null, null, '[]', '[]', null, 'hand-edited', ${now}, ${now})`.execute(db);
+      await migrateTo(db as Kysely<unknown>, engine as Engine, '0010_request_search');
+      const rows = await db
+        .selectFrom('requests')
+        .select(['id', 'status', 'assignee'])
+        .orderBy('id')
+        .execute();
+      expect(rows).toEqual([
+        { id: 1, status: 'open', assignee: null },
+        { id: 2, status: 'open', assignee: null },
+      ]);
+      const store = { db, engine: engine as Engine, close: async () => undefined };
+      for (const q of ['printer', 'olga', 'old@example.test', 'existed']) {
+        const found = await filteredRequests(store, { q }).rows.execute();
+        expect(
+          found.map((r) => r.id),
+          q,
+        ).toEqual([1]);
+      }
+    } finally {
+      await db.destroy();
+      await fresh.cleanup();
     }
   });
 });
