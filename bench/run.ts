@@ -39,6 +39,7 @@ import { type DovecotServer, ensureDovecotInstalled, startDovecot } from '../tes
 import { type EngineName, freshConfig } from '../test/support/engines.js';
 import { ADMIN_URL, ensurePostgres } from '../test/support/postgres.js';
 import { bigBodyMail, bigMail, type MixStats, mailMix } from './mix.js';
+import { SEARCH_REQUESTS, searchCase } from './search.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -58,6 +59,8 @@ const BODY_USERS_ALL = [BODY_TEXT_USER, BODY_HTML_USER, BODY_TEXT2_USER];
 const ONLY_BODIES = process.env.BENCH_ONLY === 'bodies';
 /** BENCH_ONLY=qp runs (h) alone. */
 const ONLY_QP = process.env.BENCH_ONLY === 'qp';
+/** BENCH_ONLY=search runs (i) alone: the request list and search over BENCH_SEARCH_REQUESTS (100,000) requests. */
+const ONLY_SEARCH = process.env.BENCH_ONLY === 'search';
 
 // ---------------------------------------------------------------------------------------------------------
 // Clean-up, also on failure and on Ctrl-C
@@ -764,8 +767,32 @@ async function main(): Promise<void> {
   console.log(`\nresults: ${path.join(outDir, 'results.json')}`);
 }
 
+/** (i) alone: both engines, the machine, and results-search.json. */
+async function onlySearch(): Promise<void> {
+  await ensurePostgres();
+  const host = await machine().catch(() => ({
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+  }));
+  log(
+    `machine: ${host.cpu}, ${host.cores} cores, ${round(os.totalmem() / 1024 ** 3)} GiB, Node ${process.version}, load ${os
+      .loadavg()
+      .map((l) => round(l, 2))
+      .join(' ')}`,
+  );
+  const sqlite = await searchCase('sqlite', log);
+  const postgres = await searchCase('postgres', log);
+  const out = path.join(path.resolve(here, '..'), 'results-search.json');
+  writeFileSync(
+    out,
+    `${JSON.stringify({ machine: host, requests: SEARCH_REQUESTS, sqlite, postgres }, null, 2)}\n`,
+  );
+  console.log(`\nresults: ${out}`);
+}
+
 try {
-  if (ONLY_QP) await qpCases();
+  if (ONLY_SEARCH) await onlySearch();
+  else if (ONLY_QP) await qpCases();
   else await (ONLY_BODIES ? onlyBodies() : main());
 } catch (err) {
   process.exitCode = 1;

@@ -9,6 +9,7 @@ export interface Database {
   portals: PortalTable;
   mailboxes: MailboxTable;
   requests: RequestTable;
+  request_history: RequestHistoryTable;
   conversations: ConversationTable;
   attachments: AttachmentTable;
   message_ids: MessageIdTable;
@@ -88,6 +89,19 @@ export interface RequestTable {
   status: string;
   created_at: string;
   updated_at: string;
+  /** Who works on it (an email, free text for now); null: nobody. Migration 0009. */
+  assignee: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/** Every change of a request's status or assignee: who, when, from what to what (migration 0009). */
+export interface RequestHistoryTable {
+  id: Id;
+  request_id: number;
+  at: string;
+  actor: string;
+  field: string;
+  old: string | null;
+  new: string | null;
 }
 
 export interface ConversationTable {

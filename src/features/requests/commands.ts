@@ -14,6 +14,7 @@ import {
   fields,
   idArg,
   pageOptions,
+  table,
   truncate,
 } from '../shared/cli-kit.js';
 import type { RequestsService } from './service.js';
@@ -22,8 +23,10 @@ import type {
   ConversationView,
   DroppedAttachmentView,
   RequestDetail,
+  RequestHistoryEntry,
   RequestSummary,
 } from './views.js';
+import { REQUEST_STATUSES } from './views.js';
 
 /** The services these commands use (their slices of Services). */
 type Kit = CliKit<{ requests: RequestsService }>;
@@ -33,14 +36,26 @@ export function addRequestCommands(program: Command, k: Kit): void {
   const { leaf, answer, line } = k;
   const requests = program.command('requests').description('requests (tickets) created from mail');
   pageOptions(
-    leaf(requests, 'list', 'list requests, newest first').option('--portal <portal>', 'only this portal'),
+    leaf(requests, 'list', 'list requests, newest first')
+      .option('--portal <portal>', 'only this portal')
+      .option('--mailbox <mailbox>', 'only requests that came in through this mailbox')
+      .option('--status <status>', `only this status (${REQUEST_STATUSES.join(', ')})`)
+      .option('--requester <address>', "only this requester's address (exact, any case)")
+      .option('--search <words>', 'only requests with all these words in subject, requester or body'),
     'requests',
   )
     .addOption(allOption())
     .action(
       k.listAction(
-        (services, opts: { portal?: string }, page) =>
-          services.requests.list({ portal: opts.portal, ...page }),
+        (services, opts: ListFilterOptions, page) =>
+          services.requests.list({
+            portal: opts.portal,
+            mailbox: opts.mailbox,
+            status: opts.status,
+            requester: opts.requester,
+            q: opts.search,
+            ...page,
+          }),
         REQUEST_COLUMNS,
         (page) => (page.total === 0 ? 'No requests.' : 'No requests on this page.'),
       ),
@@ -51,6 +66,66 @@ export function addRequestCommands(program: Command, k: Kit): void {
       answer(
         (services, id: number) => services.requests.show(id),
         (detail) => printRequest(line, detail),
+      ),
+    );
+  addRequestWorkCommands(requests, k);
+}
+
+interface ListFilterOptions {
+  portal?: string;
+  mailbox?: string;
+  status?: string;
+  requester?: string;
+  search?: string;
+}
+
+/** `requests status ID STATUS | assign ID EMAIL|--none | history ID`. */
+function addRequestWorkCommands(requests: Command, k: Kit): void {
+  const { leaf, answer, line } = k;
+  const changed = (r: RequestSummary) =>
+    line(`Request #${r.id}: status ${r.status}, assignee ${r.assignee === null ? '-' : clean(r.assignee)}`);
+  leaf(requests, 'status', `set a request's status (${REQUEST_STATUSES.join(', ')})`)
+    .argument('<id>', 'request id', idArg)
+    .argument('<status>', REQUEST_STATUSES.join(' | '))
+    .action(
+      answer<[number, string], RequestSummary>(
+        (services, id: number, status: string) => services.requests.setStatus(id, status),
+        changed,
+      ),
+    );
+  leaf(requests, 'assign', 'assign a request to someone (an email address), or to nobody with --none')
+    .argument('<id>', 'request id', idArg)
+    .argument('[email]', "the assignee's email address")
+    .option('--none', 'assign to nobody')
+    .action(
+      answer<[number, string | undefined, { none?: boolean }], RequestSummary>(
+        (services, id, email, opts) => {
+          if (opts.none ? email !== undefined : email === undefined) {
+            throw new MailintakeError('INVALID_SETTINGS', 'give an email address or --none (not both)', {
+              details: {
+                fields: [{ field: 'assignee', message: 'give an email address or --none (not both)' }],
+              },
+            });
+          }
+          return services.requests.assign(id, opts.none ? null : email!);
+        },
+        changed,
+      ),
+    );
+  leaf(requests, 'history', "a request's status and assignee changes, oldest first")
+    .argument('<id>', 'request id', idArg)
+    .action(
+      answer<[number], RequestHistoryEntry[]>(
+        (services, id) => services.requests.history(id),
+        (entries: RequestHistoryEntry[]) => {
+          if (entries.length === 0) return line('No changes.');
+          line(
+            table(
+              ['AT', 'ACTOR', 'FIELD', 'OLD', 'NEW'],
+              entries.map((h) => [h.at, clean(h.actor), h.field, clean(h.old ?? '-'), clean(h.new ?? '-')]),
+            ),
+          );
+        },
       ),
     );
 }

@@ -3,20 +3,57 @@ import { attachmentResponse } from '../shared/download.js';
 import { pageOf } from '../shared/page.js';
 import {
   type Api,
+  bodyDoc,
   download,
   errors,
   idParams,
   keysetQuery,
   ok,
+  parse,
   queryOf,
+  readJson,
   UNKNOWN_FILTER,
 } from '../shared/route-kit.js';
 import type { IntakeLogService, RequestsService } from './service.js';
-import { intakeLogEntrySchema, outcomeSchema, requestDetailSchema, requestSummarySchema } from './views.js';
+import {
+  intakeLogEntrySchema,
+  outcomeSchema,
+  REQUEST_STATUSES,
+  requestDetailSchema,
+  requestHistoryEntrySchema,
+  requestSummarySchema,
+} from './views.js';
+import { MAX_QUERY_CHARS } from './work.js';
 
 /** Requests with their attachments, and the intake log with the raw mails as fetched. */
 
-const requestsQuery = queryOf({ portal: z.string().min(1).optional(), ...keysetQuery });
+const requestsQuery = queryOf({
+  portal: z.string().min(1).optional(),
+  mailbox: z.string().min(1).optional(),
+  status: z.enum(REQUEST_STATUSES).optional(),
+  requester: z
+    .string()
+    .min(1)
+    .max(320)
+    .optional()
+    .openapi({ param: { description: "The requester's address, exact but case-insensitive" } }),
+  q: z
+    .string()
+    .max(MAX_QUERY_CHARS)
+    .optional()
+    .openapi({
+      param: {
+        description:
+          'Words that must all occur in the subject, the requester’s name or address, or the body. Plain words: ' +
+          'no operators, quotes or wildcards; a word without a letter or digit is ignored.',
+      },
+    }),
+  ...keysetQuery,
+});
+const statusBody = z.strictObject({ status: z.enum(REQUEST_STATUSES) });
+const assigneeBody = z.strictObject({
+  assignee: z.string().min(1).max(320).nullable().openapi({ description: 'An email address; null: nobody' }),
+});
 const logQuery = queryOf({
   mailbox: z.string().min(1).optional(),
   outcome: outcomeSchema.optional(),
@@ -48,6 +85,27 @@ export const attachmentContent = createRoute({
   request: { params: idParams('attachment') },
   responses: { 200: download('The attachment’s bytes', '*/*'), ...errors(400, 401, 404) },
 });
+export const setRequestStatus = createRoute({
+  method: 'put',
+  path: '/api/v1/requests/{id}/status',
+  summary: 'Set the status of a request (written to its history with who set it)',
+  request: { params: idParams('request'), body: bodyDoc(statusBody) },
+  responses: { 200: ok('The request', requestSummarySchema), ...errors(400, 401, 404) },
+});
+export const assignRequest = createRoute({
+  method: 'put',
+  path: '/api/v1/requests/{id}/assignee',
+  summary: 'Assign a request to someone (an email address), or to nobody with null',
+  request: { params: idParams('request'), body: bodyDoc(assigneeBody) },
+  responses: { 200: ok('The request', requestSummarySchema), ...errors(400, 401, 404) },
+});
+export const requestHistory = createRoute({
+  method: 'get',
+  path: '/api/v1/requests/{id}/history',
+  summary: 'The status and assignee changes of a request, oldest first',
+  request: { params: idParams('request') },
+  responses: { 200: ok('The changes', z.array(requestHistoryEntrySchema)), ...errors(400, 401, 404) },
+});
 export const listLog = createRoute({
   method: 'get',
   path: '/api/v1/log',
@@ -78,6 +136,17 @@ export function mountRequestRoutes(
 ): void {
   app.openapi(listRequests, async (c) => c.json(await services.requests.list(c.req.valid('query')), 200));
   app.openapi(showRequest, async (c) => c.json(await services.requests.show(c.req.valid('param').id), 200));
+  app.openapi(setRequestStatus, async (c) => {
+    const body = parse(statusBody, await readJson(c));
+    return c.json(await services.requests.setStatus(c.req.valid('param').id, body.status), 200);
+  });
+  app.openapi(assignRequest, async (c) => {
+    const body = parse(assigneeBody, await readJson(c));
+    return c.json(await services.requests.assign(c.req.valid('param').id, body.assignee), 200);
+  });
+  app.openapi(requestHistory, async (c) =>
+    c.json(await services.requests.history(c.req.valid('param').id), 200),
+  );
   app.openapi(attachmentContent, async (c) => {
     const { meta, open } = await services.requests.attachment(c.req.valid('param').id);
     return attachmentResponse(meta, open());

@@ -16,8 +16,10 @@ import type {
   DroppedAttachmentView,
   IntakeLogEntry,
   RequestDetail,
+  RequestHistoryEntry,
   RequestSummary,
 } from './views.js';
+import { listRequests, type RequestFilter, requestWork } from './work.js';
 
 /**
  * The largest page any list gives, the API's and the CLI's `limit` alike (they used to say 1000 while this said
@@ -27,12 +29,7 @@ export { MAX_PAGE } from '../../kernel/limits.js';
 
 export interface RequestsService {
   /** Newest first. `before`: only ids below it (page on from the last id seen; new requests do not shift it). */
-  list(q: {
-    portal?: string;
-    limit?: number;
-    offset?: number;
-    before?: number;
-  }): Promise<Page<RequestSummary>>;
+  list(q: RequestFilter & { limit?: number; offset?: number }): Promise<Page<RequestSummary>>;
   show(id: number): Promise<RequestDetail>;
   attachment(id: number): Promise<{ meta: AttachmentView; open(): Readable }>;
   /**
@@ -49,6 +46,12 @@ export interface RequestsService {
   }): Promise<MailBodyView>;
   /** An attachment of that request (404 for another request's), for the inline images of `body`. */
   inlinePart(requestId: number, attachmentId: number): Promise<{ meta: AttachmentView; open(): Readable }>;
+  /** Sets the status (INVALID_SETTINGS naming `status` when it is not one); a change is written to the history. */
+  setStatus(id: number, status: string): Promise<RequestSummary>;
+  /** Sets or clears (null) the assignee, an email address; a change is written to the history. */
+  assign(id: number, assignee: string | null): Promise<RequestSummary>;
+  /** The status and assignee changes of a request, oldest first. */
+  history(id: number): Promise<RequestHistoryEntry[]>;
 }
 
 /** A mail body ready for the sandboxed frame: an HTML fragment, and how many remote images were left out. */
@@ -56,6 +59,7 @@ export interface MailBodyView {
   html: string;
   blockedRemoteImages: number;
 }
+
 export interface IntakeLogService {
   list(q: {
     mailbox?: string;
@@ -122,7 +126,8 @@ export function createRequestsService(deps: {
       portal: r.portal_name,
       subject: r.subject,
       requester: person(r.requester_address, r.requester_name),
-      status: r.status,
+      status: r.status as RequestDetail['status'],
+      assignee: r.assignee,
       conversationCount: convs.length,
       createdAt: r.created_at,
       updatedAt: r.updated_at,
@@ -153,24 +158,17 @@ export function createRequestsService(deps: {
     };
   };
   return {
-    list: async (q) => {
-      const window = page(q.limit, q.offset);
-      if (q.portal && !(await repo.portalExists(q.portal))) {
-        throw new MailintakeError('NOT_FOUND', `no portal named "${q.portal}"`, {
-          details: { fields: [{ field: 'portal', message: `no portal named "${q.portal}"` }] },
-        });
-      }
-      return fetchPage(repo.requests(q), window, (r) => ({
-        id: r.id,
-        portal: r.portal_name,
-        subject: r.subject,
-        requester: person(r.requester_address, r.requester_name),
-        status: r.status,
-        conversationCount: Number(r.conversation_count ?? 0),
-        createdAt: r.created_at,
-        updatedAt: r.updated_at,
-      }));
-    },
+    list: (q) =>
+      listRequests(deps.store, q, {
+        portal: async (name) => {
+          if (!(await repo.portalExists(name))) {
+            throw new MailintakeError('NOT_FOUND', `no portal named "${name}"`, {
+              details: { fields: [{ field: 'portal', message: `no portal named "${name}"` }] },
+            });
+          }
+        },
+        mailbox: (name) => assertMailboxExists(deps.store, name),
+      }),
     show,
     attachment: async (id) => {
       const a = await repo.attachment(id);
@@ -208,6 +206,7 @@ export function createRequestsService(deps: {
         throw new MailintakeError('NOT_FOUND', `no attachment #${attachmentId} in request #${requestId}`);
       return { meta: attachmentView(a), open: () => deps.blobs.get(a.sha256) };
     },
+    ...requestWork(deps.store),
   };
 }
 

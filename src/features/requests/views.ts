@@ -39,18 +39,39 @@ export const droppedAttachmentViewSchema = attachmentViewSchema
   });
 export type DroppedAttachmentView = z.infer<typeof droppedAttachmentViewSchema>;
 
+/** The statuses a request can have (migration 0009 made every row one of them); a new request is open. */
+export const REQUEST_STATUSES = ['open', 'in-progress', 'on-hold', 'resolved', 'closed'] as const;
+
 const requestSummaryFields = {
   id: z.number().int(),
   portal: z.string(),
   subject: z.string(),
   requester: addressSchema.nullable(),
-  status: z.string(),
+  status: z.enum(REQUEST_STATUSES),
+  /** Who works on it (an email); null: nobody. */
+  assignee: z.string().nullable(),
   conversationCount: z.number().int(),
   createdAt: timestamp(),
   updatedAt: timestamp(),
 };
 export const requestSummarySchema = z.object(requestSummaryFields).openapi('RequestSummary');
 export type RequestSummary = z.infer<typeof requestSummarySchema>;
+
+export type RequestStatus = (typeof REQUEST_STATUSES)[number];
+
+/** One change of a request's status or assignee. */
+export const requestHistoryEntrySchema = z
+  .object({
+    id: z.number().int(),
+    requestId: z.number().int(),
+    at: timestamp(),
+    actor: z.string().openapi({ description: 'Who: api-key:<name>, cli:<os user> or system' }),
+    field: z.enum(['status', 'assignee']),
+    old: z.string().nullable(),
+    new: z.string().nullable(),
+  })
+  .openapi('RequestHistoryEntry');
+export type RequestHistoryEntry = z.infer<typeof requestHistoryEntrySchema>;
 
 /** The parts of a request's first mail and of a conversation that are the same. */
 const mailBodyFields = {
