@@ -7,13 +7,14 @@ import * as m0004 from './0004-oauth.js';
 import * as m0005 from './0005-sweep.js';
 import * as m0006 from './0006-mailbox-removal.js';
 import * as m0007 from './0007-store-keys.js';
+import * as m0008 from './0008-people.js';
 import type { MigrationStep } from './shared.js';
 
 /**
  * One migration set for both engines, in order; a new migration is a new file here and a line below. Each
  * file's `name` is what kysely_migration records: existing databases compare by it, so it never changes.
  */
-export const MIGRATIONS: readonly MigrationStep[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0007];
+export const MIGRATIONS: readonly MigrationStep[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0007, m0008];
 
 class StepProvider implements MigrationProvider {
   constructor(private readonly engine: Engine) {}
