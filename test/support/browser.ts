@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 
@@ -10,6 +11,31 @@ import { type Browser, type BrowserContext, chromium, type Page } from 'playwrig
  * lists them and `assertClean()` fails the test on any.
  */
 export const CHROMIUM = '/usr/bin/chromium';
+
+/**
+ * Installs Debian's Chromium with apt-get when /usr/bin/chromium is missing (global-setup.ts calls it once, the
+ * way it installs Dovecot). Not root: says which command to run instead.
+ */
+export async function ensureChromiumInstalled(log: (line: string) => void = console.log): Promise<void> {
+  if (existsSync(CHROMIUM)) return;
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
+    throw new Error(
+      `${CHROMIUM} is missing and we are not root: install it with "apt-get install -y --no-install-recommends chromium"`,
+    );
+  }
+  log('[chromium] not installed; installing chromium with apt-get (a minute or two)');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const run = (args: string[]) =>
+    new Promise<void>((resolve, reject) =>
+      execFile('apt-get', args, { env, maxBuffer: 64 * 1024 * 1024 }, (err, _out, stderr) =>
+        err ? reject(new Error(`apt-get ${args.join(' ')} failed: ${stderr || err.message}`)) : resolve(),
+      ),
+    );
+  await run(['update']);
+  await run(['install', '-y', '--no-install-recommends', 'chromium']);
+  if (!existsSync(CHROMIUM)) throw new Error(`apt-get installed chromium, but ${CHROMIUM} is still missing`);
+  log('[chromium] installed');
+}
 
 export interface TestBrowser {
   browser: Browser;
