@@ -162,8 +162,8 @@ describe.each(ENGINES)('people and the console shell (%s)', (engine) => {
       p.page.waitForURL(`${url}/users`),
       p.page.getByRole('button', { name: 'Sign in' }).click(),
     ]);
-    expect(await p.page.locator('table').innerText()).toContain('admin@example.org');
-    expect(await p.page.locator('header').innerText()).toContain('admin@example.org');
+    expect(await p.page.locator('table').textContent()).toContain('admin@example.org');
+    expect(await p.page.locator('header').textContent()).toContain('admin@example.org');
     const cookie = await sessionCookie(p);
     const before = await fetch(`${url}/users`, { headers: { cookie }, redirect: 'manual' });
     expect(before.status).toBe(200);
@@ -196,14 +196,14 @@ describe.each(ENGINES)('people and the console shell (%s)', (engine) => {
 
     const p = await open();
     await p.page.goto(link as string);
-    expect(await p.page.locator('main').innerText()).toContain('tech@example.org');
+    expect(await p.page.locator('main').textContent()).toContain('tech@example.org');
     await p.page.getByLabel('New password').fill(TECH_PASSWORD);
     await p.page.getByLabel('The same password again').fill(TECH_PASSWORD);
     await Promise.all([
       p.page.waitForURL(/\/login\?done=password$/),
       p.page.getByRole('button', { name: 'Set password' }).click(),
     ]);
-    expect(await p.page.getByRole('status').innerText()).toContain('Your password is set');
+    expect(await p.page.getByRole('status').textContent()).toContain('Your password is set');
 
     // the link works once
     const again = await fetch(link as string);
@@ -211,12 +211,12 @@ describe.each(ENGINES)('people and the console shell (%s)', (engine) => {
 
     await signIn(p, url, 'tech@example.org', TECH_PASSWORD);
     expect(new URL(p.page.url()).pathname).toBe('/requests');
-    expect(await p.page.locator('main').innerText()).toContain('in portal default');
+    expect(await p.page.locator('main').textContent()).toContain('in portal default');
     expect(await p.page.getByRole('link', { name: 'Users' }).count()).toBe(0);
     const refused = await p.page.goto(`${url}/users`);
     expect(refused?.status()).toBe(403);
     expect(refused?.headers()['content-security-policy']).toBe(CSP);
-    expect(await p.page.locator('main').innerText()).toContain('UNAUTHORIZED');
+    expect(await p.page.locator('main').textContent()).toContain('UNAUTHORIZED');
     p.assertClean();
   });
 
@@ -286,13 +286,13 @@ describe.each(ENGINES)('people and the console shell (%s)', (engine) => {
     const p = await open();
     const first = await signIn(p, url, ADMIN.email, 'not the password at all');
     expect(first?.status()).toBe(401);
-    expect(await p.page.getByRole('alert').innerText()).toBe('Wrong email or password.');
+    expect(await p.page.getByRole('alert').textContent()).toBe('Wrong email or password.');
     expect(await p.page.getByLabel('Email').inputValue()).toBe(ADMIN.email);
     for (let i = 1; i < SIGN_IN_MAX_FAILURES; i++) await signIn(p, url, ADMIN.email, `wrong ${i}`);
     const throttled = await signIn(p, url, ADMIN.email, ADMIN.password);
     expect(throttled?.status()).toBe(429);
     expect(Number(throttled?.headers()['retry-after'])).toBeGreaterThan(0);
-    expect(await p.page.getByRole('alert').innerText()).toMatch(
+    expect(await p.page.getByRole('alert').textContent()).toMatch(
       /^Too many failed sign-ins\. Try again in \d+ minute/,
     );
     expect((await p.context.cookies()).some((c) => c.name === 'mi_session')).toBe(false);

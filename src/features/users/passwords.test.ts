@@ -24,7 +24,9 @@ describe('password hashing (scrypt)', () => {
     const stored = await hashPassword('parameters travel with it');
     const [, , r, p, salt, key] = stored.split('$');
     // another N than today's: verification must use the stored one, so it fails with a wrong N
-    expect(await verifyPassword('parameters travel with it', `scrypt$16384$${r}$${p}$${salt}$${key}`)).toBe(false);
+    expect(await verifyPassword('parameters travel with it', `scrypt$16384$${r}$${p}$${salt}$${key}`)).toBe(
+      false,
+    );
   });
 
   it('never matches a missing or malformed hash (an account without a password, a tampered row)', async () => {
