@@ -281,6 +281,19 @@ describe.each(ENGINES)('people and the console shell (%s)', (engine) => {
     p.assertClean();
   });
 
+  it('the page harness itself catches a dialog and a request to another host', async () => {
+    const p = await open();
+    await p.page.goto(`${url}/login`);
+    // from the test driver, outside the page's CSP: what a script slipped into a page would do
+    await p.page.evaluate(() => (globalThis as unknown as { alert(message: string): void }).alert('x'));
+    // (a fetch from the page would not even leave: the CSP has no connect-src; a navigation does try)
+    await expect(p.page.goto('http://remote.example.invalid/beacon')).rejects.toThrow();
+    expect(p.problems().join('\n')).toMatch(
+      /dialog \(alert\): x[\s\S]*remote\.example\.invalid|remote\.example\.invalid[\s\S]*dialog/,
+    );
+    expect(() => p.assertClean()).toThrow('the page misbehaved');
+  });
+
   // last: it locks sign-in from this address for SIGN_IN_LOCK_MS
   it('a wrong password is told clearly; after the limit even the right one is refused (throttled)', async () => {
     const p = await open();
