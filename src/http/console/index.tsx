@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Context, Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { getCookie } from 'hono/cookie';
 import type { Child } from 'hono/jsx';
@@ -82,8 +82,29 @@ function refused(c: Context, user: SessionUser | null, message: string) {
   );
 }
 
+/** Marks the console's own "no such page", so that the API app goes on routing (e.g. /oauth/callback). */
+const MISS_HEADER = 'x-mailintake-console-miss';
+
+/**
+ * Mounts the console on the API's app as one middleware in front of its 404: the console's pages are not API
+ * routes (the OpenAPI document lists every route the app registers, and only API routes). /api/ is never the
+ * console's; any other path the console does not know goes on to the API app's routes.
+ */
 export function mountConsole(app: Hono<BlankEnv>, services: Services): void {
-  const publicUrl = services.users.publicUrl;
+  const ui = consoleApp(services);
+  app.use('*', async (c, next) => {
+    if (c.req.path.startsWith('/api/')) return next();
+    const res = await ui.fetch(c.req.raw, c.env);
+    if (res.headers.has(MISS_HEADER)) return next();
+    return res;
+  });
+}
+
+function consoleApp(services: Services): Hono<BlankEnv> {
+  const app = new Hono<BlankEnv>();
+  app.notFound(() => new Response(null, { status: 404, headers: { [MISS_HEADER]: '1' } }));
+  // read when a page is served: the app is also built from partial services (the OpenAPI document's tests)
+  const publicUrl = (): string => services.users.publicUrl;
   const formLimit = bodyLimit({
     maxSize: CONSOLE_MAX_FORM_BYTES,
     onError: (c) => c.text('The form is too large.', 413),
@@ -160,7 +181,7 @@ export function mountConsole(app: Hono<BlankEnv>, services: Services): void {
         200,
         'Sign in',
         null,
-        <SignInForm csrf={loginCsrf(c, publicUrl)} next={next} notice={notice} />,
+        <SignInForm csrf={loginCsrf(c, publicUrl())} next={next} notice={notice} />,
       );
     }),
   );
@@ -176,14 +197,14 @@ export function mountConsole(app: Hono<BlankEnv>, services: Services): void {
           password: form.password ?? '',
           address: clientAddress(c),
         });
-        setSessionCookie(c, publicUrl, token, SESSION_MAX_AGE_MS);
+        setSessionCookie(c, publicUrl(), token, SESSION_MAX_AGE_MS);
         return c.redirect(next, 303);
       } catch (e) {
         if (!isMailintakeError(e) || (e.code !== 'UNAUTHORIZED' && e.code !== 'SIGN_IN_THROTTLED')) throw e;
         const retry = e.details.retryAfterSeconds;
         if (typeof retry === 'number') c.header('Retry-After', String(retry));
         const form = (
-          <SignInForm csrf={loginCsrf(c, publicUrl)} next={next} email={email} error={e.message} />
+          <SignInForm csrf={loginCsrf(c, publicUrl())} next={next} email={email} error={e.message} />
         );
         return render(c, e.code === 'SIGN_IN_THROTTLED' ? 429 : 401, 'Sign in', null, form);
       }
@@ -196,7 +217,7 @@ export function mountConsole(app: Hono<BlankEnv>, services: Services): void {
     page('user', async (c) => {
       const token = sessionToken(c);
       if (token) await services.users.signOut(token);
-      clearSessionCookie(c, publicUrl);
+      clearSessionCookie(c, publicUrl());
       return c.redirect('/login', 303);
     }),
   );
@@ -208,7 +229,7 @@ export function mountConsole(app: Hono<BlankEnv>, services: Services): void {
       const { email } = await services.users.linkFor(token);
       const form = (
         <SetPasswordForm
-          csrf={loginCsrf(c, publicUrl)}
+          csrf={loginCsrf(c, publicUrl())}
           token={token}
           email={email}
           minLength={PASSWORD_MIN_CHARS}
@@ -233,7 +254,7 @@ export function mountConsole(app: Hono<BlankEnv>, services: Services): void {
         if (!isMailintakeError(e) || e.code !== 'INVALID_SETTINGS') throw e;
         const again = (
           <SetPasswordForm
-            csrf={loginCsrf(c, publicUrl)}
+            csrf={loginCsrf(c, publicUrl())}
             token={token}
             email={email}
             minLength={PASSWORD_MIN_CHARS}
@@ -271,6 +292,7 @@ export function mountConsole(app: Hono<BlankEnv>, services: Services): void {
   );
 
   mountAssets(app);
+  return app;
 }
 
 /** The files of the assets folder, by exact name (no paths): read once, served with their type and nosniff. */
