@@ -26,6 +26,7 @@ import { createIntakeLogService, createRequestsService } from '../features/reque
 import { createSecretKeyService } from '../features/secret-key/service.js';
 import type { Services } from '../features/services.js';
 import { createSystemLogService } from '../features/system-log/service.js';
+import { createUsersService } from '../features/users/service.js';
 import { ErrorFolder } from '../intake/error-folder.js';
 import type { DropNotifier, FetchContext } from '../intake/fetch-mailbox.js';
 import { MailboxLease } from '../intake/lease.js';
@@ -95,7 +96,8 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   const blobs = new FileBlobStore(path.join(config.dataDir, 'blobs'));
   const rawPacks = new RawPacks(path.join(config.dataDir, 'raw'));
   // OAuth: one redirect URL for every consent (the state says whose); tokens per mailbox id, sealed
-  const redirectUrl = `${await resolvePublicUrl(store, config)}/oauth/callback`;
+  const publicUrl = await resolvePublicUrl(store, config);
+  const redirectUrl = `${publicUrl}/oauth/callback`;
   const oauthTokens = new OAuthTokens({ store, box, logger, redirectUrl });
   const mailboxes = createMailboxRepo(store);
   /** Every connection of a mailbox goes through here, so OAuth mailboxes always get their token source. */
@@ -115,7 +117,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   sender.start();
   const base: Wiring = { config, opts, logger, box, store, blobs, rawPacks, mailboxes, oauthTokens, connect };
   const intake = wireIntake(base, new StoreNotifier(() => sender.kick()));
-  const services = wireServices(base, { redirectUrl, smtp, sender, ...intake });
+  const services = wireServices(base, { publicUrl, redirectUrl, smtp, sender, ...intake });
   const sweeper = createSweeper(base);
 
   let closed = false;
@@ -209,6 +211,7 @@ function wireIntake(w: Wiring, notifier: StoreNotifier) {
 function wireServices(
   w: Wiring,
   more: {
+    publicUrl: string;
     redirectUrl: string;
     smtp: SmtpSettings;
     sender: OutboxSender;
@@ -256,6 +259,7 @@ function wireServices(
     systemLog: createSystemLogService({ store }),
     fetch: createFetchService({ mailboxes, rounds: more.rounds }),
     apiKeys: createApiKeysService({ store }),
+    users: createUsersService({ store, publicUrl: more.publicUrl }),
   };
 }
 

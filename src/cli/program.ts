@@ -10,6 +10,7 @@ import { addSecretKeyCommands } from '../features/secret-key/commands.js';
 import type { Services } from '../features/services.js';
 import type { CliKit } from '../features/shared/cli-kit.js';
 import { addIntakeLogCommands, addSystemLogCommands } from '../features/system-log/commands.js';
+import { addUserCommands } from '../features/users/commands.js';
 import { storeLocation } from '../kernel/store-location.js';
 import { addFetchCommand } from './fetch.js';
 import { type CliIo, createKit, createOutput } from './kit.js';
@@ -93,4 +94,5 @@ function mountCommands(program: Command, kit: CliKit<Services>, run: CliRun): vo
   addSecretKeyCommands(program, kit);
   addAttachmentCommands(program, kit);
   addApiKeyCommands(program, kit);
+  addUserCommands(program, kit, () => run.io.stdin ?? process.stdin);
 }

@@ -7,6 +7,7 @@ import type { OAuthService } from './oauth/service.js';
 import type { PortalsService } from './portals/service.js';
 import type { IntakeLogService, RequestsService } from './requests/service.js';
 import type { SystemLogService } from './system-log/service.js';
+import type { UsersService } from './users/service.js';
 
 /**
  * The operations the CLI and the REST API both offer (and the web page later). Routes and commands are thin:
@@ -27,4 +28,5 @@ export interface Services extends NotificationServices, ErrorFolderServices {
   systemLog: SystemLogService;
   fetch: FetchService;
   apiKeys: ApiKeysService;
+  users: UsersService;
 }

@@ -29,6 +29,7 @@ import {
   MailintakeError,
 } from '../kernel/errors.js';
 import { API_MAX_BODY_BYTES as MAX_BODY_BYTES } from '../kernel/limits.js';
+import { mountConsole } from './console/index.js';
 
 /**
  * The REST API: the app, authentication, the error answers and the features' routes. Each feature declares its
@@ -54,11 +55,13 @@ const defaultLogger: ApiLogger = {
 };
 
 /** HTTP status per code. Codes not listed (and anything not coded) answer 500 INTERNAL with a generic message. */
-const STATUS: Partial<Record<ErrorCode, 400 | 401 | 404 | 409 | 502 | 503>> = {
+const STATUS: Partial<Record<ErrorCode, 400 | 401 | 404 | 409 | 429 | 502 | 503>> = {
   INVALID_SETTINGS: 400,
   INVALID_JSON: 400,
   INVALID_ID: 400,
   UNAUTHORIZED: 401,
+  // too many failed sign-ins: Retry-After says when to come back (details.retryAfterSeconds)
+  SIGN_IN_THROTTLED: 429,
   NOT_FOUND: 404,
   CONFLICT: 409,
   MAILBOX_BUSY: 409,
@@ -126,6 +129,8 @@ export function createApi(services: Services, opts: ApiOptions = {}): Api {
   mountSystemLogRoutes(app, services);
   mountErrorMailRoutes(app, services);
   mountNotificationRoutes(app, services);
+  // the web console: pages outside /api/ on the same app (src/http/console)
+  mountConsole(app, services);
 
   app.notFound((c) =>
     c.json({ error: 'NOT_FOUND', message: 'No such route.', details: {} } satisfies ErrorBody, 404),
@@ -186,6 +191,7 @@ function errorAnswer(err: Error, c: Context, logger: ApiLogger): Response {
   const status = isMailintakeError(err) ? STATUS[err.code] : undefined;
   if (isMailintakeError(err) && status !== undefined) {
     if (status === 503) c.header('Retry-After', '30');
+    if (status === 429) c.header('Retry-After', String(err.details.retryAfterSeconds ?? 60));
     return c.json(redact(err.toJSON(), secrets) satisfies ErrorBody, status);
   }
   // The real error goes to the log only: its message may name tables, paths or driver internals. The log line

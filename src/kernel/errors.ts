@@ -52,6 +52,8 @@ export const ERROR_HELP = {
   NOT_FOUND: 'No such item.',
   CONFLICT: 'The item already exists or was changed meanwhile.',
   UNAUTHORIZED: 'A valid API key is required (Authorization: Bearer …).',
+  SIGN_IN_THROTTLED:
+    'Too many failed sign-ins for this account or from this address. Wait until details.retryAfterSeconds have passed (the API answers 429 with Retry-After); the limits are SIGN_IN_* in src/kernel/limits.ts.',
   // Running the command line and the service
   STORE_NOT_FOUND:
     'There is no data directory where the command looked (MAILINTAKE_DATA_DIR, default ./data in the current directory). Run it where the data directory is, or set MAILINTAKE_DATA_DIR; only serve and commands that set something up (add, create, set) start a new store.',
@@ -105,6 +107,7 @@ export const ROUND_RULES: { readonly [C in ErrorCode]: RoundRule } = {
   NOT_FOUND: 'outside-round',
   CONFLICT: 'outside-round',
   UNAUTHORIZED: 'outside-round',
+  SIGN_IN_THROTTLED: 'outside-round',
   STORE_NOT_FOUND: 'outside-round',
   PORT_IN_USE: 'outside-round',
   // An unexpected error is not known to be the mail's fault: the mail gets another chance next round.

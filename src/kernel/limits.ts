@@ -305,3 +305,26 @@ export const REFRESH_WAIT_POLL_MS = 200;
 
 /** Largest request body the API reads; settings and rules are small JSON documents. */
 export const API_MAX_BODY_BYTES = 1 * MiB;
+
+// ---- People and the console (features/users/, http/console/) -----------------------------------------------
+
+/** An email address as RFC 5321 allows it (a user's address is stored lowercased). */
+export const USER_EMAIL_MAX_CHARS = 254;
+/** Shortest password accepted: long passphrases beat composition rules. */
+export const PASSWORD_MIN_CHARS = 12;
+/** Longest password accepted: scrypt reads all of it, so an unbounded one is a cheap way to burn CPU. */
+export const PASSWORD_MAX_CHARS = 1000;
+/** Failed sign-ins per account, and per address, within SIGN_IN_WINDOW_MS before sign-in is refused. */
+export const SIGN_IN_MAX_FAILURES = 5;
+/** The window the failures are counted in. */
+export const SIGN_IN_WINDOW_MS = 15 * MINUTE_MS;
+/** How long sign-in stays refused once the failures reached the limit (the right password too). */
+export const SIGN_IN_LOCK_MS = 15 * MINUTE_MS;
+/** A session ends this long after sign-in, whatever happens. */
+export const SESSION_MAX_AGE_MS = 12 * 60 * MINUTE_MS;
+/** A session nobody used for this long ends. */
+export const SESSION_IDLE_MS = 2 * 60 * MINUTE_MS;
+/** A password-set link (user create --link) is valid this long, once. */
+export const PASSWORD_LINK_TTL_MS = 24 * 60 * MINUTE_MS;
+/** Largest form body a console page reads (sign-in, settings forms). */
+export const CONSOLE_MAX_FORM_BYTES = 64 * 1024;

@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureChromiumInstalled } from './browser.js';
 import { ensureDovecotInstalled } from './dovecot.js';
 import { ADMIN_URL, ensurePostgres } from './postgres.js';
 
@@ -24,6 +25,8 @@ function checkCorpus(): void {
 
 export default async function setup(): Promise<void> {
   await ensureDovecotInstalled((line) => console.log(line));
+  // the console's journeys run in Debian's Chromium (test/support/browser.ts)
+  await ensureChromiumInstalled((line) => console.log(line));
   await ensurePostgres();
   console.log(`[setup] PostgreSQL: ${ADMIN_URL.replace(/\/\/[^@/]*@/, '//')}`);
   checkCorpus();

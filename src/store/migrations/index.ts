@@ -7,6 +7,7 @@ import * as m0004 from './0004-oauth.js';
 import * as m0005 from './0005-sweep.js';
 import * as m0006 from './0006-mailbox-removal.js';
 import * as m0007 from './0007-store-keys.js';
+import * as m0008 from './0008-people.js';
 import * as m0009 from './0009-request-work.js';
 import * as m0010 from './0010-request-search.js';
 import type { MigrationStep } from './shared.js';
@@ -23,6 +24,7 @@ export const MIGRATIONS: readonly MigrationStep[] = [
   m0005,
   m0006,
   m0007,
+  m0008,
   m0009,
   m0010,
 ];

@@ -1,0 +1,77 @@
+import type { Child } from 'hono/jsx';
+import type { SessionUser } from '../../features/users/views.js';
+
+/** The console's navigation: the stable paths (issue 12 §7) that have a page so far. */
+const NAV: { path: string; label: string; admin: boolean }[] = [
+  { path: '/requests', label: 'Requests', admin: false },
+  { path: '/users', label: 'Users', admin: true },
+];
+
+/** Every console page: the header (product, navigation, who is signed in, sign-out) and the main content. */
+export function Layout(props: {
+  title: string;
+  user: SessionUser | null;
+  current?: string;
+  children: Child;
+}) {
+  const { user } = props;
+  return (
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>{`${props.title} · Mailintake`}</title>
+        <link rel="stylesheet" href="/assets/console.css" />
+      </head>
+      <body>
+        <a class="skip" href="#main">
+          Skip to content
+        </a>
+        <header class="top">
+          <span class="product">Mailintake</span>
+          {user ? (
+            <nav aria-label="Main">
+              <ul>
+                {NAV.filter((n) => !n.admin || user.role === 'admin').map((n) => (
+                  <li>
+                    <a href={n.path} aria-current={props.current === n.path ? 'page' : undefined}>
+                      {n.label}
+                    </a>
+                  </li>
+                ))}
+              </ul>
+            </nav>
+          ) : null}
+          {user ? (
+            <form method="post" action="/logout" class="who">
+              <span>
+                {user.email} ({user.role}
+                {user.portal ? `, ${user.portal}` : ''})
+              </span>
+              <input type="hidden" name="_csrf" value={user.csrf} />
+              <button type="submit">Sign out</button>
+            </form>
+          ) : null}
+        </header>
+        <main id="main">{props.children}</main>
+      </body>
+    </html>
+  );
+}
+
+/** A refused or failed page: the code (the same codes as the API's and the CLI's) and what to do. */
+export function ErrorContent(props: { status: number; code: string; message: string }) {
+  return (
+    <section class="narrow">
+      <h1>
+        {props.status === 403 ? 'Not allowed' : props.status === 404 ? 'Not found' : 'Something went wrong'}
+      </h1>
+      <p class="message error" role="alert">
+        <code>{props.code}</code> {props.message}
+      </p>
+      <p>
+        <a href="/">Back to the start page</a>
+      </p>
+    </section>
+  );
+}

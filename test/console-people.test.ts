@@ -1,0 +1,314 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CSP } from '../src/http/console/shell.js';
+import { SIGN_IN_MAX_FAILURES } from '../src/kernel/limits.js';
+import {
+  type StrictPage,
+  seriousA11yViolations,
+  startBrowser,
+  strictPage,
+  type TestBrowser,
+} from './support/browser.js';
+import { ENGINES, freshConfig } from './support/engines.js';
+
+/**
+ * People and the console shell, end to end: users made with the CLI (password on stdin, or a one-time link),
+ * signing in and out through the forms of a real `mailintake serve` in Debian's Chromium, on both engines.
+ * The session, the CSRF checks, the throttle, the security headers and axe-core's verdict.
+ */
+const root = path.resolve(import.meta.dirname, '..');
+const bin = path.join(root, 'bin', 'mailintake.js');
+const ADMIN = { email: 'Admin@Example.org', password: 'a long admin passphrase' };
+const TECH_PASSWORD = 'technician passphrase 1';
+
+let browser: TestBrowser;
+beforeAll(async () => {
+  browser = await startBrowser();
+}, 60_000);
+afterAll(async () => browser?.close());
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => probe.once('listening', r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  return port;
+}
+
+/** The real CLI in its own process, `stdin` piped in (how an admin passes a password). */
+function cli(
+  env: NodeJS.ProcessEnv,
+  args: string[],
+  stdin = '',
+): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: root,
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out, err }));
+    child.stdin.end(stdin);
+  });
+}
+
+/** `mailintake serve`, resolved when it says it is listening. */
+async function serve(
+  env: NodeJS.ProcessEnv,
+): Promise<{ child: ChildProcess; url: string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [bin, 'serve'], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m?.[1]) resolve(m[1]);
+    });
+    void closed.then(() => reject(new Error(`serve ended early:\n${out}\n${err}`)));
+  });
+  return {
+    child,
+    url,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await closed;
+    },
+  };
+}
+
+async function signIn(p: StrictPage, url: string, email: string, password: string) {
+  await p.page.goto(`${url}/login`);
+  await p.page.getByLabel('Email').fill(email);
+  await p.page.getByLabel('Password').fill(password);
+  return Promise.all([
+    p.page.waitForNavigation(),
+    p.page.getByRole('button', { name: 'Sign in' }).click(),
+  ]).then(([response]) => response);
+}
+
+async function sessionCookie(p: StrictPage): Promise<string> {
+  const cookie = (await p.context.cookies()).find((c) => c.name === 'mi_session');
+  expect(cookie?.httpOnly).toBe(true);
+  expect(cookie?.sameSite).toBe('Lax');
+  return `mi_session=${cookie?.value}`;
+}
+
+describe.each(ENGINES)('people and the console shell (%s)', (engine) => {
+  let fresh: Awaited<ReturnType<typeof freshConfig>>;
+  let server: Awaited<ReturnType<typeof serve>>;
+  let env: NodeJS.ProcessEnv;
+  let url: string;
+  const pages: StrictPage[] = [];
+  const open = async () => {
+    const p = await strictPage(browser, url);
+    pages.push(p);
+    // every page of ours carries the policy
+    p.page.on('response', (r) => {
+      if (r.url().startsWith(url) && r.request().resourceType() === 'document' && r.status() < 300) {
+        expect.soft(r.headers()['content-security-policy'], r.url()).toBe(CSP);
+      }
+    });
+    return p;
+  };
+
+  beforeAll(async () => {
+    const port = await freePort();
+    fresh = await freshConfig(engine);
+    url = `http://127.0.0.1:${port}`;
+    env = { ...process.env, ...fresh.env, MAILINTAKE_PORT: String(port), MAILINTAKE_PUBLIC_URL: url };
+    const created = await cli(
+      env,
+      ['user', 'create', '--email', ADMIN.email, '--role', 'admin'],
+      `${ADMIN.password}\n`,
+    );
+    expect(created, created.err).toMatchObject({ code: 0 });
+    server = await serve(env);
+    expect(server.url).toBe(url);
+  }, 120_000);
+  afterAll(async () => {
+    for (const p of pages) await p.context.close();
+    await server?.stop();
+    await fresh?.cleanup();
+  });
+
+  it('an admin made with the CLI signs in, sees the users, signs out; the old session cookie is dead', async () => {
+    const p = await open();
+    const start = await p.page.goto(`${url}/users`);
+    expect(new URL(p.page.url()).pathname + new URL(p.page.url()).search).toBe('/login?next=%2Fusers');
+    expect(start?.headers()['content-security-policy']).toBe(CSP);
+    await p.page.getByLabel('Email').fill(ADMIN.email);
+    await p.page.getByLabel('Password').fill(ADMIN.password);
+    await Promise.all([
+      p.page.waitForURL(`${url}/users`),
+      p.page.getByRole('button', { name: 'Sign in' }).click(),
+    ]);
+    expect(await p.page.locator('table').textContent()).toContain('admin@example.org');
+    expect(await p.page.locator('header').textContent()).toContain('admin@example.org');
+    const cookie = await sessionCookie(p);
+    const before = await fetch(`${url}/users`, { headers: { cookie }, redirect: 'manual' });
+    expect(before.status).toBe(200);
+
+    await Promise.all([
+      p.page.waitForURL(`${url}/login`),
+      p.page.getByRole('button', { name: 'Sign out' }).click(),
+    ]);
+    const after = await fetch(`${url}/users`, { headers: { cookie }, redirect: 'manual' });
+    expect(after.status).toBe(303);
+    expect(after.headers.get('location')).toBe('/login?next=%2Fusers');
+    p.assertClean();
+  });
+
+  it('a technician made with --link sets a password through the link, signs in, and is refused /users', async () => {
+    const made = await cli(env, [
+      'user',
+      'create',
+      '--email',
+      'tech@example.org',
+      '--role',
+      'technician',
+      '--portal',
+      'default',
+      '--link',
+    ]);
+    expect(made.code, made.err).toBe(0);
+    const link = /(http:\/\/\S+\/set-password\?token=[\w-]+)/.exec(made.out)?.[1];
+    expect(link?.startsWith(`${url}/set-password?token=`)).toBe(true);
+
+    const p = await open();
+    await p.page.goto(link as string);
+    expect(await p.page.locator('main').textContent()).toContain('tech@example.org');
+    await p.page.getByLabel('New password').fill(TECH_PASSWORD);
+    await p.page.getByLabel('The same password again').fill(TECH_PASSWORD);
+    await Promise.all([
+      p.page.waitForURL(/\/login\?done=password$/),
+      p.page.getByRole('button', { name: 'Set password' }).click(),
+    ]);
+    expect(await p.page.getByRole('status').textContent()).toContain('Your password is set');
+
+    // the link works once
+    const again = await fetch(link as string);
+    expect(again.status).toBe(404);
+
+    await signIn(p, url, 'tech@example.org', TECH_PASSWORD);
+    expect(new URL(p.page.url()).pathname).toBe('/requests');
+    expect(await p.page.locator('main').textContent()).toContain('in portal default');
+    expect(await p.page.getByRole('link', { name: 'Users' }).count()).toBe(0);
+    const refused = await p.page.goto(`${url}/users`);
+    expect(refused?.status()).toBe(403);
+    expect(refused?.headers()['content-security-policy']).toBe(CSP);
+    expect(await p.page.locator('main').textContent()).toContain('UNAUTHORIZED');
+    p.assertClean();
+  });
+
+  it('a change without the CSRF token is refused (403), and the session stays', async () => {
+    const p = await open();
+    await signIn(p, url, ADMIN.email, ADMIN.password);
+    const cookie = await sessionCookie(p);
+    const noToken = await fetch(`${url}/logout`, {
+      method: 'POST',
+      headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: '',
+      redirect: 'manual',
+    });
+    expect(noToken.status).toBe(403);
+    expect(noToken.headers.get('content-security-policy')).toBe(CSP);
+    expect(await noToken.text()).toContain('UNAUTHORIZED');
+    const wrongToken = await fetch(`${url}/logout`, {
+      method: 'POST',
+      headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: '_csrf=not-the-token',
+      redirect: 'manual',
+    });
+    expect(wrongToken.status).toBe(403);
+    expect((await fetch(`${url}/users`, { headers: { cookie }, redirect: 'manual' })).status).toBe(200);
+    // before a session: the sign-in form's double-submit token is required too
+    const login = await fetch(`${url}/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ email: ADMIN.email, password: ADMIN.password }).toString(),
+      redirect: 'manual',
+    });
+    expect(login.status).toBe(403);
+    expect(login.headers.get('set-cookie') ?? '').not.toContain('mi_session');
+    p.assertClean();
+  });
+
+  it('every page carries the CSP; axe finds no serious or critical violation on /login, /users, /requests', async () => {
+    for (const pathname of [
+      '/login',
+      '/set-password?token=nope',
+      '/',
+      '/users',
+      '/requests',
+      '/assets/console.css',
+    ]) {
+      const r = await fetch(`${url}${pathname}`, { redirect: 'manual' });
+      expect(r.headers.get('content-security-policy'), pathname).toBe(CSP);
+      expect(r.headers.get('x-content-type-options'), pathname).toBe('nosniff');
+      expect(r.headers.get('referrer-policy'), pathname).toBe('same-origin');
+    }
+    expect((await fetch(`${url}/assets/console.css`)).headers.get('content-type')).toBe(
+      'text/css; charset=utf-8',
+    );
+    const p = await open();
+    await p.page.goto(`${url}/login`);
+    expect(await seriousA11yViolations(p.page)).toEqual([]);
+    await signIn(p, url, ADMIN.email, ADMIN.password);
+    for (const pathname of ['/users', '/requests']) {
+      await p.page.goto(`${url}${pathname}`);
+      expect(await seriousA11yViolations(p.page), pathname).toEqual([]);
+    }
+    p.assertClean();
+  });
+
+  it('the page harness itself catches a dialog and a request to another host', async () => {
+    const p = await open();
+    await p.page.goto(`${url}/login`);
+    // from the test driver, outside the page's CSP: what a script slipped into a page would do
+    await p.page.evaluate(() => (globalThis as unknown as { alert(message: string): void }).alert('x'));
+    // (a fetch from the page would not even leave: the CSP has no connect-src; a navigation does try)
+    await expect(p.page.goto('http://remote.example.invalid/beacon')).rejects.toThrow();
+    expect(p.problems().join('\n')).toMatch(
+      /dialog \(alert\): x[\s\S]*remote\.example\.invalid|remote\.example\.invalid[\s\S]*dialog/,
+    );
+    expect(() => p.assertClean()).toThrow('the page misbehaved');
+  });
+
+  // last: it locks sign-in from this address for SIGN_IN_LOCK_MS
+  it('a wrong password is told clearly; after the limit even the right one is refused (throttled)', async () => {
+    const p = await open();
+    const first = await signIn(p, url, ADMIN.email, 'not the password at all');
+    expect(first?.status()).toBe(401);
+    expect(await p.page.getByRole('alert').textContent()).toBe('Wrong email or password.');
+    expect(await p.page.getByLabel('Email').inputValue()).toBe(ADMIN.email);
+    for (let i = 1; i < SIGN_IN_MAX_FAILURES; i++) await signIn(p, url, ADMIN.email, `wrong ${i}`);
+    const throttled = await signIn(p, url, ADMIN.email, ADMIN.password);
+    expect(throttled?.status()).toBe(429);
+    expect(Number(throttled?.headers()['retry-after'])).toBeGreaterThan(0);
+    expect(await p.page.getByRole('alert').textContent()).toMatch(
+      /^Too many failed sign-ins\. Try again in \d+ minute/,
+    );
+    expect((await p.context.cookies()).some((c) => c.name === 'mi_session')).toBe(false);
+    p.assertClean();
+  });
+});
