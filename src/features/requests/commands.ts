@@ -18,6 +18,7 @@ import {
   truncate,
 } from '../shared/cli-kit.js';
 import type { RequestsService } from './service.js';
+import { REQUEST_STATUSES } from './statuses.js';
 import type {
   AttachmentView,
   ConversationView,
@@ -26,7 +27,6 @@ import type {
   RequestHistoryEntry,
   RequestSummary,
 } from './views.js';
-import { REQUEST_STATUSES } from './views.js';
 
 /** The services these commands use (their slices of Services). */
 type Kit = CliKit<{ requests: RequestsService }>;

@@ -2,6 +2,7 @@ import { z } from '@hono/zod-openapi';
 import type { IntakeLogEntry, Outcome } from '../../intake/outcome.js';
 import { DROP_MESSAGES, type DropCode } from '../../mail/attachment-checks.js';
 import { timestamp } from '../shared/page.js';
+import { REQUEST_STATUSES } from './statuses.js';
 
 /** What the API and the CLI show of requests, their mails and attachments, and the intake log. */
 
@@ -39,9 +40,6 @@ export const droppedAttachmentViewSchema = attachmentViewSchema
   });
 export type DroppedAttachmentView = z.infer<typeof droppedAttachmentViewSchema>;
 
-/** The statuses a request can have (migration 0009 made every row one of them); a new request is open. */
-export const REQUEST_STATUSES = ['open', 'in-progress', 'on-hold', 'resolved', 'closed'] as const;
-
 const requestSummaryFields = {
   id: z.number().int(),
   portal: z.string(),
@@ -56,8 +54,6 @@ const requestSummaryFields = {
 };
 export const requestSummarySchema = z.object(requestSummaryFields).openapi('RequestSummary');
 export type RequestSummary = z.infer<typeof requestSummarySchema>;
-
-export type RequestStatus = (typeof REQUEST_STATUSES)[number];
 
 /** One change of a request's status or assignee. */
 export const requestHistoryEntrySchema = z
@@ -134,3 +130,5 @@ export const intakeLogEntrySchema = z
     updatedAt: timestamp(),
   })
   .openapi('IntakeLogEntry') satisfies z.ZodType<IntakeLogEntry>;
+
+export { REQUEST_STATUSES, type RequestStatus } from './statuses.js';
