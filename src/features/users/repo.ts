@@ -1,6 +1,6 @@
-import type { Generated } from 'kysely';
+import { type Generated, sql } from 'kysely';
 import { nowIso, type Store } from '../../store/db.js';
-import type { FailureState } from './throttle.js';
+import type { FailureState, ThrottleLimits } from './throttle.js';
 
 /** The tables of migration 0008-people, typed here (the feature's own tables, added to the store's type). */
 type PeopleTables = {
@@ -126,30 +126,48 @@ export function createUserRepo(store: Store) {
         ).numUpdatedRows,
       ) === 1,
 
-    failures: async (key: string): Promise<FailureState | null> => {
+    /**
+     * Counts one attempt for `key` in one statement (an upsert, atomic on both engines, so parallel attempts
+     * each get their own count) and returns the state after it. A window that has passed, or a lock that ran
+     * out, starts a new count of 1.
+     */
+    reserveAttempt: async (key: string, now: number, limits: ThrottleLimits): Promise<FailureState> => {
+      const at = iso(now);
+      const fresh = sql<boolean>`(sign_in_failures.window_start < ${iso(now - limits.windowMs)} or (sign_in_failures.locked_until is not null and sign_in_failures.locked_until <= ${at}))`;
       const row = await db
-        .selectFrom('sign_in_failures')
-        .selectAll()
-        .where('key', '=', key)
-        .executeTakeFirst();
-      return row
-        ? {
-            count: row.count,
-            windowStart: ms(row.window_start),
-            lockedUntil: row.locked_until === null ? null : ms(row.locked_until),
-          }
-        : null;
-    },
-    saveFailures: async (key: string, s: FailureState) => {
-      const values = {
-        count: s.count,
-        window_start: iso(s.windowStart),
-        locked_until: s.lockedUntil === null ? null : iso(s.lockedUntil),
-      };
-      await db
         .insertInto('sign_in_failures')
-        .values({ key, ...values })
-        .onConflict((oc) => oc.column('key').doUpdateSet(values))
+        .values({ key, count: 1, window_start: at, locked_until: null })
+        .onConflict((oc) =>
+          oc.column('key').doUpdateSet({
+            count: sql`case when ${fresh} then 1 else sign_in_failures.count + 1 end`,
+            window_start: sql`case when ${fresh} then ${at} else sign_in_failures.window_start end`,
+            locked_until: sql`case when ${fresh} then null else sign_in_failures.locked_until end`,
+          }),
+        )
+        .returning(['count', 'window_start', 'locked_until'])
+        .executeTakeFirstOrThrow();
+      return {
+        count: Number(row.count),
+        windowStart: ms(row.window_start),
+        lockedUntil: row.locked_until === null ? null : ms(row.locked_until),
+      };
+    },
+    /** A failed attempt: locks the key for `lockMs` once its count reached the limit (and it is not locked yet). */
+    lockIfReached: async (key: string, now: number, limits: ThrottleLimits) => {
+      await db
+        .updateTable('sign_in_failures')
+        .set({ locked_until: iso(now + limits.lockMs) })
+        .where('key', '=', key)
+        .where('count', '>=', limits.maxFailures)
+        .where('locked_until', 'is', null)
+        .execute();
+    },
+    /** A successful attempt gives its count back (an office behind one address is not locked by sign-ins). */
+    releaseAttempt: async (key: string) => {
+      await db
+        .updateTable('sign_in_failures')
+        .set({ count: sql`case when count > 0 then count - 1 else 0 end` })
+        .where('key', '=', key)
         .execute();
     },
     clearFailures: async (key: string) => {

@@ -10,7 +10,7 @@ import type { Store } from '../../store/db.js';
 import { systemLog } from '../../store/system-log.js';
 import { checkPassword, hashPassword, verifyPassword } from './passwords.js';
 import { createUserRepo, type UserRow } from './repo.js';
-import { afterFailure, DEFAULT_THROTTLE, lockedFor, type ThrottleLimits } from './throttle.js';
+import { admission, DEFAULT_THROTTLE, type ThrottleLimits } from './throttle.js';
 import { ROLES, type Role, type SessionUser, type UserView } from './views.js';
 
 export interface UsersService {
@@ -160,10 +160,11 @@ export function createUsersService(deps: {
     signIn: async ({ email, password, address }) => {
       const e = email.trim().toLowerCase().slice(0, USER_EMAIL_MAX_CHARS);
       const keys = [`account:${sha256(e)}`, `address:${sha256(address)}`];
+      // Each attempt is counted before its password is checked, so parallel guesses cannot outrun the lock.
       const t0 = now();
-      const wait = Math.max(
-        ...(await Promise.all(keys.map(async (k) => lockedFor(await repo.failures(k), t0)))),
-      );
+      const states = [];
+      for (const k of keys) states.push(await repo.reserveAttempt(k, t0, limits));
+      const wait = Math.max(...states.map((s) => admission(s, t0, limits)));
       if (wait > 0) {
         const retryAfterSeconds = Math.ceil(wait / 1000);
         throw new MailintakeError(
@@ -175,9 +176,10 @@ export function createUsersService(deps: {
       const row = await repo.userByEmail(e);
       const ok = await verifyPassword(password, row?.password_hash ?? null);
       if (!row || !ok || row.disabled_at !== null) {
-        for (const k of keys) await repo.saveFailures(k, afterFailure(await repo.failures(k), now(), limits));
+        for (const k of keys) await repo.lockIfReached(k, now(), limits);
         throw WRONG();
       }
+      await repo.releaseAttempt(keys[1] as string);
       await repo.clearFailures(keys[0] as string);
       await repo.deleteExpired(now(), SESSION_IDLE_MS);
       const t = token();

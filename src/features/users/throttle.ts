@@ -1,6 +1,9 @@
 import { SIGN_IN_LOCK_MS, SIGN_IN_MAX_FAILURES, SIGN_IN_WINDOW_MS } from '../../kernel/limits.js';
 
-/** The failed sign-ins counted for one key (an account or an address). Pure: the repo stores it. */
+/**
+ * The sign-in attempts counted for one key (an account or an address) in its window: failures, and attempts
+ * still being checked. The repo counts them atomically; the rules here are pure.
+ */
 export interface FailureState {
   count: number;
   windowStart: number;
@@ -25,19 +28,16 @@ export function lockedFor(state: FailureState | null, now: number): number {
 }
 
 /**
- * The state after one more failure: counted in the current window (a new window once the old one passed), and
- * locked for `lockMs` when the count reaches the limit.
+ * Whether an attempt that has just been counted (repo.reserveAttempt) may go on: the milliseconds to wait, 0
+ * when it may. Refused while the key is locked, and also when more attempts than the limit were counted in the
+ * window: parallel guesses each count before any password is checked, so a burst cannot outrun the lock.
  */
-export function afterFailure(
-  state: FailureState | null,
+export function admission(
+  state: FailureState,
   now: number,
   limits: ThrottleLimits = DEFAULT_THROTTLE,
-): FailureState {
-  const fresh =
-    !state ||
-    now - state.windowStart >= limits.windowMs ||
-    (lockedFor(state, now) === 0 && state.lockedUntil !== null);
-  const count = fresh ? 1 : state.count + 1;
-  const windowStart = fresh ? now : state.windowStart;
-  return { count, windowStart, lockedUntil: count >= limits.maxFailures ? now + limits.lockMs : null };
+): number {
+  const locked = lockedFor(state, now);
+  if (locked > 0) return locked;
+  return state.count > limits.maxFailures ? limits.lockMs : 0;
 }
