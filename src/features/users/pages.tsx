@@ -1,25 +1,10 @@
+import { Message } from '../shared/console-ui.js';
 import type { UserView } from './views.js';
 
 /**
  * The people pages' content (the console shell in src/http/console wraps them in the layout, checks the session
  * and the CSRF token). Plain forms: they work without any script. Every input has a label.
  */
-
-/** A message above a form: `role="alert"` so a screen reader says it when the page opens. */
-function Message(props: { error?: string | undefined; notice?: string | undefined }) {
-  if (props.error) {
-    return (
-      <p class="message error" role="alert" id="form-message">
-        {props.error}
-      </p>
-    );
-  }
-  return props.notice ? (
-    <p class="message notice" role="status" id="form-message">
-      {props.notice}
-    </p>
-  ) : null;
-}
 
 export function SignInForm(props: {
   csrf: string;

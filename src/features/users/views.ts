@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import type { ConsoleUser } from '../shared/console-kit.js';
 
 export const ROLES = ['admin', 'technician'] as const;
 export type Role = (typeof ROLES)[number];
@@ -17,13 +18,5 @@ export const userViewSchema = z.object({
 });
 export type UserView = z.infer<typeof userViewSchema>;
 
-/** The signed-in person a console page acts for. */
-export interface SessionUser {
-  id: number;
-  email: string;
-  role: Role;
-  /** The technician's portal name (null for admins): the requests a technician sees are this portal's. */
-  portal: string | null;
-  /** The session's CSRF token: every form of the page carries it. */
-  csrf: string;
-}
+/** The signed-in person a console page acts for (the console kit's type, named here for the users feature). */
+export type SessionUser = ConsoleUser;

@@ -7,12 +7,18 @@ import { getCookie } from 'hono/cookie';
 import type { Child } from 'hono/jsx';
 import type { BlankEnv } from 'hono/types';
 import type { Services } from '../../features/services.js';
+import type {
+  ConsoleKit,
+  ConsoleUser,
+  PageHandler,
+  RenderOptions,
+} from '../../features/shared/console-kit.js';
 import { SetPasswordForm, SignInForm, UserList } from '../../features/users/pages.js';
-import type { SessionUser } from '../../features/users/views.js';
 import { withActor } from '../../kernel/actor.js';
 import { isMailintakeError, MailintakeError } from '../../kernel/errors.js';
 import { CONSOLE_MAX_FORM_BYTES, PASSWORD_MIN_CHARS, SESSION_MAX_AGE_MS } from '../../kernel/limits.js';
 import { ErrorContent, Layout } from './layout.js';
+import { mountFeaturePages } from './pages.js';
 import { RequestListPlaceholder } from './requests-page.js';
 import {
   clearSessionCookie,
@@ -32,9 +38,6 @@ import {
  * layout and the assets; and the people pages (sign-in, sign-out, set password, users) plus a placeholder list
  * of requests. Pages call the same services as the API and the CLI.
  */
-
-type Access = 'public' | 'user' | 'admin';
-type Handler = (c: Context, user: SessionUser | null, form: Record<string, string>) => Promise<Response>;
 
 /** HTTP status of a console page per code; anything else is 500 with a generic message. */
 const PAGE_STATUS: Record<string, 400 | 401 | 403 | 404 | 409 | 429 | 503> = {
@@ -56,30 +59,16 @@ const CONTENT_TYPES: Record<string, string> = {
   '.woff2': 'font/woff2',
 };
 
-async function render(
-  c: Context,
-  status: number,
-  title: string,
-  user: SessionUser | null,
-  body: Child,
-  current?: string,
-) {
-  const html = await (
-    <Layout title={title} user={user} current={current}>
-      {body}
-    </Layout>
-  );
-  return c.html(`<!DOCTYPE html>${html}`, status as 200);
-}
-
-function refused(c: Context, user: SessionUser | null, message: string) {
-  return render(
-    c,
-    403,
-    'Not allowed',
-    user,
-    <ErrorContent status={403} code="UNAUTHORIZED" message={message} />,
-  );
+/**
+ * The bell's unread count (the notifications are the help desk's, not per person). A failure to read it leaves
+ * the bell without a number rather than failing the page.
+ */
+async function unreadFor(services: Services, _user: ConsoleUser): Promise<number | null> {
+  try {
+    return (await services.notifications.unreadCount()).unread;
+  } catch {
+    return null;
+  }
 }
 
 /** Marks the console's own "no such page", so that the API app goes on routing (e.g. /oauth/callback). */
@@ -110,58 +99,90 @@ function consoleApp(services: Services): Hono<BlankEnv> {
     onError: (c) => c.text('The form is too large.', 413),
   });
 
+  /** A full page in the layout; the bell's unread count is read for a signed-in person. */
+  const render = async (
+    c: Context,
+    title: string,
+    user: ConsoleUser | null,
+    body: Child,
+    options: RenderOptions = {},
+  ): Promise<Response> => {
+    const unread = user ? await unreadFor(services, user) : null;
+    const html = await (
+      <Layout title={title} user={user} current={options.current} scripts={options.scripts} unread={unread}>
+        {body}
+      </Layout>
+    );
+    return c.html(`<!DOCTYPE html>${html}`, (options.status ?? 200) as 200);
+  };
+  const refused = (c: Context, user: ConsoleUser | null, message: string) =>
+    render(c, 'Not allowed', user, <ErrorContent status={403} code="UNAUTHORIZED" message={message} />, {
+      status: 403,
+    });
+
   /** Every page: headers, the session (redirect to /login without one), the role, the CSRF check on changes. */
-  const page = (access: Access, handler: Handler) => async (c: Context) => {
-    securityHeaders(c);
-    let user: SessionUser | null = null;
-    try {
-      const token = sessionToken(c);
-      user = token ? await services.users.session(token) : null;
-      if (access !== 'public' && !user) {
-        const here = new URL(c.req.url);
-        return c.redirect(`/login?next=${encodeURIComponent(here.pathname + here.search)}`, 303);
-      }
-      if (access === 'admin' && user?.role !== 'admin') return refused(c, user, 'This page is for admins.');
-      let form: Record<string, string> = {};
-      if (c.req.method === 'POST') {
-        const body = await c.req.parseBody();
-        form = Object.fromEntries(
-          Object.entries(body).filter((e): e is [string, string] => typeof e[1] === 'string'),
-        );
-        // before a session exists the token is the double-submit cookie's; after, the session's
-        const expected = access === 'public' ? getCookie(c, LOGIN_CSRF_COOKIE) : user?.csrf;
-        if (!sameOrigin(c) || !sameToken(form._csrf, expected)) {
-          return refused(
-            c,
-            user,
-            'The form was not sent from this site, or it is too old (the security token did not match). Open the page again and resend it.',
-          );
+  const page =
+    (access: 'public' | 'user' | 'admin', handler: PageHandler<ConsoleUser | null>) => async (c: Context) => {
+      securityHeaders(c);
+      let user: ConsoleUser | null = null;
+      try {
+        const token = sessionToken(c);
+        user = token ? await services.users.session(token) : null;
+        if (access !== 'public' && !user) {
+          const here = new URL(c.req.url);
+          return c.redirect(`/login?next=${encodeURIComponent(here.pathname + here.search)}`, 303);
         }
+        if (access === 'admin' && user?.role !== 'admin') return refused(c, user, 'This page is for admins.');
+        let form: Record<string, string> = {};
+        if (c.req.method === 'POST') {
+          const body = await c.req.parseBody();
+          form = Object.fromEntries(
+            Object.entries(body).filter((e): e is [string, string] => typeof e[1] === 'string'),
+          );
+          // before a session exists the token is the double-submit cookie's; after, the session's
+          const expected = access === 'public' ? getCookie(c, LOGIN_CSRF_COOKIE) : user?.csrf;
+          if (!sameOrigin(c) || !sameToken(form._csrf, expected)) {
+            return refused(
+              c,
+              user,
+              'The form was not sent from this site, or it is too old (the security token did not match). Open the page again and resend it.',
+            );
+          }
+        }
+        const signedIn = user;
+        return signedIn
+          ? await withActor(`user:${signedIn.email}`, () => handler(c, signedIn, form))
+          : await handler(c, null, form);
+      } catch (e) {
+        const err = isMailintakeError(e) ? e : null;
+        const status = err ? (PAGE_STATUS[err.code] ?? 500) : 500;
+        if (status === 500)
+          console.error(
+            JSON.stringify({
+              level: 'error',
+              msg: 'console page failed',
+              path: c.req.path,
+              error: e instanceof Error ? e.stack : String(e),
+            }),
+          );
+        if (status === 503) c.header('Retry-After', '30');
+        const code = status === 500 ? 'INTERNAL' : (err as MailintakeError).code;
+        const message =
+          status === 500
+            ? 'An unexpected error occurred; the server log has the details.'
+            : (err as MailintakeError).message;
+        return render(c, 'Error', user, <ErrorContent status={status} code={code} message={message} />, {
+          status,
+        });
       }
-      const signedIn = user;
-      return signedIn
-        ? await withActor(`user:${signedIn.email}`, () => handler(c, signedIn, form))
-        : await handler(c, null, form);
-    } catch (e) {
-      const err = isMailintakeError(e) ? e : null;
-      const status = err ? (PAGE_STATUS[err.code] ?? 500) : 500;
-      if (status === 500)
-        console.error(
-          JSON.stringify({
-            level: 'error',
-            msg: 'console page failed',
-            path: c.req.path,
-            error: e instanceof Error ? e.stack : String(e),
-          }),
-        );
-      if (status === 503) c.header('Retry-After', '30');
-      const code = status === 500 ? 'INTERNAL' : (err as MailintakeError).code;
-      const message =
-        status === 500
-          ? 'An unexpected error occurred; the server log has the details.'
-          : (err as MailintakeError).message;
-      return render(c, status, 'Error', user, <ErrorContent status={status} code={code} message={message} />);
-    }
+    };
+
+  const kit: ConsoleKit = {
+    page: page as ConsoleKit['page'],
+    render,
+    refused,
+    formLimit,
+    publicUrl,
   };
 
   app.get(
@@ -178,7 +199,6 @@ function consoleApp(services: Services): Hono<BlankEnv> {
         c.req.query('done') === 'password' ? 'Your password is set. Sign in with it.' : undefined;
       return render(
         c,
-        200,
         'Sign in',
         null,
         <SignInForm csrf={loginCsrf(c, publicUrl())} next={next} notice={notice} />,
@@ -206,7 +226,7 @@ function consoleApp(services: Services): Hono<BlankEnv> {
         const form = (
           <SignInForm csrf={loginCsrf(c, publicUrl())} next={next} email={email} error={e.message} />
         );
-        return render(c, e.code === 'SIGN_IN_THROTTLED' ? 429 : 401, 'Sign in', null, form);
+        return render(c, 'Sign in', null, form, { status: e.code === 'SIGN_IN_THROTTLED' ? 429 : 401 });
       }
     }),
   );
@@ -235,7 +255,7 @@ function consoleApp(services: Services): Hono<BlankEnv> {
           minLength={PASSWORD_MIN_CHARS}
         />
       );
-      return render(c, 200, 'Set your password', user, form);
+      return render(c, 'Set your password', user, form);
     }),
   );
   app.post(
@@ -261,7 +281,7 @@ function consoleApp(services: Services): Hono<BlankEnv> {
             error={e.message}
           />
         );
-        return render(c, 400, 'Set your password', user, again);
+        return render(c, 'Set your password', user, again, { status: 400 });
       }
     }),
   );
@@ -269,7 +289,7 @@ function consoleApp(services: Services): Hono<BlankEnv> {
   app.get(
     '/users',
     page('admin', async (c, user) =>
-      render(c, 200, 'Users', user, <UserList users={await services.users.list()} />, '/users'),
+      render(c, 'Users', user, <UserList users={await services.users.list()} />, { current: '/users' }),
     ),
   );
 
@@ -282,15 +302,17 @@ function consoleApp(services: Services): Hono<BlankEnv> {
       const list = await services.requests.list({ limit: 50, ...(portal ? { portal } : {}) });
       return render(
         c,
-        200,
         'Requests',
         user,
         <RequestListPlaceholder items={list.items} total={list.total} portal={portal} />,
-        '/requests',
+        {
+          current: '/requests',
+        },
       );
     }),
   );
 
+  mountFeaturePages(app, kit, services);
   mountAssets(app);
   return app;
 }

@@ -1,9 +1,13 @@
 import type { Child } from 'hono/jsx';
 import type { SessionUser } from '../../features/users/views.js';
 
-/** The console's navigation: the stable paths (issue 12 §7) that have a page so far. */
+/** The console's navigation: the stable paths that notifications and mails link to. */
 const NAV: { path: string; label: string; admin: boolean }[] = [
   { path: '/requests', label: 'Requests', admin: false },
+  { path: '/mailboxes', label: 'Mailboxes', admin: true },
+  { path: '/error-mails', label: 'Error folder', admin: false },
+  { path: '/system-log', label: 'System log', admin: true },
+  { path: '/settings', label: 'Settings', admin: true },
   { path: '/users', label: 'Users', admin: true },
 ];
 
@@ -11,7 +15,11 @@ const NAV: { path: string; label: string; admin: boolean }[] = [
 export function Layout(props: {
   title: string;
   user: SessionUser | null;
-  current?: string;
+  current?: string | undefined;
+  /** Files of the assets folder to load as scripts (deferred; the CSP allows no inline script). */
+  scripts?: string[] | undefined;
+  /** The bell's unread count; null when it could not be read. */
+  unread?: number | null;
   children: Child;
 }) {
   const { user } = props;
@@ -22,6 +30,9 @@ export function Layout(props: {
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>{`${props.title} · Mailintake`}</title>
         <link rel="stylesheet" href="/assets/console.css" />
+        {(props.scripts ?? []).map((name) => (
+          <script src={`/assets/${name}`} defer />
+        ))}
       </head>
       <body>
         <a class="skip" href="#main">
@@ -41,6 +52,17 @@ export function Layout(props: {
                 ))}
               </ul>
             </nav>
+          ) : null}
+          {user ? (
+            <a
+              class="bell"
+              href="/notifications"
+              aria-current={props.current === '/notifications' ? 'page' : undefined}
+              aria-label={props.unread ? `Notifications, ${props.unread} unread` : 'Notifications'}
+            >
+              <span aria-hidden="true">🔔</span>
+              {props.unread ? <span class="count">{props.unread > 99 ? '99+' : props.unread}</span> : null}
+            </a>
           ) : null}
           {user ? (
             <form method="post" action="/logout" class="who">

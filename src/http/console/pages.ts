@@ -1,0 +1,12 @@
+import type { Services } from '../../features/services.js';
+import type { ConsoleApp, ConsoleKit } from '../../features/shared/console-kit.js';
+
+/**
+ * Every feature's console pages, mounted on the console's app. Each feature's pages.tsx exports one
+ * mount function taking the console app, the kit and the service slices it uses, never the whole Services.
+ */
+export function mountFeaturePages(ui: ConsoleApp, kit: ConsoleKit, services: Services): void {
+  void ui;
+  void kit;
+  void services;
+}
