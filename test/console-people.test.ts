@@ -1,6 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import net from 'node:net';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CSP } from '../src/http/console/shell.js';
 import { SIGN_IN_MAX_FAILURES } from '../src/kernel/limits.js';
@@ -11,6 +8,7 @@ import {
   strictPage,
   type TestBrowser,
 } from './support/browser.js';
+import { cli, freePort, serve, signIn } from './support/console.js';
 import { ENGINES, freshConfig } from './support/engines.js';
 
 /**
@@ -18,8 +16,6 @@ import { ENGINES, freshConfig } from './support/engines.js';
  * signing in and out through the forms of a real `mailintake serve` in Debian's Chromium, on both engines.
  * The session, the CSRF checks, the throttle, the security headers and axe-core's verdict.
  */
-const root = path.resolve(import.meta.dirname, '..');
-const bin = path.join(root, 'bin', 'mailintake.js');
 const ADMIN = { email: 'Admin@Example.org', password: 'a long admin passphrase' };
 const TECH_PASSWORD = 'technician passphrase 1';
 
@@ -28,83 +24,6 @@ beforeAll(async () => {
   browser = await startBrowser();
 }, 60_000);
 afterAll(async () => browser?.close());
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => probe.once('listening', r));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise((r) => probe.close(r));
-  return port;
-}
-
-/** The real CLI in its own process, `stdin` piped in (how an admin passes a password). */
-function cli(
-  env: NodeJS.ProcessEnv,
-  args: string[],
-  stdin = '',
-): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: root,
-      env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out, err }));
-    child.stdin.end(stdin);
-  });
-}
-
-/** `mailintake serve`, resolved when it says it is listening. */
-async function serve(
-  env: NodeJS.ProcessEnv,
-): Promise<{ child: ChildProcess; url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [bin, 'serve'], {
-    cwd: root,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) resolve(m[1]);
-    });
-    void closed.then(() => reject(new Error(`serve ended early:\n${out}\n${err}`)));
-  });
-  return {
-    child,
-    url,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await closed;
-    },
-  };
-}
-
-async function signIn(p: StrictPage, url: string, email: string, password: string) {
-  await p.page.goto(`${url}/login`);
-  await p.page.getByLabel('Email').fill(email);
-  await p.page.getByLabel('Password').fill(password);
-  return Promise.all([
-    p.page.waitForNavigation(),
-    p.page.getByRole('button', { name: 'Sign in' }).click(),
-  ]).then(([response]) => response);
-}
 
 async function sessionCookie(p: StrictPage): Promise<string> {
   const cookie = (await p.context.cookies()).find((c) => c.name === 'mi_session');
