@@ -332,7 +332,8 @@ describe('serve', () => {
     const port = new URL(url).port;
     expect(stdout).toBe(
       `Mailintake listening on http://127.0.0.1:${port} (data: ${env.MAILINTAKE_DATA_DIR}, database: ${path.join(env.MAILINTAKE_DATA_DIR ?? '', 'mailintake.sqlite')})\n` +
-        `OAuth redirect URL: http://localhost:${port}/oauth/callback\n`,
+        `OAuth redirect URL: http://localhost:${port}/oauth/callback\n` +
+        `No admin yet. Create the first one in another terminal: npx mailintake user create --email YOU@EXAMPLE.ORG --role admin --link, open the link it prints to set the password, then sign in at http://localhost:${port}/\n`,
     );
     expect((await fetch(`${url}/api/openapi.json`)).status).toBe(200);
     expect((await fetch(`${url}/api/v1/mailboxes`)).status).toBe(401);

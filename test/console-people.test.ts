@@ -63,6 +63,8 @@ describe.each(ENGINES)('people and the console shell (%s)', (engine) => {
     expect(created, created.err).toMatchObject({ code: 0 });
     server = await serve(env);
     expect(server.url).toBe(url);
+    // with an admin made, serve's last line says where to sign in (without one, how to make it: test/cli.test.ts)
+    expect(server.nextStep).toBe(`Open ${url}/ in a browser and sign in.`);
   }, 120_000);
   afterAll(async () => {
     for (const p of pages) await p.context.close();

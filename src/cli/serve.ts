@@ -131,6 +131,8 @@ async function serveUntilStopped(
   }
   rt.startScheduler();
   const { redirectUrl } = rt.services.oauth.providers();
+  const consoleUrl = `${rt.services.users.publicUrl}/`;
+  const admins = await countAdmins(rt.services.users);
   if (s.json) {
     s.out.printJson({
       listening: listener.url,
@@ -139,12 +141,20 @@ async function serveUntilStopped(
       dataDir: rt.config.dataDir,
       database: s.database,
       redirectUrl,
+      consoleUrl,
+      admins,
     });
   } else {
     s.out.line(
       `Mailintake listening on ${listener.url} (data: ${rt.config.dataDir}, database: ${s.database})`,
     );
     s.out.line(`OAuth redirect URL: ${redirectUrl}`);
+    // the last line is what a newcomer does next: open the console, or first make the admin who can sign in
+    s.out.line(
+      admins === 0
+        ? `No admin yet. Create the first one in another terminal: npx mailintake user create --email YOU@EXAMPLE.ORG --role admin --link, open the link it prints to set the password, then sign in at ${consoleUrl}`
+        : `Open ${consoleUrl} in a browser and sign in.`,
+    );
   }
 
   await untilStopped(s.stopSignal);
@@ -152,6 +162,15 @@ async function serveUntilStopped(
   // Stop taking requests, then let withRuntime's runtime.close() finish the running fetches and close the store.
   await listener.close();
   return EXIT.ok;
+}
+
+/** Active admins (null when the store could not say: the line then just names the URL). */
+async function countAdmins(users: { list(): Promise<{ role: string; disabledAt: string | null }[]> }) {
+  try {
+    return (await users.list()).filter((u) => u.role === 'admin' && u.disabledAt === null).length;
+  } catch {
+    return null;
+  }
 }
 
 /** Resolves on SIGINT, SIGTERM or the io's stopSignal, whichever comes first. */

@@ -44,10 +44,13 @@ export function cli(
   });
 }
 
-/** `mailintake serve`, resolved when it says it is listening. */
+/**
+ * `mailintake serve`, resolved when it has printed its last start-up line (what to do next: open the console, or
+ * create the first admin), which comes after "listening on".
+ */
 export async function serve(
   env: NodeJS.ProcessEnv,
-): Promise<{ child: ChildProcess; url: string; stop(): Promise<void> }> {
+): Promise<{ child: ChildProcess; url: string; nextStep: string; stop(): Promise<void> }> {
   const child = spawn(process.execPath, [bin, 'serve'], {
     cwd: root,
     env,
@@ -59,17 +62,18 @@ export async function serve(
     err += d.toString();
   });
   const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  const url = await new Promise<string>((resolve, reject) => {
+  const [url, nextStep] = await new Promise<[string, string]>((resolve, reject) => {
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) resolve(m[1]);
+      const m = /listening on (http:\/\/\S+)[^]*\n((?:Open |No admin yet)[^\n]*)\n/.exec(out);
+      if (m?.[1] && m[2]) resolve([m[1], m[2]]);
     });
     void closed.then(() => reject(new Error(`serve ended early:\n${out}\n${err}`)));
   });
   return {
     child,
     url,
+    nextStep,
     stop: async () => {
       child.kill('SIGTERM');
       await closed;

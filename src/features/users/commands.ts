@@ -1,18 +1,65 @@
 import type { Command } from 'commander';
+import { MailintakeError } from '../../kernel/errors.js';
 import { type CliKit, clean, table } from '../shared/cli-kit.js';
 import type { UsersService } from './service.js';
 
 /** The services these commands use (their slices of Services). */
 type Kit = CliKit<{ users: UsersService }>;
 
-/** Reads the password piped in (`printf %s "$PW" | mailintake user create …`): never an argument, so never in `ps`. */
+/**
+ * Reads the password piped in (`printf %s "$PW" | mailintake user create …`): never an argument, so never in `ps`.
+ * Typed at a terminal, it is asked for twice without being shown (a raw-mode read: node's readline echoes).
+ */
 async function readPassword(stdin: NodeJS.ReadableStream): Promise<string> {
+  const tty = stdin as NodeJS.ReadStream;
+  if (tty.isTTY && typeof tty.setRawMode === 'function') {
+    const first = await askHidden(tty, 'Password (not shown): ');
+    const again = await askHidden(tty, 'The same password again: ');
+    if (first !== again) {
+      throw new MailintakeError('INVALID_SETTINGS', 'The two passwords differ. Type the same one twice.', {
+        details: { fields: [{ field: 'password', message: 'the two passwords differ' }] },
+      });
+    }
+    return first;
+  }
   const chunks: Buffer[] = [];
   for await (const chunk of stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
   // one trailing line end is the `echo`'s, not the password's
   return Buffer.concat(chunks)
     .toString('utf8')
     .replace(/\r?\n$/, '');
+}
+
+/** One line typed at the terminal, not echoed; Ctrl-C or Ctrl-D before Enter gives up. */
+function askHidden(tty: NodeJS.ReadStream, prompt: string): Promise<string> {
+  // raw mode first: a key typed as soon as the prompt shows must not be echoed
+  tty.setRawMode(true);
+  tty.resume();
+  process.stderr.write(prompt);
+  return new Promise((resolve, reject) => {
+    let typed = '';
+    const done = (err: Error | null) => {
+      tty.off('data', onData);
+      tty.setRawMode(false);
+      tty.pause();
+      process.stderr.write('\n');
+      if (err) reject(err);
+      else resolve(typed);
+    };
+    const onData = (chunk: Buffer) => {
+      for (const ch of chunk.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') return done(null);
+        if (ch === '\u0003' || ch === '\u0004') {
+          return done(
+            new MailintakeError('INVALID_SETTINGS', 'No password typed: the user was not created.'),
+          );
+        }
+        if (ch === '\u007f' || ch === '\b') typed = [...typed].slice(0, -1).join('');
+        else typed += ch;
+      }
+    };
+    tty.on('data', onData);
+  });
 }
 
 /** `user create | list | disable`: the people who sign in to the web console. */
