@@ -65,7 +65,7 @@ export async function serve(
   const [url, nextStep] = await new Promise<[string, string]>((resolve, reject) => {
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /listening on (http:\/\/\S+)[^]*\n((?:Open |No admin yet)[^\n]*)\n/.exec(out);
+      const m = /listening on (http:\/\/\S+)[\s\S]*\n((?:Open |No admin yet)[^\n]*)\n/.exec(out);
       if (m?.[1] && m[2]) resolve([m[1], m[2]]);
     });
     void closed.then(() => reject(new Error(`serve ended early:\n${out}\n${err}`)));
