@@ -11,7 +11,14 @@ const module = ['http/app.js', 'api/app.js'].map((p) => path.join(dist, p)).find
 if (!module) throw new Error(`no http/app.js or api/app.js under ${dist}: run npm run build first`);
 const { createApi } = await import(pathToFileURL(module).href);
 // The document is served without touching a service; any call to one would be a bug in this script.
-const services = new Proxy({}, { get: (_, name) => { throw new Error(`the document asked for services.${String(name)}`); } });
+const services = new Proxy(
+  {},
+  {
+    get: (_, name) => {
+      throw new Error(`the document asked for services.${String(name)}`);
+    },
+  },
+);
 const doc = await (await createApi(services).request('/api/openapi.json')).json();
 
 /** The component a response refers to: the response itself, or its JSON schema. */

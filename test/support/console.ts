@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { StrictPage } from './browser.js';
@@ -7,7 +8,9 @@ import type { StrictPage } from './browser.js';
  * The console's test harness: the real CLI and a real `mailintake serve` in their own processes, a free port,
  * and signing in through the login form. Every console test (people, mailboxes, requests, operations) uses it.
  */
-const root = path.resolve(import.meta.dirname, '..', '..');
+// test/support/ in the checkout, or .bench/test/support/ when compiled for the scripts: the package root is the
+// nearest folder above that has bin/mailintake.js
+const root = packageRoot(import.meta.dirname);
 const bin = path.join(root, 'bin', 'mailintake.js');
 
 export async function freePort(): Promise<number> {
@@ -89,4 +92,11 @@ export async function signIn(p: StrictPage, url: string, email: string, password
     p.page.waitForNavigation(),
     p.page.getByRole('button', { name: 'Sign in' }).click(),
   ]).then(([response]) => response);
+}
+
+function packageRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'bin', 'mailintake.js'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no bin/mailintake.js above ${from}`);
+  }
 }

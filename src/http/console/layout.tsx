@@ -60,7 +60,12 @@ export function Layout(props: {
               aria-current={props.current === '/notifications' ? 'page' : undefined}
               aria-label={props.unread ? `Notifications, ${props.unread} unread` : 'Notifications'}
             >
-              <span aria-hidden="true">🔔</span>
+              <svg aria-hidden="true" viewBox="0 0 24 24" width="22" height="22" focusable="false">
+                <path
+                  fill="currentColor"
+                  d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 7 0 0 0-5.5-6.84V3a1.5 1.5 0 0 0-3 0v1.16A7 7 0 0 0 5 11v5l-2 2v1h18v-1Z"
+                />
+              </svg>
               {props.unread ? <span class="count">{props.unread > 99 ? '99+' : props.unread}</span> : null}
             </a>
           ) : null}
