@@ -89,7 +89,7 @@ export function mountConsole(app: Hono<BlankEnv>, services: Services): void {
   });
 }
 
-function consoleApp(services: Services): Hono<BlankEnv> {
+export function consoleApp(services: Services): Hono<BlankEnv> {
   const app = new Hono<BlankEnv>();
   app.notFound(() => new Response(null, { status: 404, headers: { [MISS_HEADER]: '1' } }));
   // read when a page is served: the app is also built from partial services (the OpenAPI document's tests)
