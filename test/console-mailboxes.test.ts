@@ -286,6 +286,73 @@ describe.each(ENGINES)('the mailbox pages (%s)', (engine) => {
   );
 
   it(
+    'without script: Show fields re-renders the form for another connection type, and Authorize goes through a link to the consent and back to the mailbox',
+    async () => {
+      const context = await browser.browser.newContext({ javaScriptEnabled: false });
+      const elsewhere: string[] = [];
+      await context.route('**/*', (route) => {
+        const target = new URL(route.request().url());
+        if (target.origin !== url && target.origin !== auth.issuer) {
+          elsewhere.push(target.href);
+          return route.abort();
+        }
+        return route.continue();
+      });
+      const page = await context.newPage();
+      try {
+        await signIn({ page } as StrictPage, url, ADMIN.email, ADMIN.password);
+        await page.goto(`${url}/mailboxes/new`);
+        await page.getByLabel('Name', { exact: true }).fill('graphbox');
+        await page.getByLabel('Email Address').fill('graph@example.test');
+        await page.getByLabel('Protocol').selectOption('graph');
+        expect(await page.getByLabel('Graph Endpoint').isVisible()).toBe(false);
+        await Promise.all([
+          page.waitForResponse((r) => r.url() === `${url}/mailboxes/new` && r.status() === 200),
+          page.getByRole('button', { name: 'Show fields' }).click(),
+        ]);
+        await page.waitForLoadState();
+        expect(await page.getByLabel('Graph Endpoint').isVisible()).toBe(true);
+        expect(await page.getByLabel('Graph Endpoint').inputValue()).toBe('https://graph.microsoft.com');
+        expect(await page.getByLabel('Server Name / IP Address').isVisible()).toBe(false);
+        expect(await page.getByLabel('Client ID').isVisible()).toBe(true);
+        expect(await page.getByLabel('Name', { exact: true }).inputValue()).toBe('graphbox');
+        expect(await page.getByLabel('Email Address').inputValue()).toBe('graph@example.test');
+        expect(await cli(env, ['mailbox', 'list']).then((r) => r.out)).not.toContain('graphbox');
+
+        await page.goto(`${url}/mailboxes/oauthbox`);
+        await Promise.all([
+          page.waitForURL(`${url}/mailboxes/oauthbox/authorize`),
+          page.getByRole('button', { name: 'Authorize', exact: true }).click(),
+        ]);
+        await Promise.all([
+          page.waitForURL(/\/interaction\//),
+          page.getByRole('link', { name: "Continue to the provider's sign-in" }).click(),
+        ]);
+        await page.locator('input[name="login"]').fill('oauthuser');
+        await page.locator('input[name="password"]').fill('oauthuser-pw');
+        await Promise.all([
+          page.waitForURL(/\/interaction\//),
+          page.getByRole('button', { name: 'Sign in' }).click(),
+        ]);
+        await Promise.all([
+          page.waitForURL(new RegExp(`^${url}/oauth/callback`)),
+          page.getByRole('button', { name: 'Approve' }).click(),
+        ]);
+        expect(await page.locator('h1').textContent()).toBe('Authorized');
+        await Promise.all([
+          page.waitForURL(`${url}/mailboxes/oauthbox`),
+          page.getByRole('link', { name: 'Back to the mailbox' }).click(),
+        ]);
+        expect(await page.locator('#token-state').textContent()).toContain('Valid for oauthuser');
+        expect(elsewhere).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    },
+    LONG,
+  );
+
+  it(
     'pause and resume from the list; a save under a running fetch asks to pause first and keeps what was typed',
     async () => {
       const file = path.join(fresh.config.dataDir, 'busy.json');

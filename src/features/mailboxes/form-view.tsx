@@ -1,14 +1,15 @@
-import type { Child } from 'hono/jsx';
 import { Csrf, Field, Message, SelectField } from '../shared/console-ui.js';
 import {
   authOf,
   defaultsFor,
+  FORM_FIELDS,
   type FormValues,
   PROTOCOLS,
   presetScope,
   presetScopes,
   protocolOf,
 } from './form.js';
+import { Check, Shown } from './form-parts.js';
 
 /**
  * The mailbox form: the reference's three connection types (email protocols, EWS, Graph) with its field names
@@ -19,39 +20,6 @@ import {
 
 const MAIL = 'imap imaps pop pops';
 const FOLDERS = 'imap imaps ews graph';
-
-/** A part of the form shown for some protocols (space-separated) and, optionally, one authentication. */
-function Shown(props: { v: FormValues; for: string; auth?: string; children: Child }) {
-  const visible =
-    props.for.split(' ').includes(protocolOf(props.v)) && (!props.auth || props.auth === authOf(props.v));
-  return (
-    <div class="shown" data-for={props.for} data-auth={props.auth} hidden={!visible}>
-      {props.children}
-    </div>
-  );
-}
-
-/** A labelled checkbox with its help text. */
-export function Check(props: { name: string; label: string; v: FormValues; help?: Child }) {
-  const id = `f-${props.name}`;
-  return (
-    <div class="field check">
-      <input
-        type="checkbox"
-        id={id}
-        name={props.name}
-        checked={props.v[props.name] === 'on'}
-        aria-describedby={props.help ? `${id}-help` : undefined}
-      />
-      <label for={id}>{props.label}</label>
-      {props.help ? (
-        <p class="help" id={`${id}-help`}>
-          {props.help}
-        </p>
-      ) : null}
-    </div>
-  );
-}
 
 export interface MailboxFormProps {
   action: string;
@@ -393,34 +361,3 @@ export function MailboxForm(props: MailboxFormProps) {
     </form>
   );
 }
-
-/** The form's own field names: errors for any other name are listed at the top. */
-const FORM_FIELDS = [
-  'name',
-  'portal',
-  'protocol',
-  'auth',
-  'server',
-  'port',
-  'caFile',
-  'connectUrl',
-  'graphEndpoint',
-  'emailAddress',
-  'username',
-  'password',
-  'ewsAuth',
-  'folder',
-  'oauthProvider',
-  'oauthTenant',
-  'oauthFlow',
-  'clientId',
-  'clientSecret',
-  'authorizationUrl',
-  'tokenUrl',
-  'scope',
-  'afterFetch',
-  'moveToFolder',
-  'intervalSeconds',
-  'errorFolder',
-  'stopAfterErrors',
-];

@@ -222,3 +222,34 @@ export function defaultsFor(protocol: Protocol) {
     afterFetch: isPopProtocol(protocol) ? 'delete' : 'mark-read',
   };
 }
+
+/** The form's own field names: errors for any other name are listed at the top. */
+export const FORM_FIELDS = [
+  'name',
+  'portal',
+  'protocol',
+  'auth',
+  'server',
+  'port',
+  'caFile',
+  'connectUrl',
+  'graphEndpoint',
+  'emailAddress',
+  'username',
+  'password',
+  'ewsAuth',
+  'folder',
+  'oauthProvider',
+  'oauthTenant',
+  'oauthFlow',
+  'clientId',
+  'clientSecret',
+  'authorizationUrl',
+  'tokenUrl',
+  'scope',
+  'afterFetch',
+  'moveToFolder',
+  'intervalSeconds',
+  'errorFolder',
+  'stopAfterErrors',
+];
