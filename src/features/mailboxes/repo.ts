@@ -175,6 +175,28 @@ export function createMailboxRepo(store: Store) {
         .executeTakeFirst();
       return Number(res.numUpdatedRows) === 1;
     },
+    /** Requests and conversations each mailbox brought in, by mailbox id (the console's list shows them). */
+    activity: async (): Promise<Map<number, { requests: number; conversations: number }>> => {
+      const [requests, conversations] = await Promise.all([
+        store.db
+          .selectFrom('requests')
+          .select((eb) => ['mailbox_id', eb.fn.countAll<number | string>().as('n')])
+          .where('mailbox_id', 'is not', null)
+          .groupBy('mailbox_id')
+          .execute(),
+        store.db
+          .selectFrom('conversations')
+          .select((eb) => ['mailbox_id', eb.fn.countAll<number | string>().as('n')])
+          .where('mailbox_id', 'is not', null)
+          .groupBy('mailbox_id')
+          .execute(),
+      ]);
+      const out = new Map<number, { requests: number; conversations: number }>();
+      const at = (id: number) => out.get(id) ?? out.set(id, { requests: 0, conversations: 0 }).get(id)!;
+      for (const r of requests) at(Number(r.mailbox_id)).requests = Number(r.n);
+      for (const r of conversations) at(Number(r.mailbox_id)).conversations = Number(r.n);
+      return out;
+    },
     removedAt: async (tx: Tx, id: number): Promise<string | null | undefined> =>
       (await tx.selectFrom('mailboxes').select('removed_at').where('id', '=', id).executeTakeFirst())
         ?.removed_at,

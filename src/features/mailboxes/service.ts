@@ -28,6 +28,8 @@ export interface MailboxesService {
   setEnabled(name: string, enabled: boolean): Promise<MailboxView>;
   /** Keeps the mailbox's history under a new name, which it returns. */
   remove(name: string): Promise<string>;
+  /** Requests and conversations each mailbox brought in, by mailbox name (read-only; the console's list). */
+  activity(): Promise<Record<string, { requests: number; conversations: number }>>;
   /** The reference's "fetch a sample mail": connect, log in, describe the oldest mail, change nothing. */
   test(name: string): Promise<{ ok: true; sample: SampleMail | null; durationMs: number }>;
 }
@@ -56,6 +58,12 @@ export function createMailboxesService(deps: MailboxesDeps): MailboxesService {
     update: async (name, input, o) => shown(await replace(deps, name, input, o)),
     setEnabled: async (name, enabled) => mailboxView(await setEnabled(deps, name, enabled), deps.redirectUrl),
     remove: (name) => remove(deps, name),
+    activity: async () => {
+      const [rows, counts] = await Promise.all([repo.rows(), repo.activity()]);
+      return Object.fromEntries(
+        rows.map((r) => [r.name, counts.get(r.id) ?? { requests: 0, conversations: 0 }]),
+      );
+    },
     test: async (name) => {
       const row = await repo.row(name);
       const settings = settingsOf(box, row);
@@ -365,6 +373,7 @@ export function mailboxView(row: MailboxRow, redirectUrl: string, fetching = fal
         }
       : null,
     emailAddress: s.emailAddress,
+    ewsAuth: s.protocol === 'ews' && s.auth === 'password' ? (s.ewsAuth ?? 'ntlm') : null,
     starttls: s.starttls,
     caFile: s.caFile ?? null,
     folder: s.folder,

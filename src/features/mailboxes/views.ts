@@ -41,6 +41,10 @@ export const mailboxViewSchema = z
       description: 'The OAuth settings (the client secret only as clientSecretSet) and the token state',
     }),
     emailAddress: z.array(z.string()),
+    ewsAuth: z
+      .enum(['ntlm', 'basic'])
+      .nullable()
+      .openapi({ description: 'EWS with a password: how it logs in (null for everything else)' }),
     starttls: z.boolean(),
     caFile: z.string().nullable(),
     folder: z.string(),

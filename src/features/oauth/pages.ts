@@ -48,6 +48,10 @@ export function authorizedPage(done: CompletedAuthorization): string {
       ? ['<h2>Please check</h2><ul>', ...done.warnings.map((w) => `<li>${esc(w)}</li>`), '</ul>']
       : []),
   ];
+  // a mailbox's consent opened in the same tab (no script) goes back to its page from here
+  const mailbox = done.owner.startsWith('mailbox:') ? /^mailbox "(.+)"$/.exec(done.label)?.[1] : undefined;
+  if (mailbox)
+    lines.push(`<p><a href="/mailboxes/${esc(encodeURIComponent(mailbox))}">Back to the mailbox</a></p>`);
   return page('Authorized', true, lines.join('\n'));
 }
 

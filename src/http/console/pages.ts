@@ -1,3 +1,4 @@
+import { mountMailboxPages } from '../../features/mailboxes/pages.js';
 import type { Services } from '../../features/services.js';
 import type { ConsoleApp, ConsoleKit } from '../../features/shared/console-kit.js';
 
@@ -6,7 +7,5 @@ import type { ConsoleApp, ConsoleKit } from '../../features/shared/console-kit.j
  * mount function taking the console app, the kit and the service slices it uses, never the whole Services.
  */
 export function mountFeaturePages(ui: ConsoleApp, kit: ConsoleKit, services: Services): void {
-  void ui;
-  void kit;
-  void services;
+  mountMailboxPages(ui, kit, services);
 }

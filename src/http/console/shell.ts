@@ -12,8 +12,9 @@ export const SESSION_COOKIE = 'mi_session';
 /** The double-submit token of the forms shown before a session exists (sign-in, set password). */
 export const LOGIN_CSRF_COOKIE = 'mi_csrf';
 
+/** connect-src 'self': page scripts may ask this site for small JSON answers (e.g. an OAuth token state). */
 export const CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; " +
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; " +
   "frame-ancestors 'none'; base-uri 'none'; frame-src 'self'";
 
 /** On every console answer: pages hold personal data (never cached), nothing runs that is not ours. */
