@@ -66,6 +66,9 @@ describe.each(ENGINES)('mailbox validation in one pass (%s)', (engine) => {
       portal: 'no portal named "nope" (see: mailintake portal list)',
       caFile: 'there is no such file: /no/such/ca.pem',
     });
+    // the console's add page is /mailboxes/new: no mailbox may take that address, whatever the case
+    for (const reserved of ['new', 'NEW', ' New '])
+      expect((await fieldsOf(rt, { ...base, name: reserved })).name).toContain('"new" is reserved');
     // the default portal exists; nothing is stored by a refused add
     expect(await rt.services.mailboxes.list()).toEqual([]);
     expect((await rt.services.mailboxes.add(base)).portal).toBe('default');

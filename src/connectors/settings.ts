@@ -157,6 +157,11 @@ export const mailboxInputSchema = z
       .regex(
         /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
         'letters, digits, dot, hyphen and underscore; starts with a letter or digit',
+      )
+      // /mailboxes/new is the console's page for adding one: a mailbox of that name could not be opened
+      .refine(
+        (n) => n.toLowerCase() !== 'new',
+        '"new" is reserved (the console\'s add-mailbox page); choose another',
       ),
     portal: z.string().trim().min(1).default('default'),
     protocol: z.enum(['imap', 'imaps', 'pop', 'pops', 'graph', 'ews']),
