@@ -17,6 +17,7 @@ import type {
   IntakeLogEntry,
   RequestDetail,
   RequestHistoryEntry,
+  RequestListItem,
   RequestSummary,
 } from './views.js';
 import { listRequests, type RequestFilter, requestWork } from './work.js';
@@ -29,8 +30,13 @@ export { MAX_PAGE } from '../../kernel/limits.js';
 
 export interface RequestsService {
   /** Newest first. `before`: only ids below it (page on from the last id seen; new requests do not shift it). */
-  list(q: RequestFilter & { limit?: number; offset?: number }): Promise<Page<RequestSummary>>;
+  list(q: RequestFilter & { limit?: number; offset?: number }): Promise<Page<RequestListItem>>;
   show(id: number): Promise<RequestDetail>;
+  /**
+   * The portal a request belongs to (NOT_FOUND when there is no such request): what the console checks before
+   * a technician sees anything of it, without reading its mails.
+   */
+  portalOf(id: number): Promise<string>;
   attachment(id: number): Promise<{ meta: AttachmentView; open(): Readable }>;
   /**
    * One mail of a request made safe to show (mail/display.ts): its first mail when `conversationId` is null,
@@ -64,6 +70,8 @@ export interface IntakeLogService {
   list(q: {
     mailbox?: string;
     outcome?: string;
+    /** Only the entries of this request: the mails that made or extended it, and copies recognised as such. */
+    request?: number;
     limit?: number;
     offset?: number;
     before?: number;
@@ -158,8 +166,8 @@ export function createRequestsService(deps: {
     };
   };
   return {
-    list: (q) =>
-      listRequests(deps.store, q, {
+    list: async (q) => {
+      const found = await listRequests(deps.store, q, {
         portal: async (name) => {
           if (!(await repo.portalExists(name))) {
             throw new MailintakeError('NOT_FOUND', `no portal named "${name}"`, {
@@ -168,8 +176,19 @@ export function createRequestsService(deps: {
           }
         },
         mailbox: (name) => assertMailboxExists(deps.store, name),
-      }),
+      });
+      // one query for the page's mailboxes, beside the list query (which stays on the requests table alone)
+      const names = new Map(
+        (await repo.mailboxesOf(found.items.map((r) => r.id))).map((m) => [m.id, m.name]),
+      );
+      return { ...found, items: found.items.map((r) => ({ ...r, mailbox: names.get(r.id) ?? null })) };
+    },
     show,
+    portalOf: async (id) => {
+      const portal = await repo.portalOfRequest(id);
+      if (portal === undefined) throw new MailintakeError('NOT_FOUND', `no request #${id}`);
+      return portal;
+    },
     attachment: async (id) => {
       const a = await repo.attachment(id);
       if (!a) throw new MailintakeError('NOT_FOUND', `no attachment #${id}`);

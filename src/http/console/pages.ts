@@ -1,3 +1,4 @@
+import { mountRequestsPages } from '../../features/requests/pages.js';
 import type { Services } from '../../features/services.js';
 import type { ConsoleApp, ConsoleKit } from '../../features/shared/console-kit.js';
 
@@ -6,7 +7,6 @@ import type { ConsoleApp, ConsoleKit } from '../../features/shared/console-kit.j
  * mount function taking the console app, the kit and the service slices it uses, never the whole Services.
  */
 export function mountFeaturePages(ui: ConsoleApp, kit: ConsoleKit, services: Services): void {
-  void ui;
-  void kit;
-  void services;
+  const { requests, log, users, portals, mailboxes } = services;
+  mountRequestsPages(ui, kit, { requests, log, users, portals, mailboxes });
 }
