@@ -16,7 +16,8 @@ export interface ListFilters {
   q: string;
 }
 
-export const FILTER_NAMES = ['portal', 'mailbox', 'status', 'requester', 'q'] as const;
+/** In the form's order, so that a submitted form is already the list's address (see listHref). */
+export const FILTER_NAMES = ['q', 'portal', 'mailbox', 'status', 'requester'] as const;
 
 /** The list's address with these filters and offset: only the filters that are set, so URLs stay short. */
 export function listHref(f: ListFilters, offset: number): string {
@@ -121,7 +122,7 @@ export function RequestList(props: {
           ? `Requests in portal ${props.scope}, newest first.`
           : 'Requests of every portal, newest first.'}
       </p>
-      <form method="get" action="/requests" class="filters" aria-label="Filter and search requests">
+      <form method="get" action="/requests" class="filters" aria-label="Request filters">
         <FilterText
           name="q"
           label="Search"

@@ -12,7 +12,7 @@ import {
 import { attachmentResponse } from '../shared/download.js';
 import type { UsersService } from '../users/service.js';
 import { mountRequestBodyRoutes } from './body-routes.js';
-import { FILTER_NAMES, type ListFilters, RequestList } from './list-page.js';
+import { FILTER_NAMES, type ListFilters, listHref, RequestList } from './list-page.js';
 import { RequestPage, type WorkState } from './request-page.js';
 import type { IntakeLogService, RequestsService } from './service.js';
 
@@ -73,6 +73,11 @@ export function mountRequestsPages(ui: ConsoleApp, kit: ConsoleKit, deps: Reques
       if (scope !== null) filters.portal = '';
       const offsetRaw = c.req.query('offset') ?? '';
       const offset = /^[0-9]{1,9}$/.test(offsetRaw) ? Number(offsetRaw) : 0;
+      // A GET form sends its empty fields too (q=&portal=&...): one redirect to the list's own address keeps
+      // the URL to bookmark or send short, and the same for the same list.
+      const here = new URL(c.req.url);
+      const address = listHref(filters, offset);
+      if (here.pathname + here.search !== address) return c.redirect(address, 303);
       const mailboxes = (await deps.mailboxes.list())
         .filter((m) => scope === null || m.portal === scope)
         .map((m) => m.name);
@@ -200,7 +205,7 @@ export function mountRequestsPages(ui: ConsoleApp, kit: ConsoleKit, deps: Reques
   frames.onError((err) => {
     throw err;
   });
-  mountRequestBodyRoutes(frames, deps);
+  mountRequestBodyRoutes(frames, deps, { inlineImages: 'embedded' });
   const frame = kit.page('user', async (c, user) => {
     await visible(user, c.req.param('id'));
     return frames.fetch(c.req.raw);

@@ -127,7 +127,7 @@ export function createRequestRepo(store: Store) {
     contentIdsOf: (requestId: number, conversationId: number | null) =>
       db
         .selectFrom('attachments')
-        .select(['id', 'content_id'])
+        .select(['id', 'content_id', 'content_type', 'size', 'sha256'])
         .where('request_id', '=', requestId)
         .where('content_id', 'is not', null)
         .where('conversation_id', conversationId === null ? 'is' : '=', conversationId)

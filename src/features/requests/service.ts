@@ -9,6 +9,7 @@ import type { RawPacks } from '../../store/blobs/raw-packs.js';
 import type { Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
 import type { AttachmentTable, DroppedAttachmentTable } from '../../store/schema.js';
+import { downloadContentType } from '../shared/download.js';
 import type { Page } from '../shared/page.js';
 import { createRequestRepo, type IntakeLogRow, storedAddresses, storedReasons } from './repo.js';
 import type {
@@ -49,6 +50,11 @@ export interface RequestsService {
     conversationId: number | null;
     remoteImages: boolean;
     inlineUrl: (attachmentId: number) => string;
+    /**
+     * Inline images carried in the document as `data:` URLs instead (PNG, GIF, JPEG, WebP up to these sizes;
+     * other parts are left out). For a frame whose requests carry no session: see body-routes.ts.
+     */
+    embedImages?: { maxBytes: number; maxTotalBytes: number };
   }): Promise<MailBodyView>;
   /** An attachment of that request (404 for another request's), for the inline images of `body`. */
   inlinePart(requestId: number, attachmentId: number): Promise<{ meta: AttachmentView; open(): Readable }>;
@@ -209,11 +215,13 @@ export function createRequestsService(deps: {
         const byCid = new Map<string, number>();
         for (const p of parts)
           if (p.content_id !== null && !byCid.has(p.content_id)) byCid.set(p.content_id, p.id);
+        const embedded = q.embedImages ? await embeddable(deps.blobs, parts, q.embedImages) : null;
         return sanitizeMailHtml(mail.html_body, {
           remoteImages: q.remoteImages,
           cidUrl: (cid) => {
             const id = byCid.get(cid) ?? byCid.get(cid.replace(/^<|>$/g, ''));
-            return id === undefined ? null : q.inlineUrl(id);
+            if (id === undefined) return null;
+            return embedded ? (embedded.get(id) ?? null) : q.inlineUrl(id);
           },
         });
       }
@@ -271,6 +279,32 @@ export function createIntakeLogService(deps: {
     },
     raw,
   };
+}
+
+/** The image types a `data:` URL may carry into the frame (display.ts keeps only these). */
+const EMBEDDABLE = new Set(['image/png', 'image/gif', 'image/jpeg', 'image/webp']);
+
+/**
+ * The mail's inline images, read from the store as `data:` URLs by attachment id, within the limits
+ * (each, and all together: a mail of many large images shows the first ones, not a frame of hundreds of MB).
+ */
+async function embeddable(
+  blobs: BlobStore,
+  parts: { id: number; content_id: string | null; content_type: string; size: number; sha256: string }[],
+  limits: { maxBytes: number; maxTotalBytes: number },
+): Promise<Map<number, string>> {
+  const out = new Map<number, string>();
+  let total = 0;
+  for (const p of parts) {
+    const type = downloadContentType(p.content_type);
+    if (p.content_id === null || !EMBEDDABLE.has(type)) continue;
+    if (p.size > limits.maxBytes || total + p.size > limits.maxTotalBytes) continue;
+    const chunks: Buffer[] = [];
+    for await (const chunk of blobs.get(p.sha256)) chunks.push(chunk as Buffer);
+    total += p.size;
+    out.set(p.id, `data:${type};base64,${Buffer.concat(chunks).toString('base64')}`);
+  }
+  return out;
 }
 
 function attachmentView(a: Selectable<AttachmentTable>): AttachmentView {
