@@ -408,9 +408,20 @@ describe.each(ENGINES)('the request pages (%s)', (engine) => {
     expect(body.headers.get('content-security-policy')).not.toContain('script-src');
     expect(body.headers.get('x-frame-options')).toBe('SAMEORIGIN');
     await body.text();
+    // a 1366x768 laptop: nothing wider than the window, so no sideways scrolling
+    await p.page.setViewportSize({ width: 1366, height: 768 });
     for (const path of ['/requests', `/requests/${vpn}`]) {
       await p.page.goto(`${url}${path}`);
       expect(await seriousA11yViolations(p.page), path).toEqual([]);
+      expect(await p.page.locator('html').evaluate((html) => html.scrollWidth), path).toBeLessThanOrEqual(
+        1366,
+      );
+      if (process.env.MAILINTAKE_SCREENSHOTS) {
+        await p.page.screenshot({
+          path: `${process.env.MAILINTAKE_SCREENSHOTS}/${engine}${path.replace(/\//g, '-')}.png`,
+          fullPage: true,
+        });
+      }
     }
     p.assertClean();
   });

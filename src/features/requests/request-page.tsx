@@ -268,7 +268,7 @@ function Mail(props: { requestId: number; mail: MailView; index: number; log: In
         <dd>
           <time datetime={m.receivedAt}>{shortTime(m.receivedAt)}</time>
           {m.mailbox ? ` through ${m.mailbox}` : ''}
-          {m.date ? ` (sent ${m.date})` : ''}
+          {m.date ? ` (sent ${/^\d{4}-\d\d-\d\dT/.test(m.date) ? shortTime(m.date) : m.date})` : ''}
         </dd>
         <dt>Subject</dt>
         <dd>{m.subject || '(no subject)'}</dd>

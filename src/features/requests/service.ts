@@ -275,6 +275,11 @@ export function createIntakeLogService(deps: {
     list: async (q) => {
       const window = page(q.limit, q.offset);
       if (q.mailbox) await assertMailboxExists(deps.store, q.mailbox);
+      if (q.request !== undefined && (await repo.portalOfRequest(q.request)) === undefined) {
+        throw new MailintakeError('NOT_FOUND', `no request #${q.request}`, {
+          details: { fields: [{ field: 'request', message: `no request #${q.request}` }] },
+        });
+      }
       return fetchPage(repo.intakeLog(q), window, logEntry);
     },
     raw,
