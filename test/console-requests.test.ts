@@ -336,6 +336,7 @@ describe.each(ENGINES)('the request pages (%s)', (engine) => {
     for (const path of [
       `/requests/${secret}`,
       `/requests/${secret}/body`,
+      `/requests/${secret}/body?images=1`,
       `/requests/${secret}/attachments/${budget?.id}`,
       `/requests/${secret}/inline/${budget?.id}`,
       `/requests/${secret}/mails/${detail.logId}/raw`,
