@@ -343,6 +343,9 @@ describe.each(ENGINES)('the request pages (%s)', (engine) => {
       // another request's raw mail through a request of one's own portal
       `/requests/${id('VPN drops every hour')}/mails/${detail.logId}/raw`,
       `/requests/${id('VPN drops every hour')}/attachments/${budget?.id}`,
+      `/requests/${id('VPN drops every hour')}/inline/${budget?.id}`,
+      // and a conversation that is not the request's: the frame's own NOT_FOUND, through the console's error page
+      `/requests/${id('VPN drops every hour')}/conversations/987654/body`,
     ]) {
       const res = await fetch(`${url}${path}`, { headers: { cookie }, redirect: 'manual' });
       expect(res.status, path).toBe(404);
