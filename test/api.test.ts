@@ -246,6 +246,17 @@ describe('list filters (generated from the documented query parameters)', () => 
           expect(res.json().items, `${path} ${param.name}`).toEqual([]);
           continue;
         }
+        // an id filter: a word is a bad value (400), an id of nothing a missing item (404)
+        if (param.schema.type === 'integer') {
+          expect(res.status, `${path} ${param.name}`).toBe(400);
+          expect(res.json().error).toBe('INVALID_SETTINGS');
+          expect(res.json().message).toContain(param.name);
+          const none = await call('GET', `${path}?${param.name}=987654`);
+          expect(none.status, `${path} ${param.name}=987654`).toBe(404);
+          expect(none.json().error).toBe('NOT_FOUND');
+          expect(none.json().message).toContain('987654');
+          continue;
+        }
         // a value from a closed set is a bad value (400); a name of a mailbox or portal is a missing item (404)
         const closed = Array.isArray(param.schema.enum);
         expect(res.status, `${path} ${param.name}`).toBe(closed ? 400 : 404);
@@ -258,7 +269,7 @@ describe('list filters (generated from the documented query parameters)', () => 
         { field: '(query)', message: expect.stringMatching(/^unknown field: mailbx/) },
       ]);
     }
-    expect(filters).toBe(11);
+    expect(filters).toBe(12);
   });
 
   it('reads a query parameter given twice with its first value, on every list', async () => {

@@ -208,6 +208,24 @@ describe.each(ENGINES)('the mail body frame on %s', (engine) => {
     expect(elements(doc).filter((e) => e.name === 'img')).toEqual([]);
   });
 
+  it('embedded (the console frame, whose requests carry no session): cid images as data: URLs, other parts left out', async () => {
+    const embedded = new Hono();
+    embedded.onError((err) => new Response(String(err), { status: 500 }));
+    mountRequestBodyRoutes(embedded, rt.services, { inlineImages: 'embedded' });
+    const res = await embedded.request(bodyPath(requestId, null));
+    expect(res.headers.get('content-security-policy')).toBe(BODY_CSP);
+    const doc = await res.text();
+    const body = /<body>([\s\S]*)<\/body>/.exec(doc)?.[1] ?? '';
+    // the inline route is not named at all, and what is left passes the same safety reading
+    expect(htmlSafetyProblems(body, { remoteImages: false, inlinePrefix: 'data:image/png;base64,' })).toEqual(
+      [],
+    );
+    const imgs = elements(doc).filter((e) => e.name === 'img');
+    // the PNG is in the document; the PDF named as cid:page@x is not an image and is left out
+    expect(imgs.map((e) => e.attribs.src)).toEqual([`data:image/png;base64,${png.toString('base64')}`]);
+    expect(doc).not.toContain('/inline/');
+  });
+
   it('answers 404 for an unknown request or a conversation of another request', async () => {
     expect((await app.request(bodyPath(requestId + 100, null))).status).toBe(404);
     expect((await app.request(bodyPath(requestId + 1, conversationId))).status).toBe(404);

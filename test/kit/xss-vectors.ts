@@ -295,3 +295,93 @@ function styleProblems(style: string): string[] {
   }
   return found;
 }
+
+/**
+ * Vectors that report back when they work: each, if a script of it ran or the browser fetched what it names,
+ * calls alert, sets a global, or requests `${beacon}/<vector name>` (a listener of the test counts the hits). For
+ * the browser journeys, where "nothing ran" must be observed, not inferred from the sanitised HTML.
+ */
+export function beaconVectors(beacon: string): { name: string; html: string }[] {
+  const hit = (name: string) => `${beacon}/${name}`;
+  const js = (name: string) =>
+    `top.pwned=1;window.pwned=1;alert('${name}');fetch('${hit(name)}');new Image().src='${hit(name)}'`;
+  const b64 = (html: string) => Buffer.from(html).toString('base64');
+  return [
+    { name: 'script', html: `<script>${js('script')}</script>` },
+    { name: 'script-src', html: `<script src="${hit('script-src')}"></script>` },
+    { name: 'img-onerror', html: `<img src="x" onerror="${js('img-onerror')}">` },
+    {
+      name: 'img-onerror-entities',
+      html: `<img src=x onerror="&#97;lert('img-onerror-entities');fetch('${hit('img-onerror-entities')}')">`,
+    },
+    { name: 'body-onload', html: `<body onload="${js('body-onload')}">` },
+    { name: 'svg-onload', html: `<svg onload="${js('svg-onload')}"><circle r="4"/></svg>` },
+    { name: 'svg-script', html: `<svg><script>${js('svg-script')}</script></svg>` },
+    { name: 'svg-image', html: `<svg><image href="${hit('svg-image')}"/></svg>` },
+    {
+      name: 'iframe-srcdoc',
+      html: `<iframe srcdoc="<script>${js('iframe-srcdoc').replace(/'/g, '&apos;')}</script>"></iframe>`,
+    },
+    { name: 'iframe-src', html: `<iframe src="${hit('iframe-src')}"></iframe>` },
+    { name: 'iframe-javascript', html: `<iframe src="javascript:${js('iframe-javascript')}"></iframe>` },
+    { name: 'object', html: `<object data="${hit('object')}"></object>` },
+    { name: 'embed', html: `<embed src="${hit('embed')}">` },
+    { name: 'meta-refresh', html: `<meta http-equiv="refresh" content="0;url=${hit('meta-refresh')}">` },
+    {
+      name: 'meta-refresh-javascript',
+      html: `<meta http-equiv="refresh" content="0;url=javascript:alert('meta')">`,
+    },
+    {
+      name: 'meta-refresh-data',
+      html: `<meta http-equiv="refresh" content="0;url=data:text/html;base64,${b64(`<script>${js('meta-data')}</script>`)}">`,
+    },
+    { name: 'link-stylesheet', html: `<link rel="stylesheet" href="${hit('link-stylesheet')}">` },
+    { name: 'link-prefetch', html: `<link rel="prefetch" href="${hit('link-prefetch')}">` },
+    { name: 'style-import', html: `<style>@import url("${hit('style-import')}");</style>` },
+    { name: 'style-background', html: `<style>body{background:url("${hit('style-background')}")}</style>` },
+    { name: 'style-attr-url', html: `<div style="background-image:url('${hit('style-attr-url')}')">x</div>` },
+    {
+      name: 'style-attr-escaped-url',
+      html: `<div style="background:\\75rl(${hit('style-attr-escaped-url')})">x</div>`,
+    },
+    { name: 'css-expression', html: `<div style="width:expression(alert('css-expression'))">x</div>` },
+    {
+      name: 'css-javascript-url',
+      html: `<div style="background:url(javascript:alert('css-javascript-url'))">x</div>`,
+    },
+    { name: 'remote-img', html: `<img src="${hit('remote-img')}">` },
+    { name: 'img-srcset', html: `<img srcset="${hit('img-srcset')} 1x" src="x">` },
+    {
+      name: 'background-attr',
+      html: `<table background="${hit('background-attr')}"><tr><td>x</td></tr></table>`,
+    },
+    { name: 'video-poster', html: `<video poster="${hit('video-poster')}"></video>` },
+    { name: 'audio-src', html: `<audio src="${hit('audio-src')}" autoplay></audio>` },
+    { name: 'input-image', html: `<input type="image" src="${hit('input-image')}">` },
+    { name: 'base-href', html: `<base href="${beacon}/base/"><img src="relative.gif">` },
+    {
+      name: 'form-autosubmit',
+      html: `<form action="${hit('form')}"><input autofocus onfocus="this.form.submit()"></form>`,
+    },
+    { name: 'details-ontoggle', html: `<details open ontoggle="${js('details-ontoggle')}">x</details>` },
+    { name: 'autofocus-onfocus', html: `<input autofocus onfocus="${js('autofocus-onfocus')}">` },
+    { name: 'marquee', html: `<marquee onstart="${js('marquee')}">x</marquee>` },
+    {
+      name: 'mxss-noscript',
+      html: `<noscript><p title="</noscript><img src=x onerror=${js('mxss-noscript').replace(/\s/g, '')}>"></noscript>`,
+    },
+    {
+      name: 'mxss-svg-style',
+      html: `<svg></p><style><a id="</style><img src=1 onerror=alert('mxss-svg-style')>">`,
+    },
+    {
+      name: 'entity-javascript-link',
+      html: `<a href="&#106;avascript:alert('entity-link')" id="entity-link">entity link</a>`,
+    },
+    { name: 'tab-javascript-link', html: `<a href="java&#x09;script:alert('tab-link')">tab link</a>` },
+    {
+      name: 'data-html-link',
+      html: `<a href="data:text/html;base64,${b64('<script>alert(1)</script>')}">data link</a>`,
+    },
+  ];
+}

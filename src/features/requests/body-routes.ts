@@ -50,6 +50,15 @@ const idOf = (raw: string | undefined, what: string): number => {
 };
 
 /**
+ * `inlineImages: 'embedded'` (what the console uses) carries the mail's inline images in the document as
+ * `data:` URLs. The frame is sandboxed without allow-same-origin, so its origin is opaque and every request it
+ * makes is cross-site: the session cookie (SameSite=Lax) does not go with them, and an image linked to the
+ * inline route would meet the sign-in redirect. 'linked' (the default) points them at the inline route, for a
+ * caller that authorizes those requests some other way.
+ */
+export const EMBEDDED_IMAGE_LIMITS = { maxBytes: 5 * 1024 * 1024, maxTotalBytes: 20 * 1024 * 1024 };
+
+/**
  * Mounts `GET /requests/{id}/body` (the request's first mail), `GET /requests/{id}/conversations/{cid}/body`
  * (`?images=1` shows remote images) and `GET /requests/{id}/inline/{attachmentId}` (an inline part: its stored
  * type when that is an image type, else application/octet-stream as an attachment; always nosniff).
@@ -61,6 +70,7 @@ const idOf = (raw: string | undefined, what: string): number => {
 export function mountRequestBodyRoutes<E extends Env>(
   app: Hono<E>,
   services: { requests: RequestsService },
+  options: { inlineImages?: 'linked' | 'embedded' } = {},
 ): void {
   const body = async (requestId: number, conversationId: number | null, images: boolean) => {
     const view = await services.requests.body({
@@ -68,6 +78,7 @@ export function mountRequestBodyRoutes<E extends Env>(
       conversationId,
       remoteImages: images,
       inlineUrl: (attachmentId) => inlinePath(requestId, attachmentId),
+      ...(options.inlineImages === 'embedded' ? { embedImages: EMBEDDED_IMAGE_LIMITS } : {}),
     });
     return new Response(frameDocument(view.html), {
       status: 200,

@@ -51,6 +51,26 @@ export function createRequestRepo(store: Store) {
           .orderBy('requests.id', 'desc'),
       };
     },
+    /** The portal a request belongs to (undefined: no such request), without reading its bodies. */
+    portalOfRequest: async (id: number) =>
+      (
+        await db
+          .selectFrom('requests')
+          .innerJoin('portals', 'portals.id', 'requests.portal_id')
+          .select('portals.name')
+          .where('requests.id', '=', id)
+          .executeTakeFirst()
+      )?.name,
+    /** The mailbox name of each of these requests (null: none), for a page of the list. */
+    mailboxesOf: (ids: number[]) =>
+      ids.length === 0
+        ? Promise.resolve([])
+        : db
+            .selectFrom('requests')
+            .leftJoin('mailboxes', 'mailboxes.id', 'requests.mailbox_id')
+            .select(['requests.id', 'mailboxes.name'])
+            .where('requests.id', 'in', ids)
+            .execute(),
     request: (id: number) =>
       db
         .selectFrom('requests')
@@ -107,7 +127,7 @@ export function createRequestRepo(store: Store) {
     contentIdsOf: (requestId: number, conversationId: number | null) =>
       db
         .selectFrom('attachments')
-        .select(['id', 'content_id'])
+        .select(['id', 'content_id', 'content_type', 'size', 'sha256'])
         .where('request_id', '=', requestId)
         .where('content_id', 'is not', null)
         .where('conversation_id', conversationId === null ? 'is' : '=', conversationId)
@@ -129,9 +149,10 @@ export function createRequestRepo(store: Store) {
         .where('id', '=', logId)
         .executeTakeFirst(),
     /** The intake log newest first, with each entry's mailbox name. */
-    intakeLog: (q: { mailbox?: string; outcome?: string; before?: number }) => {
+    intakeLog: (q: { mailbox?: string; outcome?: string; request?: number; before?: number }) => {
       let base = db.selectFrom('intake_log').innerJoin('mailboxes', 'mailboxes.id', 'intake_log.mailbox_id');
       if (q.mailbox) base = base.where('mailboxes.name', '=', q.mailbox);
+      if (q.request !== undefined) base = base.where('intake_log.request_id', '=', q.request);
       if (q.before !== undefined) base = base.where('intake_log.id', '<', q.before);
       if (q.outcome) base = base.where('intake_log.outcome', '=', q.outcome);
       return {

@@ -7,6 +7,7 @@ import {
   download,
   errors,
   idParams,
+  intQuery,
   keysetQuery,
   ok,
   parse,
@@ -21,6 +22,7 @@ import {
   REQUEST_STATUSES,
   requestDetailSchema,
   requestHistoryEntrySchema,
+  requestListItemSchema,
   requestSummarySchema,
 } from './views.js';
 import { MAX_QUERY_CHARS } from './work.js';
@@ -57,6 +59,10 @@ const assigneeBody = z.strictObject({
 const logQuery = queryOf({
   mailbox: z.string().min(1).optional(),
   outcome: outcomeSchema.optional(),
+  request: intQuery(1, 999_999_999, {
+    description:
+      'Only the entries of this request (the mails that made or extended it, and recognised copies)',
+  }),
   ...keysetQuery,
 });
 
@@ -66,7 +72,7 @@ export const listRequests = createRoute({
   summary: 'List requests, newest first',
   description: UNKNOWN_FILTER,
   request: { query: requestsQuery },
-  responses: { 200: ok('A page of requests', pageOf(requestSummarySchema)), ...errors(400, 401, 404) },
+  responses: { 200: ok('A page of requests', pageOf(requestListItemSchema)), ...errors(400, 401, 404) },
 });
 export const showRequest = createRoute({
   method: 'get',

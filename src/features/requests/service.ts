@@ -9,6 +9,7 @@ import type { RawPacks } from '../../store/blobs/raw-packs.js';
 import type { Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
 import type { AttachmentTable, DroppedAttachmentTable } from '../../store/schema.js';
+import { downloadContentType } from '../shared/download.js';
 import type { Page } from '../shared/page.js';
 import { createRequestRepo, type IntakeLogRow, storedAddresses, storedReasons } from './repo.js';
 import type {
@@ -17,6 +18,7 @@ import type {
   IntakeLogEntry,
   RequestDetail,
   RequestHistoryEntry,
+  RequestListItem,
   RequestSummary,
 } from './views.js';
 import { listRequests, type RequestFilter, requestWork } from './work.js';
@@ -29,8 +31,13 @@ export { MAX_PAGE } from '../../kernel/limits.js';
 
 export interface RequestsService {
   /** Newest first. `before`: only ids below it (page on from the last id seen; new requests do not shift it). */
-  list(q: RequestFilter & { limit?: number; offset?: number }): Promise<Page<RequestSummary>>;
+  list(q: RequestFilter & { limit?: number; offset?: number }): Promise<Page<RequestListItem>>;
   show(id: number): Promise<RequestDetail>;
+  /**
+   * The portal a request belongs to (NOT_FOUND when there is no such request): what the console checks before
+   * a technician sees anything of it, without reading its mails.
+   */
+  portalOf(id: number): Promise<string>;
   attachment(id: number): Promise<{ meta: AttachmentView; open(): Readable }>;
   /**
    * One mail of a request made safe to show (mail/display.ts): its first mail when `conversationId` is null,
@@ -43,6 +50,11 @@ export interface RequestsService {
     conversationId: number | null;
     remoteImages: boolean;
     inlineUrl: (attachmentId: number) => string;
+    /**
+     * Inline images carried in the document as `data:` URLs instead (PNG, GIF, JPEG, WebP up to these sizes;
+     * other parts are left out). For a frame whose requests carry no session: see body-routes.ts.
+     */
+    embedImages?: { maxBytes: number; maxTotalBytes: number };
   }): Promise<MailBodyView>;
   /** An attachment of that request (404 for another request's), for the inline images of `body`. */
   inlinePart(requestId: number, attachmentId: number): Promise<{ meta: AttachmentView; open(): Readable }>;
@@ -64,6 +76,8 @@ export interface IntakeLogService {
   list(q: {
     mailbox?: string;
     outcome?: string;
+    /** Only the entries of this request: the mails that made or extended it, and copies recognised as such. */
+    request?: number;
     limit?: number;
     offset?: number;
     before?: number;
@@ -158,8 +172,8 @@ export function createRequestsService(deps: {
     };
   };
   return {
-    list: (q) =>
-      listRequests(deps.store, q, {
+    list: async (q) => {
+      const found = await listRequests(deps.store, q, {
         portal: async (name) => {
           if (!(await repo.portalExists(name))) {
             throw new MailintakeError('NOT_FOUND', `no portal named "${name}"`, {
@@ -168,8 +182,19 @@ export function createRequestsService(deps: {
           }
         },
         mailbox: (name) => assertMailboxExists(deps.store, name),
-      }),
+      });
+      // one query for the page's mailboxes, beside the list query (which stays on the requests table alone)
+      const names = new Map(
+        (await repo.mailboxesOf(found.items.map((r) => r.id))).map((m) => [m.id, m.name]),
+      );
+      return { ...found, items: found.items.map((r) => ({ ...r, mailbox: names.get(r.id) ?? null })) };
+    },
     show,
+    portalOf: async (id) => {
+      const portal = await repo.portalOfRequest(id);
+      if (portal === undefined) throw new MailintakeError('NOT_FOUND', `no request #${id}`);
+      return portal;
+    },
     attachment: async (id) => {
       const a = await repo.attachment(id);
       if (!a) throw new MailintakeError('NOT_FOUND', `no attachment #${id}`);
@@ -190,11 +215,13 @@ export function createRequestsService(deps: {
         const byCid = new Map<string, number>();
         for (const p of parts)
           if (p.content_id !== null && !byCid.has(p.content_id)) byCid.set(p.content_id, p.id);
+        const embedded = q.embedImages ? await embeddable(deps.blobs, parts, q.embedImages) : null;
         return sanitizeMailHtml(mail.html_body, {
           remoteImages: q.remoteImages,
           cidUrl: (cid) => {
             const id = byCid.get(cid) ?? byCid.get(cid.replace(/^<|>$/g, ''));
-            return id === undefined ? null : q.inlineUrl(id);
+            if (id === undefined) return null;
+            return embedded ? (embedded.get(id) ?? null) : q.inlineUrl(id);
           },
         });
       }
@@ -248,10 +275,41 @@ export function createIntakeLogService(deps: {
     list: async (q) => {
       const window = page(q.limit, q.offset);
       if (q.mailbox) await assertMailboxExists(deps.store, q.mailbox);
+      if (q.request !== undefined && (await repo.portalOfRequest(q.request)) === undefined) {
+        throw new MailintakeError('NOT_FOUND', `no request #${q.request}`, {
+          details: { fields: [{ field: 'request', message: `no request #${q.request}` }] },
+        });
+      }
       return fetchPage(repo.intakeLog(q), window, logEntry);
     },
     raw,
   };
+}
+
+/** The image types a `data:` URL may carry into the frame (display.ts keeps only these). */
+const EMBEDDABLE = new Set(['image/png', 'image/gif', 'image/jpeg', 'image/webp']);
+
+/**
+ * The mail's inline images, read from the store as `data:` URLs by attachment id, within the limits
+ * (each, and all together: a mail of many large images shows the first ones, not a frame of hundreds of MB).
+ */
+async function embeddable(
+  blobs: BlobStore,
+  parts: { id: number; content_id: string | null; content_type: string; size: number; sha256: string }[],
+  limits: { maxBytes: number; maxTotalBytes: number },
+): Promise<Map<number, string>> {
+  const out = new Map<number, string>();
+  let total = 0;
+  for (const p of parts) {
+    const type = downloadContentType(p.content_type);
+    if (p.content_id === null || !EMBEDDABLE.has(type)) continue;
+    if (p.size > limits.maxBytes || total + p.size > limits.maxTotalBytes) continue;
+    const chunks: Buffer[] = [];
+    for await (const chunk of blobs.get(p.sha256)) chunks.push(chunk as Buffer);
+    total += p.size;
+    out.set(p.id, `data:${type};base64,${Buffer.concat(chunks).toString('base64')}`);
+  }
+  return out;
 }
 
 function attachmentView(a: Selectable<AttachmentTable>): AttachmentView {

@@ -55,6 +55,14 @@ const requestSummaryFields = {
 export const requestSummarySchema = z.object(requestSummaryFields).openapi('RequestSummary');
 export type RequestSummary = z.infer<typeof requestSummarySchema>;
 
+/** A request as the list shows it: the summary and the mailbox its first mail came through. */
+export const requestListItemSchema = requestSummarySchema
+  .extend({
+    mailbox: z.string().nullable().openapi({ description: 'The mailbox of its first mail; null if none' }),
+  })
+  .openapi('RequestListItem');
+export type RequestListItem = z.infer<typeof requestListItemSchema>;
+
 /** One change of a request's status or assignee. */
 export const requestHistoryEntrySchema = z
   .object({

@@ -167,7 +167,12 @@ export function idParams(what: string, description?: string) {
 }
 
 /** A whole number in the query; `documentedMax`: the maximum the document names (offsets and ids have none). */
-const intQuery = (min: number, max: number, doc: { documentedMax?: number; description?: string } = {}) =>
+/** A whole-number query parameter from `min` to `max` (optional). */
+export const intQuery = (
+  min: number,
+  max: number,
+  doc: { documentedMax?: number; description?: string } = {},
+) =>
   z
     .string()
     .regex(/^[0-9]{1,9}$/, 'must be a whole number')

@@ -37,6 +37,7 @@ export function addIntakeLogCommands(program: Command, k: Kit): void {
 
   const log = leaf(program, 'log', 'the intake log: every mail fetched, its outcome and why')
     .option('--mailbox <name>', 'only this mailbox')
+    .option('--request <id>', 'only the mails of this request (its id)', idArg)
     .addOption(
       new Option('--outcome <outcome>', 'only this outcome').choices([
         'created',
@@ -49,8 +50,13 @@ export function addIntakeLogCommands(program: Command, k: Kit): void {
     .addOption(allOption())
     .action(
       k.listAction(
-        (services, opts: { mailbox?: string; outcome?: string }, page) =>
-          services.log.list({ mailbox: opts.mailbox, outcome: opts.outcome, ...page }),
+        (services, opts: { mailbox?: string; outcome?: string; request?: number }, page) =>
+          services.log.list({
+            mailbox: opts.mailbox,
+            outcome: opts.outcome,
+            ...(opts.request === undefined ? {} : { request: opts.request }),
+            ...page,
+          }),
         LOG_COLUMNS,
         () => 'The intake log is empty.',
       ),

@@ -19,7 +19,6 @@ import { isMailintakeError, MailintakeError } from '../../kernel/errors.js';
 import { CONSOLE_MAX_FORM_BYTES, PASSWORD_MIN_CHARS, SESSION_MAX_AGE_MS } from '../../kernel/limits.js';
 import { ErrorContent, Layout } from './layout.js';
 import { mountFeaturePages } from './pages.js';
-import { RequestListPlaceholder } from './requests-page.js';
 import {
   clearSessionCookie,
   clientAddress,
@@ -35,8 +34,8 @@ import {
 
 /**
  * The web console's shell, on the API's Hono app (paths outside /api/): sessions, CSRF, security headers, the
- * layout and the assets; and the people pages (sign-in, sign-out, set password, users) plus a placeholder list
- * of requests. Pages call the same services as the API and the CLI.
+ * layout and the assets; and the people pages (sign-in, sign-out, set password, users). Pages call the same
+ * services as the API and the CLI.
  */
 
 /** HTTP status of a console page per code; anything else is 500 with a generic message. */
@@ -291,25 +290,6 @@ export function consoleApp(services: Services): Hono<BlankEnv> {
     page('admin', async (c, user) =>
       render(c, 'Users', user, <UserList users={await services.users.list()} />, { current: '/users' }),
     ),
-  );
-
-  app.get(
-    '/requests',
-    page('user', async (c, user) => {
-      // a technician sees their portal's requests only; an admin every portal's
-      const portal = user?.role === 'technician' ? user.portal : null;
-      if (user?.role === 'technician' && !portal) return refused(c, user, 'Your account has no portal.');
-      const list = await services.requests.list({ limit: 50, ...(portal ? { portal } : {}) });
-      return render(
-        c,
-        'Requests',
-        user,
-        <RequestListPlaceholder items={list.items} total={list.total} portal={portal} />,
-        {
-          current: '/requests',
-        },
-      );
-    }),
   );
 
   mountFeaturePages(app, kit, services);

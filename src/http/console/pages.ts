@@ -1,4 +1,5 @@
 import { mountMailboxPages } from '../../features/mailboxes/pages.js';
+import { mountRequestsPages } from '../../features/requests/pages.js';
 import type { Services } from '../../features/services.js';
 import type { ConsoleApp, ConsoleKit } from '../../features/shared/console-kit.js';
 
@@ -8,4 +9,6 @@ import type { ConsoleApp, ConsoleKit } from '../../features/shared/console-kit.j
  */
 export function mountFeaturePages(ui: ConsoleApp, kit: ConsoleKit, services: Services): void {
   mountMailboxPages(ui, kit, services);
+  const { requests, log, users, portals, mailboxes } = services;
+  mountRequestsPages(ui, kit, { requests, log, users, portals, mailboxes });
 }

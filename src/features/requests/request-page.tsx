@@ -1,0 +1,354 @@
+import { Csrf, Message } from '../shared/console-ui.js';
+import { bodyPath } from './body-routes.js';
+import { shortTime } from './list-page.js';
+import {
+  type AttachmentView,
+  type DroppedAttachmentView,
+  type IntakeLogEntry,
+  REQUEST_STATUSES,
+  type RequestDetail,
+  type RequestHistoryEntry,
+} from './views.js';
+
+/**
+ * One request's page content: what it is and who works on it (with the status and assignee forms), its history,
+ * and its mails in order, each with why it landed here (the intake log's outcome and reasons), its attachments,
+ * the dropped ones with their reason, its raw source, and its body in a sandboxed frame.
+ */
+
+export const attachmentPath = (requestId: number, attachmentId: number) =>
+  `/requests/${requestId}/attachments/${attachmentId}`;
+export const rawPath = (requestId: number, logId: number) => `/requests/${requestId}/mails/${logId}/raw`;
+
+/** What the work forms show after a failed change: the message, each bad field's, and what was typed. */
+export interface WorkState {
+  notice?: string | undefined;
+  error?: string | undefined;
+  fields?: Record<string, string>;
+  status?: string;
+  assignee?: string;
+}
+
+/** One mail of the request: the first (conversationId null) or a conversation. */
+interface MailView {
+  conversationId: number | null;
+  from: RequestDetail['requester'];
+  subject: string;
+  to: RequestDetail['to'];
+  cc: RequestDetail['cc'];
+  date: string | null;
+  receivedAt: string;
+  mailbox: string | null;
+  logId: number | null;
+  html: string | null;
+  attachments: AttachmentView[];
+  dropped: DroppedAttachmentView[];
+}
+
+function mailsOf(r: RequestDetail): MailView[] {
+  return [
+    {
+      conversationId: null,
+      from: r.requester,
+      subject: r.subject,
+      to: r.to,
+      cc: r.cc,
+      date: r.date,
+      receivedAt: r.createdAt,
+      mailbox: r.mailbox,
+      logId: r.logId,
+      html: r.html,
+      attachments: r.attachments,
+      dropped: r.droppedAttachments,
+    },
+    ...r.conversations.map((c) => ({
+      conversationId: c.id,
+      from: c.from,
+      subject: c.subject,
+      to: c.to,
+      cc: c.cc,
+      date: c.date,
+      receivedAt: c.createdAt,
+      mailbox: c.mailbox,
+      logId: c.logId,
+      html: c.html,
+      attachments: c.attachments,
+      dropped: c.droppedAttachments,
+    })),
+  ];
+}
+
+const who = (a: { address: string; name: string } | null) =>
+  a ? (a.name ? `${a.name} <${a.address}>` : a.address) : '(no sender)';
+const addresses = (list: { address: string; name: string }[]) => list.map((a) => who(a)).join(', ');
+const size = (bytes: number) =>
+  bytes < 1024
+    ? `${bytes} bytes`
+    : bytes < 1024 * 1024
+      ? `${(bytes / 1024).toFixed(1)} KB`
+      : `${(bytes / 1048576).toFixed(1)} MB`;
+
+export function RequestPage(props: {
+  request: RequestDetail;
+  history: RequestHistoryEntry[];
+  log: IntakeLogEntry[];
+  assignees: string[];
+  csrf: string;
+  work: WorkState;
+}) {
+  const { request: r, work } = props;
+  const mails = mailsOf(r);
+  return (
+    <article class="request">
+      <p class="crumbs">
+        <a href="/requests">All requests</a>
+      </p>
+      <h1>
+        #{r.id} {r.subject || '(no subject)'}
+      </h1>
+      <Message error={work.error} notice={work.notice} />
+      <div class="request-head">
+        <dl class="facts">
+          <dt>Requester</dt>
+          <dd>{who(r.requester)}</dd>
+          <dt>Portal</dt>
+          <dd>{r.portal}</dd>
+          <dt>Mailbox</dt>
+          <dd>{r.mailbox ?? '—'}</dd>
+          <dt>Status</dt>
+          <dd>
+            <span class={`status status-${r.status}`}>{r.status}</span>
+          </dd>
+          <dt>Assignee</dt>
+          <dd>{r.assignee ?? 'nobody'}</dd>
+          <dt>Created</dt>
+          <dd>
+            <time datetime={r.createdAt}>{shortTime(r.createdAt)}</time>
+          </dd>
+        </dl>
+        <WorkForms request={r} assignees={props.assignees} csrf={props.csrf} work={work} />
+      </div>
+      <History entries={props.history} />
+      <h2>Mails ({mails.length})</h2>
+      {mails.map((m, i) => (
+        <Mail
+          requestId={r.id}
+          mail={m}
+          index={i}
+          log={props.log.filter((l) => l.conversationId === m.conversationId)}
+        />
+      ))}
+    </article>
+  );
+}
+
+function WorkForms(props: { request: RequestDetail; assignees: string[]; csrf: string; work: WorkState }) {
+  const { request: r, work } = props;
+  const statusError = work.fields?.status;
+  const assigneeError = work.fields?.assignee;
+  const status = work.status ?? r.status;
+  return (
+    <section class="work" aria-labelledby="work-title">
+      <h2 id="work-title">Work on it</h2>
+      <form method="post" action={`/requests/${r.id}/status`} class="inline-form">
+        <Csrf token={props.csrf} />
+        <div class={statusError ? 'field invalid' : 'field'}>
+          <label for="work-status">Status</label>
+          <select
+            id="work-status"
+            name="status"
+            aria-invalid={statusError ? 'true' : undefined}
+            aria-describedby={statusError ? 'work-status-error' : undefined}
+          >
+            {REQUEST_STATUSES.map((s) => (
+              <option value={s} selected={s === status}>
+                {s}
+              </option>
+            ))}
+          </select>
+          {statusError ? (
+            <p class="field-error" id="work-status-error">
+              {statusError}
+            </p>
+          ) : null}
+        </div>
+        <button type="submit">Set status</button>
+      </form>
+      <form method="post" action={`/requests/${r.id}/assignee`} class="inline-form">
+        <Csrf token={props.csrf} />
+        <div class={assigneeError ? 'field invalid' : 'field'}>
+          <label for="work-assignee">Assignee</label>
+          <input
+            id="work-assignee"
+            name="assignee"
+            type="text"
+            inputmode="email"
+            autocomplete="off"
+            list="work-assignees"
+            value={work.assignee ?? r.assignee ?? ''}
+            aria-invalid={assigneeError ? 'true' : undefined}
+            aria-describedby={assigneeError ? 'work-assignee-help work-assignee-error' : 'work-assignee-help'}
+          />
+          <datalist id="work-assignees">
+            {props.assignees.map((a) => (
+              <option value={a} />
+            ))}
+          </datalist>
+          <p class="help" id="work-assignee-help">
+            An email address (the console's users are suggested); empty: nobody.
+          </p>
+          {assigneeError ? (
+            <p class="field-error" id="work-assignee-error">
+              {assigneeError}
+            </p>
+          ) : null}
+        </div>
+        <button type="submit">Assign</button>
+      </form>
+    </section>
+  );
+}
+
+function History(props: { entries: RequestHistoryEntry[] }) {
+  return (
+    <section aria-labelledby="history-title">
+      <h2 id="history-title">History</h2>
+      {props.entries.length === 0 ? (
+        <p>No changes yet: the request is as its first mail made it.</p>
+      ) : (
+        <table class="history">
+          <caption>Status and assignee changes, oldest first</caption>
+          <thead>
+            <tr>
+              <th scope="col">When</th>
+              <th scope="col">Who</th>
+              <th scope="col">What</th>
+              <th scope="col">From</th>
+              <th scope="col">To</th>
+            </tr>
+          </thead>
+          <tbody>
+            {props.entries.map((h) => (
+              <tr>
+                <td>
+                  <time datetime={h.at}>{shortTime(h.at)}</time>
+                </td>
+                <td>{h.actor}</td>
+                <td>{h.field}</td>
+                <td>{h.old ?? (h.field === 'assignee' ? 'nobody' : '—')}</td>
+                <td>{h.new ?? (h.field === 'assignee' ? 'nobody' : '—')}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+const OUTCOME_WORDS: Record<IntakeLogEntry['outcome'], string> = {
+  created: 'created this request',
+  appended: 'added as a conversation',
+  ignored: 'recognised as a copy and ignored',
+  error: 'failed',
+};
+
+function Mail(props: { requestId: number; mail: MailView; index: number; log: IntakeLogEntry[] }) {
+  const { requestId, mail: m, index } = props;
+  const frame = `mail-frame-${index}`;
+  const src = bodyPath(requestId, m.conversationId);
+  const titleId = `mail-${index}-title`;
+  return (
+    <section class="mail" aria-labelledby={titleId}>
+      <h3 id={titleId}>
+        {index === 0 ? 'First mail' : `Reply ${index}`}: {who(m.from)}
+      </h3>
+      <dl class="facts mail-facts">
+        <dt>Received</dt>
+        <dd>
+          <time datetime={m.receivedAt}>{shortTime(m.receivedAt)}</time>
+          {m.mailbox ? ` through ${m.mailbox}` : ''}
+          {m.date ? ` (sent ${/^\d{4}-\d\d-\d\dT/.test(m.date) ? shortTime(m.date) : m.date})` : ''}
+        </dd>
+        <dt>Subject</dt>
+        <dd>{m.subject || '(no subject)'}</dd>
+        {m.to.length > 0 ? (
+          <>
+            <dt>To</dt>
+            <dd>{addresses(m.to)}</dd>
+          </>
+        ) : null}
+        {m.cc.length > 0 ? (
+          <>
+            <dt>Cc</dt>
+            <dd>{addresses(m.cc)}</dd>
+          </>
+        ) : null}
+      </dl>
+      <div class="trace">
+        <h4>Why it is here</h4>
+        {props.log.length === 0 ? (
+          <p>No intake log entry (the request was made before the log kept one).</p>
+        ) : (
+          <ul>
+            {props.log.map((l) => (
+              <li>
+                <time datetime={l.createdAt}>{shortTime(l.createdAt)}</time> log #{l.id}, mailbox {l.mailbox}:{' '}
+                <strong>{OUTCOME_WORDS[l.outcome]}</strong>
+                {l.reasons.length > 0 ? (
+                  <ul>
+                    {l.reasons.map((reason) => (
+                      <li>{reason}</li>
+                    ))}
+                  </ul>
+                ) : null}
+              </li>
+            ))}
+          </ul>
+        )}
+      </div>
+      {m.attachments.length > 0 ? (
+        <div class="attachments">
+          <h4>Attachments</h4>
+          <ul>
+            {m.attachments.map((a) => (
+              <li>
+                <a href={attachmentPath(requestId, a.id)}>{a.filename}</a> ({a.contentType}, {size(a.size)}
+                {a.disposition === 'inline' ? ', inline' : ''})
+              </li>
+            ))}
+          </ul>
+        </div>
+      ) : null}
+      {m.dropped.length > 0 ? (
+        <div class="dropped">
+          <h4>Dropped attachments</h4>
+          <ul>
+            {m.dropped.map((d) => (
+              <li>
+                {d.filename} ({size(d.size)}): <code>{d.code}</code> {d.message}
+                {d.detail ? ` ${d.detail}` : ''}
+              </li>
+            ))}
+          </ul>
+        </div>
+      ) : null}
+      <p class="mail-links">
+        {m.logId !== null ? <a href={rawPath(requestId, m.logId)}>Download the raw mail (.eml)</a> : null}
+        {m.html ? (
+          <a href={`${src}?images=1`} target={frame}>
+            Show images
+          </a>
+        ) : null}
+      </p>
+      <iframe
+        class="mail-frame"
+        name={frame}
+        title={`Body of the ${index === 0 ? 'first mail' : `reply ${index}`}`}
+        src={src}
+        sandbox="allow-popups allow-popups-to-escape-sandbox"
+        referrerpolicy="no-referrer"
+      />
+    </section>
+  );
+}
