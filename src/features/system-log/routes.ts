@@ -18,6 +18,30 @@ const systemLogQuery = queryOf({
         description: 'Only this category; any other value is 400 INVALID_SETTINGS naming the categories',
       },
     }),
+  actor: z
+    .string()
+    .min(1)
+    .max(320)
+    .optional()
+    .openapi({
+      param: { description: 'Only this actor: user:<email>, api-key:<name>, cli:<os user>, system' },
+    }),
+  mailbox: z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .openapi({ param: { description: 'Only entries about this mailbox' } }),
+  since: z
+    .string()
+    .max(40)
+    .optional()
+    .openapi({ param: { description: 'Entries at or after this date (YYYY-MM-DD, UTC) or ISO 8601 time' } }),
+  until: z
+    .string()
+    .max(40)
+    .optional()
+    .openapi({ param: { description: 'Entries before this date (YYYY-MM-DD, UTC) or ISO 8601 time' } }),
   ...keysetQuery,
 });
 

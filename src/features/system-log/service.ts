@@ -7,12 +7,20 @@ import { createSystemLogRepo, storedDetails } from './repo.js';
 import type { SystemLogEntry } from './views.js';
 
 export interface SystemLogService {
-  /** Newest first. */
+  /**
+   * Newest first. Filters: `category`; `actor` exactly (`user:<email>`, `api-key:<name>`, `cli:<os user>`,
+   * `system`); `mailbox` (entries that name it); `since` / `until`, a date (YYYY-MM-DD, UTC) or an ISO 8601
+   * time: entries at or after `since` and before `until`.
+   */
   list(q: {
-    category?: string;
-    limit?: number;
-    offset?: number;
-    before?: number;
+    category?: string | undefined;
+    actor?: string | undefined;
+    mailbox?: string | undefined;
+    since?: string | undefined;
+    until?: string | undefined;
+    limit?: number | undefined;
+    offset?: number | undefined;
+    before?: number | undefined;
   }): Promise<Page<SystemLogEntry>>;
 }
 
@@ -22,15 +30,26 @@ export function createSystemLogService(deps: { store: Store }): SystemLogService
   return {
     list: async (q) => {
       const window = page(q.limit, q.offset);
+      const bad: { field: string; message: string }[] = [];
       if (q.category !== undefined && !isSystemLogCategory(q.category)) {
-        const known = SYSTEM_LOG_CATEGORIES.join(', ');
-        throw new MailintakeError(
-          'INVALID_SETTINGS',
-          `no system log category "${q.category}"; the categories are ${known}`,
-          { details: { fields: [{ field: 'category', message: `must be one of ${known}` }] } },
-        );
+        bad.push({ field: 'category', message: `must be one of ${SYSTEM_LOG_CATEGORIES.join(', ')}` });
       }
-      return fetchPage(repo.entries(q), window, (r) => ({
+      const since = q.since === undefined ? undefined : isoTime(q.since);
+      const until = q.until === undefined ? undefined : isoTime(q.until);
+      if (since === null) bad.push({ field: 'since', message: TIME_HELP });
+      if (until === null) bad.push({ field: 'until', message: TIME_HELP });
+      if (since && until && since >= until) {
+        bad.push({ field: 'until', message: 'must be later than "since"' });
+      }
+      if (bad.length > 0) {
+        const message =
+          bad[0]?.field === 'category' && bad.length === 1
+            ? `no system log category "${q.category}"; the categories are ${SYSTEM_LOG_CATEGORIES.join(', ')}`
+            : `invalid system log filter: ${bad.map((b) => `${b.field} ${b.message}`).join('; ')}`;
+        throw new MailintakeError('INVALID_SETTINGS', message, { details: { fields: bad } });
+      }
+      const filter = { ...q, since: since ?? undefined, until: until ?? undefined };
+      return fetchPage(repo.entries(filter), window, (r) => ({
         id: r.id,
         createdAt: r.created_at,
         actor: r.actor,
@@ -41,4 +60,17 @@ export function createSystemLogService(deps: { store: Store }): SystemLogService
       }));
     },
   };
+}
+
+const TIME_HELP = 'must be a date (YYYY-MM-DD) or a time such as 2026-03-01T09:30:00Z';
+
+/**
+ * The stored form of a time filter: entries carry `Date#toISOString()` (UTC, milliseconds, `Z`), which sorts as
+ * text; a bare date is its midnight UTC. Null when it is neither.
+ */
+function isoTime(value: string): string | null {
+  const text = value.trim();
+  if (!/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text)) return null;
+  const date = new Date(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text);
+  return Number.isNaN(date.getTime()) ? null : date.toISOString();
 }
