@@ -111,6 +111,7 @@ export function createErrorMailsService(deps: ErrorMailsDeps): ErrorMailsService
       const window = page(q.limit, q.offset);
       // NOT_FOUND for a mistyped name rather than an empty list
       if (q.mailbox) await assertMailboxExists(deps.store, q.mailbox);
+      if (q.portal) await assertPortalExists(deps.store, q.portal);
       return fetchPage(repo.list(q), window, errorMailView);
     },
     /** The report, opened: mail details and the exception. Only an admin's API key or the CLI reach this. */
@@ -249,4 +250,13 @@ function errorMessage(r: ErrorMailRow): string | null {
   if (r.error_reasons === null) return null;
   const reasons = storedStrings(r.error_reasons, { table: 'intake_log', column: 'reasons' });
   return reasons.length > 0 ? reasons.join('; ') : null;
+}
+
+async function assertPortalExists(store: Store, name: string): Promise<void> {
+  const row = await store.db.selectFrom('portals').select('id').where('name', '=', name).executeTakeFirst();
+  if (!row) {
+    throw new MailintakeError('NOT_FOUND', `no portal named "${name}"`, {
+      details: { fields: [{ field: 'portal', message: `no portal named "${name}"` }] },
+    });
+  }
 }

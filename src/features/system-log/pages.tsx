@@ -1,4 +1,5 @@
 import type { Child } from 'hono/jsx';
+import { isMailintakeError, MailintakeError } from '../../kernel/errors.js';
 import { SYSTEM_LOG_CATEGORIES } from '../../kernel/system-log-categories.js';
 import { type ConsoleApp, type ConsoleKit, fieldErrors } from '../shared/console-kit.js';
 import { Field, Message, Pager, SelectField } from '../shared/console-ui.js';
@@ -54,14 +55,20 @@ export function mountSystemLogPages(
           </SystemLog>
         );
       } catch (e) {
-        const { message, fields } = fieldErrors(e);
+        // a filter naming nothing (an actor with no entry, an unknown mailbox) is told beside it, like a bad one
+        const notFound = isMailintakeError(e) && e.code === 'NOT_FOUND';
+        const { message, fields } = fieldErrors(
+          notFound ? new MailintakeError('INVALID_SETTINGS', e.message, { details: e.details }) : e,
+        );
         const errors: Filters = {
+          ...(fields.actor ? { actor: fields.actor } : {}),
+          ...(fields.mailbox ? { mailbox: fields.mailbox } : {}),
           ...(fields.category ? { category: fields.category } : {}),
           ...(fields.since ? { from: fields.since } : {}),
           ...(fields.until ? { to: fields.until } : {}),
         };
         body = <SystemLog filters={filters} errors={errors} error={message} items={[]} total={0} />;
-        status = 400;
+        status = notFound ? 404 : 400;
       }
       return kit.render(c, 'System log', user, body, { current: '/system-log', status });
     }),
@@ -97,7 +104,13 @@ function SystemLog(props: {
       </p>
       <Message error={props.error} />
       <form method="get" action="/system-log" class="filters">
-        <Field name="actor" label="Actor" value={f.actor} placeholder="user:admin@example.org" />
+        <Field
+          name="actor"
+          label="Actor"
+          value={f.actor}
+          error={e.actor}
+          placeholder="user:admin@example.org"
+        />
         <SelectField
           name="category"
           label="Kind"
@@ -108,7 +121,7 @@ function SystemLog(props: {
             ...SYSTEM_LOG_CATEGORIES.map((k) => ({ value: k, label: k })),
           ]}
         />
-        <Field name="mailbox" label="Mailbox" value={f.mailbox} />
+        <Field name="mailbox" label="Mailbox" value={f.mailbox} error={e.mailbox} />
         <DateField name="from" label="From (date)" value={f.from} error={e.from} />
         <DateField name="to" label="To (date, included)" value={f.to} error={e.to} />
         <button type="submit">Filter</button>

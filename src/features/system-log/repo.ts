@@ -29,6 +29,14 @@ export function createSystemLogRepo(store: Store) {
       ? sql<string>`(details::jsonb ->> 'mailbox')`
       : sql<string>`json_extract(details, '$.mailbox')`;
   return {
+    /** Whether any entry was written by this actor (a filter naming nobody is a mistake, not an empty log). */
+    hasActor: async (actor: string): Promise<boolean> =>
+      (await store.db
+        .selectFrom('system_log')
+        .select('id')
+        .where('actor', '=', actor)
+        .limit(1)
+        .executeTakeFirst()) !== undefined,
     entries: (q: SystemLogFilter) => {
       let base = store.db.selectFrom('system_log');
       if (q.category) base = base.where('category', '=', q.category);

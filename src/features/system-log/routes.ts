@@ -50,7 +50,10 @@ export const listSystemLog = createRoute({
   path: '/api/v1/system-log',
   summary: 'The system log, newest first: what Mailintake did and why (e.g. dropped attachments)',
   request: { query: systemLogQuery },
-  responses: { 200: ok('A page of system-log entries', pageOf(systemLogEntrySchema)), ...errors(400, 401) },
+  responses: {
+    200: ok('A page of system-log entries', pageOf(systemLogEntrySchema)),
+    ...errors(400, 401, 404),
+  },
 });
 
 export function mountSystemLogRoutes(app: Api, services: { systemLog: SystemLogService }): void {

@@ -2,6 +2,7 @@ import { MailintakeError } from '../../kernel/errors.js';
 import type { Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
 import { isSystemLogCategory, SYSTEM_LOG_CATEGORIES } from '../../store/system-log.js';
+import { assertMailboxExists } from '../requests/service.js';
 import type { Page } from '../shared/page.js';
 import { createSystemLogRepo, storedDetails } from './repo.js';
 import type { SystemLogEntry } from './views.js';
@@ -47,6 +48,14 @@ export function createSystemLogService(deps: { store: Store }): SystemLogService
             ? `no system log category "${q.category}"; the categories are ${SYSTEM_LOG_CATEGORIES.join(', ')}`
             : `invalid system log filter: ${bad.map((b) => `${b.field} ${b.message}`).join('; ')}`;
         throw new MailintakeError('INVALID_SETTINGS', message, { details: { fields: bad } });
+      }
+      // a filter naming nothing that exists is NOT_FOUND, as every list's is, so a typo never looks like "empty"
+      if (q.mailbox !== undefined) await assertMailboxExists(deps.store, q.mailbox);
+      if (q.actor !== undefined && !(await repo.hasActor(q.actor))) {
+        const message = `no system log entry was made by "${q.actor}"; actors look like user:<email>, api-key:<name>, cli:<os user> or system`;
+        throw new MailintakeError('NOT_FOUND', message, {
+          details: { fields: [{ field: 'actor', message }] },
+        });
       }
       const filter = { ...q, since: since ?? undefined, until: until ?? undefined };
       return fetchPage(repo.entries(filter), window, (r) => ({
