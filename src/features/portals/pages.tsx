@@ -1,5 +1,5 @@
 import type { Context } from 'hono';
-import { FILE_NAME_RULE_SETS } from '../../mail/attachment-checks.js';
+import { type AttachmentPolicy, FILE_NAME_RULE_SETS } from '../../mail/attachment-checks.js';
 import { NOTIFICATION_EVENTS, type NotificationEvent } from '../../notify/notifier.js';
 import type { NotificationServices } from '../notifications/service.js';
 import { type ConsoleApp, type ConsoleKit, type ConsoleUser, fieldErrors } from '../shared/console-kit.js';
@@ -151,9 +151,12 @@ export function mountPortalSettingsPages(ui: ConsoleApp, kit: ConsoleKit, deps: 
     kit.page('admin', async (c, user, form) => {
       const name = c.req.param('name') ?? '';
       try {
+        const current = (await deps.portals.list()).find((p) => p.name === name);
+        if (!current) return portalPage(c, user, name);
+        const policy = policyFromForm(form, current.attachmentPolicy);
         await deps.portals.update(name, {
           headerThreading: form.headerThreading === 'on',
-          attachmentPolicy: policyFromForm(form),
+          ...(Object.keys(policy).length > 0 ? { attachmentPolicy: policy } : {}),
         });
         return c.redirect(`/settings/portals/${encodeURIComponent(name)}?saved=portal+settings`, 303);
       } catch (e) {
@@ -233,20 +236,32 @@ function numberOrText(value: string): unknown {
   return /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v;
 }
 
-/** The form's fields as the attachment policy's patch: empty means the default (null restores it). */
-function policyFromForm(form: Record<string, string>): Record<string, unknown> {
+/**
+ * The form's fields as the attachment policy's patch: only what the admin changed (a field left as shown stays
+ * unset, so it keeps following the default), and empty means the default (null restores it).
+ */
+function policyFromForm(form: Record<string, string>, current: AttachmentPolicy): Record<string, unknown> {
   const list = (v: string | undefined) => (v ?? '').split(/[\s,;]+/).filter(Boolean);
   const limit = (v: string | undefined) => ((v ?? '').trim() === '' ? null : numberOrText(v ?? ''));
-  const patch: Record<string, unknown> = {
+  const given: Record<string, unknown> = {
     maxSizeMb: limit(form.maxSizeMb),
     inlineImageMaxSizeMb: limit(form.inlineImageMaxSizeMb),
     allowedExtensions: list(form.allowedExtensions),
     deniedExtensions: (form.deniedExtensions ?? '').trim() === '' ? null : list(form.deniedExtensions),
     fileNames: form.fileNames || null,
   };
-  for (const [key] of SWITCHES) patch[key] = form[key] === 'on';
-  return patch;
+  for (const [key] of SWITCHES) given[key] = form[key] === 'on';
+  const same = (a: unknown, b: unknown) =>
+    Array.isArray(a) && Array.isArray(b)
+      ? a.map(ext).join(',') === b.map(ext).join(',')
+      : JSON.stringify(a) === JSON.stringify(b);
+  return Object.fromEntries(
+    Object.entries(given).filter(([k, v]) => !same(v, current[k as keyof AttachmentPolicy])),
+  );
 }
+
+/** An extension as the policy stores it (for comparing what was typed with what is set). */
+const ext = (e: unknown) => String(e).trim().replace(/^\./, '').toLowerCase();
 
 function PortalForm(props: { user: ConsoleUser; portal: PortalView; state: PortalFormState | undefined }) {
   const p = props.portal.attachmentPolicy;
