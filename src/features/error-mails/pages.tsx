@@ -246,7 +246,13 @@ function ErrorMailList(props: {
                   <td>
                     <time datetime={m.createdAt}>{when(m.createdAt)}</time>
                   </td>
-                  <td>{m.mailbox}</td>
+                  <td>
+                    {admin ? (
+                      <a href={`/mailboxes/${encodeURIComponent(m.mailbox)}`}>{m.mailbox}</a>
+                    ) : (
+                      m.mailbox
+                    )}
+                  </td>
                   <td>
                     <code>{m.errorCode}</code> {m.errorMessage ?? ''}
                   </td>
