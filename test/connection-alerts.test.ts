@@ -33,7 +33,7 @@ describe.each(ENGINES)('connection-failure alerts on %s', (engine) => {
       tls: 'starttls',
       auth: { username: 'alerts', password: 'alerts-pw' },
     });
-    const fresh = await freshConfig(engine);
+    const fresh = await freshConfig(engine, { MAILINTAKE_PUBLIC_URL: 'https://helpdesk.example.test' });
     cleanup = fresh.cleanup;
     rt = await openRuntime(fresh.config, {
       onOutboxAttempt: (a) => {
@@ -105,6 +105,9 @@ describe.each(ENGINES)('connection-failure alerts on %s', (engine) => {
     expect(alert!.parsed.text).toContain(`imaps://localhost:${dovecot.ports.imaps}`);
     expect(alert!.parsed.text).toContain('Last error: CONNECT_FAILED');
     expect(alert!.parsed.text).toContain('No mail is lost');
+    // the mailbox's page, on the public URL; the bell links to the same page
+    expect(alert!.parsed.text).toContain('https://helpdesk.example.test/mailboxes/flaky');
+    expect(bell.items[0]!.link).toBe('/mailboxes/flaky');
     const failureLog = await rt.services.systemLog.list({ category: 'connection-failure' });
     expect(failureLog.total).toBe(1);
     expect(failureLog.items[0]).toMatchObject({ level: 'error', details: { mailbox: 'flaky', failures: 5 } });

@@ -59,7 +59,8 @@ describe.each(ENGINES)('drop notification emails on %s', (engine) => {
   beforeAll(async () => {
     dovecot = await startDovecot({ users: [{ name: 'drops', password: 'drops-pw' }] });
     smtpServer = await startSmtpServer({ tls: 'starttls' });
-    const fresh = await freshConfig(engine);
+    // behind a proxy: the links in the mails are the public address's
+    const fresh = await freshConfig(engine, { MAILINTAKE_PUBLIC_URL: 'https://helpdesk.example.test' });
     cleanup = fresh.cleanup;
     rt = await openRuntime(fresh.config, {
       onOutboxAttempt: (a) => {
@@ -136,6 +137,8 @@ describe.each(ENGINES)('drop notification emails on %s', (engine) => {
     );
     expect(attachmentMail.parsed.text).toContain('From: customer@example.test');
     expect(attachmentMail.parsed.text).toContain('mailbox "drops"');
+    // the stable address of the request the mail went to, on the public URL
+    expect(attachmentMail.parsed.text).toContain(`https://helpdesk.example.test/requests/${requestId}`);
     expect(attachmentMail.parsed.text).not.toContain('big.png');
 
     const imageMail = byEvent.get('inline-image-dropped')!;

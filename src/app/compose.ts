@@ -116,7 +116,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   });
   sender.start();
   const base: Wiring = { config, opts, logger, box, store, blobs, rawPacks, mailboxes, oauthTokens, connect };
-  const intake = wireIntake(base, new StoreNotifier(() => sender.kick()));
+  const intake = wireIntake(base, new StoreNotifier(() => sender.kick(), publicUrl));
   const services = wireServices(base, { publicUrl, redirectUrl, smtp, sender, ...intake });
   const sweeper = createSweeper(base);
 

@@ -14,6 +14,7 @@ import { failpoint } from '../kernel/failpoints.js';
 import { ERROR_REPORT_HEADER_SCAN_BYTES as HEADER_SCAN_BYTES, SQL_IN_LIST_MAX } from '../kernel/limits.js';
 import type { Logger } from '../kernel/logger.js';
 import type { SecretBox } from '../kernel/secret-box.js';
+import { consolePaths } from '../notify/links.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { BlobStore } from '../store/blobs/blob-store.js';
 import type { RawPacks } from '../store/blobs/raw-packs.js';
@@ -676,6 +677,7 @@ async function insertErrorMail(tx: Tx, c: ErrorRouteContext, e: ErrorEntry): Pro
       event: 'mail-error',
       portalId: c.mailbox.portalId,
       mailboxId: c.mailbox.id,
+      link: consolePaths.errorFolder(c.mailbox.name),
       title: `Mail moved to the error folder of ${c.mailbox.name}`,
       body:
         `A mail could not be processed and was moved to ${where}.\n` +
@@ -730,6 +732,7 @@ async function stopByErrors(tx: Tx, c: ErrorRouteContext, count: number, limit: 
     event: 'mail-error',
     portalId: c.mailbox.portalId,
     mailboxId: c.mailbox.id,
+    link: consolePaths.errorFolder(c.mailbox.name),
     title: `Mail fetching stopped for ${c.mailbox.name}`,
     body:
       `${count} mails are in the error folder of ${c.mailbox.name}, the limit set in "stop mail ` +

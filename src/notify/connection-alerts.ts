@@ -5,6 +5,7 @@ import type { MailboxTable } from '../store/schema.js';
 import { systemLog } from '../store/system-log.js';
 import type { Tx } from '../store/tx.js';
 import { type AlertSettings, readAlertSettings } from './alert-settings.js';
+import { consolePaths } from './links.js';
 import type { Notifier } from './notifier.js';
 
 /**
@@ -85,6 +86,7 @@ async function recordConnectionOutcome(
       portalId: row.portal_id,
       mailboxId: round.mailboxId,
       bell: true,
+      link: consolePaths.mailbox(row.name),
       title: `Mailbox ${row.name} cannot connect: ${count} failed round${count === 1 ? '' : 's'} in a row`,
       body: [
         `Mailintake could not connect to the mailbox "${row.name}" (${round.server}, portal ${portalName}) in ${count} consecutive fetch rounds.`,
@@ -122,6 +124,7 @@ async function recordConnectionOutcome(
         portalId: row.portal_id,
         mailboxId: round.mailboxId,
         bell: true,
+        link: consolePaths.mailbox(row.name),
         title: `Mailbox ${row.name} connects again`,
         body: [
           `Mailintake reached the mailbox "${row.name}" (${round.server}, portal ${portalName}) again after it had been reported unreachable.`,
@@ -177,6 +180,7 @@ async function recordStoreOutcome(
       portalId: row.portal_id,
       mailboxId: round.mailboxId,
       bell: true,
+      link: consolePaths.mailbox(row.name),
       title: `Mailbox ${row.name} cannot store mail: ${count} round${count === 1 ? '' : 's'} in a row`,
       body: [
         `Mailintake could not store mail of the mailbox "${row.name}" (portal ${portalName}) in ${count} consecutive fetch rounds.`,

@@ -4,6 +4,7 @@ import {
   dropReason,
   isInlineImage,
 } from '../mail/attachment-checks.js';
+import { consolePaths } from './links.js';
 import type { Notice } from './notifier.js';
 
 /** The mail whose items the attachment checks dropped, as the commit knows it. */
@@ -49,6 +50,7 @@ function notice(
     portalId: m.mailbox.portalId,
     mailboxId: m.mailbox.id,
     bell: false,
+    link: consolePaths.request(m.requestId),
     title: `${items.length === 1 ? `An ${what} was` : `${items.length} ${what}s were`} dropped from ${where}: ${m.subject}`,
     body: [
       `The attachment checks dropped ${items.length === 1 ? `one ${what}` : `${items.length} ${what}s`} of a mail that came in through the mailbox "${m.mailbox.name}".`,

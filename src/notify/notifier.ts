@@ -26,6 +26,11 @@ export interface Notice {
   title: string;
   /** Plain text: what happened and what to do. Never a secret, never mail content beyond sender/subject. */
   body: string;
+  /**
+   * The console page this notice speaks of (a path of notify/links.ts' consolePaths): the mail ends with the
+   * public URL + this path.
+   */
+  link?: string;
   /** Also an admin bell notification (default false). */
   bell?: boolean;
   /** Email the event's recipients (default true). */

@@ -10,7 +10,14 @@ import { recipientsFor } from './rules.js';
  * the outbox sender's job (notify/outbox.ts), woken by `kick()` after the commit.
  */
 export class StoreNotifier implements Notifier {
-  constructor(private readonly wake: () => void = () => undefined) {}
+  /**
+   * `publicUrl`: MAILINTAKE_PUBLIC_URL (or the address `serve` recorded), the base of the link each mail ends
+   * with; without it mails carry no link.
+   */
+  constructor(
+    private readonly wake: () => void = () => undefined,
+    private readonly publicUrl?: string,
+  ) {}
 
   async record(tx: Tx, notice: Notice): Promise<void> {
     const now = nowIso();
@@ -33,13 +40,17 @@ export class StoreNotifier implements Notifier {
     if (notice.email === false) return;
     const recipients = await recipientsFor(tx, notice.event, notice.portalId);
     if (recipients.length === 0) return;
+    const link =
+      notice.link && this.publicUrl
+        ? `\n\nOpen it in Mailintake (sign in first if asked): ${this.publicUrl}${notice.link}`
+        : '';
     await tx
       .insertInto('mail_outbox')
       .values({
         event: notice.event,
         recipients: JSON.stringify(recipients),
         subject: title,
-        body,
+        body: body + link,
         created_at: now,
         attempts: 0,
         next_attempt_at: now,

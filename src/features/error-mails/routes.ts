@@ -3,13 +3,16 @@ import { attachmentResponse } from '../shared/download.js';
 import { pageOf } from '../shared/page.js';
 import {
   type Api,
+  bodyDoc,
   download,
   errors,
   idParams,
   nameParams,
   ok,
   pageQuery,
+  parse,
   queryOf,
+  readJson,
 } from '../shared/route-kit.js';
 import type { ErrorMailsService } from './service.js';
 import { errorMailReportSchema, errorMailViewSchema, moveToInboxResultSchema } from './views.js';
@@ -18,6 +21,7 @@ import { errorMailReportSchema, errorMailViewSchema, moveToInboxResultSchema } f
 
 const errorMailsQuery = queryOf({
   mailbox: z.string().min(1).optional(),
+  portal: z.string().min(1).optional(),
   status: z.enum(['in-error-folder', 'moved-to-inbox']).optional(),
   ...pageQuery,
 });
@@ -65,6 +69,23 @@ export const moveToInbox = createRoute({
   responses: { 200: ok('What was moved', moveToInboxResultSchema), ...errors(400, 401, 404, 409, 502) },
 });
 
+const moveSelectedBody = z.strictObject({
+  ids: z.array(z.number().int().positive(), 'must be a list of error mail ids').min(1).max(1000),
+});
+export const moveSelectedToInbox = createRoute({
+  method: 'post',
+  path: '/api/v1/error-mails/move-to-inbox',
+  summary: '"Move mails to inbox" for chosen error mails: each back to its mailbox\'s inbox',
+  description:
+    'Like the per-mailbox call, for the error mails named in `ids` only (they may belong to several ' +
+    'mailboxes: one result per mailbox). Ids already moved back are skipped; an unknown id is NOT_FOUND.',
+  request: { body: bodyDoc(moveSelectedBody) },
+  responses: {
+    200: ok('What was moved, per mailbox', z.array(moveToInboxResultSchema)),
+    ...errors(400, 401, 404, 409, 502),
+  },
+});
+
 export function mountErrorMailRoutes(app: Api, services: { errorMails: ErrorMailsService }): void {
   app.openapi(listErrorMails, async (c) => c.json(await services.errorMails.list(c.req.valid('query')), 200));
   app.openapi(errorMailReport, async (c) =>
@@ -73,6 +94,10 @@ export function mountErrorMailRoutes(app: Api, services: { errorMails: ErrorMail
   app.openapi(errorMailRaw, async (c) => {
     const { meta, open } = await services.errorMails.raw(c.req.valid('param').id);
     return attachmentResponse(meta, open());
+  });
+  app.openapi(moveSelectedToInbox, async (c) => {
+    const { ids } = parse(moveSelectedBody, await readJson(c));
+    return c.json(await services.errorMails.moveSelectedToInbox(ids), 200);
   });
   app.openapi(moveToInbox, async (c) =>
     c.json(await services.errorMails.moveToInbox(c.req.valid('param').name), 200),

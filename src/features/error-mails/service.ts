@@ -10,6 +10,7 @@ import { openedLength, type SecretBox } from '../../kernel/secret-box.js';
 import type { BlobStore } from '../../store/blobs/blob-store.js';
 import type { Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
+import { storedStrings } from '../../store/stored-json.js';
 import { systemLog } from '../../store/system-log.js';
 import { withTransaction } from '../../store/tx.js';
 import { assertMailboxExists } from '../requests/service.js';
@@ -22,9 +23,13 @@ import type { ErrorMailView, MoveToInboxResult } from './views.js';
 /** The error folder's operations in `Services` (features/services.ts). */
 export interface ErrorFolderServices {
   errorMails: {
-    /** Newest first; `mailbox` NOT_FOUND when unknown; `status` 'in-error-folder' or 'moved-to-inbox'. */
+    /**
+     * Newest first; `mailbox` NOT_FOUND when unknown; `portal` only that portal's mailboxes (a technician's
+     * view); `status` 'in-error-folder' or 'moved-to-inbox'.
+     */
     list(q: {
       mailbox?: string;
+      portal?: string;
       status?: string;
       limit?: number;
       offset?: number;
@@ -35,6 +40,11 @@ export interface ErrorFolderServices {
     raw(id: number): Promise<{ meta: AttachmentView; open(): Readable }>;
     /** The reference's "Move mails to inbox" (see ErrorMails.moveToInbox). */
     moveToInbox(mailbox: string): Promise<MoveToInboxResult>;
+    /**
+     * "Move mails to inbox" for the chosen error mails only (the console's check boxes), mailbox by mailbox:
+     * one result per mailbox. NOT_FOUND names ids that are no error mail; ids already moved back are skipped.
+     */
+    moveSelectedToInbox(ids: number[]): Promise<MoveToInboxResult[]>;
   };
   secretKey: SecretKeyService;
 }
@@ -101,6 +111,7 @@ export function createErrorMailsService(deps: ErrorMailsDeps): ErrorMailsService
       const window = page(q.limit, q.offset);
       // NOT_FOUND for a mistyped name rather than an empty list
       if (q.mailbox) await assertMailboxExists(deps.store, q.mailbox);
+      if (q.portal) await assertPortalExists(deps.store, q.portal);
       return fetchPage(repo.list(q), window, errorMailView);
     },
     /** The report, opened: mail details and the exception. Only an admin's API key or the CLI reach this. */
@@ -121,6 +132,25 @@ export function createErrorMailsService(deps: ErrorMailsDeps): ErrorMailsService
     },
     raw,
     moveToInbox: (name) => moveToInbox(deps, repo, name),
+    moveSelectedToInbox: async (ids) => {
+      const wanted = [...new Set(ids)];
+      if (wanted.length === 0) {
+        throw new MailintakeError('INVALID_SETTINGS', 'choose at least one error mail to move', {
+          details: { fields: [{ field: 'ids', message: 'choose at least one error mail' }] },
+        });
+      }
+      const found = await repo.mailboxesOf(wanted);
+      const missing = wanted.filter((id) => !found.some((f) => f.id === id));
+      if (missing.length > 0) {
+        throw new MailintakeError('NOT_FOUND', `no error mail ${missing.map((id) => `#${id}`).join(', ')}`);
+      }
+      const byMailbox = new Map<string, Set<number>>();
+      for (const f of found)
+        byMailbox.set(f.mailbox_name, (byMailbox.get(f.mailbox_name) ?? new Set()).add(f.id));
+      const results: MoveToInboxResult[] = [];
+      for (const [name, only] of byMailbox) results.push(await moveToInbox(deps, repo, name, only));
+      return results;
+    },
   };
 }
 
@@ -136,6 +166,8 @@ async function moveToInbox(
   deps: ErrorMailsDeps,
   repo: ErrorMailRepo,
   name: string,
+  /** Only these error mails (the others stay in the folder); absent: all of the mailbox's. */
+  only?: ReadonlySet<number>,
 ): Promise<MoveToInboxResult> {
   const mailbox = await deps.mailbox(name);
   const { store, lease } = deps;
@@ -144,7 +176,7 @@ async function moveToInbox(
     throw new MailintakeError('MAILBOX_BUSY', `mailbox "${name}" is being fetched right now; try again`);
   }
   try {
-    const open = await repo.openOf(mailbox.id);
+    const open = (await repo.openOf(mailbox.id)).filter((r) => !only || only.has(r.id));
     const moved: number[] = [];
     const notFound: number[] = [];
     for (const r of open.filter((x) => x.location === 'kept-locally')) moved.push(r.id);
@@ -200,8 +232,10 @@ function errorMailView(r: ErrorMailRow): ErrorMailView {
   return {
     id: r.id,
     mailbox: r.mailbox_name,
+    portal: r.portal_name,
     serverIdentity: r.server_identity,
     errorCode: r.error_code,
+    errorMessage: errorMessage(r),
     location: r.location === 'kept-locally' ? 'kept-locally' : 'server-folder',
     folder: r.folder,
     status: r.status === 'moved-to-inbox' ? 'moved-to-inbox' : 'in-error-folder',
@@ -209,4 +243,20 @@ function errorMailView(r: ErrorMailRow): ErrorMailView {
     createdAt: r.created_at,
     movedBackAt: r.moved_back_at,
   };
+}
+
+/** The failed attempt's message, from the intake log's reasons (null once the mail was taken in again). */
+function errorMessage(r: ErrorMailRow): string | null {
+  if (r.error_reasons === null) return null;
+  const reasons = storedStrings(r.error_reasons, { table: 'intake_log', column: 'reasons' });
+  return reasons.length > 0 ? reasons.join('; ') : null;
+}
+
+async function assertPortalExists(store: Store, name: string): Promise<void> {
+  const row = await store.db.selectFrom('portals').select('id').where('name', '=', name).executeTakeFirst();
+  if (!row) {
+    throw new MailintakeError('NOT_FOUND', `no portal named "${name}"`, {
+      details: { fields: [{ field: 'portal', message: `no portal named "${name}"` }] },
+    });
+  }
 }

@@ -6,8 +6,11 @@ export const errorMailViewSchema = z
   .object({
     id: z.number().int(),
     mailbox: z.string(),
+    portal: z.string(),
     serverIdentity: z.string(),
     errorCode: z.string(),
+    /** The error's message as the intake log has it; null once the mail was taken in again under its identity. */
+    errorMessage: z.string().nullable(),
     /** 'server-folder': moved to `folder` on the server; 'kept-locally': POP3, kept (sealed) by Mailintake. */
     location: z
       .enum(['server-folder', 'kept-locally'])

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { MailintakeError } from '../../kernel/errors.js';
 import { type AlertSettings, readAlertSettings, updateAlertSettings } from '../../notify/alert-settings.js';
+import { bellPath } from '../../notify/links.js';
 import type { NotificationEvent } from '../../notify/notifier.js';
 import {
   type OutboxMailView,
@@ -28,6 +29,8 @@ export interface NotificationView {
   body: string;
   createdAt: string;
   readAt: string | null;
+  /** The console page it speaks of (a path: MAILINTAKE_PUBLIC_URL + this opens it); null when none. */
+  link: string | null;
 }
 
 export interface SmtpTestResult {
@@ -164,5 +167,6 @@ function view(r: NotificationRow): NotificationView {
     body: r.body,
     createdAt: r.created_at,
     readAt: r.read_at,
+    link: bellPath(r.event as NotificationEvent, r.mailbox_name),
   };
 }

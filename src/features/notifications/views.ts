@@ -20,6 +20,10 @@ export const notificationViewSchema = z
     body: z.string(),
     createdAt: timestamp(),
     readAt: z.string().nullable(),
+    link: z
+      .string()
+      .nullable()
+      .openapi({ description: 'The console page it speaks of, a path (prefix MAILINTAKE_PUBLIC_URL)' }),
   })
   .openapi('Notification');
 

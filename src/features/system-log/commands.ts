@@ -70,13 +70,29 @@ export function addSystemLogCommands(program: Command, k: Kit): void {
     program,
     'system-log',
     'the system log: what Mailintake did, why, and who (e.g. dropped attachments)',
-  ).option('--category <category>', `only this category: ${SYSTEM_LOG_CATEGORIES.join(', ')}`);
+  )
+    .option('--category <category>', `only this category: ${SYSTEM_LOG_CATEGORIES.join(', ')}`)
+    .option('--actor <actor>', 'only this actor: user:<email>, api-key:<name>, cli:<os user>, system')
+    .option('--mailbox <name>', 'only entries about this mailbox')
+    .option('--since <time>', 'entries at or after this date (YYYY-MM-DD, UTC) or ISO 8601 time')
+    .option('--until <time>', 'entries before this date or time');
   pageOptions(systemLog, 'entries')
     .addOption(allOption())
     .action(
       k.listAction(
-        (services, opts: { category?: string }, page) =>
-          services.systemLog.list({ category: opts.category, ...page }),
+        (
+          services,
+          opts: { category?: string; actor?: string; mailbox?: string; since?: string; until?: string },
+          page,
+        ) =>
+          services.systemLog.list({
+            category: opts.category,
+            actor: opts.actor,
+            mailbox: opts.mailbox,
+            since: opts.since,
+            until: opts.until,
+            ...page,
+          }),
         SYSTEM_LOG_COLUMNS,
         () => 'The system log is empty.',
       ),

@@ -53,7 +53,8 @@ export function Layout(props: {
               </ul>
             </nav>
           ) : null}
-          {user ? (
+          {/* bell notifications are the admins' (the reference: SDAdmins get the bell, technicians email) */}
+          {user?.role === 'admin' ? (
             <a
               class="bell"
               href="/notifications"
