@@ -54,7 +54,9 @@ function consoleRoutes(): { method: string; path: string }[] {
 
 /** A concrete path for a route pattern: every parameter filled with something plausible. */
 const concrete = (pattern: string): string =>
-  pattern.replace(/:([A-Za-z]+)(\{[^}]*\})?/g, (_m, name: string) => (/id$/i.test(name) ? '1' : 'support'));
+  pattern.replace(/:([A-Za-z]+)(\{(?:[^{}]|\{[^{}]*\})*\})?/g, (_m, name: string) =>
+    /id$/i.test(name) ? '1' : 'support',
+  );
 
 const cookieOf = (res: Response, name: string): string | undefined =>
   res.headers
