@@ -19,7 +19,8 @@ const ACCESS: [RegExp, Access][] = [
   [/^\/logout$/, 'user'],
   [/^\/requests(\/|$)/, 'user'],
   [/^\/error-mails(\/|$)/, 'user'],
-  [/^\/notifications(\/|$)/, 'user'],
+  // the bell is the admins' (the reference: SDAdmins get bell notifications, technicians mails)
+  [/^\/notifications(\/|$)/, 'admin'],
   [/^\/mailboxes(\/|$)/, 'admin'],
   [/^\/system-log(\/|$)/, 'admin'],
   [/^\/settings(\/|$)/, 'admin'],
