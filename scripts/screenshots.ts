@@ -113,7 +113,10 @@ async function shoot(): Promise<void> {
       '--link',
     ]);
     const file = path.join(fresh.env.MAILINTAKE_DATA_DIR ?? root, 'support.json');
-    writeFileSync(file, JSON.stringify(imapsMailbox(dovecot, 'support', 'support')));
+    writeFileSync(
+      file,
+      JSON.stringify(imapsMailbox(dovecot, 'support', 'support', { moveToErrorFolder: true })),
+    );
     await must(['mailbox', 'add', '--file', file]);
     await deliverMaildir(dovecot, 'support', mails());
     await must(['fetch', '--once']);
