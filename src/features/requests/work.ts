@@ -73,13 +73,13 @@ const person = (address: string | null, name: string | null): Address | null =>
 /**
  * A search counts its matches up to this many past the page's first (`offset + SEARCH_COUNT_CAP`; at least a
  * page, since MAX_PAGE is no more): counting every one of 30,000 matches of a common word would cost more than
- * finding the page. The page says `totalCapped` when counting stopped there. Other filters count exactly
- * (an index serves each count).
+ * finding the page. The page says `totalCapped` when counting stopped there (`total` is then the cap). Other
+ * filters count exactly (an index serves each count).
  */
 export const SEARCH_COUNT_CAP = 1000;
 
 /** The list query: newest first, filtered; only the columns a summary shows (never the bodies). */
-export function filteredRequests(store: Store, f: RequestFilter & { id?: number }) {
+export function filteredRequests(store: Store, f: RequestFilter & { id?: number; ids?: number[] }) {
   const db = store.db;
   // No join: each engine then plans on requests alone (an index on the filter, or the id order for a page);
   // with portals joined, SQLite drove the query from portals and read every request of the portal.
@@ -115,7 +115,8 @@ export function filteredRequests(store: Store, f: RequestFilter & { id?: number 
   }
   if (f.before !== undefined) base = base.where('requests.id', '<', f.before);
   if (f.id !== undefined) base = base.where('requests.id', '=', f.id);
-  // searching alone (paging aside), SQLite counts the matches in the FTS5 table, without a lookup per match
+  if (f.ids !== undefined) base = base.where('requests.id', 'in', f.ids.length > 0 ? f.ids : [0]);
+  // searching alone (paging aside), SQLite reads the matches from the FTS5 table, without a lookup per match
   const onlySearch =
     search !== null &&
     store.engine === 'sqlite' &&
@@ -123,24 +124,23 @@ export function filteredRequests(store: Store, f: RequestFilter & { id?: number 
     !f.mailbox &&
     !f.status &&
     !f.requester &&
+    f.ids === undefined &&
     f.id === undefined;
-  const countUpTo = (cap: number) => {
+  const idsUpTo = (cap: number) => {
     if (onlySearch) {
       let matches = db
         .selectFrom(sql<{ rowid: number }>`request_search`.as('request_search'))
-        .select('rowid')
+        .select(sql<number>`rowid`.as('id'))
         .where(search.condition);
       if (f.before !== undefined) matches = matches.where(sql<boolean>`rowid < ${f.before}`);
-      return db.selectFrom(matches.limit(cap).as('m')).select((eb) => eb.fn.countAll<number>().as('n'));
+      return matches.limit(cap);
     }
-    return db
-      .selectFrom(base.select('requests.id').limit(cap).as('m'))
-      .select((eb) => eb.fn.countAll<number>().as('n'));
+    return base.select('requests.id').limit(cap);
   };
   return {
     count: base.select((eb) => eb.fn.countAll<number>().as('n')),
-    /** At most `cap` of the matches counted (a search's total, see SEARCH_COUNT_CAP). */
-    countUpTo,
+    /** The ids of at most `cap` matches, in no order (a search's, see listRequests). */
+    idsUpTo,
     rows: base
       .select([
         'requests.id',
@@ -202,13 +202,22 @@ export async function listRequests(
   const query = filteredRequests(store, q);
   if (q.q === undefined) return { ...(await fetchPage(query, window, summaryView)), totalCapped: false };
   const cap = window.offset + SEARCH_COUNT_CAP;
-  // one past the cap tells "exactly cap" from "more"
-  const counted = Number((await query.countUpTo(cap + 1).executeTakeFirstOrThrow()).n);
-  const rows = await query.rows.limit(window.limit).offset(window.offset).execute();
+  // One past the cap tells "exactly cap" from "more". A search with few matches has them all here: its page is
+  // cut from them and read by id, whatever the planner would have guessed. PostgreSQL's guess for a word its
+  // statistics do not list is 0.5 % of the rows, so for a rare word it walked the ids down looking for a page
+  // that was not there: a whole pass per call. Only a search with more matches than the cap walks the ids down
+  // (rows below): a page is then never far.
+  const ids = (await query.idsUpTo(cap + 1).execute()).map((r) => Number(r.id));
+  const capped = ids.length > cap;
+  const rows = capped
+    ? await query.rows.limit(window.limit).offset(window.offset).execute()
+    : await filteredRequests(store, {
+        ids: ids.sort((x, y) => y - x).slice(window.offset, window.offset + window.limit),
+      }).rows.execute();
   return {
     items: rows.map(summaryView),
-    total: Math.min(counted, cap),
-    totalCapped: counted > cap,
+    total: Math.min(ids.length, cap),
+    totalCapped: capped,
     limit: window.limit,
     offset: window.offset,
   };
