@@ -87,13 +87,11 @@ async function backfill(db: Kysely<unknown>, engine: Engine): Promise<void> {
             where t.id = v.id`.execute(db);
           return;
         }
-        for (const v of values) {
-          const set =
-            table === 'requests'
-              ? sql`html_text = ${v.html}, requester_norm = ${v.norm}`
-              : sql`html_text = ${v.html}`;
-          await sql`update ${sql.table(table)} set ${set} where id = ${v.id}`.execute(db);
-        }
+        // one statement per slice: on SQLite each statement outside a transaction is a commit (an fsync)
+        const set =
+          table === 'requests' ? sql`html_text = v.html, requester_norm = v.norm` : sql`html_text = v.html`;
+        await sql`with v(id, html, norm) as (values ${sql.join(values.map((v) => sql`(${v.id}, ${v.html}, ${v.norm})`))})
+          update ${sql.table(table)} set ${set} from v where ${sql.table(table)}.id = v.id`.execute(db);
       },
     );
   }
