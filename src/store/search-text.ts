@@ -12,6 +12,9 @@ export const REQUESTER_FILTER_CHARS = 320;
 /** How much of an HTML-only body's text is kept for the search (the search reads no further: 0011's caps). */
 export const HTML_TEXT_CHARS = 50_000;
 
+/** How much HTML is read for it: that much HTML holds at least HTML_TEXT_CHARS of text, or markup mostly. */
+export const HTML_READ_CHARS = 4 * HTML_TEXT_CHARS;
+
 /**
  * The requester's address as the filter compares it: Unicode NFC, then JavaScript's toLowerCase (full Unicode
  * case mapping: ÄNNE@EXÄMPLE.ORG and änne@exämple.org are the same). Null for no address, and for one longer
@@ -29,15 +32,14 @@ export function requesterNorm(address: string | null | undefined): string | null
  * the HTML is the mail's root part: an HTML-only mail with an attachment has none). Null when there is HTML
  * text already or no HTML. sanitize-html (a dependency already, maintained) with no tag allowed keeps the
  * text nodes, drops scripts and styles; a space before every tag keeps `a</p><p>b` two words. Its output
- * escapes `& < > "` again, which are turned back. The HTML is cut first: the search reads at most
- * HTML_TEXT_CHARS of the text, and that much HTML holds at least that much text.
+ * escapes `& < > "` again, which are turned back. The HTML is cut first (HTML_READ_CHARS).
  */
 export function htmlSearchText(
   text: string | null | undefined,
   html: string | null | undefined,
 ): string | null {
   if ((text ?? '').trim() !== '' || !html) return null;
-  const flat = sanitizeHtml(html.slice(0, 4 * HTML_TEXT_CHARS).replaceAll('<', ' <'), {
+  const flat = sanitizeHtml(html.slice(0, HTML_READ_CHARS).replaceAll('<', ' <'), {
     allowedTags: [],
     allowedAttributes: {},
     nonTextTags: ['style', 'script', 'textarea', 'option', 'noscript', 'title', 'head'],

@@ -1,6 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { Engine } from '../engine.js';
-import { htmlSearchText, requesterNorm } from '../search-text.js';
+import { HTML_READ_CHARS, htmlSearchText, requesterNorm } from '../search-text.js';
 import { addIndex, inSlices } from './shared.js';
 
 export const name = '0011_request_search_documents';
@@ -64,10 +64,12 @@ async function backfill(db: Kysely<unknown>, engine: Engine): Promise<void> {
     const extra = table === 'requests' ? sql`, requester_address` : sql``;
     await inSlices<Row>(
       async (after) =>
+        // only as much of each body as htmlSearchText reads: a slice of 4 MB bodies stays ~40 MB
         (
           await sql<Row>`select id, substr(text_body, 1, 200) as text_body,
-            case when text_body is null or trim(substr(text_body, 1, 200)) = '' then html_body end as html_body ${extra}
-            from ${sql.table(table)} where id > ${after} order by id limit 500`.execute(db)
+            case when text_body is null or trim(substr(text_body, 1, 200)) = ''
+              then substr(html_body, 1, ${HTML_READ_CHARS}) end as html_body ${extra}
+            from ${sql.table(table)} where id > ${after} order by id limit 200`.execute(db)
         ).rows,
       (r) => r.id,
       async (rows) => {
@@ -121,13 +123,20 @@ async function postgres(db: Kysely<unknown>): Promise<void> {
     document tsvector not null
   )`.execute(db);
   const p = REQUEST_PARTS;
-  // 'simple': mail comes in every language; PostgreSQL's parser leaves HTML tags out of the words
+  // 'simple': mail comes in every language; PostgreSQL's parser leaves HTML tags out of the words. PL/pgSQL,
+  // not SQL: a SQL function called from a trigger is planned again at every call (its plan lives as long as
+  // the calling statement), a PL/pgSQL one keeps its plan for the session: a third less time per insert.
   await sql
-    .raw(`create function request_search_document(rid integer) returns tsvector language sql stable as $$
-    select to_tsvector('simple'::regconfig, left(
-      ${p.subject} || ' ' || ${p.requester} || ' ' || ${p.body} || ' ' ||
-      ${conversationsOf((t) => `string_agg(${t}, ' ' order by c.id desc)`)}, ${DOCUMENT_CHARS}))
-    from requests r where r.id = rid
+    .raw(`create function request_search_document(rid integer) returns tsvector language plpgsql stable as $$
+    declare
+      doc tsvector;
+    begin
+      select strip(to_tsvector('simple'::regconfig, left(
+        ${p.subject} || ' ' || ${p.requester} || ' ' || ${p.body} || ' ' ||
+        ${conversationsOf((t) => `string_agg(${t}, ' ' order by c.id desc)`)}, ${DOCUMENT_CHARS})))
+        into doc from requests r where r.id = rid;
+      return doc;
+    end
   $$`)
     .execute(db);
   for (const [fn, key] of [
