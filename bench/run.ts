@@ -517,7 +517,7 @@ async function cliStartup(runs = 21) {
   const { existsSync } = await import('node:fs');
   const root = path.resolve(here, '..', '..');
   const bin = path.join(root, 'bin', 'mailintake.js');
-  if (!existsSync(path.join(root, 'dist', 'cli', 'main.js'))) {
+  if (!existsSync(path.join(root, 'dist', 'cli', 'program.js'))) {
     throw new Error('dist/ is missing: run `npm run build` first (the installed command runs from dist/)');
   }
   const time = (args: string[]) => {

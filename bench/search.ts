@@ -1,13 +1,16 @@
 /**
  * (i) requests at scale (issue 12 §5): 100,000 requests loaded straight through the store (batches of 1,000 rows
- * in one transaction each; SQLite's FTS5 triggers and PostgreSQL's GIN index keep up as they would at intake),
- * then p50/p95 over 200 runs each of the request list as the API and CLI call it (services.requests.list):
- * a page, a page filtered by status, a search for a common word and one for a rare word. Target p95 < 100 ms.
+ * in one transaction each; the search triggers of both engines keep up as they would at intake), one in ten
+ * HTML-only (with the html_text intake writes), one in five with one to three conversations, then p50/p95 over
+ * 200 runs each of the request list as the API and CLI call it (services.requests.list): a page, a page filtered
+ * by status, a requester filter (in other case), a search for a common word, one for a rare word and one for a
+ * word only conversations hold. Target p95 < 100 ms.
  */
 import { type Insertable, sql } from 'kysely';
 import { openRuntime } from '../src/app/compose.js';
 import { nowIso, openStore } from '../src/store/db.js';
-import type { RequestTable } from '../src/store/schema.js';
+import type { ConversationTable, RequestTable } from '../src/store/schema.js';
+import { htmlSearchText, requesterNorm } from '../src/store/search-text.js';
 import { withTransaction } from '../src/store/tx.js';
 import { type EngineName, freshConfig } from '../test/support/engines.js';
 
@@ -35,6 +38,10 @@ const STATUSES = [
 /** One request in 10,000 mentions it: the rare word searched for. */
 export const RARE_WORD = 'zeppelin';
 export const COMMON_WORD = 'printer';
+/** Only in conversations, one in 1,000 of them. */
+export const CONVERSATION_WORD = 'kumquat';
+/** Each requester has 20 requests; the filter is given in another case than stored. */
+export const REQUESTER = 'USER42@Example.TEST';
 
 function words(rand: () => number, n: number): string {
   const out: string[] = [];
@@ -56,7 +63,7 @@ function generator(seed: number) {
   };
 }
 
-async function load(engine: EngineName, count: number) {
+export async function load(engine: EngineName, count: number) {
   const fresh = await freshConfig(engine);
   const store = await openStore({ databaseUrl: fresh.config.databaseUrl, dataDir: fresh.config.dataDir });
   const portalId = (
@@ -68,35 +75,67 @@ async function load(engine: EngineName, count: number) {
   ).id;
   const rand = generator(7);
   const t0 = performance.now();
+  let conversations = 0;
+  let htmlOnly = 0;
   for (let done = 0; done < count; done += BATCH) {
     const rows: Insertable<RequestTable>[] = [];
+    const replies: Insertable<ConversationTable>[] = [];
     for (let i = done; i < Math.min(count, done + BATCH); i++) {
       const at = new Date(Date.UTC(2026, 0, 1) + i * 60_000).toISOString();
       const rare = i % 10_000 === 4242 ? ` ${RARE_WORD}` : '';
+      const text = `${words(rand, 40 + Math.floor(rand() * 160))}${rare}`;
+      const html = i % 10 === 3 ? `<div><p>${text.replaceAll(' ', ' <b>x</b> ')}</p></div>` : null;
+      if (html) htmlOnly++;
+      const address = `user${i % 5000}@example.test`;
+      if (i % 5 === 1) {
+        for (let c = 0; c < 1 + (i % 3); c++) {
+          conversations++;
+          const only = conversations % 1000 === 7 ? ` ${CONVERSATION_WORD}` : '';
+          replies.push({
+            request_id: i + 1,
+            mailbox_id: null,
+            from_address: 'agent@example.test',
+            from_name: 'Agent',
+            to_addresses: '[]',
+            cc_addresses: '[]',
+            subject: 'Re: your request',
+            message_id: `<${i}.${c}@bench.test>`,
+            text_body: `${words(rand, 20 + Math.floor(rand() * 60))}${only}`,
+            html_body: null,
+            mail_date: at,
+            created_at: at,
+          });
+        }
+      }
       rows.push({
         portal_id: portalId,
         mailbox_id: null,
         subject: words(rand, 4 + Math.floor(rand() * 6)),
-        requester_address: `user${i % 5000}@example.test`,
+        requester_address: address,
         requester_name: `User ${i % 5000}`,
+        requester_norm: requesterNorm(address),
         to_addresses: '[]',
         cc_addresses: '[]',
         message_id: `<${i}@bench.test>`,
-        text_body: `${words(rand, 40 + Math.floor(rand() * 160))}${rare}`,
-        html_body: null,
+        text_body: html ? null : text,
+        html_body: html,
+        html_text: htmlSearchText(null, html),
         mail_date: at,
         status: STATUSES[i % STATUSES.length]!,
         created_at: at,
         updated_at: at,
       });
     }
-    await withTransaction(store, (tx) => tx.insertInto('requests').values(rows).execute());
+    await withTransaction(store, async (tx) => {
+      await tx.insertInto('requests').values(rows).execute();
+      if (replies.length > 0) await tx.insertInto('conversations').values(replies).execute();
+    });
   }
   const loadSeconds = (performance.now() - t0) / 1000;
-  // PostgreSQL's autovacuum analyzes a table this size soon after a load; done here so the plans are the settled ones
-  if (engine === 'postgres') await sql`analyze requests`.execute(store.db);
+  // PostgreSQL's autovacuum analyzes tables this size soon after a load; done here so the plans are the settled ones
+  if (engine === 'postgres') await sql`analyze`.execute(store.db);
   await store.close();
-  return { fresh, loadSeconds };
+  return { fresh, loadSeconds, conversations, htmlOnly };
 }
 
 const quantile = (xs: number[], q: number) => {
@@ -107,32 +146,47 @@ const round = (n: number) => Math.round(n * 10) / 10;
 
 export async function searchCase(engine: EngineName, log: (line: string) => void) {
   log(`(i) loading ${SEARCH_REQUESTS} requests on ${engine} …`);
-  const { fresh, loadSeconds } = await load(engine, SEARCH_REQUESTS);
-  log(`(i) ${engine}: loaded in ${round(loadSeconds)} s`);
+  const { fresh, loadSeconds, conversations, htmlOnly } = await load(engine, SEARCH_REQUESTS);
+  log(
+    `(i) ${engine}: loaded in ${round(loadSeconds)} s (${conversations} conversations, ${htmlOnly} HTML-only requests)`,
+  );
   const rt = await openRuntime(fresh.config);
   try {
     const cases: [string, Parameters<typeof rt.services.requests.list>[0]][] = [
       ['list page', {}],
       ['status filter (on-hold)', { status: 'on-hold' }],
+      [`requester filter "${REQUESTER}"`, { requester: REQUESTER }],
       [`search common word "${COMMON_WORD}"`, { q: COMMON_WORD }],
       [`search rare word "${RARE_WORD}"`, { q: RARE_WORD }],
+      [`search conversation word "${CONVERSATION_WORD}"`, { q: CONVERSATION_WORD }],
     ];
-    const out: Record<string, { p50: number; p95: number; total: number }> = {};
+    const out: Record<string, { p50: number; p95: number; total: number; totalCapped: boolean }> = {};
     for (const [name, q] of cases) {
       for (let i = 0; i < 5; i++) await rt.services.requests.list(q); // warm-up
       const times: number[] = [];
       let total = 0;
+      let totalCapped = false;
       for (let i = 0; i < RUNS; i++) {
         const t = performance.now();
-        total = (await rt.services.requests.list(q)).total;
+        const page = await rt.services.requests.list(q);
         times.push(performance.now() - t);
+        total = page.total;
+        totalCapped = page.totalCapped === true;
       }
-      out[name] = { p50: round(quantile(times, 0.5)), p95: round(quantile(times, 0.95)), total };
+      out[name] = { p50: round(quantile(times, 0.5)), p95: round(quantile(times, 0.95)), total, totalCapped };
       log(
-        `(i) ${engine} ${name}: p50 ${out[name]!.p50} ms, p95 ${out[name]!.p95} ms (${total} matching; target p95 < 100)`,
+        `(i) ${engine} ${name}: p50 ${out[name]!.p50} ms, p95 ${out[name]!.p95} ms ` +
+          `(${total}${totalCapped ? '+' : ''} matching; target p95 < 100)`,
       );
     }
-    return { requests: SEARCH_REQUESTS, runs: RUNS, loadSeconds: round(loadSeconds), cases: out };
+    return {
+      requests: SEARCH_REQUESTS,
+      conversations,
+      htmlOnly,
+      runs: RUNS,
+      loadSeconds: round(loadSeconds),
+      cases: out,
+    };
   } finally {
     await rt.close();
     await fresh.cleanup();

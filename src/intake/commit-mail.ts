@@ -23,6 +23,7 @@ import type {
   MessageIdTable,
   RequestTable,
 } from '../store/schema.js';
+import { htmlSearchText, requesterNorm } from '../store/search-text.js';
 import { type SystemLogInput, systemLog } from '../store/system-log.js';
 import { type Tx, withTransaction } from '../store/tx.js';
 import { type BatchMemory, classifyInBatch } from './classify-in-batch.js';
@@ -393,6 +394,8 @@ class BatchCommit {
       message_id: mail.messageId,
       text_body: mail.text,
       html_body: mail.html,
+      // the search's text of an HTML-only body (its triggers cannot turn HTML into text)
+      html_text: htmlSearchText(mail.text, mail.html),
       mail_date: mail.date,
       created_at: this.now,
     };
@@ -405,6 +408,7 @@ class BatchCommit {
       portal_id: this.mailbox.portalId,
       requester_address: mail.from?.address ?? null,
       requester_name: mail.from?.name || null,
+      requester_norm: requesterNorm(mail.from?.address),
       status: 'open',
       updated_at: this.now,
     };

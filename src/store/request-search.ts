@@ -1,9 +1,8 @@
 import { type RawBuilder, sql } from 'kysely';
 import type { Engine } from './engine.js';
-import { PG_SEARCH_DOCUMENT } from './migrations/0010-request-search.js';
 
 /**
- * Full-text search of requests (migration 0010 builds the indexes; triggers and the index keep them in step).
+ * Full-text search of requests (migration 0011 builds the documents; triggers keep them in step).
  *
  * A query comes from a user and is searched in hostile mail: it is never spliced into a search syntax. It is cut
  * into words at white space; a word without a letter or digit is dropped (nothing in the index could match it);
@@ -34,32 +33,27 @@ export function fts5Query(terms: string[]): string {
 }
 
 /**
- * A condition on `requests` (the table as `requests`, joins allowed): the request matches every word of `q`.
- * A query with no word that can match gives a condition nothing meets.
+ * The search of `q` over request_search (migration 0011: one document per request, its conversations included),
+ * or null when no word of `q` can match anything. `key` is request_search's column holding the request id; the
+ * list joins it to requests and adds `condition`.
+ *
+ * SQLite orders a search by request_search.rowid, so that FTS5 yields matches newest first and the page stops
+ * after `limit` of them (as an `id in (...)` condition every match was collected first, and a word found in most
+ * requests cost a full pass per page). PostgreSQL orders by requests.id: with the document stored, its planner
+ * either walks the ids down checking each document (a common word: a page is found within a few hundred rows)
+ * or takes the GIN index's matches and sorts them (a rare word), by its statistics of the documents' words.
  */
-export function requestMatches(engine: Engine, q: string): RawBuilder<boolean> {
+export function requestSearch(
+  engine: Engine,
+  q: string,
+): { key: 'rowid' | 'request_id'; condition: RawBuilder<boolean> } | null {
   const terms = searchTerms(q);
-  if (terms.length === 0) return sql<boolean>`1 = 0`;
+  if (terms.length === 0) return null;
   if (engine === 'postgres') {
-    // the indexed expression exactly, so the GIN index serves it (its columns are requests' alone)
-    const doc = sql.raw(qualified(PG_SEARCH_DOCUMENT));
-    return sql<boolean>`${doc} @@ plainto_tsquery('simple'::regconfig, ${terms.join(' ')})`;
+    return {
+      key: 'request_id',
+      condition: sql<boolean>`request_search.document @@ plainto_tsquery('simple'::regconfig, ${terms.join(' ')})`,
+    };
   }
-  return sql<boolean>`requests.id in (select rowid from request_search where request_search match ${fts5Query(terms)})`;
-}
-
-/** The index expression with its columns named as requests' (the list query joins portals and mailboxes). */
-function qualified(expression: string): string {
-  return expression.replace(/\b(subject|requester_name|requester_address|text_body)\b/g, 'requests.$1');
-}
-
-/**
- * SQLite: the FTS5 query of `q`, or null when no word of it can match. A list that searches joins
- * request_search and orders by its rowid (the request id), so that FTS5 yields matches newest first and the
- * page stops after `limit` of them: as an `id in (...)` condition every match was collected first, and a word
- * found in most requests cost a full pass per page.
- */
-export function sqliteMatch(q: string): string | null {
-  const terms = searchTerms(q);
-  return terms.length === 0 ? null : fts5Query(terms);
+  return { key: 'rowid', condition: sql<boolean>`request_search match ${fts5Query(terms)}` };
 }

@@ -91,6 +91,10 @@ export interface RequestTable {
   updated_at: string;
   /** Who works on it (an email, free text for now); null: nobody. Migration 0009. */
   assignee: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The requester's address as the filter compares it (store/search-text.ts requesterNorm). Migration 0011. */
+  requester_norm: ColumnType<string | null, string | null | undefined, string | null>;
+  /** An HTML-only body's text, for the search alone (store/search-text.ts htmlSearchText). Migration 0011. */
+  html_text: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** Every change of a request's status or assignee: who, when, from what to what (migration 0009). */
@@ -118,6 +122,8 @@ export interface ConversationTable {
   html_body: string | null;
   mail_date: string | null;
   created_at: string;
+  /** An HTML-only body's text, for the search alone (store/search-text.ts htmlSearchText). Migration 0011. */
+  html_text: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface AttachmentTable {

@@ -41,7 +41,10 @@ export function addRequestCommands(program: Command, k: Kit): void {
       .option('--mailbox <mailbox>', 'only requests that came in through this mailbox')
       .option('--status <status>', `only this status (${REQUEST_STATUSES.join(', ')})`)
       .option('--requester <address>', "only this requester's address (exact, any case)")
-      .option('--search <words>', 'only requests with all these words in subject, requester or body'),
+      .option(
+        '--search <words>',
+        'only requests with all these words in subject, requester, body or conversations (counts up to 1000+)',
+      ),
     'requests',
   )
     .addOption(allOption())

@@ -38,7 +38,9 @@ const requestsQuery = queryOf({
     .min(1)
     .max(320)
     .optional()
-    .openapi({ param: { description: "The requester's address, exact but case-insensitive" } }),
+    .openapi({
+      param: { description: "The requester's address, exact but case-insensitive in any script (Ä = ä)" },
+    }),
   q: z
     .string()
     .max(MAX_QUERY_CHARS)
@@ -46,8 +48,10 @@ const requestsQuery = queryOf({
     .openapi({
       param: {
         description:
-          'Words that must all occur in the subject, the requester’s name or address, or the body. Plain words: ' +
-          'no operators, quotes or wildcards; a word without a letter or digit is ignored.',
+          'Words that must all occur in the request: the subject, the requester’s name or address, the body ' +
+          '(an HTML-only body by its text), or its 20 newest conversations. Plain words: no operators, quotes ' +
+          'or wildcards; a word without a letter or digit is ignored; the first 16 words are used. A search ' +
+          'counts up to offset + 1000 matches: past that, `total` is that number and `totalCapped` is true.',
       },
     }),
   ...keysetQuery,

@@ -4,7 +4,8 @@ import { MailintakeError } from '../../kernel/errors.js';
 import type { Address } from '../../mail/types.js';
 import { nowIso, type Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
-import { requestMatches, sqliteMatch } from '../../store/request-search.js';
+import { requestSearch } from '../../store/request-search.js';
+import { REQUESTER_FILTER_CHARS, requesterNorm } from '../../store/search-text.js';
 import { withTransaction } from '../../store/tx.js';
 import type { Page } from '../shared/page.js';
 import {
@@ -33,7 +34,7 @@ export interface RequestFilter {
 
 /** The longest search query and requester filter taken (a longer one is INVALID_SETTINGS). */
 export const MAX_QUERY_CHARS = 500;
-const MAX_ADDRESS_CHARS = 320;
+const MAX_ADDRESS_CHARS = REQUESTER_FILTER_CHARS;
 
 const bad = (field: string, message: string) =>
   new MailintakeError('INVALID_SETTINGS', `${field} ${message}`, {
@@ -69,24 +70,32 @@ export function checkFilter(f: RequestFilter): void {
 const person = (address: string | null, name: string | null): Address | null =>
   address ? { address, name: name ?? '' } : null;
 
+/**
+ * A search counts its matches up to this many past the page's first (`offset + SEARCH_COUNT_CAP`; at least a
+ * page, since MAX_PAGE is no more): counting every one of 30,000 matches of a common word would cost more than
+ * finding the page. The page says `totalCapped` when counting stopped there (`total` is then the cap). Other
+ * filters count exactly (an index serves each count).
+ */
+export const SEARCH_COUNT_CAP = 1000;
+
 /** The list query: newest first, filtered; only the columns a summary shows (never the bodies). */
-export function filteredRequests(store: Store, f: RequestFilter & { id?: number }) {
+export function filteredRequests(store: Store, f: RequestFilter & { id?: number; ids?: number[] }) {
   const db = store.db;
   // No join: each engine then plans on requests alone (an index on the filter, or the id order for a page);
   // with portals joined, SQLite drove the query from portals and read every request of the portal.
   let base = db.selectFrom('requests');
-  // SQLite's search joins the FTS5 table (see sqliteMatch); its columns are only named in SQL, so the join
-  // keeps the type of the plain query
-  const match = store.engine === 'sqlite' && f.q !== undefined ? sqliteMatch(f.q) : null;
-  if (match !== null) {
+  const search = f.q === undefined ? null : requestSearch(store.engine, f.q);
+  // the search joins request_search (see requestSearch); its columns are only named in SQL, so the join keeps
+  // the type of the plain query
+  if (search !== null) {
     base = base.innerJoin(
-      sql<{ rowid: number }>`request_search`.as('request_search'),
-      'request_search.rowid',
+      sql<{ rowid: number; request_id: number }>`request_search`.as('request_search'),
+      `request_search.${search.key}`,
       'requests.id',
     ) as unknown as typeof base;
-    base = base.where(sql<boolean>`request_search match ${match}`);
+    base = base.where(search.condition);
   } else if (f.q !== undefined) {
-    base = base.where(requestMatches(store.engine, f.q));
+    base = base.where(sql<boolean>`1 = 0`); // no word of the query can match anything
   }
   if (f.portal) {
     base = base.where('requests.portal_id', 'in', (eb) =>
@@ -100,22 +109,38 @@ export function filteredRequests(store: Store, f: RequestFilter & { id?: number 
   }
   if (f.status) base = base.where('requests.status', '=', f.status);
   if (f.requester) {
-    base = base.where((eb) =>
-      eb(eb.fn('lower', ['requests.requester_address']), '=', f.requester!.toLowerCase()),
-    );
+    // the address as intake stored it beside the request, lower-cased for every script (search-text.ts)
+    const norm = requesterNorm(f.requester);
+    base = norm === null ? base.where(sql<boolean>`1 = 0`) : base.where('requests.requester_norm', '=', norm);
   }
   if (f.before !== undefined) base = base.where('requests.id', '<', f.before);
   if (f.id !== undefined) base = base.where('requests.id', '=', f.id);
-  // searching alone (paging aside), SQLite counts the matches in the FTS5 table, without a lookup per match
+  if (f.ids !== undefined) base = base.where('requests.id', 'in', f.ids.length > 0 ? f.ids : [0]);
+  // searching alone (paging aside), SQLite reads the matches from the FTS5 table, without a lookup per match
   const onlySearch =
-    match !== null && !f.portal && !f.mailbox && !f.status && !f.requester && f.id === undefined;
-  let ftsCount = db
-    .selectFrom(sql<{ rowid: number }>`request_search`.as('request_search'))
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where(sql<boolean>`request_search match ${match}`);
-  if (f.before !== undefined) ftsCount = ftsCount.where(sql<boolean>`rowid < ${f.before}`);
+    search !== null &&
+    store.engine === 'sqlite' &&
+    !f.portal &&
+    !f.mailbox &&
+    !f.status &&
+    !f.requester &&
+    f.ids === undefined &&
+    f.id === undefined;
+  const idsUpTo = (cap: number) => {
+    if (onlySearch) {
+      let matches = db
+        .selectFrom(sql<{ rowid: number }>`request_search`.as('request_search'))
+        .select(sql<number>`rowid`.as('id'))
+        .where(search.condition);
+      if (f.before !== undefined) matches = matches.where(sql<boolean>`rowid < ${f.before}`);
+      return matches.limit(cap);
+    }
+    return base.select('requests.id').limit(cap);
+  };
   return {
-    count: onlySearch ? ftsCount : base.select((eb) => eb.fn.countAll<number>().as('n')),
+    count: base.select((eb) => eb.fn.countAll<number>().as('n')),
+    /** The ids of at most `cap` matches, in no order (a search's, see listRequests). */
+    idsUpTo,
     rows: base
       .select([
         'requests.id',
@@ -141,7 +166,7 @@ export function filteredRequests(store: Store, f: RequestFilter & { id?: number 
           .whereRef('conversations.request_id', '=', 'requests.id')
           .as('conversation_count'),
       )
-      .orderBy(match !== null ? sql`request_search.rowid` : sql`requests.id`, 'desc'),
+      .orderBy(search?.key === 'rowid' ? sql`request_search.rowid` : sql`requests.id`, 'desc'),
   };
 }
 
@@ -174,7 +199,28 @@ export async function listRequests(
   checkFilter(q);
   if (q.portal) await exists.portal(q.portal);
   if (q.mailbox) await exists.mailbox(q.mailbox);
-  return fetchPage(filteredRequests(store, q), window, summaryView);
+  const query = filteredRequests(store, q);
+  if (q.q === undefined) return { ...(await fetchPage(query, window, summaryView)), totalCapped: false };
+  const cap = window.offset + SEARCH_COUNT_CAP;
+  // One past the cap tells "exactly cap" from "more". A search with few matches has them all here: its page is
+  // cut from them and read by id, whatever the planner would have guessed. PostgreSQL's guess for a word its
+  // statistics do not list is 0.5 % of the rows, so for a rare word it walked the ids down looking for a page
+  // that was not there: a whole pass per call. Only a search with more matches than the cap walks the ids down
+  // (rows below): a page is then never far.
+  const ids = (await query.idsUpTo(cap + 1).execute()).map((r) => Number(r.id));
+  const capped = ids.length > cap;
+  const rows = capped
+    ? await query.rows.limit(window.limit).offset(window.offset).execute()
+    : await filteredRequests(store, {
+        ids: ids.sort((x, y) => y - x).slice(window.offset, window.offset + window.limit),
+      }).rows.execute();
+  return {
+    items: rows.map(summaryView),
+    total: Math.min(ids.length, cap),
+    totalCapped: capped,
+    limit: window.limit,
+    offset: window.offset,
+  };
 }
 
 async function summaryOf(store: Store, id: number): Promise<RequestSummary> {

@@ -149,9 +149,14 @@ export function paint(on: boolean, tone: 'red' | 'green' | 'bold', text: string)
   return `\u001b[${codes[tone]}m${text}\u001b[0m`;
 }
 
-export function pageFooter(page: { items: unknown[]; total: number; offset: number }): string {
+export function pageFooter(page: {
+  items: unknown[];
+  total: number;
+  totalCapped?: boolean;
+  offset: number;
+}): string {
   const from = page.offset + 1;
-  return `${from}–${page.offset + page.items.length} of ${page.total}`;
+  return `${from}–${page.offset + page.items.length} of ${page.total}${page.totalCapped ? '+' : ''}`;
 }
 
 /** The three lines of a consent's start (mailbox authorize, smtp authorize): the URL to open, set apart. */

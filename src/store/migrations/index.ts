@@ -10,6 +10,7 @@ import * as m0007 from './0007-store-keys.js';
 import * as m0008 from './0008-people.js';
 import * as m0009 from './0009-request-work.js';
 import * as m0010 from './0010-request-search.js';
+import * as m0011 from './0011-request-search-documents.js';
 import type { MigrationStep } from './shared.js';
 
 /**
@@ -27,6 +28,7 @@ export const MIGRATIONS: readonly MigrationStep[] = [
   m0008,
   m0009,
   m0010,
+  m0011,
 ];
 
 class StepProvider implements MigrationProvider {
