@@ -181,7 +181,8 @@ function RequestTable(props: { page: Page<RequestListItem>; filters: ListFilters
     <>
       <table class="requests">
         <caption>
-          {page.total} request{page.total === 1 ? '' : 's'}
+          {page.total.toLocaleString('en')}
+          {page.totalCapped ? '+' : ''} request{page.total === 1 && !page.totalCapped ? '' : 's'}
           {props.filtered ? ' match' : ''}
         </caption>
         <thead>
@@ -229,6 +230,7 @@ function RequestTable(props: { page: Page<RequestListItem>; filters: ListFilters
         offset={page.offset}
         limit={page.limit}
         total={page.total}
+        capped={page.totalCapped === true}
         href={(offset) => listHref(props.filters, offset)}
       />
     </>

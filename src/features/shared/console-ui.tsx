@@ -118,11 +118,15 @@ export function SelectField(props: {
   );
 }
 
-/** Previous / next links of a paged list; `href(offset)` builds the link keeping the list's filters. */
+/**
+ * Previous / next links of a paged list; `href(offset)` builds the link keeping the list's filters. `capped`: the
+ * list stopped counting at `total` (a request search), so there may be more after it.
+ */
 export function Pager(props: {
   offset: number;
   limit: number;
   total: number;
+  capped?: boolean;
   href: (offset: number) => string;
 }) {
   const { offset, limit, total } = props;
@@ -132,9 +136,11 @@ export function Pager(props: {
     <nav class="pager" aria-label="Pages">
       {offset > 0 ? <a href={props.href(Math.max(0, offset - limit))}>Previous</a> : null}
       <span>
-        {total === 0 ? 0 : offset + 1}–{last} of {total}
+        {total === 0 ? 0 : (offset + 1).toLocaleString('en')}–{last.toLocaleString('en')} of{' '}
+        {total.toLocaleString('en')}
+        {props.capped ? '+' : ''}
       </span>
-      {last < total ? <a href={props.href(offset + limit)}>Next</a> : null}
+      {last < total || props.capped ? <a href={props.href(offset + limit)}>Next</a> : null}
     </nav>
   );
 }
