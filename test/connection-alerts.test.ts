@@ -77,10 +77,17 @@ describe.each(ENGINES)('connection-failure alerts on %s', (engine) => {
       buildMail({ subject: 'During the outage 2' }),
     ]);
 
+    expect((await rt.services.mailboxes.get('flaky')).state.failingSince).toBeNull();
+    let since: string | null = null;
     for (let round = 1; round <= 4; round++) {
       const [summary] = await rt.services.fetch.once({ mailbox: 'flaky' });
       expect(summary).toMatchObject({ reached: false, error: { code: 'CONNECT_FAILED' } });
       expect(await failures('flaky')).toBe(round);
+      // the run's first failure is kept while the run lasts
+      const state = (await rt.services.mailboxes.get('flaky')).state;
+      if (round === 1) since = state.failingSince;
+      expect(since).toEqual(expect.any(String));
+      expect(state.failingSince).toBe(since);
     }
     expect(await rt.services.notifications.unreadCount()).toEqual({ unread: 0 });
     expect(await rt.services.outbox.status()).toMatchObject({ pending: 0, retrying: 0, sent: 0 });
@@ -115,6 +122,8 @@ describe.each(ENGINES)('connection-failure alerts on %s', (engine) => {
     // the count started again: a sixth failed round is round 1 of the next five, no second notice
     expect((await rt.services.fetch.once({ mailbox: 'flaky' }))[0]).toMatchObject({ reached: false });
     expect(await failures('flaky')).toBe(1);
+    // ...while the run of failures, and its start, go on (the console says "failing since" it)
+    expect((await rt.services.mailboxes.get('flaky')).state.failingSince).toBe(since);
     expect((await rt.services.notifications.list({})).total).toBe(1);
     expect(await rt.services.outbox.status()).toMatchObject({ pending: 0, retrying: 0, failed: 0, sent: 1 });
 
@@ -122,6 +131,7 @@ describe.each(ENGINES)('connection-failure alerts on %s', (engine) => {
     const [back] = await rt.services.fetch.once({ mailbox: 'flaky' });
     expect(back).toMatchObject({ reached: true, created: 2, errored: 0, error: null });
     expect(await failures('flaky')).toBe(0);
+    expect((await rt.services.mailboxes.get('flaky')).state.failingSince).toBeNull();
     const after = await rt.services.notifications.list({ unread: true });
     expect(after.items.map((n) => n.event)).toEqual(['connection-recovered', 'connection-failure']);
     expect(after.items[0]!.title).toBe('Mailbox flaky connects again');

@@ -66,6 +66,8 @@ async function recordConnectionOutcome(
       last_error_code: round.error?.code ?? null,
       last_error_message: round.error?.message ?? null,
       consecutive_failures: failed ? eb('consecutive_failures', '+', 1) : 0,
+      // the run's first failure keeps its time; a round that connects ends the run
+      failing_since: failed ? eb.fn.coalesce('failing_since', eb.val(nowIso())) : null,
     }))
     .where('id', '=', round.mailboxId)
     .returning(['name', 'portal_id', 'consecutive_failures', 'failure_alerted'])

@@ -58,6 +58,8 @@ export interface MailboxTable {
   last_error_code: string | null;
   last_error_message: string | null;
   consecutive_failures: Flag;
+  /** The first failed round of the current run of failures (0012); null while rounds connect. */
+  failing_since: string | null;
   /** Why `enabled` is 0: 'admin' | 'settings-changed' | 'error-folder-limit'; null while enabled. */
   disabled_reason: ColumnType<string | null, string | null | undefined, string | null>;
   /** 1 after a connection-failure alert until the mailbox connects again (then the "recovered" notice). */

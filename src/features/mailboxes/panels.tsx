@@ -19,6 +19,9 @@ export function stateText(m: MailboxView): string {
   if (m.status === 'stopped-by-errors')
     return `Stopped by errors: the error folder reached ${m.stopAfterErrors ?? 'its limit of'} mails`;
   if (m.status === 'disabled') return 'Paused';
+  // failingSince outlives consecutiveFailures, which starts again at 0 each time an alert goes out
+  if (m.state.failingSince)
+    return `Failing since ${when(m.state.failingSince)} (${m.state.lastErrorCode ?? 'error'}), last tried ${when(m.state.lastFetchAt)}`;
   if (m.state.consecutiveFailures > 0)
     return `Failing: the last ${m.state.consecutiveFailures} round${m.state.consecutiveFailures === 1 ? '' : 's'} failed (${m.state.lastErrorCode ?? 'error'}), last tried ${when(m.state.lastFetchAt)}`;
   return `Fetching every ${m.intervalSeconds} s`;

@@ -396,6 +396,7 @@ export function mailboxView(row: MailboxRow, redirectUrl: string, fetching = fal
       lastErrorCode: row.last_error_code,
       lastErrorMessage: row.last_error_message,
       consecutiveFailures: row.consecutive_failures,
+      failingSince: row.failing_since,
       fetching: fetching || (row.lease_until !== null && row.lease_until > nowIso()),
     },
     createdAt: row.created_at,

@@ -72,6 +72,10 @@ export const mailboxViewSchema = z
       lastErrorCode: z.string().nullable(),
       lastErrorMessage: z.string().nullable(),
       consecutiveFailures: z.number().int(),
+      failingSince: z
+        .string()
+        .nullable()
+        .openapi({ description: 'when the current run of failed rounds began (null while rounds connect)' }),
       fetching: z.boolean(),
     }),
     createdAt: timestamp(),

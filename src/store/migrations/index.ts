@@ -11,6 +11,7 @@ import * as m0008 from './0008-people.js';
 import * as m0009 from './0009-request-work.js';
 import * as m0010 from './0010-request-search.js';
 import * as m0011 from './0011-request-search-documents.js';
+import * as m0012 from './0012-failing-since.js';
 import type { MigrationStep } from './shared.js';
 
 /**
@@ -29,6 +30,7 @@ export const MIGRATIONS: readonly MigrationStep[] = [
   m0009,
   m0010,
   m0011,
+  m0012,
 ];
 
 class StepProvider implements MigrationProvider {
