@@ -146,6 +146,10 @@ async function shoot(): Promise<void> {
       const res = await page.goto(`${url}${where}`);
       if (res?.status() !== 200) throw new Error(`${where} answered ${res?.status()}`);
       await page.waitForLoadState('load');
+      // a mail body is a sandboxed frame, painted by a process of its own: a page screenshot taken as it loads
+      // can show it empty; a picture of the frame itself waits until it has been drawn
+      for (const frame of await page.locator('iframe').all()) await frame.screenshot();
+      await page.evaluate('window.scrollTo(0, 0)');
       await page.screenshot({ path: path.join(out, `${name}.png`) });
       console.log(`docs/screenshots/${name}.png  ${where}`);
     }

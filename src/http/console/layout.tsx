@@ -30,6 +30,8 @@ export function Layout(props: {
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>{`${props.title} · Mailintake`}</title>
         <link rel="stylesheet" href="/assets/console.css" />
+        {/* named, so that browsers do not ask for /favicon.ico (a 404 in every page's console) */}
+        <link rel="icon" href="/assets/favicon.svg" type="image/svg+xml" />
         {(props.scripts ?? []).map((name) => (
           <script src={`/assets/${name}`} defer />
         ))}
