@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { imapsMailbox } from '../test/kit/mailboxes.js';
 import { ensureChromiumInstalled, startBrowser } from '../test/support/browser.js';
-import { cli, freePort, serve } from '../test/support/console.js';
+import { cli, freePort, serve, signIn } from '../test/support/console.js';
 import { deliverMaildir } from '../test/support/deliver.js';
 import { ensureDovecotInstalled, startDovecot } from '../test/support/dovecot.js';
 import { freshConfig } from '../test/support/engines.js';
@@ -124,13 +124,7 @@ async function shoot(): Promise<void> {
     server = await serve(env);
     const context = await browser.browser.newContext({ viewport: { width: 1366, height: 768 } });
     const page = await context.newPage();
-    await page.goto(`${url}/login`);
-    await page.getByLabel('Email').fill(ADMIN.email);
-    await page.getByLabel('Password').fill(ADMIN.password);
-    await Promise.all([
-      page.waitForURL(`${url}/requests`),
-      page.getByRole('button', { name: 'Sign in' }).click(),
-    ]);
+    await signIn({ page }, url, ADMIN.email, ADMIN.password);
     mkdirSync(out, { recursive: true });
     const shots: [string, string][] = [
       ['requests', '/requests'],

@@ -84,7 +84,8 @@ export async function serve(
   };
 }
 
-export async function signIn(p: StrictPage, url: string, email: string, password: string) {
+/** Signs in through the login form (any page: a StrictPage of the tests, or a plain one of the scripts). */
+export async function signIn(p: Pick<StrictPage, 'page'>, url: string, email: string, password: string) {
   await p.page.goto(`${url}/login`);
   await p.page.getByLabel('Email').fill(email);
   await p.page.getByLabel('Password').fill(password);

@@ -1,4 +1,4 @@
-import { Message, Pager } from '../shared/console-ui.js';
+import { Field, Message, Pager, SelectField } from '../shared/console-ui.js';
 import type { Page } from '../shared/page.js';
 import { REQUEST_STATUSES, type RequestListItem } from './views.js';
 
@@ -40,66 +40,15 @@ function FilterSelect(props: {
 }) {
   const choices =
     props.value && !props.choices.includes(props.value) ? [...props.choices, props.value] : props.choices;
-  const id = `filter-${props.name}`;
   return (
-    <div class={props.error ? 'field invalid' : 'field'}>
-      <label for={id}>{props.label}</label>
-      <select
-        id={id}
-        name={props.name}
-        aria-invalid={props.error ? 'true' : undefined}
-        aria-describedby={props.error ? `${id}-error` : undefined}
-      >
-        <option value="">Any</option>
-        {choices.map((c) => (
-          <option value={c} selected={c === props.value}>
-            {c}
-          </option>
-        ))}
-      </select>
-      {props.error ? (
-        <p class="field-error" id={`${id}-error`}>
-          {props.error}
-        </p>
-      ) : null}
-    </div>
-  );
-}
-
-function FilterText(props: {
-  name: string;
-  label: string;
-  value: string;
-  type?: 'text' | 'search';
-  help?: string;
-  error?: string | undefined;
-}) {
-  const id = `filter-${props.name}`;
-  const described = [props.help ? `${id}-help` : '', props.error ? `${id}-error` : '']
-    .filter(Boolean)
-    .join(' ');
-  return (
-    <div class={props.error ? 'field invalid' : 'field'}>
-      <label for={id}>{props.label}</label>
-      <input
-        id={id}
-        name={props.name}
-        type={props.type ?? 'text'}
-        value={props.value}
-        aria-invalid={props.error ? 'true' : undefined}
-        aria-describedby={described || undefined}
-      />
-      {props.help ? (
-        <p class="help" id={`${id}-help`}>
-          {props.help}
-        </p>
-      ) : null}
-      {props.error ? (
-        <p class="field-error" id={`${id}-error`}>
-          {props.error}
-        </p>
-      ) : null}
-    </div>
+    <SelectField
+      id={`filter-${props.name}`}
+      name={props.name}
+      label={props.label}
+      value={props.value}
+      error={props.error}
+      options={[{ value: '', label: 'Any' }, ...choices.map((c) => ({ value: c, label: c }))]}
+    />
   );
 }
 
@@ -123,7 +72,8 @@ export function RequestList(props: {
           : 'Requests of every portal, newest first.'}
       </p>
       <form method="get" action="/requests" class="filters" aria-label="Request filters">
-        <FilterText
+        <Field
+          id="filter-q"
           name="q"
           label="Search"
           type="search"
@@ -154,7 +104,8 @@ export function RequestList(props: {
           choices={[...REQUEST_STATUSES]}
           error={error?.fields.status}
         />
-        <FilterText
+        <Field
+          id="filter-requester"
           name="requester"
           label="Requester"
           value={f.requester}

@@ -27,40 +27,24 @@ export function Csrf(props: { token: string }) {
   return <input type="hidden" name="_csrf" value={props.token} />;
 }
 
-/**
- * One labelled input. `value` is what the admin typed (kept on an error); `error` is shown beside the field and
- * marks it aria-invalid; `help` is the reference's help text.
- */
-export function Field(props: {
-  name: string;
+/** What a field's control points at for its help and error (aria-describedby), if anything. */
+function describedBy(id: string, help: unknown, error: unknown): string | undefined {
+  return [help ? `${id}-help` : '', error ? `${id}-error` : ''].filter(Boolean).join(' ') || undefined;
+}
+
+/** The frame every field shares: the label, the control, the help text, and the error beside the field. */
+function FieldFrame(props: {
+  id: string;
   label: string;
-  value?: string | undefined;
-  type?: 'text' | 'email' | 'password' | 'number' | 'url';
   help?: Child;
   error?: string | undefined;
-  required?: boolean;
-  autocomplete?: string;
-  placeholder?: string;
-  id?: string;
+  children: Child;
 }) {
-  const id = props.id ?? `f-${props.name}`;
-  const described = [props.help ? `${id}-help` : '', props.error ? `${id}-error` : '']
-    .filter(Boolean)
-    .join(' ');
+  const { id } = props;
   return (
     <div class={props.error ? 'field invalid' : 'field'}>
       <label for={id}>{props.label}</label>
-      <input
-        id={id}
-        name={props.name}
-        type={props.type ?? 'text'}
-        value={props.value ?? ''}
-        required={props.required}
-        autocomplete={props.autocomplete}
-        placeholder={props.placeholder}
-        aria-invalid={props.error ? 'true' : undefined}
-        aria-describedby={described || undefined}
-      />
+      {props.children}
       {props.help ? (
         <p class="help" id={`${id}-help`}>
           {props.help}
@@ -75,6 +59,40 @@ export function Field(props: {
   );
 }
 
+/**
+ * One labelled input. `value` is what the admin typed (kept on an error); `error` is shown beside the field and
+ * marks it aria-invalid; `help` is the reference's help text.
+ */
+export function Field(props: {
+  name: string;
+  label: string;
+  value?: string | undefined;
+  type?: 'text' | 'email' | 'password' | 'number' | 'url' | 'search' | 'date';
+  help?: Child;
+  error?: string | undefined;
+  required?: boolean;
+  autocomplete?: string;
+  placeholder?: string;
+  id?: string;
+}) {
+  const id = props.id ?? `f-${props.name}`;
+  return (
+    <FieldFrame id={id} label={props.label} help={props.help} error={props.error}>
+      <input
+        id={id}
+        name={props.name}
+        type={props.type ?? 'text'}
+        value={props.value ?? ''}
+        required={props.required}
+        autocomplete={props.autocomplete}
+        placeholder={props.placeholder}
+        aria-invalid={props.error ? 'true' : undefined}
+        aria-describedby={describedBy(id, props.help, props.error)}
+      />
+    </FieldFrame>
+  );
+}
+
 /** A select with its label, help and error, like Field. */
 export function SelectField(props: {
   name: string;
@@ -86,17 +104,13 @@ export function SelectField(props: {
   id?: string;
 }) {
   const id = props.id ?? `f-${props.name}`;
-  const described = [props.help ? `${id}-help` : '', props.error ? `${id}-error` : '']
-    .filter(Boolean)
-    .join(' ');
   return (
-    <div class={props.error ? 'field invalid' : 'field'}>
-      <label for={id}>{props.label}</label>
+    <FieldFrame id={id} label={props.label} help={props.help} error={props.error}>
       <select
         id={id}
         name={props.name}
         aria-invalid={props.error ? 'true' : undefined}
-        aria-describedby={described || undefined}
+        aria-describedby={describedBy(id, props.help, props.error)}
       >
         {props.options.map((o) => (
           <option value={o.value} selected={o.value === props.value}>
@@ -104,17 +118,7 @@ export function SelectField(props: {
           </option>
         ))}
       </select>
-      {props.help ? (
-        <p class="help" id={`${id}-help`}>
-          {props.help}
-        </p>
-      ) : null}
-      {props.error ? (
-        <p class="field-error" id={`${id}-error`}>
-          {props.error}
-        </p>
-      ) : null}
-    </div>
+    </FieldFrame>
   );
 }
 

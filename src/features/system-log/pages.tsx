@@ -122,8 +122,8 @@ function SystemLog(props: {
           ]}
         />
         <Field name="mailbox" label="Mailbox" value={f.mailbox} error={e.mailbox} />
-        <DateField name="from" label="From (date)" value={f.from} error={e.from} />
-        <DateField name="to" label="To (date, included)" value={f.to} error={e.to} />
+        <Field type="date" name="from" label="From (date)" value={f.from} error={e.from} />
+        <Field type="date" name="to" label="To (date, included)" value={f.to} error={e.to} />
         <button type="submit">Filter</button>
       </form>
       {props.items.length === 0 ? (
@@ -167,33 +167,5 @@ function SystemLog(props: {
       )}
       {props.children}
     </section>
-  );
-}
-
-/** A date input with its label and error (Field has no date type). */
-function DateField(props: {
-  name: string;
-  label: string;
-  value: string | undefined;
-  error: string | undefined;
-}) {
-  const id = `f-${props.name}`;
-  return (
-    <div class={props.error ? 'field invalid' : 'field'}>
-      <label for={id}>{props.label}</label>
-      <input
-        id={id}
-        name={props.name}
-        type="date"
-        value={props.value ?? ''}
-        aria-invalid={props.error ? 'true' : undefined}
-        aria-describedby={props.error ? `${id}-error` : undefined}
-      />
-      {props.error ? (
-        <p class="field-error" id={`${id}-error`}>
-          {props.error}
-        </p>
-      ) : null}
-    </div>
   );
 }
