@@ -206,6 +206,8 @@ describe.each(ENGINES)('the mailbox pages (%s)', (engine) => {
         'help@example.test, desk@example.test',
       );
       expect(await p.page.getByLabel('Username').inputValue()).toBe('helpdesk-user');
+      // the password typed is the admin's own, in the answer to their POST: kept too
+      expect(await p.page.getByLabel('Password', { exact: true }).inputValue()).toBe('whatever-pw');
       expect(await p.page.getByLabel('Name of the error folder').inputValue()).toBe('Broken mails');
       // nothing was stored
       const list = await cli(env, ['mailbox', 'list']);
@@ -408,6 +410,8 @@ describe.each(ENGINES)('the mailbox pages (%s)', (engine) => {
       expect(await p.page.locator('#mailbox-state').textContent()).toBe('Fetching now');
       await p.page.getByLabel('Fetch every (seconds)').fill('30');
       await p.page.getByLabel('Email Address').fill('busy@example.test, alias@example.test');
+      // a new password typed now must be the one "Pause fetching and save" stores, not the old one kept
+      await p.page.getByLabel('Password', { exact: true }).fill('busy-new-pw');
       const [answer] = await Promise.all([
         p.page.waitForResponse((r) => r.url() === `${url}/mailboxes/busy` && r.request().method() === 'POST'),
         p.page.getByRole('button', { name: 'Save', exact: true }).click(),
@@ -441,6 +445,10 @@ describe.each(ENGINES)('the mailbox pages (%s)', (engine) => {
         .execute();
       await p.page.goto(`${url}/mailboxes/busy`);
       expect(await p.page.locator('#mailbox-state').textContent()).toContain('Paused (saved during a fetch)');
+      // the stored password is the new one: Dovecot refuses it (it knows busy-pw)
+      const tested = await cli(env, ['mailbox', 'test', 'busy']);
+      expect(tested.code).not.toBe(0);
+      expect(tested.out + tested.err).toContain('AUTH_FAILED');
 
       // removal asks first, then keeps the history under another name
       await Promise.all([

@@ -141,6 +141,17 @@ describe.each(ENGINES)('the operations pages (%s)', (engine) => {
     await p.page.getByLabel('Password').fill(SMTP_USER.password);
     await p.page.getByLabel('From', { exact: true }).fill('Help Desk <helpdesk@example.test>');
     await p.page.getByLabel('CA file (PEM) of a private CA').fill(smtp.caFile);
+    // a bad port first: the form comes back with everything typed, the password the admin typed included
+    await p.page.getByLabel('Port', { exact: true }).fill('99999');
+    const [refused] = await Promise.all([
+      p.page.waitForResponse((r) => r.url() === `${url}/settings/smtp` && r.request().method() === 'POST'),
+      p.page.getByRole('button', { name: 'Save SMTP settings' }).click(),
+    ]);
+    expect(refused.status()).toBe(400);
+    await p.page.waitForLoadState();
+    expect(await p.page.getByLabel('Password').inputValue()).toBe(SMTP_USER.password);
+    expect(await p.page.getByLabel('User name').inputValue()).toBe(SMTP_USER.username);
+    await p.page.getByLabel('Port', { exact: true }).fill(String(deadPort));
     await Promise.all([
       p.page.waitForURL(`${url}/settings/smtp?saved=1`),
       p.page.getByRole('button', { name: 'Save SMTP settings' }).click(),

@@ -45,6 +45,10 @@ export function MailboxForm(props: MailboxFormProps) {
   const provider = v.oauthProvider ?? 'generic';
   const scope = v.scope || presetScope(provider, protocol, v.oauthFlow ?? 'authorization-code');
   const f = (name: string) => ({ name, value: v[name], error: e[name] });
+  // A stored secret is never sent to the browser (v holds none on a first edit). One the admin typed in the
+  // form that came back with an error is theirs, in this answer to their own POST (never cached): kept, so that
+  // nothing typed is lost, and so that "Pause fetching and save" saves the new secret, not the stored one.
+  const typedSecret = (name: string) => v[name] ?? '';
   const keeps = (set: boolean | undefined, what: string) =>
     set ? ` A ${what} is stored (never shown): leave this empty to keep it.` : '';
   // problems the form has no field for (e.g. a setting only the API takes) are listed at the top
@@ -75,8 +79,7 @@ export function MailboxForm(props: MailboxFormProps) {
           <p>
             <strong>This mailbox is being fetched right now.</strong> To save, fetching is paused: the running
             round finishes the batch it is on and stops, the rest waits on the server. The mailbox then stays
-            paused until you resume it. Secrets you typed (password, client secret) are not kept on this page:
-            type them again if you changed them.
+            paused until you resume it.
           </p>
           <button type="submit" name="pauseFetching" value="1">
             Pause fetching and save
@@ -175,7 +178,7 @@ export function MailboxForm(props: MailboxFormProps) {
         <Shown v={v} for={`${MAIL} ews`} auth="basic">
           <Field
             name="password"
-            value=""
+            value={typedSecret('password')}
             error={e.password}
             type="password"
             autocomplete="new-password"
@@ -236,7 +239,7 @@ export function MailboxForm(props: MailboxFormProps) {
         <Field {...f('clientId')} label="Client ID" autocomplete="off" />
         <Field
           name="clientSecret"
-          value=""
+          value={typedSecret('clientSecret')}
           error={e.clientSecret}
           type="password"
           autocomplete="new-password"

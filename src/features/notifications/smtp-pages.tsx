@@ -7,7 +7,8 @@ import type { NotificationServices, SmtpTestResult } from './service.js';
 
 /**
  * `/settings/smtp` (admins): the outgoing SMTP server notification mail goes through, and "send a test mail".
- * The password is never put into the page: an empty password field keeps the stored one (same user name).
+ * The stored password is never put into the page: an empty password field keeps it (same user name). One the
+ * admin typed into a form that came back with an error is theirs and is kept, with the rest of what they typed.
  * A failed test mail is explained with its code, what to check and the server's answer, as the CLI does.
  */
 
@@ -80,8 +81,8 @@ export function mountSmtpPages(
         return c.redirect('/settings/smtp?saved=1', 303);
       } catch (e) {
         const { message, fields } = fieldErrors(e);
-        const { password: _never, ...kept } = form; // the password is not sent back into the page
-        return page(c, user, { form: { values: kept, errors: fields, message } }, 400);
+        // what the admin typed comes back, their new password included (the stored one is never read)
+        return page(c, user, { form: { values: form, errors: fields, message } }, 400);
       }
     }),
   );
@@ -190,6 +191,8 @@ function SmtpForm(props: {
         name="password"
         label="Password"
         type="password"
+        // the stored password is never shown; one typed in the form that came back with an error is kept
+        value={v?.password ?? ''}
         error={e.password}
         autocomplete="new-password"
         help={
