@@ -202,6 +202,45 @@ describe.each(ENGINES)('people and the console shell (%s)', (engine) => {
     p.assertClean();
   });
 
+  it('works from the keyboard alone: sign in, skip to the content, go through the navigation, sign out', async () => {
+    const p = await open();
+    const k = p.page.keyboard;
+    // evaluated in the page (this project's TypeScript has no DOM types)
+    const focused = () => p.page.evaluate<string>(`document.activeElement?.textContent?.trim() ?? ''`);
+    const focusedName = () => p.page.evaluate<string>(`document.activeElement?.getAttribute('name') ?? ''`);
+    const focusOutline = () =>
+      p.page.evaluate<string>(`getComputedStyle(document.activeElement).outlineStyle`);
+    await p.page.goto(`${url}/login`);
+    // the first Tab reaches the skip link, the next ones the form, in order
+    await k.press('Tab');
+    expect(await focused()).toBe('Skip to content');
+    await k.press('Tab');
+    expect(await focusedName()).toBe('email');
+    await k.type(ADMIN.email);
+    await k.press('Tab');
+    await k.type(ADMIN.password);
+    await Promise.all([p.page.waitForURL(`${url}/requests`), k.press('Enter')]);
+    // Tab from the top: the skip link first, then the navigation; Enter follows the link that has focus
+    await k.press('Tab');
+    expect(await focused()).toBe('Skip to content');
+    const seen: string[] = [];
+    for (let i = 0; i < 12 && !seen.includes('Users'); i++) {
+      await k.press('Tab');
+      seen.push(await focused());
+    }
+    expect(seen).toEqual(expect.arrayContaining(['Requests', 'Mailboxes', 'Error folder', 'Users']));
+    // focus is visible: the focused link draws an outline
+    expect(['solid', 'auto']).toContain(await focusOutline());
+    await Promise.all([p.page.waitForURL(`${url}/users`), k.press('Enter')]);
+    // to the sign-out button and press it
+    for (let i = 0; i < 20; i++) {
+      if ((await focused()) === 'Sign out') break;
+      await k.press('Tab');
+    }
+    await Promise.all([p.page.waitForURL(`${url}/login`), k.press('Enter')]);
+    p.assertClean();
+  });
+
   it('the page harness itself catches a dialog and a request to another host', async () => {
     const p = await open();
     await p.page.goto(`${url}/login`);
