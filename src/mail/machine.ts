@@ -60,7 +60,7 @@ const REPORT_PARTS = new Set([
 
 /** Delivery-failure subjects of the MTAs (Postfix, Sendmail, Exim, qmail, Exchange, Gmail, Yahoo, Notes…). */
 const BOUNCE_SUBJECT =
-  /^\s*(\[?(postmaster|system administrator)\]?\s*[-:]?\s*)?(undeliver|undelivered|returned mail|return(ed)? to sender|mail delivery (failed|failure|system)|delivery (status notification|failure|notification|failed|has failed|report)|failure notice|failed mail|non-?deliver|nondelivery|mail system error|message (not delivered|delivery failure|could not be delivered|you sent (was|has been) (blocked|rejected))|delivery (to the following|problem)|could not send message|warning: (could not|message)|mail could not be delivered|unzustellbar|nicht zustellbar|non remis|non recapitabile|no se puede entregar|onbestelbaar|kan ikke leveres|notification d'état de remise|undelivered mail|rejected:|permanent delivery failure|sorry, your message|your message (was|could not|wasn't|has been|cannot)|message undeliverable|warning: message|delayed mail|delivery delay|mail delivery failed)/i;
+  /^\s*(\[?(postmaster|system administrator)\]?\s*[-:]?\s*)?(undeliver|undelivered|returned mail|return(ed)? to sender|mail delivery (failed|failure|system)|delivery (status notification|failure|notification|failed|has failed|report)|failure notice|failed mail|non-?deliver|nondelivery|mail system error|message (not delivered|delivery failure|could not be delivered|you sent (was|has been) (blocked|rejected))|delivery (to the following|problem)|could not send message|warning: (could not|message)|mail could not be delivered|unzustellbar|nicht zustellbar|non remis|non recapitabile|no se puede entregar|onbestelbaar|kan ikke leveres|notification d'état de remise|undelivered mail|rejected:|permanent delivery failure|sorry, your message|your message (was|could not|wasn't|has been|cannot)|message undeliverable|warning: message|delayed mail|delivery delay|mail delivery failed|mail failure|there was an error sending your mail)/i;
 
 /** Senders that are MTAs, not people. */
 const DAEMON_LOCAL =
@@ -98,7 +98,7 @@ function bounceReasons(mail: ParsedMail): string[] | null {
   const from = mail.from?.address ?? '';
   const name = mail.from?.name ?? '';
   // Amazon SES reports bounces through SNS as a JSON text mail.
-  const sns = /"notificationType"\s*:\s*"(Bounce|Complaint|Delivery)"/.exec(mail.text ?? '');
+  const sns = /\\?"notificationType\\?"\s*:\s*\\?"(Bounce|Complaint|Delivery)\\?"/.exec(mail.text ?? '');
   if (sns && /@sns\.amazonaws\.com$/i.test(from))
     return [`an Amazon SES ${sns[1]?.toLowerCase()} notification from ${from}`];
   const nullSender = isNullReturnPath(h['return-path']);
