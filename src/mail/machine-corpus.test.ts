@@ -12,6 +12,7 @@ describe.skipIf(!hasCorpus)('machineKind over the corpus', () => {
     console.log(
       [
         `[machine-corpus] bounces recognised: ${f.bouncesFound}/${f.bounces} (${percent(f.bouncesFound, f.bounces)})`,
+        `bounces naming the reported mail's Message-ID: ${f.bouncesNamingMail}/${f.bouncesFound}`,
         `auto-replies recognised: ${f.autoRepliesFound}/${f.autoReplies} (${percent(f.autoRepliesFound, f.autoReplies)})`,
         `non-bounces read as bounces: ${f.misreadAsBounce.length}/${f.nonBounces}`,
         `unlabelled sisimai mails: ${[...f.unlabelled].map(([k, n]) => `${k} ${n}`).join(', ')}`,

@@ -136,8 +136,9 @@ function bounceReasons(mail: ParsedMail): string[] | null {
   return null;
 }
 
-/** The Message-ID of the reported mail, when its headers are quoted in the report's text. */
+/** The Message-ID of the reported mail: from its returned-mail part, or quoted in the report's text. */
 function reportedMessageId(mail: ParsedMail): string | undefined {
+  if (mail.returnedMessageId) return mail.returnedMessageId;
   const text = mail.text ?? '';
   const own = mail.messageId;
   for (const m of text.matchAll(/^\s*message-id:\s*<([^>\s]+)>/gim)) {

@@ -6,6 +6,7 @@ import { isMailintakeError, MailintakeError } from '../kernel/errors.js';
 import { DEFAULT_PARSE_LIMITS as PARSE_LIMIT_DEFAULTS } from '../kernel/limits.js';
 import type { BlobStore } from '../store/blobs/blob-store.js';
 import { CuttingMailParser } from './body-cut.js';
+import { returnedMessageIdHeader } from './report-peek.js';
 import type { Address, ParsedMail, StoredPart } from './types.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -252,6 +253,13 @@ export async function parseMail(
     contentHash: rawHash.digest('hex'),
     size,
   };
+  const returned = await returnedMessageIdHeader(
+    opts.blobs,
+    mail.headers['content-type'] ?? '',
+    mail.attachments,
+  );
+  const returnedId = returned === undefined ? undefined : extractMessageIds(returned)[0];
+  if (returnedId) mail.returnedMessageId = withoutNul(returnedId);
   if (textCut || htmlCut) {
     mail.truncated = true;
     mail.truncatedReason = truncationReason(

@@ -37,6 +37,8 @@ export type Label = 'bounce' | 'auto-reply' | 'other';
 export interface Figures {
   bounces: number;
   bouncesFound: number;
+  /** Recognised bounces that name the Message-ID of the mail they report. */
+  bouncesNamingMail: number;
   autoReplies: number;
   autoRepliesFound: number;
   /** Labelled non-bounces (maildir/not and the other corpora, known machine mails aside). */
@@ -73,6 +75,7 @@ export async function corpusFigures(root: string = corpusRoot): Promise<Figures>
   const f: Figures = {
     bounces: 0,
     bouncesFound: 0,
+    bouncesNamingMail: 0,
     autoReplies: 0,
     autoRepliesFound: 0,
     nonBounces: 0,
@@ -86,8 +89,11 @@ export async function corpusFigures(root: string = corpusRoot): Promise<Figures>
     for (const m of corpusMails(root)) {
       const label = labelOf(m.name, expected);
       let kind: MachineKind | null;
+      let names = false;
       try {
-        kind = machineKind(await parseMail(Readable.from([m.raw]), { blobs })).kind;
+        const verdict = machineKind(await parseMail(Readable.from([m.raw]), { blobs }));
+        kind = verdict.kind;
+        names = verdict.bouncedMessageId !== undefined;
       } catch {
         f.unparsed++;
         continue;
@@ -97,6 +103,7 @@ export async function corpusFigures(root: string = corpusRoot): Promise<Figures>
       } else if (label === 'bounce') {
         f.bounces++;
         if (kind === 'bounce') f.bouncesFound++;
+        if (kind === 'bounce' && names) f.bouncesNamingMail++;
         else f.missedBounces.push(`${m.name} (${kind ?? 'none'})`);
       } else if (label === 'auto-reply') {
         f.autoReplies++;
