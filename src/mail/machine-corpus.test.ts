@@ -15,6 +15,7 @@ describe.skipIf(!hasCorpus)('machineKind over the corpus', () => {
         `bounces naming the reported mail's Message-ID: ${f.bouncesNamingMail}/${f.bouncesFound}`,
         `auto-replies recognised: ${f.autoRepliesFound}/${f.autoReplies} (${percent(f.autoRepliesFound, f.autoReplies)})`,
         `non-bounces read as bounces: ${f.misreadAsBounce.length}/${f.nonBounces}`,
+        `non-bounces read as auto-replies: ${f.readAsAutoReply.length}/${f.nonBounces} ${f.readAsAutoReply.join(' ')}`,
         `unlabelled sisimai mails: ${[...f.unlabelled].map(([k, n]) => `${k} ${n}`).join(', ')}`,
         `missed bounces: ${f.missedBounces.join(' ')}`,
       ].join('\n  '),

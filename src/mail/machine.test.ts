@@ -105,6 +105,8 @@ describe('what is not enough on its own', () => {
     ],
     ['a bounce-like subject from a person', { subject: 'Undeliverable: invoice 4711' }],
     ['"out of office" later in a subject', { subject: 'Re: Out of office printer is broken' }],
+    ['a person asking for leave', { subject: 'Vacation request for March' }],
+    ['a person reporting an absence', { subject: 'Abwesenheit melden: Herr Maier' }],
   ] as const)('%s', (_what, over) => {
     expect(machineKind(mail(over as Partial<ParsedMail>)).kind).toBeNull();
   });

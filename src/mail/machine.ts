@@ -147,9 +147,12 @@ function reportedMessageId(mail: ParsedMail): string | undefined {
   return undefined;
 }
 
-/** Out-of-office subjects in the languages our customers write in (start of the subject). */
+/**
+ * Out-of-office subjects in the languages our customers write in (start of the subject). Only the phrases mail
+ * systems put there: "Vacation request", "Abwesenheit melden" or "Je suis absent demain" are people's subjects.
+ */
 const AUTO_REPLY_SUBJECT =
-  /^\s*(auto:|auto-?reply|auto(matic)? ?(reply|response|answer)|automatic reply|automatische antwort|automatisch antwoord|abwesenheitsnotiz|abwesenheit|out of (the )?office|ooo\b|réponse automatique|reponse automatique|absence du bureau|absent(e)? du bureau|risposta automatica|fuori sede|respuesta automática|respuesta automatica|fuera de la oficina|resposta automática|resposta automatica|ausente|autosvar|automatisk svar|automaattinen vastaus|automatyczna odpowiedź|automatická odpověď|automatikus válasz|otomatik yanıt|otomatik cevap|автоматический ответ|自動応答|自動返信|自动回复|vacation|on vacation|i am (currently )?out of (the )?office|ich bin nicht im büro|je suis absent)/i;
+  /^\s*(auto:|auto-?reply|auto(matic)? ?(reply|response|answer)|automatic reply|automatische antwort|automatisch antwoord|abwesenheitsnotiz|out of (the )?office|réponse automatique|reponse automatique|absence du bureau|absent(e)? du bureau|risposta automatica|fuori sede|respuesta automática|respuesta automatica|fuera de la oficina|resposta automática|resposta automatica|autosvar|automatisk svar|automaattinen vastaus|automatyczna odpowiedź|automatická odpověď|automatikus válasz|otomatik yanıt|otomatik cevap|автоматический ответ|自動応答|自動返信|自动回复|i am (currently )?out of (the )?office)/i;
 /** Lotus Notes: "Jane Doe is out of the office." */
 const NOTES_SUBJECT = /\bis out of (the )?office\b/i;
 

@@ -45,6 +45,8 @@ export interface Figures {
   nonBounces: number;
   /** Non-bounces read as bounces: must be empty. */
   misreadAsBounce: string[];
+  /** Non-bounces read as auto-replies (reported, not asserted: those corpora hold some real auto-replies). */
+  readAsAutoReply: string[];
   missedBounces: string[];
   missedAutoReplies: string[];
   /** sisimai files without a label (not counted): what the classifier made of them. */
@@ -80,6 +82,7 @@ export async function corpusFigures(root: string = corpusRoot): Promise<Figures>
     autoRepliesFound: 0,
     nonBounces: 0,
     misreadAsBounce: [],
+    readAsAutoReply: [],
     missedBounces: [],
     missedAutoReplies: [],
     unlabelled: new Map(),
@@ -112,6 +115,7 @@ export async function corpusFigures(root: string = corpusRoot): Promise<Figures>
       } else {
         f.nonBounces++;
         if (kind === 'bounce') f.misreadAsBounce.push(m.name);
+        if (kind === 'auto-reply') f.readAsAutoReply.push(m.name);
       }
     }
   } finally {
