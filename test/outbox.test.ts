@@ -148,6 +148,8 @@ describe.each(ENGINES)('notification outbox on %s', (engine) => {
     expect(mail!.parsed.text?.trim()).toBe('Line one\nLine two');
     expect(mail!.parsed.headers.get('auto-submitted')).toBe('auto-generated');
     expect(mail!.parsed.headers.get('x-mailintake-event')).toBe('connection-failure');
+    // with our Message-ID domain, what recognises this mail if it comes back to one of our mailboxes
+    expect(mail!.parsed.headers.get('x-mailintake-loop')).toBe('mailintake');
     const row = await store.db.selectFrom('mail_outbox').selectAll().executeTakeFirstOrThrow();
     expect(row).toMatchObject({ attempts: 1, last_error: null, failed_at: null });
     expect(row.sent_at).not.toBeNull();

@@ -1,4 +1,5 @@
 import { autoSubmitted, decideThread, mailFingerprint, threadCandidates } from '../mail/classify.js';
+import { type MachineKind, type MachineVerdict, machineKind } from '../mail/machine.js';
 import type { ParsedMail, ThreadDecision } from '../mail/types.js';
 import { valueKey } from '../store/keys.js';
 import type { Tx } from '../store/tx.js';
@@ -25,6 +26,8 @@ export interface BatchMemory {
 export interface Classified {
   decision: ThreadDecision;
   reasons: string[];
+  /** Our own mail come back, a bounce, an auto-reply (mail/machine.ts), or kind null: a person's mail. */
+  machine: MachineVerdict;
 }
 
 /**
@@ -59,13 +62,32 @@ export async function classifyInBatch(
     { headerThreading: mailbox.headerThreading },
     { ownMessageIdRequest, byMessageId, subjectRequestExists },
   );
-  const reasons = [...notes, ...decision.reasons];
-  const auto = autoSubmitted(mail);
-  if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
+  const machine = machineKind(mail);
+  // the machine's reasons first: for an ignored mail they are the decision
+  const reasons =
+    machine.kind === null
+      ? [...notes, ...decision.reasons]
+      : [
+          ...machine.reasons.map((r) => `${MACHINE_LABEL[machine.kind as MachineKind]}: ${r}`),
+          ...notes,
+          ...decision.reasons,
+        ];
+  if (machine.kind === null) {
+    // not a machine we act on; the weaker signals stay in the trace for whoever reads it
+    const auto = autoSubmitted(mail);
+    if (auto) reasons.push(`flagged ${auto.kind}: ${auto.reason}`);
+  }
   // nothing silent: a body cut for display (mail/body-cut.ts) says so where the admin looks
   if (mail.truncatedReason) reasons.push(mail.truncatedReason);
-  return { decision, reasons };
+  return { decision, reasons, machine };
 }
+
+/** How each kind opens its reason lines in the intake log. */
+export const MACHINE_LABEL: Record<MachineKind, string> = {
+  'own-loop': 'own mail came back',
+  bounce: 'bounce',
+  'auto-reply': 'auto-reply',
+};
 
 /** Whether the request a subject names (`##id##`) exists in this portal (created earlier, or in this batch). */
 async function subjectRequestIn(

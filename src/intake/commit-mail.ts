@@ -9,6 +9,7 @@ import {
   isInlineImage,
 } from '../mail/attachment-checks.js';
 import { mailFingerprint, threadCandidates } from '../mail/classify.js';
+import type { MachineKind } from '../mail/machine.js';
 import type { Address, ParsedMail, StoredPart, ThreadDecision } from '../mail/types.js';
 import { dropNotices } from '../notify/drop-notice.js';
 import type { Notice, Notifier } from '../notify/notifier.js';
@@ -342,8 +343,8 @@ class BatchCommit {
 
   /** Classify (classify-in-batch.ts), then apply: the mail's rows, and what later mails of the batch must know. */
   private async takeIn(mail: ParsedMail, item: BatchItem): Promise<TakenIn> {
-    const { decision, reasons } = await classifyInBatch(this.tx, this.mailbox, this.memory, mail);
-    const result = await this.apply(mail, decision, reasons, item);
+    const { decision, reasons, machine } = await classifyInBatch(this.tx, this.mailbox, this.memory, mail);
+    const result = await this.apply(mail, decision, reasons, item, machine.kind);
     if (result.outcome !== 'ignored') {
       this.memory.earlier.push({
         messageId: mail.messageId,
@@ -364,16 +365,23 @@ class BatchCommit {
     decision: ThreadDecision,
     reasons: string[],
     item: BatchItem,
+    machine: MachineKind | null,
   ): Promise<TakenIn> {
     const identity = item.serverIdentity;
     if (decision.kind === 'duplicate')
       return { outcome: 'ignored', identity, requestId: decision.requestId, reasons };
+    // A machine's mail never creates a request (and so nothing answers it): it is ignored with its raw kept
+    // and its reasons logged; only an auto-reply that threads to a request is kept there, marked automatic.
+    if (machine === 'own-loop' || machine === 'bounce')
+      return { outcome: 'ignored', identity, requestId: null, reasons };
+    if (machine === 'auto-reply' && decision.kind !== 'conversation')
+      return { outcome: 'ignored', identity, requestId: null, reasons };
     const { requestId, conversationId } =
       decision.kind === 'new-request'
         ? { requestId: await this.insertRequest(mail), conversationId: null }
         : {
             requestId: decision.requestId,
-            conversationId: await this.insertConversation(mail, decision.requestId),
+            conversationId: await this.insertConversation(mail, decision.requestId, machine === 'auto-reply'),
           };
     this.recordParts(mail, item, requestId, conversationId);
     const dropped = item.checked?.dropped ?? [];
@@ -424,12 +432,13 @@ class BatchCommit {
   }
 
   /** A conversation on an existing request (inserted like insertRequest's rows). */
-  private async insertConversation(mail: ParsedMail, requestId: number): Promise<number> {
+  private async insertConversation(mail: ParsedMail, requestId: number, automatic: boolean): Promise<number> {
     const row = {
       ...this.commonColumns(mail),
       request_id: requestId,
       from_address: mail.from?.address ?? null,
       from_name: mail.from?.name || null,
+      automatic: automatic ? 1 : 0,
     };
     let conversationId = this.ids?.conversations.pop();
     if (conversationId === undefined) {

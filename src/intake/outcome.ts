@@ -24,7 +24,11 @@ export type MailOutcome =
       reasons: string[];
       dropped: DroppedPart[];
     }
-  /** A copy of a mail taken in before (same Message-ID and fingerprint, or the same content): no new effect. */
+  /**
+   * No new effect: a copy of a mail taken in before (same Message-ID and fingerprint, or the same content;
+   * requestId names its request), or a machine's mail that makes no request (a bounce, our own mail come back,
+   * an auto-reply threading nowhere: mail/machine.ts; requestId null). The raw is kept either way.
+   */
   | { outcome: 'ignored'; identity: string; requestId: number | null; reasons: string[] }
   /**
    * Not taken in; an `error` row with the code is recorded. What follows is the code's rule

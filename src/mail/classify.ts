@@ -97,10 +97,10 @@ export type AutoSubmittedKind = 'auto-reply' | 'bounce' | 'bulk' | 'loop-suspect
 /**
  * Whether a mail was sent by a machine, and which signal says so (the first that matches, strongest first).
  *
- * This is recorded in the decision trace only; it never changes the thread decision. A help desk must never
- * silently drop a customer's mail (a false positive here would lose a real request); the flag exists so that
- * our own auto-responses (acknowledgements, notifications) are not sent back to a machine — which is how mail
- * loops between two auto-responders start (RFC 3834 §2).
+ * The weaker signals, for the trace only: intake decides with mail/machine.ts machineKind (which ignores bounces,
+ * our own mail and auto-replies) and adds this flag to the reasons of mails machineKind takes for a person's,
+ * so that the signals that were deliberately not enough (X-Auto-Response-Suppress, Precedence: list, a null
+ * Return-Path alone) still show where an admin looks.
  */
 export function autoSubmitted(mail: ParsedMail): null | { kind: AutoSubmittedKind; reason: string } {
   const h = mail.headers;

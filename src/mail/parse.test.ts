@@ -368,6 +368,7 @@ describe('parseMail (synthetic)', () => {
     expect(mail.headers).toEqual({
       'auto-submitted': 'no',
       'content-type': 'multipart/related; boundary="b1"',
+      from: '"Ann Example" <Ann@Example.COM>',
     });
     expect(mail.html).toBe('<p>Hello <img src="cid:img1@x"></p>');
     expect(mail.attachments.map((a) => [a.filename, a.contentType, a.contentId, a.disposition])).toEqual([

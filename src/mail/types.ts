@@ -21,6 +21,8 @@ export interface ParsedMail {
   size: number;
   /** Set when the text or HTML body was cut at `ParseLimits.maxTextBytes` (see parse.ts); absent otherwise. */
   truncated?: boolean;
+  /** A delivery report's returned mail's Message-ID (report-peek.ts); absent otherwise. */
+  returnedMessageId?: string;
   /** With `truncated`: what was cut and how much, for the intake log. */
   truncatedReason?: string;
 }

@@ -12,6 +12,7 @@ import {
   OUTBOX_RETRY_MAX_MS,
 } from '../kernel/limits.js';
 import type { Logger } from '../kernel/logger.js';
+import { OWN_MESSAGE_ID_DOMAIN } from '../mail/machine.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { MailOutboxTable } from '../store/schema.js';
 import { storedStrings } from '../store/stored-json.js';
@@ -220,7 +221,7 @@ export class OutboxSender {
         to: storedStrings(row.recipients, { table: 'mail_outbox', column: 'recipients', id: row.id }),
         subject: row.subject,
         text: row.body,
-        messageId: `<mailintake-outbox-${row.id}-${Date.parse(row.created_at)}@mailintake.invalid>`,
+        messageId: `<mailintake-outbox-${row.id}-${Date.parse(row.created_at)}@${OWN_MESSAGE_ID_DOMAIN}>`,
         headers: { 'X-Mailintake-Event': row.event },
       });
     } catch (err) {

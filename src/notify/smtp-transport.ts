@@ -10,6 +10,7 @@ import {
 } from '../connectors/net-errors.js';
 import { MailintakeError } from '../kernel/errors.js';
 import { SMTP_TIMEOUTS } from '../kernel/limits.js';
+import { OWN_LOOP_HEADER } from '../mail/machine.js';
 import { type AccessTokenSource, scrubTokens } from '../oauth/token-source.js';
 import type { SmtpConfig } from './smtp-settings.js';
 
@@ -124,6 +125,9 @@ export async function openSmtpTransport(
         // flags it as automatic instead of answering it in a loop
         'Auto-Submitted': 'auto-generated',
         ...mail.headers,
+        // ours, with the Message-ID domain the outbox uses: our own mail coming back to one of our mailboxes
+        // is recognised (mail/machine.ts) and never becomes a request; set last so no caller drops it
+        [OWN_LOOP_HEADER]: 'mailintake',
       },
     });
     return {

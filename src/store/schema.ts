@@ -126,6 +126,8 @@ export interface ConversationTable {
   created_at: string;
   /** An HTML-only body's text, for the search alone (store/search-text.ts htmlSearchText). Migration 0011. */
   html_text: ColumnType<string | null, string | null | undefined, string | null>;
+  /** 1: an auto-reply (mail/machine.ts) that threaded to the request. Migration 0013. */
+  automatic: Flag;
 }
 
 export interface AttachmentTable {

@@ -267,7 +267,7 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
   printParts(line, r, 'Attachments ([id]: save with `mailintake attachment get ID --out FILE`):');
   r.conversations.forEach((c: ConversationView, i) => {
     line('');
-    line(`Conversation ${i + 1} (id ${c.id}): ${clean(c.subject)}`);
+    line(`Conversation ${i + 1} (id ${c.id})${c.automatic ? ' (automatic)' : ''}: ${clean(c.subject)}`);
     line(
       fields([
         ['from', addr(c.from)],

@@ -41,6 +41,8 @@ interface MailView {
   mailbox: string | null;
   logId: number | null;
   html: string | null;
+  /** An auto-reply kept on the request (mail/machine.ts): said in the mail's header. */
+  automatic: boolean;
   attachments: AttachmentView[];
   dropped: DroppedAttachmentView[];
 }
@@ -58,6 +60,7 @@ function mailsOf(r: RequestDetail): MailView[] {
       mailbox: r.mailbox,
       logId: r.logId,
       html: r.html,
+      automatic: false,
       attachments: r.attachments,
       dropped: r.droppedAttachments,
     },
@@ -72,6 +75,7 @@ function mailsOf(r: RequestDetail): MailView[] {
       mailbox: c.mailbox,
       logId: c.logId,
       html: c.html,
+      automatic: c.automatic,
       attachments: c.attachments,
       dropped: c.droppedAttachments,
     })),
@@ -262,6 +266,7 @@ function Mail(props: { requestId: number; mail: MailView; index: number; log: In
     <section class="mail" aria-labelledby={titleId}>
       <h3 id={titleId}>
         {index === 0 ? 'First mail' : `Reply ${index}`}: {who(m.from)}
+        {m.automatic ? ' (automatic)' : ''}
       </h3>
       <dl class="facts mail-facts">
         <dt>Received</dt>
@@ -272,6 +277,12 @@ function Mail(props: { requestId: number; mail: MailView; index: number; log: In
         </dd>
         <dt>Subject</dt>
         <dd>{m.subject || '(no subject)'}</dd>
+        {m.automatic ? (
+          <>
+            <dt>Sent by</dt>
+            <dd>an auto-responder: automatic, never answered</dd>
+          </>
+        ) : null}
         {m.to.length > 0 ? (
           <>
             <dt>To</dt>

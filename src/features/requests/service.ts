@@ -159,6 +159,7 @@ export function createRequestsService(deps: {
         from: person(c.from_address, c.from_name),
         ...recipientsOf('conversations', c),
         subject: c.subject,
+        automatic: c.automatic === 1,
         messageId: c.message_id,
         text: c.text_body,
         html: c.html_body,

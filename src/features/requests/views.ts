@@ -101,6 +101,9 @@ export const conversationViewSchema = z
     from: addressSchema.nullable(),
     subject: z.string(),
     createdAt: timestamp(),
+    automatic: z
+      .boolean()
+      .openapi({ description: 'An auto-reply (out-of-office, vacation) that threaded to this request.' }),
     ...mailBodyFields,
   })
   .openapi('Conversation');

@@ -12,6 +12,7 @@ import * as m0009 from './0009-request-work.js';
 import * as m0010 from './0010-request-search.js';
 import * as m0011 from './0011-request-search-documents.js';
 import * as m0012 from './0012-failing-since.js';
+import * as m0013 from './0013-automatic-conversations.js';
 import type { MigrationStep } from './shared.js';
 
 /**
@@ -31,6 +32,7 @@ export const MIGRATIONS: readonly MigrationStep[] = [
   m0010,
   m0011,
   m0012,
+  m0013,
 ];
 
 class StepProvider implements MigrationProvider {
