@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corpusRoot } from '../../test/kit/corpus.js';
+import { parsedMail } from '../../test/kit/parsed-mail.js';
 import { FileBlobStore } from '../store/blobs/blob-store.js';
 import { autoSubmitted, decideThread, subjectRequestId, threadCandidates } from './classify.js';
 import { parseMail } from './parse.js';
@@ -16,26 +17,7 @@ if (!haveCorpus) {
   );
 }
 
-function mail(overrides: Partial<ParsedMail> = {}): ParsedMail {
-  return {
-    messageId: 'new@example.com',
-    inReplyTo: [],
-    references: [],
-    subject: 'Printer on fire',
-    from: { address: 'ann@example.com', name: 'Ann' },
-    to: [{ address: 'help@example.com', name: '' }],
-    cc: [],
-    replyTo: [],
-    date: '2024-01-01T00:00:00.000Z',
-    text: 'Help',
-    html: null,
-    attachments: [],
-    headers: {},
-    contentHash: '0'.repeat(64),
-    size: 100,
-    ...overrides,
-  };
-}
+const mail = parsedMail;
 
 const noFacts = (over: Partial<ThreadFacts> = {}): ThreadFacts => ({
   ownMessageIdRequest: null,

@@ -4,31 +4,13 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatedOutOfOffice } from '../../test/kit/out-of-office.js';
+import { parsedMail } from '../../test/kit/parsed-mail.js';
 import { FileBlobStore } from '../store/blobs/blob-store.js';
 import { machineKind, OWN_LOOP_HEADER, OWN_MESSAGE_ID_DOMAIN } from './machine.js';
 import { parseMail } from './parse.js';
 import type { ParsedMail } from './types.js';
 
-function mail(overrides: Partial<ParsedMail> = {}): ParsedMail {
-  return {
-    messageId: 'new@example.com',
-    inReplyTo: [],
-    references: [],
-    subject: 'Printer on fire',
-    from: { address: 'ann@example.com', name: 'Ann' },
-    to: [{ address: 'help@example.com', name: '' }],
-    cc: [],
-    replyTo: [],
-    date: '2024-01-01T00:00:00.000Z',
-    text: 'Help',
-    html: null,
-    attachments: [],
-    headers: {},
-    contentHash: '0'.repeat(64),
-    size: 100,
-    ...overrides,
-  };
-}
+const mail = parsedMail;
 
 const DSN = 'multipart/report; report-type=delivery-status; boundary="b"';
 const ours = { messageId: `mailintake-outbox-7-1700000000000@${OWN_MESSAGE_ID_DOMAIN}` };
