@@ -65,6 +65,14 @@ describe('machineKind precedence: own-loop > bounce > auto-reply > a person', ()
     expect(v.kind).toBe('auto-reply');
   });
 
+  it('a hostile 30 KB reported Message-ID is kept whole in the verdict but cut in the trace', () => {
+    const huge = `${'x'.repeat(30_000)}@evil.example`;
+    const v = machineKind(mail({ headers: { 'content-type': DSN }, returnedMessageId: huge }));
+    expect(v.bouncedMessageId).toBe(huge);
+    const line = v.reasons.find((r) => r.startsWith('it reports on'));
+    expect(line).toBe(`it reports on <${'x'.repeat(256)}…>`);
+  });
+
   it('a person is null with no reasons', () => {
     expect(machineKind(mail())).toEqual({ kind: null, reasons: [] });
   });

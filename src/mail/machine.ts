@@ -78,10 +78,14 @@ function bounce(mail: ParsedMail): MachineVerdict | null {
   const bounced = reportedMessageId(mail);
   return {
     kind: 'bounce',
-    reasons: bounced ? [...reasons, `it reports on <${bounced}>`] : reasons,
+    // the id is the sender's text: the trace shows at most SHOWN_ID_CHARS of it (the field keeps it whole)
+    reasons: bounced ? [...reasons, `it reports on <${shownId(bounced)}>`] : reasons,
     ...(bounced ? { bouncedMessageId: bounced } : {}),
   };
 }
+
+const SHOWN_ID_CHARS = 256;
+const shownId = (id: string) => (id.length > SHOWN_ID_CHARS ? `${id.slice(0, SHOWN_ID_CHARS)}…` : id);
 
 function bounceReasons(mail: ParsedMail): string[] | null {
   const h = mail.headers;

@@ -62,7 +62,7 @@ const CONTENT_TYPES: Record<string, string> = {
  * The bell's unread count (the notifications are the help desk's, not per person). A failure to read it leaves
  * the bell without a number rather than failing the page.
  */
-async function unreadFor(services: Services, _user: ConsoleUser): Promise<number | null> {
+async function unreadFor(services: Services): Promise<number | null> {
   try {
     return (await services.notifications.unreadCount()).unread;
   } catch {
@@ -106,7 +106,8 @@ export function consoleApp(services: Services): Hono<BlankEnv> {
     body: Child,
     options: RenderOptions = {},
   ): Promise<Response> => {
-    const unread = user ? await unreadFor(services, user) : null;
+    // the bell is the admins' (layout.tsx): nobody else's page asks for its count
+    const unread = user?.role === 'admin' ? await unreadFor(services) : null;
     const html = await (
       <Layout title={title} user={user} current={options.current} scripts={options.scripts} unread={unread}>
         {body}
