@@ -8,9 +8,15 @@ import {
   dropReason,
   isInlineImage,
 } from '../mail/attachment-checks.js';
-import { mailFingerprint, threadCandidates } from '../mail/classify.js';
+import { autoSubmitted, mailFingerprint, threadCandidates } from '../mail/classify.js';
 import type { MachineKind } from '../mail/machine.js';
+import { ccParticipants, decideRequester, type RequesterDecision } from '../mail/requester.js';
 import type { Address, ParsedMail, StoredPart, ThreadDecision } from '../mail/types.js';
+import {
+  acknowledgementRefusal,
+  acknowledgementsSince,
+  enqueueAcknowledgement,
+} from '../notify/acknowledgement.js';
 import { dropNotices } from '../notify/drop-notice.js';
 import type { Notice, Notifier } from '../notify/notifier.js';
 import type { RawLocation } from '../store/blobs/raw-packs.js';
@@ -22,6 +28,7 @@ import type {
   DroppedAttachmentTable,
   IntakeLogTable,
   MessageIdTable,
+  RequestParticipantTable,
   RequestTable,
 } from '../store/schema.js';
 import { htmlSearchText, requesterNorm } from '../store/search-text.js';
@@ -30,6 +37,7 @@ import { type Tx, withTransaction } from '../store/tx.js';
 import { type BatchMemory, classifyInBatch } from './classify-in-batch.js';
 import type { IntakeMailbox } from './intake-mailbox.js';
 import type { CommittedOutcome } from './outcome.js';
+import { loadPortalFacts, type PortalFacts } from './portal-facts.js';
 
 export type { IntakeMailbox } from './intake-mailbox.js';
 
@@ -53,6 +61,8 @@ export interface BatchItem {
    * only `kept` become attachment rows; `dropped` are recorded with their code. Absent: all are kept.
    */
   checked?: { kept: StoredPart[]; dropped: DroppedPart[] };
+  /** The header block of the mail's attached message/rfc822 part, if any (forwarded-head.ts; mail/requester.ts). */
+  forwardedHead?: string | null;
 }
 
 /**
@@ -248,6 +258,19 @@ class BatchCommit {
   private readonly requestRows: Insertable<RequestTable>[] = [];
   private readonly conversationRows: Insertable<ConversationTable>[] = [];
 
+  /** The portal's mail settings, our own addresses, which senders are users (portal-facts.ts); read in run(). */
+  private portal: PortalFacts | null = null;
+  /** Each mail's requester (mail/requester.ts), decided before the locks: the per-sender lock needs it. */
+  private readonly requesters = new Map<BatchItem, RequesterDecision>();
+  /** Per sender key: requests counted in the rate-limit window (read once, then counted up in the batch). */
+  private readonly requestCounts = new Map<string, number>();
+  /** Per sender key: acknowledgements of the last hour (read once, then counted up in the batch). */
+  private readonly ackCounts = new Map<string, number>();
+  /** New requests' requester addresses in this batch (a later conversation's CC must not re-add them). */
+  private readonly batchRequesters = new Map<number, string | null>();
+  private readonly participantRows: Insertable<RequestParticipantTable>[] = [];
+  private readonly acks: { requestId: number; requester: Address; subject: string }[] = [];
+
   /** Drop notification mails of the batch's mails, recorded with the batch's rows (see flushRows). */
   private readonly notices: Notice[] = [];
   /** True once notices were recorded: the caller wakes the outbox after the commit. */
@@ -261,6 +284,19 @@ class BatchCommit {
   ) {}
 
   async run(items: BatchItem[]): Promise<CommittedOutcome[]> {
+    this.portal = await loadPortalFacts(this.tx, this.mailbox.portalId, items);
+    for (const item of items) {
+      if (!item.parsed || item.error) continue;
+      const from = item.parsed.from?.address.toLowerCase();
+      this.requesters.set(
+        item,
+        decideRequester(item.parsed, {
+          formSenders: this.portal.settings.formSenders,
+          fromIsUser: from !== undefined && this.portal.users.has(from),
+          forwardedHead: item.forwardedHead ?? null,
+        }),
+      );
+    }
     await this.lockIdentities(items);
     await this.loadKnownIds(items);
     const parsed = items.filter((i) => i.parsed && !i.error).length;
@@ -287,7 +323,8 @@ class BatchCommit {
         continue;
       }
       const result = await this.takeIn(item.parsed, item);
-      this.logOutcome(item, item.parsed, result);
+      if (result.outcome === 'error') this.logError(item, result.error, item.parsed);
+      else this.logOutcome(item, item.parsed, result);
       results.push(result);
     }
     await this.flushRows();
@@ -303,15 +340,24 @@ class BatchCommit {
    * copy is recognised as such. Locks are taken in one statement in sorted order, so two batches sharing
    * several Message-IDs cannot deadlock on them. Mails without a Message-ID are only ever recognised within
    * one mailbox (by content hash), which the mailbox lease serialises already.
+   * The per-sender limit needs the same: two mailboxes racing with mails of one sender would both count the
+   * requests before either committed and both let the last one in. So a lock per (portal, requester) is taken
+   * in the same statement, and the counts read after it see every committed request of that sender.
    * SQLite needs none of this: `BEGIN IMMEDIATE` (store/tx.ts) takes the write lock before the lookups.
    */
   private async lockIdentities(items: BatchItem[]): Promise<void> {
     if (this.engine !== 'postgres') return;
     const keys = new Set<bigint>();
-    for (const { parsed, error } of items) {
-      if (!parsed?.messageId || error) continue;
-      const key = valueKey(`${this.mailbox.portalId}\n${parsed.messageId}`);
+    const add = (text: string) => {
+      const key = valueKey(text);
       keys.add(BigInt.asIntN(64, BigInt(`0x${key.slice(0, 16)}`)));
+    };
+    for (const item of items) {
+      const { parsed, error } = item;
+      if (!parsed || error) continue;
+      if (parsed.messageId) add(`${this.mailbox.portalId}\n${parsed.messageId}`);
+      const requester = this.requesters.get(item)?.requester;
+      if (requester) add(`sender\n${this.mailbox.portalId}\n${requester.address.toLowerCase()}`);
     }
     if (keys.size === 0) return;
     const sorted = [...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(String);
@@ -342,9 +388,14 @@ class BatchCommit {
   }
 
   /** Classify (classify-in-batch.ts), then apply: the mail's rows, and what later mails of the batch must know. */
-  private async takeIn(mail: ParsedMail, item: BatchItem): Promise<TakenIn> {
+  private async takeIn(mail: ParsedMail, item: BatchItem): Promise<CommittedOutcome> {
     const { decision, reasons, machine } = await classifyInBatch(this.tx, this.mailbox, this.memory, mail);
-    const result = await this.apply(mail, decision, reasons, item, machine.kind);
+    const requester = this.requesters.get(item) ?? { requester: null, via: null, reasons: [] };
+    if (decision.kind === 'new-request' && machine.kind === null) {
+      const limited = await this.overLimit(requester.requester, [...reasons, ...requester.reasons]);
+      if (limited) return { outcome: 'error', identity: item.serverIdentity, error: limited };
+    }
+    const result = await this.apply(mail, decision, reasons, item, machine.kind, requester);
     if (result.outcome !== 'ignored') {
       this.memory.earlier.push({
         messageId: mail.messageId,
@@ -366,6 +417,7 @@ class BatchCommit {
     reasons: string[],
     item: BatchItem,
     machine: MachineKind | null,
+    requester: RequesterDecision,
   ): Promise<TakenIn> {
     const identity = item.serverIdentity;
     if (decision.kind === 'duplicate')
@@ -378,11 +430,17 @@ class BatchCommit {
       return { outcome: 'ignored', identity, requestId: null, reasons };
     const { requestId, conversationId } =
       decision.kind === 'new-request'
-        ? { requestId: await this.insertRequest(mail), conversationId: null }
+        ? { requestId: await this.insertRequest(mail, requester.requester), conversationId: null }
         : {
             requestId: decision.requestId,
             conversationId: await this.insertConversation(mail, decision.requestId, machine === 'auto-reply'),
           };
+    if (conversationId === null) {
+      reasons.push(...requester.reasons);
+      await this.acknowledge(mail, requestId, requester.requester, machine, reasons);
+    }
+    // an auto-reply's CC are not people joining the conversation
+    if (machine === null) await this.addParticipants(mail, requestId, conversationId, requester, reasons);
     this.recordParts(mail, item, requestId, conversationId);
     const dropped = item.checked?.dropped ?? [];
     this.recordDrops(dropped, identity, requestId, conversationId, reasons);
@@ -410,13 +468,15 @@ class BatchCommit {
   }
 
   /** A new request: inserted now (SQLite), or with an id drawn up front and inserted with the batch (PostgreSQL). */
-  private async insertRequest(mail: ParsedMail): Promise<number> {
+  private async insertRequest(mail: ParsedMail, requester: Address | null): Promise<number> {
+    const address = requester?.address.toLowerCase() ?? null;
     const row = {
       ...this.commonColumns(mail),
       portal_id: this.mailbox.portalId,
-      requester_address: mail.from?.address ?? null,
-      requester_name: mail.from?.name || null,
-      requester_norm: requesterNorm(mail.from?.address),
+      requester_address: address,
+      requester_name: requester?.name || null,
+      requester_norm: requesterNorm(address),
+      requester_key: address === null ? null : valueKey(address),
       status: 'open',
       updated_at: this.now,
     };
@@ -428,7 +488,133 @@ class BatchCommit {
       this.requestRows.push({ ...row, id: requestId });
     }
     this.memory.newRequests.add(requestId);
+    this.batchRequesters.set(requestId, address);
+    if (row.requester_key !== null && this.requestCounts.has(row.requester_key)) {
+      this.requestCounts.set(row.requester_key, this.requestCounts.get(row.requester_key)! + 1);
+    }
     return requestId;
+  }
+
+  /**
+   * The per-sender limit (the portal's mailSettings.rateLimit): a sender who opened maxRequests requests in
+   * the window gets no more; the mail becomes RATE_LIMITED, which the error route takes (never silently, and
+   * its raw copy is kept). Conversations are not limited (this is only asked for a new request), nor are our
+   * own addresses, nor a mail without a requester address (there is no sender to count). Counted after the
+   * per-sender lock (lockIdentities), so two mailboxes racing cannot both let the last one in.
+   */
+  private async overLimit(requester: Address | null, reasons: string[]): Promise<MailintakeError | null> {
+    const { maxRequests, windowMinutes } = this.portal!.settings.rateLimit;
+    if (maxRequests === 0 || requester === null) return null;
+    const address = requester.address.toLowerCase();
+    if (this.portal!.own.has(address)) return null;
+    const key = valueKey(address);
+    let count = this.requestCounts.get(key);
+    if (count === undefined) {
+      const since = new Date(Date.parse(this.now) - windowMinutes * 60_000).toISOString();
+      const row = await this.tx
+        .selectFrom('requests')
+        .select((eb) => eb.fn.countAll<number | string>().as('n'))
+        .where('portal_id', '=', this.mailbox.portalId)
+        .where('requester_key', '=', key)
+        .where('created_at', '>=', since)
+        .executeTakeFirstOrThrow();
+      count = Number(row.n);
+      this.requestCounts.set(key, count);
+    }
+    if (count < maxRequests) return null;
+    return new MailintakeError(
+      'RATE_LIMITED',
+      `${address} opened ${count} new requests in this portal within ${windowMinutes} minutes (the limit is ${maxRequests}); this mail opens none and goes to the error route${reasons.length > 0 ? ` (${reasons.join('; ')})` : ''}`,
+      { details: { sender: address, count, maxRequests, windowMinutes } },
+    );
+  }
+
+  /**
+   * The acknowledgement of a new request (notify/acknowledgement.ts): queued with the batch's rows when the
+   * portal has it on and nothing forbids it; the decision, either way, is a reason line in the intake log.
+   */
+  private async acknowledge(
+    mail: ParsedMail,
+    requestId: number,
+    requester: Address | null,
+    machine: MachineKind | null,
+    reasons: string[],
+  ): Promise<void> {
+    const ack = this.portal!.settings.acknowledgement;
+    if (!ack.enabled) return;
+    const flagged = autoSubmitted(mail);
+    const refusal = acknowledgementRefusal(
+      mail,
+      requester,
+      machine,
+      this.portal!.own,
+      flagged ? `${flagged.kind}: ${flagged.reason}` : null,
+    );
+    if (refusal !== null || requester === null) {
+      reasons.push(`no acknowledgement: ${refusal ?? 'no requester'}`);
+      return;
+    }
+    const address = requester.address.toLowerCase();
+    const key = valueKey(address);
+    let count = this.ackCounts.get(key);
+    if (count === undefined) {
+      const since = new Date(Date.parse(this.now) - 60 * 60_000).toISOString();
+      count = await acknowledgementsSince(this.tx, this.mailbox.portalId, key, since);
+    }
+    if (count >= ack.perSenderPerHour) {
+      this.ackCounts.set(key, count);
+      reasons.push(
+        `no acknowledgement: ${address} had ${count} in the last hour (at most ${ack.perSenderPerHour})`,
+      );
+      return;
+    }
+    this.ackCounts.set(key, count + 1);
+    this.acks.push({ requestId, requester: { ...requester, address }, subject: mail.subject });
+    reasons.push(`acknowledgement queued to ${address}`);
+  }
+
+  /**
+   * The mail's CC'd people become participants of the request (the portal's ccParticipants switch), minus our
+   * own addresses and the requester; a conversation's new CC people join too. Unique per (request, address
+   * key): someone CC'd again is not added twice.
+   */
+  private async addParticipants(
+    mail: ParsedMail,
+    requestId: number,
+    conversationId: number | null,
+    requester: RequesterDecision,
+    reasons: string[],
+  ): Promise<void> {
+    if (mail.cc.length === 0) return;
+    if (!this.portal!.settings.ccParticipants) {
+      reasons.push('CC not made participants: off in this portal');
+      return;
+    }
+    let requesterAddress: string | null | undefined;
+    if (conversationId === null) requesterAddress = requester.requester?.address;
+    else if (this.batchRequesters.has(requestId)) requesterAddress = this.batchRequesters.get(requestId);
+    else {
+      requesterAddress = (
+        await this.tx
+          .selectFrom('requests')
+          .select('requester_address')
+          .where('id', '=', requestId)
+          .executeTakeFirst()
+      )?.requester_address;
+    }
+    const found = ccParticipants(mail, this.portal!.own, [requesterAddress]);
+    reasons.push(...found.reasons);
+    for (const p of found.participants) {
+      this.participantRows.push({
+        request_id: requestId,
+        address_key: valueKey(p.address),
+        address: p.address,
+        name: p.name || null,
+        added_at: this.now,
+        source: 'cc',
+        conversation_id: conversationId,
+      });
+    }
   }
 
   /** A conversation on an existing request (inserted like insertRequest's rows). */
@@ -613,6 +799,24 @@ class BatchCommit {
         .values(this.conversationRows.slice(i, i + INSERT_ROWS.wide))
         .execute();
     }
+    for (let i = 0; i < this.participantRows.length; i += INSERT_ROWS.parts) {
+      await this.tx
+        .insertInto('request_participants')
+        .values(this.participantRows.slice(i, i + INSERT_ROWS.parts))
+        .onConflict((oc) => oc.columns(['request_id', 'address_key']).doNothing())
+        .execute();
+    }
+    // The acknowledgements commit with their requests: a crash after the commit delays them, never loses them.
+    for (const a of this.acks) {
+      await enqueueAcknowledgement(this.tx, {
+        portalId: this.mailbox.portalId,
+        requestId: a.requestId,
+        requester: a.requester,
+        subject: a.subject,
+        template: this.portal!.settings.acknowledgement,
+        now: this.now,
+      });
+    }
     for (let i = 0; i < this.attachmentRows.length; i += INSERT_ROWS.parts) {
       await this.tx
         .insertInto('attachments')
@@ -628,7 +832,7 @@ class BatchCommit {
     if (this.systemLogEntries.length > 0) await systemLog(this.tx, this.systemLogEntries);
     // The drop emails commit with the drops they tell about: a crash after the commit delays them, never loses them.
     for (const notice of this.notices) await this.notifier!.record(this.tx, notice);
-    this.noticed = this.notices.length > 0;
+    this.noticed = this.notices.length > 0 || this.acks.length > 0;
     for (let i = 0; i < this.messageIdRows.length; i += INSERT_ROWS.messageIds) {
       await this.tx
         .insertInto('message_ids')

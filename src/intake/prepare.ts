@@ -8,6 +8,7 @@ import { type ParseLimits, parseMail } from '../mail/parse.js';
 import { type DeferredSyncBlobs, DiscardingBlobs } from '../store/blobs/blob-store.js';
 import type { RawLocation, RawPackWriter } from '../store/blobs/raw-packs.js';
 import type { BatchItem } from './commit-mail.js';
+import { forwardedHead } from './forwarded-head.js';
 
 /** Where one batch's mails are prepared: its blob writer and raw pack, the checks and the parser's limits. */
 export interface PrepareScope {
@@ -150,6 +151,8 @@ async function parseFailed(
 async function check(scope: PrepareScope, item: BatchItem): Promise<void> {
   try {
     item.checked = await checkAttachments(item.parsed!.attachments, scope.checks.policy, scope.checks.sniff);
+    // a forward as attachment names its original sender in the part's header (read here: no I/O in the commit)
+    item.forwardedHead = await forwardedHead(scope.blobs, item.parsed!);
   } catch (err) {
     item.error = toMailintakeError(err, 'STORE_FAILED', 'the attachments could not be checked');
   }

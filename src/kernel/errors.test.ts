@@ -24,7 +24,8 @@ const OLD_CONNECTION_CODES: ErrorCode[] = [
   ...['PROTOCOL_ERROR', 'OAUTH_NOT_AUTHORIZED', 'OAUTH_REAUTHORIZE_REQUIRED', 'OAUTH_CLIENT_REJECTED'],
   'OAUTH_PROVIDER_UNAVAILABLE',
 ] as ErrorCode[];
-const MAIL_FAILURES_ROUTED: ErrorCode[] = ['PARSE_FAILED', 'MAIL_TOO_LARGE', 'MAIL_TOO_COMPLEX'];
+// RATE_LIMITED: the mail is fine, its sender is over the portal's limit; counting it again each round would not help.
+const MAIL_FAILURES_ROUTED: ErrorCode[] = ['PARSE_FAILED', 'MAIL_TOO_LARGE', 'MAIL_TOO_COMPLEX', 'RATE_LIMITED'];
 
 function expectedRule(code: ErrorCode): RoundRule {
   if (OLD_RETRYABLE_MAIL_CODES.includes(code)) return 'retry-mail';

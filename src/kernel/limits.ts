@@ -328,3 +328,32 @@ export const SESSION_IDLE_MS = 2 * 60 * MINUTE_MS;
 export const PASSWORD_LINK_TTL_MS = 24 * 60 * MINUTE_MS;
 /** Largest form body a console page reads (sign-in, settings forms). */
 export const CONSOLE_MAX_FORM_BYTES = 64 * 1024;
+
+// ---- Requesters, acknowledgements and the per-sender limit (mail/portal-mail.ts) ------------------------------
+
+/**
+ * A portal's rateLimit unset: new requests one sender may open per window. Twenty an hour is far above what a
+ * person writes to a help desk, and far below what a runaway auto-responder or a script sends.
+ */
+export const DEFAULT_SENDER_REQUESTS_MAX = 20;
+/** A portal's rateLimit window unset, in minutes. */
+export const DEFAULT_SENDER_WINDOW_MINUTES = 60;
+/** The largest rate-limit count and window accepted (a higher value is a typo; 0 switches the limit off). */
+export const SENDER_REQUESTS_MAX_CEILING = 100_000;
+export const SENDER_WINDOW_MAX_MINUTES = 7 * 24 * 60;
+/**
+ * Acknowledgements one sender receives per hour at most (a portal's acknowledgement.perSenderPerHour unset):
+ * a person opening five requests in an hour is told each time; a correspondent writing more is not mailed back
+ * more, so that no two auto-responders can keep each other busy through us.
+ */
+export const DEFAULT_ACKS_PER_SENDER_PER_HOUR = 5;
+export const ACKS_PER_SENDER_MAX_CEILING = 1000;
+/** The longest acknowledgement subject and body template, in characters. */
+export const ACK_SUBJECT_MAX_CHARS = 200;
+export const ACK_BODY_MAX_CHARS = 10_000;
+/** At most this many form/no-reply sender patterns per portal. */
+export const FORM_SENDERS_MAX = 200;
+/** Participants a request keeps at most from CC headers (a mail CC'd to a whole company lists hundreds). */
+export const PARTICIPANTS_PER_MAIL_MAX = 50;
+/** What of a forwarded message/rfc822 part is read back from the blob store for its header, in bytes. */
+export const FORWARDED_HEAD_BYTES = 32 * KiB;

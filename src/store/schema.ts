@@ -21,6 +21,8 @@ export interface Database {
   notification_rules: NotificationRuleTable;
   notifications: NotificationTable;
   mail_outbox: MailOutboxTable;
+  request_participants: RequestParticipantTable;
+  acknowledgements: AcknowledgementTable;
   error_mails: ErrorMailTable;
   oauth_tokens: OAuthTokenTable;
   oauth_pending: OAuthPendingTable;
@@ -37,6 +39,8 @@ export interface PortalTable {
   created_at: string;
   /** The admin's attachment policy (JSON, only the fields set; '{}' = defaults). See resolveAttachmentPolicy. */
   attachment_policy: ColumnType<string, string | undefined, string>;
+  /** The admin's mail settings (JSON, only the fields set; '{}' = defaults). See mail/portal-mail.ts. Migration 0015. */
+  mail_settings: ColumnType<string, string | undefined, string>;
 }
 
 export interface MailboxTable {
@@ -97,6 +101,8 @@ export interface RequestTable {
   requester_norm: ColumnType<string | null, string | null | undefined, string | null>;
   /** An HTML-only body's text, for the search alone (store/search-text.ts htmlSearchText). Migration 0011. */
   html_text: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The requester's address, lower-cased and hashed (store/keys.ts), for the per-sender limit. Migration 0015. */
+  requester_key: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** Every change of a request's status or assignee: who, when, from what to what (migration 0009). */
@@ -344,4 +350,29 @@ export interface OAuthPendingTable {
   started_by: string;
   created_at: string;
   expires_at: string;
+}
+
+/** Who else takes part in a request: CC'd people (migration 0015). Unique per (request, hashed address). */
+export interface RequestParticipantTable {
+  id: Id;
+  request_id: number;
+  /** valueKey of the lower-cased address. */
+  address_key: string;
+  address: string;
+  name: string | null;
+  added_at: string;
+  /** 'cc': from a mail's CC. */
+  source: string;
+  /** The conversation whose CC added the person; null: the request's first mail. */
+  conversation_id: number | null;
+}
+
+/** An acknowledgement mail queued to a requester (migration 0015); counted per sender for the hourly cap. */
+export interface AcknowledgementTable {
+  id: Id;
+  portal_id: number;
+  /** valueKey of the lower-cased requester address. */
+  sender_key: string;
+  request_id: number;
+  created_at: string;
 }
