@@ -284,7 +284,10 @@ class BatchCommit {
   ) {}
 
   async run(items: BatchItem[]): Promise<CommittedOutcome[]> {
-    this.portal = await loadPortalFacts(this.tx, this.mailbox.portalId, items);
+    const senders = items.flatMap((i) =>
+      i.parsed && !i.error && i.parsed.from ? [i.parsed.from.address.toLowerCase()] : [],
+    );
+    this.portal = await loadPortalFacts(this.tx, this.mailbox.portalId, senders);
     for (const item of items) {
       if (!item.parsed || item.error) continue;
       const from = item.parsed.from?.address.toLowerCase();

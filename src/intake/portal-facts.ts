@@ -3,7 +3,6 @@ import { SQL_IN_LIST_MAX } from '../kernel/limits.js';
 import { type PortalMailSettings, resolvePortalMailSettings } from '../mail/portal-mail.js';
 import { parseStored } from '../store/stored-json.js';
 import type { Tx } from '../store/tx.js';
-import type { BatchItem } from './commit-mail.js';
 
 /** What a batch needs to know of its portal and of us to decide requesters, participants and acknowledgements. */
 export interface PortalFacts {
@@ -22,26 +21,35 @@ const mailboxAddresses = z.looseObject({ emailAddress: z.array(z.string()).optio
  * Read in the batch's transaction, once per batch: settings saved meanwhile apply from the next batch on, and
  * a mailbox added in another portal counts as ours at once (a mail to it is never a stranger's).
  */
-export async function loadPortalFacts(tx: Tx, portalId: number, items: BatchItem[]): Promise<PortalFacts> {
+export async function loadPortalFacts(
+  tx: Tx,
+  portalId: number,
+  /** The batch's From addresses, lower-cased: which of them are users. */
+  senders: readonly string[],
+): Promise<PortalFacts> {
   const portal = await tx
     .selectFrom('portals')
     .select(['id', 'mail_settings'])
     .where('id', '=', portalId)
     .executeTakeFirst();
   const stored = portal
-    ? parseStored(storedObject, portal.mail_settings, { table: 'portals', column: 'mail_settings', id: portal.id })
+    ? parseStored(storedObject, portal.mail_settings, {
+        table: 'portals',
+        column: 'mail_settings',
+        id: portal.id,
+      })
     : {};
   const settings = resolvePortalMailSettings(stored);
   const own = new Set<string>();
   for (const row of await tx.selectFrom('mailboxes').select(['id', 'settings']).execute()) {
-    const s = parseStored(mailboxAddresses, row.settings, { table: 'mailboxes', column: 'settings', id: row.id });
+    const s = parseStored(mailboxAddresses, row.settings, {
+      table: 'mailboxes',
+      column: 'settings',
+      id: row.id,
+    });
     for (const a of s.emailAddress ?? []) own.add(a.toLowerCase());
   }
-  const froms = [
-    ...new Set(
-      items.flatMap((i) => (i.parsed && !i.error && i.parsed.from ? [i.parsed.from.address.toLowerCase()] : [])),
-    ),
-  ];
+  const froms = [...new Set(senders)];
   const users = new Set<string>();
   const people = tx.withTables<{
     users: { email: string; portal_id: number | null; disabled_at: string | null };

@@ -25,7 +25,12 @@ const OLD_CONNECTION_CODES: ErrorCode[] = [
   'OAUTH_PROVIDER_UNAVAILABLE',
 ] as ErrorCode[];
 // RATE_LIMITED: the mail is fine, its sender is over the portal's limit; counting it again each round would not help.
-const MAIL_FAILURES_ROUTED: ErrorCode[] = ['PARSE_FAILED', 'MAIL_TOO_LARGE', 'MAIL_TOO_COMPLEX', 'RATE_LIMITED'];
+const MAIL_FAILURES_ROUTED: ErrorCode[] = [
+  'PARSE_FAILED',
+  'MAIL_TOO_LARGE',
+  'MAIL_TOO_COMPLEX',
+  'RATE_LIMITED',
+];
 
 function expectedRule(code: ErrorCode): RoundRule {
   if (OLD_RETRYABLE_MAIL_CODES.includes(code)) return 'retry-mail';

@@ -41,7 +41,7 @@ export const ERROR_HELP = {
   MAIL_TOO_COMPLEX:
     'The mail is built to cost more than it can be worth: a header block, a number of MIME parts or a multipart nesting beyond the parse limits (details.limit names which, details.max its value). Like PARSE_FAILED it goes to the error folder (when set; else it stays on the server) and is not retried. The limits are DEFAULT_PARSE_LIMITS in src/kernel/limits.ts.',
   RATE_LIMITED:
-    'The sender opened more new requests in this portal than its per-sender limit allows (the portal\'s mailSettings.rateLimit: maxRequests per windowMinutes; details.sender, details.count). The mail is not lost: it goes to the error folder (when set; else it stays on the server) with its raw copy kept. A runaway auto-responder or script is the usual cause; raise or switch off (0) the limit for a sender that is legitimate, then move the mails back to the inbox.',
+    "The sender opened more new requests in this portal than its per-sender limit allows (the portal's mailSettings.rateLimit: maxRequests per windowMinutes; details.sender, details.count). The mail is not lost: it goes to the error folder (when set; else it stays on the server) with its raw copy kept. A runaway auto-responder or script is the usual cause; raise or switch off (0) the limit for a sender that is legitimate, then move the mails back to the inbox.",
   // Sending notification mail (the connection failures above apply to the SMTP server as well)
   SEND_FAILED:
     'The outgoing SMTP server refused the notification mail (sender or every recipient); its answer is in serverResponse. Check "from" and the notification rules.',

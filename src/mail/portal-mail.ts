@@ -111,12 +111,20 @@ const storedSchema = z.strictObject({
         .refine((s) => !/[\r\n]/.test(s), { message: 'the subject is one line' })
         .nullish(),
       body: template(ACK_BODY_MAX_CHARS, 'body').nullish(),
-      perSenderPerHour: whole(1, ACKS_PER_SENDER_MAX_CEILING, 'acknowledgements per sender per hour').nullish(),
+      perSenderPerHour: whole(
+        1,
+        ACKS_PER_SENDER_MAX_CEILING,
+        'acknowledgements per sender per hour',
+      ).nullish(),
     })
     .nullish(),
   rateLimit: z
     .strictObject({
-      maxRequests: whole(0, SENDER_REQUESTS_MAX_CEILING, 'new requests per sender per window; 0: no limit').nullish(),
+      maxRequests: whole(
+        0,
+        SENDER_REQUESTS_MAX_CEILING,
+        'new requests per sender per window; 0: no limit',
+      ).nullish(),
       windowMinutes: whole(1, SENDER_WINDOW_MAX_MINUTES, 'minutes').nullish(),
     })
     .nullish(),

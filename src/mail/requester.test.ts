@@ -17,14 +17,28 @@ describe('usableAddress', () => {
   it('takes plain addresses and refuses garbage', () => {
     for (const ok of ['a@b.c', 'ann.lee+x@example.co.uk', 'j@localhost', 'ü@bücher.de'])
       expect(usableAddress(ok), ok).toBe(true);
-    for (const bad of ['', 'garbage', '@b.c', 'a@', 'a b@c.d', 'a@b..c', '<a@b.c>', 'a@-b.c', '.a@b.c', 'a@b@c'])
+    for (const bad of [
+      '',
+      'garbage',
+      '@b.c',
+      'a@',
+      'a b@c.d',
+      'a@b..c',
+      '<a@b.c>',
+      'a@-b.c',
+      '.a@b.c',
+      'a@b@c',
+    ])
       expect(usableAddress(bad), bad).toBe(false);
   });
 });
 
 describe('firstAddress', () => {
   it('reads the forms mail clients write', () => {
-    expect(firstAddress('"Lee, Ann" <Ann@Example.com>')).toEqual({ address: 'ann@example.com', name: 'Lee, Ann' });
+    expect(firstAddress('"Lee, Ann" <Ann@Example.com>')).toEqual({
+      address: 'ann@example.com',
+      name: 'Lee, Ann',
+    });
     expect(firstAddress('Ann Lee [mailto:ann@example.com]')?.address).toBe('ann@example.com');
     expect(firstAddress('=?UTF-8?Q?J=C3=BCrgen?= <j@x.de>')).toEqual({ address: 'j@x.de', name: 'Jürgen' });
     expect(firstAddress('Team: a@b.c, d@e.f;')?.address).toBe('a@b.c');
@@ -53,10 +67,10 @@ describe('decideRequester', () => {
   });
 
   it('keeps From when the sender is not a form sender, even with Reply-To', () => {
-    const d = decideRequester(
-      parsedMail({ replyTo: [{ address: 'other@example.com', name: '' }] }),
-      { ...none, formSenders: ['no-reply@forms.example'] },
-    );
+    const d = decideRequester(parsedMail({ replyTo: [{ address: 'other@example.com', name: '' }] }), {
+      ...none,
+      formSenders: ['no-reply@forms.example'],
+    });
     expect(d).toEqual({ requester: { address: 'ann@example.com', name: 'Ann' }, via: 'from', reasons: [] });
   });
 
@@ -95,11 +109,19 @@ describe('decideRequester', () => {
       },
       null,
     ],
-    ['attached message/rfc822', { subject: 'Printer' }, 'From: "Carl Customer" <carl@customer.example>\r\nSubject: Printer\r\n'],
+    [
+      'attached message/rfc822',
+      { subject: 'Printer' },
+      'From: "Carl Customer" <carl@customer.example>\r\nSubject: Printer\r\n',
+    ],
   ];
   for (const [name, over, head] of forwards) {
     it(`a technician's forward (${name}) opens the request for the original sender`, () => {
-      const d = decideRequester(parsedMail({ from: tech, ...over }), { ...none, fromIsUser: true, forwardedHead: head });
+      const d = decideRequester(parsedMail({ from: tech, ...over }), {
+        ...none,
+        fromIsUser: true,
+        forwardedHead: head,
+      });
       expect(d.requester?.address).toBe('carl@customer.example');
       expect(d.via).toBe('forward');
       expect(d.reasons[0]).toContain('forwarded by the technician tech@help.example');
@@ -121,7 +143,10 @@ describe('decideRequester', () => {
   });
 
   it('a technician writing (not forwarding) stays the requester without a note', () => {
-    const d = decideRequester(parsedMail({ from: tech, subject: 'Printer', text: 'Hi' }), { ...none, fromIsUser: true });
+    const d = decideRequester(parsedMail({ from: tech, subject: 'Printer', text: 'Hi' }), {
+      ...none,
+      fromIsUser: true,
+    });
     expect(d).toEqual({ requester: tech, via: 'from', reasons: [] });
   });
 
@@ -157,7 +182,9 @@ describe('decideRequester', () => {
             expect([d.requester?.address ?? null, d.via]).toEqual(expected);
             expect(d.reasons).toHaveLength(1);
             expect(d.reasons[0]).toMatch(
-              d.requester ? new RegExp(`^requester \\S+ from (Sender|Reply-To|Return-Path): `) : /^no usable sender address: /,
+              d.requester
+                ? /^requester \S+ from (Sender|Reply-To|Return-Path): /
+                : /^no usable sender address: /,
             );
             if (rawFrom === undefined) expect(d.reasons[0]).toContain('the mail has no From');
           }
@@ -203,7 +230,9 @@ describe('ccParticipants', () => {
       }
       const expected = cc
         .map((c) => c.address.toLowerCase())
-        .filter((a, j, all) => all.indexOf(a) === j && a.includes('@') && !own.has(a) && a !== 'ann@example.com');
+        .filter(
+          (a, j, all) => all.indexOf(a) === j && a.includes('@') && !own.has(a) && a !== 'ann@example.com',
+        );
       expect(got).toEqual(expected);
     }
   });
@@ -211,13 +240,32 @@ describe('ccParticipants', () => {
 
 describe('isNoReplyAddress', () => {
   it('recognises no-reply-style local parts, generated', () => {
-    const words = ['noreply', 'no-reply', 'no_reply', 'no.reply', 'do-not-reply', 'donotreply', 'dont-reply', 'bounce', 'bounces'];
+    const words = [
+      'noreply',
+      'no-reply',
+      'no_reply',
+      'no.reply',
+      'do-not-reply',
+      'donotreply',
+      'dont-reply',
+      'bounce',
+      'bounces',
+    ];
     for (const word of words)
       for (const variant of [word, word.toUpperCase(), `${word}+x123`, `team-${word}`, `${word}.eu`])
         expect(isNoReplyAddress(`${variant}@example.com`), variant).toBe(true);
     for (const machine of ['mailer-daemon', 'MAILER-DAEMON', 'postmaster', 'listserv', 'majordomo'])
       expect(isNoReplyAddress(`${machine}@example.com`), machine).toBe(true);
-    for (const person of ['ann', 'noreen', 'replyhelp', 'bouncer.castle', 'post', 'master', 'postmaster-jane', 'renoreply'])
+    for (const person of [
+      'ann',
+      'noreen',
+      'replyhelp',
+      'bouncer.castle',
+      'post',
+      'master',
+      'postmaster-jane',
+      'renoreply',
+    ])
       expect(isNoReplyAddress(`${person}@example.com`), person).toBe(false);
   });
 });

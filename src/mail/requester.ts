@@ -83,7 +83,8 @@ export function decodeWords(text: string): string {
     .replace(/\?=\s+=\?/g, '?==?')
     .replace(/=\?([^?]+)\?([BbQq])\?([^?]*)\?=/g, (whole, charset: string, enc: string, data: string) => {
       const label = charset.toLowerCase().split('*')[0]!;
-      if (!['utf-8', 'utf8', 'iso-8859-1', 'latin1', 'us-ascii', 'windows-1252'].includes(label)) return whole;
+      if (!['utf-8', 'utf8', 'iso-8859-1', 'latin1', 'us-ascii', 'windows-1252'].includes(label))
+        return whole;
       const bytes =
         enc.toUpperCase() === 'B'
           ? Buffer.from(data, 'base64')
@@ -179,13 +180,17 @@ export function decideRequester(mail: ParsedMail, facts: RequesterFacts): Reques
       return {
         requester: replyTo,
         via: 'reply-to',
-        reasons: [`requester ${replyTo.address} from Reply-To: ${from.address} is a form sender of this portal`],
+        reasons: [
+          `requester ${replyTo.address} from Reply-To: ${from.address} is a form sender of this portal`,
+        ],
       };
     }
     return {
       requester: from,
       via: 'from',
-      reasons: [`requester ${from.address}: a form sender of this portal, but the mail has no usable Reply-To`],
+      reasons: [
+        `requester ${from.address}: a form sender of this portal, but the mail has no usable Reply-To`,
+      ],
     };
   }
 
@@ -223,7 +228,11 @@ export function decideRequester(mail: ParsedMail, facts: RequesterFacts): Reques
   const tried: string[] = [];
   const sender = firstAddress(mail.headers.sender);
   if (sender) {
-    return { requester: sender, via: 'sender', reasons: [`requester ${sender.address} from Sender: ${what}`] };
+    return {
+      requester: sender,
+      via: 'sender',
+      reasons: [`requester ${sender.address} from Sender: ${what}`],
+    };
   }
   tried.push(mail.headers.sender === undefined ? 'no Sender' : 'Sender holds no usable address');
   if (replyTo) {
@@ -281,7 +290,8 @@ export function ccParticipants(
   if (out.length > 0) reasons.push(`participants from CC: ${out.map((p) => p.address).join(', ')}`);
   if (ownSkipped > 0)
     reasons.push(`${ownSkipped} CC address${ownSkipped === 1 ? ' is' : 'es are'} our own, not participants`);
-  if (over > 0) reasons.push(`${over} more CC addresses left out (at most ${PARTICIPANTS_PER_MAIL_MAX} per mail)`);
+  if (over > 0)
+    reasons.push(`${over} more CC addresses left out (at most ${PARTICIPANTS_PER_MAIL_MAX} per mail)`);
   return { participants: out, reasons };
 }
 

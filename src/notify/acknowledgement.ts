@@ -43,7 +43,12 @@ export function acknowledgementRefusal(
 }
 
 /** The acknowledgement's subject: the template filled, one line, and always carrying ##id## so answers thread. */
-export function acknowledgementSubject(template: string, requestId: number, subject: string, requester: string) {
+export function acknowledgementSubject(
+  template: string,
+  requestId: number,
+  subject: string,
+  requester: string,
+) {
   const filled = oneLine(fillTemplate(template, values(requestId, subject, requester)));
   return filled.includes(`##${requestId}##`) ? filled : `${filled} ##${requestId}##`;
 }

@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { MailintakeError } from '../../kernel/errors.js';
 import { type CliKit, clean, fields, table } from '../shared/cli-kit.js';
-import type { PortalsService } from './service.js';
+import type { PortalPatch, PortalsService } from './service.js';
 import type { PortalView } from './views.js';
 
 /** The services these commands use (their slices of Services). */
@@ -55,12 +55,16 @@ export function addPortalCommands(program: Command, k: Kit): void {
       '--attachment-policy <file>',
       'JSON file with attachment-policy fields to change (null restores a default); "-" reads stdin',
     )
+    .option(
+      '--mail-settings <file>',
+      'JSON file with mail-settings fields to change: formSenders, ccParticipants, acknowledgement {enabled, subject, body, perSenderPerHour}, rateLimit {maxRequests, windowMinutes} (null restores a default); "-" reads stdin',
+    )
     .action(
       answer(
         async (services, name: string, opts: PortalSetOptions) =>
           services.portals.update(name, await portalPatch(k, opts)),
         (p, _name, opts) => {
-          if (opts.attachmentPolicy === undefined) {
+          if (opts.attachmentPolicy === undefined && opts.mailSettings === undefined) {
             return line(`Portal ${clean(p.name)}: header threading ${p.headerThreading ? 'on' : 'off'}.`);
           }
           printPortal(line, p);
@@ -72,21 +76,28 @@ export function addPortalCommands(program: Command, k: Kit): void {
 interface PortalSetOptions {
   headerThreading?: 'on' | 'off';
   attachmentPolicy?: string;
+  mailSettings?: string;
 }
 
 /** What `portal set` changes: the header threading and/or the attachment-policy fields of a JSON file. */
-async function portalPatch(
-  k: Kit,
-  opts: PortalSetOptions,
-): Promise<{ headerThreading?: boolean; attachmentPolicy?: Record<string, unknown> }> {
-  if (opts.headerThreading === undefined && opts.attachmentPolicy === undefined) {
+async function portalPatch(k: Kit, opts: PortalSetOptions): Promise<PortalPatch> {
+  if (
+    opts.headerThreading === undefined &&
+    opts.attachmentPolicy === undefined &&
+    opts.mailSettings === undefined
+  ) {
     throw new MailintakeError('INVALID_SETTINGS', 'nothing to change', {
       details: {
-        fields: [{ field: '(options)', message: 'give --header-threading and/or --attachment-policy' }],
+        fields: [
+          {
+            field: '(options)',
+            message: 'give --header-threading, --attachment-policy and/or --mail-settings',
+          },
+        ],
       },
     });
   }
-  const patch: { headerThreading?: boolean; attachmentPolicy?: Record<string, unknown> } = {};
+  const patch: PortalPatch = {};
   if (opts.headerThreading !== undefined) patch.headerThreading = opts.headerThreading === 'on';
   if (opts.attachmentPolicy !== undefined) {
     const value = await k.readJsonFile(opts.attachmentPolicy, 'attachment policy');
@@ -97,11 +108,21 @@ async function portalPatch(
     }
     patch.attachmentPolicy = value as Record<string, unknown>;
   }
+  if (opts.mailSettings !== undefined) {
+    const value = await k.readJsonFile(opts.mailSettings, 'mail settings');
+    if (!value || typeof value !== 'object' || Array.isArray(value)) {
+      throw new MailintakeError('INVALID_SETTINGS', 'the mail settings must be a JSON object', {
+        details: { fields: [{ field: '(file)', message: 'must be a JSON object' }] },
+      });
+    }
+    patch.mailSettings = value as Record<string, unknown>;
+  }
   return patch;
 }
 
 function printPortal(line: (t: string) => void, p: PortalView): void {
   const a = p.attachmentPolicy;
+  const m = p.mailSettings;
   const mb = (n: number, off: string) => (n === -1 ? off : `${n} MB`);
   line(`Portal ${clean(p.name)} (id ${p.id})`);
   line(
@@ -119,6 +140,21 @@ function printPortal(line: (t: string) => void, p: PortalView): void {
       ['inline image checks', a.skipInlineImageValidation ? 'skipped' : 'on'],
       ['notify on drop', a.notifyOnDrop ? 'on' : 'off'],
       ['notify on inline image drop', a.notifyOnInlineImageDrop ? 'on' : 'off'],
+      ['form senders (requester from Reply-To)', m.formSenders.join(', ') || 'none'],
+      ['CC participants', m.ccParticipants ? 'on' : 'off'],
+      [
+        'acknowledgement',
+        m.acknowledgement.enabled
+          ? `on, at most ${m.acknowledgement.perSenderPerHour} per sender per hour`
+          : 'off',
+      ],
+      ['acknowledgement subject', m.acknowledgement.subject],
+      [
+        'new requests per sender',
+        m.rateLimit.maxRequests === 0
+          ? 'no limit'
+          : `${m.rateLimit.maxRequests} per ${m.rateLimit.windowMinutes} minutes`,
+      ],
     ]),
   );
 }

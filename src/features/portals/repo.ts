@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { resolveAttachmentPolicy } from '../../mail/attachment-checks.js';
+import { resolvePortalMailSettings } from '../../mail/portal-mail.js';
 import { nowIso, type Store } from '../../store/db.js';
 import { parseStored } from '../../store/stored-json.js';
 import type { Tx } from '../../store/tx.js';
@@ -16,11 +17,17 @@ export interface PortalRow {
   name: string;
   header_threading: number;
   attachment_policy: string;
+  mail_settings: string;
 }
 
 /** The fields an admin set on a portal's attachment policy (mailboxes' rows carry their portal's column too). */
 export function storedAttachmentPolicy(value: string, id: number): Record<string, unknown> {
   return parseStored(storedPolicySchema, value, { table: 'portals', column: 'attachment_policy', id });
+}
+
+/** The fields an admin set on a portal's mail settings (mail/portal-mail.ts). */
+export function storedMailSettings(value: string, id: number): Record<string, unknown> {
+  return parseStored(storedPolicySchema, value, { table: 'portals', column: 'mail_settings', id });
 }
 
 export function portalView(r: PortalRow): PortalView {
@@ -29,6 +36,7 @@ export function portalView(r: PortalRow): PortalView {
     name: r.name,
     headerThreading: r.header_threading === 1,
     attachmentPolicy: resolveAttachmentPolicy(storedAttachmentPolicy(r.attachment_policy, r.id)),
+    mailSettings: resolvePortalMailSettings(storedMailSettings(r.mail_settings, r.id)),
   };
 }
 
@@ -40,8 +48,11 @@ export function createPortalRepo(store: Store) {
       store.db.selectFrom('portals').selectAll().where('name', '=', name).executeTakeFirst(),
     insert: (tx: Tx, name: string) =>
       tx.insertInto('portals').values({ name, header_threading: 1, created_at: nowIso() }).execute(),
-    update: (tx: Tx, name: string, set: { header_threading?: number; attachment_policy?: string }) =>
-      tx.updateTable('portals').set(set).where('name', '=', name).execute(),
+    update: (
+      tx: Tx,
+      name: string,
+      set: { header_threading?: number; attachment_policy?: string; mail_settings?: string },
+    ) => tx.updateTable('portals').set(set).where('name', '=', name).execute(),
     /** Every store has the portal "default" (mailboxes that name none belong to it). */
     ensureDefault: async (): Promise<void> => {
       await store.db

@@ -10,7 +10,7 @@ import {
   readJson,
 } from '../shared/route-kit.js';
 import type { PortalsService } from './service.js';
-import { attachmentPolicySchema, portalViewSchema } from './views.js';
+import { attachmentPolicySchema, mailSettingsSchema, portalViewSchema } from './views.js';
 
 /** Portals: where requests land, with their threading switch and attachment policy. */
 
@@ -20,10 +20,14 @@ const portalPatchBody = z
     headerThreading: z.boolean('must be true or false').optional(),
     // fields: the service validates (resolveAttachmentPolicy names every bad one)
     attachmentPolicy: z.record(z.string(), z.unknown(), 'must be a JSON object').optional(),
+    // fields: the service validates (resolvePortalMailSettings names every bad one)
+    mailSettings: z.record(z.string(), z.unknown(), 'must be a JSON object').optional(),
   })
-  .refine((b) => b.headerThreading !== undefined || b.attachmentPolicy !== undefined, {
-    message: 'give headerThreading or attachmentPolicy',
-  });
+  .refine(
+    (b) =>
+      b.headerThreading !== undefined || b.attachmentPolicy !== undefined || b.mailSettings !== undefined,
+    { message: 'give headerThreading, attachmentPolicy or mailSettings' },
+  );
 
 /** The PATCH body as documented: the policy's fields, each optional and `null` to restore its default. */
 function portalPatchDoc(): Record<string, unknown> {
@@ -48,10 +52,31 @@ function portalPatchDoc(): Record<string, unknown> {
           'Fields to change; the others keep their value. `null` restores a field’s default. ' +
           'INVALID_SETTINGS names every bad field and nothing is saved.',
       },
+      mailSettings: {
+        ...inputJsonSchema(nullablePatch(mailSettingsSchema)),
+        description:
+          'Fields to change; groups (acknowledgement, rateLimit) are merged field by field. `null` restores a ' +
+          'field’s or a group’s default. INVALID_SETTINGS names every bad field (e.g. acknowledgement.subject: ' +
+          'unknown placeholder {{name}}) and nothing is saved.',
+      },
     },
     minProperties: 1,
     additionalProperties: false,
   };
+}
+
+/** A view schema as a PATCH takes it: every field optional and nullable, groups likewise, nothing unknown. */
+function nullablePatch(schema: z.ZodObject): z.ZodType {
+  return z
+    .object(
+      Object.fromEntries(
+        Object.entries(schema.shape).map(([k, v]) => [
+          k,
+          (v instanceof z.ZodObject ? nullablePatch(v) : (v as z.ZodType)).nullable().optional(),
+        ]),
+      ),
+    )
+    .strict();
 }
 
 export const listPortals = createRoute({

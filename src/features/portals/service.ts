@@ -1,9 +1,10 @@
 import { MailintakeError } from '../../kernel/errors.js';
 import { resolveAttachmentPolicy } from '../../mail/attachment-checks.js';
+import { mergePortalMailSettings } from '../../mail/portal-mail.js';
 import type { Store } from '../../store/db.js';
 import { systemLog } from '../../store/system-log.js';
 import { withTransaction } from '../../store/tx.js';
-import { createPortalRepo, portalView, storedAttachmentPolicy } from './repo.js';
+import { createPortalRepo, portalView, storedAttachmentPolicy, storedMailSettings } from './repo.js';
 import type { PortalView } from './views.js';
 
 export interface PortalsService {
@@ -13,12 +14,17 @@ export interface PortalsService {
   /** The reference's switch: headerThreading false → only `##id##` in the subject threads mails. */
   /**
    * `attachmentPolicy`: fields to change (mail/attachment-checks.ts); `null` for a field restores its
-   * default. INVALID_SETTINGS names every bad field; nothing is saved then.
+   * default. `mailSettings` (mail/portal-mail.ts): form senders, CC participants, acknowledgement, rate limit;
+   * groups are merged field by field, `null` restores a field's or a group's default.
+   * INVALID_SETTINGS names every bad field (`mailSettings.acknowledgement.subject`); nothing is saved then.
    */
-  update(
-    name: string,
-    patch: { headerThreading?: boolean; attachmentPolicy?: Record<string, unknown> },
-  ): Promise<PortalView>;
+  update(name: string, patch: PortalPatch): Promise<PortalView>;
+}
+
+export interface PortalPatch {
+  headerThreading?: boolean;
+  attachmentPolicy?: Record<string, unknown>;
+  mailSettings?: Record<string, unknown>;
 }
 
 const PORTAL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -57,7 +63,7 @@ export function createPortalsService(deps: { store: Store }): PortalsService {
     },
     update: async (name, patch) => {
       const current = await existing(name);
-      const set: { header_threading?: number; attachment_policy?: string } = {};
+      const set: { header_threading?: number; attachment_policy?: string; mail_settings?: string } = {};
       if (patch.headerThreading !== undefined) set.header_threading = patch.headerThreading ? 1 : 0;
       if (patch.attachmentPolicy !== undefined) {
         // Field by field over what the admin set before; null restores a field's default. Only the fields
@@ -69,6 +75,11 @@ export function createPortalsService(deps: { store: Store }): PortalsService {
         for (const [k, v] of Object.entries(merged)) if (v === null) delete merged[k];
         resolveAttachmentPolicy(merged); // INVALID_SETTINGS naming every bad field; nothing saved
         set.attachment_policy = JSON.stringify(merged);
+      }
+      if (patch.mailSettings !== undefined) {
+        set.mail_settings = JSON.stringify(
+          mergePortalMailSettings(storedMailSettings(current.mail_settings, current.id), patch.mailSettings),
+        );
       }
       if (Object.keys(set).length > 0) {
         await withTransaction(store, async (tx) => {
@@ -82,6 +93,7 @@ export function createPortalsService(deps: { store: Store }): PortalsService {
               change: 'updated',
               ...(patch.headerThreading !== undefined ? { headerThreading: patch.headerThreading } : {}),
               ...(patch.attachmentPolicy !== undefined ? { attachmentPolicy: patch.attachmentPolicy } : {}),
+              ...(patch.mailSettings !== undefined ? { mailSettings: patch.mailSettings } : {}),
             },
           });
         });

@@ -257,6 +257,10 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
       ['from', addr(r.requester)],
       ['to', r.to.map(addr).join(', ') || '-'],
       ['cc', r.cc.map(addr).join(', ') || '-'],
+      [
+        'participants',
+        r.participants.map((p) => addr({ address: p.address, name: p.name ?? '' })).join(', ') || '-',
+      ],
       ['date', r.date ?? '-'],
       ['mailbox', r.mailbox ?? '-'],
       ['intake log', logLine(r.logId)],

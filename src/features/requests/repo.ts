@@ -89,6 +89,14 @@ export function createRequestRepo(store: Store) {
         .where('request_id', '=', requestId)
         .orderBy('conversations.id')
         .execute(),
+    /** Its participants, in the order they joined. */
+    participants: (requestId: number) =>
+      db
+        .selectFrom('request_participants')
+        .select(['address', 'name', 'source', 'conversation_id', 'added_at'])
+        .where('request_id', '=', requestId)
+        .orderBy('id')
+        .execute(),
     /** The log entries of the mails that made or extended a request, oldest first. */
     takenInEntries: (requestId: number) =>
       db

@@ -115,6 +115,12 @@ export function RequestPage(props: {
         <dl class="facts">
           <dt>Requester</dt>
           <dd>{who(r.requester)}</dd>
+          <dt>Participants</dt>
+          <dd class="participants">
+            {r.participants.length === 0
+              ? 'none'
+              : r.participants.map((p) => (p.name ? `${p.name} <${p.address}>` : p.address)).join(', ')}
+          </dd>
           <dt>Portal</dt>
           <dd>{r.portal}</dd>
           <dt>Mailbox</dt>

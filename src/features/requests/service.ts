@@ -154,6 +154,13 @@ export function createRequestsService(deps: {
       logId: logIds.get(null) ?? null,
       attachments: atts.filter((a) => a.conversationId === null),
       droppedAttachments: dropped.filter((d) => d.conversationId === null),
+      participants: (await repo.participants(id)).map((p) => ({
+        address: p.address,
+        name: p.name,
+        source: p.source,
+        conversationId: p.conversation_id,
+        addedAt: p.added_at,
+      })),
       conversations: convs.map((c) => ({
         id: c.id,
         from: person(c.from_address, c.from_name),

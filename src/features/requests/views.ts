@@ -109,8 +109,32 @@ export const conversationViewSchema = z
   .openapi('Conversation');
 export type ConversationView = z.infer<typeof conversationViewSchema>;
 
+/** Someone else taking part in a request: a person CC'd on its first mail or on a conversation. */
+export const participantViewSchema = z
+  .object({
+    address: z.string(),
+    name: z.string().nullable(),
+    source: z.string().openapi({ description: "cc: CC'd on a mail of the request" }),
+    conversationId: z
+      .number()
+      .int()
+      .nullable()
+      .openapi({ description: 'The conversation whose CC added them; null: the first mail' }),
+    addedAt: timestamp(),
+  })
+  .openapi('Participant');
+export type ParticipantView = z.infer<typeof participantViewSchema>;
+
 export const requestDetailSchema = z
-  .object({ ...requestSummaryFields, ...mailBodyFields, conversations: z.array(conversationViewSchema) })
+  .object({
+    ...requestSummaryFields,
+    ...mailBodyFields,
+    participants: z.array(participantViewSchema).openapi({
+      description:
+        "CC'd people (the portal's ccParticipants switch), without our own addresses or the requester",
+    }),
+    conversations: z.array(conversationViewSchema),
+  })
   .openapi('RequestDetail');
 export type RequestDetail = z.infer<typeof requestDetailSchema>;
 

@@ -46,5 +46,9 @@ export async function up(db: Kysely<unknown>, engine: Engine): Promise<void> {
     .addColumn('request_id', 'integer', (c) => c.notNull().references('requests.id'))
     .addColumn('created_at', 'text', required)
     .execute();
-  await addIndex(db, 'acknowledgements_sender', 'acknowledgements', ['portal_id', 'sender_key', 'created_at']);
+  await addIndex(db, 'acknowledgements_sender', 'acknowledgements', [
+    'portal_id',
+    'sender_key',
+    'created_at',
+  ]);
 }
