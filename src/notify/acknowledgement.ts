@@ -29,13 +29,13 @@ export function acknowledgementRefusal(
   flagged: string | null,
 ): string | null {
   if (machine !== null) return `the mail is a machine's (${machine})`;
-  if (flagged !== null) return `the mail is flagged as sent by a machine (${flagged})`;
   if (requester === null) return 'the request has no requester address';
   const h = mail.headers;
   if (h['list-id'] !== undefined) return `it is list mail (List-Id: ${h['list-id'].slice(0, 120)})`;
   if (h['list-unsubscribe'] !== undefined) return 'it is list mail (List-Unsubscribe)';
   const precedence = (h.precedence ?? '').trim().toLowerCase();
   if (['list', 'bulk', 'junk'].includes(precedence)) return `it is bulk mail (Precedence: ${precedence})`;
+  if (flagged !== null) return `the mail is flagged as sent by a machine (${flagged})`;
   const address = requester.address.toLowerCase();
   if (own.has(address)) return `${address} is one of our own mailbox addresses`;
   if (isNoReplyAddress(address)) return `${address} is a no-reply-style address`;
