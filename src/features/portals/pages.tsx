@@ -4,6 +4,7 @@ import { NOTIFICATION_EVENTS, type NotificationEvent } from '../../notify/notifi
 import type { NotificationServices } from '../notifications/service.js';
 import { type ConsoleApp, type ConsoleKit, type ConsoleUser, fieldErrors } from '../shared/console-kit.js';
 import { Csrf, Field, Message, SelectField } from '../shared/console-ui.js';
+import { MailSettingsForm, type MailSettingsFormState, mailSettingsFromForm } from './mail-settings-form.js';
 import { AlertsForm, EVENT_LABELS, RuleForm, type RuleFormState } from './rule-forms.js';
 import type { PortalsService } from './service.js';
 import type { PortalView } from './views.js';
@@ -91,7 +92,7 @@ export function mountPortalSettingsPages(ui: ConsoleApp, kit: ConsoleKit, deps: 
     c: Context,
     user: ConsoleUser,
     name: string,
-    state: { form?: PortalFormState; rule?: RuleFormState } = {},
+    state: { form?: PortalFormState; rule?: RuleFormState; mail?: MailSettingsFormState } = {},
   ) => {
     const portal = (await deps.portals.list()).find((p) => p.name === name);
     if (!portal) return kit.render(c, 'Not found', user, <p>No portal named “{name}”.</p>, { status: 404 });
@@ -104,10 +105,16 @@ export function mountPortalSettingsPages(ui: ConsoleApp, kit: ConsoleKit, deps: 
         </p>
         <h1>Portal {portal.name}</h1>
         <Message
-          error={state.form?.message ?? state.rule?.message}
+          error={state.form?.message ?? state.mail?.message ?? state.rule?.message}
           notice={saved ? `Saved: ${saved}.` : undefined}
         />
         <PortalForm user={user} portal={portal} state={state.form} />
+        <MailSettingsForm
+          user={user}
+          portal={portal.name}
+          settings={portal.mailSettings}
+          state={state.mail}
+        />
         <h2>Notification rules of portal {portal.name}</h2>
         <p>
           Recipients here get the event’s email for this portal, besides the{' '}
@@ -132,7 +139,7 @@ export function mountPortalSettingsPages(ui: ConsoleApp, kit: ConsoleKit, deps: 
         </p>
       </section>
     );
-    const status = state.form || state.rule ? 400 : 200;
+    const status = state.form || state.rule || state.mail ? 400 : 200;
     return kit.render(c, `Portal ${portal.name}`, user, body, { current: '/settings', status });
   };
 
@@ -162,6 +169,24 @@ export function mountPortalSettingsPages(ui: ConsoleApp, kit: ConsoleKit, deps: 
       } catch (e) {
         const { message, fields } = fieldErrors(e);
         return portalPage(c, user, name, { form: { values: form, errors: fields, message } });
+      }
+    }),
+  );
+
+  ui.post(
+    '/settings/portals/:name/mail',
+    kit.formLimit,
+    kit.page('admin', async (c, user, form) => {
+      const name = c.req.param('name') ?? '';
+      try {
+        const current = (await deps.portals.list()).find((p) => p.name === name);
+        if (!current) return portalPage(c, user, name);
+        const patch = mailSettingsFromForm(form, current.mailSettings);
+        if (Object.keys(patch).length > 0) await deps.portals.update(name, { mailSettings: patch });
+        return c.redirect(`/settings/portals/${encodeURIComponent(name)}?saved=mail+settings`, 303);
+      } catch (e) {
+        const { message, fields } = fieldErrors(e);
+        return portalPage(c, user, name, { mail: { values: form, errors: fields, message } });
       }
     }),
   );
