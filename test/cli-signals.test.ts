@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/db.js';
 import { imapsMailbox } from './kit/mailboxes.js';
 import { buildMail } from './kit/mails.js';
+import { NO_SENDER_LIMIT } from './kit/sender-limit.js';
 import { cliRunner } from './support/cli.js';
 import { deliverMaildir } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
@@ -110,6 +111,11 @@ describe.each(ENGINES)('stopping the service with a signal (%s)', (engine) => {
           fs.writeFile(file, JSON.stringify(imapsMailbox(dovecot, 'sig', name, { password: `${name}-pw` }))),
         );
         expect((await run(['mailbox', 'add', '--file', file])).code).toBe(0);
+        const limit = path.join(fresh.config.dataDir, 'mail-settings.json');
+        await import('node:fs/promises').then((fs) =>
+          fs.writeFile(limit, JSON.stringify(NO_SENDER_LIMIT.mailSettings)),
+        );
+        expect((await run(['portal', 'set', 'default', '--mail-settings', limit])).code).toBe(0);
 
         const env = {
           ...process.env,

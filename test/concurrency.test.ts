@@ -7,6 +7,7 @@ import type { FetchSummary } from '../src/features/mailboxes/views.js';
 import { openStore } from '../src/store/db.js';
 import { imapsMailbox } from './kit/mailboxes.js';
 import { buildMail } from './kit/mails.js';
+import { NO_SENDER_LIMIT } from './kit/sender-limit.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
@@ -42,6 +43,7 @@ describe.each(ENGINES)('one fetch per mailbox at a time, across processes, on %s
     });
     fresh = await freshConfig(engine);
     const rt = await openRuntime(fresh.config);
+    await rt.services.portals.update('default', NO_SENDER_LIMIT);
     await rt.services.mailboxes.add({
       name: 'shared',
       protocol: 'imaps',
@@ -159,6 +161,7 @@ describe.each(ENGINES)('the same mails in two mailboxes fetched at once, on %s',
     dovecot = await startDovecot({ users: users.map((name) => ({ name, password: `${name}-pw` })) });
     fresh = await freshConfig(engine);
     rt = await openRuntime(fresh.config);
+    await rt.services.portals.update('default', NO_SENDER_LIMIT);
     for (const user of users) await rt.services.mailboxes.add(imapsMailbox(dovecot, user, user));
   });
   afterAll(async () => {

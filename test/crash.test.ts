@@ -8,6 +8,7 @@ import { EwsDouble } from './doubles/ews-double.js';
 import { GraphDouble } from './doubles/graph-double.js';
 import { buildMail } from './kit/mails.js';
 import { prng } from './kit/prng.js';
+import { NO_SENDER_LIMIT } from './kit/sender-limit.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, type EngineName, freshConfig } from './support/engines.js';
@@ -122,6 +123,7 @@ describe.each(CASES)(
       env = fresh.env;
       cleanup = fresh.cleanup;
       const rt = await openRuntime(fresh.config);
+      await rt.services.portals.update('default', NO_SENDER_LIMIT);
       if (protocol === 'ews') {
         ews = await EwsDouble.start();
         ews.addAccount('EXAMPLE\\crash', 'crash-pw');

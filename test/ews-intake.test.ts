@@ -3,6 +3,7 @@ import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
 import { EwsDouble } from './doubles/ews-double.js';
 import { buildMail } from './kit/mails.js';
+import { NO_SENDER_LIMIT } from './kit/sender-limit.js';
 import { ENGINES, freshConfig } from './support/engines.js';
 
 /**
@@ -20,6 +21,7 @@ describe.each(ENGINES)('intake from an Exchange Web Services mailbox (double) on
     const fresh = await freshConfig(engine);
     cleanup = fresh.cleanup;
     rt = await openRuntime(fresh.config);
+    await rt.services.portals.update('default', NO_SENDER_LIMIT);
   });
   afterAll(async () => {
     await rt?.close();

@@ -3,6 +3,7 @@ import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
 import { GraphDouble } from './doubles/graph-double.js';
 import { buildMail } from './kit/mails.js';
+import { NO_SENDER_LIMIT } from './kit/sender-limit.js';
 import { ENGINES, freshConfig } from './support/engines.js';
 
 /**
@@ -21,6 +22,7 @@ describe.each(ENGINES)('intake from a Microsoft Graph mailbox (double) on %s', (
     const fresh = await freshConfig(engine);
     cleanup = fresh.cleanup;
     rt = await openRuntime(fresh.config);
+    await rt.services.portals.update('default', NO_SENDER_LIMIT);
   });
   afterAll(async () => {
     await rt?.close();

@@ -10,6 +10,7 @@ import { storableText } from '../src/store/keys.js';
 import { imapsMailbox } from './kit/mailboxes.js';
 import { buildMail } from './kit/mails.js';
 import { prng } from './kit/prng.js';
+import { NO_SENDER_LIMIT } from './kit/sender-limit.js';
 import { deliverMaildir } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
@@ -187,6 +188,7 @@ describe.each(ENGINES)('mail values that cannot be index keys or text, on %s', (
     dovecot = await startDovecot({ users: [{ name: 'hostile', password: 'hostile-pw' }] });
     fresh = await freshConfig(engine);
     rt = await openRuntime(fresh.config);
+    await rt.services.portals.update('default', NO_SENDER_LIMIT);
     await rt.services.mailboxes.add(imapsMailbox(dovecot, 'hostile', 'hostile'));
     store = await openStore({ databaseUrl: fresh.env.DATABASE_URL, dataDir: fresh.config.dataDir });
   });

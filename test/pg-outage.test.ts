@@ -20,6 +20,7 @@ import { openStore, type Store } from '../src/store/db.js';
 import { withTransaction } from '../src/store/tx.js';
 import { conditions } from './kit/conditions.js';
 import { buildMail } from './kit/mails.js';
+import { NO_SENDER_LIMIT } from './kit/sender-limit.js';
 import { cliRunner } from './support/cli.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
@@ -343,6 +344,7 @@ describe('serve through PostgreSQL restarts, terminated backends and a stopped s
       loadConfig({ MAILINTAKE_DATA_DIR: dataDir, DATABASE_URL: url, MAILINTAKE_LOG_LEVEL: 'silent' }),
     );
     try {
+      await rt.services.portals.update('default', NO_SENDER_LIMIT);
       await rt.services.mailboxes.add({
         name: MAILBOX,
         protocol: 'imaps',

@@ -5,6 +5,7 @@ import type { Connector } from '../src/connectors/connector.js';
 import { createApi } from '../src/http/app.js';
 import { imapsMailbox } from './kit/mailboxes.js';
 import { buildMail } from './kit/mails.js';
+import { NO_SENDER_LIMIT } from './kit/sender-limit.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
@@ -59,6 +60,7 @@ describe.each(ENGINES)('editing a mailbox while it is fetched, on %s', (engine) 
         close: () => c.close(),
       }),
     });
+    await rt.services.portals.update('default', NO_SENDER_LIMIT);
     key = (await rt.services.apiKeys.create('ops-desk')).key;
     api = createApi(rt.services);
     checkResponses(api);
