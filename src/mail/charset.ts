@@ -177,8 +177,8 @@ function canonical(label: string): string {
 // signs windows-1252 puts at 0x80-0x9F (`ƒ„…†‡ˆ‰‹‘’“”•˜™›`: Shift_JIS lead bytes read as windows-1252),
 // rarely used Latin-1 signs, box drawing (anything read as KOI8-R), bopomofo, loose Hangul jamo and small
 // form variants (Japanese read as Big5 or EUC-KR), and half-width katakana (EUC or GBK read as Shift_JIS).
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what a wrong charset produces
 const ODD =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what a wrong charset produces
   /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00a2\u00a4\u00a6\u00a8\u00ac\u00af\u00b4\u00b8\u0192\u02c6\u02dc\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u2122\u2500-\u259f\u3100-\u312f\u3131-\u318e\ufe50-\ufe6f\uff61-\uff9f]/gu;
 // Letters of two scripts inside one word: `GrЪъe` (Latin-1 read as KOI8-R), `Ð¿Ñ` (UTF-8 read as Latin-1).
 const OTHER_SCRIPTS =
