@@ -41,18 +41,19 @@ const LAST_RESORTS = [
   'ISO-8859-2',
 ];
 
-const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
-
 /** Whether the bytes hold anything outside 7-bit ASCII. */
 export function hasEightBit(bytes: Uint8Array): boolean {
   for (const b of bytes) if (b >= 0x80) return true;
   return false;
 }
 
-/** The bytes as UTF-8, or null when they are not valid UTF-8. */
-export function strictUtf8(bytes: Uint8Array): string | null {
+/**
+ * The bytes as UTF-8, or null when they are not valid UTF-8. With `cutEnd`, an incomplete character at the very
+ * end is allowed (and left out): a body cut at the display limit (body-cut.ts) may end in one.
+ */
+export function strictUtf8(bytes: Uint8Array, cutEnd = false): string | null {
   try {
-    return fatalUtf8.decode(bytes);
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes, { stream: cutEnd });
   } catch {
     return null;
   }
@@ -98,23 +99,30 @@ function isWide(label: string): boolean {
  * a 7-bit charset cannot hold, valid UTF-8 under a UTF-8 label, no U+FFFD under any other label iconv-lite
  * knows. A label nobody knows is given the benefit of the doubt (the caller decodes it as before).
  */
-export function labelFits(bytes: Uint8Array, label: string): boolean {
+export function labelFits(bytes: Uint8Array, label: string, cutEnd = false): boolean {
   if (isWide(label)) return true;
   if (!hasEightBit(bytes)) return true;
   if (sevenBitOnly(label)) return false;
-  if (isUtf8Label(label)) return strictUtf8(bytes) !== null;
+  if (isUtf8Label(label)) return strictUtf8(bytes, cutEnd) !== null;
   if (!iconv.encodingExists(label)) return true;
-  return !iconv
-    .decode(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), label)
-    .includes('\ufffd');
+  const text = iconv.decode(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), label);
+  const at = text.indexOf('\ufffd');
+  // a multi-byte character cut at the end decodes as one U+FFFD there
+  return at === -1 || (cutEnd && at === text.length - 1);
 }
 
 /**
  * Decodes bytes with no charset of their own (or whose label did not fit, `skip`) by the chain above.
  * `declared` are the mail's `charset=` parameters in order; duplicates and unusable ones are skipped.
+ * `cutEnd`: the bytes may end in the first bytes of a character (a body cut at the display limit).
  */
-export function decodeUnlabelled(bytes: Uint8Array, declared: readonly string[], skip?: string): Decoded {
-  const utf8 = strictUtf8(bytes);
+export function decodeUnlabelled(
+  bytes: Uint8Array,
+  declared: readonly string[],
+  skip?: string,
+  cutEnd = false,
+): Decoded {
+  const utf8 = strictUtf8(bytes, cutEnd);
   if (utf8 !== null) return { text: utf8, charset: 'UTF-8', how: 'utf-8' };
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   // Candidates are judged on a sample (a body may be megabytes), cut on a line end so a character is not split.

@@ -1,11 +1,19 @@
 import { createHash } from 'node:crypto';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { AddressObject, AttachmentStream, EmailAddress, HeaderLines, MessageText } from 'mailparser';
+import {
+  type AddressObject,
+  type AttachmentStream,
+  type EmailAddress,
+  type HeaderLines,
+  MailParser,
+  type MessageText,
+} from 'mailparser';
 import { isMailintakeError, MailintakeError } from '../kernel/errors.js';
 import { DEFAULT_PARSE_LIMITS as PARSE_LIMIT_DEFAULTS } from '../kernel/limits.js';
 import type { BlobStore } from '../store/blobs/blob-store.js';
 import { CuttingMailParser } from './body-cut.js';
+import { CharsetLedger, FittingDecoder, redecodedHeaderLine } from './charset-fix.js';
 import { returnedMessageIdHeader } from './report-peek.js';
 import type { Address, ParsedMail, StoredPart } from './types.js';
 
@@ -236,19 +244,25 @@ export async function parseMail(
   const textCut = cutText.cut || parser.dropped.text > 0;
   const htmlCut = cutHtml.cut || parser.dropped.html > 0;
 
+  const subject = typeof parser.subject === 'string' ? parser.subject : '';
+  // Raw 8-bit header bytes that are not UTF-8 are decoded again now that every part's charset is known.
+  const redone = parser.redecodedHeaders(root, ROOT_FIELDS);
+
   const mail: ParsedMail = {
     messageId: extractMessageIds(firstHeader(root, 'message-id') ?? '')[0] ?? null,
     inReplyTo: extractMessageIds(allHeaders(root, 'in-reply-to').join(' ')),
     references: extractMessageIds(allHeaders(root, 'references').join(' ')),
-    subject: withoutNul(typeof parser.subject === 'string' ? parser.subject : ''),
-    from: addresses(parser.from)[0] ?? null,
-    to: addresses(parser.to),
-    cc: addresses(parser.cc),
-    replyTo: addresses(parser.replyTo),
+    subject: withoutNul(
+      typeof redone.get('subject') === 'string' ? (redone.get('subject') as string) : subject,
+    ),
+    from: addresses((redone.get('from') as AddressObject | undefined) ?? parser.from)[0] ?? null,
+    to: addresses((redone.get('to') as AddressObject | undefined) ?? parser.to),
+    cc: addresses((redone.get('cc') as AddressObject | undefined) ?? parser.cc),
+    replyTo: addresses((redone.get('reply-to') as AddressObject | undefined) ?? parser.replyTo),
     date: parseDate(firstHeader(root, 'date')),
     text: textCut ? withMarker(cutText.value, 'text') : cutText.value,
     html: htmlCut ? withMarker(cutHtml.value, 'html') : cutHtml.value,
-    attachments: storedParts(pending, html),
+    attachments: storedParts(pending, html, (part) => redecodedFilename(parser, part)),
     headers: classifierHeaders(root),
     contentHash: rawHash.digest('hex'),
     size,
@@ -260,6 +274,7 @@ export async function parseMail(
   );
   const returnedId = returned === undefined ? undefined : extractMessageIds(returned)[0];
   if (returnedId) mail.returnedMessageId = withoutNul(returnedId);
+  if (parser.ledger.notes.length > 0) mail.parseNotes = [...parser.ledger.notes];
   if (textCut || htmlCut) {
     mail.truncated = true;
     mail.truncatedReason = truncationReason(
@@ -347,6 +362,10 @@ interface SplitNode {
  */
 class LimitedMailParser extends CuttingMailParser {
   readonly #maxDepth: number;
+  /** The charsets the mail declares and the notes on the charset choices made (charset-fix.ts). */
+  readonly ledger = new CharsetLedger();
+  /** Each node's raw header lines, by its processed header Map (what an attachment carries as `headers`). */
+  readonly #rawLines = new WeakMap<object, HeaderLines>();
 
   constructor(
     options: ConstructorParameters<typeof CuttingMailParser>[0],
@@ -371,6 +390,93 @@ class LimitedMailParser extends CuttingMailParser {
     }
     super.processChunk(data, done);
   }
+
+  /**
+   * Notes every declared charset, keeps the node's raw header lines for re-decoding, and sends every inline
+   * text body through a FittingDecoder: mailparser decodes a body labelled UTF-8 or us-ascii (or not labelled
+   * at all) by no decoder, so the label is marked to make it ask `getDecoder` for every text body.
+   */
+  override createNode(data: unknown): ReturnType<CuttingMailParser['createNode']> {
+    const node = super.createNode(data) as ReturnType<CuttingMailParser['createNode']> & MailparserNode;
+    const charset = (data as { charset?: unknown }).charset;
+    if (typeof charset === 'string') this.ledger.declare(charset);
+    if (node.headers && node.headerLines) this.#rawLines.set(node.headers, node.headerLines);
+    if (node.decoder && node.isAttachment === false) node.charset = FIT_MARK + (node.charset || '');
+    return node;
+  }
+
+  /** mailparser's charset decoder, with a FittingDecoder for the bodies createNode marked. */
+  getDecoder(): CharsetDecoder {
+    const original = (
+      MailParser.prototype as unknown as { getDecoder(this: unknown): CharsetDecoder }
+    ).getDecoder.call(this);
+    return {
+      decodeStream: (charset: string) =>
+        charset.startsWith(FIT_MARK)
+          ? new FittingDecoder(charset.slice(FIT_MARK.length) || null, this.ledger, (label) =>
+              original.decodeStream(label),
+            )
+          : original.decodeStream(charset),
+    };
+  }
+
+  /**
+   * mailparser's processed values of the given header fields, for those whose raw line has 8-bit bytes that
+   * are not UTF-8 (decoded by the charset chain first). Only the first line of each field counts.
+   */
+  redecodedHeaders(lines: HeaderLines, fields: Record<string, string>): Map<string, unknown> {
+    const fixed: { key: string; line: string }[] = [];
+    for (const [key, what] of Object.entries(fields)) {
+      const line = lines.find((l) => l.key === key);
+      const redone = line ? redecodedHeaderLine(line.line, this.ledger, what) : null;
+      if (redone !== null) fixed.push({ key, line: redone });
+    }
+    if (fixed.length === 0) return new Map();
+    return (this as unknown as { processHeaders(lines: HeaderLines): Map<string, unknown> }).processHeaders(
+      fixed,
+    );
+  }
+
+  rawLinesOf(headers: object): HeaderLines | undefined {
+    return this.#rawLines.get(headers);
+  }
+}
+
+/** What createNode gives back, as far as the charset handling reads and writes it (mail-parser.js createNode). */
+interface MailparserNode {
+  headers?: object;
+  headerLines?: HeaderLines;
+  charset?: string;
+}
+
+interface CharsetDecoder {
+  decodeStream(charset: string): NodeJS.ReadWriteStream;
+}
+
+/** Marks a text body's charset label so that mailparser hands it to getDecoder (see createNode). */
+const FIT_MARK = 'x-mailintake-fit:';
+
+/** The mail's own header fields decoded again when they hold raw 8-bit bytes, with their names in the trace. */
+const ROOT_FIELDS: Record<string, string> = {
+  subject: 'Subject',
+  from: 'From',
+  to: 'To',
+  cc: 'Cc',
+  'reply-to': 'Reply-To',
+};
+
+/** An attachment's file name from its raw headers, when they hold 8-bit bytes that are not UTF-8. */
+function redecodedFilename(parser: LimitedMailParser, part: AttachmentStream): string | null {
+  const lines = parser.rawLinesOf(part.headers);
+  if (!lines) return null;
+  const redone = parser.redecodedHeaders(lines, {
+    'content-disposition': 'file name (Content-Disposition)',
+    'content-type': 'file name (Content-Type)',
+  });
+  const params = (key: string) =>
+    (redone.get(key) as { params?: Record<string, unknown> } | undefined)?.params ?? {};
+  const name = params('content-disposition').filename ?? params('content-type').name;
+  return typeof name === 'string' && name.length > 0 ? name : null;
 }
 
 function messageOf(err: unknown): string {
@@ -608,9 +714,20 @@ function fallbackName(contentType: string, counters: Map<string, number>): strin
   return `${prefix}-${n}.${EXTENSIONS[contentType] ?? 'bin'}`;
 }
 
+function filenameOf(
+  part: AttachmentStream,
+  redecodedName: (part: AttachmentStream) => string | null,
+  contentType: string,
+  counters: Map<string, number>,
+): string {
+  const name = part.filename ? (redecodedName(part) ?? part.filename) : null;
+  return name ? withoutNul(name) : fallbackName(contentType, counters);
+}
+
 function storedParts(
   pending: { part: AttachmentStream; stored: { sha256: string; size: number } }[],
   html: string | null,
+  redecodedName: (part: AttachmentStream) => string | null,
 ): StoredPart[] {
   const counters = new Map<string, number>();
   return pending.map(({ part, stored }) => {
@@ -625,7 +742,7 @@ function storedParts(
         part.contentDisposition === 'inline' ||
         (html?.includes(`cid:${contentId}`) ?? false));
     return {
-      filename: part.filename ? withoutNul(part.filename) : fallbackName(contentType, counters),
+      filename: filenameOf(part, redecodedName, contentType, counters),
       contentType,
       size: stored.size,
       sha256: stored.sha256,

@@ -1,0 +1,143 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import { type Decoded, decodeUnlabelled, hasEightBit, labelFits, strictUtf8 } from './charset.js';
+
+/**
+ * Where parse.ts applies the charset chain (charset.ts) inside mailparser: a text body's charset decoding and
+ * raw 8-bit header lines. The decisions go into a ledger, and from there into the mail's parse notes, which
+ * the intake log shows with the other reasons.
+ */
+
+/** Most notes one mail records; a hostile mail with 1,000 parts must not write 1,000 lines into the trace. */
+const MAX_NOTES = 20;
+
+/** The charsets a mail declares (any `charset=`, in order of appearance) and the notes on the choices made. */
+export class CharsetLedger {
+  readonly declared: string[] = [];
+  readonly notes: string[] = [];
+
+  declare(charset: string): void {
+    const label = charset.trim();
+    if (
+      label.length > 0 &&
+      label.length <= 64 &&
+      !this.declared.some((c) => c.toLowerCase() === label.toLowerCase())
+    ) {
+      this.declared.push(label);
+    }
+  }
+
+  note(note: string): void {
+    if (this.notes.length < MAX_NOTES && !this.notes.includes(note)) this.notes.push(note);
+  }
+}
+
+/** How a choice reads in the trace. */
+export function describeChoice(decoded: Decoded): string {
+  const why =
+    decoded.how === 'utf-8'
+      ? 'the bytes are valid UTF-8'
+      : decoded.how === 'declared'
+        ? 'declared elsewhere in the mail'
+        : 'detected';
+  return `decoded as ${decoded.charset} (${why})`;
+}
+
+/** Labels mailparser passes through without charset decoding (it reads the bytes as UTF-8 itself). */
+function passesThrough(label: string): boolean {
+  return ['ascii', 'usascii', 'utf8'].includes(label.toLowerCase().replace(/[^a-z0-9]+/g, ''));
+}
+
+/**
+ * Charset decoding of one text body that checks the label against the bytes first. It holds the body's
+ * transfer-decoded bytes until the part ends (as mailparser's own text collection does; body-cut.ts bounds
+ * them by the display limit), then: a label that fits decodes as mailparser would have decoded it
+ * (`original`); a missing label or one that does not fit goes through the chain, and the trace says so.
+ * The output is UTF-8 bytes, which mailparser turns into the body's text.
+ */
+export class FittingDecoder extends Transform {
+  readonly #chunks: Buffer[] = [];
+  #size = 0;
+
+  constructor(
+    private readonly label: string | null,
+    private readonly ledger: CharsetLedger,
+    private readonly original: (label: string) => NodeJS.ReadWriteStream,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer | string, _encoding: BufferEncoding, callback: TransformCallback): void {
+    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    this.#chunks.push(buffer);
+    this.#size += buffer.length;
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    const bytes = Buffer.concat(this.#chunks, this.#size);
+    this.#chunks.length = 0;
+    const label = this.label;
+    if (label === null) {
+      // no charset: mailparser reads the bytes as UTF-8, which is right for ASCII and valid UTF-8
+      if (!hasEightBit(bytes) || strictUtf8(bytes, true) !== null) {
+        callback(null, bytes);
+        return;
+      }
+      const decoded = decodeUnlabelled(bytes, this.ledger.declared, undefined, true);
+      this.ledger.note(`body has 8-bit bytes and no charset; ${describeChoice(decoded)}`);
+      callback(null, Buffer.from(decoded.text, 'utf8'));
+      return;
+    }
+    if (!labelFits(bytes, label, true)) {
+      const decoded = decodeUnlabelled(bytes, this.ledger.declared, label, true);
+      this.ledger.note(`body charset ${clip(label)} did not fit the bytes; ${describeChoice(decoded)}`);
+      callback(null, Buffer.from(decoded.text, 'utf8'));
+      return;
+    }
+    if (passesThrough(label)) {
+      callback(null, bytes);
+      return;
+    }
+    this.#decodeAsLabelled(bytes, label, callback);
+  }
+
+  /** The label fits: mailparser's own decoder (libmime: its aliases, the Japanese charsets iconv-lite lacks). */
+  #decodeAsLabelled(bytes: Buffer, label: string, callback: TransformCallback): void {
+    let stream: NodeJS.ReadWriteStream;
+    try {
+      stream = this.original(label);
+    } catch {
+      // as mailparser does when its decoder cannot be made: the bytes as they are
+      callback(null, bytes);
+      return;
+    }
+    const out: Buffer[] = [];
+    stream.on('data', (chunk: Buffer | string) =>
+      out.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk),
+    );
+    stream.once('error', (err: Error) => callback(err));
+    stream.once('end', () => callback(null, Buffer.concat(out)));
+    stream.end(bytes);
+  }
+}
+
+/**
+ * A raw header line (a binary string: one character per byte, as mailsplit keeps them) with 8-bit bytes that
+ * are not UTF-8, re-decoded by the chain and given back as a binary string of UTF-8 bytes, which is what
+ * mailparser's header processing reads. Null when the line needs nothing (ASCII, or valid UTF-8).
+ */
+export function redecodedHeaderLine(line: string, ledger: CharsetLedger, what: string): string | null {
+  const bytes = Buffer.from(line, 'latin1');
+  if (!hasEightBit(bytes) || strictUtf8(bytes) !== null) return null;
+  const colon = line.indexOf(':');
+  if (colon < 0) return null;
+  const decoded = decodeUnlabelled(bytes.subarray(colon + 1), ledger.declared);
+  ledger.note(`${what}: raw 8-bit bytes without a charset; ${describeChoice(decoded)}`);
+  return line.slice(0, colon + 1) + Buffer.from(decoded.text, 'utf8').toString('latin1');
+}
+
+/** A sender's label, as far as it goes into the trace. */
+function clip(label: string): string {
+  const clean = label.replace(/[^\x21-\x7e]/g, '?');
+  return clean.length > 40 ? `${clean.slice(0, 40)}…` : clean;
+}
