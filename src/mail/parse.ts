@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   type AddressObject,
@@ -10,12 +10,13 @@ import {
   type MessageText,
 } from 'mailparser';
 import { isMailintakeError, MailintakeError } from '../kernel/errors.js';
-import { DEFAULT_PARSE_LIMITS as PARSE_LIMIT_DEFAULTS } from '../kernel/limits.js';
+import { DEFAULT_PARSE_LIMITS as PARSE_LIMIT_DEFAULTS, UUENCODE_MAX_BLOCKS } from '../kernel/limits.js';
 import type { BlobStore } from '../store/blobs/blob-store.js';
 import { CuttingMailParser } from './body-cut.js';
 import { CharsetLedger, FittingDecoder, redecodedHeaderLine } from './charset-fix.js';
 import { returnedMessageIdHeader } from './report-peek.js';
 import type { Address, ParsedMail, StoredPart } from './types.js';
+import { extractUuBlocks, UUENCODE_ENCODINGS, UuDecoder } from './uuencode.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Limits: one type, its defaults and its validation, here and nowhere else.
@@ -184,7 +185,9 @@ export async function parseMail(
   raw.on('error', (err) => fail('source', err));
   parser.on('error', (err) => fail('parse', err));
 
-  const pending: { part: AttachmentStream; stored: { sha256: string; size: number } }[] = [];
+  const pending: Pending[] = [];
+  /** What the parser decided on its own besides charsets (uuencode, winmail.dat), for the trace. */
+  const notes: string[] = [];
   let message: MessageText | null = null;
   let current: AttachmentStream | null = null;
   // The blob put under way. When the parser fails, pipeline can settle before `consume` has seen its put
@@ -210,14 +213,28 @@ export async function parseMail(
       // The put reports a failure of the stream by rejecting; this keeps our own destroy(abandoned()) from
       // also being an uncaught 'error' when a put has not listened yet.
       item.content.on('error', () => {});
+      // A part sent with a uuencode transfer encoding (mailparser passes it on undecoded) is decoded on its way
+      // to the blob store.
+      const uu = isUuencoded(item) ? new UuDecoder() : null;
+      if (uu) {
+        item.content.once('error', (err) => uu.destroy(err));
+        item.content.pipe(uu);
+      }
       try {
-        const put = opts.blobs.put(item.content);
+        const put = opts.blobs.put(uu ?? item.content);
         inflight = put;
         const stored = await put.catch((err: unknown) => {
           fail('store', err);
           throw err;
         });
-        pending.push({ part: item, stored });
+        pending.push({ part: item, stored, ...(uu?.name ? { uuName: uu.name } : {}) });
+        if (uu) {
+          notes.push(
+            uu.name === null
+              ? 'a part marked uuencoded had no begin line: kept as it came'
+              : `uuencoded part decoded: ${clipName(uu.name)}`,
+          );
+        }
       } finally {
         current = null;
         // mailparser waits for release() before it goes on past this part; after release it drains whatever
@@ -237,7 +254,15 @@ export async function parseMail(
   }
 
   const root = parser.headerLines || [];
-  const text = withoutNul((message as MessageText | null)?.text ?? null);
+  // `begin 644 name` … `end` blocks in the text body become attachments, and the text says where they were.
+  const uu = await uuBlocksOf(
+    withoutNul((message as MessageText | null)?.text ?? null),
+    opts.blobs,
+    parser,
+    notes,
+    limits,
+  );
+  const text = uu.text;
   const html = withoutNul((message as MessageText | null)?.html ?? null);
   const cutText = truncateUtf8(parser.dropped.text > 0 ? withoutSplitEnd(text) : text, limits.maxTextBytes);
   const cutHtml = truncateUtf8(parser.dropped.html > 0 ? withoutSplitEnd(html) : html, limits.maxTextBytes);
@@ -262,7 +287,10 @@ export async function parseMail(
     date: parseDate(firstHeader(root, 'date')),
     text: textCut ? withMarker(cutText.value, 'text') : cutText.value,
     html: htmlCut ? withMarker(cutHtml.value, 'html') : cutHtml.value,
-    attachments: storedParts(pending, html, (part) => redecodedFilename(parser, part)),
+    attachments: [
+      ...storedParts(pending, html, (part) => redecodedFilename(parser, part), parser),
+      ...uu.parts,
+    ],
     headers: classifierHeaders(root),
     contentHash: rawHash.digest('hex'),
     size,
@@ -274,7 +302,7 @@ export async function parseMail(
   );
   const returnedId = returned === undefined ? undefined : extractMessageIds(returned)[0];
   if (returnedId) mail.returnedMessageId = withoutNul(returnedId);
-  if (parser.ledger.notes.length > 0) mail.parseNotes = [...parser.ledger.notes];
+  if (parser.ledger.notes.length + notes.length > 0) mail.parseNotes = [...parser.ledger.notes, ...notes];
   if (textCut || htmlCut) {
     mail.truncated = true;
     mail.truncatedReason = truncationReason(
@@ -284,6 +312,62 @@ export async function parseMail(
     );
   }
   return mail;
+}
+
+/** An attachment on its way to the blob store, with the name a uuencoded part's `begin` line gave. */
+interface Pending {
+  part: AttachmentStream;
+  stored: { sha256: string; size: number };
+  uuName?: string;
+}
+
+function isUuencoded(part: AttachmentStream): boolean {
+  const cte = part.headers.get('content-transfer-encoding');
+  return typeof cte === 'string' && UUENCODE_ENCODINGS.has(cte.trim().toLowerCase());
+}
+
+/** A file name as it goes into the trace. */
+function clipName(name: string): string {
+  const clean = name.replace(/[\u0000-\u001f\u007f]/g, '?');
+  return JSON.stringify(clean.length > 80 ? `${clean.slice(0, 80)}…` : clean);
+}
+
+/**
+ * Takes uuencoded blocks out of the text body and stores each as an attachment (the attachment checks see
+ * them like any other). The text is at most the display limit, so the blocks are bounded by it; a block the
+ * cut ended early is kept as far as it came, and the raw mail keeps the whole.
+ */
+async function uuBlocksOf(
+  text: string | null,
+  blobs: BlobStore,
+  parser: LimitedMailParser,
+  notes: string[],
+  limits: ParseLimits,
+): Promise<{ text: string | null; parts: StoredPart[] }> {
+  if (text === null) return { text, parts: [] };
+  const found = extractUuBlocks(text, UUENCODE_MAX_BLOCKS);
+  const parts: StoredPart[] = [];
+  for (const block of found.blocks) {
+    let stored: { sha256: string; size: number };
+    try {
+      stored = await blobs.put(Readable.from([block.data]));
+    } catch (err) {
+      throw codedError({ stage: 'store', err }, limits);
+    }
+    const name = withoutNul(block.name) || `uuencoded-${parts.length + 1}.bin`;
+    parts.push({
+      filename: name,
+      contentType: parser.typeOfName(name),
+      size: stored.size,
+      sha256: stored.sha256,
+      contentId: null,
+      disposition: 'attachment',
+    });
+    notes.push(
+      `uuencoded file ${clipName(name)} in the text body kept as an attachment${block.complete ? '' : ' (its end line was missing: what came is kept)'}`,
+    );
+  }
+  return { text: found.text, parts };
 }
 
 function abandoned(): Error {
@@ -435,6 +519,14 @@ class LimitedMailParser extends CuttingMailParser {
     return (this as unknown as { processHeaders(lines: HeaderLines): Map<string, unknown> }).processHeaders(
       fixed,
     );
+  }
+
+  /** The content type a file name suggests (mailparser's own table), application/octet-stream when none. */
+  typeOfName(name: string): string {
+    const libmime = (this as unknown as { libmime?: { detectMimeType(name: string): string | false } })
+      .libmime;
+    const type = libmime?.detectMimeType(name);
+    return typeof type === 'string' && type.length > 0 ? type.toLowerCase() : 'application/octet-stream';
   }
 
   rawLinesOf(headers: object): HeaderLines | undefined {
@@ -719,19 +811,22 @@ function filenameOf(
   redecodedName: (part: AttachmentStream) => string | null,
   contentType: string,
   counters: Map<string, number>,
+  uuName?: string,
 ): string {
-  const name = part.filename ? (redecodedName(part) ?? part.filename) : null;
+  const name = part.filename ? (redecodedName(part) ?? part.filename) : (uuName ?? null);
   return name ? withoutNul(name) : fallbackName(contentType, counters);
 }
 
 function storedParts(
-  pending: { part: AttachmentStream; stored: { sha256: string; size: number } }[],
+  pending: Pending[],
   html: string | null,
   redecodedName: (part: AttachmentStream) => string | null,
+  parser: LimitedMailParser,
 ): StoredPart[] {
   const counters = new Map<string, number>();
-  return pending.map(({ part, stored }) => {
-    const contentType = (part.contentType || 'application/octet-stream').toLowerCase();
+  return pending.map(({ part, stored, uuName }) => {
+    let contentType = (part.contentType || 'application/octet-stream').toLowerCase();
+    if (uuName && contentType === 'application/octet-stream') contentType = parser.typeOfName(uuName);
     const contentId = part.cid ? part.cid : null;
     // Inline only when something shows it in place: a Content-ID inside multipart/related, or a Content-ID
     // with an inline disposition, or one the HTML refers to (`cid:`). Anything else is an attachment the
@@ -742,7 +837,7 @@ function storedParts(
         part.contentDisposition === 'inline' ||
         (html?.includes(`cid:${contentId}`) ?? false));
     return {
-      filename: filenameOf(part, redecodedName, contentType, counters),
+      filename: filenameOf(part, redecodedName, contentType, counters, uuName),
       contentType,
       size: stored.size,
       sha256: stored.sha256,
