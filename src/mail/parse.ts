@@ -10,11 +10,17 @@ import {
   type MessageText,
 } from 'mailparser';
 import { isMailintakeError, MailintakeError } from '../kernel/errors.js';
-import { DEFAULT_PARSE_LIMITS as PARSE_LIMIT_DEFAULTS, UUENCODE_MAX_BLOCKS } from '../kernel/limits.js';
+import {
+  DEFAULT_PARSE_LIMITS as PARSE_LIMIT_DEFAULTS,
+  TNEF_MAX_BYTES,
+  TNEF_MAX_FILES,
+  UUENCODE_MAX_BLOCKS,
+} from '../kernel/limits.js';
 import type { BlobStore } from '../store/blobs/blob-store.js';
 import { CuttingMailParser } from './body-cut.js';
 import { CharsetLedger, FittingDecoder, redecodedHeaderLine } from './charset-fix.js';
 import { returnedMessageIdHeader } from './report-peek.js';
+import { readTnef, type TnefContent, TnefError } from './tnef.js';
 import type { Address, ParsedMail, StoredPart } from './types.js';
 import { extractUuBlocks, UUENCODE_ENCODINGS, UuDecoder } from './uuencode.js';
 
@@ -295,6 +301,16 @@ export async function parseMail(
     contentHash: rawHash.digest('hex'),
     size,
   };
+  // winmail.dat: the files inside become attachments of their own (after it), and its body the mail's when
+  // the mail has none.
+  const tnef = await unpackTnef(mail.attachments, opts.blobs, parser, notes, limits);
+  if (tnef.parts.length > 0) mail.attachments = tnef.parts;
+  if (mail.text === null && mail.html === null && tnef.body) {
+    if (tnef.body.text !== null)
+      mail.text = withoutNul(truncateUtf8(tnef.body.text, limits.maxTextBytes).value);
+    if (tnef.body.html !== null)
+      mail.html = withoutNul(truncateUtf8(tnef.body.html, limits.maxTextBytes).value);
+  }
   const returned = await returnedMessageIdHeader(
     opts.blobs,
     mail.headers['content-type'] ?? '',
@@ -326,10 +342,9 @@ function isUuencoded(part: AttachmentStream): boolean {
   return typeof cte === 'string' && UUENCODE_ENCODINGS.has(cte.trim().toLowerCase());
 }
 
-/** A file name as it goes into the trace. */
+/** A file name as it goes into the trace: quoted, control characters escaped, long ones cut. */
 function clipName(name: string): string {
-  const clean = name.replace(/[\u0000-\u001f\u007f]/g, '?');
-  return JSON.stringify(clean.length > 80 ? `${clean.slice(0, 80)}…` : clean);
+  return JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name);
 }
 
 /**
@@ -368,6 +383,103 @@ async function uuBlocksOf(
     );
   }
   return { text: found.text, parts };
+}
+
+const TNEF_TYPES = new Set(['application/ms-tnef', 'application/vnd.ms-tnef']);
+
+function isTnef(part: StoredPart): boolean {
+  return TNEF_TYPES.has(part.contentType) || /^winmail\.dat$/i.test(part.filename);
+}
+
+/**
+ * Unpacks every winmail.dat among the attachments (tnef.ts). The winmail.dat itself stays in the list: what
+ * the files and body in it are is our reading of a proprietary container, and an admin who doubts it can still
+ * download what came. A winmail.dat that cannot be read (too large, broken, no TNEF at all) stays as it is,
+ * with its reason in the notes; the mail is taken in either way. `parts` is the new list (empty: unchanged).
+ */
+async function unpackTnef(
+  attachments: StoredPart[],
+  blobs: BlobStore,
+  parser: LimitedMailParser,
+  notes: string[],
+  limits: ParseLimits,
+): Promise<{ parts: StoredPart[]; body: { text: string | null; html: string | null } | null }> {
+  if (!attachments.some(isTnef)) return { parts: [], body: null };
+  const parts: StoredPart[] = [];
+  let body: { text: string | null; html: string | null } | null = null;
+  for (const part of attachments) {
+    parts.push(part);
+    if (!isTnef(part)) continue;
+    const label = clipName(part.filename);
+    if (part.size > TNEF_MAX_BYTES) {
+      notes.push(
+        `${label} not unpacked (TNEF_TOO_LARGE: ${part.size} bytes, the limit is ${TNEF_MAX_BYTES}); kept as it came`,
+      );
+      continue;
+    }
+    let content: TnefContent;
+    try {
+      content = readTnef(await blobBytes(blobs, part.sha256, TNEF_MAX_BYTES), TNEF_MAX_FILES);
+    } catch (err) {
+      const reason =
+        err instanceof TnefError ? `${err.problem}: ${err.message}` : `TNEF_UNREADABLE: ${messageOf(err)}`;
+      notes.push(`${label} not unpacked (${reason}); kept as it came`);
+      continue;
+    }
+    let n = 0;
+    for (const file of content.files) {
+      let stored: { sha256: string; size: number };
+      try {
+        stored = await blobs.put(Readable.from([file.data]));
+      } catch (err) {
+        throw codedError({ stage: 'store', err }, limits);
+      }
+      const name = withoutNul(file.name ?? '') || `winmail-${++n}.bin`;
+      const declared = (file.mimeType ?? '').trim().toLowerCase();
+      parts.push({
+        filename: name,
+        contentType: /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/.test(declared)
+          ? declared
+          : parser.typeOfName(name),
+        size: stored.size,
+        sha256: stored.sha256,
+        contentId: null,
+        disposition: 'attachment',
+      });
+    }
+    const bodyNote =
+      content.text !== null || content.html !== null
+        ? ' and its body'
+        : content.rtfOnly
+          ? ' (its body is compressed RTF, not unpacked)'
+          : '';
+    notes.push(
+      content.files.length === 0
+        ? `${label} holds no files${bodyNote}; kept as it came`
+        : `${label} unpacked: ${content.files.length} file(s)${bodyNote}; the winmail.dat is kept as well`,
+    );
+    if (body === null && (content.text !== null || content.html !== null)) {
+      body = { text: content.text, html: content.html };
+    }
+  }
+  return { parts, body };
+}
+
+/** A stored blob, whole, when it is at most `max` bytes (the caller checked the size already). */
+async function blobBytes(blobs: BlobStore, sha256: string, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const stream = blobs.get(sha256);
+  try {
+    for await (const chunk of stream) {
+      size += (chunk as Buffer).length;
+      if (size > max) throw new TnefError('TNEF_TRUNCATED', `larger than ${max} bytes`);
+      chunks.push(chunk as Buffer);
+    }
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(chunks, size);
 }
 
 function abandoned(): Error {
