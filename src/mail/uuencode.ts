@@ -74,17 +74,18 @@ export class UuDecoder extends Transform {
     const text = this.#carry + chunk.toString('latin1');
     const lines = text.split('\n');
     this.#carry = lines.pop() ?? '';
-    if (this.#carry.length > MAX_LINE) {
-      // a line this long is no uuencode: skip it up to its end
-      this.#carry = '';
-      this.#skipping = true;
-    }
     for (const raw of lines) {
       if (this.#skipping) {
+        // the end of a line too long to be uuencode
         this.#skipping = false;
         continue;
       }
       this.#line(raw.replace(/\r$/, ''));
+    }
+    if (this.#carry.length > MAX_LINE) {
+      // a line this long is no uuencode: skip it up to its end
+      this.#carry = '';
+      this.#skipping = true;
     }
     if (this.#state === 'preamble' && this.#preambleBytes > MAX_PREAMBLE) {
       this.#passRaw();
