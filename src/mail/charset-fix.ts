@@ -1,5 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream';
-import { type Decoded, decodeUnlabelled, hasEightBit, labelFits, strictUtf8 } from './charset.js';
+import { type Decoded, decodeAs, decodeUnlabelled, hasEightBit, labelFits, strictUtf8 } from './charset.js';
 
 /**
  * Where parse.ts applies the charset chain (charset.ts) inside mailparser: a text body's charset decoding and
@@ -14,6 +14,12 @@ const MAX_NOTES = 20;
 export class CharsetLedger {
   readonly declared: string[] = [];
   readonly notes: string[] = [];
+  /**
+   * The charset chosen for the mail's raw 8-bit header bytes taken together (`chooseHeaderCharset`): one
+   * sender's client writes all of them in one charset, and a detector is far surer of a subject, names and
+   * file names together than of a four-character name alone.
+   */
+  headerChoice: Decoded | null = null;
 
   declare(charset: string): void {
     const label = charset.trim();
@@ -127,13 +133,36 @@ export class FittingDecoder extends Transform {
  * mailparser's header processing reads. Null when the line needs nothing (ASCII, or valid UTF-8).
  */
 export function redecodedHeaderLine(line: string, ledger: CharsetLedger, what: string): string | null {
-  const bytes = Buffer.from(line, 'latin1');
-  if (!hasEightBit(bytes) || strictUtf8(bytes) !== null) return null;
+  const value = rawValue(line);
+  if (value === null) return null;
+  const choice = ledger.headerChoice;
+  const together = choice && labelFits(value, choice.charset) ? decodeAs(value, choice.charset) : null;
+  const decoded =
+    together !== null && choice !== null
+      ? { text: together, charset: choice.charset, how: choice.how }
+      : decodeUnlabelled(value, ledger.declared);
   const colon = line.indexOf(':');
-  if (colon < 0) return null;
-  const decoded = decodeUnlabelled(bytes.subarray(colon + 1), ledger.declared);
   ledger.note(`${what}: raw 8-bit bytes without a charset; ${describeChoice(decoded)}`);
   return line.slice(0, colon + 1) + Buffer.from(decoded.text, 'utf8').toString('latin1');
+}
+
+/** A raw header line's value bytes when they need the chain (8-bit, not UTF-8); null otherwise. */
+function rawValue(line: string): Buffer | null {
+  const colon = line.indexOf(':');
+  if (colon < 0) return null;
+  const bytes = Buffer.from(line.slice(colon + 1), 'latin1');
+  return hasEightBit(bytes) && strictUtf8(bytes) === null ? bytes : null;
+}
+
+/**
+ * Chooses one charset for all the given raw header lines that need one, from their bytes taken together
+ * (joined by line ends); each line is then decoded with it where it fits (redecodedHeaderLine).
+ */
+export function chooseHeaderCharset(lines: readonly string[], ledger: CharsetLedger): void {
+  const values = lines.map(rawValue).filter((v): v is Buffer => v !== null);
+  if (values.length === 0) return;
+  const joined = Buffer.concat(values.flatMap((v) => [v, Buffer.from('\n')]));
+  ledger.headerChoice = decodeUnlabelled(joined, ledger.declared);
 }
 
 /** A sender's label, as far as it goes into the trace. */

@@ -39,6 +39,8 @@ const LAST_RESORTS = [
   'windows-1251',
   'KOI8-R',
   'ISO-8859-2',
+  // the only one that maps every byte (windows-1252 leaves five undefined): the chain always ends somewhere
+  'ISO-8859-1',
 ];
 
 /** Whether the bytes hold anything outside 7-bit ASCII. */
@@ -150,8 +152,8 @@ export function decodeUnlabelled(
     if (best === null || cost < best.cost) best = { label, cost };
     if (cost === 0) break;
   }
-  // windows-1252 is always among the candidates, and decodes every byte: best is never null.
-  const label = best?.label ?? 'windows-1252';
+  // ISO-8859-1 is always among the candidates (unless declared, and tried already): best is never null.
+  const label = best?.label ?? 'ISO-8859-1';
   return { text: iconv.decode(buffer, label), charset: canonical(label), how: 'detected' };
 }
 
@@ -159,10 +161,12 @@ export function decodeUnlabelled(
 function detectorOrder(sample: Buffer): string[] {
   let found: string[] = [];
   try {
+    // ISO-8859-1 as windows-1252, as browsers read it (WHATWG Encoding): the same letters, and the bytes
+    // 0x80-0x9F are the typographic signs people meant, not C1 controls
     found = chardet
       .analyse(sample)
       .filter((m) => m.confidence > 0)
-      .map((m) => m.name);
+      .map((m) => (m.name === 'ISO-8859-1' ? 'windows-1252' : m.name));
   } catch {
     // a detector failure only leaves our own list
   }

@@ -18,7 +18,7 @@ import {
 } from '../kernel/limits.js';
 import type { BlobStore } from '../store/blobs/blob-store.js';
 import { CuttingMailParser } from './body-cut.js';
-import { CharsetLedger, FittingDecoder, redecodedHeaderLine } from './charset-fix.js';
+import { CharsetLedger, chooseHeaderCharset, FittingDecoder, redecodedHeaderLine } from './charset-fix.js';
 import { returnedMessageIdHeader } from './report-peek.js';
 import { readTnef, type TnefContent, TnefError } from './tnef.js';
 import type { Address, ParsedMail, StoredPart } from './types.js';
@@ -277,6 +277,7 @@ export async function parseMail(
 
   const subject = typeof parser.subject === 'string' ? parser.subject : '';
   // Raw 8-bit header bytes that are not UTF-8 are decoded again now that every part's charset is known.
+  parser.chooseHeaderCharset(root, pending);
   const redone = parser.redecodedHeaders(root, ROOT_FIELDS);
 
   const mail: ParsedMail = {
@@ -631,6 +632,21 @@ class LimitedMailParser extends CuttingMailParser {
     return (this as unknown as { processHeaders(lines: HeaderLines): Map<string, unknown> }).processHeaders(
       fixed,
     );
+  }
+
+  /** One charset for all raw 8-bit header bytes of the mail: its own fields' and its attachments' names. */
+  chooseHeaderCharset(root: HeaderLines, pending: readonly { part: AttachmentStream }[]): void {
+    const lines: string[] = [];
+    for (const key of Object.keys(ROOT_FIELDS)) {
+      const line = root.find((l) => l.key === key);
+      if (line) lines.push(line.line);
+    }
+    for (const { part } of pending) {
+      for (const l of this.#rawLines.get(part.headers) ?? []) {
+        if (l.key === 'content-disposition' || l.key === 'content-type') lines.push(l.line);
+      }
+    }
+    chooseHeaderCharset(lines, this.ledger);
   }
 
   /** The content type a file name suggests (mailparser's own table), application/octet-stream when none. */
