@@ -5,6 +5,7 @@ import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
 import { imapsMailbox } from './kit/mailboxes.js';
 import { buildTnef } from './kit/tnef.js';
+import { uuencode } from './kit/uuencode.js';
 import { deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
@@ -24,23 +25,6 @@ const PNG = Buffer.from(
 const NOTES = Buffer.from('Meeting notes\nline two\n');
 
 const b = (s: string) => Buffer.from(s, 'latin1');
-
-/** The classic uuencode of `data` (what `uuencode name` writes). */
-function uuencode(data: Buffer, name: string): string {
-  const ch = (v: number) => (v === 0 ? '`' : String.fromCharCode(v + 0x20));
-  const lines = [`begin 644 ${name}`];
-  for (let at = 0; at < data.length; at += 45) {
-    const chunk = data.subarray(at, at + 45);
-    let line = ch(chunk.length);
-    for (let i = 0; i < chunk.length; i += 3) {
-      const [x = 0, y = 0, z = 0] = [chunk[i], chunk[i + 1], chunk[i + 2]];
-      line += ch(x >> 2) + ch(((x & 3) << 4) | (y >> 4)) + ch(((y & 15) << 2) | (z >> 6)) + ch(z & 63);
-    }
-    lines.push(line);
-  }
-  lines.push('`', 'end', '');
-  return lines.join('\r\n');
-}
 
 function base64Lines(data: Buffer): string {
   return data.toString('base64').replace(/.{76}/g, '$&\r\n');
@@ -84,10 +68,10 @@ function latinMail(): Buffer {
       'Content-Type: multipart/mixed; boundary=b2\r\n\r\n--b2\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n',
     ),
     w('Voilà la facture, déjà réglée.\r\n\r\n'),
-    b(uuencode(PNG, 'capture.png')),
+    b(uuencode(PNG, 'capture.png', '\r\n')),
     w('Merci, à bientôt.\r\n'),
     b('--b2\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n'),
-    b(uuencode(PDF, 'recu.pdf')),
+    b(uuencode(PDF, 'recu.pdf', '\r\n')),
     b('--b2--\r\n'),
   ]);
 }

@@ -7,28 +7,12 @@ import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corpusRoot } from '../../test/kit/corpus.js';
 import { prng } from '../../test/kit/prng.js';
+import { uuencode } from '../../test/kit/uuencode.js';
 import { FileBlobStore } from '../store/blobs/blob-store.js';
 import { parseMail } from './parse.js';
 import { decodeUuLine, extractUuBlocks, UuDecoder } from './uuencode.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-/** The classic encoder (what `uuencode name` writes), to have inputs whose decoding is known. */
-export function uuencode(data: Buffer, name: string, lineEnd = '\n'): string {
-  const ch = (v: number) => (v === 0 ? '`' : String.fromCharCode(v + 0x20));
-  const lines = [`begin 644 ${name}`];
-  for (let at = 0; at < data.length; at += 45) {
-    const chunk = data.subarray(at, at + 45);
-    let line = ch(chunk.length);
-    for (let i = 0; i < chunk.length; i += 3) {
-      const [a = 0, b = 0, c = 0] = [chunk[i], chunk[i + 1], chunk[i + 2]];
-      line += ch(a >> 2) + ch(((a & 3) << 4) | (b >> 4)) + ch(((b & 15) << 2) | (c >> 6)) + ch(c & 63);
-    }
-    lines.push(line);
-  }
-  lines.push('`', 'end', '');
-  return lines.join(lineEnd);
-}
 
 function randomBytes(rand: () => number, n: number): Buffer {
   const b = Buffer.alloc(n);
