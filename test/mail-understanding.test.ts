@@ -23,6 +23,13 @@ const PNG = Buffer.from(
   'base64',
 );
 const NOTES = Buffer.from('Meeting notes\nline two\n');
+function peExecutable(): Buffer {
+  const exe = Buffer.alloc(1024);
+  exe.write('MZ', 0, 'latin1');
+  exe.writeUInt32LE(0x80, 0x3c);
+  exe.write('PE\0\0', 0x80, 'latin1');
+  return exe;
+}
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 
@@ -115,6 +122,13 @@ describe.each(ENGINES)('mail understanding end to end on %s', (engine) => {
     const dat = buildTnef([
       { title: 'TILBUD~1.PDF', longName: 'Tilbud på printere.pdf', mimeType: 'application/pdf', data: PDF },
       { title: 'notes.txt', longName: 'notes.txt', mimeType: 'text/plain', data: NOTES },
+      // unpacked files meet the attachment checks like any other: the default policy denies .exe
+      {
+        title: 'setup.exe',
+        longName: 'setup.exe',
+        mimeType: 'application/octet-stream',
+        data: peExecutable(),
+      },
     ]);
     await rt.services.mailboxes.add(imapsMailbox(dovecot, 'mu', 'mu', { idle: false }));
     await deliverMaildir(dovecot, 'mu', [japaneseMail(), latinMail(), outlookMail(dat)]);
@@ -160,6 +174,9 @@ describe.each(ENGINES)('mail understanding end to end on %s', (engine) => {
     expect(await download(dk.attachments[0]!.id)).toEqual(dat);
     expect(await download(dk.attachments[1]!.id)).toEqual(PDF);
     expect(await download(dk.attachments[2]!.id)).toEqual(NOTES);
+    expect(dk.droppedAttachments.map((d) => [d.filename, d.code])).toEqual([
+      ['setup.exe', 'EXTENSION_RESTRICTED'],
+    ]);
 
     for (const r of [jp, fr, dk]) {
       expect(r.subject).not.toContain('\ufffd');
@@ -188,7 +205,7 @@ describe.each(ENGINES)('mail understanding end to end on %s', (engine) => {
       ]),
     );
     expect(reasonsOf('Tilbud på printere')).toEqual(
-      expect.arrayContaining(['"winmail.dat" unpacked: 2 file(s); the winmail.dat is kept as well']),
+      expect.arrayContaining(['"winmail.dat" unpacked: 3 file(s); the winmail.dat is kept as well']),
     );
     expect(reasonsOf('Tilbud på printere').some((r) => r.includes('charset'))).toBe(false);
   });
