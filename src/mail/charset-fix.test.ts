@@ -106,6 +106,25 @@ describe('raw 8-bit header bytes (no RFC 2047/2231 encoding)', () => {
     ]);
   });
 
+  it('a value ending in a character whose UTF-8 ends in 0xA0 (à) keeps it, raw UTF-8 or raw windows-1252', async () => {
+    for (const charset of ['UTF-8', 'windows-1252']) {
+      const enc = (t: string) => iconv.encode(t, charset);
+      const raw = Buffer.concat([
+        b('From: x@example.com (Jean '),
+        enc('Voilà'),
+        b(')\r\nSubject: '),
+        enc('Et voilà'),
+        b('\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n'),
+        b('Content-Type: application/octet-stream; name='),
+        enc('déjà'),
+        b('\r\n\r\nx\r\n--b--\r\n'),
+      ]);
+      const mail = await parse(raw);
+      expect([mail.subject, mail.attachments[0]?.filename], charset).toEqual(['Et voilà', 'déjà']);
+      expect(mail.from?.name ?? '').not.toContain('\ufffd');
+    }
+  });
+
   it('random bytes in the headers: the mail parses, and no U+FFFD comes out of them', async () => {
     const rand = prng(2026);
     for (let i = 0; i < 150; i++) {

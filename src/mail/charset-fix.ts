@@ -129,10 +129,14 @@ export class FittingDecoder extends Transform {
 
 /**
  * A raw header line (a binary string: one character per byte, as mailsplit keeps them) with 8-bit bytes that
- * are not UTF-8, re-decoded by the chain and given back as a binary string of UTF-8 bytes, which is what
- * mailparser's header processing reads. Null when the line needs nothing (ASCII, or valid UTF-8).
+ * are not UTF-8, re-decoded by the chain: `text` is the decoded value, `line` the line again as a binary string
+ * of UTF-8 bytes, which is what mailparser's header processing reads. Null when the line needs nothing.
  */
-export function redecodedHeaderLine(line: string, ledger: CharsetLedger, what: string): string | null {
+export function redecodedHeaderLine(
+  line: string,
+  ledger: CharsetLedger,
+  what: string,
+): { line: string; text: string } | null {
   const value = rawValue(line);
   if (value === null) return null;
   const choice = ledger.headerChoice;
@@ -141,17 +145,29 @@ export function redecodedHeaderLine(line: string, ledger: CharsetLedger, what: s
     together !== null && choice !== null
       ? { text: together, charset: choice.charset, how: choice.how }
       : decodeUnlabelled(value, ledger.declared);
+  if (decoded.how !== 'utf-8') {
+    ledger.note(`${what}: raw 8-bit bytes without a charset; ${describeChoice(decoded)}`);
+  }
   const colon = line.indexOf(':');
-  ledger.note(`${what}: raw 8-bit bytes without a charset; ${describeChoice(decoded)}`);
-  return line.slice(0, colon + 1) + Buffer.from(decoded.text, 'utf8').toString('latin1');
+  return {
+    line: line.slice(0, colon + 1) + Buffer.from(decoded.text, 'utf8').toString('latin1'),
+    text: decoded.text,
+  };
 }
 
-/** A raw header line's value bytes when they need the chain (8-bit, not UTF-8); null otherwise. */
+/**
+ * A raw header line's value bytes when they need the chain (8-bit, not UTF-8); null otherwise. Also valid UTF-8
+ * that ends in a 0xA0 byte (`à`, `Š`, U+2020…): mailparser trims the value while it is still one character per
+ * byte, reads that byte as a no-break space, and cuts the character in half (U+FFFD at the end of the subject).
+ */
 function rawValue(line: string): Buffer | null {
   const colon = line.indexOf(':');
   if (colon < 0) return null;
   const bytes = Buffer.from(line.slice(colon + 1), 'latin1');
-  return hasEightBit(bytes) && strictUtf8(bytes) === null ? bytes : null;
+  if (!hasEightBit(bytes)) return null;
+  if (strictUtf8(bytes) === null) return bytes;
+  const end = line.replace(/[ \t\r\n]+$/, '');
+  return end.endsWith('\u00a0') ? bytes : null;
 }
 
 /**

@@ -31,6 +31,8 @@ export interface Decoded {
 /** Tried after the detector's own answers: the charsets raw 8-bit mail is most often in, most frequent first. */
 const LAST_RESORTS = [
   'windows-1252',
+  // the euro sign where windows-1252 reads `¤`
+  'ISO-8859-15',
   'Shift_JIS',
   'EUC-JP',
   'GB18030',
@@ -185,18 +187,24 @@ function canonical(label: string): string {
   return known.find((k) => squash(k) === squash(label)) ?? label;
 }
 
-// Characters a wrong single-byte guess produces and real text rarely holds: C0/C1 controls, the typographic
-// signs windows-1252 puts at 0x80-0x9F (`ƒ„…†‡ˆ‰‹‘’“”•˜™›`: Shift_JIS lead bytes read as windows-1252),
-// rarely used Latin-1 signs, box drawing (anything read as KOI8-R), bopomofo, loose Hangul jamo and small
-// form variants (Japanese read as Big5 or EUC-KR), and half-width katakana (EUC or GBK read as Shift_JIS).
+// Characters a wrong single-byte guess produces and real text rarely holds: C0/C1 controls, the signs
+// windows-1252 puts at 0x80-0x9F that people do not type (`ƒ‚†‡ˆ‰‹›˜™`: Shift_JIS lead bytes read as
+// windows-1252; curly quotes, dashes, bullets and the ellipsis are not among them, Outlook writes them all the
+// time), rarely used Latin-1 signs, box drawing (anything read as KOI8-R), bopomofo, loose Hangul jamo and small
+// form variants (Japanese read as Big5 or EUC-KR), half-width katakana (EUC or GBK read as Shift_JIS), and the
+// private use area (Shift_JIS's user-defined rows, where Latin-1 letters followed by a letter land).
 const ODD =
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what a wrong charset produces
-  /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00a2\u00a4\u00a6\u00a8\u00ac\u00af\u00b4\u00b8\u0192\u02c6\u02dc\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u2122\u2500-\u259f\u3100-\u312f\u3131-\u318e\ufe50-\ufe6f\uff61-\uff9f]/gu;
-// Letters of two scripts inside one word: `GrЪъe` (Latin-1 read as KOI8-R), `Ð¿Ñ` (UTF-8 read as Latin-1).
+  /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00a2\u00a4\u00a6\u00a8\u00ac\u00af\u00b4\u00b8\u0192\u02c6\u02dc\u201a\u2020\u2021\u2030\u2039\u203a\u2122\u2500-\u259f\u3100-\u312f\u3131-\u318e\ue000-\uf8ff\ufe50-\ufe6f\uff61-\uff9f]/gu;
+// Letters of two scripts inside one word: `GrЪъe` (Latin-1 read as KOI8-R), `Ð¿Ñ` (UTF-8 read as Latin-1);
+// one Han character right after Latin letters (`Priorit舩`: `ä` and the next letter read as one Shift_JIS or
+// Big5 character); an accented capital after a small letter (`óÐÉÓÏË`: KOI8-R's small letters are
+// windows-1252's capitals).
 const OTHER_SCRIPTS =
   '\\p{Script=Cyrillic}\\p{Script=Greek}\\p{Script=Han}\\p{Script=Hiragana}\\p{Script=Katakana}';
 const MIXED = new RegExp(
-  `[\\u00c0-\\u024f][${OTHER_SCRIPTS}]|[${OTHER_SCRIPTS}][\\u00c0-\\u024f]|\\p{Script=Cyrillic}[a-zA-Z]|[a-zA-Z]\\p{Script=Cyrillic}`,
+  `[\\u00c0-\\u024f][${OTHER_SCRIPTS}]|[${OTHER_SCRIPTS}][\\u00c0-\\u024f]|\\p{Script=Cyrillic}[a-zA-Z]|[a-zA-Z]\\p{Script=Cyrillic}` +
+    `|[a-zA-Z]\\p{Script=Han}(?![\\p{Script=Han}\\p{Script=Hiragana}\\p{Script=Katakana}])|\\p{Ll}[\\u00c0-\\u00de]`,
   'gu',
 );
 
@@ -206,7 +214,8 @@ const MIXED = new RegExp(
  */
 export function oddness(text: string): number {
   let cost = 0;
-  for (const ch of text) if (ch === '\ufffd') cost += 10;
+  // a candidate that loses a byte never beats one that keeps them all (a sample has fewer odd characters than this)
+  for (const ch of text) if (ch === '\ufffd') cost += 1_000_000;
   cost += (text.match(ODD) ?? []).length;
   cost += (text.match(MIXED) ?? []).length;
   return cost;

@@ -623,15 +623,38 @@ class LimitedMailParser extends CuttingMailParser {
    */
   redecodedHeaders(lines: HeaderLines, fields: Record<string, string>): Map<string, unknown> {
     const fixed: { key: string; line: string }[] = [];
+    const out = new Map<string, unknown>();
     for (const [key, what] of Object.entries(fields)) {
       const line = lines.find((l) => l.key === key);
       const redone = line ? redecodedHeaderLine(line.line, this.ledger, what) : null;
-      if (redone !== null) fixed.push({ key, line: redone });
+      if (redone === null) continue;
+      if (key === 'subject') {
+        // mailparser trims the value while it is one character per byte: a last character whose UTF-8 ends in
+        // 0xA0 (`à`) would lose that byte as a no-break space. The subject is decoded here instead, as
+        // mailparser does it (encoded words in it decoded too).
+        out.set(key, this.decodeWords(redone.text.replace(/\r?\n[ \t]+/g, ' ')).trim());
+        continue;
+      }
+      // the same trim, kept away from the value by an empty list entry / parameter the parsers skip
+      const guard = redone.line.endsWith('\u00a0') ? (key.startsWith('content-') ? ';' : ',') : '';
+      fixed.push({ key, line: redone.line + guard });
     }
-    if (fixed.length === 0) return new Map();
-    return (this as unknown as { processHeaders(lines: HeaderLines): Map<string, unknown> }).processHeaders(
-      fixed,
-    );
+    if (fixed.length === 0) return out;
+    const processed = (
+      this as unknown as { processHeaders(lines: HeaderLines): Map<string, unknown> }
+    ).processHeaders(fixed);
+    for (const [k, v] of processed) out.set(k, v);
+    return out;
+  }
+
+  /** RFC 2047 encoded words decoded by mailparser's own libmime; the text as it is when that fails. */
+  decodeWords(text: string): string {
+    const libmime = (this as unknown as { libmime?: { decodeWords(s: string): string } }).libmime;
+    try {
+      return libmime ? libmime.decodeWords(text) : text;
+    } catch {
+      return text;
+    }
   }
 
   /** One charset for all raw 8-bit header bytes of the mail: its own fields' and its attachments' names. */
