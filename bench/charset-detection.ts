@@ -30,7 +30,9 @@ function encodedWords(raw: Buffer): Sample[] {
       enc.toUpperCase() === 'B'
         ? Buffer.from(data, 'base64')
         : Buffer.from(
-            data.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_s, h: string) => String.fromCharCode(Number.parseInt(h, 16))),
+            data
+              .replace(/_/g, ' ')
+              .replace(/=([0-9A-Fa-f]{2})/g, (_s, h: string) => String.fromCharCode(Number.parseInt(h, 16))),
             'latin1',
           );
     out.push({ label, bytes });
@@ -120,7 +122,22 @@ function tally(samples: Sample[], seenKeys: Set<string>, t: Tally): void {
     else {
       const k = `${s.label.toLowerCase()} → ${got.charset}${strictUtf8(s.bytes) !== null ? ' (valid UTF-8)' : ''}`;
       t.wrong.set(k, (t.wrong.get(k) ?? 0) + 1);
-      if (process.env.SHOW_WRONG) console.log(JSON.stringify({ k, truth: truth.slice(0, 80), got: got.text.slice(0, 80), t8: [...truth].filter((c) => c > "\x7f").join("").slice(0, 40), g8: [...got.text].filter((c) => c > "\x7f").join("").slice(0, 40) }));
+      if (process.env.SHOW_WRONG)
+        console.log(
+          JSON.stringify({
+            k,
+            truth: truth.slice(0, 80),
+            got: got.text.slice(0, 80),
+            t8: [...truth]
+              .filter((c) => c > '\x7f')
+              .join('')
+              .slice(0, 40),
+            g8: [...got.text]
+              .filter((c) => c > '\x7f')
+              .join('')
+              .slice(0, 40),
+          }),
+        );
     }
   }
 }
