@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corpusRoot } from '../../test/kit/corpus.js';
 import { prng } from '../../test/kit/prng.js';
 import { FileBlobStore } from '../store/blobs/blob-store.js';
+import { mergedEncodedWords } from './charset-fix.js';
 import { parseMail } from './parse.js';
 
 let dir: string;
@@ -153,6 +154,62 @@ describe('raw 8-bit header bytes (no RFC 2047/2231 encoding)', () => {
       expect(mail.text ?? '').not.toContain('\ufffd');
     }
   });
+});
+
+describe('a character split across two encoded words', () => {
+  /** `text`'s bytes in `charset`, cut at random byte positions into encoded words, Q or B at random. */
+  function splitWords(rand: () => number, text: string, charset: string): string {
+    const bytes = iconv.encode(text, charset);
+    const words: string[] = [];
+    for (let at = 0; at < bytes.length; ) {
+      const n = 1 + Math.floor(rand() * 9);
+      const piece = bytes.subarray(at, at + n);
+      at += n;
+      const q = [...piece].map((x) => `=${x.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+      words.push(rand() < 0.5 ? `=?${charset}?B?${piece.toString('base64')}?=` : `=?${charset}?Q?${q}?=`);
+    }
+    return words.join('\r\n ');
+  }
+
+  it('is joined again, in subjects, names and file names (generated splits, UTF-8 and Shift_JIS)', async () => {
+    const rand = prng(22);
+    for (let round = 0; round < 40; round++) {
+      const charset = round % 2 === 0 ? 'UTF-8' : 'Shift_JIS';
+      const text = ['Евгений Васильев', '請求書について（至急）', 'Größe und Maße', 'お問い合わせ'][
+        round % 4
+      ] as string;
+      const raw = Buffer.from(
+        `From: ${splitWords(rand, text, charset)} <x@example.com>\r\nSubject: ${splitWords(rand, text, charset)}\r\n` +
+          'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n' +
+          `Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="${splitWords(rand, `${text}.pdf`, charset)}"\r\n\r\nx\r\n--b--\r\n`,
+        'latin1',
+      );
+      const mail = await parse(raw);
+      expect([mail.subject, mail.from?.name, mail.attachments[0]?.filename]).toEqual([
+        text,
+        text,
+        `${text}.pdf`,
+      ]);
+    }
+  });
+
+  it('leaves words that each hold whole characters, other charsets next to each other, and UTF-7 alone', () => {
+    expect(mergedEncodedWords('Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= =?UTF-8?Q?_aus?=')).toBeNull();
+    expect(mergedEncodedWords('Subject: =?UTF-8?Q?=C3?= =?ISO-8859-1?Q?=BC?=')).toBeNull();
+    expect(mergedEncodedWords('Subject: =?UTF-7?Q?+AD?= =?UTF-7?Q?w-?=')).toBeNull();
+    expect(mergedEncodedWords('Subject: plain')).toBeNull();
+  });
+
+  it.skipIf(!existsSync(corpusRoot))(
+    'otobo PostMaster-Test22: a Cyrillic name split across Q and B words',
+    async () => {
+      const mail = await parse(
+        readFileSync(join(corpusRoot, 'otobo/scripts/test/sample/EmailParser/PostMaster-Test22.box')),
+      );
+      expect(mail.to[0]?.name).toBe('QBQB Евгений Васильев Новоподзалупинский');
+      expect(mail.subject).toBe('QBQB Евгений Васильев Новоподзалупинский <xxzzyy@gmail.com>');
+    },
+  );
 });
 
 describe('charset labels that lie', () => {

@@ -181,6 +181,61 @@ export function chooseHeaderCharset(lines: readonly string[], ledger: CharsetLed
   ledger.headerChoice = decodeUnlabelled(joined, ledger.declared);
 }
 
+const ENCODED_WORD = /=\?([^?*\s]+)(?:\*[^?]*)?\?([bBqQ])\?([^?\s]*)\?=/g;
+
+/** The bytes an RFC 2047 encoded word carries. */
+function wordBytes(encoding: string, data: string): Buffer {
+  if (encoding.toUpperCase() === 'B') return Buffer.from(data, 'base64');
+  return Buffer.from(
+    data
+      .replace(/_/g, ' ')
+      .replace(/=([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(Number.parseInt(hex, 16))),
+    'latin1',
+  );
+}
+
+/**
+ * A header line whose runs of adjacent encoded words of one charset split a character between two words
+ * (`=?utf-8?Q?=D0=92=D0?= =?utf-8?B?sNGB?=`: RFC 2047 forbids it, some mailers do it) with each such run
+ * replaced by one UTF-8 encoded word of their joint decoding; null when no run needs it (each word decodes
+ * whole, as the RFC wants). Only runs whose separate decoding loses a byte and whose joint decoding does not are
+ * touched; UTF-7 never (mailparser refuses it: it would turn `+ADw-` into `<`).
+ */
+export function mergedEncodedWords(line: string): string | null {
+  if (!line.includes('=?')) return null;
+  const words = [...line.matchAll(ENCODED_WORD)];
+  let out = '';
+  let last = 0;
+  for (let i = 0; i < words.length; ) {
+    const first = words[i] as RegExpMatchArray;
+    const charset = (first[1] ?? '').toLowerCase();
+    let j = i;
+    while (j + 1 < words.length) {
+      const a = words[j] as RegExpMatchArray;
+      const b = words[j + 1] as RegExpMatchArray;
+      const gap = line.slice((a.index ?? 0) + a[0].length, b.index ?? 0);
+      if (!/^[ \t\r\n]*$/.test(gap) || (b[1] ?? '').toLowerCase() !== charset) break;
+      j++;
+    }
+    if (j > i && !/^(utf-?7|unicode-1-1-utf-7)$/.test(charset)) {
+      const run = words.slice(i, j + 1).map((w) => wordBytes(w[2] ?? '', w[3] ?? ''));
+      const separate = run.map((bytes) => decodeAs(bytes, charset));
+      const joint = decodeAs(Buffer.concat(run), charset);
+      if (
+        joint !== null &&
+        !joint.includes('\ufffd') &&
+        separate.some((t) => t === null || t.includes('\ufffd'))
+      ) {
+        const end = words[j] as RegExpMatchArray;
+        out += `${line.slice(last, first.index)}=?UTF-8?B?${Buffer.from(joint, 'utf8').toString('base64')}?=`;
+        last = (end.index ?? 0) + end[0].length;
+      }
+    }
+    i = j + 1;
+  }
+  return last === 0 ? null : out + line.slice(last);
+}
+
 /** A sender's label, as far as it goes into the trace. */
 function clip(label: string): string {
   const clean = label.replace(/[^\x21-\x7e]/g, '?');

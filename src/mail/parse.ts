@@ -18,7 +18,13 @@ import {
 } from '../kernel/limits.js';
 import type { BlobStore } from '../store/blobs/blob-store.js';
 import { CuttingMailParser } from './body-cut.js';
-import { CharsetLedger, chooseHeaderCharset, FittingDecoder, redecodedHeaderLine } from './charset-fix.js';
+import {
+  CharsetLedger,
+  chooseHeaderCharset,
+  FittingDecoder,
+  mergedEncodedWords,
+  redecodedHeaderLine,
+} from './charset-fix.js';
 import { returnedMessageIdHeader } from './report-peek.js';
 import { readTnef, type TnefContent, TnefError } from './tnef.js';
 import type { Address, ParsedMail, StoredPart } from './types.js';
@@ -626,7 +632,13 @@ class LimitedMailParser extends CuttingMailParser {
     const out = new Map<string, unknown>();
     for (const [key, what] of Object.entries(fields)) {
       const line = lines.find((l) => l.key === key);
-      const redone = line ? redecodedHeaderLine(line.line, this.ledger, what) : null;
+      if (!line) continue;
+      const merged = mergedEncodedWords(line.line);
+      if (merged !== null)
+        this.ledger.note(`${what}: a character split across two encoded words joined again`);
+      const redone =
+        redecodedHeaderLine(merged ?? line.line, this.ledger, what) ??
+        (merged === null ? null : { line: merged, text: merged.slice(merged.indexOf(':') + 1) });
       if (redone === null) continue;
       if (key === 'subject') {
         // mailparser trims the value while it is one character per byte: a last character whose UTF-8 ends in
