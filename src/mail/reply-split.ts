@@ -117,17 +117,18 @@ export function splitReply(input: SplitInput | string): ReplySplit {
     const cut = cutAt.get(n);
     if (cut !== undefined) {
       newLines.push(line.slice(0, cut));
-      quotedLines.push(line.slice(cut));
+      quotedLines.push(line.slice(cut).replace(/^[\s-]+/, ''));
       return;
     }
     const kind = kinds[n];
     (kind === 'quoted' ? quotedLines : kind === 'signature' ? signatureLines : newLines).push(line);
   });
-  // Rules and punctuation alone (the dashes above a forwarded block) are nothing anyone wrote.
-  const tidied = tidy(newLines.join('\n'));
-  const newPart = /[\p{L}\p{N}]/u.test(tidied) ? tidied : '';
   const quoted = quotedLines.join('\n').trim();
   const signature = signatureLines.join('\n').trim();
+  // Rules and punctuation alone beside folded text (the dashes above a forwarded block) are nothing anyone wrote.
+  const tidied = tidy(newLines.join('\n'));
+  const folded = quoted !== '' || signature !== '';
+  const newPart = folded && !/[\p{L}\p{N}]/u.test(tidied) ? '' : tidied;
   return { newPart, quoted, signature, method: quoted === '' && signature === '' ? 'whole' : 'split' };
 }
 
@@ -335,12 +336,30 @@ function markSignatureIn(
   }
   if (found < 0) return;
   // A rule (----, ====, ____) that the text above also uses is decoration, not a signature separator.
-  if (foundIsRule && hasRuleAbove(lines, start, found)) return;
+  // So is a rule repeated below it, unless the repeat closes the block (a boxed address).
+  if (foundIsRule && (hasRuleAbove(lines, start, found) || repeatsBelow(lines, found, end))) return;
   // A signature is never the whole of what was written: a block of its own only after the sender's words
   // (a list footer below a bottom-posted reply), or under the standard "-- " separator (RFC 3676 §4.3).
   const standard = (lines[found] as string).trimEnd() === '--';
   if (!(wordsBefore || standard || hasWords(lines, start, found))) return;
   for (let n = found; n < end; n++) kinds[n] = 'signature';
+}
+
+function repeatsBelow(lines: string[], found: number, end: number): boolean {
+  const char = (lines[found] as string).trim()[0];
+  let last = end - 1;
+  while (last > found && isBlank(lines[last] as string)) last--;
+  for (let n = found + 1; n < last; n++) {
+    const t = (lines[n] as string).trim();
+    if (
+      t.length >= 3 &&
+      t.length <= REPLY_SPLIT_MAX_LINE_CHARS &&
+      t[0] === char &&
+      /^(?:-+|=+|_+|\*+)$/.test(t)
+    )
+      return true;
+  }
+  return false;
 }
 
 function hasRuleAbove(lines: string[], start: number, end: number): boolean {
