@@ -66,8 +66,10 @@ export interface SplitInput {
 type Kind = 'new' | 'quoted' | 'signature';
 
 export function splitReply(input: SplitInput | string): ReplySplit {
+  // A text part that is blank (some clients send one beside the HTML) says nothing: split the HTML's text.
+  const text = typeof input === 'string' ? input : input.text;
   const source =
-    typeof input === 'string' ? input : (input.text ?? (input.html ? htmlToText(input.html) : null) ?? '');
+    text && text.trim() !== '' ? text : typeof input !== 'string' && input.html ? htmlToText(input.html) : '';
   const lines = source.replace(/\r\n?/g, '\n').split('\n');
   if (source.trim() === '') return { newPart: '', quoted: '', signature: '', method: 'empty' };
   const kinds: Kind[] = new Array(lines.length).fill('new');
