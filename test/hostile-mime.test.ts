@@ -35,6 +35,8 @@ const REQUESTS = [
   'comments nested 10,000 deep after an address',
   'lying charset utf-7',
   'Date: "Mon, 7 Dec 99999 00:00:00 +0000"',
+  'uuencode part: an 8 MB line, truncated lines, no end',
+  'winmail.dat: an attribute length claiming 4 GB',
 ];
 const ERROR_FOLDER = 'Mailintake Errors';
 

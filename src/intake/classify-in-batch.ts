@@ -79,6 +79,8 @@ export async function classifyInBatch(
   }
   // nothing silent: a body cut for display (mail/body-cut.ts) says so where the admin looks
   if (mail.truncatedReason) reasons.push(mail.truncatedReason);
+  // and so does a choice the parser made on its own (a charset, an unpacked winmail.dat)
+  if (mail.parseNotes) reasons.push(...mail.parseNotes);
   return { decision, reasons, machine };
 }
 

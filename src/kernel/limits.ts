@@ -65,6 +65,25 @@ export const BODY_CUT_BACK_OFF_BYTES = 1000;
  */
 export const QP_MAX_CARRY_BYTES = 64 * KiB;
 
+/**
+ * How much of a body the charset chain (mail/charset.ts) decodes with each candidate charset before it picks
+ * one; the winner then decodes the whole body. A dozen candidates times a 4 MiB body would be seconds of CPU;
+ * 64 KiB of text is plenty for the detector and for spotting mojibake.
+ */
+export const CHARSET_SAMPLE_BYTES = 64 * KiB;
+
+/**
+ * Largest winmail.dat (TNEF) unpacked into its attachments (mail/tnef.ts reads it whole). Larger ones stay as
+ * they are, with a note in the trace; the mail is taken in either way.
+ */
+export const TNEF_MAX_BYTES = 32 * MiB;
+
+/** Most files unpacked from one winmail.dat; the rest stay inside it (a hostile one can claim millions). */
+export const TNEF_MAX_FILES = 200;
+
+/** Most uuencoded blocks taken out of one text body as attachments; further ones stay in the text. */
+export const UUENCODE_MAX_BLOCKS = 50;
+
 // ---- Attachment checks (mail/attachment-checks.ts) ----------------------------------------------------------
 
 /** A size limit in a portal's attachment policy beyond this (1 TB, in MB) is a typo, not a policy. */
@@ -357,3 +376,18 @@ export const FORM_SENDERS_MAX = 200;
 export const PARTICIPANTS_PER_MAIL_MAX = 50;
 /** What of a forwarded message/rfc822 part is read back from the blob store for its header, in bytes. */
 export const FORWARDED_HEAD_BYTES = 32 * KiB;
+
+// ---- The new part of a reply (mail/reply-split.ts) ----------------------------------------------------------
+
+/**
+ * Lines longer than this, in characters, are text: never tested as a quote header or a signature. RFC 5322
+ * lines are at most 998 characters; quote headers are far shorter. Bounds the pattern work per line.
+ */
+export const REPLY_SPLIT_MAX_LINE_CHARS = 1000;
+/** Lines an attribution ("On … wrote:") may wrap over; Gmail and Outlook wrap it over up to three. */
+export const REPLY_SPLIT_HEADER_LOOKAHEAD = 3;
+/**
+ * Non-empty lines a signature may have below its start ("-- ", "Regards,"): a longer tail is the message
+ * itself, not a signature (a "---" rule in the middle of a long text must not fold the rest).
+ */
+export const REPLY_SPLIT_SIGNATURE_LINES = 12;

@@ -1,13 +1,34 @@
 import { createHash } from 'node:crypto';
-import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { AddressObject, AttachmentStream, EmailAddress, HeaderLines, MessageText } from 'mailparser';
+import {
+  type AddressObject,
+  type AttachmentStream,
+  type EmailAddress,
+  type HeaderLines,
+  MailParser,
+  type MessageText,
+} from 'mailparser';
 import { isMailintakeError, MailintakeError } from '../kernel/errors.js';
-import { DEFAULT_PARSE_LIMITS as PARSE_LIMIT_DEFAULTS } from '../kernel/limits.js';
+import {
+  DEFAULT_PARSE_LIMITS as PARSE_LIMIT_DEFAULTS,
+  TNEF_MAX_BYTES,
+  TNEF_MAX_FILES,
+  UUENCODE_MAX_BLOCKS,
+} from '../kernel/limits.js';
 import type { BlobStore } from '../store/blobs/blob-store.js';
 import { CuttingMailParser } from './body-cut.js';
+import {
+  CharsetLedger,
+  chooseHeaderCharset,
+  FittingDecoder,
+  mergedEncodedWords,
+  redecodedHeaderLine,
+} from './charset-fix.js';
 import { returnedMessageIdHeader } from './report-peek.js';
+import { readTnef, type TnefContent, TnefError } from './tnef.js';
 import type { Address, ParsedMail, StoredPart } from './types.js';
+import { extractUuBlocks, UUENCODE_ENCODINGS, UuDecoder } from './uuencode.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Limits: one type, its defaults and its validation, here and nowhere else.
@@ -180,7 +201,9 @@ export async function parseMail(
   raw.on('error', (err) => fail('source', err));
   parser.on('error', (err) => fail('parse', err));
 
-  const pending: { part: AttachmentStream; stored: { sha256: string; size: number } }[] = [];
+  const pending: Pending[] = [];
+  /** What the parser decided on its own besides charsets (uuencode, winmail.dat), for the trace. */
+  const notes: string[] = [];
   let message: MessageText | null = null;
   let current: AttachmentStream | null = null;
   // The blob put under way. When the parser fails, pipeline can settle before `consume` has seen its put
@@ -206,14 +229,28 @@ export async function parseMail(
       // The put reports a failure of the stream by rejecting; this keeps our own destroy(abandoned()) from
       // also being an uncaught 'error' when a put has not listened yet.
       item.content.on('error', () => {});
+      // A part sent with a uuencode transfer encoding (mailparser passes it on undecoded) is decoded on its way
+      // to the blob store.
+      const uu = isUuencoded(item) ? new UuDecoder() : null;
+      if (uu) {
+        item.content.once('error', (err) => uu.destroy(err));
+        item.content.pipe(uu);
+      }
       try {
-        const put = opts.blobs.put(item.content);
+        const put = opts.blobs.put(uu ?? item.content);
         inflight = put;
         const stored = await put.catch((err: unknown) => {
           fail('store', err);
           throw err;
         });
-        pending.push({ part: item, stored });
+        pending.push({ part: item, stored, ...(uu?.name ? { uuName: uu.name } : {}) });
+        if (uu) {
+          notes.push(
+            uu.name === null
+              ? 'a part marked uuencoded had no begin line: kept as it came'
+              : `uuencoded part decoded: ${clipName(uu.name)}`,
+          );
+        }
       } finally {
         current = null;
         // mailparser waits for release() before it goes on past this part; after release it drains whatever
@@ -233,30 +270,58 @@ export async function parseMail(
   }
 
   const root = parser.headerLines || [];
-  const text = withoutNul((message as MessageText | null)?.text ?? null);
+  // `begin 644 name` … `end` blocks in the text body become attachments, and the text says where they were.
+  const uu = await uuBlocksOf(
+    withoutNul((message as MessageText | null)?.text ?? null),
+    opts.blobs,
+    parser,
+    notes,
+    limits,
+  );
+  const text = uu.text;
   const html = withoutNul((message as MessageText | null)?.html ?? null);
   const cutText = truncateUtf8(parser.dropped.text > 0 ? withoutSplitEnd(text) : text, limits.maxTextBytes);
   const cutHtml = truncateUtf8(parser.dropped.html > 0 ? withoutSplitEnd(html) : html, limits.maxTextBytes);
   const textCut = cutText.cut || parser.dropped.text > 0;
   const htmlCut = cutHtml.cut || parser.dropped.html > 0;
 
+  const subject = typeof parser.subject === 'string' ? parser.subject : '';
+  // Raw 8-bit header bytes that are not UTF-8 are decoded again now that every part's charset is known.
+  parser.chooseHeaderCharset(root, pending);
+  const redone = parser.redecodedHeaders(root, ROOT_FIELDS);
+
   const mail: ParsedMail = {
     messageId: extractMessageIds(firstHeader(root, 'message-id') ?? '')[0] ?? null,
     inReplyTo: extractMessageIds(allHeaders(root, 'in-reply-to').join(' ')),
     references: extractMessageIds(allHeaders(root, 'references').join(' ')),
-    subject: withoutNul(typeof parser.subject === 'string' ? parser.subject : ''),
-    from: addresses(parser.from)[0] ?? null,
-    to: addresses(parser.to),
-    cc: addresses(parser.cc),
-    replyTo: addresses(parser.replyTo),
+    subject: withoutNul(
+      typeof redone.get('subject') === 'string' ? (redone.get('subject') as string) : subject,
+    ),
+    from: addresses((redone.get('from') as AddressObject | undefined) ?? parser.from)[0] ?? null,
+    to: addresses((redone.get('to') as AddressObject | undefined) ?? parser.to),
+    cc: addresses((redone.get('cc') as AddressObject | undefined) ?? parser.cc),
+    replyTo: addresses((redone.get('reply-to') as AddressObject | undefined) ?? parser.replyTo),
     date: parseDate(firstHeader(root, 'date')),
     text: textCut ? withMarker(cutText.value, 'text') : cutText.value,
     html: htmlCut ? withMarker(cutHtml.value, 'html') : cutHtml.value,
-    attachments: storedParts(pending, html),
+    attachments: [
+      ...storedParts(pending, html, (part) => redecodedFilename(parser, part), parser),
+      ...uu.parts,
+    ],
     headers: classifierHeaders(root),
     contentHash: rawHash.digest('hex'),
     size,
   };
+  // winmail.dat: the files inside become attachments of their own (after it), and its body the mail's when
+  // the mail has none.
+  const tnef = await unpackTnef(mail.attachments, opts.blobs, parser, notes, limits);
+  if (tnef.parts.length > 0) mail.attachments = tnef.parts;
+  if (mail.text === null && mail.html === null && tnef.body) {
+    if (tnef.body.text !== null)
+      mail.text = withoutNul(truncateUtf8(tnef.body.text, limits.maxTextBytes).value);
+    if (tnef.body.html !== null)
+      mail.html = withoutNul(truncateUtf8(tnef.body.html, limits.maxTextBytes).value);
+  }
   const returned = await returnedMessageIdHeader(
     opts.blobs,
     mail.headers['content-type'] ?? '',
@@ -264,6 +329,7 @@ export async function parseMail(
   );
   const returnedId = returned === undefined ? undefined : extractMessageIds(returned)[0];
   if (returnedId) mail.returnedMessageId = withoutNul(returnedId);
+  if (parser.ledger.notes.length + notes.length > 0) mail.parseNotes = [...parser.ledger.notes, ...notes];
   if (textCut || htmlCut) {
     mail.truncated = true;
     mail.truncatedReason = truncationReason(
@@ -273,6 +339,158 @@ export async function parseMail(
     );
   }
   return mail;
+}
+
+/** An attachment on its way to the blob store, with the name a uuencoded part's `begin` line gave. */
+interface Pending {
+  part: AttachmentStream;
+  stored: { sha256: string; size: number };
+  uuName?: string;
+}
+
+function isUuencoded(part: AttachmentStream): boolean {
+  const cte = part.headers.get('content-transfer-encoding');
+  return typeof cte === 'string' && UUENCODE_ENCODINGS.has(cte.trim().toLowerCase());
+}
+
+/** A file name as it goes into the trace: quoted, control characters escaped, long ones cut. */
+function clipName(name: string): string {
+  return JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name);
+}
+
+/**
+ * Takes uuencoded blocks out of the text body and stores each as an attachment (the attachment checks see
+ * them like any other). The text is at most the display limit, so the blocks are bounded by it; a block the
+ * cut ended early is kept as far as it came, and the raw mail keeps the whole.
+ */
+async function uuBlocksOf(
+  text: string | null,
+  blobs: BlobStore,
+  parser: LimitedMailParser,
+  notes: string[],
+  limits: ParseLimits,
+): Promise<{ text: string | null; parts: StoredPart[] }> {
+  if (text === null) return { text, parts: [] };
+  const found = extractUuBlocks(text, UUENCODE_MAX_BLOCKS);
+  const parts: StoredPart[] = [];
+  for (const block of found.blocks) {
+    let stored: { sha256: string; size: number };
+    try {
+      stored = await blobs.put(Readable.from([block.data]));
+    } catch (err) {
+      throw codedError({ stage: 'store', err }, limits);
+    }
+    const name = withoutNul(block.name) || `uuencoded-${parts.length + 1}.bin`;
+    parts.push({
+      filename: name,
+      contentType: parser.typeOfName(name),
+      size: stored.size,
+      sha256: stored.sha256,
+      contentId: null,
+      disposition: 'attachment',
+    });
+    notes.push(
+      `uuencoded file ${clipName(name)} in the text body kept as an attachment${block.complete ? '' : ' (its end line was missing: what came is kept)'}`,
+    );
+  }
+  return { text: found.text, parts };
+}
+
+const TNEF_TYPES = new Set(['application/ms-tnef', 'application/vnd.ms-tnef']);
+
+function isTnef(part: StoredPart): boolean {
+  return TNEF_TYPES.has(part.contentType) || /^winmail\.dat$/i.test(part.filename);
+}
+
+/**
+ * Unpacks every winmail.dat among the attachments (tnef.ts). The winmail.dat itself stays in the list: what
+ * the files and body in it are is our reading of a proprietary container, and an admin who doubts it can still
+ * download what came. A winmail.dat that cannot be read (too large, broken, no TNEF at all) stays as it is,
+ * with its reason in the notes; the mail is taken in either way. `parts` is the new list (empty: unchanged).
+ */
+async function unpackTnef(
+  attachments: StoredPart[],
+  blobs: BlobStore,
+  parser: LimitedMailParser,
+  notes: string[],
+  limits: ParseLimits,
+): Promise<{ parts: StoredPart[]; body: { text: string | null; html: string | null } | null }> {
+  if (!attachments.some(isTnef)) return { parts: [], body: null };
+  const parts: StoredPart[] = [];
+  let body: { text: string | null; html: string | null } | null = null;
+  for (const part of attachments) {
+    parts.push(part);
+    if (!isTnef(part)) continue;
+    const label = clipName(part.filename);
+    if (part.size > TNEF_MAX_BYTES) {
+      notes.push(
+        `${label} not unpacked (TNEF_TOO_LARGE: ${part.size} bytes, the limit is ${TNEF_MAX_BYTES}); kept as it came`,
+      );
+      continue;
+    }
+    let content: TnefContent;
+    try {
+      content = readTnef(await blobBytes(blobs, part.sha256, TNEF_MAX_BYTES), TNEF_MAX_FILES);
+    } catch (err) {
+      const reason =
+        err instanceof TnefError ? `${err.problem}: ${err.message}` : `TNEF_UNREADABLE: ${messageOf(err)}`;
+      notes.push(`${label} not unpacked (${reason}); kept as it came`);
+      continue;
+    }
+    let n = 0;
+    for (const file of content.files) {
+      let stored: { sha256: string; size: number };
+      try {
+        stored = await blobs.put(Readable.from([file.data]));
+      } catch (err) {
+        throw codedError({ stage: 'store', err }, limits);
+      }
+      const name = withoutNul(file.name ?? '') || `winmail-${++n}.bin`;
+      const declared = (file.mimeType ?? '').trim().toLowerCase();
+      parts.push({
+        filename: name,
+        contentType: /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/.test(declared)
+          ? declared
+          : parser.typeOfName(name),
+        size: stored.size,
+        sha256: stored.sha256,
+        contentId: null,
+        disposition: 'attachment',
+      });
+    }
+    const bodyNote =
+      content.text !== null || content.html !== null
+        ? ' and its body'
+        : content.rtfOnly
+          ? ' (its body is compressed RTF, not unpacked)'
+          : '';
+    notes.push(
+      content.files.length === 0
+        ? `${label} holds no files${bodyNote}; kept as it came`
+        : `${label} unpacked: ${content.files.length} file(s)${bodyNote}; the winmail.dat is kept as well`,
+    );
+    if (body === null && (content.text !== null || content.html !== null)) {
+      body = { text: content.text, html: content.html };
+    }
+  }
+  return { parts, body };
+}
+
+/** A stored blob, whole, when it is at most `max` bytes (the caller checked the size already). */
+async function blobBytes(blobs: BlobStore, sha256: string, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const stream = blobs.get(sha256);
+  try {
+    for await (const chunk of stream) {
+      size += (chunk as Buffer).length;
+      if (size > max) throw new TnefError('TNEF_TRUNCATED', `larger than ${max} bytes`);
+      chunks.push(chunk as Buffer);
+    }
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(chunks, size);
 }
 
 function abandoned(): Error {
@@ -351,6 +569,10 @@ interface SplitNode {
  */
 class LimitedMailParser extends CuttingMailParser {
   readonly #maxDepth: number;
+  /** The charsets the mail declares and the notes on the charset choices made (charset-fix.ts). */
+  readonly ledger = new CharsetLedger();
+  /** Each node's raw header lines, by its processed header Map (what an attachment carries as `headers`). */
+  readonly #rawLines = new WeakMap<object, HeaderLines>();
 
   constructor(
     options: ConstructorParameters<typeof CuttingMailParser>[0],
@@ -375,6 +597,145 @@ class LimitedMailParser extends CuttingMailParser {
     }
     super.processChunk(data, done);
   }
+
+  /**
+   * Notes every declared charset, keeps the node's raw header lines for re-decoding, and sends every inline
+   * text body through a FittingDecoder: mailparser decodes a body labelled UTF-8 or us-ascii (or not labelled
+   * at all) by no decoder, so the label is marked to make it ask `getDecoder` for every text body.
+   */
+  override createNode(data: unknown): ReturnType<CuttingMailParser['createNode']> {
+    const node = super.createNode(data) as ReturnType<CuttingMailParser['createNode']> & MailparserNode;
+    const charset = (data as { charset?: unknown }).charset;
+    if (typeof charset === 'string') this.ledger.declare(charset);
+    if (node.headers && node.headerLines) this.#rawLines.set(node.headers, node.headerLines);
+    if (node.decoder && node.isAttachment === false) node.charset = FIT_MARK + (node.charset || '');
+    return node;
+  }
+
+  /** mailparser's charset decoder, with a FittingDecoder for the bodies createNode marked. */
+  getDecoder(): CharsetDecoder {
+    const original = (
+      MailParser.prototype as unknown as { getDecoder(this: unknown): CharsetDecoder }
+    ).getDecoder.call(this);
+    return {
+      decodeStream: (charset: string) =>
+        charset.startsWith(FIT_MARK)
+          ? new FittingDecoder(charset.slice(FIT_MARK.length) || null, this.ledger, (label) =>
+              original.decodeStream(label),
+            )
+          : original.decodeStream(charset),
+    };
+  }
+
+  /**
+   * mailparser's processed values of the given header fields, for those whose raw line has 8-bit bytes that
+   * are not UTF-8 (decoded by the charset chain first). Only the first line of each field counts.
+   */
+  redecodedHeaders(lines: HeaderLines, fields: Record<string, string>): Map<string, unknown> {
+    const fixed: { key: string; line: string }[] = [];
+    const out = new Map<string, unknown>();
+    for (const [key, what] of Object.entries(fields)) {
+      const line = lines.find((l) => l.key === key);
+      if (!line) continue;
+      const merged = mergedEncodedWords(line.line);
+      if (merged !== null)
+        this.ledger.note(`${what}: a character split across two encoded words joined again`);
+      const redone =
+        redecodedHeaderLine(merged ?? line.line, this.ledger, what) ??
+        (merged === null ? null : { line: merged, text: merged.slice(merged.indexOf(':') + 1) });
+      if (redone === null) continue;
+      if (key === 'subject') {
+        // mailparser trims the value while it is one character per byte: a last character whose UTF-8 ends in
+        // 0xA0 (`à`) would lose that byte as a no-break space. The subject is decoded here instead, as
+        // mailparser does it (encoded words in it decoded too).
+        out.set(key, this.decodeWords(redone.text.replace(/\r?\n[ \t]+/g, ' ')).trim());
+        continue;
+      }
+      // the same trim, kept away from the value by an empty list entry / parameter the parsers skip
+      const guard = redone.line.endsWith('\u00a0') ? (key.startsWith('content-') ? ';' : ',') : '';
+      fixed.push({ key, line: redone.line + guard });
+    }
+    if (fixed.length === 0) return out;
+    const processed = (
+      this as unknown as { processHeaders(lines: HeaderLines): Map<string, unknown> }
+    ).processHeaders(fixed);
+    for (const [k, v] of processed) out.set(k, v);
+    return out;
+  }
+
+  /** RFC 2047 encoded words decoded by mailparser's own libmime; the text as it is when that fails. */
+  decodeWords(text: string): string {
+    const libmime = (this as unknown as { libmime?: { decodeWords(s: string): string } }).libmime;
+    try {
+      return libmime ? libmime.decodeWords(text) : text;
+    } catch {
+      return text;
+    }
+  }
+
+  /** One charset for all raw 8-bit header bytes of the mail: its own fields' and its attachments' names. */
+  chooseHeaderCharset(root: HeaderLines, pending: readonly { part: AttachmentStream }[]): void {
+    const lines: string[] = [];
+    for (const key of Object.keys(ROOT_FIELDS)) {
+      const line = root.find((l) => l.key === key);
+      if (line) lines.push(line.line);
+    }
+    for (const { part } of pending) {
+      for (const l of this.#rawLines.get(part.headers) ?? []) {
+        if (l.key === 'content-disposition' || l.key === 'content-type') lines.push(l.line);
+      }
+    }
+    chooseHeaderCharset(lines, this.ledger);
+  }
+
+  /** The content type a file name suggests (mailparser's own table), application/octet-stream when none. */
+  typeOfName(name: string): string {
+    const libmime = (this as unknown as { libmime?: { detectMimeType(name: string): string | false } })
+      .libmime;
+    const type = libmime?.detectMimeType(name);
+    return typeof type === 'string' && type.length > 0 ? type.toLowerCase() : 'application/octet-stream';
+  }
+
+  rawLinesOf(headers: object): HeaderLines | undefined {
+    return this.#rawLines.get(headers);
+  }
+}
+
+/** What createNode gives back, as far as the charset handling reads and writes it (mail-parser.js createNode). */
+interface MailparserNode {
+  headers?: object;
+  headerLines?: HeaderLines;
+  charset?: string;
+}
+
+interface CharsetDecoder {
+  decodeStream(charset: string): NodeJS.ReadWriteStream;
+}
+
+/** Marks a text body's charset label so that mailparser hands it to getDecoder (see createNode). */
+const FIT_MARK = 'x-mailintake-fit:';
+
+/** The mail's own header fields decoded again when they hold raw 8-bit bytes, with their names in the trace. */
+const ROOT_FIELDS: Record<string, string> = {
+  subject: 'Subject',
+  from: 'From',
+  to: 'To',
+  cc: 'Cc',
+  'reply-to': 'Reply-To',
+};
+
+/** An attachment's file name from its raw headers, when they hold 8-bit bytes that are not UTF-8. */
+function redecodedFilename(parser: LimitedMailParser, part: AttachmentStream): string | null {
+  const lines = parser.rawLinesOf(part.headers);
+  if (!lines) return null;
+  const redone = parser.redecodedHeaders(lines, {
+    'content-disposition': 'file name (Content-Disposition)',
+    'content-type': 'file name (Content-Type)',
+  });
+  const params = (key: string) =>
+    (redone.get(key) as { params?: Record<string, unknown> } | undefined)?.params ?? {};
+  const name = params('content-disposition').filename ?? params('content-type').name;
+  return typeof name === 'string' && name.length > 0 ? name : null;
 }
 
 function messageOf(err: unknown): string {
@@ -612,13 +973,27 @@ function fallbackName(contentType: string, counters: Map<string, number>): strin
   return `${prefix}-${n}.${EXTENSIONS[contentType] ?? 'bin'}`;
 }
 
+function filenameOf(
+  part: AttachmentStream,
+  redecodedName: (part: AttachmentStream) => string | null,
+  contentType: string,
+  counters: Map<string, number>,
+  uuName?: string,
+): string {
+  const name = part.filename ? (redecodedName(part) ?? part.filename) : (uuName ?? null);
+  return name ? withoutNul(name) : fallbackName(contentType, counters);
+}
+
 function storedParts(
-  pending: { part: AttachmentStream; stored: { sha256: string; size: number } }[],
+  pending: Pending[],
   html: string | null,
+  redecodedName: (part: AttachmentStream) => string | null,
+  parser: LimitedMailParser,
 ): StoredPart[] {
   const counters = new Map<string, number>();
-  return pending.map(({ part, stored }) => {
-    const contentType = (part.contentType || 'application/octet-stream').toLowerCase();
+  return pending.map(({ part, stored, uuName }) => {
+    let contentType = (part.contentType || 'application/octet-stream').toLowerCase();
+    if (uuName && contentType === 'application/octet-stream') contentType = parser.typeOfName(uuName);
     const contentId = part.cid ? part.cid : null;
     // Inline only when something shows it in place: a Content-ID inside multipart/related, or a Content-ID
     // with an inline disposition, or one the HTML refers to (`cid:`). Anything else is an attachment the
@@ -629,7 +1004,7 @@ function storedParts(
         part.contentDisposition === 'inline' ||
         (html?.includes(`cid:${contentId}`) ?? false));
     return {
-      filename: part.filename ? withoutNul(part.filename) : fallbackName(contentType, counters),
+      filename: filenameOf(part, redecodedName, contentType, counters, uuName),
       contentType,
       size: stored.size,
       sha256: stored.sha256,

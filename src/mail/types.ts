@@ -25,6 +25,12 @@ export interface ParsedMail {
   returnedMessageId?: string;
   /** With `truncated`: what was cut and how much, for the intake log. */
   truncatedReason?: string;
+  /**
+   * What the parser had to decide on its own, for the intake log: a charset chosen for raw 8-bit header bytes
+   * or for a body whose label did not fit, an uuencoded block or a winmail.dat unpacked (or why not). Absent
+   * when there is nothing to say.
+   */
+  parseNotes?: string[];
 }
 
 export interface Address {

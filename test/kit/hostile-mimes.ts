@@ -1,6 +1,8 @@
 import { expect } from 'vitest';
+import { UUENCODE_MAX_BLOCKS } from '../../src/kernel/limits.js';
 import { type ComplexityLimit, DEFAULT_PARSE_LIMITS } from '../../src/mail/parse.js';
 import type { ParsedMail } from '../../src/mail/types.js';
+import { buildTnef } from './tnef.js';
 
 /**
  * Mails built to hurt the parser, one generator per shape, each at a size that proves its class in well under a
@@ -19,6 +21,15 @@ export const HEAD = [
 ].join('\r\n');
 const MIB = 1024 * 1024;
 const OVER_HEADER = DEFAULT_PARSE_LIMITS.maxHeaderBytes + 64 * 1024;
+
+/** A mail whose one attachment is the given winmail.dat. */
+function tnefMail(dat: Buffer): string {
+  return (
+    `${HEAD}\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\n` +
+    'Content-Type: application/ms-tnef; name="winmail.dat"\r\nContent-Transfer-Encoding: base64\r\n\r\n' +
+    `${dat.toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n--b--\r\n`
+  );
+}
 
 export function* repeat(n: number, line: (i: number) => string): Generator<string> {
   for (let i = 0; i < n; i++) yield line(i);
@@ -270,6 +281,69 @@ export const HOSTILE_SHAPES: HostileShape[] = [
       `${HEAD}\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: x-gzip64\r\n\r\nH4sIAAAAAAAAA0tMSgYAwkEkNQMAAAA=\r\n`,
     ],
     expect: (m) => expect(m.attachments).toHaveLength(1),
+  },
+  // --- uuencode and winmail.dat unpacked by the parser (mail/uuencode.ts, mail/tnef.ts)
+  {
+    name: 'uuencode: 10,000 begin/end blocks in a text body',
+    chunks: () => [
+      `${HEAD}\r\nContent-Type: text/plain\r\n\r\n`,
+      ...repeat(10_000, (i) => `begin 644 f${i}.txt\r\n#86)C\r\n\`\r\nend\r\n`),
+    ],
+    expect: (m) => {
+      // the first UUENCODE_MAX_BLOCKS become files, the rest stay text
+      expect(m.attachments).toHaveLength(UUENCODE_MAX_BLOCKS);
+      expect(m.attachments.every((a) => a.size === 3)).toBe(true);
+      expect(m.text).toContain(`begin 644 f${UUENCODE_MAX_BLOCKS}.txt`);
+    },
+  },
+  {
+    name: 'uuencode part: an 8 MB line, truncated lines, no end',
+    chunks: () => [
+      `${HEAD}\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n`,
+      'begin 644 f.bin\r\n',
+      ...repeat(8, () => 'M'.repeat(MIB)),
+      '\r\nM86)C86)C\r\n#8\r\nM\r\n',
+    ],
+    expect: (m) => {
+      expect(m.attachments.map((a) => a.filename)).toEqual(['f.bin']);
+      expect(m.attachments[0]?.size).toBeLessThan(100);
+    },
+  },
+  {
+    name: 'winmail.dat: an attribute length claiming 4 GB',
+    chunks: () => {
+      const dat = buildTnef([{ longName: 'a.txt', data: Buffer.from('abc') }]);
+      dat.writeUInt32LE(0xffffffff, 6 + 5);
+      return [tnefMail(dat)];
+    },
+    expect: (m) => {
+      expect(m.attachments.map((a) => a.filename)).toEqual(['winmail.dat']);
+      expect(m.parseNotes?.join('\n')).toMatch(/not unpacked \(TNEF_TRUNCATED/);
+    },
+  },
+  {
+    name: 'winmail.dat: 100,000 files',
+    chunks: () => [tnefMail(buildTnef(Array.from({ length: 100_000 }, () => ({ data: Buffer.from('x') }))))],
+    expect: (m) => {
+      expect(m.attachments.map((a) => a.filename)).toEqual(['winmail.dat']);
+      expect(m.parseNotes?.join('\n')).toMatch(/not unpacked \(TNEF_TOO_MANY_FILES/);
+    },
+  },
+  {
+    name: 'raw 8-bit junk in Subject, From and a file name',
+    chunks: () => [
+      HEAD.replace(
+        'Subject: hostile',
+        `Subject: \x81\xfe\x8d\x90\xff\xc3\x28${'\xa0\x9d'.repeat(5000)}`,
+      ).replace('Customer <', '\xe9\x80\x80\x81 <'),
+      '\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n',
+      'Content-Type: application/octet-stream; name="\xff\xfe\x00\x81.bin"\r\n\r\nx\r\n--b--\r\n',
+    ],
+    expect: (m) => {
+      expect(m.subject).not.toContain('\ufffd');
+      expect(m.from?.name).not.toContain('\ufffd');
+      expect(m.attachments[0]?.filename).not.toContain('\ufffd');
+    },
   },
   // --- addresses
   {
