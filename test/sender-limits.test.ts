@@ -50,6 +50,8 @@ describe.each(ENGINES)('per-sender limit and acknowledgements on %s', (engine) =
       await rt.services.mailboxes.add(
         imapsMailbox(dovecot, name, name, {
           moveToErrorFolder: true,
+          // a runaway sender held back must not stop the mailbox for everyone else
+          stopAfterErrors: 2,
           ...(name === 'support' ? { emailAddress: 'support@example.test, help@example.test' } : {}),
         }),
       );
@@ -119,6 +121,9 @@ describe.each(ENGINES)('per-sender limit and acknowledgements on %s', (engine) =
         { fetched: 0, created: 0, errored: 0, moved: 0 },
       );
       expect(total, `race ${race}`).toEqual({ fetched: N + 7, created: N + 2, errored: 5, moved: 5 });
+      expect(summaries.flat().map((sum) => sum.stopped)).toEqual([null, null]);
+      for (const name of ['support', 'helpdesk'])
+        expect(await rt.services.mailboxes.get(name), name).toMatchObject({ enabled: true });
       expect(await requestsOf(address), `race ${race}`).toHaveLength(N);
       expect(await requestsOf('vera@customer.example'), `race ${race}`).toHaveLength(2 * (race + 1));
 

@@ -695,6 +695,8 @@ async function insertErrorMail(tx: Tx, c: ErrorRouteContext, e: ErrorEntry): Pro
  * "Stop mail fetching after N mails": true when the open error mails reached the limit; the mailbox is then
  * disabled (if it still is enabled) with its entry and bell notice, in the caller's transaction. The round
  * ends there, also when the mailbox was disabled already (a manual round).
+ * RATE_LIMITED mails do not count: they are the per-sender limit working, not the mailbox failing, and counting
+ * them would let one runaway sender stop the mailbox for every other customer.
  */
 async function reachedLimit(tx: Tx, c: ErrorRouteContext): Promise<boolean> {
   const limit = c.settings.stopAfterErrors;
@@ -704,6 +706,7 @@ async function reachedLimit(tx: Tx, c: ErrorRouteContext): Promise<boolean> {
     .select((eb) => eb.fn.countAll<number>().as('n'))
     .where('mailbox_id', '=', c.mailbox.id)
     .where('status', '=', 'in-error-folder')
+    .where('error_code', '!=', 'RATE_LIMITED')
     .executeTakeFirstOrThrow();
   if (Number(n) < limit) return false;
   const mailbox = await tx
