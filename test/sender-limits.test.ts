@@ -88,6 +88,11 @@ describe.each(ENGINES)('per-sender limit and acknowledgements on %s', (engine) =
   const N = 90;
   it(`N+5 new requests of one sender through two mailboxes racing, ${RACES} times: exactly N, five RATE_LIMITED in the error folders, nothing lost`, async () => {
     await rt.services.portals.update('default', { mailSettings: { rateLimit: { maxRequests: N } } });
+    const rule = await rt.services.notificationRules.set({
+      event: 'mail-error',
+      recipients: ['ops@example.test'],
+      enabled: true,
+    });
     let routed = 0;
     for (let race = 0; race < RACES; race++) {
       const address = `runaway-${race}@script.example`;
@@ -165,6 +170,19 @@ describe.each(ENGINES)('per-sender limit and acknowledgements on %s', (engine) =
           .sort(),
       ).toEqual(limited.map((l) => `<${l.messageId}>`).sort());
     }
+
+    // the admins were told once per mailbox that held mails back, not once per mail (the rows stay open)
+    const notices = await store.db
+      .selectFrom('mail_outbox')
+      .selectAll()
+      .where('event', '=', 'mail-error')
+      .execute();
+    const held = (await rt.services.errorMails.list({ limit: 1000 })).items;
+    expect(notices).toHaveLength(new Set(held.map((e) => e.mailbox)).size);
+    for (const n of notices) expect(n.body).toContain('RATE_LIMITED');
+    await drain();
+    await smtp.waitFor(notices.length);
+    await rt.services.notificationRules.setEnabled(rule.id, false);
 
     // a reply of the sender on one of its requests is a conversation, never limited
     const [one] = await requestsOf('runaway-0@script.example');

@@ -672,7 +672,7 @@ async function insertErrorMail(tx: Tx, c: ErrorRouteContext, e: ErrorEntry): Pro
       intakeLogId: e.intakeLogId,
     },
   });
-  if (c.settings.notifyOnErrorFolder && c.notifier) {
+  if (c.settings.notifyOnErrorFolder && c.notifier && !(await heldBackBefore(tx, c, e))) {
     await c.notifier.record(tx, {
       event: 'mail-error',
       portalId: c.mailbox.portalId,
@@ -689,6 +689,24 @@ async function insertErrorMail(tx: Tx, c: ErrorRouteContext, e: ErrorEntry): Pro
     });
   }
   return true;
+}
+
+/**
+ * A RATE_LIMITED mail while others held back by the per-sender limit are still open in this mailbox's error
+ * folder: the admin was told at the first of them, and a runaway sender must not become a runaway of our own
+ * notification mails. Each one still has its row, its system-log entry and its place in the error folder list.
+ */
+async function heldBackBefore(tx: Tx, c: ErrorRouteContext, e: ErrorEntry): Promise<boolean> {
+  if (e.error.code !== 'RATE_LIMITED') return false;
+  const other = await tx
+    .selectFrom('error_mails')
+    .select('id')
+    .where('mailbox_id', '=', c.mailbox.id)
+    .where('status', '=', 'in-error-folder')
+    .where('error_code', '=', 'RATE_LIMITED')
+    .where('server_identity', '!=', e.mail.identity)
+    .executeTakeFirst();
+  return other !== undefined;
 }
 
 /**
