@@ -5,6 +5,7 @@ import type { Runtime } from '../src/app/runtime.js';
 import type { IntakeLogEntry } from '../src/intake/outcome.js';
 import { imapsMailbox } from './kit/mailboxes.js';
 import { buildMail } from './kit/mails.js';
+import { cli } from './support/console.js';
 import { deliverMaildir, folderMessages } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
@@ -19,11 +20,13 @@ describe.each(ENGINES)('requesters and participants on %s', (engine) => {
   let dovecot: DovecotServer;
   let rt: Runtime;
   let cleanup: () => Promise<void>;
+  let env: NodeJS.ProcessEnv;
 
   beforeAll(async () => {
     dovecot = await startDovecot({ users: [{ name: 'support', password: 'support-pw' }] });
     const fresh = await freshConfig(engine);
     cleanup = fresh.cleanup;
+    env = { ...process.env, ...fresh.env };
     rt = await openRuntime(fresh.config);
     await rt.services.mailboxes.add(
       imapsMailbox(dovecot, 'support', 'support', {
@@ -204,6 +207,12 @@ describe.each(ENGINES)('requesters and participants on %s', (engine) => {
       'olga@customer.example',
     ]);
     expect(after.participants[2]!.conversationId).toBe(second['cc-2@customer.example']!.entry.conversationId);
+    // the CLI shows them too
+    const shown = await cli(env, ['requests', 'show', String(request.id)]);
+    expect(shown.code, shown.err).toBe(0);
+    expect(shown.out).toMatch(
+      /participants:\s+Max <max@customer\.example>, nora@partner\.example, Olga <olga@customer\.example>/,
+    );
 
     // switched off: nobody joins, and the log says why
     await rt.services.portals.update('default', { mailSettings: { ccParticipants: false } });
