@@ -36,6 +36,7 @@ import type { AppConfig } from '../kernel/env.js';
 import type { MailintakeError } from '../kernel/errors.js';
 import { createLogger, type Logger } from '../kernel/logger.js';
 import { loadSecretBox, type SecretBox } from '../kernel/secret-box.js';
+import { REPLY_ADDRESS_KEY_LABEL } from '../mail/reply-address.js';
 import { type OutboxAttempt, OutboxSender } from '../notify/outbox.js';
 import { SmtpSettings } from '../notify/smtp-settings.js';
 import { StoreNotifier } from '../notify/store-notifier.js';
@@ -112,6 +113,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     store,
     smtp: () => smtp.config(),
     logger,
+    blobs,
     ...(opts.onOutboxAttempt ? { onAttempt: opts.onOutboxAttempt } : {}),
   });
   sender.start();
@@ -254,7 +256,13 @@ function wireServices(
       smtp,
       connect,
     }),
-    requests: createRequestsService({ store, blobs, rawPacks }),
+    requests: createRequestsService({
+      store,
+      blobs,
+      rawPacks,
+      replyKeys: () => box.derivedKeys(REPLY_ADDRESS_KEY_LABEL),
+      kickOutbox: () => sender.kick(),
+    }),
     log: createIntakeLogService({ store, blobs, rawPacks }),
     systemLog: createSystemLogService({ store }),
     fetch: createFetchService({ mailboxes, rounds: more.rounds }),

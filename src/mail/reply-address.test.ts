@@ -16,17 +16,16 @@ const own = ['support@example.com', 'Help@Example.com'];
 /** Generated (portal, request) pairs, small and large ids alike; the seed replays a failure. */
 function pairs(seed: number, n: number): [number, number][] {
   const r = prng(seed);
-  return Array.from({ length: n }, () => [
-    1 + Math.floor(r() * 50),
-    1 + Math.floor(r() ** 4 * 1e12),
-  ]);
+  return Array.from({ length: n }, () => [1 + Math.floor(r() * 50), 1 + Math.floor(r() ** 4 * 1e12)]);
 }
 
 describe('reply address', () => {
   it('makes an address that parses back and verifies, for generated ids', () => {
     for (const [portal, request] of pairs(13, 500)) {
       const address = makeReplyAddress('support@example.com', portal, request, key);
-      expect(address).toMatch(new RegExp(`^support\\+${request}\\.[a-z2-7]{${REPLY_SIG_CHARS}}@example\\.com$`));
+      expect(address).toMatch(
+        new RegExp(`^support\\+${request}\\.[a-z2-7]{${REPLY_SIG_CHARS}}@example\\.com$`),
+      );
       expect(parseReplyAddress(address)).toMatchObject({ base: 'support@example.com', requestId: request });
       expect(checkReplyAddresses([address], own, portal, [key])).toEqual({
         kind: 'valid',
@@ -89,7 +88,10 @@ describe('reply address', () => {
   it('takes the first valid address of several, an invalid one only when none is valid', () => {
     const good = makeReplyAddress('support@example.com', 2, 5, key);
     const bad = 'support+6.aaaaaaaaaa@example.com';
-    expect(checkReplyAddresses([bad, 'x@y.z', good], own, 2, [key])).toMatchObject({ kind: 'valid', requestId: 5 });
+    expect(checkReplyAddresses([bad, 'x@y.z', good], own, 2, [key])).toMatchObject({
+      kind: 'valid',
+      requestId: 5,
+    });
     expect(checkReplyAddresses([bad], own, 2, [key])).toMatchObject({ kind: 'invalid', requestId: 6 });
   });
 });

@@ -98,6 +98,9 @@ export function createRequestRepo(store: Store) {
         .where('outcome', 'in', ['created', 'appended'])
         .orderBy('id')
         .execute(),
+    /** The outbox rows of a request's replies and forwards. */
+    deliveriesOf: (requestId: number) =>
+      db.selectFrom('mail_outbox').selectAll().where('request_id', '=', requestId).orderBy('id').execute(),
     attachmentsOf: (requestId: number) =>
       db.selectFrom('attachments').selectAll().where('request_id', '=', requestId).orderBy('id').execute(),
     droppedOf: (requestId: number) =>
