@@ -190,7 +190,10 @@ function wireIntake(w: Wiring, notifier: StoreNotifier) {
     ctx,
     load: async (name) => {
       const row = await mailboxes.row(name);
-      return { mailbox: intakeMailbox(row), settings: settingsOf(box, row) };
+      const settings = settingsOf(box, row);
+      // a customer's answer to a per-request reply address threads by it (mail/reply-address.ts)
+      const replyAddresses = { own: settings.emailAddress, keys: box.derivedKeys(REPLY_ADDRESS_KEY_LABEL) };
+      return { mailbox: { ...intakeMailbox(row), replyAddresses }, settings };
     },
     logger,
     ...(opts.onFetchRound ? { onFetchRound: opts.onFetchRound } : {}),
