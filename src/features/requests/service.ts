@@ -280,7 +280,8 @@ function deliveryView(d: Selectable<MailOutboxTable>): DeliveryView {
       ? 'sent'
       : d.failed_at
         ? 'failed'
-        : d.attempts > 0
+        : // claimed and being sent (attempts counted, no error yet) is still pending to whoever looks
+          d.last_error !== null
           ? 'retrying'
           : 'pending';
   return {

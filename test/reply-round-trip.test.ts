@@ -1,0 +1,419 @@
+import { type ParsedMail, simpleParser } from 'mailparser';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRuntime } from '../src/app/compose.js';
+import type { Runtime } from '../src/app/runtime.js';
+import { createApi } from '../src/http/app.js';
+import { OWN_MESSAGE_ID_DOMAIN } from '../src/mail/machine.js';
+import type { OutboxAttempt } from '../src/notify/outbox.js';
+import { conditions } from './kit/conditions.js';
+import { imapsMailbox } from './kit/mailboxes.js';
+import { buildMail } from './kit/mails.js';
+import { prng } from './kit/prng.js';
+import { type DovecotServer, startDovecot } from './support/dovecot.js';
+import { ENGINES, freshConfig } from './support/engines.js';
+import { deliverLmtp, inboxSources } from './support/lmtp.js';
+import { checkResponses, type ResponseChecks } from './support/openapi-check.js';
+import { type SmtpTestServer, startSmtpServer } from './support/smtp.js';
+
+/**
+ * The conversation loop with real servers, on both engines: a customer's mail in Dovecot becomes a request; the
+ * technician's reply (API) goes through a real SMTP server on loopback and is delivered by LMTP into the
+ * customer's Dovecot mailbox; the customer's answer, built from that delivered mail as a mail client builds
+ * one, is delivered by LMTP to the help desk and fetched back onto the same request — by its headers, by the
+ * subject token with header threading off, and by the per-request reply address with everything else
+ * stripped. Also: the help desk's own addresses never receive a reply, and a bounce of a reply marks its
+ * delivery failed.
+ */
+
+const SUPPORT = 'support@example.test';
+const CUSTOMER = 'customer@example.test';
+const COLLEAGUE = 'colleague@example.test';
+/** Addresses of the help desk: the support mailbox's address and alias, and another mailbox's. */
+const OWN = ['support@example.test', 'helpdesk@example.test', 'sales@example.test'];
+
+// biome-ignore lint/suspicious/noExplicitAny: response bodies are checked by the matchers and the OpenAPI check
+type AnyJson = any;
+
+describe.each(ENGINES)('replies round trip on %s', (engine) => {
+  let dovecot: DovecotServer;
+  let smtp: SmtpTestServer;
+  let rt: Runtime;
+  let app: ReturnType<typeof createApi>;
+  let checks: ResponseChecks;
+  let key: string;
+  let cleanup: () => Promise<void>;
+  const attempts: OutboxAttempt[] = [];
+  const attempted = conditions();
+  /** How many of smtp.mails were relayed into Dovecot already. */
+  let relayed = 0;
+
+  beforeAll(async () => {
+    dovecot = await startDovecot({
+      users: [SUPPORT, CUSTOMER, COLLEAGUE].map((name) => ({ name, password: `${name}-pw` })),
+    });
+    smtp = await startSmtpServer({ tls: 'none' });
+    const fresh = await freshConfig(engine);
+    cleanup = fresh.cleanup;
+    rt = await openRuntime(fresh.config, {
+      onOutboxAttempt: (a) => {
+        attempts.push(a);
+        attempted.recheck();
+      },
+    });
+    app = createApi(rt.services);
+    checks = checkResponses(app);
+    key = (await rt.services.apiKeys.create('replies-test')).key;
+    await rt.services.smtp.set({
+      host: smtp.host,
+      port: smtp.port,
+      starttls: false,
+      from: 'Mailintake <alerts@example.test>',
+    });
+    await rt.services.mailboxes.add(
+      imapsMailbox(dovecot, 'support', SUPPORT, {
+        password: `${SUPPORT}-pw`,
+        emailAddress: 'support@example.test, HelpDesk@example.test',
+        replyAddress: true,
+      }),
+    );
+    // another mailbox of the instance, never fetched here: its address is the help desk's all the same
+    await rt.services.mailboxes.add(
+      imapsMailbox(dovecot, 'sales', CUSTOMER, {
+        password: `${CUSTOMER}-pw`,
+        emailAddress: 'sales@example.test',
+        enabled: false,
+      }),
+    );
+  }, 180_000);
+  afterAll(async () => {
+    await rt?.close();
+    await smtp?.close();
+    await dovecot?.stop();
+    await cleanup?.();
+    // every answer above was checked against its route's declaration as it came
+    expect(checks?.violations ?? []).toEqual([]);
+  });
+
+  async function call(
+    method: string,
+    url: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: AnyJson }> {
+    const res = await app.request(url, {
+      method,
+      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    return { status: res.status, json: text === '' ? null : JSON.parse(text) };
+  }
+
+  /** Waits until the outbox tried `count` mails in all, then relays what the SMTP server got into Dovecot by LMTP. */
+  async function relay(count: number): Promise<void> {
+    await attempted.until(() => attempts.length >= count);
+    const mails = await smtp.waitFor(count);
+    for (const m of mails.slice(relayed)) {
+      const local = m.to.filter((r) => dovecot.users.some((u) => u.name === r));
+      if (local.length > 0) await deliverLmtp(dovecot, m.raw, { from: m.from, to: local });
+    }
+    relayed = mails.length;
+  }
+
+  /** The newest mail in a user's Dovecot INBOX, parsed. */
+  async function newest(user: string): Promise<{ raw: Buffer; parsed: ParsedMail }> {
+    const all = await inboxSources(dovecot, user);
+    const raw = all.at(-1)!;
+    return { raw, parsed: await simpleParser(raw) };
+  }
+
+  /** The customer's answer as a mail client builds it from the delivered reply. */
+  function answerTo(
+    reply: ParsedMail,
+    opts: { body: string; to?: string; headers?: boolean; subject?: string },
+  ): Buffer {
+    const refs = [
+      ...(Array.isArray(reply.references) ? reply.references : reply.references ? [reply.references] : []),
+      reply.messageId!,
+    ];
+    const to = opts.to ?? reply.replyTo?.value[0]?.address ?? reply.from!.value[0]!.address!;
+    return buildMail({
+      from: `Customer <${CUSTOMER}>`,
+      to,
+      subject: opts.subject ?? `Re: ${reply.subject}`,
+      messageId: `answer-${Math.random().toString(36).slice(2)}@customer.example`,
+      ...(opts.headers === false
+        ? {}
+        : { inReplyTo: reply.messageId!.replace(/^<|>$/g, ''), references: refs.join(' ') }),
+      body: opts.body,
+    });
+  }
+
+  let requestId: number;
+
+  it('a customer mail becomes a request; the reply reaches the customer from the mailbox with the thread headers', async () => {
+    const first = buildMail({
+      from: `Customer <${CUSTOMER}>`,
+      to: SUPPORT,
+      cc: `Colleague <${COLLEAGUE}>`,
+      subject: 'Printer on fire',
+      messageId: 'first@customer.example',
+    });
+    await deliverLmtp(dovecot, first, { from: CUSTOMER, to: [SUPPORT] });
+    const [round] = await rt.services.fetch.once({ mailbox: 'support' });
+    expect(round).toMatchObject({ fetched: 1, created: 1 });
+    requestId = (await rt.services.requests.list({})).items[0]!.id;
+
+    const res = await call('POST', `/api/v1/requests/${requestId}/replies`, {
+      text: 'Please unplug it.',
+      cc: [COLLEAGUE],
+      attachments: [
+        {
+          filename: 'steps.txt',
+          contentType: 'text/plain',
+          contentBase64: Buffer.from('1. unplug').toString('base64'),
+        },
+      ],
+    });
+    expect(res.status, JSON.stringify(res.json)).toBe(201);
+    expect(res.json).toMatchObject({
+      direction: 'out',
+      actor: 'api-key:replies-test',
+      to: [{ address: CUSTOMER }],
+      cc: [{ address: COLLEAGUE }],
+      subject: `Re: Printer on fire ##${requestId}##`,
+    });
+    // a snapshot taken right after the commit: the outbox, woken by it, may have sent it meanwhile
+    expect(['pending', 'sent']).toContain(res.json.delivery.state);
+    expect(res.json.attachments).toHaveLength(1);
+    await relay(1);
+    expect(attempts[0]).toMatchObject({ ok: true });
+
+    const sent = smtp.mails[0]!;
+    expect(sent.from).toBe(SUPPORT);
+    expect(sent.to.sort()).toEqual([COLLEAGUE, CUSTOMER].sort());
+    const delivered = await newest(CUSTOMER);
+    const reply = delivered.parsed;
+    expect(reply.subject).toBe(`Re: Printer on fire ##${requestId}##`);
+    expect(reply.messageId).toMatch(new RegExp(`@${OWN_MESSAGE_ID_DOMAIN.replace('.', '\\.')}>$`));
+    expect(reply.inReplyTo).toBe('<first@customer.example>');
+    expect(reply.references).toBe('<first@customer.example>');
+    expect(reply.replyTo?.value[0]?.address).toMatch(
+      new RegExp(`^support\\+${requestId}\\.[a-z2-7]{10}@example\\.test$`),
+    );
+    expect(reply.headers.get('auto-submitted')).toBeUndefined();
+    expect(reply.headers.get('x-mailintake-loop')).toBe('mailintake');
+    expect(reply.attachments.map((a) => [a.filename, a.content.toString()])).toEqual([
+      ['steps.txt', '1. unplug'],
+    ]);
+    // the colleague in Cc got it too
+    expect((await newest(COLLEAGUE)).parsed.messageId).toBe(reply.messageId);
+
+    const shown = await call('GET', `/api/v1/requests/${requestId}`);
+    const out = shown.json.conversations.find((c: AnyJson) => c.direction === 'out');
+    expect(out.delivery).toMatchObject({ state: 'sent', attempts: 1, bounced: false });
+    expect(out.messageId).toBe(reply.messageId!.replace(/^<|>$/g, ''));
+  }, 120_000);
+
+  it('(a) the answer threads back by its headers', async () => {
+    const reply = (await newest(CUSTOMER)).parsed;
+    const answer = answerTo(reply, { body: 'Unplugged, still smoking.' });
+    await deliverLmtp(dovecot, answer, { from: CUSTOMER, to: [reply.replyTo!.value[0]!.address!] });
+    const [round] = await rt.services.fetch.once({ mailbox: 'support' });
+    expect(round).toMatchObject({ fetched: 1, appended: 1, created: 0 });
+    const log = (await rt.services.log.list({ mailbox: 'support', limit: 1 })).items[0]!;
+    expect(log).toMatchObject({ outcome: 'appended', requestId });
+    expect(log.reasons).toContain(
+      `In-Reply-To <${reply.messageId!.replace(/^<|>$/g, '')}> matches a mail of request #${requestId}`,
+    );
+  }, 60_000);
+
+  it('(b) with header threading off, the answer threads by the subject token', async () => {
+    await rt.services.portals.update('default', { headerThreading: false });
+    try {
+      await call('POST', `/api/v1/requests/${requestId}/replies`, { text: 'Call the fire brigade.' });
+      await relay(2);
+      const reply = (await newest(CUSTOMER)).parsed;
+      // written to the help desk's plain address: only the subject is left to thread by
+      const answer = answerTo(reply, { body: 'Done.', to: SUPPORT });
+      await deliverLmtp(dovecot, answer, { from: CUSTOMER, to: [SUPPORT] });
+      const [round] = await rt.services.fetch.once({ mailbox: 'support' });
+      expect(round).toMatchObject({ fetched: 1, appended: 1, created: 0 });
+      const log = (await rt.services.log.list({ mailbox: 'support', limit: 1 })).items[0]!;
+      expect(log).toMatchObject({ outcome: 'appended', requestId });
+      expect(log.reasons).toContain(
+        'header threading is off for this portal (In-Reply-To/References are not used)',
+      );
+      expect(log.reasons).toContain(`subject token ##${requestId}##`);
+    } finally {
+      await rt.services.portals.update('default', { headerThreading: true });
+    }
+  }, 60_000);
+
+  it('(c) with every threading header and the subject token stripped, it threads by the reply address', async () => {
+    const reply = (await newest(CUSTOMER)).parsed;
+    const replyAddress = reply.replyTo!.value[0]!.address!;
+    const answer = answerTo(reply, { body: 'One more thing.', headers: false, subject: 'One more thing' });
+    expect(answer.toString()).not.toMatch(/In-Reply-To|References|##/);
+    await deliverLmtp(dovecot, answer, { from: CUSTOMER, to: [replyAddress] });
+    // a forged address: a signature we never made opens a new request, with the reason
+    const forged = buildMail({
+      from: 'Stranger <stranger@example.org>',
+      to: replyAddress.replace(/\.[a-z2-7]{10}@/, '.aaaaaaaaaa@'),
+      subject: 'Let me in',
+      messageId: 'forged@example.org',
+    });
+    await deliverLmtp(dovecot, forged, { from: 'stranger@example.org', to: [SUPPORT] });
+    const [round] = await rt.services.fetch.once({ mailbox: 'support' });
+    expect(round).toMatchObject({ fetched: 2, appended: 1, created: 1 });
+    const log = (await rt.services.log.list({ mailbox: 'support', limit: 2 })).items;
+    const appended = log.find((l) => l.outcome === 'appended')!;
+    expect(appended.requestId).toBe(requestId);
+    expect(appended.reasons).toContain(
+      `sent to the reply address <${replyAddress}> of request #${requestId}`,
+    );
+    const created = log.find((l) => l.outcome === 'created')!;
+    expect(created.requestId).not.toBe(requestId);
+    expect(created.reasons.join('\n')).toMatch(
+      /looks like a reply address of request #\d+ but its signature is not ours/,
+    );
+  }, 60_000);
+
+  it('never sends to the help desk’s own addresses and aliases, however they are typed', async () => {
+    const random = prng(engine === 'sqlite' ? 1 : 2);
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
+    const variant = (address: string) => {
+      const [local, domain] = address.split('@') as [string, string];
+      const cased = (s: string) => [...s].map((ch) => (random() < 0.5 ? ch.toUpperCase() : ch)).join('');
+      const tagged = random() < 0.5 ? `${local}+${pick(['x', 'tag', '42.abc', 'reply'])}` : local;
+      const plain = `${cased(tagged)}@${cased(domain)}`;
+      return pick([plain, `<${plain}>`, `"Help Desk" <${plain}>`, `Support Team <${plain}>`]);
+    };
+    const before = smtp.mails.length;
+    const rounds = 12;
+    for (let i = 0; i < rounds; i++) {
+      const own = () => Array.from({ length: 1 + Math.floor(random() * 3) }, () => variant(pick(OWN)));
+      const res = await call('POST', `/api/v1/requests/${requestId}/replies`, {
+        to: [...own(), CUSTOMER, ...own()],
+        cc: own(),
+        bcc: [...own(), COLLEAGUE],
+        text: `Round ${i}`,
+      });
+      expect(res.status, JSON.stringify(res.json)).toBe(201);
+      expect(res.json.to.map((a: AnyJson) => a.address)).toEqual([CUSTOMER]);
+      expect(res.json.cc).toEqual([]);
+      expect(res.json.delivery.bcc).toEqual([COLLEAGUE]);
+    }
+    await relay(before + rounds);
+    const envelopes = smtp.mails.slice(before).flatMap((m) => m.to);
+    expect(envelopes).toHaveLength(rounds * 2);
+    for (const rcpt of envelopes) expect([CUSTOMER, COLLEAGUE]).toContain(rcpt);
+    for (const m of smtp.mails.slice(before)) {
+      expect(m.parsed.headers.get('bcc')).toBeUndefined();
+      const shown = [m.parsed.to, m.parsed.cc]
+        .flatMap((a) => (a === undefined ? [] : Array.isArray(a) ? a : [a]))
+        .flatMap((a) => a.value.map((v) => v.address));
+      expect(shown).toEqual([CUSTOMER]);
+    }
+
+    // nobody left in To: refused, naming the field, nothing queued
+    const refused = await call('POST', `/api/v1/requests/${requestId}/replies`, {
+      to: [variant('support@example.test'), variant('sales@example.test')],
+      text: 'to ourselves',
+    });
+    expect(refused.status).toBe(400);
+    expect(refused.json.error).toBe('INVALID_SETTINGS');
+    expect(refused.json.details.fields[0].field).toBe('to');
+    const bad = await call('POST', `/api/v1/requests/${requestId}/replies`, {
+      cc: ['not an address'],
+      text: 'x',
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.json.details.fields[0].field).toBe('cc');
+    const forward = await call('POST', `/api/v1/requests/${requestId}/replies`, { forward: true, text: 'x' });
+    expect(forward.status).toBe(400);
+    expect(forward.json.details.fields[0].field).toBe('to');
+  }, 120_000);
+
+  it('a bounce of a reply marks that delivery failed with the DSN status and reason, on the request and in the log', async () => {
+    const before = smtp.mails.length;
+    const res = await call('POST', `/api/v1/requests/${requestId}/replies`, {
+      to: ['gone@example.test'],
+      text: 'This one will bounce.',
+    });
+    expect(res.status).toBe(201);
+    await relay(before + 1);
+    const messageId = res.json.messageId as string;
+    // what Postfix sends back to the envelope sender (the mailbox) for an unknown recipient
+    const dsn = Buffer.from(
+      [
+        'From: MAILER-DAEMON@mx.example.test (Mail Delivery System)',
+        `To: ${SUPPORT}`,
+        'Subject: Undelivered Mail Returned to Sender',
+        'Date: Mon, 07 Dec 2026 10:00:00 +0000',
+        'Message-ID: <bounce-1@mx.example.test>',
+        'Auto-Submitted: auto-replied',
+        'MIME-Version: 1.0',
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"',
+        '',
+        '--B',
+        'Content-Description: Notification',
+        'Content-Type: text/plain; charset=us-ascii',
+        '',
+        'This is the mail system at host mx.example.test.',
+        '',
+        "I'm sorry to have to inform you that your message could not",
+        'be delivered to one or more recipients.',
+        '',
+        '<gone@example.test>: host mx.example.test said: 550 5.1.1 <gone@example.test>: Recipient address rejected: User unknown',
+        '',
+        '--B',
+        'Content-Description: Delivery report',
+        'Content-Type: message/delivery-status',
+        '',
+        'Reporting-MTA: dns; mx.example.test',
+        'Arrival-Date: Mon,  7 Dec 2026 09:59:59 +0000 (UTC)',
+        '',
+        'Final-Recipient: rfc822; gone@example.test',
+        'Original-Recipient: rfc822;gone@example.test',
+        'Action: failed',
+        'Status: 5.1.1',
+        'Remote-MTA: dns; mx.example.test',
+        'Diagnostic-Code: smtp; 550 5.1.1 <gone@example.test>: Recipient address rejected:',
+        '    User unknown in virtual mailbox table',
+        '',
+        '--B',
+        'Content-Description: Undelivered Message Headers',
+        'Content-Type: text/rfc822-headers',
+        '',
+        `From: ${SUPPORT}`,
+        'To: gone@example.test',
+        `Subject: Re: Printer on fire ##${requestId}##`,
+        `Message-ID: <${messageId}>`,
+        '',
+        '--B--',
+        '',
+      ].join('\r\n'),
+    );
+    await deliverLmtp(dovecot, dsn, { from: '', to: [SUPPORT] });
+    const [round] = await rt.services.fetch.once({ mailbox: 'support' });
+    expect(round).toMatchObject({ fetched: 1, created: 0, appended: 0 });
+    const log = (await rt.services.log.list({ mailbox: 'support', limit: 1 })).items[0]!;
+    expect(log).toMatchObject({ outcome: 'ignored', requestId, messageId: 'bounce-1@mx.example.test' });
+    expect(log.reasons.join('\n')).toMatch(
+      new RegExp(
+        `bounce of our reply on request #${requestId} \\(outbox \\d+\\): 5\\.1\\.1 smtp; 550 5\\.1\\.1`,
+      ),
+    );
+    const shown = await call('GET', `/api/v1/requests/${requestId}`);
+    const out = shown.json.conversations.find((c: AnyJson) => c.messageId === messageId);
+    expect(out.delivery).toMatchObject({
+      state: 'failed',
+      bounced: true,
+      status: '5.1.1',
+      reason:
+        'smtp; 550 5.1.1 <gone@example.test>: Recipient address rejected: User unknown in virtual mailbox table',
+    });
+    // nothing was sent in answer to the bounce
+    expect(smtp.mails).toHaveLength(before + 1);
+  }, 60_000);
+});
