@@ -1,3 +1,8 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type ParsedMail, simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRuntime } from '../src/app/compose.js';
@@ -9,6 +14,7 @@ import { conditions } from './kit/conditions.js';
 import { imapsMailbox } from './kit/mailboxes.js';
 import { buildMail } from './kit/mails.js';
 import { prng } from './kit/prng.js';
+import { cliRunner } from './support/cli.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
 import { deliverLmtp, inboxSources } from './support/lmtp.js';
@@ -42,6 +48,7 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
   let checks: ResponseChecks;
   let key: string;
   let cleanup: () => Promise<void>;
+  let env: Record<string, string>;
   const attempts: OutboxAttempt[] = [];
   const attempted = conditions();
   /** How many of smtp.mails were relayed into Dovecot already. */
@@ -54,6 +61,7 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
     smtp = await startSmtpServer({ tls: 'none' });
     const fresh = await freshConfig(engine);
     cleanup = fresh.cleanup;
+    env = fresh.env;
     rt = await openRuntime(fresh.config, {
       onOutboxAttempt: (a) => {
         attempts.push(a);
@@ -416,4 +424,141 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
     // nothing was sent in answer to the bounce
     expect(smtp.mails).toHaveLength(before + 1);
   }, 60_000);
+
+  it('the CLI replies with an attachment and forwards with the request’s attachment, through the outbox', async () => {
+    const run = cliRunner(() => env, []);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'mailintake-reply-'));
+    try {
+      const file = path.join(dir, 'invoice.pdf');
+      await writeFile(file, '%PDF-1.4 fake');
+      const before = smtp.mails.length;
+      const reply = await run([
+        'requests',
+        'reply',
+        String(requestId),
+        '--text',
+        'See the invoice.',
+        '--cc',
+        'SALES@example.test',
+        COLLEAGUE,
+        '--attach',
+        file,
+      ]);
+      expect(reply.code, reply.stderr).toBe(0);
+      expect(reply.stdout).toMatch(
+        new RegExp(
+          `^Reply queued as conversation \\d+ \\(outbox \\d+\\) to Customer <${CUSTOMER}>, cc ${COLLEAGUE}: `,
+        ),
+      );
+      const [mail] = (await smtp.waitFor(before + 1)).slice(before);
+      expect(mail!.to.sort()).toEqual([COLLEAGUE, CUSTOMER].sort());
+      expect(mail!.parsed.attachments.map((a) => [a.filename, a.contentType, a.content.toString()])).toEqual([
+        ['invoice.pdf', 'application/pdf', '%PDF-1.4 fake'],
+      ]);
+      const attachmentId = (await rt.services.requests.show(requestId)).conversations.find(
+        (c) => c.messageId === mail!.parsed.messageId!.replace(/^<|>$/g, ''),
+      )!.attachments[0]!.id;
+
+      const forward = await run([
+        'requests',
+        'forward',
+        String(requestId),
+        '--to',
+        'vendor@example.org',
+        '--text',
+        'FYI',
+        '--include',
+        String(attachmentId),
+      ]);
+      expect(forward.code, forward.stderr).toBe(0);
+      expect(forward.stdout).toMatch(/^Forward queued as conversation \d+/);
+      const [fwd] = (await smtp.waitFor(before + 2)).slice(before + 1);
+      expect(fwd!.to).toEqual(['vendor@example.org']);
+      expect(fwd!.parsed.subject).toBe(`Fwd: Printer on fire ##${requestId}##`);
+      expect(fwd!.parsed.attachments.map((a) => a.filename)).toEqual(['invoice.pdf']);
+
+      const refused = await run([
+        'requests',
+        'forward',
+        String(requestId),
+        '--to',
+        'HelpDesk+x@Example.test',
+        '--text',
+        'x',
+      ]);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(/INVALID_SETTINGS/);
+      const shown = await run(['requests', 'show', String(requestId)]);
+      expect(shown.stdout).toMatch(/\(sent by the help desk\)/);
+      expect(shown.stdout).toMatch(/delivery: +failed \(bounced\): 5\.1\.1 smtp; 550/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    relayed = smtp.mails.length;
+  }, 60_000);
+
+  it('a crash after the SMTP server took a reply, before it was marked sent: sent again with the same Message-ID, never lost', async () => {
+    const before = smtp.mails.length;
+    const killed = await spawnCli(['requests', 'reply', String(requestId), '--text', 'Crash test'], {
+      ...env,
+      MAILINTAKE_FAILPOINTS: 'after-smtp-accept=kill',
+    });
+    expect(killed.signal).toBe('SIGKILL');
+    expect(killed.stderr).toContain('mailintake failpoint after-smtp-accept: kill');
+    const [first] = (await smtp.waitFor(before + 1)).slice(before);
+    const messageId = first!.parsed.messageId!.replace(/^<|>$/g, '');
+    const shown = await rt.services.requests.show(requestId);
+    const conv = shown.conversations.find((c) => c.messageId === messageId)!;
+    expect(conv.delivery).toMatchObject({ state: 'pending', attempts: 1, sentAt: null });
+
+    // the dead process's claim runs out (played by moving the due time back); the outbox sends it once more
+    const db = (await import('../src/store/db.js')).openStore;
+    const store = await db({ databaseUrl: rt.config.databaseUrl, dataDir: rt.config.dataDir });
+    try {
+      await store.db
+        .updateTable('mail_outbox')
+        .set({ next_attempt_at: new Date(Date.now() - 1000).toISOString() })
+        .where('id', '=', conv.delivery!.outboxId)
+        .execute();
+    } finally {
+      await store.close();
+    }
+    const seen = attempts.length;
+    await rt.services.smtp.set({
+      host: smtp.host,
+      port: smtp.port,
+      starttls: false,
+      from: 'Mailintake <alerts@example.test>',
+    });
+    await attempted.until(() => attempts.slice(seen).some((a) => a.id === conv.delivery!.outboxId && a.ok));
+    const again = smtp.mails.slice(before);
+    expect(again).toHaveLength(2);
+    expect(again.map((m) => m.parsed.messageId)).toEqual([first!.parsed.messageId, first!.parsed.messageId]);
+    const after = (await rt.services.requests.show(requestId)).conversations.find((c) => c.id === conv.id)!;
+    expect(after.delivery).toMatchObject({ state: 'sent', attempts: 2 });
+    relayed = smtp.mails.length;
+  }, 60_000);
 });
+
+function spawnCli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'mailintake.js');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
