@@ -136,4 +136,56 @@ describe.each(ENGINES)('the reply box (%s)', (engine) => {
     expect(await p.page.locator('[data-delivery-state]').count()).toBe(1);
     expect(smtp.mails).toHaveLength(before);
   }, 60_000);
+
+  it('a bounce of the reply shows it Failed with the DSN status and diagnostic, and the bounce in its trace', async () => {
+    const reply = smtp.mails.find((m) => m.parsed.subject?.startsWith('Re: Printer'))!;
+    const dsn = Buffer.from(
+      [
+        'From: Mail Delivery System <MAILER-DAEMON@mx.example.test>',
+        'To: help@example.test',
+        'Subject: Undelivered Mail Returned to Sender',
+        'Date: Mon, 07 Dec 2026 10:00:00 +0000',
+        'Message-ID: <dsn-console@mx.example.test>',
+        'MIME-Version: 1.0',
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"',
+        '',
+        '--B',
+        'Content-Type: text/plain; charset=us-ascii',
+        '',
+        'This is the mail system at host mx.example.test.',
+        '',
+        '--B',
+        'Content-Type: message/delivery-status',
+        '',
+        'Reporting-MTA: dns; mx.example.test',
+        '',
+        'Final-Recipient: rfc822; bo@example.test',
+        'Action: failed',
+        'Status: 5.2.2',
+        'Diagnostic-Code: smtp; 552 5.2.2 Mailbox full',
+        '',
+        '--B',
+        'Content-Type: text/rfc822-headers',
+        '',
+        `Message-ID: ${reply.parsed.messageId}`,
+        `Subject: ${reply.parsed.subject}`,
+        '',
+        '--B--',
+        '',
+      ].join('\r\n'),
+    );
+    await takeIn(env, dovecot, { mailbox: 'help', user: 'help', mails: [dsn] });
+    const p = await strictPage(browser, url);
+    pages.push(p);
+    await signIn(p, url, TECH.email, TECH.password);
+    await p.page.goto(`${url}/requests/${requestId}`);
+    const state = p.page.locator('[data-delivery-state]');
+    expect(await state.getAttribute('data-delivery-state')).toBe('failed');
+    expect((await state.textContent())?.trim()).toBe('Failed (bounced): 5.2.2 smtp; 552 5.2.2 Mailbox full');
+    const sent = p.page.locator('section.mail').last();
+    expect(await sent.locator('.trace').textContent()).toContain(
+      'a bounce of this mail: its delivery failed',
+    );
+    p.assertClean();
+  }, 60_000);
 });
