@@ -425,6 +425,28 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
     expect(smtp.mails).toHaveLength(before + 1);
   }, 60_000);
 
+  it('the API takes a reply with attachments above the 1 MiB that bounds every other body', async () => {
+    const before = smtp.mails.length;
+    const big = Buffer.alloc(2 * 1024 * 1024, 7);
+    const res = await call('POST', `/api/v1/requests/${requestId}/replies`, {
+      text: 'The full log.',
+      attachments: [{ filename: 'log.bin', contentBase64: big.toString('base64') }],
+    });
+    expect(res.status, JSON.stringify(res.json)).toBe(201);
+    expect(res.json.attachments).toMatchObject([
+      { filename: 'log.bin', contentType: 'application/octet-stream', size: big.length },
+    ]);
+    const [mail] = (await smtp.waitFor(before + 1)).slice(before);
+    expect(mail!.parsed.attachments[0]!.content.equals(big)).toBe(true);
+    // the other routes keep the small limit
+    const other = await call('PUT', `/api/v1/requests/${requestId}/assignee`, {
+      assignee: 'x'.repeat(1_100_000),
+    });
+    expect(other.status).toBe(400);
+    expect(other.json.details.fields[0].field).toBe('(body)');
+    relayed = smtp.mails.length;
+  }, 60_000);
+
   it('the CLI replies with an attachment and forwards with the request’s attachment, through the outbox', async () => {
     const run = cliRunner(() => env, []);
     const dir = await mkdtemp(path.join(os.tmpdir(), 'mailintake-reply-'));

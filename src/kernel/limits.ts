@@ -339,5 +339,7 @@ export const REPLY_BODY_MAX_CHARS = 1_000_000;
 export const REPLY_RECIPIENTS_MAX = 100;
 /** Attachments of one reply, all together, in bytes (most SMTP servers refuse mails over 25 MB). */
 export const REPLY_ATTACHMENTS_MAX_BYTES = 20 * 1024 * 1024;
+/** Largest API reply body: the attachments travel as base64 in the JSON (4/3 of their size). */
+export const REPLY_API_MAX_BODY_BYTES = 30 * 1024 * 1024;
 /** Largest console reply form (the text and the attachments, multipart). */
 export const REPLY_FORM_MAX_BYTES = 30 * 1024 * 1024;
