@@ -143,10 +143,11 @@ export function createRequestsService(deps: {
     replyKeys: deps.replyKeys ?? (() => []),
     kick: deps.kickOutbox ?? (() => undefined),
   });
-  const show = async (id: number): Promise<RequestDetail> => {
+  /** The request; `only`: with that one conversation alone (a reply just queued, without reading the thread). */
+  const detail = async (id: number, only?: number): Promise<RequestDetail> => {
     const r = await repo.request(id);
     if (!r) throw new MailintakeError('NOT_FOUND', `no request #${id}`);
-    const convs = await repo.conversations(id);
+    const convs = await repo.conversations(id, only);
     // The log entry of each mail, so that `requests show` leads to its raw source (`raw` takes a log id).
     // The first entry is the mail that made it; a later one for the same request and conversation would be a
     // copy recognised as such.
@@ -155,9 +156,9 @@ export function createRequestsService(deps: {
       if (!logIds.has(l.conversation_id)) logIds.set(l.conversation_id, l.id);
     }
     const deliveries = new Map(
-      (await repo.deliveriesOf(id)).map((d) => [d.conversation_id, deliveryView(d)] as const),
+      (await repo.deliveriesOf(id, only)).map((d) => [d.conversation_id, deliveryView(d)] as const),
     );
-    const atts = (await repo.attachmentsOf(id)).map(attachmentView);
+    const atts = (await repo.attachmentsOf(id, only)).map(attachmentView);
     const dropped = (await repo.droppedOf(id)).map(droppedView);
     return {
       id: r.id,
@@ -166,7 +167,7 @@ export function createRequestsService(deps: {
       requester: person(r.requester_address, r.requester_name),
       status: r.status as RequestDetail['status'],
       assignee: r.assignee,
-      conversationCount: convs.length,
+      conversationCount: only === undefined ? convs.length : await repo.conversationCount(id),
       createdAt: r.created_at,
       updatedAt: r.updated_at,
       ...recipientsOf('requests', r),
@@ -199,6 +200,7 @@ export function createRequestsService(deps: {
       })),
     };
   };
+  const show = (id: number) => detail(id);
   return {
     list: async (q) => {
       const found = await listRequests(deps.store, q, {
@@ -266,7 +268,7 @@ export function createRequestsService(deps: {
     forward: async (id, input, opts) => sent(id, await replies.send(id, input, { ...opts, forward: true })),
   };
   async function sent(id: number, r: { conversationId: number }): Promise<ConversationView> {
-    const c = (await show(id)).conversations.find((x) => x.id === r.conversationId);
+    const c = (await detail(id, r.conversationId)).conversations.find((x) => x.id === r.conversationId);
     if (!c) throw new MailintakeError('INTERNAL', `reply ${r.conversationId} of request #${id} vanished`);
     return c;
   }
