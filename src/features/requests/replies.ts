@@ -209,7 +209,9 @@ export function createReplies(deps: RepliesDeps) {
           .orderBy('id')
           .execute()
       ).map((c) => c.message_id),
-    ].filter((id): id is string => id !== null && id !== '' && id.length <= 998);
+      // a sender's id goes into our headers: only one that is a single token (no space, no angle bracket, no line
+      // break) and fits a header line
+    ].filter((id): id is string => id !== null && /^[^\s<>]{1,900}$/.test(id));
     const references =
       thread.length <= REPLY_REFERENCES_MAX
         ? thread
