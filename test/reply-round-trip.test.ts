@@ -425,6 +425,23 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
     expect(smtp.mails).toHaveLength(before + 1);
   }, 60_000);
 
+  it('our own reply coming back to the help desk (a customer’s forwarding rule) is ignored with a trace, never answered', async () => {
+    const sent = (await newest(CUSTOMER)).raw;
+    const messageId = (await simpleParser(sent)).messageId!.replace(/^<|>$/g, '');
+    const before = (await rt.services.requests.show(requestId)).conversations.length;
+    const mailsBefore = smtp.mails.length;
+    await deliverLmtp(dovecot, sent, { from: SUPPORT, to: [SUPPORT] });
+    const [round] = await rt.services.fetch.once({ mailbox: 'support' });
+    expect(round).toMatchObject({ fetched: 1, created: 0, appended: 0 });
+    const log = (await rt.services.log.list({ mailbox: 'support', limit: 1 })).items[0]!;
+    expect(log).toMatchObject({ outcome: 'ignored', messageId, rawAvailable: true });
+    expect(log.reasons[0]).toBe(
+      `own mail came back: Message-ID <${messageId}> is ours (@${OWN_MESSAGE_ID_DOMAIN}) and it carries X-Mailintake-Loop: mailintake`,
+    );
+    expect((await rt.services.requests.show(requestId)).conversations).toHaveLength(before);
+    expect(smtp.mails).toHaveLength(mailsBefore);
+  }, 60_000);
+
   it('the API takes a reply with attachments above the 1 MiB that bounds every other body', async () => {
     const before = smtp.mails.length;
     const big = Buffer.alloc(2 * 1024 * 1024, 7);
