@@ -577,6 +577,33 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
     expect(after.delivery).toMatchObject({ state: 'sent', attempts: 2 });
     relayed = smtp.mails.length;
   }, 60_000);
+
+  // last: the retrying reply stays in the outbox, to be tried again after the test file is done with the server
+  it('a reply the SMTP server refuses for good is Failed with the server’s code and words; a temporary refusal is Retrying', async () => {
+    const seen = attempts.length;
+    smtp.refuseRecipients({ code: 550, message: '5.1.1 No such user here' });
+    try {
+      const res = await call('POST', `/api/v1/requests/${requestId}/replies`, { text: 'Refused.' });
+      expect(res.status).toBe(201);
+      const outboxId = res.json.delivery.outboxId as number;
+      await attempted.until(() => attempts.slice(seen).some((a) => a.id === outboxId));
+      expect(attempts.slice(seen).find((a) => a.id === outboxId)).toMatchObject({ ok: false, gaveUp: true });
+      const shown = await call('GET', `/api/v1/requests/${requestId}`);
+      const out = shown.json.conversations.find((c: AnyJson) => c.id === res.json.id);
+      expect(out.delivery).toMatchObject({ state: 'failed', status: '550', bounced: false, sentAt: null });
+      expect(out.delivery.reason).toMatch(/refused the mail: .*550 5\.1\.1 No such user here/);
+
+      smtp.refuseRecipients({ code: 451, message: '4.3.0 Try again later' });
+      const later = await call('POST', `/api/v1/requests/${requestId}/replies`, { text: 'Later.' });
+      const laterId = later.json.delivery.outboxId as number;
+      await attempted.until(() => attempts.slice(seen).some((a) => a.id === laterId));
+      const again = await call('GET', `/api/v1/requests/${requestId}`);
+      const retrying = again.json.conversations.find((c: AnyJson) => c.id === later.json.id);
+      expect(retrying.delivery).toMatchObject({ state: 'retrying', status: '451', attempts: 1 });
+    } finally {
+      smtp.refuseRecipients(null);
+    }
+  }, 60_000);
 });
 
 function spawnCli(

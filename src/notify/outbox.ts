@@ -251,6 +251,10 @@ export class OutboxSender {
           // some recipients refused while the others got it: kept for the operator to see
           last_error:
             result.rejected.length > 0 ? `refused by the server for ${result.rejected.join(', ')}` : null,
+          // an earlier try's refusal is history once it went out (a bounce may still set them later)
+          failure_status: null,
+          failure_reason:
+            result.rejected.length > 0 ? `refused by the server for ${result.rejected.join(', ')}` : null,
         })
         .where('id', '=', row.id)
         .execute();
@@ -450,7 +454,13 @@ export async function retryOutboxMail(store: Store, id: number): Promise<OutboxM
   if (row.sent_at) throw new MailintakeError('CONFLICT', `outbox mail ${id} was sent at ${row.sent_at}`);
   const updated = await store.db
     .updateTable('mail_outbox')
-    .set({ failed_at: null, attempts: 0, next_attempt_at: nowIso() })
+    .set({
+      failed_at: null,
+      attempts: 0,
+      next_attempt_at: nowIso(),
+      failure_status: null,
+      failure_reason: null,
+    })
     .where('id', '=', id)
     .where('sent_at', 'is', null)
     .where('failed_at', 'is not', null)
