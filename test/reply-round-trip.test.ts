@@ -271,13 +271,29 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
       messageId: 'forged@example.org',
     });
     await deliverLmtp(dovecot, forged, { from: 'stranger@example.org', to: [SUPPORT] });
+    // a list server rewrote To; the address it was delivered to is left in X-Original-To (as Postfix writes it)
+    const rewritten = buildMail({
+      from: `Customer <${CUSTOMER}>`,
+      to: 'undisclosed-recipients:;',
+      subject: 'Through a list',
+      messageId: 'via-list@customer.example',
+      headers: [`X-Original-To: ${replyAddress.toUpperCase()}`],
+    });
+    await deliverLmtp(dovecot, rewritten, { from: CUSTOMER, to: [replyAddress] });
     const [round] = await rt.services.fetch.once({ mailbox: 'support' });
-    expect(round).toMatchObject({ fetched: 2, appended: 1, created: 1 });
-    const log = (await rt.services.log.list({ mailbox: 'support', limit: 2 })).items;
-    const appended = log.find((l) => l.outcome === 'appended')!;
+    expect(round).toMatchObject({ fetched: 3, appended: 2, created: 1 });
+    const log = (await rt.services.log.list({ mailbox: 'support', limit: 3 })).items;
+    const appended = log.find(
+      (l) => l.outcome === 'appended' && l.messageId !== 'via-list@customer.example',
+    )!;
     expect(appended.requestId).toBe(requestId);
     expect(appended.reasons).toContain(
       `sent to the reply address <${replyAddress}> of request #${requestId}`,
+    );
+    const viaList = log.find((l) => l.messageId === 'via-list@customer.example')!;
+    expect(viaList).toMatchObject({ outcome: 'appended', requestId });
+    expect(viaList.reasons.at(-1)).toMatch(
+      new RegExp(`^sent to the reply address <.+> of request #${requestId}$`),
     );
     const created = log.find((l) => l.outcome === 'created')!;
     expect(created.requestId).not.toBe(requestId);
