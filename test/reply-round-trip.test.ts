@@ -531,6 +531,10 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
       expect(fwd!.to).toEqual(['vendor@example.org']);
       expect(fwd!.parsed.subject).toBe(`Fwd: Printer on fire ##${requestId}##`);
       expect(fwd!.parsed.attachments.map((a) => a.filename)).toEqual(['invoice.pdf']);
+      // the forwarded mail below the technician's words, as mail clients write a forward
+      expect(fwd!.parsed.text).toMatch(
+        /^FYI\n\n---------- Forwarded message ----------\nFrom: Customer <customer@example\.test>\nDate: \S+\nSubject: Printer on fire\n\n\S/,
+      );
 
       const refused = await run([
         'requests',

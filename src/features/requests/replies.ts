@@ -129,6 +129,9 @@ export function createReplies(deps: RepliesDeps) {
         'requests.requester_address',
         'requests.requester_name',
         'requests.message_id',
+        'requests.text_body',
+        'requests.html_text',
+        'requests.mail_date',
         'portals.name as portal_name',
       ])
       .where('requests.id', '=', requestId)
@@ -259,6 +262,14 @@ export function createReplies(deps: RepliesDeps) {
     }
 
     const subject = replySubject(request.subject, requestId, forward);
+    // a forward carries the mail it forwards, below the technician's words, as mail clients write it
+    const sentText = forward
+      ? `${text.trimEnd()}\n\n---------- Forwarded message ----------\n${[
+          `From: ${request.requester_name ? `${request.requester_name} <${request.requester_address ?? ''}>` : (request.requester_address ?? '')}`,
+          `Date: ${request.mail_date ?? ''}`,
+          `Subject: ${request.subject}`,
+        ].join('\n')}\n\n${request.text_body ?? request.html_text ?? ''}`
+      : text;
     const messageId = `mailintake-reply-${randomBytes(12).toString('hex')}@${OWN_MESSAGE_ID_DOMAIN}`;
     const replyTo = from.replyAddress
       ? makeReplyAddress(from.address, request.portal_id, requestId, deps.replyKeys()[0]!)
@@ -278,9 +289,9 @@ export function createReplies(deps: RepliesDeps) {
           cc_addresses: JSON.stringify(cc),
           subject,
           message_id: messageId,
-          text_body: storableText(text),
+          text_body: storableText(sentText),
           html_body: html,
-          html_text: htmlSearchText(text, html),
+          html_text: htmlSearchText(sentText, html),
           mail_date: now,
           created_at: now,
           direction: 'out',
@@ -312,7 +323,7 @@ export function createReplies(deps: RepliesDeps) {
           event: forward ? 'request-forward' : 'request-reply',
           recipients: JSON.stringify(to.map((a) => a.address)),
           subject,
-          body: storableText(text),
+          body: storableText(sentText),
           created_at: now,
           next_attempt_at: now,
           request_id: requestId,
