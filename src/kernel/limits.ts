@@ -343,3 +343,18 @@ export const REPLY_ATTACHMENTS_MAX_BYTES = 20 * 1024 * 1024;
 export const REPLY_API_MAX_BODY_BYTES = 30 * 1024 * 1024;
 /** Largest console reply form (the text and the attachments, multipart). */
 export const REPLY_FORM_MAX_BYTES = 30 * 1024 * 1024;
+
+// ---- The new part of a reply (mail/reply-split.ts) ----------------------------------------------------------
+
+/**
+ * Lines longer than this, in characters, are text: never tested as a quote header or a signature. RFC 5322
+ * lines are at most 998 characters; quote headers are far shorter. Bounds the pattern work per line.
+ */
+export const REPLY_SPLIT_MAX_LINE_CHARS = 1000;
+/** Lines an attribution ("On … wrote:") may wrap over; Gmail and Outlook wrap it over up to three. */
+export const REPLY_SPLIT_HEADER_LOOKAHEAD = 3;
+/**
+ * Non-empty lines a signature may have below its start ("-- ", "Regards,"): a longer tail is the message
+ * itself, not a signature (a "---" rule in the middle of a long text must not fold the rest).
+ */
+export const REPLY_SPLIT_SIGNATURE_LINES = 12;

@@ -1,3 +1,4 @@
+import { splitReply } from '../../mail/reply-split.js';
 import { Csrf, Message } from '../shared/console-ui.js';
 import { bodyPath } from './body-routes.js';
 import { shortTime } from './list-page.js';
@@ -67,6 +68,7 @@ interface MailView {
   receivedAt: string;
   mailbox: string | null;
   logId: number | null;
+  text: string | null;
   html: string | null;
   /** An auto-reply kept on the request (mail/machine.ts): said in the mail's header. */
   automatic: boolean;
@@ -88,6 +90,7 @@ function mailsOf(r: RequestDetail): MailView[] {
       receivedAt: r.createdAt,
       mailbox: r.mailbox,
       logId: r.logId,
+      text: r.text,
       html: r.html,
       automatic: false,
       outgoing: null,
@@ -104,6 +107,7 @@ function mailsOf(r: RequestDetail): MailView[] {
       receivedAt: c.createdAt,
       mailbox: c.mailbox,
       logId: c.logId,
+      text: c.text,
       html: c.html,
       automatic: c.automatic,
       outgoing: c.direction === 'out' ? { actor: c.actor, delivery: c.delivery } : null,
@@ -530,6 +534,7 @@ function Mail(props: { requestId: number; mail: MailView; index: number; log: In
           </a>
         ) : null}
       </p>
+      <NewPart mail={m} />
       <iframe
         class="mail-frame"
         name={frame}
@@ -539,5 +544,32 @@ function Mail(props: { requestId: number; mail: MailView; index: number; log: In
         referrerpolicy="no-referrer"
       />
     </section>
+  );
+}
+
+/**
+ * What the sender wrote, above the full body: their quoted text and signature folded in a <details> (no script).
+ * For display only (mail/reply-split.ts); the frame below shows the whole body as received, the raw mail is a
+ * link away. Shown only when something was folded: otherwise the frame says it all.
+ */
+function NewPart(props: { mail: MailView }) {
+  const { mail: m } = props;
+  if (m.text === null && m.html === null) return null;
+  const split = splitReply({ text: m.text, html: m.html });
+  if (split.method !== 'split') return null;
+  const folded = [split.signature, split.quoted].filter((p) => p !== '').join('\n\n');
+  return (
+    <div class="new-part">
+      <h4>What they wrote</h4>
+      {split.newPart === '' ? (
+        <p>Nothing of their own: only quoted or forwarded text and a signature.</p>
+      ) : (
+        <pre class="mail-new-part">{split.newPart}</pre>
+      )}
+      <details class="mail-quoted">
+        <summary>Show quoted text</summary>
+        <pre>{folded}</pre>
+      </details>
+    </div>
   );
 }

@@ -3,6 +3,7 @@ import type { Selectable } from 'kysely';
 import { MailintakeError } from '../../kernel/errors.js';
 import type { DropCode } from '../../mail/attachment-checks.js';
 import { plainTextToHtml, sanitizeMailHtml } from '../../mail/display.js';
+import { splitReply } from '../../mail/reply-split.js';
 import type { Address } from '../../mail/types.js';
 import type { BlobStore } from '../../store/blobs/blob-store.js';
 import type { RawPacks } from '../../store/blobs/raw-packs.js';
@@ -174,6 +175,7 @@ export function createRequestsService(deps: {
       messageId: r.message_id,
       text: r.text_body,
       html: r.html_body,
+      newPart: newPartOf(r.text_body, r.html_body),
       date: r.mail_date,
       mailbox: r.mailbox_name,
       logId: logIds.get(null) ?? null,
@@ -191,6 +193,7 @@ export function createRequestsService(deps: {
         messageId: c.message_id,
         text: c.text_body,
         html: c.html_body,
+        newPart: newPartOf(c.text_body, c.html_body),
         date: c.mail_date,
         mailbox: c.mailbox_name,
         logId: logIds.get(c.id) ?? null,
@@ -425,4 +428,10 @@ function logEntry(r: IntakeLogRow): IntakeLogEntry {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
+}
+
+/** The API's `newPart` of a mail: what the sender wrote (mail/reply-split.ts), null without a body. */
+function newPartOf(text: string | null, html: string | null): string | null {
+  if (text === null && html === null) return null;
+  return splitReply({ text, html }).newPart;
 }

@@ -84,6 +84,15 @@ const mailBodyFields = {
   messageId: z.string().nullable(),
   text: z.string().nullable(),
   html: z.string().nullable().openapi({ description: 'As received: untrusted, sanitise before display.' }),
+  /** What the sender wrote, without quoted text and signature (mail/reply-split.ts); for display only. */
+  newPart: z
+    .string()
+    .nullable()
+    .openapi({
+      description:
+        'What the sender wrote, without the text they quoted and their signature: for display only, `text` and ' +
+        '`html` keep the full body. From the text body, or the HTML body’s text when there is none; null without a body.',
+    }),
   date: z.string().nullable(),
   mailbox: z.string().nullable(),
   /** The intake-log entry of this mail (`mailintake raw LOGID`, GET /api/v1/log/{id}/raw); null if none. */
