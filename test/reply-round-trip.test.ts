@@ -302,6 +302,46 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
     );
   }, 60_000);
 
+  it('replies to a requester by the address alone, whatever their display name holds; a garbage address is refused naming To', async () => {
+    const odd = buildMail({
+      from: '"Lee, Ann <boss@example.org>; x" <ann.lee@example.org>',
+      to: SUPPORT,
+      subject: 'Odd name',
+      messageId: 'odd-name@example.org',
+    });
+    // an unterminated quoted name: the sender's address cannot be told from the rest
+    const garbage = buildMail({
+      from: '"Lee, Ann <boss@example.org>; \\" <ann.lee@example.org>',
+      to: SUPPORT,
+      subject: 'Garbage sender',
+      messageId: 'garbage-sender@example.org',
+    });
+    await deliverLmtp(dovecot, odd, { from: 'ann.lee@example.org', to: [SUPPORT] });
+    await deliverLmtp(dovecot, garbage, { from: 'ann.lee@example.org', to: [SUPPORT] });
+    const [round] = await rt.services.fetch.once({ mailbox: 'support' });
+    expect(round).toMatchObject({ fetched: 2, created: 2 });
+    const ids = new Map((await rt.services.requests.list({})).items.map((r) => [r.subject, r.id]));
+    const requester = (await rt.services.requests.show(ids.get('Odd name')!)).requester!;
+    expect(requester).toEqual({ address: 'ann.lee@example.org', name: 'Lee, Ann <boss@example.org>; x' });
+    const before = smtp.mails.length;
+    const res = await call('POST', `/api/v1/requests/${ids.get('Odd name')}/replies`, { text: 'Hello Ann.' });
+    expect(res.status, JSON.stringify(res.json)).toBe(201);
+    expect(res.json.to).toEqual([requester]);
+    const [mail] = (await smtp.waitFor(before + 1)).slice(before);
+    expect(mail!.to).toEqual(['ann.lee@example.org']);
+    await attempted.until(() => attempts.length >= smtp.mails.length);
+    relayed = smtp.mails.length;
+
+    const refused = await call('POST', `/api/v1/requests/${ids.get('Garbage sender')}/replies`, {
+      text: 'Hello?',
+    });
+    expect(refused.status).toBe(400);
+    expect(refused.json.details.fields[0]).toMatchObject({ field: 'to' });
+    expect(refused.json.details.fields[0].message).toMatch(
+      /^the requester's address ".+" cannot be written to: type one$/,
+    );
+  }, 60_000);
+
   it('never sends to the help desk’s own addresses and aliases, however they are typed', async () => {
     const random = prng(engine === 'sqlite' ? 1 : 2);
     const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;

@@ -174,19 +174,24 @@ export function createReplies(deps: RepliesDeps) {
       }
       return out;
     };
-    let toTyped = input.to;
-    if (!forward && (toTyped === undefined || toTyped.length === 0)) {
-      toTyped = request.requester_address
-        ? [
-            request.requester_name
-              ? `"${request.requester_name.replace(/"/g, '')}" <${request.requester_address}>`
-              : request.requester_address,
-          ]
-        : [];
+    const typedTo = (input.to ?? []).filter((t) => t.trim() !== '');
+    if (forward && typedTo.length === 0) throw bad('to', 'a forward needs an address');
+    // By default the requester, by the address alone: their display name is the sender's text (it may hold
+    // anything) and is only shown, never parsed as if someone had typed it.
+    const requester = request.requester_address ? parseTypedAddress(request.requester_address) : null;
+    if (!forward && typedTo.length === 0 && request.requester_address && !requester) {
+      throw bad(
+        'to',
+        `the requester's address "${request.requester_address.slice(0, 200)}" cannot be written to: type one`,
+      );
     }
-    if (forward && (toTyped === undefined || toTyped.length === 0))
-      throw bad('to', 'a forward needs an address');
-    const to = field('to', toTyped);
+    const to =
+      typedTo.length > 0
+        ? field('to', typedTo)
+        : field('to', requester ? [requester.address] : []).map((a) => ({
+            ...a,
+            name: request.requester_name ?? '',
+          }));
     const cc = field('cc', input.cc);
     const bcc = field('bcc', input.bcc);
     if (to.length === 0) {
