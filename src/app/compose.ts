@@ -36,6 +36,7 @@ import type { AppConfig } from '../kernel/env.js';
 import type { MailintakeError } from '../kernel/errors.js';
 import { createLogger, type Logger } from '../kernel/logger.js';
 import { loadSecretBox, type SecretBox } from '../kernel/secret-box.js';
+import { REPLY_ADDRESS_KEY_LABEL } from '../mail/reply-address.js';
 import { type OutboxAttempt, OutboxSender } from '../notify/outbox.js';
 import { SmtpSettings } from '../notify/smtp-settings.js';
 import { StoreNotifier } from '../notify/store-notifier.js';
@@ -112,6 +113,7 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
     store,
     smtp: () => smtp.config(),
     logger,
+    blobs,
     ...(opts.onOutboxAttempt ? { onAttempt: opts.onOutboxAttempt } : {}),
   });
   sender.start();
@@ -188,7 +190,10 @@ function wireIntake(w: Wiring, notifier: StoreNotifier) {
     ctx,
     load: async (name) => {
       const row = await mailboxes.row(name);
-      return { mailbox: intakeMailbox(row), settings: settingsOf(box, row) };
+      const settings = settingsOf(box, row);
+      // a customer's answer to a per-request reply address threads by it (mail/reply-address.ts)
+      const replyAddresses = { own: settings.emailAddress, keys: box.derivedKeys(REPLY_ADDRESS_KEY_LABEL) };
+      return { mailbox: { ...intakeMailbox(row), replyAddresses }, settings };
     },
     logger,
     ...(opts.onFetchRound ? { onFetchRound: opts.onFetchRound } : {}),
@@ -254,7 +259,13 @@ function wireServices(
       smtp,
       connect,
     }),
-    requests: createRequestsService({ store, blobs, rawPacks }),
+    requests: createRequestsService({
+      store,
+      blobs,
+      rawPacks,
+      replyKeys: () => box.derivedKeys(REPLY_ADDRESS_KEY_LABEL),
+      kickOutbox: () => sender.kick(),
+    }),
     log: createIntakeLogService({ store, blobs, rawPacks }),
     systemLog: createSystemLogService({ store }),
     fetch: createFetchService({ mailboxes, rounds: more.rounds }),

@@ -225,6 +225,12 @@ export const mailboxInputSchema = z
       .min(MAILBOX_INTERVAL_MIN_SECONDS, `at least ${MAILBOX_INTERVAL_MIN_SECONDS} seconds`)
       .max(MAILBOX_INTERVAL_MAX_SECONDS)
       .default(MAILBOX_INTERVAL_DEFAULT_SECONDS),
+    /**
+     * Replies from a request carry Reply-To: <local>+<request>.<signature>@<domain> of the mailbox's first
+     * address, so an answer threads even when its headers were stripped. Only for a server that delivers
+     * plus-addresses to the mailbox (Dovecot, Postfix, Gmail, Microsoft 365 do). Absent: off.
+     */
+    replyAddress: z.boolean().optional(),
     /** IMAP IDLE push (a new mail is fetched within a second); false: only the schedule. */
     idle: z.boolean().default(true),
     enabled: z.boolean().default(true),

@@ -28,7 +28,7 @@ import {
   isMailintakeError,
   MailintakeError,
 } from '../kernel/errors.js';
-import { API_MAX_BODY_BYTES as MAX_BODY_BYTES } from '../kernel/limits.js';
+import { API_MAX_BODY_BYTES as MAX_BODY_BYTES, REPLY_API_MAX_BODY_BYTES } from '../kernel/limits.js';
 import { mountConsole } from './console/index.js';
 
 /**
@@ -174,14 +174,20 @@ function useAuthentication(app: OpenAPIHono, services: Services): void {
   };
   // Hono's `/api/v1/*` also matches `/api/v1` itself.
   app.use('/api/v1/*', requireKey);
-  app.use(
-    '/api/v1/*',
+  const limit = (maxSize: number) =>
     bodyLimit({
-      maxSize: MAX_BODY_BYTES,
+      maxSize,
       onError: () => {
-        throw invalid([{ field: '(body)', message: `larger than ${MAX_BODY_BYTES} bytes` }]);
+        throw invalid([{ field: '(body)', message: `larger than ${maxSize} bytes` }]);
       },
-    }),
+    });
+  const small = limit(MAX_BODY_BYTES);
+  // a reply carries its attachments as base64 in its JSON: the one body allowed to be large
+  const reply = limit(REPLY_API_MAX_BODY_BYTES);
+  app.use('/api/v1/*', (c, next) =>
+    c.req.method === 'POST' && /^\/api\/v1\/requests\/[^/]+\/replies$/.test(c.req.path)
+      ? reply(c, next)
+      : small(c, next),
   );
 }
 

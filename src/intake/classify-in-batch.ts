@@ -1,6 +1,7 @@
 import { autoSubmitted, decideThread, mailFingerprint, threadCandidates } from '../mail/classify.js';
 import { type MachineKind, type MachineVerdict, machineKind } from '../mail/machine.js';
-import type { ParsedMail, ThreadDecision } from '../mail/types.js';
+import { checkReplyAddresses } from '../mail/reply-address.js';
+import type { ParsedMail, ThreadDecision, ThreadFacts } from '../mail/types.js';
 import { valueKey } from '../store/keys.js';
 import type { Tx } from '../store/tx.js';
 import type { IntakeMailbox } from './intake-mailbox.js';
@@ -57,10 +58,11 @@ export async function classifyInBatch(
     candidates.subjectRequestId,
     notes,
   );
+  const replyAddress = await replyAddressIn(tx, mailbox, memory, mail);
   const decision = decideThread(
     mail,
     { headerThreading: mailbox.headerThreading },
-    { ownMessageIdRequest, byMessageId, subjectRequestExists },
+    { ownMessageIdRequest, byMessageId, subjectRequestExists, ...(replyAddress ? { replyAddress } : {}) },
   );
   const machine = machineKind(mail);
   // the machine's reasons first: for an ignored mail they are the decision
@@ -90,6 +92,45 @@ export const MACHINE_LABEL: Record<MachineKind, string> = {
   bounce: 'bounce',
   'auto-reply': 'auto-reply',
 };
+
+/**
+ * A per-request reply address among the mail's recipients (To, Cc, and the Delivered-To / X-Original-To the
+ * delivering server adds, which survive when a client rewrote To), checked: the signature, then the request in
+ * this portal.
+ */
+async function replyAddressIn(
+  tx: Tx,
+  mailbox: IntakeMailbox,
+  memory: BatchMemory,
+  mail: ParsedMail,
+): Promise<ThreadFacts['replyAddress']> {
+  const keys = mailbox.replyAddresses;
+  if (!keys || keys.keys.length === 0) return undefined;
+  const delivered = [mail.headers['delivered-to'], mail.headers['x-original-to']]
+    .filter((v): v is string => v !== undefined)
+    .map((v) => v.replace(/^[\s<]+|[\s>]+$/g, ''));
+  const addresses = [...mail.to, ...mail.cc].map((a) => a.address).concat(delivered);
+  const check = checkReplyAddresses(addresses, keys.own, mailbox.portalId, keys.keys);
+  if (check.kind === 'none') return undefined;
+  if (check.kind === 'invalid')
+    return { kind: 'invalid', requestId: check.requestId, address: check.address };
+  if (memory.newRequests.has(check.requestId))
+    return { kind: 'valid', requestId: check.requestId, address: check.address };
+  const r = await tx
+    .selectFrom('requests')
+    .select('id')
+    .where('id', '=', check.requestId)
+    .where('portal_id', '=', mailbox.portalId)
+    .executeTakeFirst();
+  return r
+    ? { kind: 'valid', requestId: check.requestId, address: check.address }
+    : {
+        kind: 'invalid',
+        requestId: check.requestId,
+        address: check.address,
+        why: 'this portal has no such request',
+      };
+}
 
 /** Whether the request a subject names (`##id##`) exists in this portal (created earlier, or in this batch). */
 async function subjectRequestIn(

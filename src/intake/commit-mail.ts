@@ -9,6 +9,7 @@ import {
   isInlineImage,
 } from '../mail/attachment-checks.js';
 import { autoSubmitted, mailFingerprint, threadCandidates } from '../mail/classify.js';
+import { bounceFailure } from '../mail/dsn-status.js';
 import type { MachineKind } from '../mail/machine.js';
 import { ccParticipants, decideRequester, type RequesterDecision } from '../mail/requester.js';
 import type { Address, ParsedMail, StoredPart, ThreadDecision } from '../mail/types.js';
@@ -438,6 +439,11 @@ class BatchCommit {
   /** Classify (classify-in-batch.ts), then apply: the mail's rows, and what later mails of the batch must know. */
   private async takeIn(mail: ParsedMail, item: BatchItem): Promise<CommittedOutcome> {
     const { decision, reasons, machine } = await classifyInBatch(this.tx, this.mailbox, this.memory, mail);
+    if (machine.kind === 'bounce' && machine.bouncedMessageId) {
+      const linked = await this.linkBounce(mail, machine.bouncedMessageId, reasons);
+      if (linked !== null)
+        return { outcome: 'ignored', identity: item.serverIdentity, requestId: linked, reasons };
+    }
     const requester = this.requesters.get(item) ?? { requester: null, via: null, reasons: [] };
     if (decision.kind === 'new-request' && machine.kind === null) {
       const limited = await this.overLimit(requester.requester, [...reasons, ...requester.reasons]);
@@ -453,6 +459,32 @@ class BatchCommit {
       });
     }
     return result;
+  }
+
+  /**
+   * A bounce of a reply we sent (issue 13 §4): its outbox row, found by the reported Message-ID (by key, then the
+   * full value), is marked failed with the DSN's Status and Diagnostic-Code in this transaction, and the bounce
+   * stays ignored but points at the request. The request of the reply, or null when we sent no such mail.
+   */
+  private async linkBounce(mail: ParsedMail, reported: string, reasons: string[]): Promise<number | null> {
+    const row = await this.tx
+      .selectFrom('mail_outbox')
+      .innerJoin('requests', 'requests.id', 'mail_outbox.request_id')
+      .select(['mail_outbox.id', 'mail_outbox.message_id', 'mail_outbox.request_id'])
+      .where('mail_outbox.message_key', '=', valueKey(reported))
+      .where('requests.portal_id', '=', this.mailbox.portalId)
+      .executeTakeFirst();
+    if (!row || row.message_id !== reported || row.request_id === null) return null;
+    const failure = bounceFailure(mail);
+    await this.tx
+      .updateTable('mail_outbox')
+      .set({ bounced_at: this.now, failure_status: failure.status, failure_reason: failure.reason })
+      .where('id', '=', row.id)
+      .execute();
+    reasons.push(
+      `bounce of our reply on request #${row.request_id} (outbox ${row.id}): ${failure.status ?? 'no status'} ${failure.reason}`,
+    );
+    return row.request_id;
   }
 
   /**

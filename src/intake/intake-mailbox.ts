@@ -14,4 +14,9 @@ export interface IntakeMailbox {
    * disabled mailbox (`fetch --once --mailbox`) leaves it out and runs to the end.
    */
   enabled?: boolean;
+  /**
+   * What recognises a per-request reply address (mail/reply-address.ts) sent to this mailbox: its own
+   * addresses, and the keys (current first). Absent: no mail threads by a reply address.
+   */
+  replyAddresses?: { own: string[]; keys: Buffer[] };
 }

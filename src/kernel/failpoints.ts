@@ -29,7 +29,7 @@ import { MailintakeError } from './errors.js';
  *   between-store-deleted-and-expunge   imap/connector.ts: STORE +FLAGS \Deleted done, UID EXPUNGE not sent
  *   between-dele-and-quit               pop3-connector.ts: DELEs sent, no QUIT (the server forgets them)
  *   after-error-record error-folder.ts: the error-mail row committed, the mail not yet moved aside
- *   after-smtp-accept  outbox.ts: the SMTP server accepted a notification mail, the row not marked sent
+ *   after-smtp-accept  outbox.ts: the SMTP server accepted an outbox mail (a notification or a reply), the row not marked sent
  * Graph and Exchange Web Services have no such gap in their acknowledgement: a delete, a move or a read flag
  * is one request (DELETE / PATCH / move; DeleteItem / UpdateItem / MoveItem), which either happened or not.
  */

@@ -377,6 +377,21 @@ export const PARTICIPANTS_PER_MAIL_MAX = 50;
 /** What of a forwarded message/rfc822 part is read back from the blob store for its header, in bytes. */
 export const FORWARDED_HEAD_BYTES = 32 * KiB;
 
+// ---- Replies and forwards from a request (features/requests/replies.ts) ------------------------------------
+
+/** Message-IDs in a reply's References: the request's first mail and the newest ones (RFC 5322 §3.6.4 lets a thread grow without end). */
+export const REPLY_REFERENCES_MAX = 20;
+/** Longest reply text (and HTML), in characters. */
+export const REPLY_BODY_MAX_CHARS = 1_000_000;
+/** Addresses in To, Cc and Bcc of one reply together. */
+export const REPLY_RECIPIENTS_MAX = 100;
+/** Attachments of one reply, all together, in bytes (most SMTP servers refuse mails over 25 MB). */
+export const REPLY_ATTACHMENTS_MAX_BYTES = 20 * 1024 * 1024;
+/** Largest API reply body: the attachments travel as base64 in the JSON (4/3 of their size). */
+export const REPLY_API_MAX_BODY_BYTES = 30 * 1024 * 1024;
+/** Largest console reply form (the text and the attachments, multipart). */
+export const REPLY_FORM_MAX_BYTES = 30 * 1024 * 1024;
+
 // ---- The new part of a reply (mail/reply-split.ts) ----------------------------------------------------------
 
 /**

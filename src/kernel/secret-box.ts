@@ -73,6 +73,17 @@ export class SecretBox {
     throw new Error('the sealed value does not open with the configured key(s): wrong key or damaged data');
   }
 
+  /**
+   * Keys for another purpose derived from the secret key with HKDF-SHA256 under `label` (so a leaked derived
+   * key reveals nothing of the sealing key): the current key's first, then the previous keys', so that what was
+   * signed before a key rotation still verifies.
+   */
+  derivedKeys(label: string): Buffer[] {
+    return this.#keys.map(({ key }) =>
+      Buffer.from(crypto.hkdfSync('sha256', key, Buffer.alloc(0), `mailintake ${label}`, 32)),
+    );
+  }
+
   /** A stream that seals what is written to it with the current key (byte format above). */
   sealStream(): Transform {
     return new SealTransform(this.#keys[0]!);

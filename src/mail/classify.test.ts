@@ -145,6 +145,44 @@ describe('decideThread', () => {
     });
   });
 
+  it('a valid reply address threads after the headers, before the subject, header threading on or off', () => {
+    const reply = { kind: 'valid' as const, requestId: 7, address: 'support+7.abcdefghij@example.com' };
+    const stripped = mail({ subject: 'no token here' });
+    for (const settings of [on, off]) {
+      const d = decideThread(stripped, settings, noFacts({ replyAddress: reply }));
+      expect(d).toMatchObject({ kind: 'conversation', requestId: 7 });
+      expect(d.reasons.at(-1)).toBe(
+        'sent to the reply address <support+7.abcdefghij@example.com> of request #7',
+      );
+    }
+    // the headers name the mail answered: they win
+    const both = mail({ inReplyTo: ['a@x'], subject: '##8##' });
+    const byHeader = decideThread(
+      both,
+      on,
+      noFacts({ byMessageId: new Map([['a@x', 5]]), replyAddress: reply }),
+    );
+    expect(byHeader).toMatchObject({ kind: 'conversation', requestId: 5 });
+    // the signed address is stronger than a subject token anyone can type
+    const bySig = decideThread(both, on, noFacts({ subjectRequestExists: true, replyAddress: reply }));
+    expect(bySig).toMatchObject({ kind: 'conversation', requestId: 7 });
+  });
+
+  it('an invalid reply address is never used to thread, and says why', () => {
+    const forged = { kind: 'invalid' as const, requestId: 7, address: 'support+7.aaaaaaaaaa@example.com' };
+    const d = decideThread(mail({ subject: 'hello' }), on, noFacts({ replyAddress: forged }));
+    expect(d.kind).toBe('new-request');
+    expect(d.reasons).toContain(
+      '<support+7.aaaaaaaaaa@example.com> looks like a reply address of request #7 but its signature is not ours: not used for threading',
+    );
+    const withToken = decideThread(
+      mail({ subject: '##3##' }),
+      on,
+      noFacts({ replyAddress: forged, subjectRequestExists: true }),
+    );
+    expect(withToken).toMatchObject({ kind: 'conversation', requestId: 3 });
+  });
+
   it('an auto-reply still threads normally (flagged in the trace, never dropped)', () => {
     const m = mail({ inReplyTo: ['a@x'], headers: { 'auto-submitted': 'auto-replied' } });
     expect(decideThread(m, on, noFacts({ byMessageId: new Map([['a@x', 5]]) })).kind).toBe('conversation');

@@ -76,6 +76,22 @@ export function decideThread(
     reasons.push('header threading is off for this portal (In-Reply-To/References are not used)');
   }
 
+  // The reply address's signature is ours: the answer was sent to the address we gave for this request alone,
+  // whatever happened to its headers and subject on the way (and whatever the header-threading switch says).
+  const reply = facts.replyAddress;
+  if (reply?.kind === 'valid') {
+    return {
+      kind: 'conversation',
+      requestId: reply.requestId,
+      reasons: [...reasons, `sent to the reply address <${reply.address}> of request #${reply.requestId}`],
+    };
+  }
+  if (reply?.kind === 'invalid') {
+    reasons.push(
+      `<${reply.address}> looks like a reply address of request #${reply.requestId} but ${reply.why ?? 'its signature is not ours'}: not used for threading`,
+    );
+  }
+
   const subjectId = candidates.subjectRequestId;
   if (subjectId !== null && facts.subjectRequestExists) {
     return {

@@ -124,6 +124,9 @@ const CLASSIFIER_HEADERS = new Set([
   'x-mailintake-loop',
   // the requester's fallback when From holds no usable address (mail/requester.ts)
   'sender',
+  // where the delivering server says it delivered the mail: a per-request reply address survives there
+  'delivered-to',
+  'x-original-to',
   // raw, for the bounce rules: `From: MAILER-DAEMON <>` has no address, so the parsed sender is null
   'from',
 ]);

@@ -70,6 +70,11 @@ export interface ThreadFacts {
   byMessageId: Map<string, number>;
   /** The subject's `##<id>##` names a request of this portal. */
   subjectRequestExists: boolean;
+  /**
+   * A per-request reply address (mail/reply-address.ts) among the mail's recipients: `valid` when its signature
+   * is ours and the request exists in this portal; `invalid` otherwise (never used for threading). Absent: none.
+   */
+  replyAddress?: { kind: 'valid' | 'invalid'; requestId: number; address: string; why?: string };
 }
 
 export interface ThreadCandidates {

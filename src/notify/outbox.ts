@@ -1,4 +1,6 @@
+import type { Readable } from 'node:stream';
 import type { Selectable } from 'kysely';
+import { z } from 'zod';
 import { MailintakeError, toMailintakeError } from '../kernel/errors.js';
 import { failpoint } from '../kernel/failpoints.js';
 import {
@@ -15,9 +17,26 @@ import type { Logger } from '../kernel/logger.js';
 import { OWN_MESSAGE_ID_DOMAIN } from '../mail/machine.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { MailOutboxTable } from '../store/schema.js';
-import { storedStrings } from '../store/stored-json.js';
+import { parseStored, storedStrings } from '../store/stored-json.js';
 import type { SmtpConfig } from './smtp-settings.js';
-import { isPermanentRefusal, openSmtpTransport, type SmtpTransport } from './smtp-transport.js';
+import {
+  isPermanentRefusal,
+  type OutgoingMail,
+  openSmtpTransport,
+  type SmtpTransport,
+} from './smtp-transport.js';
+
+/** A reply's attachments as its outbox row keeps them: blob-store keys and what the mail calls them. */
+export const outboxAttachmentsSchema = z.array(
+  z.object({ sha256: z.string(), filename: z.string(), contentType: z.string(), size: z.number() }),
+);
+export type OutboxAttachment = z.infer<typeof outboxAttachmentsSchema>[number];
+
+/** The SMTP reply code of a refusal (550, 451…), or null when the server never answered one. */
+function refusalCode(error: MailintakeError): string | null {
+  const code = (error.cause as { responseCode?: unknown } | undefined)?.responseCode;
+  return typeof code === 'number' ? String(code) : null;
+}
 
 export { DEFAULT_MAX_ATTEMPTS };
 
@@ -60,6 +79,8 @@ export interface OutboxSenderOptions {
   retryDelayMs?: (attempts: number) => number;
   /** Attempts before sending is given up (default 12: about 8 hours with the default delays). */
   maxAttempts?: number;
+  /** Where a reply's attachments are read from (store/blobs); notifications have none. */
+  blobs?: { get(sha256: string): Readable };
   /** Injected clock (tests drive retries without waiting). */
   now?: () => Date;
   /** Told after every attempt (tests and a UI wait on this). */
@@ -217,13 +238,7 @@ export class OutboxSender {
     const db = this.opts.store.db;
     let result: Awaited<ReturnType<SmtpTransport['send']>>;
     try {
-      result = await transport.send({
-        to: storedStrings(row.recipients, { table: 'mail_outbox', column: 'recipients', id: row.id }),
-        subject: row.subject,
-        text: row.body,
-        messageId: `<mailintake-outbox-${row.id}-${Date.parse(row.created_at)}@${OWN_MESSAGE_ID_DOMAIN}>`,
-        headers: { 'X-Mailintake-Event': row.event },
-      });
+      result = await transport.send(this.mailOf(row));
     } catch (err) {
       return this.failed(row, err);
     }
@@ -235,6 +250,10 @@ export class OutboxSender {
           sent_at: nowIso(),
           // some recipients refused while the others got it: kept for the operator to see
           last_error:
+            result.rejected.length > 0 ? `refused by the server for ${result.rejected.join(', ')}` : null,
+          // an earlier try's refusal is history once it went out (a bounce may still set them later)
+          failure_status: null,
+          failure_reason:
             result.rejected.length > 0 ? `refused by the server for ${result.rejected.join(', ')}` : null,
         })
         .where('id', '=', row.id)
@@ -258,6 +277,54 @@ export class OutboxSender {
     return { ok: true, serverDown: false };
   }
 
+  /** The mail of a row: a notification, or a reply from a request with everything it carries. */
+  private mailOf(row: Selectable<MailOutboxTable>): OutgoingMail {
+    const where = (column: string) => ({ table: 'mail_outbox', column, id: row.id });
+    const to = storedStrings(row.recipients, where('recipients'));
+    if (row.request_id === null) {
+      return {
+        to,
+        subject: row.subject,
+        text: row.body,
+        messageId: `<mailintake-outbox-${row.id}-${Date.parse(row.created_at)}@${OWN_MESSAGE_ID_DOMAIN}>`,
+        headers: { 'X-Mailintake-Event': row.event },
+      };
+    }
+    const blobs = this.opts.blobs;
+    const attachments = row.attachments
+      ? parseStored(outboxAttachmentsSchema, row.attachments, where('attachments'))
+      : [];
+    if (attachments.length > 0 && !blobs) {
+      throw new MailintakeError(
+        'INTERNAL',
+        `outbox mail ${row.id} has attachments but the sender has no blob store`,
+      );
+    }
+    return {
+      to,
+      ...(row.cc ? { cc: storedStrings(row.cc, where('cc')) } : {}),
+      ...(row.bcc ? { bcc: storedStrings(row.bcc, where('bcc')) } : {}),
+      ...(row.from_address ? { from: { address: row.from_address, name: row.from_name ?? '' } } : {}),
+      ...(row.reply_to ? { replyTo: row.reply_to } : {}),
+      ...(row.in_reply_to ? { inReplyTo: `<${row.in_reply_to}>` } : {}),
+      ...(row.references_ids
+        ? { references: storedStrings(row.references_ids, where('references_ids')).map((id) => `<${id}>`) }
+        : {}),
+      subject: row.subject,
+      text: row.body,
+      ...(row.html_body ? { html: row.html_body } : {}),
+      attachments: attachments.map((a) => ({
+        filename: a.filename,
+        contentType: a.contentType,
+        open: () => blobs!.get(a.sha256),
+      })),
+      // fixed when the reply was stored: a resend after a crash carries the same id, and a bounce finds it
+      ...(row.message_id ? { messageId: `<${row.message_id}>` } : {}),
+      headers: { 'X-Mailintake-Event': row.event },
+      automatic: false,
+    };
+  }
+
   /** Records a failed send: retried after the delay, or given up. */
   private async failed(
     row: Selectable<MailOutboxTable>,
@@ -271,6 +338,8 @@ export class OutboxSender {
       .updateTable('mail_outbox')
       .set({
         last_error: `${error.code}: ${error.message}`.slice(0, OUTBOX_LAST_ERROR_MAX_CHARS),
+        failure_status: refusalCode(error),
+        failure_reason: error.message.slice(0, OUTBOX_LAST_ERROR_MAX_CHARS),
         ...(gaveUp ? { failed_at: nowIso() } : { next_attempt_at: next }),
       })
       .where('id', '=', row.id)
@@ -325,7 +394,16 @@ export interface OutboxStatus {
 }
 
 export function outboxView(r: Selectable<MailOutboxTable>): OutboxMailView {
-  const state = r.sent_at ? 'sent' : r.failed_at ? 'failed' : r.attempts > 0 ? 'retrying' : 'pending';
+  // a reply that bounced after it was sent failed after all
+  const state = r.bounced_at
+    ? 'failed'
+    : r.sent_at
+      ? 'sent'
+      : r.failed_at
+        ? 'failed'
+        : r.attempts > 0
+          ? 'retrying'
+          : 'pending';
   return {
     id: r.id,
     event: r.event,
@@ -376,7 +454,13 @@ export async function retryOutboxMail(store: Store, id: number): Promise<OutboxM
   if (row.sent_at) throw new MailintakeError('CONFLICT', `outbox mail ${id} was sent at ${row.sent_at}`);
   const updated = await store.db
     .updateTable('mail_outbox')
-    .set({ failed_at: null, attempts: 0, next_attempt_at: nowIso() })
+    .set({
+      failed_at: null,
+      attempts: 0,
+      next_attempt_at: nowIso(),
+      failure_status: null,
+      failure_reason: null,
+    })
     .where('id', '=', id)
     .where('sent_at', 'is', null)
     .where('failed_at', 'is not', null)

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
+import type { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { SMTPTransportOptions } from 'nodemailer/lib/smtp-transport';
 import {
@@ -34,6 +35,22 @@ export interface OutgoingMail {
   /** Stable per outbox row: a mail sent again after a crash carries the same id. */
   messageId?: string;
   headers?: Record<string, string>;
+  // ---- a reply from a request (features/requests/replies.ts); absent on a notification ----
+  /** Instead of the SMTP settings' From: the mailbox's address the customer wrote to. */
+  from?: { address: string; name: string };
+  cc?: string[];
+  bcc?: string[];
+  replyTo?: string;
+  html?: string;
+  inReplyTo?: string;
+  references?: string[];
+  /** Opened again for each try (a send retried after a token renewal reads them once more). */
+  attachments?: { filename: string; contentType: string; open: () => Readable }[];
+  /**
+   * false: a person wrote it (a technician's reply), so no `Auto-Submitted: auto-generated`: the customer's
+   * auto-responder may answer it, and that answer is recognised as automatic when it comes back.
+   */
+  automatic?: boolean;
 }
 
 export interface SendResult {
@@ -114,16 +131,32 @@ export async function openSmtpTransport(
     ? nodemailer.createTransport({ ...options, pool: true, maxConnections: 1 })
     : nodemailer.createTransport(options);
   const sendOnce = async (mail: OutgoingMail): Promise<SendResult> => {
+    const from = mail.from ?? config.from;
     const info = await transport.sendMail({
-      from: config.from.name ? { name: config.from.name, address: config.from.address } : config.from.address,
+      from: from.name ? { name: from.name, address: from.address } : from.address,
       to: mail.to,
+      ...(mail.cc && mail.cc.length > 0 ? { cc: mail.cc } : {}),
+      ...(mail.bcc && mail.bcc.length > 0 ? { bcc: mail.bcc } : {}),
+      ...(mail.replyTo ? { replyTo: mail.replyTo } : {}),
+      ...(mail.inReplyTo ? { inReplyTo: mail.inReplyTo } : {}),
+      ...(mail.references && mail.references.length > 0 ? { references: mail.references } : {}),
       subject: mail.subject,
       text: mail.text,
+      ...(mail.html ? { html: mail.html } : {}),
+      ...(mail.attachments && mail.attachments.length > 0
+        ? {
+            attachments: mail.attachments.map((a) => ({
+              filename: a.filename,
+              contentType: a.contentType,
+              content: a.open(),
+            })),
+          }
+        : {}),
       ...(mail.messageId ? { messageId: mail.messageId } : {}),
       headers: {
         // RFC 3834: machine-made mail; auto-responders stay quiet, and a mailbox of ours that receives it
         // flags it as automatic instead of answering it in a loop
-        'Auto-Submitted': 'auto-generated',
+        ...(mail.automatic === false ? {} : { 'Auto-Submitted': 'auto-generated' }),
         ...mail.headers,
         // ours, with the Message-ID domain the outbox uses: our own mail coming back to one of our mailboxes
         // is recognised (mail/machine.ts) and never becomes a request; set last so no caller drops it

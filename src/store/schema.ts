@@ -134,6 +134,10 @@ export interface ConversationTable {
   html_text: ColumnType<string | null, string | null | undefined, string | null>;
   /** 1: an auto-reply (mail/machine.ts) that threaded to the request. Migration 0013. */
   automatic: Flag;
+  /** 'in': a mail taken in; 'out': a reply or forward the help desk sent (its mail_outbox row). Migration 0014. */
+  direction: ColumnType<string, string | undefined, string>;
+  /** Who wrote an outgoing one (`user:<email>`, `api-key:<name>`, `cli:<user>`); null for mail taken in. */
+  actor: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface AttachmentTable {
@@ -294,7 +298,35 @@ export interface MailOutboxTable {
   last_error: string | null;
   /** Set when sending was given up (permanent refusal or too many attempts); an operator may retry it. */
   failed_at: ColumnType<string | null, string | null | undefined, string | null>;
+  // ---- a reply or forward from a request (migration 0014); all null on a notification ----
+  request_id: Opt<number>;
+  conversation_id: Opt<number>;
+  /** The mailbox's address it is sent from (null: the SMTP settings' From). */
+  from_address: Opt<string>;
+  from_name: Opt<string>;
+  /** JSON arrays of addresses. */
+  cc: Opt<string>;
+  bcc: Opt<string>;
+  reply_to: Opt<string>;
+  /** Our Message-ID (without angle brackets), fixed before sending so that a resend and a bounce find it. */
+  message_id: Opt<string>;
+  /** valueKey(message_id), indexed. */
+  message_key: Opt<string>;
+  in_reply_to: Opt<string>;
+  /** JSON array of Message-IDs, oldest first. */
+  references_ids: Opt<string>;
+  html_body: Opt<string>;
+  /** JSON array of { sha256, filename, contentType, size } (blob-store keys). */
+  attachments: Opt<string>;
+  /** The SMTP reply code of a refusal, or the DSN Status of a bounce (e.g. 5.1.1). */
+  failure_status: Opt<string>;
+  /** The server's refusal or the bounce's Diagnostic-Code. */
+  failure_reason: Opt<string>;
+  /** A bounce came back for it after it was sent: its delivery failed. */
+  bounced_at: Opt<string>;
 }
+
+type Opt<T> = ColumnType<T | null, T | null | undefined, T | null>;
 
 /** A mail moved to the error folder (or, POP3, kept by us), with its sealed report. */
 export interface ErrorMailTable {

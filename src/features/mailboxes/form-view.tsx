@@ -314,6 +314,12 @@ export function MailboxForm(props: MailboxFormProps) {
             help="A new mail is taken in within about a second; the schedule stays as the fallback."
           />
         </Shown>
+        <Check
+          name="replyAddress"
+          label="Reply address per request"
+          v={v}
+          help="Replies carry Reply-To: address+<request>.<signature>@domain of the first address, so an answer threads even when its headers are stripped. Only for a server that delivers plus-addresses to this mailbox."
+        />
         {props.isNew ? (
           <Check
             name="enabled"

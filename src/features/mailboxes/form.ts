@@ -94,6 +94,7 @@ export function viewValues(m: MailboxView): FormValues {
     moveToFolder: m.moveToFolder ?? '',
     intervalSeconds: String(m.intervalSeconds),
     idle: on(m.idle),
+    replyAddress: on(m.replyAddress),
     moveToErrorFolder: on(m.moveToErrorFolder),
     errorFolder: m.errorFolder ?? '',
     stopAfterErrors: m.stopAfterErrors === null ? '' : String(m.stopAfterErrors),
@@ -142,6 +143,7 @@ export function formInput(v: FormValues, isNew: boolean): Record<string, unknown
     portal: text('portal'),
     protocol,
     emailAddress: v.emailAddress ?? '',
+    replyAddress: v.replyAddress === 'on',
   };
   if (isMailProtocol(protocol)) {
     out.server = text('server') ?? '';
@@ -235,6 +237,7 @@ export const FORM_FIELDS = [
   'connectUrl',
   'graphEndpoint',
   'emailAddress',
+  'replyAddress',
   'username',
   'password',
   'ewsAuth',

@@ -382,6 +382,7 @@ export function mailboxView(row: MailboxRow, redirectUrl: string, fetching = fal
     intervalSeconds: s.intervalSeconds,
     // mailboxes stored before the setting existed have none: push is the default
     idle: s.idle ?? true,
+    replyAddress: s.replyAddress === true,
     enabled: row.enabled === 1,
     status: mailboxStatus(row),
     moveToErrorFolder: s.moveToErrorFolder ?? false,

@@ -54,6 +54,10 @@ export const mailboxViewSchema = z
     moveToFolder: z.string().nullable(),
     intervalSeconds: z.number().int(),
     idle: z.boolean().openapi({ description: 'IMAP IDLE push: new mail is taken in at once' }),
+    replyAddress: z.boolean().openapi({
+      description:
+        'Replies carry a per-request Reply-To (local+<id>.<signature>@domain); needs plus-address delivery',
+    }),
     enabled: z.boolean(),
     status: mailboxStatusSchema,
     moveToErrorFolder: z.boolean(),

@@ -72,6 +72,126 @@ export function addRequestCommands(program: Command, k: Kit): void {
       ),
     );
   addRequestWorkCommands(requests, k);
+  addReplyCommands(requests, k);
+}
+
+interface ReplyOptions {
+  to?: string[];
+  cc?: string[];
+  bcc?: string[];
+  text?: string;
+  textFile?: string;
+  attach?: string[];
+  include?: string[];
+}
+
+/** A few common types by extension; anything else goes as application/octet-stream (the receiver sniffs). */
+const ATTACH_TYPES: Record<string, string> = {
+  '.txt': 'text/plain',
+  '.pdf': 'application/pdf',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.csv': 'text/csv',
+  '.zip': 'application/zip',
+};
+
+/** `requests reply ID --text … | forward ID --to …`: through the outbox, like the API's and the console's. */
+function addReplyCommands(requests: Command, k: Kit): void {
+  const { leaf, answer, line } = k;
+  const input = async (opts: ReplyOptions) => {
+    if ((opts.text === undefined) === (opts.textFile === undefined)) {
+      throw new MailintakeError(
+        'INVALID_SETTINGS',
+        'give the text with --text or --text-file (one of them)',
+        {
+          details: { fields: [{ field: '--text', message: 'give --text or --text-file (one of them)' }] },
+        },
+      );
+    }
+    const { readFile } = await import('node:fs/promises');
+    const read = async (file: string, field: string) => {
+      try {
+        return await readFile(file === '-' ? '/dev/stdin' : file);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? 'error';
+        throw new MailintakeError('INVALID_SETTINGS', `Cannot read ${file}: ${code}`, {
+          details: { fields: [{ field, message: `cannot read ${file} (${code})` }] },
+        });
+      }
+    };
+    const text = opts.text ?? (await read(opts.textFile!, '--text-file')).toString('utf8');
+    const attachments = [];
+    for (const file of opts.attach ?? []) {
+      attachments.push({
+        filename: path.basename(file),
+        contentType: ATTACH_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream',
+        content: await read(file, '--attach'),
+      });
+    }
+    const include = (opts.include ?? []).map((v) => idArg(v));
+    return {
+      text,
+      ...(opts.to ? { to: opts.to } : {}),
+      ...(opts.cc ? { cc: opts.cc } : {}),
+      ...(opts.bcc ? { bcc: opts.bcc } : {}),
+      attachments,
+      ...(include.length > 0 ? { requestAttachments: include } : {}),
+    };
+  };
+  const queued = (c: ConversationView) =>
+    line(
+      `${c.subject.startsWith('Fwd:') ? 'Forward' : 'Reply'} queued as conversation ${c.id} (outbox ${c.delivery?.outboxId ?? '-'}) to ${c.to.map(addr).join(', ')}${c.cc.length ? `, cc ${c.cc.map(addr).join(', ')}` : ''}: ${deliveryText(c)}`,
+    );
+  const common = (cmd: Command) =>
+    cmd
+      .argument('<id>', 'request id', idArg)
+      .option('--text <text>', 'the text to send')
+      .option('--text-file <file>', 'the text to send, from a file (- for stdin)')
+      .option('--cc <address...>', 'Cc (repeatable; the help desk’s own addresses are always dropped)')
+      .option('--bcc <address...>', 'Bcc (repeatable)')
+      .option('--attach <file...>', 'a file to attach (repeatable)')
+      .option('--include <attachment-id...>', 'an attachment of the request to send along (repeatable)');
+  common(
+    leaf(requests, 'reply', 'reply to the requester (To defaults to them), through the outbox').option(
+      '--to <address...>',
+      'To instead of the requester (repeatable)',
+    ),
+  ).action(
+    answer<[number, ReplyOptions], ConversationView>(
+      async (services, id, opts) => services.requests.reply(id, await input(opts)),
+      queued,
+    ),
+  );
+  common(
+    leaf(requests, 'forward', 'forward the request (To required), through the outbox').requiredOption(
+      '--to <address...>',
+      'To (repeatable)',
+    ),
+  ).action(
+    answer<[number, ReplyOptions], ConversationView>(
+      async (services, id, opts) => services.requests.forward(id, await input(opts)),
+      queued,
+    ),
+  );
+}
+
+/** An outgoing conversation's delivery as one line: Queued, Sent, Retrying: reason, Failed: status reason. */
+function deliveryText(c: ConversationView): string {
+  const d = c.delivery;
+  if (!d) return '-';
+  const why = [d.status, d.reason].filter((x) => x).join(' ');
+  switch (d.state) {
+    case 'pending':
+      return 'queued';
+    case 'sent':
+      return `sent ${d.sentAt ?? ''}`.trim();
+    case 'retrying':
+      return `retrying: ${clean(why)}`;
+    case 'failed':
+      return `failed${d.bounced ? ' (bounced)' : ''}: ${clean(why)}`;
+  }
 }
 
 interface ListFilterOptions {
@@ -271,10 +391,20 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
   printParts(line, r, 'Attachments ([id]: save with `mailintake attachment get ID --out FILE`):');
   r.conversations.forEach((c: ConversationView, i) => {
     line('');
-    line(`Conversation ${i + 1} (id ${c.id})${c.automatic ? ' (automatic)' : ''}: ${clean(c.subject)}`);
+    line(
+      `Conversation ${i + 1} (id ${c.id})${c.automatic ? ' (automatic)' : ''}${c.direction === 'out' ? ' (sent by the help desk)' : ''}: ${clean(c.subject)}`,
+    );
     line(
       fields([
         ['from', addr(c.from)],
+        ...(c.direction === 'out'
+          ? ([
+              ['to', c.to.map(addr).join(', ') || '-'],
+              ['cc', c.cc.map(addr).join(', ') || '-'],
+              ['by', clean(c.actor ?? '-')],
+              ['delivery', deliveryText(c)],
+            ] as [string, string][])
+          : []),
         ['date', c.date ?? '-'],
         ['mailbox', c.mailbox ?? '-'],
         ['intake log', logLine(c.logId)],

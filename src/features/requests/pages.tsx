@@ -1,5 +1,7 @@
 import { type Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { isMailintakeError, MailintakeError } from '../../kernel/errors.js';
+import { REPLY_FORM_MAX_BYTES } from '../../kernel/limits.js';
 import type { MailboxesService } from '../mailboxes/service.js';
 import type { PortalsService } from '../portals/service.js';
 import {
@@ -13,7 +15,7 @@ import { attachmentResponse } from '../shared/download.js';
 import type { UsersService } from '../users/service.js';
 import { mountRequestBodyRoutes } from './body-routes.js';
 import { FILTER_NAMES, type ListFilters, listHref, RequestList } from './list-page.js';
-import { RequestPage, type WorkState } from './request-page.js';
+import { deliveryWords, type ReplyTyped, RequestPage, type WorkState } from './request-page.js';
 import type { IntakeLogService, RequestsService } from './service.js';
 
 /**
@@ -138,13 +140,15 @@ export function mountRequestsPages(ui: ConsoleApp, kit: ConsoleKit, deps: Reques
         csrf={user.csrf}
         work={work}
       />,
-      { current: '/requests', status },
+      { current: '/requests', status, scripts: ['requests.js'] },
     );
   };
 
   const NOTICES: Record<string, string> = {
     status: 'The status is changed; the history below shows it.',
     assignee: 'The assignee is changed; the history below shows it.',
+    reply: 'The reply is queued; its delivery is shown with it below.',
+    forward: 'The forward is queued; its delivery is shown with it below.',
   };
   ui.get(
     `/requests/:id${id}`,
@@ -170,6 +174,91 @@ export function mountRequestsPages(ui: ConsoleApp, kit: ConsoleKit, deps: Reques
     });
   ui.post(`/requests/:id${id}/status`, kit.formLimit, change('status'));
   ui.post(`/requests/:id${id}/assignee`, kit.formLimit, change('assignee'));
+
+  // The reply box: multipart (it carries files), so it has a body limit of its own, above the forms' one.
+  const replyLimit = bodyLimit({
+    maxSize: REPLY_FORM_MAX_BYTES,
+    onError: (c) =>
+      c.text(`The reply is too large (at most ${REPLY_FORM_MAX_BYTES / 1048576} MB with its files).`, 413),
+  });
+  ui.post(
+    `/requests/:id${id}/replies`,
+    replyLimit,
+    kit.page('user', async (c, user, form) => {
+      const requestId = await visible(user, c.req.param('id'));
+      const all = await c.req.parseBody({ all: true });
+      const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : v === undefined ? [] : [v]);
+      const typed: ReplyTyped = {
+        to: form.to ?? '',
+        cc: list(all.cc).filter((v): v is string => typeof v === 'string'),
+        ccExtra: form.ccExtra ?? '',
+        bcc: form.bcc ?? '',
+        text: form.text ?? '',
+      };
+      const forward = form.action === 'forward';
+      const files = list(all.attachments).filter(
+        (v): v is File => typeof v === 'object' && v !== null && v instanceof File && v.name !== '',
+      );
+      try {
+        const input = {
+          ...(typed.to.trim() !== '' ? { to: [typed.to] } : {}),
+          cc: [...typed.cc, typed.ccExtra].filter((v) => v.trim() !== ''),
+          bcc: typed.bcc.trim() !== '' ? [typed.bcc] : [],
+          text: typed.text,
+          attachments: await Promise.all(
+            files.map(async (f) => ({
+              filename: f.name,
+              contentType: f.type || 'application/octet-stream',
+              content: Buffer.from(await f.arrayBuffer()),
+            })),
+          ),
+        };
+        const scope = { portal: portalScope(user) };
+        if (forward) {
+          // a forward carries the request's own attachments (the first mail's and the conversations' taken in)
+          const r = await deps.requests.show(requestId);
+          const own = [
+            ...r.attachments,
+            ...r.conversations.filter((x) => x.direction === 'in').flatMap((x) => x.attachments),
+          ];
+          await deps.requests.forward(
+            requestId,
+            {
+              ...input,
+              requestAttachments: own.filter((a) => a.disposition === 'attachment').map((a) => a.id),
+            },
+            scope,
+          );
+        } else {
+          await deps.requests.reply(requestId, input, scope);
+        }
+        return c.redirect(`/requests/${requestId}?changed=${forward ? 'forward' : 'reply'}`, 303);
+      } catch (e) {
+        const { message, fields } = fieldErrors(e);
+        // the service names the list a bad address is in: the free Cc field is where it was typed
+        if (fields.cc && !fields.ccExtra) fields.ccExtra = fields.cc;
+        return showRequest(c, user, requestId, { error: message, fields, reply: typed }, 400);
+      }
+    }),
+  );
+
+  /** The delivery state of a request's replies, for the page's script to update them in place. */
+  ui.get(
+    `/requests/:id${id}/deliveries`,
+    kit.page('user', async (c, user) => {
+      const requestId = await visible(user, c.req.param('id'));
+      const r = await deps.requests.show(requestId);
+      return c.json(
+        r.conversations
+          .filter((x) => x.delivery !== null)
+          .map((x) => ({
+            conversationId: x.id,
+            state: x.delivery!.state,
+            words: deliveryWords(x.delivery!),
+          })),
+      );
+    }),
+  );
 
   ui.get(
     `/requests/:id${id}/attachments/:attachmentId${id}`,

@@ -80,15 +80,27 @@ export function createRequestRepo(store: Store) {
         .select(['portals.name as portal_name', 'mailboxes.name as mailbox_name'])
         .where('requests.id', '=', id)
         .executeTakeFirst(),
-    conversations: (requestId: number) =>
-      db
+    /** A request's conversations in order; `only`: that one alone. */
+    conversations: (requestId: number, only?: number) => {
+      let q = db
         .selectFrom('conversations')
         .leftJoin('mailboxes', 'mailboxes.id', 'conversations.mailbox_id')
         .selectAll('conversations')
         .select('mailboxes.name as mailbox_name')
-        .where('request_id', '=', requestId)
-        .orderBy('conversations.id')
-        .execute(),
+        .where('request_id', '=', requestId);
+      if (only !== undefined) q = q.where('conversations.id', '=', only);
+      return q.orderBy('conversations.id').execute();
+    },
+    conversationCount: async (requestId: number) =>
+      Number(
+        (
+          await db
+            .selectFrom('conversations')
+            .select((eb) => eb.fn.countAll<number | string>().as('n'))
+            .where('request_id', '=', requestId)
+            .executeTakeFirstOrThrow()
+        ).n,
+      ),
     /** Its participants, in the order they joined. */
     participants: (requestId: number) =>
       db
@@ -106,8 +118,18 @@ export function createRequestRepo(store: Store) {
         .where('outcome', 'in', ['created', 'appended'])
         .orderBy('id')
         .execute(),
-    attachmentsOf: (requestId: number) =>
-      db.selectFrom('attachments').selectAll().where('request_id', '=', requestId).orderBy('id').execute(),
+    /** The outbox rows of a request's replies and forwards (`only`: of that conversation). */
+    deliveriesOf: (requestId: number, only?: number) => {
+      let q = db.selectFrom('mail_outbox').selectAll().where('request_id', '=', requestId);
+      if (only !== undefined) q = q.where('conversation_id', '=', only);
+      return q.orderBy('id').execute();
+    },
+    /** A request's attachments (`only`: of that conversation). */
+    attachmentsOf: (requestId: number, only?: number) => {
+      let q = db.selectFrom('attachments').selectAll().where('request_id', '=', requestId);
+      if (only !== undefined) q = q.where('conversation_id', '=', only);
+      return q.orderBy('id').execute();
+    },
     droppedOf: (requestId: number) =>
       db
         .selectFrom('dropped_attachments')

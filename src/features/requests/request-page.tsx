@@ -4,6 +4,7 @@ import { bodyPath } from './body-routes.js';
 import { shortTime } from './list-page.js';
 import {
   type AttachmentView,
+  type DeliveryView,
   type DroppedAttachmentView,
   type IntakeLogEntry,
   REQUEST_STATUSES,
@@ -28,6 +29,32 @@ export interface WorkState {
   fields?: Record<string, string>;
   status?: string;
   assignee?: string;
+  /** What was typed in the reply box, kept when sending failed. */
+  reply?: ReplyTyped;
+}
+
+/** The reply box's fields as typed. */
+export interface ReplyTyped {
+  to: string;
+  cc: string[];
+  ccExtra: string;
+  bcc: string;
+  text: string;
+}
+
+/** An outgoing mail's delivery in words: Queued, Sent, Retrying: reason, Failed: status reason. */
+export function deliveryWords(d: DeliveryView): string {
+  const why = [d.status, d.reason].filter((x) => x).join(' ');
+  switch (d.state) {
+    case 'pending':
+      return 'Queued';
+    case 'sent':
+      return 'Sent';
+    case 'retrying':
+      return `Retrying: ${why || 'the last try failed'}`;
+    case 'failed':
+      return `Failed${d.bounced ? ' (bounced)' : ''}: ${why || 'given up'}`;
+  }
 }
 
 /** One mail of the request: the first (conversationId null) or a conversation. */
@@ -45,6 +72,8 @@ interface MailView {
   html: string | null;
   /** An auto-reply kept on the request (mail/machine.ts): said in the mail's header. */
   automatic: boolean;
+  /** A reply or forward the help desk sent: who, and how its delivery went. */
+  outgoing: { actor: string | null; delivery: DeliveryView | null } | null;
   attachments: AttachmentView[];
   dropped: DroppedAttachmentView[];
 }
@@ -64,6 +93,7 @@ function mailsOf(r: RequestDetail): MailView[] {
       text: r.text,
       html: r.html,
       automatic: false,
+      outgoing: null,
       attachments: r.attachments,
       dropped: r.droppedAttachments,
     },
@@ -80,6 +110,7 @@ function mailsOf(r: RequestDetail): MailView[] {
       text: c.text,
       html: c.html,
       automatic: c.automatic,
+      outgoing: c.direction === 'out' ? { actor: c.actor, delivery: c.delivery } : null,
       attachments: c.attachments,
       dropped: c.droppedAttachments,
     })),
@@ -145,14 +176,141 @@ export function RequestPage(props: {
       <History entries={props.history} />
       <h2>Mails ({mails.length})</h2>
       {mails.map((m, i) => (
-        <Mail
-          requestId={r.id}
-          mail={m}
-          index={i}
-          log={props.log.filter((l) => l.conversationId === m.conversationId)}
-        />
+        <Mail requestId={r.id} mail={m} index={i} log={logOf(props.log, m)} />
       ))}
+      <ReplyBox request={r} csrf={props.csrf} work={work} />
     </article>
+  );
+}
+
+/** The outbox id a bounce's log entry names (commit-mail.ts linkBounce), or null. */
+const bouncedOutbox = (l: IntakeLogEntry): number | null => {
+  for (const reason of l.reasons) {
+    const m = /^bounce of our reply on request #\d+ \(outbox (\d+)\)/.exec(reason);
+    if (m) return Number(m[1]);
+  }
+  return null;
+};
+
+/** The log entries of one mail: those that took it in, and for a reply we sent the bounces that came back for it. */
+function logOf(log: IntakeLogEntry[], m: MailView): IntakeLogEntry[] {
+  const outbox = m.outgoing?.delivery?.outboxId;
+  if (outbox !== undefined) return log.filter((l) => bouncedOutbox(l) === outbox);
+  return log.filter((l) => l.conversationId === m.conversationId && bouncedOutbox(l) === null);
+}
+
+/** The people in Cc of the request's mails taken in: offered as the reply's Cc, checked. */
+function ccPeople(r: RequestDetail): { address: string; name: string }[] {
+  const seen = new Map<string, { address: string; name: string }>();
+  for (const a of [...r.cc, ...r.conversations.filter((c) => c.direction === 'in').flatMap((c) => c.cc)]) {
+    if (!seen.has(a.address)) seen.set(a.address, a);
+  }
+  return [...seen.values()];
+}
+
+/**
+ * The reply box: a multipart form (it carries files), so it works without script. To is the requester unless
+ * something is typed; a forward needs it typed. The help desk's own addresses are dropped by the service
+ * whatever is typed here.
+ */
+function ReplyBox(props: { request: RequestDetail; csrf: string; work: WorkState }) {
+  const { request: r, work } = props;
+  const typed = work.reply;
+  const f = work.fields ?? {};
+  const people = ccPeople(r);
+  const field = (
+    name: string,
+    label: string,
+    help: string,
+    value: string,
+    extra: Record<string, string> = {},
+  ) => (
+    <div class={f[name] ? 'field invalid' : 'field'}>
+      <label for={`reply-${name}`}>{label}</label>
+      <input
+        id={`reply-${name}`}
+        name={name}
+        type="text"
+        autocomplete="off"
+        value={value}
+        aria-invalid={f[name] ? 'true' : undefined}
+        aria-describedby={f[name] ? `reply-${name}-help reply-${name}-error` : `reply-${name}-help`}
+        {...extra}
+      />
+      <p class="help" id={`reply-${name}-help`}>
+        {help}
+      </p>
+      {f[name] ? (
+        <p class="field-error" id={`reply-${name}-error`}>
+          {f[name]}
+        </p>
+      ) : null}
+    </div>
+  );
+  return (
+    <section class="reply-box" aria-labelledby="reply-title">
+      <h2 id="reply-title">Reply or forward</h2>
+      <form method="post" action={`/requests/${r.id}/replies`} enctype="multipart/form-data" id="reply-form">
+        <Csrf token={props.csrf} />
+        {field(
+          'to',
+          'To',
+          `Empty: the requester, ${r.requester ? who(r.requester) : 'nobody (type an address)'}. A forward needs an address. Several: separate them with commas.`,
+          typed?.to ?? '',
+        )}
+        {people.length > 0 ? (
+          <fieldset class="cc-people">
+            <legend>Cc the people of this request</legend>
+            {people.map((a, i) => (
+              <div class="check">
+                <input
+                  type="checkbox"
+                  id={`reply-cc-${i}`}
+                  name="cc"
+                  value={a.address}
+                  checked={typed ? typed.cc.includes(a.address) : true}
+                />
+                <label for={`reply-cc-${i}`}>{who(a)}</label>
+              </div>
+            ))}
+          </fieldset>
+        ) : null}
+        {field('ccExtra', 'More Cc', 'Other addresses to copy, separated by commas.', typed?.ccExtra ?? '')}
+        {field('bcc', 'Bcc', 'Blind copies, separated by commas.', typed?.bcc ?? '')}
+        <div class={f.text ? 'field invalid' : 'field'}>
+          <label for="reply-text">Text</label>
+          <textarea
+            id="reply-text"
+            name="text"
+            rows={8}
+            aria-invalid={f.text ? 'true' : undefined}
+            aria-describedby={f.text ? 'reply-text-error' : undefined}
+          >
+            {typed?.text ?? ''}
+          </textarea>
+          {f.text ? (
+            <p class="field-error" id="reply-text-error">
+              {f.text}
+            </p>
+          ) : null}
+        </div>
+        <div class={f.attachments ? 'field invalid' : 'field'}>
+          <label for="reply-attachments">Attachments</label>
+          <input id="reply-attachments" name="attachments" type="file" multiple />
+          {f.attachments ? <p class="field-error">{f.attachments}</p> : null}
+        </div>
+        <p class="help">
+          Sent from the mailbox's address through the outgoing SMTP server; the subject carries ##{r.id}## so
+          the answer comes back to this request. A forward carries this request's attachments too.
+        </p>
+        <button type="submit" name="action" value="reply">
+          Send reply
+        </button>{' '}
+        <button type="submit" name="action" value="forward">
+          Forward
+        </button>
+      </form>
+    </section>
   );
 }
 
@@ -275,11 +433,23 @@ function Mail(props: { requestId: number; mail: MailView; index: number; log: In
   return (
     <section class="mail" aria-labelledby={titleId}>
       <h3 id={titleId}>
-        {index === 0 ? 'First mail' : `Reply ${index}`}: {who(m.from)}
+        {index === 0 ? 'First mail' : m.outgoing ? `Sent ${index}` : `Reply ${index}`}: {who(m.from)}
         {m.automatic ? ' (automatic)' : ''}
       </h3>
+      {m.outgoing ? (
+        <p class="delivery">
+          Sent by the help desk{m.outgoing.actor ? ` (${m.outgoing.actor})` : ''}. Delivery:{' '}
+          <strong
+            class={`delivery-state delivery-${m.outgoing.delivery?.state ?? 'none'}`}
+            data-delivery-state={m.outgoing.delivery?.state ?? 'none'}
+            data-conversation={String(m.conversationId)}
+          >
+            {m.outgoing.delivery ? deliveryWords(m.outgoing.delivery) : '—'}
+          </strong>
+        </p>
+      ) : null}
       <dl class="facts mail-facts">
-        <dt>Received</dt>
+        <dt>{m.outgoing ? 'Written' : 'Received'}</dt>
         <dd>
           <time datetime={m.receivedAt}>{shortTime(m.receivedAt)}</time>
           {m.mailbox ? ` through ${m.mailbox}` : ''}
@@ -309,13 +479,21 @@ function Mail(props: { requestId: number; mail: MailView; index: number; log: In
       <div class="trace">
         <h4>Why it is here</h4>
         {props.log.length === 0 ? (
-          <p>No intake log entry (the request was made before the log kept one).</p>
+          <p>
+            {m.outgoing
+              ? 'Written on this page, the API or the CLI, and sent through the outbox.'
+              : 'No intake log entry (the request was made before the log kept one).'}
+          </p>
         ) : (
           <ul>
             {props.log.map((l) => (
               <li>
                 <time datetime={l.createdAt}>{shortTime(l.createdAt)}</time> log #{l.id}, mailbox {l.mailbox}:{' '}
-                <strong>{OUTCOME_WORDS[l.outcome]}</strong>
+                <strong>
+                  {bouncedOutbox(l) !== null
+                    ? 'a bounce of this mail: its delivery failed'
+                    : OUTCOME_WORDS[l.outcome]}
+                </strong>
                 {l.reasons.length > 0 ? (
                   <ul>
                     {l.reasons.map((reason) => (

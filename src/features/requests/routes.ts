@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { REPLY_BODY_MAX_CHARS, REPLY_RECIPIENTS_MAX } from '../../kernel/limits.js';
 import { attachmentResponse } from '../shared/download.js';
 import { pageOf } from '../shared/page.js';
 import {
@@ -17,6 +18,7 @@ import {
 } from '../shared/route-kit.js';
 import type { IntakeLogService, RequestsService } from './service.js';
 import {
+  conversationViewSchema,
   intakeLogEntrySchema,
   outcomeSchema,
   REQUEST_STATUSES,
@@ -116,6 +118,46 @@ export const requestHistory = createRoute({
   request: { params: idParams('request') },
   responses: { 200: ok('The changes', z.array(requestHistoryEntrySchema)), ...errors(400, 401, 404) },
 });
+const addressList = z
+  .array(z.string().min(1).max(1000))
+  .max(REPLY_RECIPIENTS_MAX)
+  .optional()
+  .openapi({ description: 'Addresses, each "Name <a@b>" or "a@b"; the help desk’s own are always dropped' });
+const replyBody = z.strictObject({
+  to: addressList.openapi({ description: 'Reply: default the requester. Forward: required.' }),
+  cc: addressList,
+  bcc: addressList,
+  text: z.string().max(REPLY_BODY_MAX_CHARS),
+  html: z.string().max(REPLY_BODY_MAX_CHARS).optional(),
+  attachments: z
+    .array(
+      z.strictObject({
+        filename: z.string().min(1).max(255),
+        contentType: z.string().min(1).max(255).default('application/octet-stream'),
+        contentBase64: z.string().openapi({ description: 'The file’s bytes, base64' }),
+      }),
+    )
+    .max(100)
+    .optional(),
+  requestAttachments: z
+    .array(z.number().int().positive())
+    .max(100)
+    .optional()
+    .openapi({ description: 'Ids of the request’s own attachments to send along (a forward’s usual case)' }),
+  forward: z.boolean().optional().openapi({ description: 'true: a forward (Fwd:, To required)' }),
+});
+export const replyToRequest = createRoute({
+  method: 'post',
+  path: '/api/v1/requests/{id}/replies',
+  summary: 'Reply to (or forward) a request: stored as an outgoing conversation and sent through the outbox',
+  description:
+    'From the address of the mailbox the request came through, through the instance’s outgoing SMTP server ' +
+    '(`mailintake smtp set`). The subject carries `##<id>##`, the Message-ID is ours and In-Reply-To/References ' +
+    'name the thread, so the answer threads back. The help desk’s own addresses and aliases are dropped from ' +
+    'To, Cc and Bcc. The answer is the conversation with its delivery state (pending until the outbox sent it).',
+  request: { params: idParams('request'), body: bodyDoc(replyBody) },
+  responses: { 201: ok('The outgoing conversation', conversationViewSchema), ...errors(400, 401, 404, 409) },
+});
 export const listLog = createRoute({
   method: 'get',
   path: '/api/v1/log',
@@ -160,6 +202,27 @@ export function mountRequestRoutes(
   app.openapi(attachmentContent, async (c) => {
     const { meta, open } = await services.requests.attachment(c.req.valid('param').id);
     return attachmentResponse(meta, open());
+  });
+  app.openapi(replyToRequest, async (c) => {
+    const body = parse(replyBody, await readJson(c));
+    const input = {
+      ...(body.to ? { to: body.to } : {}),
+      ...(body.cc ? { cc: body.cc } : {}),
+      ...(body.bcc ? { bcc: body.bcc } : {}),
+      text: body.text,
+      ...(body.html !== undefined ? { html: body.html } : {}),
+      ...(body.requestAttachments ? { requestAttachments: body.requestAttachments } : {}),
+      attachments: (body.attachments ?? []).map((a) => ({
+        filename: a.filename,
+        contentType: a.contentType,
+        content: Buffer.from(a.contentBase64, 'base64'),
+      })),
+    };
+    const id = c.req.valid('param').id;
+    const conv = body.forward
+      ? await services.requests.forward(id, input)
+      : await services.requests.reply(id, input);
+    return c.json(conv, 201);
   });
   app.openapi(listLog, async (c) => c.json(await services.log.list(c.req.valid('query')), 200));
   app.openapi(logRaw, async (c) => {

@@ -9,12 +9,16 @@ import type { BlobStore } from '../../store/blobs/blob-store.js';
 import type { RawPacks } from '../../store/blobs/raw-packs.js';
 import type { Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
-import type { AttachmentTable, DroppedAttachmentTable } from '../../store/schema.js';
+import type { AttachmentTable, DroppedAttachmentTable, MailOutboxTable } from '../../store/schema.js';
+import { storedStrings } from '../../store/stored-json.js';
 import { downloadContentType } from '../shared/download.js';
 import type { Page } from '../shared/page.js';
+import { createReplies, type ReplyInput } from './replies.js';
 import { createRequestRepo, type IntakeLogRow, storedAddresses, storedReasons } from './repo.js';
 import type {
   AttachmentView,
+  ConversationView,
+  DeliveryView,
   DroppedAttachmentView,
   IntakeLogEntry,
   RequestDetail,
@@ -65,6 +69,13 @@ export interface RequestsService {
   assign(id: number, assignee: string | null): Promise<RequestSummary>;
   /** The status and assignee changes of a request, oldest first. */
   history(id: number): Promise<RequestHistoryEntry[]>;
+  /**
+   * Replies to the requester (To defaults to them) and the chosen Cc; the help desk's own addresses are dropped
+   * from To, Cc and Bcc. Stored as an outgoing conversation and queued in the outbox in one transaction.
+   */
+  reply(id: number, input: ReplyInput, opts?: { portal?: string | null }): Promise<ConversationView>;
+  /** Forwards the request to `to` (required), like a reply otherwise; may carry the request's attachments. */
+  forward(id: number, input: ReplyInput, opts?: { portal?: string | null }): Promise<ConversationView>;
 }
 
 /** A mail body ready for the sandboxed frame: an HTML fragment, and how many remote images were left out. */
@@ -121,12 +132,23 @@ export function createRequestsService(deps: {
   store: Store;
   blobs: BlobStore;
   rawPacks: RawPacks;
+  /** The keys of the per-request reply address (SecretBox.derivedKeys); absent: replies carry none. */
+  replyKeys?: () => Buffer[];
+  /** Wakes the outbox after a reply is queued; absent: its timer sends it. */
+  kickOutbox?: () => void;
 }): RequestsService {
   const repo = createRequestRepo(deps.store);
-  const show = async (id: number): Promise<RequestDetail> => {
+  const replies = createReplies({
+    store: deps.store,
+    blobs: deps.blobs,
+    replyKeys: deps.replyKeys ?? (() => []),
+    kick: deps.kickOutbox ?? (() => undefined),
+  });
+  /** The request; `only`: with that one conversation alone (a reply just queued, without reading the thread). */
+  const detail = async (id: number, only?: number): Promise<RequestDetail> => {
     const r = await repo.request(id);
     if (!r) throw new MailintakeError('NOT_FOUND', `no request #${id}`);
-    const convs = await repo.conversations(id);
+    const convs = await repo.conversations(id, only);
     // The log entry of each mail, so that `requests show` leads to its raw source (`raw` takes a log id).
     // The first entry is the mail that made it; a later one for the same request and conversation would be a
     // copy recognised as such.
@@ -134,7 +156,10 @@ export function createRequestsService(deps: {
     for (const l of await repo.takenInEntries(id)) {
       if (!logIds.has(l.conversation_id)) logIds.set(l.conversation_id, l.id);
     }
-    const atts = (await repo.attachmentsOf(id)).map(attachmentView);
+    const deliveries = new Map(
+      (await repo.deliveriesOf(id, only)).map((d) => [d.conversation_id, deliveryView(d)] as const),
+    );
+    const atts = (await repo.attachmentsOf(id, only)).map(attachmentView);
     const dropped = (await repo.droppedOf(id)).map(droppedView);
     return {
       id: r.id,
@@ -143,7 +168,7 @@ export function createRequestsService(deps: {
       requester: person(r.requester_address, r.requester_name),
       status: r.status as RequestDetail['status'],
       assignee: r.assignee,
-      conversationCount: convs.length,
+      conversationCount: only === undefined ? convs.length : await repo.conversationCount(id),
       createdAt: r.created_at,
       updatedAt: r.updated_at,
       ...recipientsOf('requests', r),
@@ -169,6 +194,9 @@ export function createRequestsService(deps: {
         ...recipientsOf('conversations', c),
         subject: c.subject,
         automatic: c.automatic === 1,
+        direction: c.direction === 'out' ? ('out' as const) : ('in' as const),
+        actor: c.actor,
+        delivery: deliveries.get(c.id) ?? null,
         messageId: c.message_id,
         text: c.text_body,
         html: c.html_body,
@@ -182,6 +210,7 @@ export function createRequestsService(deps: {
       })),
     };
   };
+  const show = (id: number) => detail(id);
   return {
     list: async (q) => {
       const found = await listRequests(deps.store, q, {
@@ -245,6 +274,38 @@ export function createRequestsService(deps: {
       return { meta: attachmentView(a), open: () => deps.blobs.get(a.sha256) };
     },
     ...requestWork(deps.store),
+    reply: async (id, input, opts) => sent(id, await replies.send(id, input, { ...opts, forward: false })),
+    forward: async (id, input, opts) => sent(id, await replies.send(id, input, { ...opts, forward: true })),
+  };
+  async function sent(id: number, r: { conversationId: number }): Promise<ConversationView> {
+    const c = (await detail(id, r.conversationId)).conversations.find((x) => x.id === r.conversationId);
+    if (!c) throw new MailintakeError('INTERNAL', `reply ${r.conversationId} of request #${id} vanished`);
+    return c;
+  }
+}
+
+/** An outgoing conversation's outbox row as its delivery state (a bounce after sending makes it failed). */
+function deliveryView(d: Selectable<MailOutboxTable>): DeliveryView {
+  const state = d.bounced_at
+    ? 'failed'
+    : d.sent_at
+      ? 'sent'
+      : d.failed_at
+        ? 'failed'
+        : // claimed and being sent (attempts counted, no error yet) is still pending to whoever looks
+          d.last_error !== null
+          ? 'retrying'
+          : 'pending';
+  return {
+    outboxId: d.id,
+    state,
+    attempts: d.attempts,
+    sentAt: d.sent_at,
+    failedAt: d.bounced_at ?? d.failed_at,
+    status: d.failure_status,
+    reason: d.failure_reason ?? (state === 'retrying' || state === 'failed' ? d.last_error : null),
+    bounced: d.bounced_at !== null,
+    bcc: d.bcc ? storedStrings(d.bcc, { table: 'mail_outbox', column: 'bcc', id: d.id }) : [],
   };
 }
 

@@ -104,6 +104,30 @@ const mailBodyFields = {
   droppedAttachments: z.array(droppedAttachmentViewSchema),
 };
 
+/** How an outgoing reply or forward fared: the outbox's state, and a bounce that came back for it. */
+export const deliveryViewSchema = z
+  .object({
+    outboxId: z.number().int(),
+    state: z.enum(['pending', 'retrying', 'sent', 'failed']).openapi({
+      description:
+        'pending: queued, not tried yet; retrying: a try failed, tried again later; sent: the SMTP server took it; ' +
+        'failed: given up, or a bounce came back for it',
+    }),
+    attempts: z.number().int(),
+    sentAt: z.string().nullable(),
+    failedAt: z.string().nullable(),
+    /** The SMTP reply code of a refusal, or the DSN Status of a bounce (5.1.1). */
+    status: z
+      .string()
+      .nullable()
+      .openapi({ description: 'SMTP reply code of a refusal, or the DSN Status of a bounce' }),
+    reason: z.string().nullable().openapi({ description: 'The refusal, or the bounce’s Diagnostic-Code' }),
+    bounced: z.boolean().openapi({ description: 'A bounce came back for it after it was sent' }),
+    bcc: z.array(z.string()),
+  })
+  .openapi('Delivery');
+export type DeliveryView = z.infer<typeof deliveryViewSchema>;
+
 export const conversationViewSchema = z
   .object({
     id: z.number().int(),
@@ -113,6 +137,13 @@ export const conversationViewSchema = z
     automatic: z
       .boolean()
       .openapi({ description: 'An auto-reply (out-of-office, vacation) that threaded to this request.' }),
+    direction: z
+      .enum(['in', 'out'])
+      .openapi({ description: 'in: a mail taken in; out: a reply or forward the help desk sent' }),
+    actor: z.string().nullable().openapi({ description: 'Who sent an outgoing one; null for mail taken in' }),
+    delivery: deliveryViewSchema
+      .nullable()
+      .openapi({ description: 'An outgoing one’s delivery; null for mail taken in' }),
     ...mailBodyFields,
   })
   .openapi('Conversation');

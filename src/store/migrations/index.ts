@@ -13,6 +13,7 @@ import * as m0010 from './0010-request-search.js';
 import * as m0011 from './0011-request-search-documents.js';
 import * as m0012 from './0012-failing-since.js';
 import * as m0013 from './0013-automatic-conversations.js';
+import * as m0014 from './0014-replies.js';
 import * as m0015 from './0015-requesters.js';
 import type { MigrationStep } from './shared.js';
 
@@ -34,6 +35,7 @@ export const MIGRATIONS: readonly MigrationStep[] = [
   m0011,
   m0012,
   m0013,
+  m0014,
   m0015,
 ];
 
