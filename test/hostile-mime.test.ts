@@ -9,6 +9,7 @@ import { openStore, type Store } from '../src/store/db.js';
 import { HOSTILE_SHAPES } from './kit/hostile-mimes.js';
 import { imapsMailbox } from './kit/mailboxes.js';
 import { buildMail } from './kit/mails.js';
+import { NO_SENDER_LIMIT } from './kit/sender-limit.js';
 import { deliverMaildir, folderMessages, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
@@ -64,6 +65,7 @@ describe.each(ENGINES)('hostile MIME end to end on %s', (engine) => {
     });
     fresh = await freshConfig(engine);
     rt = await openRuntime(fresh.config);
+    await rt.services.portals.update('default', NO_SENDER_LIMIT);
     for (const user of ['mime', 'cli']) {
       await rt.services.mailboxes.add(
         imapsMailbox(dovecot, user, user, {
