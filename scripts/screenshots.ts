@@ -147,6 +147,10 @@ async function shoot(): Promise<void> {
       await page.screenshot({ path: path.join(out, `${name}.png`) });
       console.log(`docs/screenshots/${name}.png  ${where}`);
     }
+    // the reply box sits below the mails: its own picture, of the section alone
+    await page.goto(`${url}/requests/1`);
+    await page.locator('section.reply-box').screenshot({ path: path.join(out, 'reply.png') });
+    console.log('docs/screenshots/reply.png  /requests/1 (the reply box)');
     await context.close();
   } finally {
     await browser.close();

@@ -171,9 +171,11 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
     expect(round).toMatchObject({ fetched: 1, created: 1 });
     requestId = (await rt.services.requests.list({})).items[0]!.id;
 
+    // the colleague in Cc of the first mail is a participant; a reply that names no Cc goes to the participants
+    const detail = await call('GET', `/api/v1/requests/${requestId}`);
+    expect(detail.json.participants.map((p: AnyJson) => p.address)).toEqual([COLLEAGUE]);
     const res = await call('POST', `/api/v1/requests/${requestId}/replies`, {
       text: 'Please unplug it.',
-      cc: [COLLEAGUE],
       attachments: [
         {
           filename: 'steps.txt',

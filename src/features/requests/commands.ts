@@ -77,7 +77,8 @@ export function addRequestCommands(program: Command, k: Kit): void {
 
 interface ReplyOptions {
   to?: string[];
-  cc?: string[];
+  /** false: --no-cc (nobody, not even the participants). */
+  cc?: string[] | false;
   bcc?: string[];
   text?: string;
   textFile?: string;
@@ -134,7 +135,7 @@ function addReplyCommands(requests: Command, k: Kit): void {
     return {
       text,
       ...(opts.to ? { to: opts.to } : {}),
-      ...(opts.cc ? { cc: opts.cc } : {}),
+      ...(opts.cc === false ? { cc: [] } : opts.cc ? { cc: opts.cc } : {}),
       ...(opts.bcc ? { bcc: opts.bcc } : {}),
       attachments,
       ...(include.length > 0 ? { requestAttachments: include } : {}),
@@ -149,7 +150,11 @@ function addReplyCommands(requests: Command, k: Kit): void {
       .argument('<id>', 'request id', idArg)
       .option('--text <text>', 'the text to send')
       .option('--text-file <file>', 'the text to send, from a file (- for stdin)')
-      .option('--cc <address...>', 'Cc (repeatable; the help desk’s own addresses are always dropped)')
+      .option(
+        '--cc <address...>',
+        'Cc (repeatable; default for a reply: the request’s participants; the help desk’s own addresses are always dropped)',
+      )
+      .option('--no-cc', 'no Cc at all, not even the participants')
       .option('--bcc <address...>', 'Bcc (repeatable)')
       .option('--attach <file...>', 'a file to attach (repeatable)')
       .option('--include <attachment-id...>', 'an attachment of the request to send along (repeatable)');

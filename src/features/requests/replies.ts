@@ -192,7 +192,20 @@ export function createReplies(deps: RepliesDeps) {
             ...a,
             name: request.requester_name ?? '',
           }));
-    const cc = field('cc', input.cc);
+    // A reply goes to the request's participants (the people in Cc the portal made participants) unless the
+    // caller names the Cc itself (an empty list: nobody). A forward goes only where it is sent.
+    const participants =
+      input.cc === undefined && !forward
+        ? (
+            await db
+              .selectFrom('request_participants')
+              .select('address')
+              .where('request_id', '=', requestId)
+              .orderBy('id')
+              .execute()
+          ).map((p) => p.address)
+        : undefined;
+    const cc = field('cc', input.cc ?? participants);
     const bcc = field('bcc', input.bcc);
     if (to.length === 0) {
       throw bad(

@@ -199,11 +199,18 @@ function logOf(log: IntakeLogEntry[], m: MailView): IntakeLogEntry[] {
   return log.filter((l) => l.conversationId === m.conversationId && bouncedOutbox(l) === null);
 }
 
-/** The people in Cc of the request's mails taken in: offered as the reply's Cc, checked. */
-function ccPeople(r: RequestDetail): { address: string; name: string }[] {
-  const seen = new Map<string, { address: string; name: string }>();
+/**
+ * Offered as the reply's Cc: the request's participants first, checked (they get replies), then anyone else in
+ * Cc of the mails taken in, unchecked (the portal did not make them participants; the technician may still copy
+ * them).
+ */
+function ccPeople(r: RequestDetail): { address: string; name: string; participant: boolean }[] {
+  const seen = new Map<string, { address: string; name: string; participant: boolean }>();
+  for (const p of r.participants) {
+    seen.set(p.address.toLowerCase(), { address: p.address, name: p.name ?? '', participant: true });
+  }
   for (const a of [...r.cc, ...r.conversations.filter((c) => c.direction === 'in').flatMap((c) => c.cc)]) {
-    if (!seen.has(a.address)) seen.set(a.address, a);
+    if (!seen.has(a.address.toLowerCase())) seen.set(a.address.toLowerCase(), { ...a, participant: false });
   }
   return [...seen.values()];
 }
@@ -268,7 +275,7 @@ function ReplyBox(props: { request: RequestDetail; csrf: string; work: WorkState
                   id={`reply-cc-${i}`}
                   name="cc"
                   value={a.address}
-                  checked={typed ? typed.cc.includes(a.address) : true}
+                  checked={typed ? typed.cc.includes(a.address) : a.participant}
                 />
                 <label for={`reply-cc-${i}`}>{who(a)}</label>
               </div>

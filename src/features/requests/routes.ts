@@ -125,7 +125,9 @@ const addressList = z
   .openapi({ description: 'Addresses, each "Name <a@b>" or "a@b"; the help desk’s own are always dropped' });
 const replyBody = z.strictObject({
   to: addressList.openapi({ description: 'Reply: default the requester. Forward: required.' }),
-  cc: addressList,
+  cc: addressList.openapi({
+    description: 'Reply: default the request’s participants ([] for nobody). Forward: nobody unless given.',
+  }),
   bcc: addressList,
   text: z.string().max(REPLY_BODY_MAX_CHARS),
   html: z.string().max(REPLY_BODY_MAX_CHARS).optional(),
