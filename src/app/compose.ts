@@ -193,7 +193,11 @@ function wireIntake(w: Wiring, notifier: StoreNotifier) {
       const settings = settingsOf(box, row);
       // a customer's answer to a per-request reply address threads by it (mail/reply-address.ts)
       const replyAddresses = { own: settings.emailAddress, keys: box.derivedKeys(REPLY_ADDRESS_KEY_LABEL) };
-      return { mailbox: { ...intakeMailbox(row), replyAddresses }, settings };
+      const sendFrom = settings.emailAddress[0];
+      return {
+        mailbox: { ...intakeMailbox(row), replyAddresses, ...(sendFrom ? { sendFrom } : {}) },
+        settings,
+      };
     },
     logger,
     ...(opts.onFetchRound ? { onFetchRound: opts.onFetchRound } : {}),

@@ -14,6 +14,7 @@ import type { MachineKind } from '../mail/machine.js';
 import { ccParticipants, decideRequester, type RequesterDecision } from '../mail/requester.js';
 import type { Address, ParsedMail, StoredPart, ThreadDecision } from '../mail/types.js';
 import {
+  ACKNOWLEDGEMENT_EVENT,
   acknowledgementRefusal,
   acknowledgementsSince,
   enqueueAcknowledgement,
@@ -270,7 +271,12 @@ class BatchCommit {
   /** New requests' requester addresses in this batch (a later conversation's CC must not re-add them). */
   private readonly batchRequesters = new Map<number, string | null>();
   private readonly participantRows: Insertable<RequestParticipantTable>[] = [];
-  private readonly acks: { requestId: number; requester: Address; subject: string }[] = [];
+  private readonly acks: {
+    requestId: number;
+    requester: Address;
+    subject: string;
+    messageId: string | null;
+  }[] = [];
 
   /** Drop notification mails of the batch's mails, recorded with the batch's rows (see flushRows). */
   private readonly notices: Notice[] = [];
@@ -470,7 +476,7 @@ class BatchCommit {
     const row = await this.tx
       .selectFrom('mail_outbox')
       .innerJoin('requests', 'requests.id', 'mail_outbox.request_id')
-      .select(['mail_outbox.id', 'mail_outbox.message_id', 'mail_outbox.request_id'])
+      .select(['mail_outbox.id', 'mail_outbox.message_id', 'mail_outbox.request_id', 'mail_outbox.event'])
       .where('mail_outbox.message_key', '=', valueKey(reported))
       .where('requests.portal_id', '=', this.mailbox.portalId)
       .executeTakeFirst();
@@ -482,7 +488,7 @@ class BatchCommit {
       .where('id', '=', row.id)
       .execute();
     reasons.push(
-      `bounce of our reply on request #${row.request_id} (outbox ${row.id}): ${failure.status ?? 'no status'} ${failure.reason}`,
+      `bounce of our ${row.event === ACKNOWLEDGEMENT_EVENT ? 'acknowledgement' : 'reply'} on request #${row.request_id} (outbox ${row.id}): ${failure.status ?? 'no status'} ${failure.reason}`,
     );
     return row.request_id;
   }
@@ -649,7 +655,12 @@ class BatchCommit {
       return;
     }
     this.ackCounts.set(key, count + 1);
-    this.acks.push({ requestId, requester: { ...requester, address }, subject: mail.subject });
+    this.acks.push({
+      requestId,
+      requester: { ...requester, address },
+      subject: mail.subject,
+      messageId: mail.messageId,
+    });
     reasons.push(`acknowledgement queued to ${address}`);
   }
 
@@ -895,6 +906,8 @@ class BatchCommit {
         subject: a.subject,
         template: this.portal!.settings.acknowledgement,
         now: this.now,
+        from: this.mailbox.sendFrom,
+        inReplyTo: a.messageId,
       });
     }
     for (let i = 0; i < this.attachmentRows.length; i += INSERT_ROWS.parts) {

@@ -19,4 +19,6 @@ export interface IntakeMailbox {
    * addresses, and the keys (current first). Absent: no mail threads by a reply address.
    */
   replyAddresses?: { own: string[]; keys: Buffer[] };
+  /** The mailbox's address (its first): what we send from on its requests' behalf (acknowledgements). */
+  sendFrom?: string;
 }

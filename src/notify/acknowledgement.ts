@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import type { MachineKind } from '../mail/machine.js';
+import { OWN_MESSAGE_ID_DOMAIN } from '../mail/machine.js';
 import { fillTemplate, type PortalMailSettings } from '../mail/portal-mail.js';
 import { isNoReplyAddress } from '../mail/requester.js';
 import type { Address, ParsedMail } from '../mail/types.js';
@@ -87,10 +89,18 @@ export async function enqueueAcknowledgement(
     subject: string;
     template: PortalMailSettings['acknowledgement'];
     now: string;
+    /** The address of the mailbox the mail came through: the acknowledgement comes from it, as replies do. */
+    from?: string | undefined;
+    /** The Message-ID of the mail acknowledged: the acknowledgement answers it (In-Reply-To, References). */
+    inReplyTo?: string | null | undefined;
   },
 ): Promise<void> {
   const { portalId, requestId, requester, template, now } = input;
   const name = requester.name || requester.address;
+  // Our Message-ID, fixed now and kept with the request's ids: the customer's answer to the acknowledgement
+  // threads by its headers, and a bounce of it is linked to the request (intake/commit-mail.ts linkBounce).
+  const messageId = `mailintake-ack-${randomBytes(12).toString('hex')}@${OWN_MESSAGE_ID_DOMAIN}`;
+  const inReplyTo = input.inReplyTo ? input.inReplyTo : null;
   await tx
     .insertInto('mail_outbox')
     .values({
@@ -103,7 +113,23 @@ export async function enqueueAcknowledgement(
       next_attempt_at: now,
       sent_at: null,
       last_error: null,
+      request_id: requestId,
+      from_address: input.from ?? null,
+      message_id: messageId,
+      message_key: valueKey(messageId),
+      in_reply_to: inReplyTo,
+      references_ids: inReplyTo ? JSON.stringify([inReplyTo]) : null,
     })
+    .execute();
+  await tx
+    .insertInto('message_ids')
+    .values({
+      portal_id: portalId,
+      message_key: valueKey(messageId),
+      message_id: messageId,
+      request_id: requestId,
+    })
+    .onConflict((oc) => oc.columns(['portal_id', 'message_key']).doNothing())
     .execute();
   await tx
     .insertInto('acknowledgements')

@@ -18,6 +18,7 @@ import { OWN_MESSAGE_ID_DOMAIN } from '../mail/machine.js';
 import { nowIso, type Store } from '../store/db.js';
 import type { MailOutboxTable } from '../store/schema.js';
 import { parseStored, storedStrings } from '../store/stored-json.js';
+import { ACKNOWLEDGEMENT_EVENT } from './acknowledgement.js';
 import type { SmtpConfig } from './smtp-settings.js';
 import {
   isPermanentRefusal,
@@ -321,7 +322,8 @@ export class OutboxSender {
       // fixed when the reply was stored: a resend after a crash carries the same id, and a bounce finds it
       ...(row.message_id ? { messageId: `<${row.message_id}>` } : {}),
       headers: { 'X-Mailintake-Event': row.event },
-      automatic: false,
+      // a person's reply carries no Auto-Submitted; an acknowledgement is a machine's answer (RFC 3834)
+      automatic: row.event === ACKNOWLEDGEMENT_EVENT,
     };
   }
 
