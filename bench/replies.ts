@@ -5,7 +5,7 @@
  * (no TLS), timed from the first queued reply to the last one the server took (mails/s). Every reply has a
  * 20 KB attachment, half of them also an HTML part.
  *
- *   npx tsc -p tsconfig.bench.json && node .bench/bench/replies.js
+ *   BENCH_ONLY=replies npm run bench   (the whole `npm run bench` runs it last)
  */
 import { openRuntime } from '../src/app/compose.js';
 import { nowIso } from '../src/store/db.js';

@@ -61,6 +61,8 @@ const ONLY_BODIES = process.env.BENCH_ONLY === 'bodies';
 const ONLY_QP = process.env.BENCH_ONLY === 'qp';
 /** BENCH_ONLY=search runs (i) alone: the request list and search over BENCH_SEARCH_REQUESTS (100,000) requests. */
 const ONLY_SEARCH = process.env.BENCH_ONLY === 'search';
+/** BENCH_ONLY=replies runs (j) alone: replies queued and sent through SMTP on loopback (bench/replies.ts). */
+const ONLY_REPLIES = process.env.BENCH_ONLY === 'replies';
 
 // ---------------------------------------------------------------------------------------------------------
 // Clean-up, also on failure and on Ctrl-C
@@ -793,7 +795,13 @@ async function onlySearch(): Promise<void> {
 try {
   if (ONLY_SEARCH) await onlySearch();
   else if (ONLY_QP) await qpCases();
-  else await (ONLY_BODIES ? onlyBodies() : main());
+  // (j) replies: bench/replies.ts runs its cases when loaded (it prints its own figures)
+  else if (ONLY_REPLIES) await import('./replies.js');
+  else if (ONLY_BODIES) await onlyBodies();
+  else {
+    await main();
+    await import('./replies.js');
+  }
 } catch (err) {
   process.exitCode = 1;
   console.error('[bench] failed:', err);
