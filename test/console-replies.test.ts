@@ -89,11 +89,16 @@ describe.each(ENGINES)('the reply box (%s)', (engine) => {
       mimeType: 'text/plain',
       buffer: Buffer.from('open, pull, close'),
     });
+    // the help desk's own address typed as a blind copy is left out, and the technician is told
+    await p.page.getByLabel('Bcc').fill('HELP@example.test');
     await Promise.all([
-      p.page.waitForURL(new RegExp(`/requests/${requestId}\\?changed=reply$`)),
+      p.page.waitForURL(new RegExp(`/requests/${requestId}\\?changed=reply-own$`)),
       p.page.getByRole('button', { name: 'Send reply' }).click(),
     ]);
     expect(await p.page.locator('main').textContent()).toContain('The reply is queued');
+    expect(await p.page.locator('main').textContent()).toContain(
+      'The help desk’s own addresses you typed were left out.',
+    );
     const state = p.page.locator('[data-delivery-state]');
     expect(await state.count()).toBe(1);
     // made right after the commit: the outbox, woken by it, may have sent it already

@@ -362,13 +362,17 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
     const rounds = 12;
     for (let i = 0; i < rounds; i++) {
       const own = () => Array.from({ length: 1 + Math.floor(random() * 3) }, () => variant(pick(OWN)));
+      const typedOwn = [own(), own(), own(), own()];
       const res = await call('POST', `/api/v1/requests/${requestId}/replies`, {
-        to: [...own(), CUSTOMER, ...own()],
-        cc: own(),
-        bcc: [...own(), COLLEAGUE],
+        to: [...typedOwn[0]!, CUSTOMER, ...typedOwn[1]!],
+        cc: typedOwn[2],
+        bcc: [...typedOwn[3]!, COLLEAGUE],
         text: `Round ${i}`,
       });
       expect(res.status, JSON.stringify(res.json)).toBe(201);
+      // the answer says which typed addresses were left out (each typed one, as the service parsed it)
+      expect(res.json.leftOut).toHaveLength(typedOwn.flat().length);
+      for (const a of res.json.leftOut) expect(OWN).toContain(a.toLowerCase().replace(/\+[^@]*@/, '@'));
       expect(res.json.to.map((a: AnyJson) => a.address)).toEqual([CUSTOMER]);
       expect(res.json.cc).toEqual([]);
       expect(res.json.delivery.bcc).toEqual([COLLEAGUE]);
@@ -551,6 +555,8 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
           `^Reply queued as conversation \\d+ \\(outbox \\d+\\) to Customer <${CUSTOMER}>, cc ${COLLEAGUE}: `,
         ),
       );
+      // the help desk's own address typed in --cc is left out, and the technician is told
+      expect(reply.stdout, reply.stdout).toContain("Left out, the help desk's own: sales@example.test");
       const [mail] = (await smtp.waitFor(before + 1)).slice(before);
       expect(mail!.to.sort()).toEqual([COLLEAGUE, CUSTOMER].sort());
       expect(mail!.parsed.attachments.map((a) => [a.filename, a.contentType, a.content.toString()])).toEqual([

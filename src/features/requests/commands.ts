@@ -26,6 +26,7 @@ import type {
   RequestDetail,
   RequestHistoryEntry,
   RequestSummary,
+  SentReplyView,
 } from './views.js';
 
 /** The services these commands use (their slices of Services). */
@@ -141,10 +142,12 @@ function addReplyCommands(requests: Command, k: Kit): void {
       ...(include.length > 0 ? { requestAttachments: include } : {}),
     };
   };
-  const queued = (c: ConversationView) =>
+  const queued = (c: SentReplyView) => {
     line(
       `${c.subject.startsWith('Fwd:') ? 'Forward' : 'Reply'} queued as conversation ${c.id} (outbox ${c.delivery?.outboxId ?? '-'}) to ${c.to.map(addr).join(', ')}${c.cc.length ? `, cc ${c.cc.map(addr).join(', ')}` : ''}: ${deliveryText(c)}`,
     );
+    if (c.leftOut.length > 0) line(`Left out, the help desk's own: ${c.leftOut.join(', ')}`);
+  };
   const common = (cmd: Command) =>
     cmd
       .argument('<id>', 'request id', idArg)
@@ -164,7 +167,7 @@ function addReplyCommands(requests: Command, k: Kit): void {
       'To instead of the requester (repeatable)',
     ),
   ).action(
-    answer<[number, ReplyOptions], ConversationView>(
+    answer<[number, ReplyOptions], SentReplyView>(
       async (services, id, opts) => services.requests.reply(id, await input(opts)),
       queued,
     ),
@@ -175,7 +178,7 @@ function addReplyCommands(requests: Command, k: Kit): void {
       'To (repeatable)',
     ),
   ).action(
-    answer<[number, ReplyOptions], ConversationView>(
+    answer<[number, ReplyOptions], SentReplyView>(
       async (services, id, opts) => services.requests.forward(id, await input(opts)),
       queued,
     ),

@@ -17,6 +17,7 @@ import { mountRequestBodyRoutes } from './body-routes.js';
 import { FILTER_NAMES, type ListFilters, listHref, RequestList } from './list-page.js';
 import { deliveryWords, type ReplyTyped, RequestPage, type WorkState } from './request-page.js';
 import type { IntakeLogService, RequestsService } from './service.js';
+import type { SentReplyView } from './views.js';
 
 /**
  * The request pages (issue 12 §5, §6): the list (`/requests`, filters in the URL), one request
@@ -149,6 +150,10 @@ export function mountRequestsPages(ui: ConsoleApp, kit: ConsoleKit, deps: Reques
     assignee: 'The assignee is changed; the history below shows it.',
     reply: 'The reply is queued; its delivery is shown with it below.',
     forward: 'The forward is queued; its delivery is shown with it below.',
+    'reply-own':
+      'The reply is queued; its delivery is shown with it below. The help desk’s own addresses you typed were left out.',
+    'forward-own':
+      'The forward is queued; its delivery is shown with it below. The help desk’s own addresses you typed were left out.',
   };
   ui.get(
     `/requests/:id${id}`,
@@ -214,6 +219,7 @@ export function mountRequestsPages(ui: ConsoleApp, kit: ConsoleKit, deps: Reques
           ),
         };
         const scope = { portal: portalScope(user) };
+        let sent: SentReplyView;
         if (forward) {
           // a forward carries the request's own attachments (the first mail's and the conversations' taken in)
           const r = await deps.requests.show(requestId);
@@ -221,7 +227,7 @@ export function mountRequestsPages(ui: ConsoleApp, kit: ConsoleKit, deps: Reques
             ...r.attachments,
             ...r.conversations.filter((x) => x.direction === 'in').flatMap((x) => x.attachments),
           ];
-          await deps.requests.forward(
+          sent = await deps.requests.forward(
             requestId,
             {
               ...input,
@@ -230,9 +236,10 @@ export function mountRequestsPages(ui: ConsoleApp, kit: ConsoleKit, deps: Reques
             scope,
           );
         } else {
-          await deps.requests.reply(requestId, input, scope);
+          sent = await deps.requests.reply(requestId, input, scope);
         }
-        return c.redirect(`/requests/${requestId}?changed=${forward ? 'forward' : 'reply'}`, 303);
+        const own = sent.leftOut.length > 0 ? '-own' : '';
+        return c.redirect(`/requests/${requestId}?changed=${forward ? 'forward' : 'reply'}${own}`, 303);
       } catch (e) {
         const { message, fields } = fieldErrors(e);
         // the service names the list a bad address is in: the free Cc field is where it was typed

@@ -26,6 +26,7 @@ import {
   requestHistoryEntrySchema,
   requestListItemSchema,
   requestSummarySchema,
+  sentReplyViewSchema,
 } from './views.js';
 import { MAX_QUERY_CHARS } from './work.js';
 
@@ -158,7 +159,10 @@ export const replyToRequest = createRoute({
     'name the thread, so the answer threads back. The help desk’s own addresses and aliases are dropped from ' +
     'To, Cc and Bcc. The answer is the conversation with its delivery state (pending until the outbox sent it).',
   request: { params: idParams('request'), body: bodyDoc(replyBody) },
-  responses: { 201: ok('The outgoing conversation', conversationViewSchema), ...errors(400, 401, 404, 409) },
+  responses: {
+    201: ok('The outgoing conversation, and the typed addresses left out', sentReplyViewSchema),
+    ...errors(400, 401, 404, 409),
+  },
 });
 export const listLog = createRoute({
   method: 'get',

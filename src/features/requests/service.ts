@@ -25,6 +25,7 @@ import type {
   RequestHistoryEntry,
   RequestListItem,
   RequestSummary,
+  SentReplyView,
 } from './views.js';
 import { listRequests, type RequestFilter, requestWork } from './work.js';
 
@@ -73,9 +74,9 @@ export interface RequestsService {
    * Replies to the requester (To defaults to them) and the chosen Cc; the help desk's own addresses are dropped
    * from To, Cc and Bcc. Stored as an outgoing conversation and queued in the outbox in one transaction.
    */
-  reply(id: number, input: ReplyInput, opts?: { portal?: string | null }): Promise<ConversationView>;
+  reply(id: number, input: ReplyInput, opts?: { portal?: string | null }): Promise<SentReplyView>;
   /** Forwards the request to `to` (required), like a reply otherwise; may carry the request's attachments. */
-  forward(id: number, input: ReplyInput, opts?: { portal?: string | null }): Promise<ConversationView>;
+  forward(id: number, input: ReplyInput, opts?: { portal?: string | null }): Promise<SentReplyView>;
 }
 
 /** A mail body ready for the sandboxed frame: an HTML fragment, and how many remote images were left out. */
@@ -277,10 +278,10 @@ export function createRequestsService(deps: {
     reply: async (id, input, opts) => sent(id, await replies.send(id, input, { ...opts, forward: false })),
     forward: async (id, input, opts) => sent(id, await replies.send(id, input, { ...opts, forward: true })),
   };
-  async function sent(id: number, r: { conversationId: number }): Promise<ConversationView> {
+  async function sent(id: number, r: { conversationId: number; dropped: string[] }): Promise<SentReplyView> {
     const c = (await detail(id, r.conversationId)).conversations.find((x) => x.id === r.conversationId);
     if (!c) throw new MailintakeError('INTERNAL', `reply ${r.conversationId} of request #${id} vanished`);
-    return c;
+    return { ...c, leftOut: r.dropped };
   }
 }
 

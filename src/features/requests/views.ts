@@ -149,6 +149,17 @@ export const conversationViewSchema = z
   .openapi('Conversation');
 export type ConversationView = z.infer<typeof conversationViewSchema>;
 
+/** What a reply or forward answers: its conversation, and the typed addresses left out as the help desk's own. */
+export const sentReplyViewSchema = conversationViewSchema
+  .extend({
+    leftOut: z.array(z.string()).openapi({
+      description:
+        'Addresses typed in To, Cc or Bcc that were left out: the help desk’s own addresses and aliases',
+    }),
+  })
+  .openapi('SentReply');
+export type SentReplyView = z.infer<typeof sentReplyViewSchema>;
+
 /** Someone else taking part in a request: a person CC'd on its first mail or on a conversation. */
 export const participantViewSchema = z
   .object({
