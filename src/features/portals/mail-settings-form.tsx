@@ -1,6 +1,6 @@
 import { ACK_PLACEHOLDERS, type PortalMailSettings } from '../../mail/portal-mail.js';
 import type { ConsoleUser } from '../shared/console-kit.js';
-import { Csrf, Field } from '../shared/console-ui.js';
+import { Csrf, Field, TextAreaField } from '../shared/console-ui.js';
 
 /**
  * The portal's mail settings on its page (`/settings/portals/{name}/mail`): form senders, CC participants, the
@@ -65,7 +65,7 @@ export function MailSettingsForm(props: {
         error={e['acknowledgement.subject']}
         help={`Placeholders: ${placeholders}. ##id## is added when left out, so that answers thread. Empty: the default.`}
       />
-      <TextArea
+      <TextAreaField
         name="acknowledgement.body"
         label="Text"
         value={value('acknowledgement.body', s.acknowledgement.body)}
@@ -120,43 +120,6 @@ function Check(props: {
       <label for={id}>{props.label}</label>
       {props.help ? <p class="help">{props.help}</p> : null}
       {props.error ? <p class="field-error">{props.error}</p> : null}
-    </div>
-  );
-}
-
-function TextArea(props: {
-  name: string;
-  label: string;
-  value: string;
-  error?: string | undefined;
-  help?: string;
-}) {
-  const id = `f-${props.name}`;
-  const described = [props.help ? `${id}-help` : '', props.error ? `${id}-error` : '']
-    .filter(Boolean)
-    .join(' ');
-  return (
-    <div class={props.error ? 'field invalid' : 'field'}>
-      <label for={id}>{props.label}</label>
-      <textarea
-        id={id}
-        name={props.name}
-        rows={8}
-        aria-invalid={props.error ? 'true' : undefined}
-        aria-describedby={described || undefined}
-      >
-        {props.value}
-      </textarea>
-      {props.help ? (
-        <p class="help" id={`${id}-help`}>
-          {props.help}
-        </p>
-      ) : null}
-      {props.error ? (
-        <p class="field-error" id={`${id}-error`}>
-          {props.error}
-        </p>
-      ) : null}
     </div>
   );
 }

@@ -93,6 +93,32 @@ export function Field(props: {
   );
 }
 
+/** A multi-line text with its label, help and error, like Field. */
+export function TextAreaField(props: {
+  name: string;
+  label: string;
+  value?: string | undefined;
+  rows?: number;
+  help?: Child;
+  error?: string | undefined;
+  id?: string;
+}) {
+  const id = props.id ?? `f-${props.name}`;
+  return (
+    <FieldFrame id={id} label={props.label} help={props.help} error={props.error}>
+      <textarea
+        id={id}
+        name={props.name}
+        rows={props.rows ?? 8}
+        aria-invalid={props.error ? 'true' : undefined}
+        aria-describedby={describedBy(id, props.help, props.error)}
+      >
+        {props.value ?? ''}
+      </textarea>
+    </FieldFrame>
+  );
+}
+
 /** A select with its label, help and error, like Field. */
 export function SelectField(props: {
   name: string;
