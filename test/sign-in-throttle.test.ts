@@ -38,6 +38,19 @@ describe.each(ENGINES)('sign-in throttle under a parallel burst (%s)', (engine) 
     );
     const throttled = codes.filter((c) => c === 'SIGN_IN_THROTTLED').length;
     expect(codes).not.toContain('signed in');
-    expect(40 - throttled).toBe(SIGN_IN_MAX_FAILURES);
+    // At most the limit are checked: that is the guarantee. Not exactly the limit: an attempt is counted on two
+    // keys (the account, then the address) one statement after the other, so under load an attempt that got
+    // the account's 5th count can find its address already past 5 (others counted in between) and be refused
+    // too. Seen on a loaded machine: 4 checked. Fewer checked is the safe side.
+    expect(40 - throttled).toBeLessThanOrEqual(SIGN_IN_MAX_FAILURES);
+    expect(codes.filter((c) => c !== 'SIGN_IN_THROTTLED').every((c) => c === 'UNAUTHORIZED')).toBe(true);
+    // and after the burst the account stays closed to the next guess
+    const next = await rt.services.users
+      .signIn({ email: 'nobody@example.org', password: 'guess-41', address: '192.0.2.3' })
+      .then(
+        () => 'signed in',
+        (e: unknown) => (isMailintakeError(e) ? e.code : String(e)),
+      );
+    expect(next).toBe('SIGN_IN_THROTTLED');
   });
 });
