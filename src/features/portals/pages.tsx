@@ -6,7 +6,7 @@ import { type ConsoleApp, type ConsoleKit, type ConsoleUser, fieldErrors } from 
 import { Csrf, Field, Message, SelectField } from '../shared/console-ui.js';
 import { MailSettingsForm, type MailSettingsFormState, mailSettingsFromForm } from './mail-settings-form.js';
 import { AlertsForm, EVENT_LABELS, RuleForm, type RuleFormState } from './rule-forms.js';
-import type { PortalsService } from './service.js';
+import type { PortalPatch, PortalsService } from './service.js';
 import type { PortalView } from './views.js';
 
 /**
@@ -152,44 +152,45 @@ export function mountPortalSettingsPages(ui: ConsoleApp, kit: ConsoleKit, deps: 
     kit.page('admin', async (c, user) => portalPage(c, user, c.req.param('name') ?? '')),
   );
 
-  ui.post(
-    '/settings/portals/:name',
-    kit.formLimit,
-    kit.page('admin', async (c, user, form) => {
-      const name = c.req.param('name') ?? '';
-      try {
-        const current = (await deps.portals.list()).find((p) => p.name === name);
-        if (!current) return portalPage(c, user, name);
-        const policy = policyFromForm(form, current.attachmentPolicy);
-        await deps.portals.update(name, {
-          headerThreading: form.headerThreading === 'on',
-          ...(Object.keys(policy).length > 0 ? { attachmentPolicy: policy } : {}),
-        });
-        return c.redirect(`/settings/portals/${encodeURIComponent(name)}?saved=portal+settings`, 303);
-      } catch (e) {
-        const { message, fields } = fieldErrors(e);
-        return portalPage(c, user, name, { form: { values: form, errors: fields, message } });
-      }
-    }),
-  );
-
-  ui.post(
-    '/settings/portals/:name/mail',
-    kit.formLimit,
-    kit.page('admin', async (c, user, form) => {
-      const name = c.req.param('name') ?? '';
-      try {
-        const current = (await deps.portals.list()).find((p) => p.name === name);
-        if (!current) return portalPage(c, user, name);
-        const patch = mailSettingsFromForm(form, current.mailSettings);
-        if (Object.keys(patch).length > 0) await deps.portals.update(name, { mailSettings: patch });
-        return c.redirect(`/settings/portals/${encodeURIComponent(name)}?saved=mail+settings`, 303);
-      } catch (e) {
-        const { message, fields } = fieldErrors(e);
-        return portalPage(c, user, name, { mail: { values: form, errors: fields, message } });
-      }
-    }),
-  );
+  /**
+   * The portal page's two forms (settings, mail settings) save the same way: the patch the form makes against
+   * what is in effect, then back to the page saying what was saved, or the page again with each bad field marked
+   * and everything typed kept.
+   */
+  const saveForm = (
+    path: string,
+    state: 'form' | 'mail',
+    saved: string,
+    patchOf: (form: Record<string, string>, current: PortalView) => PortalPatch,
+  ) =>
+    ui.post(
+      path,
+      kit.formLimit,
+      kit.page('admin', async (c, user, form) => {
+        const name = c.req.param('name') ?? '';
+        try {
+          const current = (await deps.portals.list()).find((p) => p.name === name);
+          if (!current) return portalPage(c, user, name);
+          const patch = patchOf(form, current);
+          if (Object.keys(patch).length > 0) await deps.portals.update(name, patch);
+          return c.redirect(`/settings/portals/${encodeURIComponent(name)}?saved=${saved}`, 303);
+        } catch (e) {
+          const { message, fields } = fieldErrors(e);
+          return portalPage(c, user, name, { [state]: { values: form, errors: fields, message } });
+        }
+      }),
+    );
+  saveForm('/settings/portals/:name', 'form', 'portal+settings', (form, current) => {
+    const policy = policyFromForm(form, current.attachmentPolicy);
+    return {
+      headerThreading: form.headerThreading === 'on',
+      ...(Object.keys(policy).length > 0 ? { attachmentPolicy: policy } : {}),
+    };
+  });
+  saveForm('/settings/portals/:name/mail', 'mail', 'mail+settings', (form, current) => {
+    const patch = mailSettingsFromForm(form, current.mailSettings);
+    return Object.keys(patch).length > 0 ? { mailSettings: patch } : {};
+  });
 
   /** A rule's form: recipients set (or replaced); none given disables the rule that is there. */
   const saveRule = async (form: Record<string, string>, portal: string | null): Promise<void> => {
