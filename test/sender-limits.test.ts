@@ -6,9 +6,10 @@ import { DEFAULT_ERROR_FOLDER } from '../src/connectors/settings.js';
 import { silentLogger } from '../src/kernel/logger.js';
 import { loadSecretBox } from '../src/kernel/secret-box.js';
 import { OWN_MESSAGE_ID_DOMAIN } from '../src/mail/machine.js';
-import { OutboxSender } from '../src/notify/outbox.js';
+import { type OutboxAttempt, OutboxSender } from '../src/notify/outbox.js';
 import { SmtpSettings } from '../src/notify/smtp-settings.js';
 import { openStore, type Store } from '../src/store/db.js';
+import { conditions } from './kit/conditions.js';
 import { imapsMailbox } from './kit/mailboxes.js';
 import { buildMail } from './kit/mails.js';
 import { deliverMaildir, folderExists, folderMessages } from './support/deliver.js';
@@ -27,6 +28,9 @@ describe.each(ENGINES)('per-sender limit and acknowledgements on %s', (engine) =
   /** A second handle on the same database: an outbox sender of the test's own, drained when the test says. */
   let store: Store;
   let drain: () => ReturnType<OutboxSender['drain']>;
+  /** The service's own outbox attempts (it sends what a commit queued), to wait on before reading a state. */
+  const outboxAttempts: OutboxAttempt[] = [];
+  const attempted = conditions();
   let cleanup: () => Promise<void>;
 
   beforeAll(async () => {
@@ -39,7 +43,12 @@ describe.each(ENGINES)('per-sender limit and acknowledgements on %s', (engine) =
     smtp = await startSmtpServer({ tls: 'none' });
     const fresh = await freshConfig(engine);
     cleanup = fresh.cleanup;
-    rt = await openRuntime(fresh.config);
+    rt = await openRuntime(fresh.config, {
+      onOutboxAttempt: (a) => {
+        outboxAttempts.push(a);
+        attempted.recheck();
+      },
+    });
     await rt.services.smtp.set({
       host: '127.0.0.1',
       port: smtp.port,
@@ -300,9 +309,16 @@ describe.each(ENGINES)('per-sender limit and acknowledgements on %s', (engine) =
       expect(ack!.from).toBe('support@example.test');
       expect(ack!.parsed.inReplyTo).toBe(`<${id}>`);
       expect(ack!.parsed.headers.get('auto-submitted')).toBe('auto-generated');
+      // the request shows it, with its delivery (sent once the outbox noted the SMTP server took it)
+      const shown0 = await rt.services.requests.show(requestId);
+      const outboxId = shown0.acknowledgement!.outboxId;
+      await attempted.until(() => outboxAttempts.some((a) => a.id === outboxId && a.ok));
+      const shown = await rt.services.requests.show(requestId);
+      expect(shown.acknowledgement).toMatchObject({ state: 'sent', bounced: false });
     }
     for (const [id, [, reason]] of Object.entries(refused)) {
       expect(entry(id).outcome, id).toBe('created');
+      expect((await rt.services.requests.show(entry(id).requestId!)).acknowledgement, id).toBeNull();
       expect(
         entry(id).reasons.filter((r) => r.includes('acknowledgement')),
         id,

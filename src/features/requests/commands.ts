@@ -22,6 +22,7 @@ import { REQUEST_STATUSES } from './statuses.js';
 import type {
   AttachmentView,
   ConversationView,
+  DeliveryView,
   DroppedAttachmentView,
   RequestDetail,
   RequestHistoryEntry,
@@ -144,7 +145,7 @@ function addReplyCommands(requests: Command, k: Kit): void {
   };
   const queued = (c: SentReplyView) => {
     line(
-      `${c.subject.startsWith('Fwd:') ? 'Forward' : 'Reply'} queued as conversation ${c.id} (outbox ${c.delivery?.outboxId ?? '-'}) to ${c.to.map(addr).join(', ')}${c.cc.length ? `, cc ${c.cc.map(addr).join(', ')}` : ''}: ${deliveryText(c)}`,
+      `${c.subject.startsWith('Fwd:') ? 'Forward' : 'Reply'} queued as conversation ${c.id} (outbox ${c.delivery?.outboxId ?? '-'}) to ${c.to.map(addr).join(', ')}${c.cc.length ? `, cc ${c.cc.map(addr).join(', ')}` : ''}: ${deliveryText(c.delivery)}`,
     );
     if (c.leftOut.length > 0) line(`Left out, the help desk's own: ${c.leftOut.join(', ')}`);
   };
@@ -186,8 +187,7 @@ function addReplyCommands(requests: Command, k: Kit): void {
 }
 
 /** An outgoing conversation's delivery as one line: Queued, Sent, Retrying: reason, Failed: status reason. */
-function deliveryText(c: ConversationView): string {
-  const d = c.delivery;
+function deliveryText(d: DeliveryView | null): string {
   if (!d) return '-';
   const why = [d.status, d.reason].filter((x) => x).join(' ');
   switch (d.state) {
@@ -389,6 +389,7 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
         'participants',
         r.participants.map((p) => addr({ address: p.address, name: p.name ?? '' })).join(', ') || '-',
       ],
+      ['acknowledgement', deliveryText(r.acknowledgement)],
       ['date', r.date ?? '-'],
       ['mailbox', r.mailbox ?? '-'],
       ['intake log', logLine(r.logId)],
@@ -410,7 +411,7 @@ function printRequest(line: (t: string) => void, r: RequestDetail): void {
               ['to', c.to.map(addr).join(', ') || '-'],
               ['cc', c.cc.map(addr).join(', ') || '-'],
               ['by', clean(c.actor ?? '-')],
-              ['delivery', deliveryText(c)],
+              ['delivery', deliveryText(c.delivery)],
             ] as [string, string][])
           : []),
         ['date', c.date ?? '-'],

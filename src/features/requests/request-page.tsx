@@ -156,6 +156,12 @@ export function RequestPage(props: {
               ? 'none'
               : r.participants.map((p) => (p.name ? `${p.name} <${p.address}>` : p.address)).join(', ')}
           </dd>
+          {r.acknowledgement ? (
+            <>
+              <dt>Acknowledgement</dt>
+              <dd class="acknowledgement">{deliveryWords(r.acknowledgement)}</dd>
+            </>
+          ) : null}
           <dt>Portal</dt>
           <dd>{r.portal}</dd>
           <dt>Mailbox</dt>

@@ -182,6 +182,8 @@ export function createRequestsService(deps: {
       logId: logIds.get(null) ?? null,
       attachments: atts.filter((a) => a.conversationId === null),
       droppedAttachments: dropped.filter((d) => d.conversationId === null),
+      // the one outbox row of the request without a conversation is its acknowledgement (notify/acknowledgement.ts)
+      acknowledgement: only === undefined ? (deliveries.get(null) ?? null) : null,
       participants: (await repo.participants(id)).map((p) => ({
         address: p.address,
         name: p.name,

@@ -184,6 +184,10 @@ export const requestDetailSchema = z
       description:
         "CC'd people (the portal's ccParticipants switch), without our own addresses or the requester",
     }),
+    acknowledgement: deliveryViewSchema.nullable().openapi({
+      description:
+        'The acknowledgement mailed to the requester (the portal’s setting) and its delivery; null: none',
+    }),
     conversations: z.array(conversationViewSchema),
   })
   .openapi('RequestDetail');
