@@ -21,7 +21,7 @@ import { resolvePublicUrl } from '../features/oauth/public-url.js';
 import { createOAuthService, forgetSmtpTokens, smtpTokenSource } from '../features/oauth/service.js';
 import { mailboxOAuthOwner, OAuthTokens } from '../features/oauth/tokens.js';
 import { createPortalRepo } from '../features/portals/repo.js';
-import { createPortalsService } from '../features/portals/service.js';
+import { createPortalsService, portalNamed } from '../features/portals/service.js';
 import { createIntakeLogService, createRequestsService } from '../features/requests/service.js';
 import { createSecretKeyService } from '../features/secret-key/service.js';
 import type { Services } from '../features/services.js';
@@ -38,7 +38,7 @@ import { createLogger, type Logger } from '../kernel/logger.js';
 import { loadSecretBox, type SecretBox } from '../kernel/secret-box.js';
 import { REPLY_ADDRESS_KEY_LABEL } from '../mail/reply-address.js';
 import { type OutboxAttempt, OutboxSender } from '../notify/outbox.js';
-import { SmtpSettings } from '../notify/smtp-settings.js';
+import { SmtpServers } from '../notify/smtp-settings.js';
 import { StoreNotifier } from '../notify/store-notifier.js';
 import { FileBlobStore } from '../store/blobs/blob-store.js';
 import { RawPacks } from '../store/blobs/raw-packs.js';
@@ -108,10 +108,11 @@ export async function openRuntime(config: AppConfig, opts: RuntimeOptions = {}):
   };
   // Notices (bell + outbox mail) are recorded in the transactions of what they tell about; the sender mails
   // them afterwards, woken by the notifier after each such commit and by its timer.
-  const smtp = new SmtpSettings(store, box, smtpTokenSource(oauthTokens), forgetSmtpTokens);
+  const smtp = new SmtpServers(store, box, smtpTokenSource(oauthTokens), forgetSmtpTokens);
   const sender = new OutboxSender({
     store,
-    smtp: () => smtp.config(),
+    smtp: () => smtp.instance.config(),
+    portalSmtp: () => smtp.portalConfigs(),
     logger,
     blobs,
     ...(opts.onOutboxAttempt ? { onAttempt: opts.onOutboxAttempt } : {}),
@@ -222,7 +223,7 @@ function wireServices(
   more: {
     publicUrl: string;
     redirectUrl: string;
-    smtp: SmtpSettings;
+    smtp: SmtpServers;
     sender: OutboxSender;
     lease: MailboxLease;
     rounds: RoundRunner;
@@ -231,7 +232,7 @@ function wireServices(
   const { logger, box, store, blobs, rawPacks, mailboxes, oauthTokens, connect } = w;
   const { redirectUrl, smtp, sender } = more;
   return {
-    ...createNotificationServices({ store, smtp, sender }),
+    ...createNotificationServices({ store, smtp: smtp.instance, sender }),
     errorMails: createErrorMailsService({
       store,
       blobs,
@@ -250,17 +251,18 @@ function wireServices(
       tokens: oauthTokens,
       mailboxes: openedMailboxes(mailboxes, box),
       smtp,
+      portalSmtp: async (name) => smtp.portal(await portalNamed(store, name)),
       redirectUrl,
       connectWith: (settings, tokens) => createConnector(settings, { logger, tokens }),
     }),
-    portals: createPortalsService({ store }),
+    portals: createPortalsService({ store, smtp, kickOutbox: () => sender.kick() }),
     mailboxes: createMailboxesService({
       store,
       box,
       repo: mailboxes,
       redirectUrl,
       tokens: oauthTokens,
-      smtp,
+      smtp: smtp.instance,
       connect,
     }),
     requests: createRequestsService({

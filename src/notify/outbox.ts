@@ -69,8 +69,13 @@ export interface OutboxAttempt {
 
 export interface OutboxSenderOptions {
   store: Store;
-  /** The SMTP settings in force, read at every pass; undefined while none is configured (mail waits). */
+  /**
+   * The instance's SMTP server, read at every pass; undefined while none is configured (its mail waits). Notification
+   * mail goes through it, and the replies and acknowledgements of every portal without a server of its own.
+   */
   smtp: () => Promise<SmtpConfig | undefined>;
+  /** The portals' own servers by portal id, read at every pass: a portal's replies and acknowledgements go there. */
+  portalSmtp?: () => Promise<Map<number, SmtpConfig>>;
   logger: Logger;
   /** Timer for due retries and rows of other processes (default 30 s). */
   pollMs?: number;
@@ -155,35 +160,74 @@ export class OutboxSender {
     await this.chain;
   }
 
+  /**
+   * One pass: each outgoing server sends its due mail (at most a batch each) over one connection. A server that
+   * cannot be reached or used stops only its own mail: a portal's broken server never holds up another portal's
+   * replies or the notifications, and its mail keeps its turn (unclaimed, no attempt counted) for the next pass.
+   */
   private async pass(): Promise<DrainResult> {
     const result: DrainResult = { sent: 0, failed: 0, unconfigured: false };
-    const db = this.opts.store.db;
-    const due = await db
-      .selectFrom('mail_outbox')
-      .select('id')
-      .where('sent_at', 'is', null)
-      .where('failed_at', 'is', null)
-      .where('next_attempt_at', '<=', this.now().toISOString())
-      .orderBy('next_attempt_at')
-      .orderBy('id')
-      .limit(BATCH)
-      .execute();
-    if (due.length === 0) return result;
-    const config = await this.opts.smtp();
-    if (!config) {
-      result.unconfigured = true;
-      if (!this.warnedUnconfigured) {
-        this.warnedUnconfigured = true;
-        this.opts.logger.warn(
-          'notification mail waits: no outgoing SMTP server is configured (mailintake smtp set)',
-          {
-            waiting: due.length,
-          },
-        );
-      }
-      return result;
+    const own = (await this.opts.portalSmtp?.()) ?? new Map<number, SmtpConfig>();
+    const ownIds = [...own.keys()];
+    let full = false;
+    // each portal with its own server: the mail of its requests
+    // stopping: the mail being sent is the last one (a pass asked for before stop() still sends its first)
+    const done = () => this.stopped && result.sent + result.failed > 0;
+    for (const [portalId, config] of own) {
+      if (done()) return result;
+      const due = await this.due(portalId, ownIds);
+      if (due.length === 0) continue;
+      full ||= due.length === BATCH;
+      await this.sendThrough(config, due, result);
     }
-    this.warnedUnconfigured = false;
+    // the instance's server: notifications, and the mail of every portal without its own
+    const due = done() ? [] : await this.due(null, ownIds);
+    if (due.length > 0) {
+      full ||= due.length === BATCH;
+      const config = await this.opts.smtp();
+      if (!config) {
+        result.unconfigured = true;
+        if (!this.warnedUnconfigured) {
+          this.warnedUnconfigured = true;
+          this.opts.logger.warn(
+            'notification mail waits: no outgoing SMTP server is configured (mailintake smtp set)',
+            { waiting: due.length },
+          );
+        }
+      } else {
+        this.warnedUnconfigured = false;
+        await this.sendThrough(config, due, result);
+      }
+    }
+    // a full batch went out: there may be more waiting
+    if (full && result.failed === 0 && !this.stopped) this.kick();
+    return result;
+  }
+
+  /**
+   * The due mail of one server, oldest first: `portalId` the mail of that portal's requests; null the rest
+   * (notifications, and requests of portals not in `ownIds`).
+   */
+  private async due(portalId: number | null, ownIds: number[]): Promise<{ id: number }[]> {
+    let q = this.opts.store.db
+      .selectFrom('mail_outbox')
+      .leftJoin('requests', 'requests.id', 'mail_outbox.request_id')
+      .select('mail_outbox.id')
+      .where('mail_outbox.sent_at', 'is', null)
+      .where('mail_outbox.failed_at', 'is', null)
+      .where('mail_outbox.next_attempt_at', '<=', this.now().toISOString());
+    if (portalId !== null) q = q.where('requests.portal_id', '=', portalId);
+    else if (ownIds.length > 0) {
+      q = q.where((eb) =>
+        eb.or([eb('mail_outbox.request_id', 'is', null), eb('requests.portal_id', 'not in', ownIds)]),
+      );
+    }
+    return q.orderBy('mail_outbox.next_attempt_at').orderBy('mail_outbox.id').limit(BATCH).execute();
+  }
+
+  /** Sends `due` through one server over one connection, until the server is down or we are stopping. */
+  private async sendThrough(config: SmtpConfig, due: { id: number }[], result: DrainResult): Promise<void> {
+    const server = config.server ?? 'instance';
     let transport: SmtpTransport;
     try {
       transport = await openSmtpTransport(config, {
@@ -191,10 +235,11 @@ export class OutboxSender {
         ...(config.tokens ? { tokens: config.tokens } : {}),
       });
     } catch (err) {
-      this.opts.logger.error('notification mail waits: the SMTP settings cannot be used', {
+      this.opts.logger.error('outgoing mail waits: the SMTP settings cannot be used', {
+        server,
         error: String(err),
       });
-      return result;
+      return;
     }
     try {
       for (const { id } of due) {
@@ -210,9 +255,6 @@ export class OutboxSender {
     } finally {
       transport.close();
     }
-    // a full batch went out: there may be more waiting
-    if (due.length === BATCH && result.failed === 0) this.kick();
-    return result;
   }
 
   /** The row, when this process won it: unsent, not given up, due; its due time becomes our claim deadline. */

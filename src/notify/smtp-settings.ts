@@ -7,15 +7,18 @@ import type { SecretBox } from '../kernel/secret-box.js';
 import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
 import type { AccessTokenSource } from '../oauth/token-source.js';
 import type { Store } from '../store/db.js';
-import { readSetting, writeSetting } from '../store/instance-settings.js';
+import { deleteSetting, readSetting, writeSetting } from '../store/instance-settings.js';
 import { parseStored } from '../store/stored-json.js';
 import { systemLog } from '../store/system-log.js';
 import { type Tx, withTransaction } from '../store/tx.js';
 import { validated } from './validate.js';
 
 /**
- * The outgoing SMTP server that notification mail goes through (the reference's outgoing mail server), an
- * instance setting. TLS follows the mailboxes' rules: certificates are always verified (a private CA may be
+ * An outgoing SMTP server (the reference's outgoing mail server). There is one for the instance (notification
+ * mail, and the replies of every portal without its own) and, optionally, one per portal: a portal's replies,
+ * forwards and acknowledgements go out through its own server when it has one (`SmtpServers`). Each is an
+ * instance setting of its own (`smtp`, `smtp.portal.<id>`), so `secret-key reseal` finds its sealed fields
+ * like any other. TLS follows the mailboxes' rules: certificates are always verified (a private CA may be
  * added with `caFile`), `secure` is TLS from the first byte (port 465, RFC 8314), otherwise STARTTLS is
  * required unless the admin turns `starttls` off for a server without TLS. The password is sealed at rest and
  * never shown.
@@ -94,7 +97,7 @@ export const smtpInputSchema = z
     { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
   );
 
-/** What is stored (instance setting 'smtp'): the password sealed, never in clear. */
+/** What is stored (instance setting 'smtp' or 'smtp.portal.<id>'): the password sealed, never in clear. */
 interface StoredSmtp {
   host: string;
   port: number;
@@ -140,14 +143,54 @@ export interface SmtpConfig {
   caFile: string | null;
   /** With OAuth: where the transport gets its access tokens. */
   tokens?: AccessTokenSource;
+  /** Which server this is ('instance', or 'portal:<id>'): the outbox opens one connection per server. */
+  server?: string;
 }
 
-const KEY = 'smtp';
+/** Which outgoing server a SmtpSettings edits: the instance's, or one portal's own. */
+export interface SmtpScope {
+  /** The instance setting it is stored under. */
+  key: string;
+  /** Whose OAuth tokens: 'smtp', or 'smtp:portal:<id>' (stable across a portal's renames). */
+  owner: string;
+  /** In messages: "the outgoing SMTP server", "the outgoing SMTP server of portal sales". */
+  label: string;
+  /** The command that sets it, and the one that starts its OAuth consent (named in messages). */
+  setCommand: string;
+  authorizeCommand: string;
+  /** The portal whose own server it is; null for the instance's. */
+  portalId: number | null;
+}
+
+export const INSTANCE_SMTP: SmtpScope = Object.freeze({
+  key: 'smtp',
+  owner: 'smtp',
+  label: 'the outgoing SMTP server',
+  setCommand: 'mailintake smtp set --file smtp.json',
+  authorizeCommand: 'mailintake smtp authorize',
+  portalId: null,
+});
+
+const PORTAL_KEY_PREFIX = 'smtp.portal.';
+const PORTAL_OWNER_PREFIX = 'smtp:portal:';
+
+export function portalSmtpScope(portal: { id: number; name: string }): SmtpScope {
+  return {
+    key: `${PORTAL_KEY_PREFIX}${portal.id}`,
+    owner: `${PORTAL_OWNER_PREFIX}${portal.id}`,
+    label: `the outgoing SMTP server of portal ${portal.name}`,
+    setCommand: `mailintake portal smtp set ${portal.name} --file smtp.json`,
+    authorizeCommand: `mailintake portal smtp authorize ${portal.name}`,
+    portalId: portal.id,
+  };
+}
 
 /** The token state the outgoing server's OAuth settings hand to OAuthTokens (see runtime). */
 export interface SmtpOAuth {
   oauth: OAuthSettings & { clientSecret: string };
   username: string;
+  /** Whose server: its token owner, label and consent command. */
+  scope: SmtpScope;
 }
 
 export class SmtpSettings {
@@ -157,24 +200,30 @@ export class SmtpSettings {
     /** Access tokens for the outgoing server's OAuth settings (the runtime passes OAuthTokens.source). */
     private readonly tokensFor?: (o: SmtpOAuth) => AccessTokenSource,
     /** Called in the save transaction when the OAuth settings changed: the old tokens are discarded. */
-    private readonly onOAuthChanged?: (tx: Tx) => Promise<void>,
+    private readonly onOAuthChanged?: (tx: Tx, scope: SmtpScope) => Promise<void>,
+    readonly scope: SmtpScope = INSTANCE_SMTP,
   ) {}
 
   async get(): Promise<SmtpSettingsView | null> {
-    const stored = await storedSmtp(this.store.db);
+    const stored = await storedSmtp(this.store.db, this.scope.key);
     return stored ? viewOf(stored, await graphWarnings(this.store.db, stored)) : null;
   }
 
   /** The OAuth settings with the secret opened, for the token source and the consent; null without OAuth. */
   async oauth(): Promise<SmtpOAuth | null> {
-    const stored = await storedSmtp(this.store.db);
-    if (!stored?.oauth || !stored.username) return null;
+    const stored = await storedSmtp(this.store.db, this.scope.key);
+    return stored ? this.oauthOf(stored) : null;
+  }
+
+  private oauthOf(stored: StoredSmtp): SmtpOAuth | null {
+    if (!stored.oauth || !stored.username) return null;
     return {
       oauth: {
         ...stored.oauth,
         clientSecret: stored.oauthClientSecretSealed ? this.box.open(stored.oauthClientSecretSealed) : '',
       },
       username: stored.username,
+      scope: this.scope,
     };
   }
 
@@ -184,7 +233,7 @@ export class SmtpSettings {
    */
   async set(input: unknown): Promise<SmtpSettingsView> {
     // An edit form never sees the OAuth client secret: left out with the same client ID, the stored one stays.
-    const prior = await storedSmtp(this.store.db);
+    const prior = await storedSmtp(this.store.db, this.scope.key);
     const given = input as { oauth?: Record<string, unknown> } | null;
     if (
       given &&
@@ -210,7 +259,7 @@ export class SmtpSettings {
       }
     }
     return withTransaction(this.store, async (tx) => {
-      const before = await storedSmtp(tx);
+      const before = await storedSmtp(tx, this.scope.key);
       let passwordSealed: string | null = null;
       let oauth: OAuthSettings | null = null;
       let oauthClientSecretSealed: string | null = null;
@@ -240,24 +289,57 @@ export class SmtpSettings {
         oauth,
         oauthClientSecretSealed,
       };
-      await writeSetting(tx, KEY, stored);
-      if (oauthIdentity(before) !== oauthIdentity(stored)) await this.onOAuthChanged?.(tx);
+      await writeSetting(tx, this.scope.key, stored);
+      if (oauthIdentity(before) !== oauthIdentity(stored)) await this.onOAuthChanged?.(tx, this.scope);
       const view = viewOf(stored, await graphWarnings(tx, stored));
       await systemLog(tx, {
         level: 'info',
         category: 'notification-settings',
-        message: `outgoing SMTP server set to ${view.host}:${view.port} (${tlsMode(view)})`,
-        details: { smtp: view, previous: before ? viewOf(before) : null },
+        message: `${this.scope.label} set to ${view.host}:${view.port} (${tlsMode(view)})`,
+        details: {
+          smtp: view,
+          previous: before ? viewOf(before) : null,
+          ...(this.scope.portalId !== null ? { portalId: this.scope.portalId } : {}),
+        },
       });
       return view;
     });
   }
 
+  /**
+   * Removes the settings (a portal's own server: its mail goes through the instance's again); its OAuth tokens
+   * are discarded with them. false when there was nothing to remove.
+   */
+  async clear(): Promise<boolean> {
+    return withTransaction(this.store, async (tx) => {
+      const before = await storedSmtp(tx, this.scope.key);
+      if (!before) return false;
+      await deleteSetting(tx, this.scope.key);
+      if (before.oauth) await this.onOAuthChanged?.(tx, this.scope);
+      await systemLog(tx, {
+        level: 'info',
+        category: 'notification-settings',
+        message: `${this.scope.label} removed (was ${before.host}:${before.port})`,
+        details: {
+          previous: viewOf(before),
+          ...(this.scope.portalId !== null ? { portalId: this.scope.portalId } : {}),
+        },
+      });
+      return true;
+    });
+  }
+
   /** The settings to connect with, password opened; undefined when no SMTP server is configured. */
   async config(): Promise<SmtpConfig | undefined> {
-    const stored = await storedSmtp(this.store.db);
-    if (!stored) return undefined;
+    const stored = await storedSmtp(this.store.db, this.scope.key);
+    return stored ? this.configOf(stored) : undefined;
+  }
+
+  /** `stored` ready to connect with (SmtpServers reads every portal's at once and opens them here). */
+  configOf(stored: StoredSmtp): SmtpConfig {
+    const oauth = this.tokensFor ? this.oauthOf(stored) : null;
     return {
+      server: this.scope.portalId === null ? 'instance' : `portal:${this.scope.portalId}`,
       host: stored.host,
       port: stored.port,
       secure: stored.secure,
@@ -266,20 +348,78 @@ export class SmtpSettings {
       password: stored.passwordSealed ? this.box.open(stored.passwordSealed) : null,
       from: parseFromAddress(stored.from)!,
       caFile: stored.caFile,
-      ...(stored.oauth && stored.username && this.tokensFor
-        ? {
-            tokens: this.tokensFor({
-              oauth: {
-                ...stored.oauth,
-                clientSecret: stored.oauthClientSecretSealed
-                  ? this.box.open(stored.oauthClientSecretSealed)
-                  : '',
-              },
-              username: stored.username,
-            }),
-          }
-        : {}),
+      ...(oauth && this.tokensFor ? { tokens: this.tokensFor(oauth) } : {}),
     };
+  }
+}
+
+/**
+ * Every outgoing server: the instance's (`instance`) and each portal's own (`portal()`). The outbox sends a
+ * portal's replies and acknowledgements through `portalConfigs()`'s server of that portal when there is one,
+ * else through the instance's; notification mail always goes through the instance's.
+ */
+export class SmtpServers {
+  readonly instance: SmtpSettings;
+
+  constructor(
+    private readonly store: Store,
+    private readonly box: SecretBox,
+    private readonly tokensFor?: (o: SmtpOAuth) => AccessTokenSource,
+    private readonly onOAuthChanged?: (tx: Tx, scope: SmtpScope) => Promise<void>,
+  ) {
+    this.instance = new SmtpSettings(store, box, tokensFor, onOAuthChanged);
+  }
+
+  /** The settings of a portal's own server (which may not be set: `get()` is null then). */
+  portal(portal: { id: number; name: string }): SmtpSettings {
+    return new SmtpSettings(
+      this.store,
+      this.box,
+      this.tokensFor,
+      this.onOAuthChanged,
+      portalSmtpScope(portal),
+    );
+  }
+
+  /** The server whose OAuth tokens are kept under `owner` ('smtp', 'smtp:portal:<id>'); undefined if none. */
+  async byOwner(owner: string): Promise<SmtpSettings | undefined> {
+    if (owner === INSTANCE_SMTP.owner) return this.instance;
+    if (!owner.startsWith(PORTAL_OWNER_PREFIX)) return undefined;
+    const id = Number(owner.slice(PORTAL_OWNER_PREFIX.length));
+    const row = Number.isSafeInteger(id)
+      ? await this.store.db
+          .selectFrom('portals')
+          .select(['id', 'name'])
+          .where('id', '=', id)
+          .executeTakeFirst()
+      : undefined;
+    return row ? this.portal(row) : undefined;
+  }
+
+  /** Each portal's own server, ready to connect with, by portal id (portals without one are not in it). */
+  async portalConfigs(): Promise<Map<number, SmtpConfig>> {
+    const settings = await this.store.db
+      .selectFrom('instance_settings')
+      .select(['key', 'value'])
+      .where('key', 'like', `${PORTAL_KEY_PREFIX}%`)
+      .execute();
+    const portals = new Map(
+      (await this.store.db.selectFrom('portals').select(['id', 'name']).execute()).map((p) => [p.id, p]),
+    );
+    const rows = settings.flatMap((r) => {
+      const portal = portals.get(Number(r.key.slice(PORTAL_KEY_PREFIX.length)));
+      return portal ? [{ ...portal, value: r.value }] : [];
+    });
+    const out = new Map<number, SmtpConfig>();
+    for (const r of rows) {
+      const stored = parseStored(storedSmtpSchema, r.value, {
+        table: 'instance_settings',
+        column: 'value',
+        id: `${PORTAL_KEY_PREFIX}${r.id}`,
+      });
+      out.set(r.id, this.portal(r).configOf(stored));
+    }
+    return out;
   }
 }
 
@@ -319,8 +459,28 @@ async function graphWarnings(tx: Tx, s: StoredSmtp): Promise<string[]> {
   return out;
 }
 
-async function storedSmtp(tx: Tx): Promise<StoredSmtp | undefined> {
-  return (await readSetting(tx, KEY)) as StoredSmtp | undefined;
+/** The stored form, checked when read (a hand-edited or half-migrated row is named, never used blindly). */
+const storedSmtpSchema: z.ZodType<StoredSmtp> = z.object({
+  host: z.string(),
+  port: z.number(),
+  secure: z.boolean(),
+  starttls: z.boolean(),
+  username: z.string().nullable(),
+  passwordSealed: z.string().nullable(),
+  from: z.string(),
+  caFile: z.string().nullable(),
+  oauth: z.custom<OAuthSettings>((v) => typeof v === 'object').nullish(),
+  oauthClientSecretSealed: z.string().nullish(),
+});
+
+async function storedSmtp(tx: Tx, key: string): Promise<StoredSmtp | undefined> {
+  const value = await readSetting(tx, key);
+  if (value === undefined) return undefined;
+  return parseStored(storedSmtpSchema, JSON.stringify(value), {
+    table: 'instance_settings',
+    column: 'value',
+    id: key,
+  });
 }
 
 function viewOf(s: StoredSmtp, warnings: string[] = []): SmtpSettingsView {

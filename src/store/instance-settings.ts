@@ -33,3 +33,7 @@ export async function writeSetting(tx: Tx, key: InstanceSettingKey, value: unkno
     .onConflict((oc) => oc.column('key').doUpdateSet({ value: text, updated_at: now }))
     .execute();
 }
+
+export async function deleteSetting(tx: Tx, key: InstanceSettingKey): Promise<void> {
+  await tx.deleteFrom('instance_settings').where('key', '=', key).execute();
+}

@@ -328,7 +328,12 @@ function printRules(k: Kit, list: NotificationRuleView[]): void {
   );
 }
 
-function printSmtp(k: Kit, s: SmtpSettingsView): void {
+/** The settings of an outgoing server, as `smtp show` and `portal smtp show` print them. */
+export function printSmtp(
+  k: Pick<CliKit<object>, 'line'>,
+  s: SmtpSettingsView,
+  authorizeCommand = 'mailintake smtp authorize',
+): void {
   const tls = s.secure ? 'implicit TLS' : s.starttls ? 'STARTTLS required' : 'none (plain SMTP)';
   k.line(
     fields(
@@ -339,7 +344,7 @@ function printSmtp(k: Kit, s: SmtpSettingsView): void {
         s.oauth
           ? [
               'login',
-              `OAuth 2.0 XOAUTH2 (${s.oauth.provider}, client ${s.oauth.clientId}, scope "${s.oauth.scope}"); authorize with: mailintake smtp authorize`,
+              `OAuth 2.0 XOAUTH2 (${s.oauth.provider}, client ${s.oauth.clientId}, scope "${s.oauth.scope}"); authorize with: ${authorizeCommand}`,
             ]
           : ['password', s.passwordSet ? '(set; never shown)' : '(not set)'],
         ['from', s.from],

@@ -11,8 +11,8 @@ import {
   retryOutboxMail,
 } from '../../notify/outbox.js';
 import { NotificationRules, type NotificationRuleView } from '../../notify/rules.js';
-import { type SmtpSettings, type SmtpSettingsView, tlsMode } from '../../notify/smtp-settings.js';
-import { openSmtpTransport } from '../../notify/smtp-transport.js';
+import type { SmtpSettings, SmtpSettingsView } from '../../notify/smtp-settings.js';
+import { type SmtpTestResult, sendTestMail } from '../../notify/smtp-test-mail.js';
 import { validated } from '../../notify/validate.js';
 import type { Store } from '../../store/db.js';
 import { fetchPage, page } from '../../store/paging.js';
@@ -33,13 +33,7 @@ export interface NotificationView {
   link: string | null;
 }
 
-export interface SmtpTestResult {
-  ok: true;
-  to: string;
-  /** The server's final answer, e.g. "250 OK queued as …". */
-  response: string;
-  durationMs: number;
-}
+export type { SmtpTestResult };
 
 /** The notification part of the Services interface (features/services.ts): bell, rules, SMTP, alerts, outbox. */
 export interface NotificationServices {
@@ -122,24 +116,11 @@ export function createNotificationServices(deps: {
             'no outgoing SMTP server is configured (mailintake smtp set --file smtp.json)',
           );
         }
-        const started = Date.now();
-        const transport = await openSmtpTransport(config, config.tokens ? { tokens: config.tokens } : {});
-        try {
-          const result = await transport.send({
-            to: [to],
-            subject: 'Mailintake test mail',
-            text: [
-              'This is a test mail from Mailintake.',
-              '',
-              `It was sent through ${config.host}:${config.port} (${tlsMode(config)}) as ${config.from.address}.`,
-              'Notification mail (connection failures, dropped attachments, error mails) goes out the same way.',
-            ].join('\n'),
-            headers: { 'X-Mailintake-Event': 'test' },
-          });
-          return { ok: true as const, to, response: result.response, durationMs: Date.now() - started };
-        } finally {
-          transport.close();
-        }
+        return sendTestMail(
+          config,
+          to,
+          'Notification mail (connection failures, dropped attachments, error mails) goes out the same way, and the replies of every portal without an outgoing server of its own.',
+        );
       },
     },
     alerts: {

@@ -52,6 +52,20 @@ export const smtpTokens = createRoute({
   summary: "The outgoing SMTP server's OAuth token state; never a token",
   responses: { 200: ok('Token state', oauthTokensSchema), ...errors(400, 401) },
 });
+export const authorizePortalSmtp = createRoute({
+  method: 'post',
+  path: '/api/v1/portals/{name}/smtp/oauth/authorize',
+  summary: "Start the OAuth consent of the portal's own outgoing SMTP server; sign in as its username",
+  request: { params: nameParams },
+  responses: { 200: ok(URL_TO_OPEN, oauthAuthorizationSchema), ...errors(400, 401, 404) },
+});
+export const portalSmtpTokens = createRoute({
+  method: 'get',
+  path: '/api/v1/portals/{name}/smtp/oauth',
+  summary: "The OAuth token state of the portal's own outgoing SMTP server; never a token",
+  request: { params: nameParams },
+  responses: { 200: ok('Token state', oauthTokensSchema), ...errors(400, 401, 404) },
+});
 export const completeConsent = createRoute({
   method: 'post',
   path: '/api/v1/oauth/complete',
@@ -99,6 +113,12 @@ export function mountOAuthRoutes(app: Api, services: { oauth: OAuthService }): v
   });
   app.openapi(authorizeSmtp, async (c) => c.json(await services.oauth.authorizeSmtp(), 200));
   app.openapi(smtpTokens, async (c) => c.json(await services.oauth.smtpStatus(), 200));
+  app.openapi(authorizePortalSmtp, async (c) =>
+    c.json(await services.oauth.authorizeSmtp(c.req.valid('param').name), 200),
+  );
+  app.openapi(portalSmtpTokens, async (c) =>
+    c.json(await services.oauth.smtpStatus(c.req.valid('param').name), 200),
+  );
   app.openapi(completeConsent, async (c) => {
     const { callbackUrl } = parse(completeBody, await readJson(c));
     return c.json(await services.oauth.complete(callbackUrl), 200);

@@ -1,7 +1,7 @@
 import type { Connector } from '../../connectors/connector.js';
 import type { MailboxSettings } from '../../connectors/settings.js';
 import { MailintakeError } from '../../kernel/errors.js';
-import type { SmtpOAuth, SmtpSettings } from '../../notify/smtp-settings.js';
+import type { SmtpOAuth, SmtpScope, SmtpServers, SmtpSettings } from '../../notify/smtp-settings.js';
 import { openSmtpTransport } from '../../notify/smtp-transport.js';
 import { providerPresets } from '../../oauth/providers.js';
 import type { AccessTokenSource } from '../../oauth/token-source.js';
@@ -26,22 +26,25 @@ export interface OAuthService {
   revoke(mailbox: string): Promise<void>;
   /** Provider presets: the scope each fills per protocol, and the redirect URL to register. */
   providers(): { redirectUrl: string; presets: ReturnType<typeof providerPresets> };
-  /** The outgoing SMTP server's consent (SASL XOAUTH2), like a mailbox's. */
-  authorizeSmtp(): Promise<StartedAuthorization>;
-  smtpStatus(): Promise<OAuthTokenView>;
+  /**
+   * An outgoing SMTP server's consent (SASL XOAUTH2), like a mailbox's: the instance's, or with `portal` that
+   * portal's own server.
+   */
+  authorizeSmtp(portal?: string): Promise<StartedAuthorization>;
+  smtpStatus(portal?: string): Promise<OAuthTokenView>;
 }
 
-/** The outgoing SMTP server's tokens are kept under this owner (a mailbox's under `mailbox:<id>`). */
-const SMTP_OWNER = 'smtp';
-
-/** The OAuth identity of the outgoing SMTP server. */
+/**
+ * The OAuth identity of an outgoing SMTP server: its tokens are kept under 'smtp' (the instance's) or
+ * 'smtp:portal:<id>' (a portal's own); a mailbox's under `mailbox:<id>`.
+ */
 export function smtpOAuthOwner(o: SmtpOAuth): OAuthOwner {
   return {
-    owner: SMTP_OWNER,
-    label: 'the outgoing SMTP server',
+    owner: o.scope.owner,
+    label: o.scope.label,
     oauth: o.oauth,
     username: o.username,
-    authorizeCommand: 'mailintake smtp authorize',
+    authorizeCommand: o.scope.authorizeCommand,
   };
 }
 
@@ -50,13 +53,14 @@ export function smtpTokenSource(tokens: OAuthTokens): (o: SmtpOAuth) => AccessTo
   return (o) => tokens.source(smtpOAuthOwner(o));
 }
 
-/** Told by SmtpSettings when its OAuth settings changed: the tokens were issued for the old ones. */
-export async function forgetSmtpTokens(tx: Tx): Promise<void> {
-  if (await OAuthTokens.forget(tx, SMTP_OWNER)) {
+/** Told by SmtpSettings when its OAuth settings changed or went: the tokens were issued for the old ones. */
+export async function forgetSmtpTokens(tx: Tx, scope: SmtpScope): Promise<void> {
+  if (await OAuthTokens.forget(tx, scope.owner)) {
     await systemLog(tx, {
       level: 'warn',
       category: 'oauth',
-      message: 'outgoing SMTP server: OAuth settings changed; its tokens were discarded, authorize it again',
+      message: `${scope.label}: OAuth settings changed; its tokens were discarded, authorize it again`,
+      details: { owner: scope.owner },
     });
   }
 }
@@ -77,7 +81,10 @@ export interface OAuthDeps {
   store: Store;
   tokens: OAuthTokens;
   mailboxes: OAuthMailboxes;
-  smtp: Pick<SmtpSettings, 'oauth' | 'config'>;
+  /** The outgoing servers: the instance's, each portal's own, and whose tokens an owner names. */
+  smtp: Pick<SmtpServers, 'instance' | 'byOwner'>;
+  /** A portal's own outgoing server by the portal's name (NOT_FOUND for an unknown portal). */
+  portalSmtp(portal: string): Promise<Pick<SmtpSettings, 'oauth' | 'config'>>;
   /** Mailintake's redirect URL (public base URL + /oauth/callback). */
   redirectUrl: string;
   /** A connector logging in with the given tokens (how a completed consent is checked). */
@@ -99,27 +106,33 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
     }
     return who;
   };
-  const smtpOAuth = async (): Promise<OAuthOwner> => {
-    const o = await deps.smtp.oauth();
+  const smtpOAuth = async (
+    server: Pick<SmtpSettings, 'oauth'>,
+    label = 'the outgoing SMTP server',
+  ): Promise<OAuthOwner> => {
+    const o = await server.oauth();
     if (!o) {
       throw new MailintakeError(
         'INVALID_SETTINGS',
-        'the outgoing SMTP server does not use OAuth; set "oauth" and "username" in its settings first',
+        `${label} does not use OAuth; set "oauth" and "username" in its settings first`,
         { details: { fields: [{ field: 'oauth', message: 'not set' }] } },
       );
     }
     return smtpOAuthOwner(o);
   };
+  const smtpServer = async (portal: string | undefined) =>
+    portal === undefined ? deps.smtp.instance : deps.portalSmtp(portal);
   /** Whose consent comes back, and how its new tokens are checked before they are kept. */
   const resolveOwner = async (owner: string) => {
-    if (owner === SMTP_OWNER) {
-      const who = await smtpOAuth();
-      const config = await deps.smtp.config();
+    const server = owner.startsWith('mailbox:') ? undefined : await deps.smtp.byOwner(owner);
+    if (server) {
+      const who = await smtpOAuth(server, server.scope.label);
+      const config = await server.config();
       return {
         who,
         // log in to the SMTP server with the new token (nothing is sent)
         verify: async (t: AccessTokenSource) => {
-          if (!config) throw new MailintakeError('NOT_FOUND', 'no outgoing SMTP server is configured');
+          if (!config) throw new MailintakeError('NOT_FOUND', `${server.scope.label} is not configured`);
           const transport = await openSmtpTransport(config, { tokens: t });
           try {
             await transport.verify();
@@ -168,7 +181,7 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
       });
     },
     providers: () => ({ redirectUrl: deps.redirectUrl, presets: providerPresets() }),
-    authorizeSmtp: async () => tokens.start(await smtpOAuth()),
-    smtpStatus: async () => tokens.view(await smtpOAuth()),
+    authorizeSmtp: async (portal) => tokens.start(await smtpOAuth(await smtpServer(portal))),
+    smtpStatus: async (portal) => tokens.view(await smtpOAuth(await smtpServer(portal))),
   };
 }

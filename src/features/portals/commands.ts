@@ -1,11 +1,14 @@
 import { type Command, Option } from 'commander';
 import { MailintakeError } from '../../kernel/errors.js';
-import { type CliKit, clean, fields, table } from '../shared/cli-kit.js';
-import type { PortalPatch, PortalsService } from './service.js';
+import { printSmtp } from '../notifications/commands.js';
+import { tokenStateFields } from '../oauth/fields.js';
+import type { OAuthService } from '../oauth/service.js';
+import { type CliKit, clean, fields, printConsentUrl, table } from '../shared/cli-kit.js';
+import type { PortalPatch, PortalSmtpView, PortalsService } from './service.js';
 import type { PortalView } from './views.js';
 
 /** The services these commands use (their slices of Services). */
-type Kit = CliKit<{ portals: PortalsService }>;
+type Kit = CliKit<{ portals: PortalsService; oauth: OAuthService }>;
 
 /** `portal list | add | show | set`. */
 export function addPortalCommands(program: Command, k: Kit): void {
@@ -69,6 +72,105 @@ export function addPortalCommands(program: Command, k: Kit): void {
           }
           printPortal(line, p);
         },
+      ),
+    );
+  addPortalSmtpCommands(portal, k);
+}
+
+/** `portal smtp show | set | clear | test | authorize | oauth <name>`: a portal's own outgoing server. */
+function addPortalSmtpCommands(portal: Command, k: Kit): void {
+  const { leaf, answer, line } = k;
+  const smtp = portal
+    .command('smtp')
+    .description(
+      "a portal's own outgoing SMTP server for its replies, forwards and acknowledgements (else the instance's: mailintake smtp)",
+    );
+  const show = (v: PortalSmtpView) => {
+    const name = clean(v.portal);
+    if (v.own) {
+      line(`Portal ${name} sends its replies, forwards and acknowledgements through its own server:`);
+      printSmtp(k, v.own, `mailintake portal smtp authorize ${name}`);
+    } else if (v.inEffect === 'instance') {
+      line(
+        `Portal ${name} has no outgoing server of its own: its replies go through the instance's (mailintake smtp show). Give it one with: mailintake portal smtp set ${name} --file smtp.json`,
+      );
+    } else {
+      line(
+        `Portal ${name} has no outgoing server, and neither has the instance: its replies wait in the outbox. Set one with: mailintake portal smtp set ${name} --file smtp.json (or mailintake smtp set --file smtp.json for every portal)`,
+      );
+    }
+  };
+  leaf(smtp, 'show', "show the server the portal's replies go through (never the password)")
+    .argument('<name>', 'portal')
+    .action(
+      answer(
+        (services, name: string) => services.portals.smtp.get(name),
+        (v) => show(v),
+      ),
+    );
+  leaf(
+    smtp,
+    'set',
+    'give the portal its own server, from a JSON file like smtp set takes (no password: keep the stored one)',
+  )
+    .argument('<name>', 'portal')
+    .requiredOption('--file <file>', 'SMTP settings file, or - for stdin')
+    .action(
+      answer(
+        async (services, name: string, opts: { file: string }) =>
+          services.portals.smtp.set(name, await k.readSecretFile(opts.file, 'SMTP settings')),
+        (v) => {
+          line(`Saved. Send a test mail with: mailintake portal smtp test ${clean(v.portal)} --to ADDRESS`);
+          show(v);
+        },
+      ),
+    );
+  leaf(smtp, 'clear', "remove the portal's own server: its replies go through the instance's again")
+    .argument('<name>', 'portal')
+    .action(
+      answer(
+        (services, name: string) => services.portals.smtp.clear(name),
+        (v) => show(v),
+      ),
+    );
+  leaf(smtp, 'test', "send a test mail now through the server the portal's replies use")
+    .argument('<name>', 'portal')
+    .requiredOption('--to <address>', 'who gets the test mail')
+    .action(
+      answer(
+        (services, name: string, opts: { to: string }) => services.portals.smtp.test(name, { to: opts.to }),
+        (r) =>
+          line(
+            `Test mail to ${clean(r.to)} accepted by ${r.through === 'portal' ? "the portal's own server" : "the instance's server"} in ${r.durationMs} ms: ${clean(r.response)}`,
+          ),
+      ),
+    );
+  leaf(smtp, 'authorize', "start the OAuth consent of the portal's own server: prints the URL to open")
+    .argument('<name>', 'portal')
+    .action(
+      answer(
+        (services, name: string) => services.oauth.authorizeSmtp(name),
+        (started) => {
+          printConsentUrl(
+            k,
+            'Open this URL in a browser and sign in as the SMTP username:',
+            started.authorizationUrl,
+          );
+          line(
+            `The provider returns the browser to ${started.redirectUrl} (register exactly this URL for the app).`,
+          );
+          line(
+            `If the browser cannot reach it, run: mailintake oauth complete "<the address the browser shows>"`,
+          );
+        },
+      ),
+    );
+  leaf(smtp, 'oauth', "show the OAuth token state of the portal's own server (never the tokens)")
+    .argument('<name>', 'portal')
+    .action(
+      answer(
+        (services, name: string) => services.oauth.smtpStatus(name),
+        (t) => line(fields(tokenStateFields(t))),
       ),
     );
 }

@@ -154,8 +154,9 @@ export const replyToRequest = createRoute({
   path: '/api/v1/requests/{id}/replies',
   summary: 'Reply to (or forward) a request: stored as an outgoing conversation and sent through the outbox',
   description:
-    'From the address of the mailbox the request came through, through the instance’s outgoing SMTP server ' +
-    '(`mailintake smtp set`). The subject carries `##<id>##`, the Message-ID is ours and In-Reply-To/References ' +
+    'From the address of the mailbox the request came through, through the outgoing SMTP server of the ' +
+    'request’s portal (`PUT /api/v1/portals/{name}/smtp`), or the instance’s when the portal has none ' +
+    '(`PUT /api/v1/settings/smtp`). The subject carries `##<id>##`, the Message-ID is ours and In-Reply-To/References ' +
     'name the thread, so the answer threads back. The help desk’s own addresses and aliases are dropped from ' +
     'To, Cc and Bcc. The answer is the conversation with its delivery state (pending until the outbox sent it).',
   request: { params: idParams('request'), body: bodyDoc(replyBody) },
