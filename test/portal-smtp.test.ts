@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
-import { silentLogger } from '../src/kernel/logger.js';
+import { type Logger, silentLogger } from '../src/kernel/logger.js';
 import { loadSecretBox } from '../src/kernel/secret-box.js';
 import { type OutboxAttempt, OutboxSender } from '../src/notify/outbox.js';
 import { SmtpServers } from '../src/notify/smtp-settings.js';
@@ -74,14 +74,7 @@ describe.each(ENGINES)('a portal’s own outgoing SMTP server on %s', (engine) =
       from: 'Help desk <desk@example.test>',
     });
     salesPortalId = (await rt.services.portals.add('sales')).id;
-    const view = await rt.services.portals.smtp.set('sales', {
-      host: '127.0.0.1',
-      port: salesServer.port,
-      username: SALES_USER,
-      password: SALES_PASSWORD,
-      caFile: salesServer.caFile,
-      from: 'Sales <sales-desk@example.test>',
-    });
+    const view = await rt.services.portals.smtp.set('sales', salesSettings());
     expect(view).toMatchObject({ inEffect: 'portal', own: { passwordSet: true, auth: 'password' } });
     expect(JSON.stringify(view)).not.toContain(SALES_PASSWORD);
     for (const portal of ['default', 'sales']) {
@@ -105,14 +98,22 @@ describe.each(ENGINES)('a portal’s own outgoing SMTP server on %s', (engine) =
   });
 
   /** A sender on the test's handle, at `now + offsetMs`: what the service's would do once a back-off passed. */
-  const laterSender = (offsetMs: number) =>
+  const laterSender = (offsetMs: number, logger: Logger = silentLogger) =>
     new OutboxSender({
       store,
       smtp: () => servers.instance.config(),
       portalSmtp: () => servers.portalConfigs(),
-      logger: silentLogger,
+      logger,
       now: () => new Date(Date.now() + offsetMs),
     });
+  const salesSettings = () => ({
+    host: '127.0.0.1',
+    port: salesServer.port,
+    username: SALES_USER,
+    password: SALES_PASSWORD,
+    caFile: salesServer.caFile,
+    from: 'Sales <sales-desk@example.test>',
+  });
 
   /** A customer's mail into a mailbox, fetched: the id of the request it opened. */
   const newRequest = async (mailbox: 'support' | 'sales', customer: string, subject: string) => {
@@ -274,5 +275,44 @@ describe.each(ENGINES)('a portal’s own outgoing SMTP server on %s', (engine) =
     // the sealed password went with the settings
     const keys = (await store.db.selectFrom('instance_settings').select('key').execute()).map((r) => r.key);
     expect(keys).not.toContain(`smtp.portal.${salesPortalId}`);
+  });
+
+  it('a portal whose stored server cannot be read keeps its mail waiting and says why; nothing goes elsewhere, and clearing it is the way out', async () => {
+    await rt.services.portals.smtp.set('sales', salesSettings());
+    // a hand-edited row: not settings any more
+    await store.db
+      .updateTable('instance_settings')
+      .set({ value: '{"host": 42}' })
+      .where('key', '=', `smtp.portal.${salesPortalId}`)
+      .execute();
+    const before = { instance: instanceServer.mails.length, sales: salesServer.mails.length };
+    const salesReply = await rt.services.requests.reply(salesRequest, { text: 'Held back.' });
+    const supportReply = await rt.services.requests.reply(supportRequest, { text: 'Goes out.' });
+    await attempted.until(() => attempts.some((a) => a.ok && a.id === supportReply.delivery!.outboxId));
+
+    const logged: { msg: string; fields?: Record<string, unknown> }[] = [];
+    const capture = {
+      ...silentLogger,
+      error: (msg: string, fields?: Record<string, unknown>) => logged.push({ msg, fields }),
+    };
+    await laterSender(2 * MINUTE, capture).drain();
+    expect(logged).toContainEqual({
+      msg: 'outgoing mail of a portal waits: its SMTP settings cannot be read',
+      fields: expect.objectContaining({ portalId: salesPortalId, code: 'INTERNAL' }),
+    });
+    expect(await deliveryOf(salesRequest, salesReply.id)).toMatchObject({ state: 'pending', attempts: 0 });
+    expect(instanceServer.mails.slice(before.instance).map((m) => m.parsed.subject)).toEqual([
+      `Re: Printer jam ##${supportRequest}##`,
+    ]);
+    expect(salesServer.mails).toHaveLength(before.sales);
+    await expect(rt.services.portals.smtp.get('sales')).rejects.toMatchObject({ code: 'INTERNAL' });
+
+    // clear removes what cannot be read and wakes the service's outbox: the reply leaves through the instance's
+    // server, once
+    expect(await rt.services.portals.smtp.clear('sales')).toMatchObject({ inEffect: 'instance', own: null });
+    await attempted.until(() => attempts.some((a) => a.ok && a.id === salesReply.delivery!.outboxId));
+    expect(await deliveryOf(salesRequest, salesReply.id)).toMatchObject({ state: 'sent', attempts: 1 });
+    const arrived = (await instanceServer.waitFor(before.instance + 2)).slice(before.instance + 1);
+    expect(arrived.map((m) => m.parsed.subject)).toEqual([`Re: Quote please ##${salesRequest}##`]);
   });
 });

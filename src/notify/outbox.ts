@@ -74,8 +74,11 @@ export interface OutboxSenderOptions {
    * mail goes through it, and the replies and acknowledgements of every portal without a server of its own.
    */
   smtp: () => Promise<SmtpConfig | undefined>;
-  /** The portals' own servers by portal id, read at every pass: a portal's replies and acknowledgements go there. */
-  portalSmtp?: () => Promise<Map<number, SmtpConfig>>;
+  /**
+   * The portals' own servers by portal id, read at every pass: a portal's replies and acknowledgements go there. A
+   * coded error instead of settings: that portal's mail waits (logged), and goes nowhere else.
+   */
+  portalSmtp?: () => Promise<Map<number, SmtpConfig | MailintakeError>>;
   logger: Logger;
   /** Timer for due retries and rows of other processes (default 30 s). */
   pollMs?: number;
@@ -167,23 +170,31 @@ export class OutboxSender {
    */
   private async pass(): Promise<DrainResult> {
     const result: DrainResult = { sent: 0, failed: 0, unconfigured: false };
-    const own = (await this.opts.portalSmtp?.()) ?? new Map<number, SmtpConfig>();
+    const own = (await this.opts.portalSmtp?.()) ?? new Map<number, SmtpConfig | MailintakeError>();
     const ownIds = [...own.keys()];
     let full = false;
-    // each portal with its own server: the mail of its requests
     // stopping: the mail being sent is the last one (a pass asked for before stop() still sends its first)
     const done = () => this.stopped && result.sent + result.failed > 0;
+    // each portal with its own server: the mail of its requests
     for (const [portalId, config] of own) {
       if (done()) return result;
       const due = await this.due(portalId, ownIds);
       if (due.length === 0) continue;
-      full ||= due.length === BATCH;
-      await this.sendThrough(config, due, result);
+      if (config instanceof MailintakeError) {
+        this.opts.logger.error('outgoing mail of a portal waits: its SMTP settings cannot be read', {
+          portalId,
+          waiting: due.length,
+          code: config.code,
+          error: config.message,
+        });
+        continue;
+      }
+      // a whole batch went out: there may be more waiting
+      if ((await this.sendThrough(config, due, result)) && due.length === BATCH) full = true;
     }
     // the instance's server: notifications, and the mail of every portal without its own
     const due = done() ? [] : await this.due(null, ownIds);
     if (due.length > 0) {
-      full ||= due.length === BATCH;
       const config = await this.opts.smtp();
       if (!config) {
         result.unconfigured = true;
@@ -196,11 +207,10 @@ export class OutboxSender {
         }
       } else {
         this.warnedUnconfigured = false;
-        await this.sendThrough(config, due, result);
+        if ((await this.sendThrough(config, due, result)) && due.length === BATCH) full = true;
       }
     }
-    // a full batch went out: there may be more waiting
-    if (full && result.failed === 0 && !this.stopped) this.kick();
+    if (full && !this.stopped) this.kick();
     return result;
   }
 
@@ -225,8 +235,11 @@ export class OutboxSender {
     return q.orderBy('mail_outbox.next_attempt_at').orderBy('mail_outbox.id').limit(BATCH).execute();
   }
 
-  /** Sends `due` through one server over one connection, until the server is down or we are stopping. */
-  private async sendThrough(config: SmtpConfig, due: { id: number }[], result: DrainResult): Promise<void> {
+  /**
+   * Sends `due` through one server over one connection, until the server is down or we are stopping. true: every
+   * row was tried (or taken by another process), none left for a reason that would meet the next pass too.
+   */
+  private async sendThrough(config: SmtpConfig, due: { id: number }[], result: DrainResult): Promise<boolean> {
     const server = config.server ?? 'instance';
     let transport: SmtpTransport;
     try {
@@ -239,7 +252,7 @@ export class OutboxSender {
         server,
         error: String(err),
       });
-      return;
+      return false;
     }
     try {
       for (const { id } of due) {
@@ -250,8 +263,9 @@ export class OutboxSender {
         else result.failed++;
         // The server cannot be reached: the other rows would fail the same way. They keep their turn
         // (unclaimed, no attempt counted) for the next pass. Stopping: the rest waits for the next start.
-        if ((!outcome.ok && outcome.serverDown) || this.stopped) break;
+        if ((!outcome.ok && outcome.serverDown) || this.stopped) return false;
       }
+      return true;
     } finally {
       transport.close();
     }

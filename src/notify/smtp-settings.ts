@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import { addOAuthIssues, hostname, storedMailboxSettings } from '../connectors/settings.js';
 import { SMTP_FROM_MAX_CHARS, SMTP_PASSWORD_MAX_CHARS, SMTP_USERNAME_MAX_CHARS } from '../kernel/limits.js';
+import { type MailintakeError, toMailintakeError } from '../kernel/errors.js';
 import { type FieldProblem, invalidSettings } from '../kernel/plain-issues.js';
 import type { SecretBox } from '../kernel/secret-box.js';
 import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
@@ -233,7 +234,8 @@ export class SmtpSettings {
    */
   async set(input: unknown): Promise<SmtpSettingsView> {
     // An edit form never sees the OAuth client secret: left out with the same client ID, the stored one stays.
-    const prior = await storedSmtp(this.store.db, this.scope.key);
+    // unreadable stored settings (hand-edited) are replaced, not a reason to refuse the fix
+    const prior = await storedSmtp(this.store.db, this.scope.key).catch(() => undefined);
     const given = input as { oauth?: Record<string, unknown> } | null;
     if (
       given &&
@@ -259,7 +261,7 @@ export class SmtpSettings {
       }
     }
     return withTransaction(this.store, async (tx) => {
-      const before = await storedSmtp(tx, this.scope.key);
+      const before = await storedSmtp(tx, this.scope.key).catch(() => undefined);
       let passwordSealed: string | null = null;
       let oauth: OAuthSettings | null = null;
       let oauthClientSecretSealed: string | null = null;
@@ -312,16 +314,17 @@ export class SmtpSettings {
    */
   async clear(): Promise<boolean> {
     return withTransaction(this.store, async (tx) => {
-      const before = await storedSmtp(tx, this.scope.key);
-      if (!before) return false;
+      if ((await readSetting(tx, this.scope.key)) === undefined) return false;
+      // settings that cannot be read any more (hand-edited) can still be removed: that is the way out
+      const before = await storedSmtp(tx, this.scope.key).catch(() => undefined);
       await deleteSetting(tx, this.scope.key);
-      if (before.oauth) await this.onOAuthChanged?.(tx, this.scope);
+      await this.onOAuthChanged?.(tx, this.scope);
       await systemLog(tx, {
         level: 'info',
         category: 'notification-settings',
-        message: `${this.scope.label} removed (was ${before.host}:${before.port})`,
+        message: `${this.scope.label} removed (was ${before ? `${before.host}:${before.port}` : 'unreadable'})`,
         details: {
-          previous: viewOf(before),
+          previous: before ? viewOf(before) : null,
           ...(this.scope.portalId !== null ? { portalId: this.scope.portalId } : {}),
         },
       });
@@ -396,8 +399,13 @@ export class SmtpServers {
     return row ? this.portal(row) : undefined;
   }
 
-  /** Each portal's own server, ready to connect with, by portal id (portals without one are not in it). */
-  async portalConfigs(): Promise<Map<number, SmtpConfig>> {
+  /**
+   * Each portal's own server, ready to connect with, by portal id (portals without one are not in it). A portal
+   * whose settings cannot be read (a hand-edited row, a password sealed with a key no longer configured) is in it
+   * with the coded error instead: its mail waits and says why, and never goes out through another server, nor
+   * stops the other portals' mail.
+   */
+  async portalConfigs(): Promise<Map<number, SmtpConfig | MailintakeError>> {
     const settings = await this.store.db
       .selectFrom('instance_settings')
       .select(['key', 'value'])
@@ -406,18 +414,20 @@ export class SmtpServers {
     const portals = new Map(
       (await this.store.db.selectFrom('portals').select(['id', 'name']).execute()).map((p) => [p.id, p]),
     );
-    const rows = settings.flatMap((r) => {
+    const out = new Map<number, SmtpConfig | MailintakeError>();
+    for (const r of settings) {
       const portal = portals.get(Number(r.key.slice(PORTAL_KEY_PREFIX.length)));
-      return portal ? [{ ...portal, value: r.value }] : [];
-    });
-    const out = new Map<number, SmtpConfig>();
-    for (const r of rows) {
-      const stored = parseStored(storedSmtpSchema, r.value, {
-        table: 'instance_settings',
-        column: 'value',
-        id: `${PORTAL_KEY_PREFIX}${r.id}`,
-      });
-      out.set(r.id, this.portal(r).configOf(stored));
+      if (!portal) continue;
+      try {
+        const stored = parseStored(storedSmtpSchema, r.value, {
+          table: 'instance_settings',
+          column: 'value',
+          id: r.key,
+        });
+        out.set(portal.id, this.portal(portal).configOf(stored));
+      } catch (err) {
+        out.set(portal.id, toMailintakeError(err, 'INTERNAL'));
+      }
     }
     return out;
   }
