@@ -239,7 +239,11 @@ export class OutboxSender {
    * Sends `due` through one server over one connection, until the server is down or we are stopping. true: every
    * row was tried (or taken by another process), none left for a reason that would meet the next pass too.
    */
-  private async sendThrough(config: SmtpConfig, due: { id: number }[], result: DrainResult): Promise<boolean> {
+  private async sendThrough(
+    config: SmtpConfig,
+    due: { id: number }[],
+    result: DrainResult,
+  ): Promise<boolean> {
     const server = config.server ?? 'instance';
     let transport: SmtpTransport;
     try {

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import { addOAuthIssues, hostname, storedMailboxSettings } from '../connectors/settings.js';
-import { SMTP_FROM_MAX_CHARS, SMTP_PASSWORD_MAX_CHARS, SMTP_USERNAME_MAX_CHARS } from '../kernel/limits.js';
 import { type MailintakeError, toMailintakeError } from '../kernel/errors.js';
+import { SMTP_FROM_MAX_CHARS, SMTP_PASSWORD_MAX_CHARS, SMTP_USERNAME_MAX_CHARS } from '../kernel/limits.js';
 import { type FieldProblem, invalidSettings } from '../kernel/plain-issues.js';
 import type { SecretBox } from '../kernel/secret-box.js';
 import { type OAuthSettings, oauthInputSchema, resolveOAuth } from '../oauth/providers.js';
