@@ -7,6 +7,7 @@ import { type ParsedMail, simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRuntime } from '../src/app/compose.js';
 import type { Runtime } from '../src/app/runtime.js';
+import { deliveryWords } from '../src/features/requests/request-page.js';
 import { createApi } from '../src/http/app.js';
 import { OWN_MESSAGE_ID_DOMAIN } from '../src/mail/machine.js';
 import type { OutboxAttempt } from '../src/notify/outbox.js';
@@ -34,6 +35,8 @@ import { type SmtpTestServer, startSmtpServer } from './support/smtp.js';
 const SUPPORT = 'support@example.test';
 const CUSTOMER = 'customer@example.test';
 const COLLEAGUE = 'colleague@example.test';
+/** An address the SMTP server refuses when a test says so. */
+const GONE = 'gone-colleague@example.test';
 /** Addresses of the help desk: the support mailbox's address and alias, and another mailbox's. */
 const OWN = ['support@example.test', 'helpdesk@example.test', 'sales@example.test'];
 
@@ -672,6 +675,32 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
       const again = await call('GET', `/api/v1/requests/${requestId}`);
       const retrying = again.json.conversations.find((c: AnyJson) => c.id === later.json.id);
       expect(retrying.delivery).toMatchObject({ state: 'retrying', status: '451', attempts: 1 });
+    } finally {
+      smtp.refuseRecipients(null);
+    }
+  }, 60_000);
+
+  it('a reply the server takes for some recipients and refuses for others is Sent, saying for whom it was refused (API, page words, CLI)', async () => {
+    const seen = attempts.length;
+    smtp.refuseRecipients({ code: 550, message: '5.1.1 No such user here' }, [GONE]);
+    try {
+      const res = await call('POST', `/api/v1/requests/${requestId}/replies`, {
+        text: 'Partly refused.',
+        cc: [GONE],
+      });
+      expect(res.status, JSON.stringify(res.json)).toBe(201);
+      const outboxId = res.json.delivery.outboxId as number;
+      await attempted.until(() => attempts.slice(seen).some((a) => a.id === outboxId));
+      expect(attempts.slice(seen).find((a) => a.id === outboxId)).toMatchObject({ ok: true });
+      const mail = smtp.mails.at(-1)!;
+      expect(mail.to).toEqual([CUSTOMER]);
+      const shown = await call('GET', `/api/v1/requests/${requestId}`);
+      const out = shown.json.conversations.find((c: AnyJson) => c.id === res.json.id);
+      expect(out.delivery).toMatchObject({ state: 'sent', reason: `refused by the server for ${GONE}` });
+      expect(deliveryWords(out.delivery)).toBe(`Sent, but refused by the server for ${GONE}`);
+      const cli = await spawnCli(['requests', 'show', String(requestId)], env);
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(cli.stdout).toContain(`but refused by the server for ${GONE}`);
     } finally {
       smtp.refuseRecipients(null);
     }

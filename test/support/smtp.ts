@@ -52,8 +52,11 @@ export interface SmtpTestServer {
   logins: { method: string; user: string; accepted: boolean }[];
   /** Resolves once at least `count` mails arrived (at once if they did). */
   waitFor(count: number): Promise<ReceivedMail[]>;
-  /** Refuse every RCPT TO with this reply (e.g. 451 try later, 550 no such user) until called with null. */
-  refuseRecipients(reply: { code: number; message: string } | null): void;
+  /**
+   * Refuse every RCPT TO with this reply (e.g. 451 try later, 550 no such user) until called with null; with
+   * `only`, just those addresses (the mail goes to the others: a partial refusal).
+   */
+  refuseRecipients(reply: { code: number; message: string } | null, only?: string[]): void;
   /** Stops listening and drops the connections; `start()` listens again on the same port. */
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -70,6 +73,7 @@ export async function startSmtpServer(opts: SmtpTestServerOptions = {}): Promise
   const mails: ReceivedMail[] = [];
   const arrived = conditions();
   let refusal: { code: number; message: string } | null = null;
+  let refusedOnly: Set<string> | null = null;
   let port = 0;
   let server: SMTPServer | null = null;
   const state = { refusedLogins: 0 };
@@ -125,8 +129,10 @@ export async function startSmtpServer(opts: SmtpTestServerOptions = {}): Promise
       state.refusedLogins++;
       callback(Object.assign(new Error('Invalid username or password'), { responseCode: 535 }));
     },
-    onRcptTo(_address, _session, callback) {
-      if (refusal) callback(Object.assign(new Error(refusal.message), { responseCode: refusal.code }));
+    onRcptTo(address, _session, callback) {
+      const applies = refusedOnly === null || refusedOnly.has(address.address.toLowerCase());
+      if (refusal && applies)
+        callback(Object.assign(new Error(refusal.message), { responseCode: refusal.code }));
       else callback();
     },
     onData(stream, session, callback) {
@@ -185,8 +191,9 @@ export async function startSmtpServer(opts: SmtpTestServerOptions = {}): Promise
       await arrived.until(() => mails.length >= count);
       return mails;
     },
-    refuseRecipients: (reply) => {
+    refuseRecipients: (reply, only) => {
       refusal = reply;
+      refusedOnly = only ? new Set(only.map((a) => a.toLowerCase())) : null;
     },
     stop,
     start,

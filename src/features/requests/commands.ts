@@ -194,7 +194,7 @@ function deliveryText(d: DeliveryView | null): string {
     case 'pending':
       return 'queued';
     case 'sent':
-      return `sent ${d.sentAt ?? ''}`.trim();
+      return `${`sent ${d.sentAt ?? ''}`.trim()}${d.reason ? `, but ${clean(d.reason)}` : ''}`;
     case 'retrying':
       return `retrying: ${clean(why)}`;
     case 'failed':

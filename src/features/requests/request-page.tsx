@@ -42,14 +42,17 @@ export interface ReplyTyped {
   text: string;
 }
 
-/** An outgoing mail's delivery in words: Queued, Sent, Retrying: reason, Failed: status reason. */
+/**
+ * An outgoing mail's delivery in words: Queued, Sent, Retrying: reason, Failed: status reason. Sent with a reason:
+ * the server took it for some recipients and refused it for the others, which the technician must see.
+ */
 export function deliveryWords(d: DeliveryView): string {
   const why = [d.status, d.reason].filter((x) => x).join(' ');
   switch (d.state) {
     case 'pending':
       return 'Queued';
     case 'sent':
-      return 'Sent';
+      return d.reason ? `Sent, but ${d.reason}` : 'Sent';
     case 'retrying':
       return `Retrying: ${why || 'the last try failed'}`;
     case 'failed':
