@@ -18,7 +18,6 @@ import {
 } from '../shared/route-kit.js';
 import type { IntakeLogService, RequestsService } from './service.js';
 import {
-  conversationViewSchema,
   intakeLogEntrySchema,
   outcomeSchema,
   REQUEST_STATUSES,

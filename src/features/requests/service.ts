@@ -17,7 +17,6 @@ import { createReplies, type ReplyInput } from './replies.js';
 import { createRequestRepo, type IntakeLogRow, storedAddresses, storedReasons } from './repo.js';
 import type {
   AttachmentView,
-  ConversationView,
   DeliveryView,
   DroppedAttachmentView,
   IntakeLogEntry,
