@@ -178,6 +178,60 @@ describe.each(ENGINES)('a portal’s own outgoing SMTP server on %s', (engine) =
     ]);
   });
 
+  it('a bounce of the acknowledgement marks it failed on the request, and nothing is sent in answer', async () => {
+    const ack = salesServer.mails.find(
+      (m) => m.to.includes('sam@customer.example') && m.parsed.subject?.startsWith('We received'),
+    )!;
+    const messageId = ack.parsed.messageId!.replace(/^<|>$/g, '');
+    const before = { instance: instanceServer.mails.length, sales: salesServer.mails.length };
+    const dsn = [
+      'From: MAILER-DAEMON@mx.customer.example (Mail Delivery System)',
+      'To: sales@example.test',
+      'Subject: Undelivered Mail Returned to Sender',
+      'Message-ID: <ack-bounce@mx.customer.example>',
+      'Auto-Submitted: auto-replied',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/report; report-type=delivery-status; boundary="B"',
+      '',
+      '--B',
+      'Content-Type: text/plain',
+      '',
+      '<sam@customer.example>: mailbox unknown',
+      '--B',
+      'Content-Type: message/delivery-status',
+      '',
+      'Reporting-MTA: dns; mx.customer.example',
+      '',
+      'Final-Recipient: rfc822; sam@customer.example',
+      'Action: failed',
+      'Status: 5.1.1',
+      'Diagnostic-Code: smtp; 550 5.1.1 <sam@customer.example>: User unknown',
+      '',
+      '--B',
+      'Content-Type: text/rfc822-headers',
+      '',
+      'From: sales@example.test',
+      'To: sam@customer.example',
+      `Message-ID: <${messageId}>`,
+      '',
+      '--B--',
+      '',
+    ].join('\r\n');
+    await deliverMaildir(dovecot, 'sales', [Buffer.from(dsn)]);
+    const [round] = await rt.services.fetch.once({ mailbox: 'sales' });
+    expect(round).toMatchObject({ fetched: 1, created: 0, appended: 0 });
+    const log = (await rt.services.log.list({ mailbox: 'sales', limit: 1 })).items[0]!;
+    expect(log).toMatchObject({ outcome: 'ignored', requestId: salesRequest });
+    expect((await rt.services.requests.show(salesRequest)).acknowledgement).toMatchObject({
+      state: 'failed',
+      bounced: true,
+      status: '5.1.1',
+      reason: 'smtp; 550 5.1.1 <sam@customer.example>: User unknown',
+    });
+    expect(salesServer.mails).toHaveLength(before.sales);
+    expect(instanceServer.mails).toHaveLength(before.instance);
+  });
+
   it('notification mail of the portal goes through the instance’s server, not the portal’s', async () => {
     const before = { instance: instanceServer.mails.length, sales: salesServer.mails.length };
     await rt.services.notificationRules.set({
