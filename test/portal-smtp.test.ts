@@ -148,6 +148,8 @@ describe.each(ENGINES)('a portal’s own outgoing SMTP server on %s', (engine) =
     expect(salesServer.mails).toHaveLength(3);
     for (const m of salesServer.mails) {
       expect(m).toMatchObject({ user: SALES_USER, secure: true, from: 'sales@example.test' });
+      // the mailbox's address, with the display name of the server it left through
+      expect(m.parsed.from?.value).toEqual([{ address: 'sales@example.test', name: 'Sales' }]);
     }
     expect(subjects(mailsTo(salesServer, 'sam@customer.example')).sort()).toEqual(
       [
@@ -164,6 +166,10 @@ describe.each(ENGINES)('a portal’s own outgoing SMTP server on %s', (engine) =
     expect(instanceServer.mails.every((m) => m.from === 'support@example.test' && m.user === null)).toBe(
       true,
     );
+    expect(instanceServer.mails.map((m) => m.parsed.from?.value)).toEqual([
+      [{ address: 'support@example.test', name: 'Help desk' }],
+      [{ address: 'support@example.test', name: 'Help desk' }],
+    ]);
     expect(subjects(mailsTo(instanceServer, 'sue@customer.example')).sort()).toEqual(
       [
         `Re: Printer jam ##${supportRequest}##`,

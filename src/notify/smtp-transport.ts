@@ -131,7 +131,11 @@ export async function openSmtpTransport(
     ? nodemailer.createTransport({ ...options, pool: true, maxConnections: 1 })
     : nodemailer.createTransport(options);
   const sendOnce = async (mail: OutgoingMail): Promise<SendResult> => {
-    const from = mail.from ?? config.from;
+    // a reply From the mailbox's address without a name of its own carries the sending server's display name
+    // ("Help Desk <support@…>" rather than a bare address, which mail clients show as the address alone)
+    const from = mail.from
+      ? { address: mail.from.address, name: mail.from.name || config.from.name }
+      : config.from;
     const info = await transport.sendMail({
       from: from.name ? { name: from.name, address: from.address } : from.address,
       to: mail.to,
