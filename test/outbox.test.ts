@@ -341,6 +341,29 @@ describe.each(ENGINES)('notification outbox on %s', (engine) => {
     }
   });
 
+  it('a row that cannot be made into a mail fails alone with its code; the mail after it still goes out in the same pass', async () => {
+    await record({ title: 'Broken row' });
+    await record({ title: 'Fine row' });
+    const [broken] = await store.db.selectFrom('mail_outbox').select('id').orderBy('id').execute();
+    await store.db
+      .updateTable('mail_outbox')
+      .set({ recipients: 'not json' })
+      .where('id', '=', broken!.id)
+      .execute();
+    expect(await sender().drain()).toEqual({ sent: 1, failed: 1, unconfigured: false });
+    await smtpServer.waitFor(1);
+    expect(smtpServer.mails.map((m) => m.parsed.subject)).toEqual(['Fine row']);
+    const row = await store.db
+      .selectFrom('mail_outbox')
+      .selectAll()
+      .where('id', '=', broken!.id)
+      .executeTakeFirstOrThrow();
+    expect(row).toMatchObject({ sent_at: null, attempts: 1 });
+    expect(row.last_error).toMatch(
+      /^INTERNAL: the stored mail_outbox\.recipients of row \d+ is not valid JSON/,
+    );
+  });
+
   it('keeps mail waiting while no SMTP server is configured', async () => {
     await record({ title: 'Waiting for a server' });
     const s = sender(store, { smtp: async () => undefined });

@@ -297,9 +297,18 @@ export class OutboxSender {
     row: Selectable<MailOutboxTable>,
   ): Promise<{ ok: boolean; serverDown: boolean }> {
     const db = this.opts.store.db;
+    let mail: OutgoingMail;
+    try {
+      mail = this.mailOf(row);
+    } catch (err) {
+      // this row cannot be made into a mail (a stored field that does not parse): its own fault, not the
+      // server's, so the rows after it go on
+      const failed = await this.failed(row, err);
+      return { ...failed, serverDown: false };
+    }
     let result: Awaited<ReturnType<SmtpTransport['send']>>;
     try {
-      result = await transport.send(this.mailOf(row));
+      result = await transport.send(mail);
     } catch (err) {
       return this.failed(row, err);
     }
