@@ -135,6 +135,37 @@ describe.runIf(isRoot).each(ENGINES)('a full disk under the blob store, on %s', 
     expect(await store.db.selectFrom('mail_outbox').select('id').execute()).toHaveLength(1);
     expect((await rt.services.systemLog.list({ category: 'store-recovered' })).items).toHaveLength(1);
   });
+
+  it('a reply whose attachment does not fit is refused as STORE_FAILED naming the directory, with nothing half stored or queued; with room it goes in', async () => {
+    const requestId = (await rt.services.requests.list({})).items[0]!.id;
+    const conversations = async () => (await rt.services.requests.show(requestId)).conversations.length;
+    const outboxRows = async () => (await store.db.selectFrom('mail_outbox').select('id').execute()).length;
+    const before = { conversations: await conversations(), outbox: await outboxRows() };
+    // filled again but for ~200 KB (the mails taken in above hold some of it now)
+    const free = Number(execFileSync('df', ['--output=avail', '-B1', blobsDir]).toString().split('\n')[1]);
+    fs.writeFileSync(filler, Buffer.alloc(Math.max(0, free - 200 * 1024)));
+    try {
+      const refused = await rt.services.requests
+        .reply(requestId, { text: 'Here is the big file.', attachments: [attachment(400)] })
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
+      expect(refused).toMatchObject({ code: 'STORE_FAILED' });
+      expect((refused as Error).message).toContain(`the file system of ${blobsDir} is full`);
+      expect(await conversations()).toBe(before.conversations);
+      expect(await outboxRows()).toBe(before.outbox);
+    } finally {
+      fs.rmSync(filler);
+    }
+    const sent = await rt.services.requests.reply(requestId, {
+      text: 'Here is the big file.',
+      attachments: [attachment(400)],
+    });
+    expect(sent.attachments).toHaveLength(1);
+    expect(await conversations()).toBe(before.conversations + 1);
+    expect(await outboxRows()).toBe(before.outbox + 1);
+  });
 });
 
 /**
