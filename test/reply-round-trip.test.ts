@@ -285,11 +285,26 @@ describe.each(ENGINES)('replies round trip on %s', (engine) => {
       headers: [`X-Original-To: ${replyAddress.toUpperCase()}`],
     });
     await deliverLmtp(dovecot, rewritten, { from: CUSTOMER, to: [replyAddress] });
+    // forwarded on by an earlier server that delivered it to the reply address: that hop's Delivered-To is below
+    // the one our server writes for the support address
+    const forwarded = buildMail({
+      from: `Customer <${CUSTOMER}>`,
+      to: 'undisclosed-recipients:;',
+      subject: 'Through a forwarder',
+      messageId: 'via-forwarder@customer.example',
+      headers: [`Delivered-To: ${replyAddress}`],
+    });
+    await deliverLmtp(dovecot, forwarded, { from: CUSTOMER, to: [SUPPORT] });
     const [round] = await rt.services.fetch.once({ mailbox: 'support' });
-    expect(round).toMatchObject({ fetched: 3, appended: 2, created: 1 });
-    const log = (await rt.services.log.list({ mailbox: 'support', limit: 3 })).items;
+    expect(round).toMatchObject({ fetched: 4, appended: 3, created: 1 });
+    const log = (await rt.services.log.list({ mailbox: 'support', limit: 4 })).items;
+    const viaForwarder = log.find((l) => l.messageId === 'via-forwarder@customer.example')!;
+    expect(viaForwarder).toMatchObject({ outcome: 'appended', requestId });
     const appended = log.find(
-      (l) => l.outcome === 'appended' && l.messageId !== 'via-list@customer.example',
+      (l) =>
+        l.outcome === 'appended' &&
+        l.messageId !== 'via-list@customer.example' &&
+        l.messageId !== 'via-forwarder@customer.example',
     )!;
     expect(appended.requestId).toBe(requestId);
     expect(appended.reasons).toContain(

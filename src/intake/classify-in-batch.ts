@@ -106,9 +106,12 @@ async function replyAddressIn(
 ): Promise<ThreadFacts['replyAddress']> {
   const keys = mailbox.replyAddresses;
   if (!keys || keys.keys.length === 0) return undefined;
+  // every hop's Delivered-To / X-Original-To (mail/parse.ts keeps them all, joined by ", ")
   const delivered = [mail.headers['delivered-to'], mail.headers['x-original-to']]
     .filter((v): v is string => v !== undefined)
-    .map((v) => v.replace(/^[\s<]+|[\s>]+$/g, ''));
+    .flatMap((v) => v.split(','))
+    .map((v) => v.replace(/^[\s<]+|[\s>]+$/g, ''))
+    .filter((v) => v !== '');
   const addresses = [...mail.to, ...mail.cc].map((a) => a.address).concat(delivered);
   const check = checkReplyAddresses(addresses, keys.own, mailbox.portalId, keys.keys);
   if (check.kind === 'none') return undefined;

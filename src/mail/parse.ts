@@ -878,10 +878,25 @@ function addresses(header: AddressObject | AddressObject[] | undefined): Address
   return out;
 }
 
+/**
+ * Headers every hop adds one of: all of them are kept (joined by ", ", up to DELIVERED_KEPT), since a per-request
+ * reply address may sit in an earlier hop's Delivered-To, below the one our own server wrote after a forward.
+ */
+const EVERY_OCCURRENCE = new Set(['delivered-to', 'x-original-to']);
+const DELIVERED_KEPT = 16;
+
 function classifierHeaders(lines: HeaderLines): Record<string, string> {
   const out: Record<string, string> = {};
+  const counts = new Map<string, number>();
   for (const line of lines) {
-    if (CLASSIFIER_HEADERS.has(line.key) && !(line.key in out)) out[line.key] = headerValue(line.line);
+    if (!CLASSIFIER_HEADERS.has(line.key)) continue;
+    if (!(line.key in out)) {
+      out[line.key] = headerValue(line.line);
+      counts.set(line.key, 1);
+    } else if (EVERY_OCCURRENCE.has(line.key) && (counts.get(line.key) ?? 0) < DELIVERED_KEPT) {
+      out[line.key] = `${out[line.key]}, ${headerValue(line.line)}`;
+      counts.set(line.key, (counts.get(line.key) ?? 0) + 1);
+    }
   }
   return out;
 }
