@@ -115,6 +115,10 @@ describe.each(ENGINES)('a portal’s own outgoing SMTP server with OAuth on %s',
         oauth: { clientSecretSet: true },
       },
     });
+    const shown = await h.cli(['portal', 'smtp', 'show', 'sales']);
+    expect(shown.stdout).toContain(
+      'login:    OAuth 2.0 XOAUTH2 (generic, client helpdesk, scope "mail offline_access"); authorize with: mailintake portal smtp authorize sales',
+    );
     // not authorized yet: its token state and its test mail say so (the instance's tokens are not used)
     expect((await h.api('GET', '/api/v1/portals/sales/smtp/oauth')).json).toMatchObject({
       status: 'not-authorized',
@@ -184,9 +188,22 @@ describe.each(ENGINES)('a portal’s own outgoing SMTP server with OAuth on %s',
   });
 
   it('removing the portal’s server discards only its tokens; the instance’s stay and still send', async () => {
-    // authorized again, under the new scope
-    const started = await h.api('POST', '/api/v1/portals/sales/smtp/oauth/authorize');
-    expect((await consent(String(started.json.authorizationUrl), 'bob')).status).toBe(200);
+    // authorized again, under the new scope, from the CLI: the browser cannot reach the service, so the admin
+    // pastes the address it landed on
+    const started = await h.cli(['portal', 'smtp', 'authorize', 'sales', '--json']);
+    expect(started.code).toBe(0);
+    const landed = await runConsent(JSON.parse(started.stdout).authorizationUrl, {
+      user: 'bob',
+      password: 'bob-pw',
+      decision: 'approve',
+    });
+    if (landed.providerError) throw new Error(landed.providerError.body);
+    const done = await h.cli(['oauth', 'complete', landed.callbackUrl]);
+    expect(done.code).toBe(0);
+    expect(done.stdout).toContain(
+      'The outgoing SMTP server of portal sales authorized for bob@example.test.',
+    );
+    expect((await tokensOf(portalOwner))?.scope).toBe('mail email offline_access');
     expect(await owners()).toEqual(['smtp', portalOwner].sort());
     const instanceBefore = await tokensOf('smtp');
 
