@@ -16,6 +16,7 @@ import { appendImap, deliverMaildir, listInbox } from './support/deliver.js';
 import { type DovecotServer, startDovecot } from './support/dovecot.js';
 import { ENGINES, freshConfig } from './support/engines.js';
 import { checkResponses } from './support/openapi-check.js';
+import { type SmtpTestServer, startSmtpServer } from './support/smtp.js';
 
 const PASSWORD = 'Tr0ub4dor&3-not-for-print';
 
@@ -448,6 +449,8 @@ describe('with a real mailbox (Dovecot)', () => {
 
 describe('the error folder (real Dovecot POP3S and IMAP)', () => {
   let dovecot: DovecotServer;
+  /** The default portal's own outgoing server: its sealed password is resealed with the rest. */
+  let portalSmtp: SmtpTestServer;
   let efEnv: NodeJS.ProcessEnv;
   const line = `${'0123456789'.repeat(7)}\r\n`;
   const big = buildMail({
@@ -464,9 +467,14 @@ describe('the error folder (real Dovecot POP3S and IMAP)', () => {
     });
     // a data dir of its own, and mails over 1 MB fail with MAIL_TOO_LARGE
     efEnv = { ...env, MAILINTAKE_DATA_DIR: path.join(dir, 'ef-data'), MAILINTAKE_MAX_MAIL_MB: '1' };
+    portalSmtp = await startSmtpServer({
+      tls: 'starttls',
+      auth: { username: 'portal-relay', password: 'portal-relay-pw' },
+    });
   });
   afterAll(async () => {
     await dovecot?.stop();
+    await portalSmtp?.close();
   });
 
   it('lists error mails, shows a report, saves POP3’s kept mail, moves mails to the inbox, and reseals after a key rotation', async () => {
@@ -549,6 +557,21 @@ describe('the error folder (real Dovecot POP3S and IMAP)', () => {
     expect(back.stdout).toContain('Fetching is still stopped: run "mailintake mailbox enable cliimap"');
     expect((await listInbox(dovecot, 'cliimap')).map((m) => m.subject)).toEqual(['Scanned contract']);
 
+    // a portal's own outgoing server: its password is sealed in its own instance setting (smtp.portal.<id>)
+    const portalSmtpFile = path.join(dir, 'portal-smtp.json');
+    await writeFile(
+      portalSmtpFile,
+      JSON.stringify({
+        host: '127.0.0.1',
+        port: portalSmtp.port,
+        username: 'portal-relay',
+        password: 'portal-relay-pw',
+        from: 'desk@example.test',
+        caFile: portalSmtp.caFile,
+      }),
+    );
+    expect((await ef(['portal', 'smtp', 'set', 'default', '--file', portalSmtpFile])).code).toBe(0);
+
     // key rotation: a new key, the old one as previous; reseal; then the old key is not needed any more
     const keyFile = path.join(efEnv.MAILINTAKE_DATA_DIR!, 'secret.key');
     const oldKey = (await readFile(keyFile, 'utf8')).trim();
@@ -558,11 +581,14 @@ describe('the error folder (real Dovecot POP3S and IMAP)', () => {
     expect(resealed.code).toBe(0);
     expect(JSON.parse(resealed.stdout)).toMatchObject({
       mailboxSecrets: { resealed: 2, current: 0, unreadable: [] },
+      // the portal's outgoing server's password
+      instanceSecrets: { resealed: 1, current: 0, unreadable: [] },
       // two reports and POP3's kept mail
       errorMailBlobs: { resealed: 3, current: 0, unreadable: [] },
     });
     const again = await ef(['secret-key', 'reseal'], rotated);
     expect(again.stdout).toContain('Mailbox secrets: 0 resealed, 2 already current.');
+    expect(again.stdout).toContain('Instance secrets (SMTP password): 0 resealed, 1 already current.');
     expect(again.stdout).toContain('MAILINTAKE_SECRET_KEY_PREVIOUS can be removed');
     const onlyNew = { MAILINTAKE_SECRET_KEY: newKey };
     expect((await ef(['errors', 'show', String(imapId)], onlyNew)).stdout).toMatch(
@@ -572,6 +598,11 @@ describe('the error folder (real Dovecot POP3S and IMAP)', () => {
     expect((await ef(['errors', 'raw', String(popId), '--out', out2], onlyNew)).code).toBe(0);
     expect((await readFile(out2)).equals(big)).toBe(true);
     expect((await ef(['mailbox', 'test', 'clipop'], onlyNew)).code).toBe(0);
+    // the portal's server still logs in with its password, opened with the new key alone
+    const portalTest = await ef(['portal', 'smtp', 'test', 'default', '--to', 'admin@example.test'], onlyNew);
+    expect(portalTest.code, portalTest.stderr).toBe(0);
+    const [portalMail] = await portalSmtp.waitFor(1);
+    expect(portalMail).toMatchObject({ user: 'portal-relay', to: ['admin@example.test'] });
     // the old key alone opens nothing any more
     const oldOnly = await ef(['errors', 'show', String(imapId), '--json'], { MAILINTAKE_SECRET_KEY: oldKey });
     expect(oldOnly.code).toBe(1);

@@ -84,7 +84,7 @@ export interface OAuthDeps {
   /** The outgoing servers: the instance's, each portal's own, and whose tokens an owner names. */
   smtp: Pick<SmtpServers, 'instance' | 'byOwner'>;
   /** A portal's own outgoing server by the portal's name (NOT_FOUND for an unknown portal). */
-  portalSmtp(portal: string): Promise<Pick<SmtpSettings, 'oauth' | 'config'>>;
+  portalSmtp(portal: string): Promise<Pick<SmtpSettings, 'oauth' | 'config' | 'scope'>>;
   /** Mailintake's redirect URL (public base URL + /oauth/callback). */
   redirectUrl: string;
   /** A connector logging in with the given tokens (how a completed consent is checked). */
@@ -106,15 +106,13 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
     }
     return who;
   };
-  const smtpOAuth = async (
-    server: Pick<SmtpSettings, 'oauth'>,
-    label = 'the outgoing SMTP server',
-  ): Promise<OAuthOwner> => {
+  // the message names the server asked about: a portal's, or the instance's (which may well use OAuth)
+  const smtpOAuth = async (server: Pick<SmtpSettings, 'oauth' | 'scope'>): Promise<OAuthOwner> => {
     const o = await server.oauth();
     if (!o) {
       throw new MailintakeError(
         'INVALID_SETTINGS',
-        `${label} does not use OAuth; set "oauth" and "username" in its settings first`,
+        `${server.scope.label} does not use OAuth; set "oauth" and "username" in its settings first`,
         { details: { fields: [{ field: 'oauth', message: 'not set' }] } },
       );
     }
@@ -126,7 +124,7 @@ export function createOAuthService(deps: OAuthDeps): OAuthService {
   const resolveOwner = async (owner: string) => {
     const server = owner.startsWith('mailbox:') ? undefined : await deps.smtp.byOwner(owner);
     if (server) {
-      const who = await smtpOAuth(server, server.scope.label);
+      const who = await smtpOAuth(server);
       const config = await server.config();
       return {
         who,
