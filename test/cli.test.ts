@@ -588,7 +588,9 @@ describe('the error folder (real Dovecot POP3S and IMAP)', () => {
     });
     const again = await ef(['secret-key', 'reseal'], rotated);
     expect(again.stdout).toContain('Mailbox secrets: 0 resealed, 2 already current.');
-    expect(again.stdout).toContain('Instance secrets (SMTP password): 0 resealed, 1 already current.');
+    expect(again.stdout).toContain(
+      "Instance secrets (SMTP passwords, the instance's and portals'): 0 resealed, 1 already current.",
+    );
     expect(again.stdout).toContain('MAILINTAKE_SECRET_KEY_PREVIOUS can be removed');
     const onlyNew = { MAILINTAKE_SECRET_KEY: newKey };
     expect((await ef(['errors', 'show', String(imapId)], onlyNew)).stdout).toMatch(

@@ -366,7 +366,7 @@ function printAlerts(k: Kit, a: { threshold: number; enabled: boolean }): void {
 
 function printOutbox(k: Kit, s: OutboxStatus): void {
   k.line(
-    `${s.pending} pending, ${s.retrying} being retried, ${s.failed} given up, ${s.sent} sent${s.smtpConfigured ? '' : ' — no SMTP server is configured: mail waits (mailintake smtp set)'}`,
+    `${s.pending} pending, ${s.retrying} being retried, ${s.failed} given up, ${s.sent} sent${s.smtpConfigured ? '' : ' — the instance has no SMTP server: notifications, and the replies of portals without a server of their own, wait (mailintake smtp set)'}`,
   );
   if (s.unsent.length === 0) return;
   k.line(

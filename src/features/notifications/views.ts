@@ -97,7 +97,11 @@ export const outboxMailViewSchema = z
 
 export const outboxStatusSchema = z
   .object({
-    smtpConfigured: z.boolean(),
+    smtpConfigured: z.boolean().openapi({
+      description:
+        "The instance's outgoing server is set. Without it, notifications and the replies of portals without a " +
+        'server of their own wait; a portal with its own server sends regardless.',
+    }),
     pending: z.number().int(),
     retrying: z.number().int(),
     failed: z.number().int(),

@@ -29,7 +29,7 @@ function printResealed(k: Kit, r: ResealResult): number | undefined {
     `Mailbox secrets: ${r.mailboxSecrets.resealed} resealed, ${r.mailboxSecrets.current} already current.`,
   );
   line(
-    `Instance secrets (SMTP password): ${r.instanceSecrets.resealed} resealed, ${r.instanceSecrets.current} already current.`,
+    `Instance secrets (SMTP passwords, the instance's and portals'): ${r.instanceSecrets.resealed} resealed, ${r.instanceSecrets.current} already current.`,
   );
   line(
     `Error reports and kept mails: ${r.errorMailBlobs.resealed} resealed, ${r.errorMailBlobs.current} already current.`,
