@@ -152,6 +152,11 @@ describe.each(ENGINES)("a portal's own outgoing server in the console (%s)", (en
     expect(await p.page.getByRole('button', { name: "Use the instance's server" }).count()).toBe(0);
     expect(await p.page.getByLabel('Server name or IP address').inputValue()).toBe('');
     expect(await seriousA11yViolations(p.page)).toEqual([]);
+
+    // a portal that does not exist is the console's not-found page, with its code
+    const missing = await p.page.goto(`${url}/settings/portals/no-such.portal/smtp`);
+    expect(missing?.status()).toBe(404);
+    expect(await p.page.locator('main').textContent()).toContain('NOT_FOUND');
     p.assertClean();
   });
 
