@@ -1,4 +1,5 @@
 import type { Context } from 'hono';
+import type { Child } from 'hono/jsx';
 import { ERROR_HELP, isMailintakeError } from '../../kernel/errors.js';
 import type { SmtpSettingsView } from '../../notify/smtp-settings.js';
 import { type ConsoleApp, type ConsoleKit, type ConsoleUser, fieldErrors } from '../shared/console-kit.js';
@@ -10,16 +11,27 @@ import type { NotificationServices, SmtpTestResult } from './service.js';
  * The stored password is never put into the page: an empty password field keeps it (same user name). One the
  * admin typed into a form that came back with an error is theirs and is kept, with the rest of what they typed.
  * A failed test mail is explained with its code, what to check and the server's answer, as the CLI does.
+ * The form, the test-mail form and the test's outcome are exported for a portal's own server's page
+ * (features/portals/smtp-page.tsx): one server's settings look and behave the same wherever they are set.
  */
 
-interface FormState {
+/** The server form as it came back with an error: what the admin typed, and each bad field's message. */
+export interface SmtpFormState {
   values: Record<string, string>;
   errors: Record<string, string>;
   message: string;
 }
-type TestOutcome =
-  | { ok: true; result: SmtpTestResult }
-  | { ok: false; code: string; message: string; help: string | null; serverResponse: string | null };
+/** What a test mail did, as the page shows it; `through` (when told) names the server it went through. */
+export type TestOutcome =
+  | { ok: true; result: SmtpTestResult; through?: string }
+  | {
+      ok: false;
+      code: string;
+      message: string;
+      help: string | null;
+      serverResponse: string | null;
+      through?: string;
+    };
 
 export function mountSmtpPages(
   ui: ConsoleApp,
@@ -29,7 +41,7 @@ export function mountSmtpPages(
   const page = async (
     c: Context,
     user: ConsoleUser,
-    state: { form?: FormState; test?: TestOutcome; to?: string; toError?: string } = {},
+    state: { form?: SmtpFormState; test?: TestOutcome; to?: string; toError?: string } = {},
     status = 200,
   ) => {
     const current = await deps.smtp.get();
@@ -46,18 +58,19 @@ export function mountSmtpPages(
           <p class="message notice">{w}</p>
         ))}
         {current?.auth === 'oauth2' ? (
-          <p>
-            This server logs in with OAuth 2.0 as <strong>{current.username}</strong> ({current.host}:
-            {current.port}
-            ). Change it with <code>mailintake smtp set --file smtp.json</code> and authorize with{' '}
-            <code>mailintake smtp authorize</code>.
-          </p>
+          <OAuthServer
+            current={current}
+            setCommand="mailintake smtp set --file smtp.json"
+            authorizeCommand="mailintake smtp authorize"
+          />
         ) : (
-          <SmtpForm user={user} current={current} state={state.form} />
+          <SmtpForm user={user} action="/settings/smtp" title="Server" current={current} state={state.form} />
         )}
         <TestForm
           user={user}
+          action="/settings/smtp/test"
           configured={current !== null}
+          unconfigured="Save the server first; then a test mail can be sent through it."
           outcome={state.test}
           to={state.to}
           error={state.toError}
@@ -91,32 +104,44 @@ export function mountSmtpPages(
     '/settings/smtp/test',
     kit.formLimit,
     kit.page('admin', async (c, user, form) => {
-      const to = (form.to ?? '').trim();
-      try {
-        const result = await deps.smtp.test({ to });
-        return page(c, user, { test: { ok: true, result }, to });
-      } catch (e) {
-        if (!isMailintakeError(e) || e.code === 'INTERNAL') throw e;
-        if (e.code === 'INVALID_SETTINGS') {
-          const { fields } = fieldErrors(e);
-          return page(c, user, { to, toError: fields.to ?? e.message }, 400);
-        }
-        const serverResponse = typeof e.details.serverResponse === 'string' ? e.details.serverResponse : null;
-        const help = (ERROR_HELP as Record<string, string>)[e.code] ?? null;
-        // the test's failure is the answer to the admin's question, not a failure of the page
-        return page(
-          c,
-          user,
-          { test: { ok: false, code: e.code, message: e.message, help, serverResponse }, to },
-          200,
-        );
-      }
+      const { status, ...state } = await sendTestMailFrom(form, async (to) => ({
+        result: await deps.smtp.test({ to }),
+      }));
+      return page(c, user, state, status);
     }),
   );
 }
 
+/**
+ * Sends the test mail to the form's `to` through `send` and turns what happened into what the page shows: the
+ * server's answer, or the failure's code with what to check and the server's answer (200: the test's failure is
+ * the answer to the admin's question, not a failure of the page), or a bad address beside its field (400).
+ * `through` names the server the mail went (or was tried) through, when the page tells.
+ */
+export async function sendTestMailFrom(
+  form: Record<string, string>,
+  send: (to: string) => Promise<{ result: SmtpTestResult; through?: string }>,
+  tried?: string,
+): Promise<{ to: string; test?: TestOutcome; toError?: string; status: number }> {
+  const to = (form.to ?? '').trim();
+  try {
+    const { result, through } = await send(to);
+    return { to, test: { ok: true, result, ...(through ? { through } : {}) }, status: 200 };
+  } catch (e) {
+    if (!isMailintakeError(e) || e.code === 'INTERNAL') throw e;
+    if (e.code === 'INVALID_SETTINGS') {
+      const { fields } = fieldErrors(e);
+      return { to, toError: fields.to ?? e.message, status: 400 };
+    }
+    const serverResponse = typeof e.details.serverResponse === 'string' ? e.details.serverResponse : null;
+    const help = (ERROR_HELP as Record<string, string>)[e.code] ?? null;
+    const test: TestOutcome = { ok: false, code: e.code, message: e.message, help, serverResponse };
+    return { to, test: tried ? { ...test, through: tried } : test, status: 200 };
+  }
+}
+
 /** The form as the SMTP settings' input: empty fields left out (the password: keep the stored one). */
-function smtpFromForm(form: Record<string, string>): Record<string, unknown> {
+export function smtpFromForm(form: Record<string, string>): Record<string, unknown> {
   const text = (k: string) => (form[k] ?? '').trim();
   const out: Record<string, unknown> = {
     host: text('host'),
@@ -132,10 +157,32 @@ function smtpFromForm(form: Record<string, string>): Record<string, unknown> {
   return out;
 }
 
-function SmtpForm(props: {
+/**
+ * A server that logs in with OAuth 2.0 is set and authorized from the CLI (the consent needs a browser on the
+ * admin's side and the provider's app): the page says which account and which commands.
+ */
+export function OAuthServer(props: {
+  current: SmtpSettingsView;
+  setCommand: string;
+  authorizeCommand: string;
+}) {
+  const { current } = props;
+  return (
+    <p>
+      This server logs in with OAuth 2.0 as <strong>{current.username}</strong> ({current.host}:{current.port}
+      ). Change it with <code>{props.setCommand}</code> and authorize with{' '}
+      <code>{props.authorizeCommand}</code>.
+    </p>
+  );
+}
+
+/** The server's settings form, posted to `action`; `title` heads it. */
+export function SmtpForm(props: {
   user: ConsoleUser;
+  action: string;
+  title: string;
   current: SmtpSettingsView | null;
-  state: FormState | undefined;
+  state: SmtpFormState | undefined;
 }) {
   const cur = props.current;
   const v = props.state?.values;
@@ -144,8 +191,8 @@ function SmtpForm(props: {
     v ? (v[k] ?? '') : stored === null || stored === undefined ? '' : String(stored);
   const checked = (k: string, stored: boolean) => (v ? v[k] === 'on' : stored);
   return (
-    <form method="post" action="/settings/smtp" class="settings" aria-labelledby="smtp-title">
-      <h2 id="smtp-title">Server</h2>
+    <form method="post" action={props.action} class="settings" aria-labelledby="smtp-title">
+      <h2 id="smtp-title">{props.title}</h2>
       <Csrf token={props.user.csrf} />
       <Field
         name="host"
@@ -221,9 +268,15 @@ function SmtpForm(props: {
   );
 }
 
-function TestForm(props: {
+/**
+ * The test-mail form, posted to `action`, and the last test's outcome above it; `unconfigured` says what to do
+ * when there is no server to send through yet.
+ */
+export function TestForm(props: {
   user: ConsoleUser;
+  action: string;
   configured: boolean;
+  unconfigured: Child;
   outcome: TestOutcome | undefined;
   to: string | undefined;
   error: string | undefined;
@@ -234,8 +287,8 @@ function TestForm(props: {
       <h2 id="test-title">Send a test mail</h2>
       {o?.ok === true ? (
         <p class="message notice" role="status" id="test-result">
-          The test mail to {o.result.to} was accepted by the server ({o.result.durationMs} ms). It answered:{' '}
-          <code>{o.result.response}</code>
+          The test mail to {o.result.to} was accepted by the server ({o.result.durationMs} ms).
+          {o.through ? ` It went through ${o.through}.` : ''} It answered: <code>{o.result.response}</code>
         </p>
       ) : null}
       {o?.ok === false ? (
@@ -243,6 +296,7 @@ function TestForm(props: {
           <p>
             The test mail could not be sent: <code>{o.code}</code> {o.message}
           </p>
+          {o.through ? <p>It was tried through {o.through}.</p> : null}
           {o.serverResponse ? (
             <p>
               The server answered: <code>{o.serverResponse}</code>
@@ -252,7 +306,7 @@ function TestForm(props: {
         </div>
       ) : null}
       {props.configured ? (
-        <form method="post" action="/settings/smtp/test" class="settings">
+        <form method="post" action={props.action} class="settings">
           <Csrf token={props.user.csrf} />
           <Field
             name="to"
@@ -265,7 +319,7 @@ function TestForm(props: {
           <button type="submit">Send test mail</button>
         </form>
       ) : (
-        <p>Save the server first; then a test mail can be sent through it.</p>
+        <p>{props.unconfigured}</p>
       )}
     </section>
   );

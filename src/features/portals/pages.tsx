@@ -7,10 +7,12 @@ import { Csrf, Field, Message, SelectField } from '../shared/console-ui.js';
 import { MailSettingsForm, type MailSettingsFormState, mailSettingsFromForm } from './mail-settings-form.js';
 import { AlertsForm, EVENT_LABELS, RuleForm, type RuleFormState } from './rule-forms.js';
 import type { PortalPatch, PortalsService } from './service.js';
+import { InEffect, portalSmtpPath } from './smtp-page.js';
 import type { PortalView } from './views.js';
 
 /**
- * Settings (admins): `/settings` links to each portal's settings and to the outgoing SMTP server, and holds the
+ * Settings (admins): `/settings` links to each portal's settings and to the outgoing SMTP servers (the
+ * instance's, and each portal's own: `smtp-page.tsx`), and holds the
  * two instance-wide notification settings (the connection-failure threshold, and the rules for every portal);
  * `/settings/portals/{name}` edits one portal: header threading, attachment rules and limits, the file-name
  * rule, and the notification rules of that portal. Every form re-renders with the admin's input and each bad
@@ -66,7 +68,17 @@ export function mountPortalSettingsPages(ui: ConsoleApp, kit: ConsoleKit, deps: 
         <h2>Outgoing mail</h2>
         <p>
           <a href="/settings/smtp">Outgoing SMTP server</a>: how notification mail is sent, and a test mail.
+          The replies, forwards and acknowledgements of every portal without a server of its own go out
+          through it too.
         </p>
+        <p>A portal may have an outgoing server of its own for its replies, forwards and acknowledgements:</p>
+        <ul>
+          {portals.map((p) => (
+            <li>
+              <a href={portalSmtpPath(p.name)}>Outgoing SMTP server of portal {p.name}</a>
+            </li>
+          ))}
+        </ul>
         <AlertsForm user={user} alerts={alerts} state={state.alerts} />
         <h2>Notification rules for every portal</h2>
         <p>
@@ -96,7 +108,11 @@ export function mountPortalSettingsPages(ui: ConsoleApp, kit: ConsoleKit, deps: 
   ) => {
     const portal = (await deps.portals.list()).find((p) => p.name === name);
     if (!portal) return kit.render(c, 'Not found', user, <p>No portal named “{name}”.</p>, { status: 404 });
-    const [rules, alerts] = await Promise.all([deps.notificationRules.list(), deps.alerts.get()]);
+    const [rules, alerts, smtp] = await Promise.all([
+      deps.notificationRules.list(),
+      deps.alerts.get(),
+      deps.portals.smtp.get(portal.name),
+    ]);
     const saved = c.req.query('saved');
     const body = (
       <section>
@@ -115,6 +131,12 @@ export function mountPortalSettingsPages(ui: ConsoleApp, kit: ConsoleKit, deps: 
           settings={portal.mailSettings}
           state={state.mail}
         />
+        <h2>Outgoing mail</h2>
+        <InEffect view={smtp} />
+        <p>
+          <a href={portalSmtpPath(portal.name)}>Outgoing SMTP server of portal {portal.name}</a>: give it a
+          server of its own, go back to the instance's, or send a test mail.
+        </p>
         <h2>Notification rules of portal {portal.name}</h2>
         <p>
           Recipients here get the event’s email for this portal, besides the{' '}

@@ -3,6 +3,7 @@ import { mountMailboxPages } from '../../features/mailboxes/pages.js';
 import { mountNotificationPages } from '../../features/notifications/pages.js';
 import { mountSmtpPages } from '../../features/notifications/smtp-pages.js';
 import { mountPortalSettingsPages } from '../../features/portals/pages.js';
+import { mountPortalSmtpPages } from '../../features/portals/smtp-page.js';
 import { mountRequestsPages } from '../../features/requests/pages.js';
 import type { Services } from '../../features/services.js';
 import type { ConsoleApp, ConsoleKit } from '../../features/shared/console-kit.js';
@@ -21,4 +22,5 @@ export function mountFeaturePages(ui: ConsoleApp, kit: ConsoleKit, services: Ser
   mountSystemLogPages(ui, kit, services);
   mountPortalSettingsPages(ui, kit, services);
   mountSmtpPages(ui, kit, services);
+  mountPortalSmtpPages(ui, kit, services);
 }
