@@ -194,6 +194,11 @@ describe.each(ENGINES)('portal smtp commands on %s', (engine) => {
       expect(down.code).toBe(1);
       expect(down.stderr).toMatch(/^error CONNECT_FAILED: /);
       expect(down.stderr).toContain(`127.0.0.1:${portalServer.port}`);
+      // what to check, in the SMTP settings' own field names (not a mailbox's "server" and "protocol")
+      expect(down.stderr).toContain(
+        '  hint: No connection could be made to the SMTP server. Check "host" and "port"',
+      );
+      expect(down.stderr).not.toContain('"protocol"');
     } finally {
       await portalServer.start();
     }

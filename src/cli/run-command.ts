@@ -131,7 +131,8 @@ export function reportError(o: CliOutput, e: unknown, json: boolean): number {
     for (const check of (coded.details.checks as unknown[] | undefined) ?? []) {
       o.err(`  check: ${clean(String(check))}\n`);
     }
-  } else if (CONNECTION_CODES.has(coded.code)) o.err(`  hint: ${ERROR_HELP[coded.code]}\n`);
+  } else if (typeof coded.details.hint === 'string') o.err(`  hint: ${clean(coded.details.hint)}\n`);
+  else if (CONNECTION_CODES.has(coded.code)) o.err(`  hint: ${ERROR_HELP[coded.code]}\n`);
   return EXIT.error;
 }
 

@@ -297,6 +297,21 @@ interface NodemailerError {
   cause?: { code?: string };
 }
 
+/**
+ * What to check, in the outgoing server's own field names: the general help of these codes (kernel/errors.ts)
+ * speaks of a mailbox's "server" and "protocol", which an SMTP server's settings do not have.
+ */
+const SMTP_HINTS = {
+  DNS_FAILED: 'The SMTP server name could not be resolved. Check "host" for typos and the DNS of this host.',
+  CONNECT_FAILED:
+    'No connection could be made to the SMTP server. Check "host" and "port" (587 for submission with STARTTLS, 465 with "secure"), and that a firewall allows the connection.',
+  TLS_FAILED:
+    'TLS with the SMTP server failed. Check that "secure" matches the port (465: on; 587 and 25: off, with STARTTLS), that the certificate names "host", or set "caFile" for a private CA.',
+  AUTH_FAILED: 'The SMTP server refused the login. Check "username" and "password" (or the OAuth consent).',
+  TIMEOUT:
+    'The SMTP server stopped answering. Check "host" and "port"; mail waiting in the outbox is tried again.',
+} as const;
+
 /** A permanent refusal (5xx) of the mail or of all its recipients: sending it again cannot help. */
 export function isPermanentRefusal(err: MailintakeError): boolean {
   const code = (err.cause as NodemailerError | undefined)?.responseCode;
@@ -320,9 +335,14 @@ export function smtpError(
   const text = scrub(e.message ?? String(err));
   const low = e.originalCode ?? e.cause?.code ?? '';
   const serverResponse = e.response ? scrub(e.response) : e.response;
-  const details = serverResponse ? { serverResponse } : {};
   const coded = (code: ConstructorParameters<typeof MailintakeError>[0], message: string) =>
-    new MailintakeError(code, message, { cause: err, details });
+    new MailintakeError(code, message, {
+      cause: err,
+      details: {
+        ...(serverResponse ? { serverResponse } : {}),
+        ...(code in SMTP_HINTS ? { hint: SMTP_HINTS[code as keyof typeof SMTP_HINTS] } : {}),
+      },
+    });
 
   if (e.code === 'EDNS' || DNS_ERROR_CODES.has(low)) {
     return coded('DNS_FAILED', `the SMTP server name ${config.host} could not be resolved (${low || text})`);

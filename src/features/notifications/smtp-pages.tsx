@@ -134,7 +134,10 @@ export async function sendTestMailFrom(
       return { to, toError: fields.to ?? e.message, status: 400 };
     }
     const serverResponse = typeof e.details.serverResponse === 'string' ? e.details.serverResponse : null;
-    const help = (ERROR_HELP as Record<string, string>)[e.code] ?? null;
+    const help =
+      typeof e.details.hint === 'string'
+        ? e.details.hint
+        : ((ERROR_HELP as Record<string, string>)[e.code] ?? null);
     const test: TestOutcome = { ok: false, code: e.code, message: e.message, help, serverResponse };
     return { to, test: tried ? { ...test, through: tried } : test, status: 200 };
   }
