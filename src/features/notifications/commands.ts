@@ -186,19 +186,7 @@ function addSmtpCommands(program: Command, k: Kit): void {
   ).action(
     answer(
       (services) => services.oauth.authorizeSmtp(),
-      (started) => {
-        printConsentUrl(
-          k,
-          'Open this URL in a browser and sign in as the SMTP username:',
-          started.authorizationUrl,
-        );
-        line(
-          `The provider returns the browser to ${started.redirectUrl} (register exactly this URL for the app).`,
-        );
-        line(
-          `If the browser cannot reach it, run: mailintake oauth complete "<the address the browser shows>"`,
-        );
-      },
+      (started) => printSmtpConsent(k, started),
     ),
   );
   leaf(smtp, 'oauth', 'show the OAuth token state of the outgoing SMTP server (never the tokens)').action(
@@ -326,6 +314,22 @@ function printRules(k: Kit, list: NotificationRuleView[]): void {
       ]),
     ),
   );
+}
+
+/** A started consent of an outgoing server (`smtp authorize`, `portal smtp authorize`): where to go next. */
+export function printSmtpConsent(
+  k: Pick<CliKit<object>, 'line'> & Parameters<typeof printConsentUrl>[0],
+  started: { authorizationUrl: string; redirectUrl: string },
+): void {
+  printConsentUrl(
+    k,
+    'Open this URL in a browser and sign in as the SMTP username:',
+    started.authorizationUrl,
+  );
+  k.line(
+    `The provider returns the browser to ${started.redirectUrl} (register exactly this URL for the app).`,
+  );
+  k.line(`If the browser cannot reach it, run: mailintake oauth complete "<the address the browser shows>"`);
 }
 
 /** The settings of an outgoing server, as `smtp show` and `portal smtp show` print them. */

@@ -1,9 +1,9 @@
 import { type Command, Option } from 'commander';
 import { MailintakeError } from '../../kernel/errors.js';
-import { printSmtp } from '../notifications/commands.js';
+import { printSmtp, printSmtpConsent } from '../notifications/commands.js';
 import { tokenStateFields } from '../oauth/fields.js';
 import type { OAuthService } from '../oauth/service.js';
-import { type CliKit, clean, fields, printConsentUrl, table } from '../shared/cli-kit.js';
+import { type CliKit, clean, fields, table } from '../shared/cli-kit.js';
 import type { PortalPatch, PortalSmtpView, PortalsService } from './service.js';
 import type { PortalView } from './views.js';
 
@@ -150,19 +150,7 @@ function addPortalSmtpCommands(portal: Command, k: Kit): void {
     .action(
       answer(
         (services, name: string) => services.oauth.authorizeSmtp(name),
-        (started) => {
-          printConsentUrl(
-            k,
-            'Open this URL in a browser and sign in as the SMTP username:',
-            started.authorizationUrl,
-          );
-          line(
-            `The provider returns the browser to ${started.redirectUrl} (register exactly this URL for the app).`,
-          );
-          line(
-            `If the browser cannot reach it, run: mailintake oauth complete "<the address the browser shows>"`,
-          );
-        },
+        (started) => printSmtpConsent(k, started),
       ),
     );
   leaf(smtp, 'oauth', "show the OAuth token state of the portal's own server (never the tokens)")
