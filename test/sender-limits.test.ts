@@ -258,12 +258,19 @@ describe.each(ENGINES)('per-sender limit and acknowledgements on %s', (engine) =
         'From: robot@corp.example',
         /^no acknowledgement: the mail is flagged as sent by a machine/,
       ],
+      // a monitoring system's alert: machine-made (auto-generated) but answering nothing, so it opens a request
+      // like any mail, and is never answered (RFC 3834)
+      'ack-monitor@monitor.example': [
+        'From: zabbix@monitor.example',
+        /^no acknowledgement: the mail is flagged as sent by a machine \(bulk: Auto-Submitted: auto-generated/,
+      ],
     };
     const extra: Record<string, string[]> = {
       'ack-list@lists.example': ['List-Id: <users.lists.example>'],
       'ack-unsub@news.example': ['List-Unsubscribe: <mailto:unsub@news.example>'],
       'ack-bulk@news.example': ['Precedence: bulk'],
       'ack-suppress@corp.example': ['X-Auto-Response-Suppress: All'],
+      'ack-monitor@monitor.example': ['Auto-Submitted: auto-generated'],
     };
     const wantAck = [
       ...people.map((p, i) => [p, `ack-${i}@customer.example`] as const),

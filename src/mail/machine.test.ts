@@ -88,6 +88,14 @@ describe('what is not enough on its own', () => {
     ['Precedence: bulk', { headers: { precedence: 'bulk' } }],
     ['Precedence: list (customers write through lists)', { headers: { precedence: 'list' } }],
     ['Auto-Submitted: no', { headers: { 'auto-submitted': 'no' } }],
+    [
+      'Auto-Submitted: auto-generated on a mail that answers nothing (Jira, monitoring, cron)',
+      { subject: '[JIRA] (OPS-12) Disk full on db1', headers: { 'auto-submitted': 'auto-generated' } },
+    ],
+    [
+      'Auto-Submitted: auto-notified on a mail that answers nothing',
+      { headers: { 'auto-submitted': 'auto-notified' } },
+    ],
     ['X-Autoreply: no', { headers: { 'x-autoreply': 'no' } }],
     [
       'a customer forwarding a bounce',
@@ -99,6 +107,26 @@ describe('what is not enough on its own', () => {
     ['a person reporting an absence', { subject: 'Abwesenheit melden: Herr Maier' }],
   ] as const)('%s', (_what, over) => {
     expect(machineKind(mail(over as Partial<ParsedMail>)).kind).toBeNull();
+  });
+
+  it('auto-generated is an auto-reply when it answers something, or when its subject is out-of-office', () => {
+    const generated = { 'auto-submitted': 'auto-generated' };
+    expect(machineKind(mail({ headers: generated, inReplyTo: ['a@customer.example'] }))).toEqual({
+      kind: 'auto-reply',
+      reasons: ['Auto-Submitted: auto-generated (RFC 3834) on an answer (In-Reply-To)'],
+    });
+    expect(machineKind(mail({ headers: generated, references: ['a@customer.example'] })).kind).toBe(
+      'auto-reply',
+    );
+    // Exchange's out-of-office reply: auto-generated with X-Auto-Response-Suppress
+    expect(
+      machineKind(mail({ headers: { ...generated, 'x-auto-response-suppress': 'All' } })).reasons,
+    ).toEqual(['Auto-Submitted: auto-generated (RFC 3834) on an answer (X-Auto-Response-Suppress)']);
+    expect(machineKind(mail({ headers: generated, subject: 'Automatic reply: your order' })).kind).toBe(
+      'auto-reply',
+    );
+    // auto-replied is an answer by its own word
+    expect(machineKind(mail({ headers: { 'auto-submitted': 'auto-replied' } })).kind).toBe('auto-reply');
   });
 
   it('a null Return-Path does back up a bulk precedence or a bounce subject with MTA text', () => {

@@ -12,6 +12,8 @@ import type { ParsedMail } from './types.js';
  *   4. null       a human's mail (or a machine we cannot tell from one): taken in as usual.
  *
  * What is deliberately NOT enough on its own, since ordinary mail carries it too:
+ *   - Auto-Submitted other than auto-replied (auto-generated: Jira, monitoring, cron) on a mail that answers
+ *     nothing: a machine's notice a help desk takes in as a request (never acknowledged), not an auto-reply;
  *   - a null Return-Path (spam has one; so do some list servers): it only backs up a subject or a sender;
  *   - X-Auto-Response-Suppress (Outlook sets it on meeting invitations and on mail sent by scripts);
  *   - Precedence: bulk / junk / list (newsletters and mailing lists, through which customers do write): only
@@ -165,9 +167,24 @@ function autoReply(mail: ParsedMail): MachineVerdict | null {
   const auto = h['auto-submitted'];
   if (auto !== undefined) {
     const value = (/^\s*([\w-]+)/.exec(auto)?.[1] ?? '').toLowerCase();
-    // RFC 3834 §5: anything but "no" is machine-sent and must not be answered (Exchange marks its
-    // out-of-office replies auto-generated, not auto-replied).
-    if (value !== '' && value !== 'no') return verdict(`Auto-Submitted: ${auto} (RFC 3834)`);
+    // RFC 3834 §5: auto-replied is a machine's answer. Any other value but "no" (auto-generated, auto-notified)
+    // is machine-made but not necessarily an answer: Exchange marks its out-of-office replies auto-generated,
+    // and so do Jira, monitoring systems and cron mail, which a help desk must take in as requests. It is an
+    // auto-reply when it answers something (In-Reply-To / References, or Exchange's X-Auto-Response-Suppress);
+    // otherwise the rules below decide (an out-of-office subject), and failing those it is taken in, flagged
+    // (mail/classify.ts autoSubmitted), and never acknowledged.
+    if (value === 'auto-replied') return verdict(`Auto-Submitted: ${auto} (RFC 3834)`);
+    if (value !== '' && value !== 'no') {
+      const answers =
+        mail.inReplyTo.length > 0
+          ? 'In-Reply-To'
+          : mail.references.length > 0
+            ? 'References'
+            : h['x-auto-response-suppress'] !== undefined
+              ? 'X-Auto-Response-Suppress'
+              : null;
+      if (answers) return verdict(`Auto-Submitted: ${auto} (RFC 3834) on an answer (${answers})`);
+    }
   }
   for (const [key, label] of [
     ['x-autoreply', 'X-Autoreply'],
