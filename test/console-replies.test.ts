@@ -23,6 +23,10 @@ const MAIL = buildMail({
   messageId: 'printer@example.test',
   subject: 'Printer on floor 3 is jammed',
   body: 'The paper tray keeps jamming.\r\n',
+  attachments: [
+    { filename: 'invoice.pdf', contentType: 'application/pdf', content: Buffer.from('%PDF-1.4 invoice') },
+    { filename: 'private-notes.txt', contentType: 'text/plain', content: Buffer.from('not for the vendor') },
+  ],
 });
 
 let browser: TestBrowser;
@@ -191,6 +195,31 @@ describe.each(ENGINES)('the reply box (%s)', (engine) => {
     expect(await sent.locator('.trace').textContent()).toContain(
       'a bounce of this mail: its delivery failed',
     );
+    p.assertClean();
+  }, 60_000);
+
+  it('a forward carries only the request’s attachments left checked; a reply carries none of them', async () => {
+    const p = await strictPage(browser, url);
+    pages.push(p);
+    await signIn(p, url, TECH.email, TECH.password);
+    await p.page.goto(`${url}/requests/${requestId}`);
+    // both offered, checked by default
+    const invoice = p.page.getByLabel('invoice.pdf', { exact: true });
+    const notes = p.page.getByLabel('private-notes.txt', { exact: true });
+    expect([await invoice.isChecked(), await notes.isChecked()]).toEqual([true, true]);
+    await notes.uncheck();
+    const before = smtp.mails.length;
+    await p.page.getByLabel('To', { exact: true }).fill('vendor@partner.example');
+    await p.page.getByLabel('Text').fill('Please send a technician.');
+    await Promise.all([
+      p.page.waitForURL(new RegExp(`/requests/${requestId}\\?changed=forward$`)),
+      p.page.getByRole('button', { name: 'Forward' }).click(),
+    ]);
+    const [mail] = (await smtp.waitFor(before + 1)).slice(before);
+    expect(mail!.parsed.subject).toBe(`Fwd: Printer on floor 3 is jammed ##${requestId}##`);
+    expect(mail!.parsed.attachments.map((a) => [a.filename, a.content.toString()])).toEqual([
+      ['invoice.pdf', '%PDF-1.4 invoice'],
+    ]);
     p.assertClean();
   }, 60_000);
 });

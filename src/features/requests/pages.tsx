@@ -15,7 +15,13 @@ import { attachmentResponse } from '../shared/download.js';
 import type { UsersService } from '../users/service.js';
 import { mountRequestBodyRoutes } from './body-routes.js';
 import { FILTER_NAMES, type ListFilters, listHref, RequestList } from './list-page.js';
-import { deliveryWords, type ReplyTyped, RequestPage, type WorkState } from './request-page.js';
+import {
+  deliveryWords,
+  forwardableAttachments,
+  type ReplyTyped,
+  RequestPage,
+  type WorkState,
+} from './request-page.js';
 import type { IntakeLogService, RequestsService } from './service.js';
 import type { SentReplyView } from './views.js';
 
@@ -199,6 +205,7 @@ export function mountRequestsPages(ui: ConsoleApp, kit: ConsoleKit, deps: Reques
         ccExtra: form.ccExtra ?? '',
         bcc: form.bcc ?? '',
         text: form.text ?? '',
+        forwardAttachments: list(all.forwardAttachment).filter((v): v is string => typeof v === 'string'),
       };
       const forward = form.action === 'forward';
       const files = list(all.attachments).filter(
@@ -221,17 +228,16 @@ export function mountRequestsPages(ui: ConsoleApp, kit: ConsoleKit, deps: Reques
         const scope = { portal: portalScope(user) };
         let sent: SentReplyView;
         if (forward) {
-          // a forward carries the request's own attachments (the first mail's and the conversations' taken in)
+          // a forward carries the request's own attachments the technician left checked
+          const checked = new Set(typed.forwardAttachments);
           const r = await deps.requests.show(requestId);
-          const own = [
-            ...r.attachments,
-            ...r.conversations.filter((x) => x.direction === 'in').flatMap((x) => x.attachments),
-          ];
           sent = await deps.requests.forward(
             requestId,
             {
               ...input,
-              requestAttachments: own.filter((a) => a.disposition === 'attachment').map((a) => a.id),
+              requestAttachments: forwardableAttachments(r)
+                .filter((a) => checked.has(String(a.id)))
+                .map((a) => a.id),
             },
             scope,
           );

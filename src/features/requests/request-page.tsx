@@ -40,6 +40,19 @@ export interface ReplyTyped {
   ccExtra: string;
   bcc: string;
   text: string;
+  /** The request's attachments checked to go with a forward (ids as typed). */
+  forwardAttachments: string[];
+}
+
+/**
+ * What a forward may carry: the request's own attachments, of the first mail and of the conversations taken in
+ * (not inline images, not what the help desk sent).
+ */
+export function forwardableAttachments(r: RequestDetail): AttachmentView[] {
+  return [
+    ...r.attachments,
+    ...r.conversations.filter((x) => x.direction === 'in').flatMap((x) => x.attachments),
+  ].filter((a) => a.disposition === 'attachment');
 }
 
 /**
@@ -234,6 +247,7 @@ function ReplyBox(props: { request: RequestDetail; csrf: string; work: WorkState
   const typed = work.reply;
   const f = work.fields ?? {};
   const people = ccPeople(r);
+  const forwardable = forwardableAttachments(r);
   const field = (
     name: string,
     label: string,
@@ -315,9 +329,27 @@ function ReplyBox(props: { request: RequestDetail; csrf: string; work: WorkState
           <input id="reply-attachments" name="attachments" type="file" multiple />
           {f.attachments ? <p class="field-error">{f.attachments}</p> : null}
         </div>
+        {forwardable.length > 0 ? (
+          <fieldset class="forward-attachments">
+            <legend>A forward carries these attachments of the request</legend>
+            {forwardable.map((a) => (
+              <div class="check">
+                <input
+                  type="checkbox"
+                  id={`reply-fwd-${a.id}`}
+                  name="forwardAttachment"
+                  value={String(a.id)}
+                  checked={typed ? typed.forwardAttachments.includes(String(a.id)) : true}
+                />
+                <label for={`reply-fwd-${a.id}`}>{a.filename}</label>
+              </div>
+            ))}
+          </fieldset>
+        ) : null}
         <p class="help">
-          Sent from the mailbox's address through the outgoing SMTP server; the subject carries ##{r.id}## so
-          the answer comes back to this request. A forward carries this request's attachments too.
+          Sent from the mailbox's address through the outgoing SMTP server of the request's portal; the
+          subject carries ##{r.id}## so the answer comes back to this request. A reply carries only the files
+          added above; a forward also the request's attachments checked here.
         </p>
         <button type="submit" name="action" value="reply">
           Send reply
