@@ -352,4 +352,11 @@ describe('header lines with hostile input', () => {
       ` ä${' '.repeat(1 << 20)}ä`,
     );
   });
+
+  it('keeps at most 16 declared charsets, however many parts declare one', () => {
+    const ledger = new CharsetLedger();
+    for (let i = 0; i < 5000; i++) ledger.declare(i % 2 ? `x-made-up-${i}` : ['cp1251', 'koi8-r', 'latin2'][i % 3]!);
+    expect(ledger.declared).toHaveLength(16);
+    expect(ledger.declared.slice(0, 3)).toEqual(['cp1251', 'x-made-up-1', 'latin2']);
+  });
 });

@@ -9,6 +9,12 @@ import { type Decoded, decodeAs, decodeUnlabelled, hasEightBit, labelFits, stric
 
 /** Most notes one mail records; a hostile mail with 1,000 parts must not write 1,000 lines into the trace. */
 const MAX_NOTES = 20;
+/**
+ * Most declared charsets kept. Every decoding by the chain tries each of them on its sample, so a mail with a
+ * thousand parts, each with another label, would otherwise cost parts × labels decodings; a sender's client
+ * writes in one or two charsets, and the first ones declared are theirs.
+ */
+const MAX_DECLARED = 16;
 
 /** The charsets a mail declares (any `charset=`, in order of appearance) and the notes on the choices made. */
 export class CharsetLedger {
@@ -26,6 +32,7 @@ export class CharsetLedger {
     if (
       label.length > 0 &&
       label.length <= 64 &&
+      this.declared.length < MAX_DECLARED &&
       !this.declared.some((c) => c.toLowerCase() === label.toLowerCase())
     ) {
       this.declared.push(label);
