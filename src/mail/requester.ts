@@ -54,8 +54,9 @@ export function usableAddress(value: string | null | undefined): boolean {
 /** The first usable address in a header value (`Name <a@b>`, a bare address, a group's first member). */
 export function firstAddress(value: string | null | undefined): Address | null {
   if (!value) return null;
-  // Outlook writes `Name [mailto:a@b]` in its inline forward blocks; addressparser reads that as a group
-  const mailto = /\[mailto:([^\]\s]+)\]/i.exec(value);
+  // Outlook writes `Name [mailto:a@b]` in its inline forward blocks; addressparser reads that as a group.
+  // `[` ends the address too: otherwise every `[mailto:` of a value without `]` scans to its end (quadratic).
+  const mailto = /\[mailto:([^\]\s[]+)\]/i.exec(value);
   if (mailto && usableAddress(mailto[1]!)) {
     return { address: mailto[1]!.toLowerCase(), name: decodeWords(value.slice(0, mailto.index).trim()) };
   }
