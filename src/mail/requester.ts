@@ -143,12 +143,14 @@ export function forwardFacts(mail: ParsedMail, forwardedHead: string | null): Fo
   for (const marker of INLINE_MARKERS) {
     const m = marker.exec(text);
     if (!m) continue;
-    signals.push(`the line "${m[0].trim()}"`);
+    // the line as far as a reader needs it: a marker of 200,000 dashes matches too
+    const said = m[0].trim();
+    signals.push(`the line "${said.length > 80 ? `${said.slice(0, 80)}…` : said}"`);
     // the block's From: line, within the lines right after the marker
     const after = text.slice(m.index + m[0].length, m.index + m[0].length + 2000);
     const from = /^\s*(?:\*)?(from|von|de|da)\s*:\s*(?:\*)?[ \t]*(.+)$/im.exec(after);
     inline = firstAddress(from?.[2]);
-    inlineWhat = `the From: line after "${m[0].trim()}"`;
+    inlineWhat = `the From: line after "${said.length > 80 ? `${said.slice(0, 80)}…` : said}"`;
     break;
   }
   if (!inline) {
