@@ -35,6 +35,7 @@ const REQUESTS = [
   'address and display name with NUL',
   'comments nested 10,000 deep after an address',
   'lying charset utf-7',
+  'charset=base64 on a part beside a raw 8-bit subject',
   'Date: "Mon, 7 Dec 99999 00:00:00 +0000"',
   'uuencode part: an 8 MB line, truncated lines, no end',
   'winmail.dat: an attribute length claiming 4 GB',
