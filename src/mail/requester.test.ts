@@ -330,4 +330,19 @@ describe('hostile forwards and sender headers', () => {
     expect(f.original?.address.address).toBe('carl@customer.example');
     expect(f.signal!.length).toBeLessThanOrEqual(200);
   });
+
+  it('a NUL in a forwarded name, raw or encoded, is never passed on (PostgreSQL refuses it in a text column)', () => {
+    const head = 'From: "Carl\0 =?utf-8?q?C=00?=" <carl@customer.example>\r\n';
+    const inline = '---------- Forwarded message ---------\nFrom: =?utf-8?q?Carl=00?= [mailto:carl@customer.example]\n';
+    for (const [text, forwardedHead] of [['FYI', head], [inline, null]] as const) {
+      const d = decideRequester(parsedMail({ from: tech, subject: 'Fwd: x', text }), {
+        ...none,
+        fromIsUser: true,
+        forwardedHead,
+      });
+      expect(d.requester?.address).toBe('carl@customer.example');
+      expect(d.requester?.name).toContain('\ufffd');
+      expect(d.requester?.name).not.toContain('\0');
+    }
+  });
 });

@@ -1,5 +1,6 @@
 import addressparser from 'nodemailer/lib/addressparser/index.js';
 import { PARTICIPANTS_PER_MAIL_MAX } from '../kernel/limits.js';
+import { storableText } from '../store/keys.js';
 import { isFormSender } from './portal-mail.js';
 import type { Address, ParsedMail } from './types.js';
 
@@ -51,14 +52,21 @@ export function usableAddress(value: string | null | undefined): boolean {
   );
 }
 
-/** The first usable address in a header value (`Name <a@b>`, a bare address, a group's first member). */
+/**
+ * The first usable address in a header value (`Name <a@b>`, a bare address, a group's first member). The name
+ * is storable as it is: a forwarded part's header is read raw and an encoded word may decode to NUL
+ * (`=?utf-8?q?=00?=`), which PostgreSQL refuses in the requester's name (the mail would fail to store every round).
+ */
 export function firstAddress(value: string | null | undefined): Address | null {
   if (!value) return null;
   // Outlook writes `Name [mailto:a@b]` in its inline forward blocks; addressparser reads that as a group.
   // `[` ends the address too: otherwise every `[mailto:` of a value without `]` scans to its end (quadratic).
   const mailto = /\[mailto:([^\]\s[]+)\]/i.exec(value);
   if (mailto && usableAddress(mailto[1]!)) {
-    return { address: mailto[1]!.toLowerCase(), name: decodeWords(value.slice(0, mailto.index).trim()) };
+    return {
+      address: mailto[1]!.toLowerCase(),
+      name: storableText(decodeWords(value.slice(0, mailto.index).trim())),
+    };
   }
   const visit = (list: ReturnType<typeof addressparser>): Address | null => {
     for (const entry of list) {
@@ -66,7 +74,7 @@ export function firstAddress(value: string | null | undefined): Address | null {
         const found = visit(entry.group);
         if (found) return found;
       } else if ('address' in entry && usableAddress(entry.address)) {
-        return { address: entry.address.toLowerCase(), name: decodeWords(entry.name ?? '') };
+        return { address: entry.address.toLowerCase(), name: storableText(decodeWords(entry.name ?? '')) };
       }
     }
     return null;
