@@ -7,7 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corpusRoot } from '../../test/kit/corpus.js';
 import { prng } from '../../test/kit/prng.js';
 import { FileBlobStore } from '../store/blobs/blob-store.js';
-import { CharsetLedger, chooseHeaderCharset, mergedEncodedWords, redecodedHeaderLine } from './charset-fix.js';
+import {
+  CharsetLedger,
+  chooseHeaderCharset,
+  mergedEncodedWords,
+  redecodedHeaderLine,
+} from './charset-fix.js';
 import { parseMail } from './parse.js';
 
 let dir: string;
@@ -311,7 +316,9 @@ describe('header lines with hostile input', () => {
           out = out.slice(0, pos);
           break;
         case 2:
-          out = out.slice(0, pos) + out.slice(Math.floor(rand() * out.length)).repeat(1 + Math.floor(rand() * 50));
+          out =
+            out.slice(0, pos) +
+            out.slice(Math.floor(rand() * out.length)).repeat(1 + Math.floor(rand() * 50));
           break;
         case 3:
           out = `${out.slice(0, pos)}\0=?utf-8?q?=00?=${out.slice(pos)}`;
@@ -355,7 +362,8 @@ describe('header lines with hostile input', () => {
 
   it('keeps at most 16 declared charsets, however many parts declare one', () => {
     const ledger = new CharsetLedger();
-    for (let i = 0; i < 5000; i++) ledger.declare(i % 2 ? `x-made-up-${i}` : ['cp1251', 'koi8-r', 'latin2'][i % 3]!);
+    for (let i = 0; i < 5000; i++)
+      ledger.declare(i % 2 ? `x-made-up-${i}` : ['cp1251', 'koi8-r', 'latin2'][i % 3]!);
     expect(ledger.declared).toHaveLength(16);
     expect(ledger.declared.slice(0, 3)).toEqual(['cp1251', 'x-made-up-1', 'latin2']);
   });

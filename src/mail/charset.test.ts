@@ -102,7 +102,26 @@ describe('oddness', () => {
 });
 
 describe('hostile bytes and labels', () => {
-  const labels = ['', 'utf-8', 'UTF_8', 'us-ascii', 'iso-2022-jp', 'utf-16', 'UTF-16BE', 'ucs-4', 'utf-7', 'cp65000', 'x-unknown', 'shift_jis', 'gb18030', 'big5', 'base64', 'utf8\0', '\ud800', 'latin1'.repeat(10_000)];
+  const labels = [
+    '',
+    'utf-8',
+    'UTF_8',
+    'us-ascii',
+    'iso-2022-jp',
+    'utf-16',
+    'UTF-16BE',
+    'ucs-4',
+    'utf-7',
+    'cp65000',
+    'x-unknown',
+    'shift_jis',
+    'gb18030',
+    'big5',
+    'base64',
+    'utf8\0',
+    '\ud800',
+    'latin1'.repeat(10_000),
+  ];
 
   it('random and mutated bytes under any label: a decoding, no exception, no more characters than bytes', () => {
     const rand = prng(606);
@@ -112,9 +131,13 @@ describe('hostile bytes and labels', () => {
         Object.keys(SAMPLES)[round % Object.keys(SAMPLES).length]!,
       );
       const bytes = Buffer.from(base);
-      for (let f = Math.floor(rand() * 4); f > 0; f--) bytes[Math.floor(rand() * bytes.length)] = Math.floor(rand() * 256);
+      for (let f = Math.floor(rand() * 4); f > 0; f--)
+        bytes[Math.floor(rand() * bytes.length)] = Math.floor(rand() * 256);
       const cut = rand() < 0.3 ? bytes.subarray(0, Math.floor(rand() * bytes.length)) : bytes;
-      const declared = Array.from({ length: Math.floor(rand() * 4) }, () => labels[Math.floor(rand() * labels.length)]!);
+      const declared = Array.from(
+        { length: Math.floor(rand() * 4) },
+        () => labels[Math.floor(rand() * labels.length)]!,
+      );
       const label = labels[Math.floor(rand() * labels.length)]!;
       const got = decodeUnlabelled(cut, declared, label, rand() < 0.5);
       expect(got.text.length).toBeLessThanOrEqual(cut.length);

@@ -44,7 +44,19 @@ describe('bounceFailure', () => {
       'Remote host said: 552 5.2.2 Mailbox full',
     ].join('\n');
     const rand = prng(31);
-    const pieces = ['\n', '\r', ' ', '\t', 'status:', 'diagnostic-code:', '550 ', '5.1.1', '\0', '\ud800', 'x'];
+    const pieces = [
+      '\n',
+      '\r',
+      ' ',
+      '\t',
+      'status:',
+      'diagnostic-code:',
+      '550 ',
+      '5.1.1',
+      '\0',
+      '\ud800',
+      'x',
+    ];
     const texts: string[] = [
       // every line start followed by blanks up to the text's end: `^\s*status:` tried each run anew (quadratic)
       '\n'.repeat(200_000),

@@ -106,7 +106,9 @@ describe('hostile addresses', () => {
       let a = good;
       for (let s = 1 + Math.floor(rand() * 3); s > 0; s--) {
         const at = Math.floor(rand() * (a.length + 1));
-        const piece = pieces[Math.floor(rand() * pieces.length)]!.repeat(1 + Math.floor(rand() * (rand() < 0.05 ? 100_000 : 3)));
+        const piece = pieces[Math.floor(rand() * pieces.length)]!.repeat(
+          1 + Math.floor(rand() * (rand() < 0.05 ? 100_000 : 3)),
+        );
         a = a.slice(0, at) + piece + a.slice(at + (rand() < 0.5 ? 1 : 0));
       }
       const p = parseReplyAddress(a);

@@ -255,7 +255,28 @@ describe('hostile input', () => {
     'Yes.\n\n-----Original Message-----\nFrom: Carl\nSent: Monday\nTo: Anna\nSubject: x\n\nold text\n',
     '> q1\nanswer 1\n> q2\nanswer 2\n\nBest regards,\nAnna\nSent from my phone\n',
   ];
-  const pieces = ['\n', '\r\n', ' ', '>', '-', '_', '=', 'On ', ' wrote:', 'From: a', 'Sent: b', 'Regards,', '<!--', '-->', '<a', '<blockquote>', '&#xd800;', '&#0;', '\0', '\ud800'];
+  const pieces = [
+    '\n',
+    '\r\n',
+    ' ',
+    '>',
+    '-',
+    '_',
+    '=',
+    'On ',
+    ' wrote:',
+    'From: a',
+    'Sent: b',
+    'Regards,',
+    '<!--',
+    '-->',
+    '<a',
+    '<blockquote>',
+    '&#xd800;',
+    '&#0;',
+    '\0',
+    '\ud800',
+  ];
 
   function mutate(rand: () => number, text: string): string {
     let t = text;

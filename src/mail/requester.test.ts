@@ -277,7 +277,28 @@ describe('hostile forwards and sender headers', () => {
     'FYI\n________________________________\nFrom: Carl Customer <carl@customer.example>\nSent: Monday\nTo: Tech\n',
     'see below\n\n---------- Forwarded message ---------\nFrom: =?utf-8?q?Carl_C=C3=BCstomer?= <carl@customer.example>\nDate: Mon\n',
   ];
-  const pieces = [' ', '\t', '\n', '\r\n', 'From:', '*', '[mailto:', ']', '<', '>', '"', '(', ':', ',', '@', '=?utf-8?q?', '?=', '\0', '\ud800', 'Sent:'];
+  const pieces = [
+    ' ',
+    '\t',
+    '\n',
+    '\r\n',
+    'From:',
+    '*',
+    '[mailto:',
+    ']',
+    '<',
+    '>',
+    '"',
+    '(',
+    ':',
+    ',',
+    '@',
+    '=?utf-8?q?',
+    '?=',
+    '\0',
+    '\ud800',
+    'Sent:',
+  ];
 
   function mutate(rand: () => number, text: string): string {
     let t = text;
@@ -293,7 +314,8 @@ describe('hostile forwards and sender headers', () => {
     const rand = prng(4711);
     for (let round = 0; round < 400; round++) {
       const text = mutate(rand, bodies[round % bodies.length]!);
-      const head = round % 3 === 0 ? mutate(rand, 'From: "Carl" <carl@customer.example>\r\nSubject: x\r\n') : null;
+      const head =
+        round % 3 === 0 ? mutate(rand, 'From: "Carl" <carl@customer.example>\r\nSubject: x\r\n') : null;
       const header = mutate(rand, 'Carl Customer [mailto:carl@customer.example]');
       const d = decideRequester(
         parsedMail({
@@ -333,8 +355,12 @@ describe('hostile forwards and sender headers', () => {
 
   it('a NUL in a forwarded name, raw or encoded, is never passed on (PostgreSQL refuses it in a text column)', () => {
     const head = 'From: "Carl\0 =?utf-8?q?C=00?=" <carl@customer.example>\r\n';
-    const inline = '---------- Forwarded message ---------\nFrom: =?utf-8?q?Carl=00?= [mailto:carl@customer.example]\n';
-    for (const [text, forwardedHead] of [['FYI', head], [inline, null]] as const) {
+    const inline =
+      '---------- Forwarded message ---------\nFrom: =?utf-8?q?Carl=00?= [mailto:carl@customer.example]\n';
+    for (const [text, forwardedHead] of [
+      ['FYI', head],
+      [inline, null],
+    ] as const) {
       const d = decideRequester(parsedMail({ from: tech, subject: 'Fwd: x', text }), {
         ...none,
         fromIsUser: true,

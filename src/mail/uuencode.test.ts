@@ -113,7 +113,8 @@ describe('uuencode with hostile input', () => {
       const pos = Math.floor(rand() * (line.length + 1));
       switch (Math.floor(rand() * 7)) {
         case 0:
-          lines[at] = line.slice(0, pos) + String.fromCharCode(Math.floor(rand() * 256)) + line.slice(pos + 1);
+          lines[at] =
+            line.slice(0, pos) + String.fromCharCode(Math.floor(rand() * 256)) + line.slice(pos + 1);
           break;
         case 1:
           lines[at] = line.slice(0, pos);
