@@ -7,7 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corpusRoot } from '../../test/kit/corpus.js';
 import { prng } from '../../test/kit/prng.js';
 import { FileBlobStore } from '../store/blobs/blob-store.js';
-import { mergedEncodedWords } from './charset-fix.js';
+import {
+  CharsetLedger,
+  chooseHeaderCharset,
+  mergedEncodedWords,
+  redecodedHeaderLine,
+} from './charset-fix.js';
 import { parseMail } from './parse.js';
 
 let dir: string;
@@ -290,3 +295,76 @@ describe.skipIf(!existsSync(corpusRoot))(
     });
   },
 );
+
+describe('header lines with hostile input', () => {
+  /** Raw header lines as mailsplit keeps them (one character per byte). */
+  const samples = [
+    ...PEOPLE.map((p) => `Subject: ${iconv.encode(p.subject, p.charset).toString('latin1')}`),
+    `Subject: =?utf-8?Q?=D0=92=D0?= =?utf-8?B?sNGB?= and =?shift_jis?B?${iconv.encode('請求書', 'Shift_JIS').toString('base64')}?=`,
+    `From: =?utf-8*en?q?Zo=C3=AB?= <a@example.com>, ${b('Müller').toString('latin1')} <m@example.com>`,
+  ];
+
+  function mutate(rand: () => number, line: string): string {
+    let out = line;
+    for (let s = 1 + Math.floor(rand() * 4); s > 0; s--) {
+      const pos = Math.floor(rand() * (out.length + 1));
+      switch (Math.floor(rand() * 6)) {
+        case 0:
+          out = out.slice(0, pos) + String.fromCharCode(Math.floor(rand() * 256)) + out.slice(pos + 1);
+          break;
+        case 1:
+          out = out.slice(0, pos);
+          break;
+        case 2:
+          out =
+            out.slice(0, pos) +
+            out.slice(Math.floor(rand() * out.length)).repeat(1 + Math.floor(rand() * 50));
+          break;
+        case 3:
+          out = `${out.slice(0, pos)}\0=?utf-8?q?=00?=${out.slice(pos)}`;
+          break;
+        case 4:
+          out = `${out.slice(0, pos)}${' '.repeat(Math.floor(rand() * 20_000))}\u00e4${out.slice(pos)}`;
+          break;
+        default:
+          out = `${out.slice(0, pos)}=?${'x'.repeat(Math.floor(rand() * 300))}?${out.slice(pos)}`;
+      }
+    }
+    return out.includes(':') ? out : `Subject:${out}`;
+  }
+
+  it('mutated lines: merged and re-decoded lines come back, no exception, at most a few times their size', () => {
+    const rand = prng(77);
+    for (let round = 0; round < 400; round++) {
+      const lines = samples.map((l) => mutate(rand, l));
+      const ledger = new CharsetLedger();
+      chooseHeaderCharset(lines, ledger);
+      for (const line of lines) {
+        const merged = mergedEncodedWords(line);
+        if (merged !== null) expect(merged.length).toBeLessThanOrEqual(4 * line.length + 64);
+        const redone = redecodedHeaderLine(merged ?? line, ledger, 'Subject');
+        if (redone !== null) expect(redone.line.length).toBeLessThanOrEqual(3 * (merged ?? line).length);
+      }
+      expect(ledger.notes.length).toBeLessThanOrEqual(20);
+    }
+  });
+
+  it('a 1 MB line of blanks between two 8-bit characters is read in linear time', () => {
+    // UTF-8 `ä`, 1 MB of blanks, `ä`: /[ \t\r\n]+$/ backtracked over the run from every blank (minutes)
+    const line = `Subject: ${b('Ã¤').toString('latin1')}${' \t'.repeat(1 << 19)}Ã¤\r\n`;
+    expect(redecodedHeaderLine(line, new CharsetLedger(), 'Subject')).toBeNull();
+    // and the same in windows-1252 is decoded, blanks and all
+    const latin = `Subject: \u00e4${' '.repeat(1 << 20)}\u00e4`;
+    expect(redecodedHeaderLine(latin, new CharsetLedger(), 'Subject')?.text).toBe(
+      ` ä${' '.repeat(1 << 20)}ä`,
+    );
+  });
+
+  it('keeps at most 16 declared charsets, however many parts declare one', () => {
+    const ledger = new CharsetLedger();
+    for (let i = 0; i < 5000; i++)
+      ledger.declare(i % 2 ? `x-made-up-${i}` : ['cp1251', 'koi8-r', 'latin2'][i % 3]!);
+    expect(ledger.declared).toHaveLength(16);
+    expect(ledger.declared.slice(0, 3)).toEqual(['cp1251', 'x-made-up-1', 'latin2']);
+  });
+});

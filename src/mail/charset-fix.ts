@@ -9,6 +9,12 @@ import { type Decoded, decodeAs, decodeUnlabelled, hasEightBit, labelFits, stric
 
 /** Most notes one mail records; a hostile mail with 1,000 parts must not write 1,000 lines into the trace. */
 const MAX_NOTES = 20;
+/**
+ * Most declared charsets kept. Every decoding by the chain tries each of them on its sample, so a mail with a
+ * thousand parts, each with another label, would otherwise cost parts × labels decodings; a sender's client
+ * writes in one or two charsets, and the first ones declared are theirs.
+ */
+const MAX_DECLARED = 16;
 
 /** The charsets a mail declares (any `charset=`, in order of appearance) and the notes on the choices made. */
 export class CharsetLedger {
@@ -26,6 +32,7 @@ export class CharsetLedger {
     if (
       label.length > 0 &&
       label.length <= 64 &&
+      this.declared.length < MAX_DECLARED &&
       !this.declared.some((c) => c.toLowerCase() === label.toLowerCase())
     ) {
       this.declared.push(label);
@@ -166,9 +173,15 @@ function rawValue(line: string): Buffer | null {
   const bytes = Buffer.from(line.slice(colon + 1), 'latin1');
   if (!hasEightBit(bytes)) return null;
   if (strictUtf8(bytes) === null) return bytes;
-  const end = line.replace(/[ \t\r\n]+$/, '');
-  return end.endsWith('\u00a0') ? bytes : null;
+  // the last byte before the trailing blanks, found by a loop: /[ \t\r\n]+$/ backtracks over every run of
+  // blanks that is not at the end (quadratic on a 1 MB header line of blanks then a letter)
+  let end = line.length;
+  while (end > 0 && BLANKS.has(line.charCodeAt(end - 1))) end--;
+  return line.charCodeAt(end - 1) === 0xa0 ? bytes : null;
 }
+
+/** Space, tab, CR, LF: what mailparser trims off a header value. */
+const BLANKS = new Set([0x20, 0x09, 0x0d, 0x0a]);
 
 /**
  * Chooses one charset for all the given raw header lines that need one, from their bytes taken together

@@ -1,7 +1,7 @@
 import iconv from 'iconv-lite';
 import { describe, expect, it } from 'vitest';
 import { prng } from '../../test/kit/prng.js';
-import { decodeUnlabelled, labelFits, oddness } from './charset.js';
+import { decodeAs, decodeUnlabelled, labelFits, oddness } from './charset.js';
 
 /** Text people write, per charset it is usually sent in: subjects, display names and file names. */
 const SAMPLES: Record<string, string[]> = {
@@ -98,5 +98,62 @@ describe('oddness', () => {
     ).toBeGreaterThan(0);
     expect(oddness(Buffer.from('Grüße', 'utf8').toString('latin1'))).toBeGreaterThan(0);
     expect(oddness('a\ufffdb')).toBeGreaterThan(0);
+  });
+});
+
+describe('hostile bytes and labels', () => {
+  const labels = [
+    '',
+    'utf-8',
+    'UTF_8',
+    'us-ascii',
+    'iso-2022-jp',
+    'utf-16',
+    'UTF-16BE',
+    'ucs-4',
+    'utf-7',
+    'cp65000',
+    'x-unknown',
+    'shift_jis',
+    'gb18030',
+    'big5',
+    'base64',
+    'utf8\0',
+    '\ud800',
+    'latin1'.repeat(10_000),
+  ];
+
+  it('random and mutated bytes under any label: a decoding, no exception, no more characters than bytes', () => {
+    const rand = prng(606);
+    for (let round = 0; round < 400; round++) {
+      const base = iconv.encode(
+        Object.values(SAMPLES).flat()[round % 17] ?? 'x',
+        Object.keys(SAMPLES)[round % Object.keys(SAMPLES).length]!,
+      );
+      const bytes = Buffer.from(base);
+      for (let f = Math.floor(rand() * 4); f > 0; f--)
+        bytes[Math.floor(rand() * bytes.length)] = Math.floor(rand() * 256);
+      const cut = rand() < 0.3 ? bytes.subarray(0, Math.floor(rand() * bytes.length)) : bytes;
+      const declared = Array.from(
+        { length: Math.floor(rand() * 4) },
+        () => labels[Math.floor(rand() * labels.length)]!,
+      );
+      const label = labels[Math.floor(rand() * labels.length)]!;
+      const got = decodeUnlabelled(cut, declared, label, rand() < 0.5);
+      expect(got.text.length).toBeLessThanOrEqual(cut.length);
+      expect(typeof labelFits(cut, label, rand() < 0.5)).toBe('boolean');
+      const as = decodeAs(cut, label);
+      if (as !== null) expect(as.length).toBeLessThanOrEqual(2 * cut.length + 2);
+    }
+  });
+
+  it('1 MB of bytes, one line or none: decoded, judged on a sample only', () => {
+    const rand = prng(9);
+    const bytes = Buffer.alloc(1 << 20);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = 0x80 + Math.floor(rand() * 128);
+    const got = decodeUnlabelled(bytes, ['shift_jis', 'koi8-r'], undefined, true);
+    expect(got.text.length).toBeGreaterThan(0);
+    expect(got.text.length).toBeLessThanOrEqual(bytes.length);
+    expect(oddness('\u0000'.repeat(1 << 20))).toBe(1 << 20);
   });
 });

@@ -84,6 +84,16 @@ function sevenBitOnly(label: string): boolean {
   );
 }
 
+/**
+ * Names iconv-lite knows that are no charset: Node's binary-to-text encodings. Bytes "decoded" with them come out
+ * as base64 or hex digits, clean ASCII the oddness cannot tell from text, so a part declaring `charset=base64`
+ * would turn every raw 8-bit header of the mail into digits.
+ */
+function notACharset(label: string): boolean {
+  const s = squash(label);
+  return s === 'base64' || s === 'hex';
+}
+
 function isUtf8Label(label: string): boolean {
   const s = squash(label);
   return s === 'utf8' || s === 'unicode11utf8' || s === 'xunicode20utf8';
@@ -106,7 +116,7 @@ function isWide(label: string): boolean {
 export function labelFits(bytes: Uint8Array, label: string, cutEnd = false): boolean {
   if (isWide(label)) return true;
   if (!hasEightBit(bytes)) return true;
-  if (sevenBitOnly(label)) return false;
+  if (sevenBitOnly(label) || notACharset(label)) return false;
   if (isUtf8Label(label)) return strictUtf8(bytes, cutEnd) !== null;
   if (!iconv.encodingExists(label)) return true;
   const text = iconv.decode(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), label);
@@ -138,7 +148,14 @@ export function decodeUnlabelled(
   // a Subject typed in Shift_JIS.
   for (const label of declared) {
     const key = squash(label);
-    if (seen.has(key) || sevenBitOnly(label) || isWide(label) || !iconv.encodingExists(label)) continue;
+    if (
+      seen.has(key) ||
+      sevenBitOnly(label) ||
+      isWide(label) ||
+      notACharset(label) ||
+      !iconv.encodingExists(label)
+    )
+      continue;
     seen.add(key);
     const text = iconv.decode(sample, label);
     if (oddness(text) === 0)

@@ -18,9 +18,11 @@ const MAX_REASON_CHARS = 1000;
 
 export function bounceFailure(mail: ParsedMail): BounceFailure {
   const text = `${mail.text ?? ''}`.slice(0, 100_000);
-  const status = /^\s*status:\s*([245]\.\d{1,3}\.\d{1,3})\b/im.exec(text)?.[1] ?? null;
-  const diag = /^\s*diagnostic-code:\s*(.+(?:\r?\n[ \t]+.+)*)/im.exec(text)?.[1];
-  if (diag) return { status, reason: clean(diag) };
+  const status = /^[ \t]*status:\s*([245]\.\d{1,3}\.\d{1,3})\b/im.exec(text)?.[1] ?? null;
+  const diag = /^[ \t]*diagnostic-code:\s*(.+(?:\r?\n[ \t]+.+)*)/im.exec(text)?.[1];
+  // a Diagnostic-Code of blanks alone ("Diagnostic-Code:   ") is no reason: the lines below may hold one
+  const diagReason = diag === undefined ? '' : clean(diag);
+  if (diagReason !== '') return { status, reason: diagReason };
   // Exim, qmail, Exchange's text bounces: the remote server's refusal is quoted on a line of its own
   const smtp = /^.*\b([45]\d\d)[ -]([245]\.\d{1,3}\.\d{1,3})?.*$/m.exec(text);
   if (smtp) return { status: status ?? smtp[2] ?? smtp[1] ?? null, reason: clean(smtp[0]) };

@@ -95,3 +95,32 @@ describe('reply address', () => {
     expect(checkReplyAddresses([bad], own, 2, [key])).toMatchObject({ kind: 'invalid', requestId: 6 });
   });
 });
+
+describe('hostile addresses', () => {
+  it('mutated reply addresses: parsed or refused, never an exception, and never valid without the key', () => {
+    const rand = prng(1024);
+    const good = makeReplyAddress('support@example.com', 7, 123, key);
+    const pieces = ['+', '@', '.', '0', '9'.repeat(20), 'a', '\0', '\ud800', ' ', '\n', 'Z', '-1', '1e3'];
+    let parsed = 0;
+    for (let round = 0; round < 2000; round++) {
+      let a = good;
+      for (let s = 1 + Math.floor(rand() * 3); s > 0; s--) {
+        const at = Math.floor(rand() * (a.length + 1));
+        const piece = pieces[Math.floor(rand() * pieces.length)]!.repeat(
+          1 + Math.floor(rand() * (rand() < 0.05 ? 100_000 : 3)),
+        );
+        a = a.slice(0, at) + piece + a.slice(at + (rand() < 0.5 ? 1 : 0));
+      }
+      const p = parseReplyAddress(a);
+      if (p) {
+        parsed++;
+        expect(Number.isSafeInteger(p.requestId) && p.requestId >= 1).toBe(true);
+        expect(p.signature).toMatch(/^[a-z2-7]+$/);
+      }
+      const check = checkReplyAddresses([a], own, 7, [oldKey]);
+      expect(check.kind).not.toBe('valid');
+      expect(baseAddress(a).length).toBeLessThanOrEqual(a.length);
+    }
+    expect(parsed).toBeGreaterThan(0);
+  });
+});

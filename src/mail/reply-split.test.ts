@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { prng } from '../../test/kit/prng.js';
 import { htmlToText, splitReply } from './reply-split.js';
 
 const norm = (s: string) => s.replace(/\s+/g, ' ').trim();
@@ -246,4 +247,71 @@ describe('splitReply on hostile input', () => {
     },
     30_000,
   );
+});
+
+describe('hostile input', () => {
+  const samples = [
+    'Thanks!\n\nOn Mon, 1 Jan 2024 at 10:00, Carl <carl@example.com> wrote:\n> question\n> more\n\n-- \nAnna\n',
+    'Yes.\n\n-----Original Message-----\nFrom: Carl\nSent: Monday\nTo: Anna\nSubject: x\n\nold text\n',
+    '> q1\nanswer 1\n> q2\nanswer 2\n\nBest regards,\nAnna\nSent from my phone\n',
+  ];
+  const pieces = [
+    '\n',
+    '\r\n',
+    ' ',
+    '>',
+    '-',
+    '_',
+    '=',
+    'On ',
+    ' wrote:',
+    'From: a',
+    'Sent: b',
+    'Regards,',
+    '<!--',
+    '-->',
+    '<a',
+    '<blockquote>',
+    '&#xd800;',
+    '&#0;',
+    '\0',
+    '\ud800',
+  ];
+
+  function mutate(rand: () => number, text: string): string {
+    let t = text;
+    for (let s = 1 + Math.floor(rand() * 5); s > 0; s--) {
+      const at = Math.floor(rand() * (t.length + 1));
+      const piece = pieces[Math.floor(rand() * pieces.length)]!.repeat(1 + Math.floor(rand() * 3000));
+      t = rand() < 0.15 ? t.slice(0, at) : t.slice(0, at) + piece + t.slice(at + (rand() < 0.5 ? 1 : 0));
+    }
+    return t;
+  }
+
+  it('mutated replies, as text and as HTML: every line ends up in one part, never more than came in', () => {
+    const rand = prng(1312);
+    for (let round = 0; round < 300; round++) {
+      const text = mutate(rand, samples[round % samples.length]!);
+      const asText = splitReply(text);
+      const parts = asText.newPart.length + asText.quoted.length + asText.signature.length;
+      expect(parts).toBeLessThanOrEqual(text.length);
+      const html = `<div>${text.replace(/\n/g, '<br>')}</div>`;
+      const fromHtml = htmlToText(html);
+      // at most a block tag's line break and 20 quote marks (41 characters) for each tag of 3 or more
+      expect(fromHtml.length).toBeLessThanOrEqual(14 * html.length);
+      expect(splitReply({ html }).method).not.toBe(undefined);
+    }
+  });
+
+  it('HTML of 1 MB of unclosed comments or tags is read in linear time', () => {
+    // one pattern for tags and comments scanned to its bound (4,000 / 100,000 characters) from every `<a` and
+    // `<!--` without an end in reach: 10^10 steps for the comments, most of an hour
+    const comments = `<p>before</p>${'<!--'.repeat(1 << 18)}`;
+    expect(htmlToText(comments)).toBe(`before\n${'<!--'.repeat(1 << 18)}`);
+    const opens = `<p>before</p>${'<a'.repeat(1 << 19)}`;
+    expect(htmlToText(opens)).toBe(`before\n${'<a'.repeat(1 << 19)}`);
+    // a comment that does close is still one, however many unclosed tags before it
+    const late = `${'<a'.repeat(1 << 18)}\n${'x'.repeat(5000)}<!-- hidden -->y`;
+    expect(htmlToText(late)).toBe(`${'<a'.repeat(1 << 18)} ${'x'.repeat(5000)}y`);
+  });
 });

@@ -382,16 +382,14 @@ function hasWords(lines: string[], start: number, end: number): boolean {
 // ---- HTML without a text part ---------------------------------------------------------------------------------
 
 /**
- * The text of an HTML body, for splitting only (never shown as HTML). Linear: tags are removed by a pattern
- * that cannot backtrack past a `>`; `<blockquote>` content becomes `>`-quoted lines so rule 1 folds it.
+ * The text of an HTML body, for splitting only (never shown as HTML). Linear: see htmlTokens; `<blockquote>`
+ * content becomes `>`-quoted lines so rule 1 folds it.
  */
 export function htmlToText(html: string): string {
   let depth = 0;
   let skip = 0;
   const out: string[] = [];
-  const re = /<(\/?)([a-zA-Z][a-zA-Z0-9]{0,20})[^>]{0,4000}>|<!--[\s\S]{0,100000}?-->|[^<]+|</gu;
-  for (const m of html.matchAll(re)) {
-    const [token, close, tag] = m;
+  for (const { token, close, tag } of htmlTokens(html)) {
     if (tag) {
       const name = tag.toLowerCase();
       if (name === 'style' || name === 'script' || name === 'head' || name === 'title') {
@@ -414,6 +412,61 @@ export function htmlToText(html: string): string {
     .trim();
 }
 const BLOCK_TAG = /^(?:p|div|br|tr|li|h[1-6]|blockquote|table|hr|pre)$/;
+
+/** A tag's name after its `<` (and `/`). */
+const TAG_NAME = /\/?([a-zA-Z][a-zA-Z0-9]{0,20})/y;
+/** The longest tag and comment read as such; a longer one is text. */
+const MAX_TAG_CHARS = 4000;
+const MAX_COMMENT_CHARS = 100_000;
+
+/**
+ * The tags (at most MAX_TAG_CHARS to their `>`), comments (at most MAX_COMMENT_CHARS to their `-->`), text runs
+ * and stray `<` of an HTML text, in order. Found by indexOf with the next `>` and `-->` remembered, not by one
+ * pattern such as `<a[^>]{0,4000}>|<!--[\s\S]{0,100000}?-->`: that scans up to its bound again from every
+ * `<a` or `<!--` that has no end in reach (`<!--` 100,000 times over: 10^10 steps, most of an hour).
+ */
+function* htmlTokens(html: string): Generator<{ token: string; close: boolean; tag: string | null }> {
+  const next = { '>': { from: -1, at: -1 }, '-->': { from: -1, at: -1 } };
+  // the first `what` at or after `from` (callers ask with growing `from`): every character is searched once
+  const find = (what: '>' | '-->', from: number): number => {
+    const c = next[what];
+    if (c.from === -1 || (c.at !== -1 && c.at < from)) {
+      c.from = from;
+      c.at = html.indexOf(what, from);
+    }
+    return c.at;
+  };
+  let pos = 0;
+  while (pos < html.length) {
+    if (html.charCodeAt(pos) !== 0x3c) {
+      const lt = html.indexOf('<', pos);
+      const end = lt === -1 ? html.length : lt;
+      yield { token: html.slice(pos, end), close: false, tag: null };
+      pos = end;
+      continue;
+    }
+    TAG_NAME.lastIndex = pos + 1;
+    const name = TAG_NAME.exec(html);
+    if (name) {
+      const nameEnd = pos + 1 + name[0].length;
+      const gt = find('>', nameEnd);
+      if (gt !== -1 && gt - nameEnd <= MAX_TAG_CHARS) {
+        yield { token: html.slice(pos, gt + 1), close: name[0][0] === '/', tag: name[1] as string };
+        pos = gt + 1;
+        continue;
+      }
+    } else if (html.startsWith('<!--', pos)) {
+      const end = find('-->', pos + 4);
+      if (end !== -1 && end - (pos + 4) <= MAX_COMMENT_CHARS) {
+        yield { token: html.slice(pos, end + 3), close: false, tag: null };
+        pos = end + 3;
+        continue;
+      }
+    }
+    yield { token: '<', close: false, tag: null };
+    pos++;
+  }
+}
 
 function decodeEntities(text: string): string {
   return text.replace(/&(#x[0-9a-f]{1,6}|#[0-9]{1,7}|[a-z]{2,8});/giu, (all, e: string) => {

@@ -269,3 +269,106 @@ describe('isNoReplyAddress', () => {
       expect(isNoReplyAddress(`${person}@example.com`), person).toBe(false);
   });
 });
+
+describe('hostile forwards and sender headers', () => {
+  const tech = { address: 'tech@help.example', name: 'Tech' };
+  const bodies = [
+    'FYI\n\n-----Original Message-----\nFrom: Carl Customer [mailto:carl@customer.example]\nSent: Monday\nTo: Tech\n\nIt burns',
+    'FYI\n________________________________\nFrom: Carl Customer <carl@customer.example>\nSent: Monday\nTo: Tech\n',
+    'see below\n\n---------- Forwarded message ---------\nFrom: =?utf-8?q?Carl_C=C3=BCstomer?= <carl@customer.example>\nDate: Mon\n',
+  ];
+  const pieces = [
+    ' ',
+    '\t',
+    '\n',
+    '\r\n',
+    'From:',
+    '*',
+    '[mailto:',
+    ']',
+    '<',
+    '>',
+    '"',
+    '(',
+    ':',
+    ',',
+    '@',
+    '=?utf-8?q?',
+    '?=',
+    '\0',
+    '\ud800',
+    'Sent:',
+  ];
+
+  function mutate(rand: () => number, text: string): string {
+    let t = text;
+    for (let s = 1 + Math.floor(rand() * 5); s > 0; s--) {
+      const at = Math.floor(rand() * (t.length + 1));
+      const piece = pieces[Math.floor(rand() * pieces.length)]!.repeat(1 + Math.floor(rand() * 2000));
+      t = rand() < 0.15 ? t.slice(0, at) : t.slice(0, at) + piece + t.slice(at + (rand() < 0.5 ? 1 : 0));
+    }
+    return t;
+  }
+
+  it('mutated forwards and sender headers: a usable requester or none, with bounded reasons, never an exception', () => {
+    const rand = prng(4711);
+    for (let round = 0; round < 400; round++) {
+      const text = mutate(rand, bodies[round % bodies.length]!);
+      const head =
+        round % 3 === 0 ? mutate(rand, 'From: "Carl" <carl@customer.example>\r\nSubject: x\r\n') : null;
+      const header = mutate(rand, 'Carl Customer [mailto:carl@customer.example]');
+      const d = decideRequester(
+        parsedMail({
+          from: round % 2 ? tech : null,
+          subject: mutate(rand, 'Fwd: Printer'),
+          text,
+          headers: { from: header, sender: header, 'return-path': header },
+        }),
+        { ...none, fromIsUser: true, forwardedHead: head },
+      );
+      if (d.requester) expect(usableAddress(d.requester.address)).toBe(true);
+      for (const r of d.reasons) expect(r.length).toBeLessThanOrEqual(2000);
+      expect(d.reasons.length + (d.via === 'from' ? 1 : 0)).toBeGreaterThan(0);
+    }
+  });
+
+  it('values of 1 MB shaped to backtrack are read in linear time', () => {
+    // `[mailto:` over and over without `]`: the address pattern scanned to the end from each one (quadratic)
+    expect(firstAddress(`${'[mailto:'.repeat(1 << 17)}x <a@b.example>`)?.address).toBe('a@b.example');
+    // `From:` and blanks: the Outlook block pattern split the blanks three ways before failing (cubic)
+    const blanks = forwardFacts(parsedMail({ subject: 'Fwd: x', text: `From:${' '.repeat(1 << 20)}` }), null);
+    expect(blanks).toEqual({ signal: 'its subject "Fwd: x"', original: null });
+    const block = forwardFacts(
+      // (the body is read up to 200,000 characters)
+      parsedMail({ text: `From: * ${' '.repeat(150_000)}carl@customer.example\nSent: Monday\n` }),
+      null,
+    );
+    expect(block.original?.address.address).toBe('carl@customer.example');
+  });
+
+  it('a marker line of 150,000 dashes is quoted in the reason only in part', () => {
+    const text = `${'-'.repeat(150_000)} Forwarded message -----\nFrom: carl@customer.example\n`;
+    const f = forwardFacts(parsedMail({ text }), null);
+    expect(f.original?.address.address).toBe('carl@customer.example');
+    expect(f.signal!.length).toBeLessThanOrEqual(200);
+  });
+
+  it('a NUL in a forwarded name, raw or encoded, is never passed on (PostgreSQL refuses it in a text column)', () => {
+    const head = 'From: "Carl\0 =?utf-8?q?C=00?=" <carl@customer.example>\r\n';
+    const inline =
+      '---------- Forwarded message ---------\nFrom: =?utf-8?q?Carl=00?= [mailto:carl@customer.example]\n';
+    for (const [text, forwardedHead] of [
+      ['FYI', head],
+      [inline, null],
+    ] as const) {
+      const d = decideRequester(parsedMail({ from: tech, subject: 'Fwd: x', text }), {
+        ...none,
+        fromIsUser: true,
+        forwardedHead,
+      });
+      expect(d.requester?.address).toBe('carl@customer.example');
+      expect(d.requester?.name).toContain('\ufffd');
+      expect(d.requester?.name).not.toContain('\0');
+    }
+  });
+});

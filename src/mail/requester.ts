@@ -1,5 +1,6 @@
 import addressparser from 'nodemailer/lib/addressparser/index.js';
 import { PARTICIPANTS_PER_MAIL_MAX } from '../kernel/limits.js';
+import { storableText } from '../store/keys.js';
 import { isFormSender } from './portal-mail.js';
 import type { Address, ParsedMail } from './types.js';
 
@@ -51,13 +52,21 @@ export function usableAddress(value: string | null | undefined): boolean {
   );
 }
 
-/** The first usable address in a header value (`Name <a@b>`, a bare address, a group's first member). */
+/**
+ * The first usable address in a header value (`Name <a@b>`, a bare address, a group's first member). The name
+ * is storable as it is: a forwarded part's header is read raw and an encoded word may decode to NUL
+ * (`=?utf-8?q?=00?=`), which PostgreSQL refuses in the requester's name (the mail would fail to store every round).
+ */
 export function firstAddress(value: string | null | undefined): Address | null {
   if (!value) return null;
-  // Outlook writes `Name [mailto:a@b]` in its inline forward blocks; addressparser reads that as a group
-  const mailto = /\[mailto:([^\]\s]+)\]/i.exec(value);
+  // Outlook writes `Name [mailto:a@b]` in its inline forward blocks; addressparser reads that as a group.
+  // `[` ends the address too: otherwise every `[mailto:` of a value without `]` scans to its end (quadratic).
+  const mailto = /\[mailto:([^\]\s[]+)\]/i.exec(value);
   if (mailto && usableAddress(mailto[1]!)) {
-    return { address: mailto[1]!.toLowerCase(), name: decodeWords(value.slice(0, mailto.index).trim()) };
+    return {
+      address: mailto[1]!.toLowerCase(),
+      name: storableText(decodeWords(value.slice(0, mailto.index).trim())),
+    };
   }
   const visit = (list: ReturnType<typeof addressparser>): Address | null => {
     for (const entry of list) {
@@ -65,7 +74,7 @@ export function firstAddress(value: string | null | undefined): Address | null {
         const found = visit(entry.group);
         if (found) return found;
       } else if ('address' in entry && usableAddress(entry.address)) {
-        return { address: entry.address.toLowerCase(), name: decodeWords(entry.name ?? '') };
+        return { address: entry.address.toLowerCase(), name: storableText(decodeWords(entry.name ?? '')) };
       }
     }
     return null;
@@ -116,9 +125,13 @@ const INLINE_MARKERS = [
   /^-{3,}\s*original-nachricht\s*-{3,}\s*$/im,
 ];
 
-/** An Outlook block without a marker line: `From: …` followed within a few lines by `Sent: …`. */
+/**
+ * An Outlook block without a marker line: `From: …` followed within a few lines by `Sent: …`. The value starts
+ * at its first non-blank, so blanks belong to one quantifier only: `\s*:\s*(?:\*)?[ \t]*(.+)` let a line of
+ * `From:` and blanks split them three ways before failing (a 2,000-blank line took a second, 200,000 hours).
+ */
 const OUTLOOK_BLOCK =
-  /^(?:\*)?(from|von|de|da)\s*:\s*(?:\*)?[ \t]*(.+)\r?\n(?:.*\r?\n){0,3}?(?:\*)?(sent|gesendet|envoyé|enviado|inviato)\s*:/im;
+  /^\*?(from|von|de|da)[ \t]*:[ \t]*(?:\*[ \t]*)?(\S.*)\r?\n(?:.*\r?\n){0,3}?\*?(sent|gesendet|envoyé|enviado|inviato)\s*:/im;
 
 export interface ForwardFacts {
   /** The mail looks forwarded: what says so. Null: not a forward. */
@@ -138,12 +151,14 @@ export function forwardFacts(mail: ParsedMail, forwardedHead: string | null): Fo
   for (const marker of INLINE_MARKERS) {
     const m = marker.exec(text);
     if (!m) continue;
-    signals.push(`the line "${m[0].trim()}"`);
+    // the line as far as a reader needs it: a marker of 200,000 dashes matches too
+    const said = m[0].trim();
+    signals.push(`the line "${said.length > 80 ? `${said.slice(0, 80)}…` : said}"`);
     // the block's From: line, within the lines right after the marker
     const after = text.slice(m.index + m[0].length, m.index + m[0].length + 2000);
     const from = /^\s*(?:\*)?(from|von|de|da)\s*:\s*(?:\*)?[ \t]*(.+)$/im.exec(after);
     inline = firstAddress(from?.[2]);
-    inlineWhat = `the From: line after "${m[0].trim()}"`;
+    inlineWhat = `the From: line after "${said.length > 80 ? `${said.slice(0, 80)}…` : said}"`;
     break;
   }
   if (!inline) {

@@ -122,6 +122,57 @@ describe('readTnef', () => {
     expect(outcomes).toContain('TNEF_TOO_MANY_FILES');
     expect(outcomes).toContain('read');
   });
+
+  it('every 32-bit field set to 0, 2^31-1, 2^31 and 2^32-1, and attributes duplicated: a TnefError or a result', () => {
+    const good = buildTnef(
+      [
+        { title: 'A.BIN', longName: 'a.bin', mimeType: 'application/pdf', data: randomBytes(prng(7), 300) },
+        { title: 'B.BIN', data: randomBytes(prng(8), 40) },
+      ],
+      'body',
+    );
+    let read = 0;
+    const tryRead = (buf: Buffer) => {
+      try {
+        const got = readTnef(buf, 50);
+        for (const f of got.files) expect(f.data.length).toBeLessThanOrEqual(buf.length);
+        read++;
+      } catch (err) {
+        expect(err).toBeInstanceOf(TnefError);
+      }
+    };
+    for (let at = 6; at + 4 <= good.length; at++) {
+      for (const v of [0, 0x7fffffff, 0x80000000, 0xffffffff]) {
+        const copy = Buffer.from(good);
+        copy.writeUInt32LE(v, at);
+        tryRead(copy);
+      }
+    }
+    // the attributes repeated many times over: files beyond the limit are refused, not collected
+    tryRead(Buffer.concat([good, ...Array.from({ length: 40 }, () => good.subarray(6))]));
+    expect(read).toBeGreaterThan(0);
+  });
+
+  it('a 1 MB Unicode file name of NULs with one letter after them reads in linear time', () => {
+    // `/\0+$/` on this string backtracks over the whole run from every position: minutes, not milliseconds
+    const nuls = Buffer.concat([Buffer.alloc(1 << 20), Buffer.from('x\0', 'utf16le')]);
+    const props = Buffer.alloc(4 + 12 + nuls.length + 4);
+    props.writeUInt32LE(1, 0);
+    props.writeUInt16LE(0x1f, 4);
+    props.writeUInt16LE(0x3707, 6);
+    props.writeUInt32LE(1, 8);
+    props.writeUInt32LE(nuls.length, 12);
+    nuls.copy(props, 16);
+    const dat = Buffer.concat([
+      TNEF_SIGNATURE,
+      tnefAttribute(2, 0x9002, 6, Buffer.alloc(14)),
+      tnefAttribute(2, 0x800f, 6, Buffer.from('data')),
+      tnefAttribute(2, 0x9005, 6, props.subarray(0, 16 + nuls.length + ((4 - (nuls.length % 4)) % 4))),
+    ]);
+    const got = readTnef(dat, 10);
+    expect(got.files).toHaveLength(1);
+    expect(got.files[0]?.name).toBe(`${'\0'.repeat(1 << 19)}x`);
+  });
 });
 
 describe('parseMail with a winmail.dat', () => {

@@ -260,7 +260,13 @@ function padded(n: number): number {
 }
 
 function propString(p: MapiProp, codepage: number): string | null {
-  if (p.type === PT_UNICODE) return p.value.toString('utf16le').replace(/\0+$/, '');
+  if (p.type === PT_UNICODE) {
+    // trailing NULs cut by a loop: /\0+$/ backtracks over every run of NULs not at the end (quadratic)
+    const text = p.value.toString('utf16le');
+    let end = text.length;
+    while (end > 0 && text.charCodeAt(end - 1) === 0) end--;
+    return text.slice(0, end);
+  }
   if (p.type === PT_STRING8 || p.type === PT_BINARY) return string8(p.value, codepage);
   return null;
 }

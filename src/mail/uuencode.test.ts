@@ -99,6 +99,71 @@ describe('extractUuBlocks (begin/end blocks inside a text body)', () => {
   });
 });
 
+describe('uuencode with hostile input', () => {
+  const sample = (rand: () => number) =>
+    `Hi\n${uuencode(randomBytes(rand, 500), 'a.bin')}between\n${uuencode(randomBytes(rand, 90), 'b.gif')}bye\n`;
+
+  /** Flips, cuts, duplicated lines, NULs, lone surrogates and long lines, from a seed. */
+  function mutate(rand: () => number, text: string): string {
+    const lines = text.split('\n');
+    const steps = 1 + Math.floor(rand() * 4);
+    for (let s = 0; s < steps; s++) {
+      const at = Math.floor(rand() * lines.length);
+      const line = lines[at] ?? '';
+      const pos = Math.floor(rand() * (line.length + 1));
+      switch (Math.floor(rand() * 7)) {
+        case 0:
+          lines[at] =
+            line.slice(0, pos) + String.fromCharCode(Math.floor(rand() * 256)) + line.slice(pos + 1);
+          break;
+        case 1:
+          lines[at] = line.slice(0, pos);
+          break;
+        case 2:
+          lines.splice(at, 0, ...lines.slice(at, at + 1 + Math.floor(rand() * 5)));
+          break;
+        case 3:
+          lines[at] = `${line.slice(0, pos)}\0\ud800${line.slice(pos)}`;
+          break;
+        case 4:
+          lines[at] = `begin 644 ${' '.repeat(Math.floor(rand() * 5000))}x${line}`;
+          break;
+        case 5:
+          lines[at] = line.repeat(1 + Math.floor(rand() * 300));
+          break;
+        default:
+          lines.length = at;
+      }
+    }
+    return lines.join(rand() < 0.5 ? '\n' : '\r\n');
+  }
+
+  it('extractUuBlocks and UuDecoder on mutated samples: results only, and never more bytes than came in', async () => {
+    const rand = prng(2024);
+    for (let round = 0; round < 300; round++) {
+      const text = mutate(rand, sample(rand));
+      const got = extractUuBlocks(text, 50);
+      const decoded = got.blocks.reduce((n, b) => n + b.data.length, 0);
+      expect(decoded).toBeLessThanOrEqual(text.length);
+      expect(got.blocks.length).toBeLessThanOrEqual(50);
+      const input = Buffer.from(text, 'latin1');
+      const { out } = await streamDecode(input, () => Math.floor(rand() * 3000));
+      expect(out.length).toBeLessThanOrEqual(input.length);
+    }
+  });
+
+  it('a begin line of 1 MB of blanks before a letter is read in linear time, in a body and in a stream', async () => {
+    // `begin 644(?: +(.*?))?\s*$` backtracked quadratically over such a line: minutes for this size
+    const line = `begin 644 a${' '.repeat(1 << 20)}x`;
+    const file = uuencode(Buffer.from('hello'), 'h.txt');
+    const got = extractUuBlocks(`${line}\n${line}\n${file}`, 50);
+    expect(got.blocks.map((b) => b.data.toString())).toEqual(['hello']);
+    // the stream takes the first begin line for the file's (its name cut at 255 characters)
+    const { out, name } = await streamDecode(Buffer.from(`${line}\n${file}`), () => 1 << 21);
+    expect([out.toString(), name]).toEqual(['hello', `a${' '.repeat(254)}`]);
+  });
+});
+
 describe.skipIf(!existsSync(corpusRoot))('parseMail with uuencode (corpus and generated)', () => {
   let dir: string;
   let blobs: FileBlobStore;

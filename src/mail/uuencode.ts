@@ -15,7 +15,32 @@ import { Transform, type TransformCallback } from 'node:stream';
 export const UUENCODE_ENCODINGS = new Set(['x-uuencode', 'uuencode', 'x-uue', 'uue']);
 
 // `begin 644 name`; some senders leave the name out (`begin 644 `)
-const BEGIN = /^begin(?:-base64)? +([0-7]{3,4})(?: +(.*?))?\s*$/;
+const BEGIN_HEAD = /^begin(-base64)? +([0-7]{3,4})/;
+
+interface BeginLine {
+  base64: boolean;
+  mode: string;
+  /** The name as written, without its surrounding blanks; empty when left out. */
+  name: string;
+}
+
+/**
+ * A `begin` line, or null. The name is cut out by hand, not by a pattern such as `(?: +(.*?))?\s*$`: blanks can
+ * go to either quantifier there, and a line of many blanks then a letter backtracks quadratically (a 64 KB
+ * line took seconds, a 4 MB body minutes).
+ */
+function beginLine(line: string): BeginLine | null {
+  const head = BEGIN_HEAD.exec(line);
+  if (!head) return null;
+  const rest = line.slice(head[0].length).trimEnd();
+  let at = 0;
+  while (rest.charCodeAt(at) === 0x20) at++;
+  // after the mode: nothing but blanks, or spaces and a name on this one line
+  if (rest.length > 0 && at === 0) return null;
+  const name = rest.slice(at);
+  if (/[\n\r\u2028\u2029]/.test(name)) return null;
+  return { base64: head[1] !== undefined, mode: head[2] as string, name };
+}
 /** The longest line read as uuencode: 1 length character + 84 data characters, with room for padding. */
 const MAX_LINE = 128;
 /** Preamble held back while looking for `begin`; past it the part is passed through as it is. */
@@ -102,10 +127,10 @@ export class UuDecoder extends Transform {
 
   #line(line: string): void {
     if (this.#state === 'preamble') {
-      const begin = BEGIN.exec(line);
+      const begin = beginLine(line);
       if (begin) {
-        this.mode = begin[1] ?? null;
-        this.name = (begin[2] ?? '').slice(0, 255);
+        this.mode = begin.mode;
+        this.name = begin.name.slice(0, 255);
         this.#state = 'data';
         this.#preamble.length = 0;
       }
@@ -150,8 +175,8 @@ export function extractUuBlocks(text: string, maxBlocks: number): { text: string
   let i = 0;
   while (i < lines.length) {
     const line = lines[i] ?? '';
-    const begin = blocks.length < maxBlocks ? BEGIN.exec(line.replace(/\r$/, '')) : null;
-    if (!begin || begin[0].startsWith('begin-base64')) {
+    const begin = blocks.length < maxBlocks ? beginLine(line.replace(/\r$/, '')) : null;
+    if (!begin || begin.base64) {
       out.push(line);
       i++;
       continue;
@@ -178,7 +203,7 @@ export function extractUuBlocks(text: string, maxBlocks: number): { text: string
       i++;
       continue;
     }
-    const name = (begin[2] ?? '').slice(0, 255) || `uuencoded-${blocks.length + 1}.bin`;
+    const name = begin.name.slice(0, 255) || `uuencoded-${blocks.length + 1}.bin`;
     blocks.push({ name, data: Buffer.concat(parts), complete });
     out.push(`[uuencoded file ${name}: kept as an attachment]`);
     i = j;

@@ -260,6 +260,17 @@ export const HOSTILE_SHAPES: HostileShape[] = [
     }),
   ),
   {
+    // Node's binary-to-text encodings are names iconv-lite knows: the charset chain took `base64` for the
+    // mail's own charset and turned the raw subject into base64 digits
+    name: 'charset=base64 on a part beside a raw 8-bit subject',
+    chunks: () => [
+      HEAD.replace('Subject: hostile', 'Subject: Rechnung f\xfcr M\xe4rz'),
+      '\r\nContent-Type: text/plain; charset=base64\r\nContent-Transfer-Encoding: 8bit\r\n\r\n',
+      'Gr\xfc\xdfe aus M\xfcnchen\r\n',
+    ],
+    expect: (m) => expect([m.subject, m.text?.trim()]).toEqual(['Rechnung für März', 'Grüße aus München']),
+  },
+  {
     name: '10,000 UTF-7 encoded words',
     chunks: () => [
       HEAD.replace('Subject: hostile', 'Subject:'),
