@@ -134,6 +134,14 @@ describe.each(ENGINES)('requesters and participants on %s', (engine) => {
         subject: 'FW: Printer',
         body: 'FYI\r\n\r\n________________________________\r\nFrom: Ida Inker <ida@customer.example>\r\nSent: Monday, January 1, 2024 9:00 AM\r\nTo: Tech <tech@example.test>\r\nSubject: Printer\r\n\r\nIt burns.\r\n',
       }),
+      // a NUL in the forwarded sender's name, encoded: PostgreSQL refuses NUL in text, so it must not reach
+      // the store (the mail would fail to store every round)
+      'fwd-nul@example.test': buildMail({
+        messageId: 'fwd-nul@example.test',
+        from: tech,
+        subject: 'Fwd: Printer',
+        body: 'see below\r\n\r\n---------- Forwarded message ---------\r\nFrom: =?utf-8?q?Nina=00Nul?= <nina@customer.example>\r\nSubject: Printer\r\n\r\nIt burns.\r\n',
+      }),
       'fwd-nobody@example.test': buildMail({
         messageId: 'fwd-nobody@example.test',
         from: tech,
@@ -153,6 +161,9 @@ describe.each(ENGINES)('requesters and participants on %s', (engine) => {
     expect(requester('fwd-gmail@example.test')).toBe('gina@customer.example');
     expect(requester('fwd-outlook@example.test')).toBe('hans@customer.example');
     expect(requester('fwd-outlook-block@example.test')).toBe('ida@customer.example');
+    expect(got['fwd-nul@example.test']!.entry.outcome).toBe('created');
+    expect(requester('fwd-nul@example.test')).toBe('nina@customer.example');
+    expect(got['fwd-nul@example.test']!.request!.requester?.name).not.toContain('\u0000');
     for (const [id, where] of [
       ['fwd-attached@example.test', 'the attached message/rfc822 part’s From'],
       ['fwd-gmail@example.test', 'the From: line after "---------- Forwarded message ---------"'],
