@@ -235,6 +235,32 @@ describe.skipIf(!haveCorpus)('parseMail on real mails (corpus)', () => {
 });
 
 describe('parseMail (synthetic)', () => {
+  it('keeps no NUL in any header the classifier reads (PostgreSQL refuses NUL in text, wherever a value lands)', async () => {
+    const names = [
+      'X-Failed-Recipients',
+      'Delivered-To',
+      'X-Original-To',
+      'Auto-Submitted',
+      'List-Id',
+      'Sender',
+      'Precedence',
+      'X-Loop',
+    ];
+    const raw = [
+      'From: a@example.test',
+      'To: b@example.test',
+      'Subject: nul',
+      ...names.map((n) => `${n}: x\u0000y@example.test`),
+      '',
+      'body',
+      '',
+    ].join('\r\n');
+    const mail = await parseText(raw);
+    for (const n of names) {
+      expect(mail.headers[n.toLowerCase()], n).toBe('xy@example.test');
+    }
+  });
+
   it('streams a 50 MB attachment to the blob store with the right sha256 and size, memory bounded', async () => {
     const attachmentBytes = 50 * 1024 * 1024;
     const { stream, expected } = mailWithLargeAttachment(attachmentBytes);

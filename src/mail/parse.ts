@@ -815,12 +815,15 @@ export class BareCrLineEndings extends Transform {
 // ---------------------------------------------------------------------------------------------------------
 
 /** Value of a raw header line: after the first colon, unfolded (RFC 5322 §2.2.3), trimmed. */
+/** A header's value, unfolded; without NUL, like every other text of the mail (see withoutNul). */
 function headerValue(line: string): string {
   const colon = line.indexOf(':');
-  return (colon < 0 ? '' : line.slice(colon + 1))
-    .replace(/\r?\n[ \t]+/g, ' ')
-    .replace(/\r/g, '')
-    .trim();
+  return withoutNul(
+    (colon < 0 ? '' : line.slice(colon + 1))
+      .replace(/\r?\n[ \t]+/g, ' ')
+      .replace(/\r/g, '')
+      .trim(),
+  );
 }
 
 function allHeaders(lines: HeaderLines, key: string): string[] {
