@@ -189,6 +189,27 @@ describe('input errors have their own codes (generated from the route list)', ()
     }
   });
 
+  it('answers 400 INVALID_SETTINGS naming the field on every route that takes a body, when a string holds a NUL (PostgreSQL would refuse it where it is stored)', async () => {
+    const withBody = Object.entries(openApiDocument.paths).flatMap(([p, item]) =>
+      Object.entries(item as Record<string, { requestBody?: unknown }>)
+        .filter(([, op]) => op?.requestBody !== undefined)
+        .map(([m]) => [m.toUpperCase(), p.replace('{id}', '1').replace(/\{[A-Za-z]+\}/g, 'x')] as const),
+    );
+    for (const [method, url] of withBody) {
+      for (const [body, field] of [
+        [{ text: 'a\u0000b' }, 'text'],
+        [{ settings: { nested: ['ok', 'x\u0000'] } }, 'settings.nested.1'],
+      ] as const) {
+        const res = await call(method, url, { body });
+        expect(res.status, `${method} ${url}`).toBe(400);
+        expect(res.json(), `${method} ${url}`).toMatchObject({
+          error: 'INVALID_SETTINGS',
+          details: { fields: [{ field, message: 'contains a NUL character (U+0000); remove it' }] },
+        });
+      }
+    }
+  });
+
   const VALID_BODIES: Record<string, unknown> = {
     'PUT /api/v1/requests/:id/status': { status: 'closed' },
     'PUT /api/v1/requests/:id/assignee': { assignee: null },

@@ -222,4 +222,27 @@ describe.each(ENGINES)('the reply box (%s)', (engine) => {
     ]);
     p.assertClean();
   }, 60_000);
+
+  it('a crafted reply form with NUL in its text and file name is stored and sent without it (PostgreSQL refuses NUL)', async () => {
+    const p = await strictPage(browser, url);
+    pages.push(p);
+    await signIn(p, url, TECH.email, TECH.password);
+    await p.page.goto(`${url}/requests/${requestId}`);
+    const token = await p.page.locator('#reply-form input[name="_csrf"]').getAttribute('value');
+    const before = smtp.mails.length;
+    const res = await p.page.request.post(`${url}/requests/${requestId}/replies`, {
+      headers: { Origin: url },
+      multipart: {
+        _csrf: token!,
+        action: 'reply',
+        text: 'Fixed\u0000 now.',
+        attachments: { name: 'log\u0000.txt', mimeType: 'text/plain', buffer: Buffer.from('ok') },
+      },
+      maxRedirects: 0,
+    });
+    expect(res.status()).toBe(303);
+    const [mail] = (await smtp.waitFor(before + 1)).slice(before);
+    expect(mail!.parsed.text?.trim()).toBe('Fixed now.');
+    expect(mail!.parsed.attachments.map((a) => a.filename)).toEqual(['log.txt']);
+  }, 60_000);
 });

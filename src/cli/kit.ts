@@ -13,6 +13,7 @@ import {
 import type { Page } from '../features/shared/page.js';
 import { MailintakeError } from '../kernel/errors.js';
 import { MAX_PAGE } from '../kernel/limits.js';
+import { refuseNul } from '../kernel/nul.js';
 import { MIN_REDACTED_LENGTH, secretsIn } from '../kernel/secrets.js';
 
 export interface CliIo {
@@ -202,8 +203,9 @@ async function readJsonFile(io: CliIo, file: string, what: string): Promise<unkn
       details: { fields: [{ field: '--file', message: `cannot read ${file} (${reason})` }] },
     });
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (e) {
     // V8's message quotes a piece of the input, which may be the password: only the position is kept.
     const pos = /position (\d+)/.exec(e instanceof Error ? e.message : '')?.[1];
@@ -212,6 +214,8 @@ async function readJsonFile(io: CliIo, file: string, what: string): Promise<unkn
       details: { fields: [{ field: '(file)', message: `not valid JSON${where}` }] },
     });
   }
+  refuseNul(value, `${what} file ${file}`);
+  return value;
 }
 
 function lineColumn(text: string, pos: number): string {

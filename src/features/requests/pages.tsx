@@ -2,6 +2,7 @@ import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { isMailintakeError, MailintakeError } from '../../kernel/errors.js';
 import { REPLY_FORM_MAX_BYTES } from '../../kernel/limits.js';
+import { withoutNulChars } from '../../kernel/nul.js';
 import type { MailboxesService } from '../mailboxes/service.js';
 import type { PortalsService } from '../portals/service.js';
 import {
@@ -199,13 +200,18 @@ export function mountRequestsPages(ui: ConsoleApp, kit: ConsoleKit, deps: Reques
       const requestId = await visible(user, c.req.param('id'));
       const all = await c.req.parseBody({ all: true });
       const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : v === undefined ? [] : [v]);
+      // `form` is cleaned of NUL by the kit; what parseBody gives here again is cleaned the same way
       const typed: ReplyTyped = {
         to: form.to ?? '',
-        cc: list(all.cc).filter((v): v is string => typeof v === 'string'),
+        cc: list(all.cc)
+          .filter((v): v is string => typeof v === 'string')
+          .map(withoutNulChars),
         ccExtra: form.ccExtra ?? '',
         bcc: form.bcc ?? '',
         text: form.text ?? '',
-        forwardAttachments: list(all.forwardAttachment).filter((v): v is string => typeof v === 'string'),
+        forwardAttachments: list(all.forwardAttachment)
+          .filter((v): v is string => typeof v === 'string')
+          .map(withoutNulChars),
       };
       const forward = form.action === 'forward';
       const files = list(all.attachments).filter(
@@ -219,7 +225,7 @@ export function mountRequestsPages(ui: ConsoleApp, kit: ConsoleKit, deps: Reques
           text: typed.text,
           attachments: await Promise.all(
             files.map(async (f) => ({
-              filename: f.name,
+              filename: withoutNulChars(f.name),
               contentType: f.type || 'application/octet-stream',
               content: Buffer.from(await f.arrayBuffer()),
             })),

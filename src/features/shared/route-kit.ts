@@ -4,6 +4,7 @@ import type { Context } from 'hono';
 import type { BlankEnv } from 'hono/types';
 import { ERROR_HELP, type ErrorCode, MailintakeError } from '../../kernel/errors.js';
 import { MAX_PAGE } from '../../kernel/limits.js';
+import { refuseNul } from '../../kernel/nul.js';
 import { invalidSettings, plainFields } from '../../kernel/plain-issues.js';
 import { secretsIn } from '../../kernel/secrets.js';
 
@@ -259,14 +260,18 @@ export async function readJson(c: Context, opts: { optional?: boolean } = {}): P
       details: { fields: [{ field: '(body)', message: 'a JSON body is required' }] },
     });
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (e) {
     const where = jsonErrorPosition(text, e);
     throw new MailintakeError('INVALID_JSON', `the request body is not valid JSON: ${where}`, {
       details: { fields: [{ field: '(body)', message: `not valid JSON (${where})` }] },
     });
   }
+  // refused here, naming the field, rather than by PostgreSQL where it would be stored (kernel/nul.ts)
+  refuseNul(value, 'request body');
+  return value;
 }
 
 /** Where JSON.parse stopped, as "line L, column C" (V8 says "position N"; the text around it is not repeated). */

@@ -17,6 +17,7 @@ import { SetPasswordForm, SignInForm, UserList } from '../../features/users/page
 import { withActor } from '../../kernel/actor.js';
 import { isMailintakeError, MailintakeError } from '../../kernel/errors.js';
 import { CONSOLE_MAX_FORM_BYTES, PASSWORD_MIN_CHARS, SESSION_MAX_AGE_MS } from '../../kernel/limits.js';
+import { withoutNulChars } from '../../kernel/nul.js';
 import { ErrorContent, Layout } from './layout.js';
 import { mountFeaturePages } from './pages.js';
 import {
@@ -137,7 +138,10 @@ export function consoleApp(services: Services): Hono<BlankEnv> {
         if (c.req.method === 'POST') {
           const body = await c.req.parseBody();
           form = Object.fromEntries(
-            Object.entries(body).filter((e): e is [string, string] => typeof e[1] === 'string'),
+            Object.entries(body)
+              .filter((e): e is [string, string] => typeof e[1] === 'string')
+              // a crafted form's NUL would be refused by PostgreSQL where it is stored (kernel/nul.ts)
+              .map(([k, v]) => [k, withoutNulChars(v)]),
           );
           // before a session exists the token is the double-submit cookie's; after, the session's
           const expected = access === 'public' ? getCookie(c, LOGIN_CSRF_COOKIE) : user?.csrf;
