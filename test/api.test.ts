@@ -259,6 +259,25 @@ describe('list filters (generated from the documented query parameters)', () => 
     ]);
   });
 
+  it('answers 400 naming the parameter for a NUL in any documented query parameter; a NUL in the path names nothing (404)', async () => {
+    for (const { path, query } of lists) {
+      for (const q of query) {
+        const res = await call('GET', `${path}?${encodeURIComponent(q.name)}=a%00b`);
+        expect(res.status, `${path}?${q.name}`).toBe(400);
+        expect(res.json(), `${path}?${q.name}`).toMatchObject({
+          error: 'INVALID_SETTINGS',
+          details: { fields: [{ field: q.name, message: 'contains a NUL character (U+0000); remove it' }] },
+        });
+      }
+    }
+    const path = await call('GET', '/api/v1/mailboxes/a%00b');
+    expect(path.status).toBe(404);
+    expect(path.json()).toMatchObject({
+      error: 'NOT_FOUND',
+      message: 'nothing here is named with a NUL character (U+0000)',
+    });
+  });
+
   it('answers a filter naming nothing that exists with an error, never an empty page', async () => {
     let filters = 0;
     for (const { path, query } of lists) {

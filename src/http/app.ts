@@ -106,6 +106,7 @@ export function createApi(services: Services, opts: ApiOptions = {}): Api {
   const app = new OpenAPIHono<BlankEnv>({ defaultHook: inputHook });
   useSecurityHeaders(app);
   useAuthentication(app, services);
+  refuseNulInUrl(app);
 
   registerErrorComponents(app);
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
@@ -189,6 +190,29 @@ function useAuthentication(app: OpenAPIHono, services: Services): void {
       ? reply(c, next)
       : small(c, next),
   );
+}
+
+/**
+ * A NUL in a query parameter (`?requester=%00`) is refused naming it, and one in the path is not found, before
+ * any route reads it:
+ * PostgreSQL refuses NUL in a query's text, which would answer as if the store were down (kernel/nul.ts has the
+ * same rule for bodies).
+ */
+function refuseNulInUrl(app: Api): void {
+  const message = 'contains a NUL character (U+0000); remove it';
+  app.use('*', async (c, next) => {
+    const url = new URL(c.req.url);
+    // nothing is named with a NUL, so no such item (every route with a name or id in its path declares 404)
+    if (/%00/i.test(url.pathname)) {
+      throw new MailintakeError('NOT_FOUND', 'nothing here is named with a NUL character (U+0000)');
+    }
+    for (const [key, value] of url.searchParams) {
+      if (key.includes('\u0000') || value.includes('\u0000')) {
+        throw invalid([{ field: key.replaceAll('\u0000', '\\u0000'), message }]);
+      }
+    }
+    await next();
+  });
 }
 
 /** A coded error as its status and `{ error, message, details }` (secrets of the request cut out); else 500. */
