@@ -261,7 +261,8 @@ describe('list filters (generated from the documented query parameters)', () => 
 
   it('answers 400 naming the parameter for a NUL in any documented query parameter; a NUL in the path names nothing (404)', async () => {
     for (const { path, query } of lists) {
-      for (const q of query) {
+      // q, the full-text search, takes any text as words, NUL included (requests-work.test.ts)
+      for (const q of query.filter((x) => x.name !== 'q')) {
         const res = await call('GET', `${path}?${encodeURIComponent(q.name)}=a%00b`);
         expect(res.status, `${path}?${q.name}`).toBe(400);
         expect(res.json(), `${path}?${q.name}`).toMatchObject({
